@@ -1,0 +1,232 @@
+//! The admin HTTP server (loopback by default): health, metrics, push,
+//! presence, kick and drain.
+//!
+//! It runs on its own thread with blocking sockets, one request per
+//! connection (`Connection: close`), requests handled in turn: admin traffic
+//! is an operator's, never a client's. Request heads are capped at 16 KiB and
+//! bodies at 1 MiB; a client that stalls is cut off after 5 s.
+//!
+//! | method | path | answer |
+//! | --- | --- | --- |
+//! | GET | `/healthz` | 200 `ok`, or 503 `draining` |
+//! | GET | `/metrics` | Prometheus text |
+//! | POST | `/push` | body `{"user"|"room": name, "text": s | "payload_b64": b}`; 200 `{"accepted":true,"msg_id":..}` |
+//! | GET | `/presence/{user}` | 200 `{"user","online","connections":[{conn_id,shard,device,transport}]}` |
+//! | POST | `/kick/{user}` | 200 `{"kicked": n}` |
+//! | POST | `/drain` | 202 `{"draining":true}` |
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::control::{Control, Target};
+
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_BODY: usize = 1024 * 1024;
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves admin requests on `listener` from a new thread.
+pub fn spawn(listener: TcpListener, control: Control) -> std::io::Result<()> {
+    std::thread::Builder::new().name("admin".into()).spawn(move || {
+        for stream in listener.incoming() {
+            match stream {
+                Ok(s) => serve(s, &control),
+                Err(e) => tracing::warn!("admin accept failed: {e}"),
+            }
+        }
+    })?;
+    Ok(())
+}
+
+struct Response {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+}
+
+fn reply(status: u16, body: serde_json::Value) -> Response {
+    Response { status, content_type: "application/json", body: body.to_string() + "\n" }
+}
+
+fn error(status: u16, message: &str) -> Response {
+    reply(status, json!({ "error": message }))
+}
+
+fn serve(mut stream: TcpStream, control: &Control) {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    let response = match read_request(&mut stream) {
+        Ok((method, path, body)) => route(control, &method, &path, &body),
+        Err(r) => r,
+    };
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        response.status,
+        reason(response.status),
+        response.content_type,
+        response.body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(response.body.as_bytes());
+}
+
+fn read_request(stream: &mut TcpStream) -> Result<(String, String, Vec<u8>), Response> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).map_err(|_| error(408, "request not received in time"))?;
+        if n == 0 {
+            return Err(error(400, "connection closed before a full request"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf) {
+            Ok(httparse::Status::Complete(head_len)) => {
+                let length = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if length > MAX_BODY {
+                    return Err(error(413, "body over 1 MiB"));
+                }
+                let method = req.method.unwrap_or("").to_owned();
+                let path = req.path.unwrap_or("/").to_owned();
+                let mut body = buf.split_off(head_len);
+                while body.len() < length {
+                    let n = stream.read(&mut chunk).map_err(|_| error(408, "body not received in time"))?;
+                    if n == 0 {
+                        return Err(error(400, "body shorter than Content-Length"));
+                    }
+                    body.extend_from_slice(&chunk[..n]);
+                }
+                body.truncate(length);
+                return Ok((method, path, body));
+            }
+            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => continue,
+            Ok(httparse::Status::Partial) => return Err(error(431, "request head over 16 KiB")),
+            Err(e) => return Err(error(400, &format!("bad request: {e}"))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushBody {
+    user: Option<String>,
+    room: Option<String>,
+    text: Option<String>,
+    payload_b64: Option<String>,
+}
+
+fn route(control: &Control, method: &str, path: &str, body: &[u8]) -> Response {
+    let path = path.split('?').next().unwrap_or(path);
+    match (method, path) {
+        ("GET", "/healthz") if control.is_draining() => {
+            Response { status: 503, content_type: "text/plain", body: "draining\n".into() }
+        }
+        ("GET", "/healthz") => Response { status: 200, content_type: "text/plain", body: "ok\n".into() },
+        ("GET", "/metrics") => Response {
+            status: 200,
+            content_type: "text/plain; version=0.0.4",
+            body: control.metrics(),
+        },
+        ("POST", "/push") => push(control, body),
+        ("POST", "/drain") => {
+            control.drain();
+            reply(202, json!({ "draining": true }))
+        }
+        ("GET", p) if p.starts_with("/presence/") => with_user(p, "/presence/", |user| {
+            control.presence(user).map(|entries| {
+                let conns: Vec<_> = entries
+                    .iter()
+                    .map(|e| json!({ "conn_id": e.conn_id, "shard": e.shard, "device": &*e.device, "transport": e.wire.transport() }))
+                    .collect();
+                reply(200, json!({ "user": user, "online": !conns.is_empty(), "connections": conns }))
+            })
+        }),
+        ("POST", p) if p.starts_with("/kick/") => {
+            with_user(p, "/kick/", |user| control.kick(user).map(|n| reply(200, json!({ "kicked": n }))))
+        }
+        (_, "/healthz" | "/metrics" | "/push" | "/drain") => error(405, "method not allowed"),
+        _ => error(404, "not found"),
+    }
+}
+
+fn with_user(
+    path: &str,
+    prefix: &str,
+    f: impl FnOnce(&str) -> Result<Response, crate::control::ControlError>,
+) -> Response {
+    let user = percent_decode(&path[prefix.len()..]);
+    if user.is_empty() || user.contains('/') {
+        return error(400, "expected a user id after the prefix");
+    }
+    f(&user).unwrap_or_else(|e| error(503, &e.to_string()))
+}
+
+fn push(control: &Control, body: &[u8]) -> Response {
+    let req: PushBody = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return error(400, &format!("bad JSON: {e}")),
+    };
+    let target = match (req.user, req.room) {
+        (Some(u), None) if !u.is_empty() => Target::User(u),
+        (None, Some(r)) if !r.is_empty() => Target::Room(r),
+        _ => return error(400, "give exactly one of user or room"),
+    };
+    let payload = match (req.text, req.payload_b64) {
+        (Some(t), None) => t.into_bytes(),
+        (None, Some(b)) => match base64::engine::general_purpose::STANDARD.decode(b) {
+            Ok(p) => p,
+            Err(e) => return error(400, &format!("bad payload_b64: {e}")),
+        },
+        _ => return error(400, "give exactly one of text or payload_b64"),
+    };
+    if payload.len() > control.node().config.limits.max_frame_bytes - 256 {
+        return error(413, "payload over the node's frame limit");
+    }
+    match control.push(target, payload) {
+        Ok(msg_id) => reply(200, json!({ "accepted": true, "msg_id": msg_id })),
+        Err(e) => error(503, &e.to_string()),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}

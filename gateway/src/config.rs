@@ -1,0 +1,405 @@
+//! Gateway configuration: a TOML file plus command-line flags that override
+//! it. The doc comment of every field below is the operator's reference.
+//!
+//! `gateway` with no arguments runs a single node on loopback with the
+//! defaults shown here (and a development JWT secret, loudly logged).
+//!
+//! Invariants: [`load`] returns only a validated [`Config`]: every limit is
+//! positive, every timeout fits comfortably in an `Instant` addition (at most
+//! one day), `send_queue_bytes` can hold at least one maximal frame, and at
+//! most one JWT key is configured. Errors are one line an operator can act on.
+
+mod cli;
+mod error;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::{KeySource, Verifier};
+pub use cli::{parse_ttl, Cli, Command, RunArgs};
+pub use error::ConfigError;
+
+/// HMAC secret used when no key is configured. Anyone can mint tokens for
+/// it: development only; the binary logs a loud warning when it is in use.
+pub const DEV_SECRET: &str = "gateway-dev-secret-do-not-use-in-production";
+
+/// Longest timeout or deadline accepted, in milliseconds (one day).
+pub const MAX_TIMEOUT_MS: u64 = 86_400_000;
+/// Largest `limits.max_frame_bytes` accepted (16 MiB).
+pub const MAX_FRAME_BYTES: usize = 16 << 20;
+/// Largest `shards` accepted.
+pub const MAX_SHARDS: usize = 1024;
+
+/// Which monoio driver each shard runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// io_uring, falling back to epoll (with a log line) where io_uring is
+    /// refused, e.g. under a container seccomp profile.
+    #[default]
+    Auto,
+    /// io_uring only; a shard that cannot build its ring fails to start.
+    Uring,
+    /// The legacy epoll driver only.
+    Legacy,
+}
+
+impl std::fmt::Display for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Driver::Auto => "auto",
+            Driver::Uring => "uring",
+            Driver::Legacy => "legacy",
+        })
+    }
+}
+
+/// The whole configuration. In TOML, the top-level keys come first, then the
+/// `[auth]`, `[limits]` and `[drain]` sections. Unknown keys are errors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This node's id in the registry and in logs: ASCII letters, digits and
+    /// `-_.:`, at most 128 bytes. Default: `"node-"` + the hostname, or
+    /// `"node-1"` if the hostname is unavailable or unsuitable.
+    pub node_id: String,
+    /// WebSocket listener (clients connect to `/ws`). Default `127.0.0.1:8080`.
+    pub ws_listen: SocketAddr,
+    /// Raw TCP listener (length-prefixed frames). Default `127.0.0.1:8081`.
+    pub tcp_listen: SocketAddr,
+    /// Admin HTTP listener (metrics, health, push, drain). Keep it off public
+    /// networks. Default `127.0.0.1:8082`.
+    pub admin_listen: SocketAddr,
+    /// Number of shards (threads with their own runtime and listeners);
+    /// `0` means one per available CPU, see [`Config::shard_count`]. At most
+    /// 1024. Default `0`.
+    pub shards: usize,
+    /// Runtime driver: `auto`, `uring` or `legacy`. Default `auto`.
+    pub driver: Driver,
+    /// Pin shard `i` to CPU `i % cpus`. Default `true`.
+    pub pin_shards: bool,
+    /// Timing-wheel tick in milliseconds: the granularity of every
+    /// deadline (handshake, heartbeat, token expiry, retransmit), 1 to 1000.
+    /// Default `50`.
+    pub timer_tick_ms: u64,
+    /// `[auth]`: how client tokens are verified.
+    pub auth: AuthConfig,
+    /// `[limits]`: per-connection limits.
+    pub limits: Limits,
+    /// `[drain]`: graceful shutdown.
+    pub drain: DrainConfig,
+}
+
+/// `[auth]`: the JWT verification key. Set at most one of the two; with
+/// neither, the node uses [`DEV_SECRET`] and warns.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Shared HMAC secret (tokens signed HS256/HS384/HS512). Default: unset.
+    pub jwt_secret: Option<String>,
+    /// PEM file with an RSA (RS*/PS*) or EC (ES256/ES384) public key. A
+    /// relative path in the config file is relative to that file's directory.
+    /// Default: unset.
+    pub jwt_public_key: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field("jwt_public_key", &self.jwt_public_key)
+            .finish()
+    }
+}
+
+/// `[limits]`: what one connection may use. Every value must be positive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest frame accepted from or sent to a client, in bytes; a client
+    /// frame above it closes the connection. At most 16 MiB. Default `65536`.
+    pub max_frame_bytes: usize,
+    /// Time from TCP accept to an authenticated session, in ms; covers the
+    /// WebSocket upgrade and the auth frame. At most one day. Default `10000`.
+    pub handshake_timeout_ms: u64,
+    /// Heartbeat interval told to clients, in ms. Default `25000`.
+    pub heartbeat_interval_ms: u32,
+    /// A connection with no frame from the client for this long is closed,
+    /// in ms. Must exceed `heartbeat_interval_ms`; at most one day.
+    /// Default `60000`.
+    pub heartbeat_timeout_ms: u64,
+    /// Slow-consumer cap: bytes queued for one connection before it is
+    /// closed. At least `max_frame_bytes + 16`. Default `262144`.
+    pub send_queue_bytes: usize,
+    /// Rooms one connection may join at once. Default `64`.
+    pub max_rooms_per_conn: usize,
+    /// Longest user, room or device name, in bytes (at most 1024).
+    /// Default `128`.
+    pub max_name_bytes: usize,
+    /// Largest WebSocket upgrade request (headers included), in bytes,
+    /// 1024 to 1048576. Default `8192`.
+    pub max_handshake_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 65_536,
+            handshake_timeout_ms: 10_000,
+            heartbeat_interval_ms: 25_000,
+            heartbeat_timeout_ms: 60_000,
+            send_queue_bytes: 262_144,
+            max_rooms_per_conn: 64,
+            max_name_bytes: 128,
+            max_handshake_bytes: 8192,
+        }
+    }
+}
+
+impl Limits {
+    /// `handshake_timeout_ms` as a `Duration`.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    /// `heartbeat_interval_ms` as a `Duration`.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.heartbeat_interval_ms))
+    }
+
+    /// `heartbeat_timeout_ms` as a `Duration`.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_timeout_ms)
+    }
+}
+
+/// `[drain]`: what happens on SIGTERM or an admin drain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrainConfig {
+    /// After go-away is sent, how long to wait for clients to leave before
+    /// closing the rest and exiting, in ms (at most one day). Default `30000`.
+    pub deadline_ms: u64,
+    /// Reconnect hint sent in go-away, in ms: clients should wait about this
+    /// long (plus jitter) before reconnecting elsewhere. Default `1000`.
+    pub reconnect_after_ms: u32,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        DrainConfig {
+            deadline_ms: 30_000,
+            reconnect_after_ms: 1_000,
+        }
+    }
+}
+
+impl DrainConfig {
+    /// `deadline_ms` as a `Duration`.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+
+    /// `reconnect_after_ms` as a `Duration`.
+    pub fn reconnect_after(&self) -> Duration {
+        Duration::from_millis(u64::from(self.reconnect_after_ms))
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        Config {
+            node_id: default_node_id(),
+            ws_listen: loopback(8080),
+            tcp_listen: loopback(8081),
+            admin_listen: loopback(8082),
+            shards: 0,
+            driver: Driver::Auto,
+            pin_shards: true,
+            timer_tick_ms: 50,
+            auth: AuthConfig::default(),
+            limits: Limits::default(),
+            drain: DrainConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text; `path` is only used in error messages and to
+    /// resolve a relative `auth.jwt_public_key`. Does not validate.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::parse(path, text, &e))?;
+        if let Some(key) = config.auth.jwt_public_key.take() {
+            let dir = path.parent().unwrap_or(Path::new(""));
+            config.auth.jwt_public_key = Some(dir.join(key));
+        }
+        Ok(config)
+    }
+
+    /// Reads and parses a TOML file. Does not validate.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// The number of shards to run: `shards`, or with `0` the CPUs this
+    /// process may use (affinity and cgroup quota respected; 1 if unknown).
+    pub fn shard_count(&self) -> usize {
+        match self.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// `timer_tick_ms` as a `Duration`.
+    pub fn timer_tick(&self) -> Duration {
+        Duration::from_millis(self.timer_tick_ms)
+    }
+
+    /// The JWT key to verify with, reading the public key file if one is
+    /// configured, and whether it is [`DEV_SECRET`] (the caller warns).
+    pub fn key_source(&self) -> Result<(KeySource, bool), ConfigError> {
+        match (&self.auth.jwt_secret, &self.auth.jwt_public_key) {
+            (Some(_), Some(_)) => Err(ConfigError::ConflictingKeys),
+            (Some(secret), None) if secret.is_empty() => Err(ConfigError::EmptySecret),
+            (Some(secret), None) => Ok((KeySource::Secret(secret.as_bytes().to_vec()), false)),
+            (None, Some(path)) => match std::fs::read(path) {
+                Ok(pem) => Ok((KeySource::PublicKeyPem(pem), false)),
+                Err(source) => Err(ConfigError::ReadKey {
+                    path: path.clone(),
+                    source,
+                }),
+            },
+            (None, None) => Ok((KeySource::Secret(DEV_SECRET.as_bytes().to_vec()), true)),
+        }
+    }
+
+    /// Builds the token verifier from [`Config::key_source`] and
+    /// `limits.max_name_bytes`; the flag is true for [`DEV_SECRET`].
+    pub fn verifier(&self) -> Result<(Verifier, bool), ConfigError> {
+        let (source, dev) = self.key_source()?;
+        let verifier = Verifier::new(source).map_err(|source| ConfigError::Key {
+            path: self.auth.jwt_public_key.clone().unwrap_or_default(),
+            source,
+        })?;
+        Ok((verifier.with_max_name_bytes(self.limits.max_name_bytes), dev))
+    }
+
+    /// Checks every rule in the module header; the first violation is
+    /// returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let node_ok = !self.node_id.is_empty()
+            && self.node_id.len() <= 128
+            && self.node_id.bytes().all(is_node_id_byte);
+        check(
+            node_ok,
+            "node_id",
+            &self.node_id,
+            "must be 1-128 ASCII letters, digits or -_.:",
+        )?;
+        let listeners = [
+            ("ws_listen", self.ws_listen),
+            ("tcp_listen", self.tcp_listen),
+            ("admin_listen", self.admin_listen),
+        ];
+        for (i, (name, addr)) in listeners.iter().enumerate() {
+            for (other, other_addr) in &listeners[i + 1..] {
+                if addr.port() != 0 && addr == other_addr {
+                    return Err(ConfigError::invalid(name, addr, format!("same as {other}")));
+                }
+            }
+        }
+        let shards = self.shards;
+        check(shards <= MAX_SHARDS, "shards", shards, "must be at most 1024")?;
+        let tick = self.timer_tick_ms;
+        check((1..=1000).contains(&tick), "timer_tick_ms", tick, "must be 1 to 1000")?;
+
+        let l = &self.limits;
+        let frame = l.max_frame_bytes;
+        let frame_ok = (1..=MAX_FRAME_BYTES).contains(&frame);
+        check(frame_ok, "limits.max_frame_bytes", frame, "must be 1 to 16777216")?;
+        let ms_ok = |v: u64| (1..=MAX_TIMEOUT_MS).contains(&v);
+        let ms_reason = "must be 1 to 86400000 (one day)";
+        let hs = l.handshake_timeout_ms;
+        check(ms_ok(hs), "limits.handshake_timeout_ms", hs, ms_reason)?;
+        let hb = l.heartbeat_interval_ms;
+        check(hb > 0, "limits.heartbeat_interval_ms", hb, "must be positive")?;
+        let hbt = l.heartbeat_timeout_ms;
+        check(ms_ok(hbt), "limits.heartbeat_timeout_ms", hbt, ms_reason)?;
+        if hbt <= u64::from(hb) {
+            let reason = format!("must exceed limits.heartbeat_interval_ms ({hb})");
+            return Err(ConfigError::invalid("limits.heartbeat_timeout_ms", hbt, reason));
+        }
+        let min_queue = frame.saturating_add(16);
+        if l.send_queue_bytes < min_queue {
+            let reason = format!("must be at least limits.max_frame_bytes + 16 ({min_queue})");
+            let value = l.send_queue_bytes;
+            return Err(ConfigError::invalid("limits.send_queue_bytes", value, reason));
+        }
+        let rooms = l.max_rooms_per_conn;
+        check(rooms > 0, "limits.max_rooms_per_conn", rooms, "must be positive")?;
+        let names = l.max_name_bytes;
+        let names_ok = (1..=1024).contains(&names);
+        check(names_ok, "limits.max_name_bytes", names, "must be 1 to 1024")?;
+        let hsb = l.max_handshake_bytes;
+        let hsb_ok = (1024..=1 << 20).contains(&hsb);
+        check(hsb_ok, "limits.max_handshake_bytes", hsb, "must be 1024 to 1048576")?;
+
+        let dl = self.drain.deadline_ms;
+        let dl_ok = dl <= MAX_TIMEOUT_MS;
+        check(dl_ok, "drain.deadline_ms", dl, "must be at most 86400000 (one day)")?;
+
+        match (&self.auth.jwt_secret, &self.auth.jwt_public_key) {
+            (Some(_), Some(_)) => Err(ConfigError::ConflictingKeys),
+            (Some(secret), None) if secret.is_empty() => Err(ConfigError::EmptySecret),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Reads the config file named by `--config` (if any), applies the other
+/// flags over it, and validates the result.
+pub fn load(args: &RunArgs) -> Result<Config, ConfigError> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    args.apply(&mut config);
+    config.validate()?;
+    Ok(config)
+}
+
+fn check(ok: bool, key: &'static str, value: impl ToString, reason: &str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(key, value, reason.to_owned()))
+    }
+}
+
+fn is_node_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
+}
+
+/// `"node-" + hostname` when the hostname is a valid id, else `"node-1"`.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let host = host.trim();
+    if !host.is_empty() && host.len() <= 64 && host.bytes().all(is_node_id_byte) {
+        format!("node-{host}")
+    } else {
+        "node-1".to_owned()
+    }
+}

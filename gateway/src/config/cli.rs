@@ -1,0 +1,182 @@
+//! Command-line flags. Every flag overrides the matching config-file
+//! setting; flags are accepted before or after the subcommand.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Config, ConfigError, Driver};
+
+/// `gateway [FLAGS] [COMMAND]`: with no command, runs the gateway.
+#[derive(Debug, clap::Parser)]
+#[command(name = "gateway", version, about = "io_uring connection gateway for chat and IM systems")]
+pub struct Cli {
+    /// What to do instead of running the gateway.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Config file and overrides.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Print a token this node's config accepts (HS256 only)
+    Token {
+        /// User id (the token's `sub`)
+        #[arg(long)]
+        user: String,
+        /// Device id (the token's `device` claim)
+        #[arg(long)]
+        device: Option<String>,
+        /// Lifetime, e.g. 30s, 15m, 1h, 2d (or combined: 1h30m)
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: Duration,
+    },
+}
+
+/// The config file and the flags that override its settings.
+#[derive(Clone, Default, clap::Args)]
+pub struct RunArgs {
+    /// TOML config file; flags override its settings
+    #[arg(long, value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+    /// WebSocket listen address (ws_listen)
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub ws_listen: Option<SocketAddr>,
+    /// Raw TCP listen address (tcp_listen)
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub tcp_listen: Option<SocketAddr>,
+    /// Admin HTTP listen address (admin_listen)
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Number of shards, 0 = one per CPU (shards)
+    #[arg(long, value_name = "N", global = true)]
+    pub shards: Option<usize>,
+    /// Runtime driver (driver)
+    #[arg(long, value_enum, global = true)]
+    pub driver: Option<Driver>,
+    /// HMAC secret for client JWTs (auth.jwt_secret); visible in `ps`, prefer the config file
+    #[arg(long, value_name = "SECRET", global = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM public key file for client JWTs (auth.jwt_public_key)
+    #[arg(long, value_name = "PATH", global = true)]
+    pub jwt_public_key: Option<PathBuf>,
+    /// This node's id (node_id)
+    #[arg(long, value_name = "ID", global = true)]
+    pub node_id: Option<String>,
+    /// Largest frame in bytes (limits.max_frame_bytes)
+    #[arg(long, value_name = "BYTES", global = true)]
+    pub max_frame_bytes: Option<usize>,
+    /// Slow-consumer cap per connection in bytes (limits.send_queue_bytes)
+    #[arg(long, value_name = "BYTES", global = true)]
+    pub send_queue_bytes: Option<usize>,
+    /// Accept-to-authenticated deadline in ms (limits.handshake_timeout_ms)
+    #[arg(long, value_name = "MS", global = true)]
+    pub handshake_timeout_ms: Option<u64>,
+    /// Close after this long without a client frame, in ms (limits.heartbeat_timeout_ms)
+    #[arg(long, value_name = "MS", global = true)]
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// Drain deadline in ms (drain.deadline_ms)
+    #[arg(long, value_name = "MS", global = true)]
+    pub drain_deadline_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for RunArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunArgs")
+            .field("config", &self.config)
+            .field("ws_listen", &self.ws_listen)
+            .field("tcp_listen", &self.tcp_listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("shards", &self.shards)
+            .field("driver", &self.driver)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field("jwt_public_key", &self.jwt_public_key)
+            .field("node_id", &self.node_id)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("send_queue_bytes", &self.send_queue_bytes)
+            .field("handshake_timeout_ms", &self.handshake_timeout_ms)
+            .field("heartbeat_timeout_ms", &self.heartbeat_timeout_ms)
+            .field("drain_deadline_ms", &self.drain_deadline_ms)
+            .finish()
+    }
+}
+
+impl RunArgs {
+    /// Writes every flag that was given over `config`. A key flag
+    /// (`--jwt-secret` or `--jwt-public-key`) replaces the file's whole key
+    /// choice, so a flag secret overrides a file public key and vice versa.
+    pub fn apply(&self, config: &mut Config) {
+        fn set<T: Clone>(flag: &Option<T>, field: &mut T) {
+            if let Some(v) = flag {
+                *field = v.clone();
+            }
+        }
+        set(&self.node_id, &mut config.node_id);
+        set(&self.ws_listen, &mut config.ws_listen);
+        set(&self.tcp_listen, &mut config.tcp_listen);
+        set(&self.admin_listen, &mut config.admin_listen);
+        set(&self.shards, &mut config.shards);
+        set(&self.driver, &mut config.driver);
+        if self.jwt_secret.is_some() || self.jwt_public_key.is_some() {
+            config.auth.jwt_secret = self.jwt_secret.clone();
+            config.auth.jwt_public_key = self.jwt_public_key.clone();
+        }
+        let limits = &mut config.limits;
+        set(&self.max_frame_bytes, &mut limits.max_frame_bytes);
+        set(&self.send_queue_bytes, &mut limits.send_queue_bytes);
+        set(&self.handshake_timeout_ms, &mut limits.handshake_timeout_ms);
+        set(&self.heartbeat_timeout_ms, &mut limits.heartbeat_timeout_ms);
+        set(&self.drain_deadline_ms, &mut config.drain.deadline_ms);
+    }
+}
+
+/// Longest duration [`parse_ttl`] accepts (ten years).
+const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// Parses a duration such as `30s`, `15m`, `1h`, `2d`, `500ms` or a sum of
+/// them (`1h30m`). Zero, a bare number and anything above ten years are
+/// refused.
+pub fn parse_ttl(text: &str) -> Result<Duration, ConfigError> {
+    let err = |reason| ConfigError::Duration {
+        value: text.to_owned(),
+        reason,
+    };
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(err("empty"));
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(err("expected a number"));
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| err("number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit_ms: u64 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "" => return Err(err("missing unit")),
+            _ => return Err(err("unknown unit")),
+        };
+        rest = &rest[unit_len..];
+        let part = number.checked_mul(unit_ms).ok_or_else(|| err("too long"))?;
+        total = total
+            .checked_add(Duration::from_millis(part))
+            .ok_or_else(|| err("too long"))?;
+    }
+    if total.is_zero() {
+        return Err(err("must be greater than zero"));
+    }
+    if total > MAX_TTL {
+        return Err(err("too long (at most 3650d)"));
+    }
+    Ok(total)
+}

@@ -1,0 +1,121 @@
+//! The operator's side of a node: push, presence, kick and drain, as messages
+//! into the shards' inboxes. Used by the admin HTTP server and the signal
+//! thread; safe to call from any non-shard thread (it may block briefly).
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use proto::v1::{server_frame::Frame, Deliver, Qos, ServerFrame};
+
+use crate::mesh::{PresenceEntry, ShardMsg};
+use crate::node::Node;
+use crate::outbound::Outbound;
+
+/// How long an admin call waits for a full inbox or a shard's reply.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why an operator's request could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// A shard's inbox stayed full or it did not answer in time.
+    #[error("node overloaded: a shard did not take the request in time")]
+    Overloaded,
+}
+
+/// Where a pushed message goes.
+pub enum Target {
+    /// Every connection of a user.
+    User(String),
+    /// Every member of a room.
+    Room(String),
+}
+
+/// A handle on a running node for operator actions.
+#[derive(Clone)]
+pub struct Control {
+    node: Arc<Node>,
+}
+
+impl Control {
+    /// Wraps a node.
+    pub fn new(node: Arc<Node>) -> Control {
+        Control { node }
+    }
+
+    /// The node's configuration and counters.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Pushes a QoS 0 message to a user or room; returns its message id.
+    pub fn push(&self, target: Target, payload: Vec<u8>) -> Result<String, ControlError> {
+        let n = self.node.admin_msgs.fetch_add(1, Ordering::Relaxed);
+        let msg_id = format!("{}-admin-{n}", self.node.config.node_id);
+        let (name, room) = match &target {
+            Target::User(u) => (u.as_str(), String::new()),
+            Target::Room(r) => (r.as_str(), r.clone()),
+        };
+        let deliver = Deliver {
+            seq: 0,
+            msg_id: msg_id.clone(),
+            from: String::new(),
+            room,
+            qos: Qos::AtMostOnce as i32,
+            payload: payload.into(),
+            timestamp_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        };
+        let msg = Outbound::new(ServerFrame { frame: Some(Frame::Deliver(deliver)) });
+        let owner = self.node.mesh.owner(name);
+        let name: Arc<str> = Arc::from(name);
+        let routed = match target {
+            Target::User(_) => ShardMsg::ToUser { user: name, msg },
+            Target::Room(_) => ShardMsg::ToRoom { room: name, msg },
+        };
+        self.push_msg(owner, routed)?;
+        Ok(msg_id)
+    }
+
+    /// Every connection of `user` on this node.
+    pub fn presence(&self, user: &str) -> Result<Vec<PresenceEntry>, ControlError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let owner = self.node.mesh.owner(user);
+        self.push_msg(owner, ShardMsg::Presence { user: Arc::from(user), reply: tx })?;
+        rx.recv_timeout(TIMEOUT).map_err(|_| ControlError::Overloaded)
+    }
+
+    /// Sends go-away(KICKED) to every connection of `user`; returns how many.
+    pub fn kick(&self, user: &str) -> Result<usize, ControlError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let owner = self.node.mesh.owner(user);
+        self.push_msg(owner, ShardMsg::Kick { user: Arc::from(user), reply: Some(tx) })?;
+        rx.recv_timeout(TIMEOUT).map_err(|_| ControlError::Overloaded)
+    }
+
+    /// Starts draining every shard (idempotent).
+    pub fn drain(&self) {
+        if self.node.draining.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for shard in 0..self.node.mesh.len() {
+            // Drain must not be lost to a full inbox: wait as long as it takes.
+            let mut msg = ShardMsg::Drain;
+            while let Err(back) = self.node.mesh.push_blocking(shard, msg, TIMEOUT) {
+                msg = back;
+            }
+        }
+    }
+
+    /// True once drain has begun.
+    pub fn is_draining(&self) -> bool {
+        self.node.draining.load(Ordering::SeqCst)
+    }
+
+    /// Prometheus text of every shard's counters.
+    pub fn metrics(&self) -> String {
+        crate::metrics::render(&self.node.stats, self.is_draining())
+    }
+
+    fn push_msg(&self, to: usize, msg: ShardMsg) -> Result<(), ControlError> {
+        self.node.mesh.push_blocking(to, msg, TIMEOUT).map_err(|_| ControlError::Overloaded)
+    }
+}

@@ -1,0 +1,47 @@
+//! `gateway`: runs a node, or prints a token the node accepts.
+use std::process::ExitCode;
+
+use clap::Parser;
+use gateway::config::{self, Cli, Command};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match config::load(&cli.run) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gateway: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Some(Command::Token { user, device, ttl }) => print_token(&config, &user, device.as_deref(), ttl),
+        None => gateway::node::run(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_token(config: &config::Config, user: &str, device: Option<&str>, ttl: std::time::Duration) -> anyhow::Result<()> {
+    match config.key_source()? {
+        (gateway::auth::KeySource::Secret(secret), _) => {
+            println!("{}", gateway::auth::mint_hs256(&secret, user, device, ttl)?);
+            Ok(())
+        }
+        _ => anyhow::bail!("`gateway token` needs an HS256 secret; with a public key the backend mints tokens"),
+    }
+}

@@ -1,0 +1,131 @@
+//! A node: the shards, the admin thread and the signal thread, started in the
+//! right order and stopped by drain.
+//!
+//! Start-up order matters because every shard unshares its fd table: the
+//! mesh eventfds and the port-resolving probes are created first (so every
+//! table has them), then the shards start and bind their own listeners, then
+//! the probes are closed and the admin listener is bound. The node prints one
+//! `ready ...` line on stdout when it accepts connections.
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::auth::Verifier;
+use crate::config::Config;
+use crate::control::Control;
+use crate::mesh::Mesh;
+use crate::metrics::ShardStats;
+use crate::{admin, shard, sys};
+
+/// Messages each shard inbox holds before senders back off.
+const INBOX_CAPACITY: usize = 16 * 1024;
+/// How long shards may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every thread of the node shares.
+pub struct Node {
+    /// The configuration in force.
+    pub config: Config,
+    /// Verifies client tokens.
+    pub verifier: Verifier,
+    /// The shards' inboxes.
+    pub mesh: Mesh,
+    /// Per-shard counters.
+    pub stats: Vec<Arc<ShardStats>>,
+    /// WebSocket address every shard listens on (port resolved).
+    pub ws_addr: SocketAddr,
+    /// Raw TCP address every shard listens on (port resolved).
+    pub tcp_addr: SocketAddr,
+    /// True once drain has begun.
+    pub draining: AtomicBool,
+    /// Counter for ids of messages pushed through the admin API.
+    pub admin_msgs: AtomicU64,
+}
+
+/// Runs a node until it has drained.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let (key, dev_secret) = config.key_source()?;
+    if dev_secret {
+        tracing::warn!(
+            "NO JWT KEY CONFIGURED: using the public development secret; anyone can mint tokens. \
+             Set auth.jwt_secret or auth.jwt_public_key before exposing this node."
+        );
+    }
+    let verifier = Verifier::new(key).context("invalid JWT key")?;
+    let shards = config.shard_count();
+    let (ws_addr, ws_probe) = resolve(config.ws_listen).with_context(|| format!("cannot listen on {} (WebSocket)", config.ws_listen))?;
+    let (tcp_addr, tcp_probe) = resolve(config.tcp_listen).with_context(|| format!("cannot listen on {} (TCP)", config.tcp_listen))?;
+    let node = Arc::new(Node {
+        verifier,
+        mesh: Mesh::new(shards, INBOX_CAPACITY).context("cannot create shard inboxes")?,
+        stats: (0..shards).map(|_| Arc::new(ShardStats::default())).collect(),
+        ws_addr,
+        tcp_addr,
+        draining: AtomicBool::new(false),
+        admin_msgs: AtomicU64::new(0),
+        config,
+    });
+
+    let probes: Vec<OwnedFd> = [ws_probe, tcp_probe].into_iter().flatten().collect();
+    let inherited: Vec<i32> = probes.iter().map(|p| p.as_raw_fd()).collect();
+    let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+    let mut threads = Vec::with_capacity(shards);
+    for id in 0..shards {
+        threads.push(shard::spawn(node.clone(), id, inherited.clone(), ready_tx.clone()).context("cannot start a shard thread")?);
+    }
+    let mut driver = "";
+    for _ in 0..shards {
+        match ready_rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(d)) => driver = d,
+            Ok(Err(e)) => bail!("{e}"),
+            Err(_) => bail!("shards did not start within {START_TIMEOUT:?}"),
+        }
+    }
+    drop(probes);
+
+    let admin = std::net::TcpListener::bind(node.config.admin_listen)
+        .with_context(|| format!("cannot listen on {} (admin)", node.config.admin_listen))?;
+    let admin_addr = admin.local_addr()?;
+    let control = Control::new(node.clone());
+    admin::spawn(admin, control.clone())?;
+    spawn_signal_thread(control)?;
+
+    tracing::info!(%ws_addr, %tcp_addr, %admin_addr, shards, driver, node = %node.config.node_id, "gateway ready");
+    println!("ready ws={ws_addr} tcp={tcp_addr} admin={admin_addr} shards={shards} driver={driver}");
+
+    for t in threads {
+        let _ = t.join();
+    }
+    tracing::info!("drained: exiting");
+    Ok(())
+}
+
+/// Resolves port 0 with a probe socket that the shards' listeners share.
+fn resolve(addr: SocketAddr) -> std::io::Result<(SocketAddr, Option<OwnedFd>)> {
+    if addr.port() != 0 {
+        return Ok((addr, None));
+    }
+    let (resolved, probe) = sys::bind_probe(addr)?;
+    Ok((resolved, Some(probe)))
+}
+
+/// SIGTERM and SIGINT start a drain; a second SIGINT exits at once.
+fn spawn_signal_thread(control: Control) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("cannot install signal handlers")?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for sig in signals.forever() {
+            if sig == SIGINT && control.is_draining() {
+                tracing::warn!("second interrupt: exiting without drain");
+                std::process::exit(130);
+            }
+            tracing::info!(signal = sig, "draining");
+            control.drain();
+        }
+    })?;
+    Ok(())
+}

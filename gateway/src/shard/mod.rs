@@ -1,0 +1,284 @@
+//! A shard: one thread, one monoio runtime, its own listeners, connections,
+//! timers and routing tables. Nothing here is shared with another thread but
+//! the mesh inboxes and the statistics counters.
+//!
+//! Invariants:
+//! - A connection never leaves the shard that accepted it.
+//! - No `RefCell` borrow is held across an `.await` or across a call into
+//!   another method that borrows the same cell.
+//! - An idle connection holds no read or write buffer: `Conn::out` is a
+//!   pooled buffer only while bytes wait to be written.
+mod conn;
+mod inbox;
+mod outbox;
+mod reader;
+mod rooms;
+mod run;
+mod session;
+pub mod signal;
+pub mod tables;
+mod timers;
+
+use std::cell::{Cell, RefCell};
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::Instant;
+
+use proto::v1::{server_frame::Frame, ErrorCode, GoAway, GoAwayReason, ServerFrame};
+use slab::Slab;
+
+use crate::metrics::ShardStats;
+use crate::node::Node;
+use crate::outbound::{Outbound, Wire};
+use crate::wheel::{TimerKey, TimingWheel};
+
+pub use run::spawn;
+use signal::{Flag, Notify};
+use tables::{ConnKey, Tables};
+use timers::Timer;
+
+/// Buffers kept for reuse per shard, and the largest one kept.
+const POOL_BUFFERS: usize = 256;
+const POOL_BUF_MAX: usize = 64 * 1024;
+/// First allocation of a read or write buffer.
+const BUF_INITIAL: usize = 4096;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// WebSocket: waiting for the HTTP upgrade request.
+    Upgrade,
+    /// Waiting for the Auth frame.
+    Auth,
+    /// Authenticated.
+    Open,
+    /// Closing: no more frames are read or queued, pending output drains.
+    Closing,
+}
+
+/// Why the connection task was woken.
+const WAKE_CLOSE: u8 = 1;
+const WAKE_WRITABLE: u8 = 2;
+
+/// One connection's shard-local state.
+pub(crate) struct Conn {
+    fd: RawFd,
+    id: u64,
+    wire: Wire,
+    phase: Phase,
+    user: Option<Arc<str>>,
+    device: Arc<str>,
+    rooms: Vec<Arc<str>>,
+    /// Bytes waiting to be written (a pooled buffer, or empty and unallocated).
+    out: Vec<u8>,
+    write_blocked: bool,
+    in_dirty: bool,
+    wake: u8,
+    waker: Option<Waker>,
+    accepted_at: Instant,
+    last_seen: Instant,
+    liveness: Option<TimerKey>,
+    expiry: Option<TimerKey>,
+}
+
+/// The state of one shard, owned by its thread.
+pub(crate) struct Shard {
+    id: usize,
+    node: Arc<Node>,
+    stats: Arc<ShardStats>,
+    conns: RefCell<Slab<Conn>>,
+    tables: RefCell<Tables>,
+    wheel: RefCell<TimingWheel<Timer>>,
+    /// Coarse clock, refreshed every timer tick and on each read.
+    now: Cell<Instant>,
+    dirty: RefCell<Vec<ConnKey>>,
+    flush: Notify,
+    outbox: outbox::Outbox,
+    pool: RefCell<Vec<Vec<u8>>>,
+    /// Set when the shard stops accepting (drain).
+    draining: Flag,
+    /// Set when the shard may exit (drained and empty, or past the deadline).
+    done: Flag,
+    next_id: Cell<u64>,
+}
+
+impl Shard {
+    fn new(id: usize, node: Arc<Node>) -> Shard {
+        let now = Instant::now();
+        let tick = std::time::Duration::from_millis(node.config.timer_tick_ms.max(1));
+        Shard {
+            id,
+            stats: node.stats[id].clone(),
+            conns: RefCell::new(Slab::new()),
+            tables: RefCell::new(Tables::default()),
+            wheel: RefCell::new(TimingWheel::new(tick, now)),
+            now: Cell::new(now),
+            dirty: RefCell::new(Vec::new()),
+            flush: Notify::default(),
+            outbox: outbox::Outbox::new(node.mesh.len()),
+            pool: RefCell::new(Vec::new()),
+            draining: Flag::default(),
+            done: Flag::default(),
+            next_id: Cell::new(1),
+            node,
+        }
+    }
+
+    fn take_buf(&self) -> Vec<u8> {
+        self.pool
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUF_INITIAL))
+    }
+
+    fn put_buf(&self, mut buf: Vec<u8>) {
+        if buf.capacity() == 0 || buf.capacity() > POOL_BUF_MAX {
+            return;
+        }
+        let mut pool = self.pool.borrow_mut();
+        if pool.len() < POOL_BUFFERS {
+            buf.clear();
+            pool.push(buf);
+        }
+    }
+
+    /// Appends bytes to a connection's pending output, applying the
+    /// slow-consumer policy: past `send_queue_bytes` the connection gets an
+    /// error frame (beyond the cap) and is closed. False when it was closed.
+    fn queue_bytes(&self, key: ConnKey, c: &mut Conn, bytes: &[u8]) -> bool {
+        if c.phase == Phase::Closing {
+            return false;
+        }
+        if c.out.len() + bytes.len() > self.node.config.limits.send_queue_bytes {
+            ShardStats::inc(&self.stats.slow_consumer_closes);
+            let err = error_frame(ErrorCode::SlowConsumer, "send queue full: closing", true);
+            self.stats.error(ErrorCode::SlowConsumer);
+            self.close_locked(key, c, Some(&err));
+            return false;
+        }
+        if c.out.capacity() == 0 {
+            c.out = self.take_buf();
+        }
+        c.out.extend_from_slice(bytes);
+        ShardStats::inc(&self.stats.frames_out);
+        self.mark_dirty(key, c);
+        true
+    }
+
+    fn mark_dirty(&self, key: ConnKey, c: &mut Conn) {
+        if !c.in_dirty && !c.write_blocked {
+            c.in_dirty = true;
+            let mut dirty = self.dirty.borrow_mut();
+            if dirty.is_empty() {
+                self.flush.notify();
+            }
+            dirty.push(key);
+        }
+    }
+
+    /// Encodes and queues one frame for one connection.
+    fn send_frame(&self, key: ConnKey, frame: &ServerFrame) {
+        let mut conns = self.conns.borrow_mut();
+        if let Some(c) = conns.get_mut(key) {
+            self.send_frame_locked(key, c, frame);
+        }
+    }
+
+    fn send_frame_locked(&self, key: ConnKey, c: &mut Conn, frame: &ServerFrame) {
+        let mut bytes = Vec::new();
+        c.wire.encode(frame, &mut bytes);
+        self.queue_bytes(key, c, &bytes);
+    }
+
+    /// Queues a shared message for one connection.
+    fn deliver(&self, key: ConnKey, msg: &Outbound) {
+        let mut conns = self.conns.borrow_mut();
+        if let Some(c) = conns.get_mut(key) {
+            if c.phase == Phase::Open && self.queue_bytes(key, c, msg.bytes(c.wire)) {
+                ShardStats::inc(&self.stats.deliveries);
+            }
+        }
+    }
+
+    /// Starts closing a connection: queues `last` (error or go-away, beyond
+    /// the send-queue cap), then wakes its task to flush, half-close and
+    /// linger until the client closes.
+    fn close(&self, key: ConnKey, last: Option<&ServerFrame>) {
+        let mut conns = self.conns.borrow_mut();
+        if let Some(c) = conns.get_mut(key) {
+            self.close_locked(key, c, last);
+        }
+    }
+
+    fn close_locked(&self, key: ConnKey, c: &mut Conn, last: Option<&ServerFrame>) {
+        if c.phase == Phase::Closing {
+            return;
+        }
+        if let Some(frame) = last {
+            if c.out.capacity() == 0 {
+                c.out = self.take_buf();
+            }
+            c.wire.encode(frame, &mut c.out);
+            ShardStats::inc(&self.stats.frames_out);
+            if let Some(Frame::GoAway(g)) = &frame.frame {
+                self.stats.go_away(g.reason());
+            }
+        }
+        if c.wire != Wire::Tcp && c.phase != Phase::Upgrade {
+            let code = match last.and_then(|f| f.frame.as_ref()) {
+                Some(Frame::Error(e)) if e.code() == ErrorCode::FrameTooLarge => 1009,
+                Some(Frame::Error(_)) => 1008,
+                Some(Frame::GoAway(_)) => 1001,
+                _ => 1000,
+            };
+            proto::ws::encode_close(code, "", None, &mut c.out);
+        }
+        c.phase = Phase::Closing;
+        self.mark_dirty(key, c);
+        c.wake |= WAKE_CLOSE;
+        if let Some(w) = c.waker.take() {
+            w.wake();
+        }
+    }
+
+    fn next_conn_id(&self) -> u64 {
+        let n = self.next_id.get();
+        self.next_id.set(n + 1);
+        // Shard in the top 16 bits: unique on the node without coordination.
+        ((self.id as u64) << 48) | n
+    }
+
+    fn message_id(&self) -> String {
+        let n = self.next_id.get();
+        self.next_id.set(n + 1);
+        format!("{}-{}-{n}", self.node.config.node_id, self.id)
+    }
+
+    fn conn_count(&self) -> usize {
+        self.conns.borrow().len()
+    }
+}
+
+/// An error frame.
+pub(crate) fn error_frame(code: ErrorCode, message: &str, fatal: bool) -> ServerFrame {
+    ServerFrame {
+        frame: Some(Frame::Error(proto::v1::Error {
+            code: code as i32,
+            message: message.to_owned(),
+            fatal,
+        })),
+    }
+}
+
+/// A go-away frame.
+pub(crate) fn go_away_frame(reason: GoAwayReason, message: &str, reconnect_after_ms: u32) -> ServerFrame {
+    ServerFrame {
+        frame: Some(Frame::GoAway(GoAway {
+            reason: reason as i32,
+            message: message.to_owned(),
+            reconnect_after_ms,
+            reconnect_to: String::new(),
+        })),
+    }
+}

@@ -1,0 +1,153 @@
+//! Starting a shard: its thread, fd table, runtime, listeners and tasks; and
+//! stopping it when drained.
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use monoio::net::{ListenerOpts, TcpListener};
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+
+use super::conn::Transport;
+use super::Shard;
+use crate::config::Driver;
+use crate::node::Node;
+use crate::sys;
+
+/// io_uring submission queue entries per shard.
+const RING_ENTRIES: u32 = 4096;
+/// Listen backlog per shard listener.
+const BACKLOG: i32 = 4096;
+/// Extra time after the drain deadline for forced closes to finish.
+const FORCE_CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+/// What a shard reports once it is listening (or why it could not start).
+pub type Ready = Result<&'static str, String>;
+
+static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Starts shard `id` on its own thread. `inherited` are descriptors of the
+/// parent's table the shard must close in its private copy.
+pub fn spawn(node: Arc<Node>, id: usize, inherited: Vec<RawFd>, ready: Sender<Ready>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("shard-{id}"))
+        .spawn(move || {
+            if let Err(e) = sys::block_shutdown_signals().and_then(|()| sys::unshare_files()) {
+                let _ = ready.send(Err(format!("shard {id}: unshare(CLONE_FILES) failed: {e}")));
+                return;
+            }
+            for fd in inherited {
+                sys::close(fd);
+            }
+            if node.config.pin_shards {
+                let _ = sys::pin_to_cpu(id % sys::online_cpus());
+            }
+            run(node, id, ready);
+        })
+}
+
+fn run(node: Arc<Node>, id: usize, ready: Sender<Ready>) {
+    let want = node.config.driver;
+    if want != Driver::Legacy {
+        match RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(RING_ENTRIES)
+            .enable_timer()
+            .build()
+        {
+            Ok(mut rt) => return rt.block_on(main(node, id, ready, "uring")),
+            Err(e) if want == Driver::Uring => {
+                let _ = ready.send(Err(format!("shard {id}: io_uring unavailable: {e}")));
+                return;
+            }
+            Err(e) => {
+                if !FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("io_uring refused ({e}): using the legacy epoll driver");
+                }
+            }
+        }
+    }
+    match RuntimeBuilder::<LegacyDriver>::new().enable_timer().build() {
+        Ok(mut rt) => rt.block_on(main(node, id, ready, "legacy")),
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: cannot start a runtime: {e}")));
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(BACKLOG);
+    TcpListener::bind_with_config(addr, &opts)
+}
+
+async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static str) {
+    let listeners = bind(node.ws_addr).map_err(|e| format!("cannot listen on {} (WebSocket): {e}", node.ws_addr))
+        .and_then(|ws| {
+            bind(node.tcp_addr)
+                .map(|tcp| (ws, tcp))
+                .map_err(|e| format!("cannot listen on {} (TCP): {e}", node.tcp_addr))
+        });
+    let (ws, tcp) = match listeners {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let shard = Rc::new(Shard::new(id, node.clone()));
+    monoio::spawn(shard.clone().accept_loop(ws, Transport::WebSocket));
+    monoio::spawn(shard.clone().accept_loop(tcp, Transport::Tcp));
+    monoio::spawn(shard.clone().inbox_task());
+    monoio::spawn(shard.clone().flusher_task());
+    monoio::spawn(shard.clone().ticker_task());
+    monoio::spawn(shard.clone().outbox_task());
+    let _ = ready.send(Ok(driver));
+
+    shard.draining.wait().await;
+    let deadline = Duration::from_millis(node.config.drain.deadline_ms);
+    if monoio::time::timeout(deadline, shard.done.wait()).await.is_err() {
+        let left = shard.conn_count();
+        tracing::warn!(shard = id, left, "drain deadline passed: closing remaining connections");
+        let keys: Vec<usize> = shard.conns.borrow().iter().map(|(k, _)| k).collect();
+        for key in keys {
+            shard.close(key, None);
+        }
+        let _ = monoio::time::timeout(FORCE_CLOSE_GRACE, shard.done.wait()).await;
+    }
+}
+
+impl Shard {
+    async fn accept_loop(self: Rc<Self>, listener: TcpListener, transport: Transport) {
+        loop {
+            let accepted = monoio::select! {
+                r = listener.accept() => r,
+                _ = self.draining.wait() => return,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    monoio::spawn(self.clone().serve(stream, transport));
+                }
+                Err(e) => {
+                    // Out of descriptors or memory: back off instead of spinning.
+                    tracing::warn!(shard = self.id, "accept failed: {e}");
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    /// Writes every connection with pending output, once each per round.
+    async fn flusher_task(self: Rc<Self>) {
+        let mut batch = Vec::new();
+        loop {
+            self.flush.notified().await;
+            std::mem::swap(&mut batch, &mut *self.dirty.borrow_mut());
+            for key in batch.drain(..) {
+                self.flush_conn(key);
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Single-threaded wake-up primitives for tasks of one shard.
+//!
+//! Shard state is not `Send`; these are `Cell`s, not atomics. `Notify` wakes
+//! one waiting task and is consumed by it (edge); `Flag` is set once and wakes
+//! every waiter (level), as drain does.
+use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+/// Wakes one task; a notify before the wait is remembered.
+#[derive(Default)]
+pub struct Notify {
+    pending: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Notify {
+    /// Records a notification and wakes the waiter, if any.
+    pub fn notify(&self) {
+        self.pending.set(true);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Waits for a notification and consumes it.
+    pub async fn notified(&self) {
+        poll_fn(|cx| {
+            if self.pending.replace(false) {
+                Poll::Ready(())
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// A one-way switch that wakes every waiter when set.
+#[derive(Default)]
+pub struct Flag {
+    set: Cell<bool>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl Flag {
+    /// Sets the flag and wakes all waiters.
+    pub fn set(&self) {
+        self.set.set(true);
+        for w in self.wakers.take() {
+            w.wake();
+        }
+    }
+
+    /// True once set.
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
+    /// Waits until the flag is set.
+    pub async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.set.get() {
+                Poll::Ready(())
+            } else {
+                let mut wakers = self.wakers.borrow_mut();
+                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Lets the other tasks of the shard run once.
+pub fn yield_now() -> impl Future<Output = ()> {
+    struct Yield(bool);
+    impl Future for Yield {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                Poll::Ready(())
+            } else {
+                self.0 = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+    Yield(false)
+}

@@ -1,0 +1,107 @@
+//! Every timer a shard runs, in one enum, driven by one ticker task over the
+//! shard's timing wheel: no per-connection OS timer or sleeping task.
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use proto::v1::{ErrorCode, GoAwayReason};
+
+use super::tables::ConnKey;
+use super::{error_frame, go_away_frame, Phase, Shard};
+
+/// What a timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimerKind {
+    /// Upgrade plus authentication must finish by then.
+    Handshake,
+    /// Close if nothing arrived for the heartbeat timeout.
+    Heartbeat,
+    /// The token's `exp`: go away.
+    TokenExpiry,
+}
+
+/// A timer of one connection; `conn_id` guards against slab key reuse.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timer {
+    key: ConnKey,
+    conn_id: u64,
+    kind: TimerKind,
+}
+
+impl Shard {
+    /// Schedules a timer for a connection.
+    pub(super) fn schedule(&self, key: ConnKey, conn_id: u64, kind: TimerKind, at: Instant) -> crate::wheel::TimerKey {
+        self.wheel.borrow_mut().insert(at, Timer { key, conn_id, kind })
+    }
+
+    /// Cancels a timer (a fired or unknown key is a no-op).
+    pub(super) fn cancel(&self, key: Option<crate::wheel::TimerKey>) {
+        if let Some(k) = key {
+            self.wheel.borrow_mut().cancel(k);
+        }
+    }
+
+    /// Advances the wheel every tick and acts on what expired.
+    pub(super) async fn ticker_task(self: Rc<Self>) {
+        let tick = Duration::from_millis(self.node.config.timer_tick_ms.max(1));
+        let mut expired = Vec::new();
+        loop {
+            monoio::time::sleep(tick).await;
+            let now = Instant::now();
+            self.now.set(now);
+            self.wheel.borrow_mut().advance(now, &mut expired);
+            for timer in expired.drain(..) {
+                self.fire(timer, now);
+            }
+        }
+    }
+
+    fn fire(&self, t: Timer, now: Instant) {
+        let limits = &self.node.config.limits;
+        let action = {
+            let mut conns = self.conns.borrow_mut();
+            let Some(c) = conns.get_mut(t.key).filter(|c| c.id == t.conn_id) else {
+                return;
+            };
+            match t.kind {
+                TimerKind::Handshake => {
+                    c.liveness = None;
+                    (c.phase != Phase::Open && c.phase != Phase::Closing).then_some(t.kind)
+                }
+                TimerKind::Heartbeat => {
+                    let due = c.last_seen + Duration::from_millis(limits.heartbeat_timeout_ms);
+                    if due <= now {
+                        c.liveness = None;
+                        Some(t.kind)
+                    } else {
+                        c.liveness = Some(self.wheel.borrow_mut().insert(due, t));
+                        None
+                    }
+                }
+                TimerKind::TokenExpiry => {
+                    c.expiry = None;
+                    Some(t.kind)
+                }
+            }
+        };
+        let last = match action {
+            None => return,
+            Some(TimerKind::Handshake) if self.phase(t.key) == Some(Phase::Upgrade) => {
+                self.reject_upgrade(t.key, 408, "no upgrade request in time");
+                return;
+            }
+            Some(TimerKind::Handshake) => {
+                self.stats.error(ErrorCode::AuthTimeout);
+                error_frame(ErrorCode::AuthTimeout, "not authenticated in time", true)
+            }
+            Some(TimerKind::Heartbeat) => go_away_frame(
+                GoAwayReason::HeartbeatTimeout,
+                "no heartbeat within the timeout",
+                0,
+            ),
+            Some(TimerKind::TokenExpiry) => {
+                go_away_frame(GoAwayReason::TokenExpired, "token expired: renew and reconnect", 0)
+            }
+        };
+        self.close(t.key, Some(&last));
+    }
+}

@@ -1,0 +1,362 @@
+//! A blocking test client for both client transports: WebSocket (tungstenite
+//! over a std `TcpStream`) and raw TCP with length-prefixed frames.
+//!
+//! Every read and write has the socket timeout `IO_TIMEOUT`; a timeout panics
+//! with what was being waited for. Frames read while waiting for a specific
+//! one are kept, in order, and returned by later reads.
+
+use super::{frames::*, user_token, Gateway, IO_TIMEOUT};
+use proto::v1::{AuthOk, ServerFrame};
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Instant;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::client::Response;
+use tungstenite::{HandshakeError, Message, WebSocket};
+
+/// Which port and encoding a client speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Ws(Encoding),
+    Tcp,
+}
+
+/// A WebSocket client of the proto subprotocol.
+pub const WS: Transport = Transport::Ws(Encoding::Proto);
+/// A WebSocket client of the JSON subprotocol.
+pub const WS_JSON: Transport = Transport::Ws(Encoding::Json);
+/// A raw TCP client.
+pub const TCP: Transport = Transport::Tcp;
+
+/// What a client observed next.
+#[derive(Debug)]
+pub enum Event {
+    Frame(Frame),
+    /// The connection ended; the WebSocket close code if one was sent.
+    Closed(Option<u16>),
+}
+
+enum Conn {
+    Ws(Box<WebSocket<TcpStream>>),
+    Tcp(TcpStream, Vec<u8>),
+}
+
+pub struct Client {
+    conn: Conn,
+    enc: Encoding,
+    stash: VecDeque<Frame>,
+    /// The AuthOk this connection got, once authenticated.
+    pub auth: AuthOk,
+}
+
+fn timed(stream: TcpStream) -> TcpStream {
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Opens a WebSocket to `ws://addr{target}` with extra request headers.
+/// Returns the HTTP error response (e.g. 401) as `Err`.
+pub fn upgrade(
+    addr: SocketAddr,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Result<(WebSocket<TcpStream>, Response), tungstenite::Error> {
+    let mut req = format!("ws://{addr}{target}").into_client_request()?;
+    for (name, value) in headers {
+        let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        req.headers_mut().insert(name, value.parse().unwrap());
+    }
+    let stream = timed(TcpStream::connect(addr).expect("connect to the ws port"));
+    tungstenite::client(req, stream).map_err(|e| match e {
+        HandshakeError::Failure(e) => e,
+        HandshakeError::Interrupted(_) => panic!("WebSocket handshake timed out"),
+    })
+}
+
+impl Client {
+    /// Wraps an upgraded WebSocket; not yet authenticated.
+    pub fn from_ws(ws: WebSocket<TcpStream>, enc: Encoding) -> Client {
+        Client::new(Conn::Ws(Box::new(ws)), enc)
+    }
+
+    /// Wraps a connected TCP stream to the tcp port; not yet authenticated.
+    pub fn from_tcp(stream: TcpStream) -> Client {
+        Client::new(Conn::Tcp(timed(stream), Vec::new()), Encoding::Proto)
+    }
+
+    fn new(conn: Conn, enc: Encoding) -> Client {
+        let auth = AuthOk::default();
+        Client { conn, enc, stash: VecDeque::new(), auth }
+    }
+
+    /// Sends one frame in this connection's encoding.
+    pub fn send(&mut self, f: &proto::v1::ClientFrame) {
+        let bytes = encode_client(f, self.enc);
+        match self.enc {
+            Encoding::Proto => self.send_bytes(&bytes),
+            Encoding::Json => self.send_text(std::str::from_utf8(&bytes).unwrap()),
+        }
+    }
+
+    /// Sends raw bytes: one binary message (WS), or a length-prefixed frame
+    /// (TCP).
+    pub fn send_bytes(&mut self, payload: &[u8]) {
+        match &mut self.conn {
+            Conn::Ws(ws) => ws.send(Message::binary(payload.to_vec())).expect("ws send"),
+            Conn::Tcp(s, _) => s.write_all(&length_prefixed(payload)).expect("tcp send"),
+        }
+    }
+
+    /// Writes bytes to the TCP socket exactly as given (no length prefix).
+    pub fn send_raw_tcp(&mut self, bytes: &[u8]) {
+        let Conn::Tcp(s, _) = &mut self.conn else { panic!("not a TCP client") };
+        s.write_all(bytes).expect("tcp write");
+    }
+
+    /// Sends one text message (WS only).
+    pub fn send_text(&mut self, text: &str) {
+        let Conn::Ws(ws) = &mut self.conn else { panic!("not a WebSocket client") };
+        ws.send(Message::text(text.to_owned())).expect("ws send text");
+    }
+
+    /// The next frame or the end of the connection.
+    pub fn next_event(&mut self) -> Event {
+        if let Some(f) = self.stash.pop_front() {
+            return Event::Frame(f);
+        }
+        self.read_event()
+    }
+
+    fn read_event(&mut self) -> Event {
+        let enc = self.enc;
+        let frame = match &mut self.conn {
+            Conn::Ws(ws) => loop {
+                match ws.read() {
+                    Ok(Message::Binary(b)) => {
+                        assert_eq!(enc, Encoding::Proto, "binary message on a JSON connection");
+                        break decode_server(&b, enc);
+                    }
+                    Ok(Message::Text(t)) => {
+                        assert_eq!(enc, Encoding::Json, "text message on a proto connection");
+                        break decode_server(t.as_bytes(), enc);
+                    }
+                    Ok(Message::Close(c)) => return Event::Closed(c.map(|c| c.code.into())),
+                    Ok(_) => continue,
+                    Err(e) => return ws_end(e),
+                }
+            },
+            Conn::Tcp(s, buf) => loop {
+                match proto::frame::decode(buf, 64 << 20) {
+                    Ok(Some((n, payload))) => {
+                        let f = decode_server(payload, enc);
+                        buf.drain(..n);
+                        break f;
+                    }
+                    Ok(None) => {}
+                    Err(e) => panic!("server sent a bad length prefix: {e}"),
+                }
+                let mut chunk = [0u8; 16 << 10];
+                match s.read(&mut chunk) {
+                    Ok(0) => {
+                        assert!(buf.is_empty(), "connection closed inside a frame");
+                        return Event::Closed(None);
+                    }
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) => return io_end(e),
+                }
+            },
+        };
+        match frame {
+            Some(ServerFrame { frame: Some(f) }) => Event::Frame(f),
+            other => panic!("server sent an undecodable or empty frame: {other:?}"),
+        }
+    }
+
+    /// The next frame; panics if the connection ends first.
+    #[track_caller]
+    pub fn recv(&mut self) -> Frame {
+        match self.next_event() {
+            Event::Frame(f) => f,
+            Event::Closed(code) => panic!("connection closed (code {code:?}) awaiting a frame"),
+        }
+    }
+
+    /// The first frame matching `pred`; frames before it are kept for later.
+    #[track_caller]
+    pub fn recv_matching(&mut self, what: &str, pred: impl Fn(&Frame) -> bool) -> Frame {
+        if let Some(i) = self.stash.iter().position(&pred) {
+            return self.stash.remove(i).unwrap();
+        }
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            assert!(Instant::now() < deadline, "no {what} within {IO_TIMEOUT:?}");
+            match self.read_event() {
+                Event::Frame(f) if pred(&f) => return f,
+                Event::Frame(f) => self.stash.push_back(f),
+                Event::Closed(code) => panic!("connection closed ({code:?}) awaiting {what}"),
+            }
+        }
+    }
+
+    /// Asserts the next event is the end of the connection; returns the
+    /// close code.
+    #[track_caller]
+    pub fn expect_closed(&mut self) -> Option<u16> {
+        match self.next_event() {
+            Event::Closed(code) => code,
+            Event::Frame(f) => panic!("expected the connection to close, got {f:?}"),
+        }
+    }
+
+    /// Pings and asserts the matching Pong is the next frame.
+    #[track_caller]
+    pub fn ping(&mut self, nonce: u64) {
+        self.send(&ping(nonce));
+        assert_eq!(self.pong().nonce, nonce);
+    }
+
+    /// Sends a room join and waits for RoomJoined.
+    #[track_caller]
+    pub fn join(&mut self, room: &str) {
+        self.send(&join(room));
+        assert_eq!(self.joined().room, room);
+    }
+
+    /// The SendResult for `client_msg_id`, wherever it is among the frames.
+    #[track_caller]
+    pub fn result_for(&mut self, client_msg_id: &str) -> proto::v1::SendResult {
+        let f = self.recv_matching("SendResult", |f| {
+            matches!(f, Frame::SendResult(r) if r.client_msg_id == client_msg_id)
+        });
+        let Frame::SendResult(r) = f else { unreachable!() };
+        r
+    }
+
+    /// The next Deliver, wherever it is among the frames.
+    #[track_caller]
+    pub fn any_deliver(&mut self) -> proto::v1::Deliver {
+        let Frame::Deliver(d) = self.recv_matching("Deliver", |f| matches!(f, Frame::Deliver(_)))
+        else {
+            unreachable!()
+        };
+        d
+    }
+}
+
+macro_rules! expect_methods {
+    ($($method:ident => $variant:ident($ty:ty)),+ $(,)?) => {
+        impl Client {
+            $(
+                #[doc = concat!("Asserts the next frame is ", stringify!($variant), ".")]
+                #[track_caller]
+                pub fn $method(&mut self) -> $ty {
+                    match self.recv() {
+                        Frame::$variant(x) => x,
+                        other => panic!("expected {}, got {other:?}", stringify!($variant)),
+                    }
+                }
+            )+
+        }
+    };
+}
+
+expect_methods! {
+    auth_ok => AuthOk(AuthOk),
+    pong => Pong(proto::v1::Pong),
+    deliver => Deliver(proto::v1::Deliver),
+    send_result => SendResult(proto::v1::SendResult),
+    error => Error(proto::v1::Error),
+    go_away => GoAway(proto::v1::GoAway),
+    joined => Joined(proto::v1::RoomJoined),
+    left => Left(proto::v1::RoomLeft),
+}
+
+#[track_caller]
+fn io_end(e: std::io::Error) -> Event {
+    match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            panic!("no frame within {IO_TIMEOUT:?}")
+        }
+        ErrorKind::UnexpectedEof
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::BrokenPipe => Event::Closed(None),
+        _ => panic!("read error: {e}"),
+    }
+}
+
+#[track_caller]
+fn ws_end(e: tungstenite::Error) -> Event {
+    use tungstenite::error::{Error, ProtocolError};
+    match e {
+        Error::ConnectionClosed
+        | Error::AlreadyClosed
+        | Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Event::Closed(None),
+        Error::Io(e) => io_end(e),
+        e => panic!("WebSocket error: {e}"),
+    }
+}
+
+impl Gateway {
+    /// Connects `user`/`device` and waits for AuthOk: WebSocket with the
+    /// token in the Authorization header, or TCP with an Auth first frame.
+    #[track_caller]
+    pub fn connect(&self, t: Transport, user: &str, device: &str) -> Client {
+        let token = user_token(user, device);
+        let mut c = match t {
+            Transport::Ws(enc) => {
+                let proto = match enc {
+                    Encoding::Proto => SUBPROTOCOL_PROTO,
+                    Encoding::Json => SUBPROTOCOL_JSON,
+                };
+                let bearer = format!("Bearer {token}");
+                let headers = [("authorization", &*bearer), ("sec-websocket-protocol", proto)];
+                let (ws, _) = upgrade(self.ws, "/ws", &headers).expect("ws upgrade");
+                Client::from_ws(ws, enc)
+            }
+            Transport::Tcp => {
+                let mut c = Client::from_tcp(TcpStream::connect(self.tcp).expect("connect tcp"));
+                c.send(&auth(&token, ""));
+                c
+            }
+        };
+        c.auth = c.auth_ok();
+        self.check_auth(&c.auth, user, device);
+        c
+    }
+
+    /// Asserts an AuthOk is for `user`/`device` on one of this node's shards.
+    #[track_caller]
+    pub fn check_auth(&self, a: &AuthOk, user: &str, device: &str) {
+        assert_eq!((a.user.as_str(), a.device.as_str()), (user, device), "{a:?}");
+        assert!(a.shard < self.shards, "shard out of range: {a:?}");
+        assert!(a.heartbeat_ms > 0, "no heartbeat interval: {a:?}");
+    }
+
+    /// Connects until the kernel puts the connection on `shard`.
+    #[track_caller]
+    pub fn connect_on_shard(&self, t: Transport, user: &str, device: &str, shard: u32) -> Client {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            let c = self.connect(t, user, device);
+            if c.auth.shard == shard {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "never got a connection on shard {shard}");
+        }
+    }
+
+    /// Asserts that every shard still accepts, authenticates and answers
+    /// pings, on both transports.
+    #[track_caller]
+    pub fn assert_shards_serve(&self) {
+        for shard in 0..self.shards {
+            for t in [WS, TCP] {
+                self.connect_on_shard(t, "prober", "probe", shard).ping(shard as u64 + 1);
+            }
+        }
+    }
+}

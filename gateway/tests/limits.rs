@@ -1,0 +1,138 @@
+//! Resource limits: the per-connection send-queue cap (slow consumers are
+//! closed, never buffered without bound and never allowed to stall others)
+//! and the per-connection room limit.
+
+mod common;
+
+use common::*;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::FromRawFd;
+
+driver_tests!(slow_consumer_is_closed, too_many_rooms);
+
+/// Connects with a 4 KiB receive buffer (set before connect, so the kernel's
+/// autotuning cannot grow it): the gateway's output backs up quickly.
+fn connect_small_rcvbuf(addr: SocketAddr) -> TcpStream {
+    let SocketAddr::V4(v4) = addr else { panic!("IPv4 loopback expected") };
+    // SAFETY: plain socket calls on a descriptor we create and then hand to
+    // `TcpStream`, which owns (and closes) it from here on; every pointer
+    // passed points at a live local of the size passed with it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let size: libc::c_int = 4096;
+        let rc = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(
+            fd,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+        stream
+    }
+}
+
+fn slow_consumer_is_closed(driver: Driver) {
+    const PAYLOAD: usize = 16 << 10;
+    const TOTAL: usize = 20 << 20;
+    const BATCH: usize = 32;
+    let gw = Gateway::start(driver, &["--send-queue-bytes", "65536"]);
+    let mut victim = Client::from_tcp(connect_small_rcvbuf(gw.tcp));
+    victim.send(&auth(&user_token("victim", "slow"), ""));
+    victim.auth = victim.auth_ok();
+    let shard = victim.auth.shard;
+    let mut bystander = gw.connect_on_shard(WS, "bystander", "phone", shard);
+    let mut sender = gw.connect(WS, "sender", "phone");
+    let closes = "gateway_slow_consumer_closes_total";
+    assert_eq!(metric(&gw.metrics(), closes), Some(0.0));
+
+    // The victim reads nothing from here on. The sender reads every
+    // SendResult batch by batch, so it is never a slow consumer itself and
+    // each batch proves it is not blocked.
+    let payload = vec![0x5a; PAYLOAD];
+    let mut sent = 0;
+    'flood: while sent < TOTAL {
+        for round in 0..8 {
+            let ids: Vec<String> = (0..BATCH).map(|i| format!("f{sent}-{round}-{i}")).collect();
+            for id in &ids {
+                sender.send(&to_user("victim", id, &payload));
+            }
+            for id in &ids {
+                assert!(sender.result_for(id).accepted, "send {id} refused");
+            }
+            sent += BATCH * PAYLOAD;
+        }
+        if metric(&gw.metrics(), closes).unwrap_or(0.0) >= 1.0 {
+            break 'flood;
+        }
+    }
+    gw.wait_metric(closes, |v| v >= 1.0);
+
+    // The victim gets what was already in flight, then the end.
+    loop {
+        match victim.next_event() {
+            Event::Frame(Frame::Deliver(d)) => assert_eq!(d.payload.len(), PAYLOAD),
+            Event::Frame(Frame::Error(e)) => assert_error(&e, ErrorCode::SlowConsumer, true),
+            Event::Frame(f) => panic!("unexpected frame for the slow consumer: {f:?}"),
+            Event::Closed(_) => break,
+        }
+    }
+    // Its shard and the sender carry on.
+    bystander.ping(1);
+    let r = {
+        sender.send(&to_user("bystander", "after", b"still here"));
+        sender.result_for("after")
+    };
+    assert!(r.accepted, "{r:?}");
+    let d = bystander.deliver();
+    assert_eq!((&d.payload[..], d.msg_id.as_str()), (&b"still here"[..], r.msg_id.as_str()));
+    sender.ping(2);
+    gw.assert_shards_serve();
+}
+
+fn too_many_rooms(driver: Driver) {
+    const CAP: usize = 100_000;
+    let gw = Gateway::start(driver, &[]);
+    let mut c = gw.connect(TCP, "joiner", "laptop");
+    let mut joined = 0;
+    loop {
+        assert!(joined < CAP, "no room limit after {CAP} rooms");
+        c.send(&join(&format!("room-{joined}")));
+        match c.recv() {
+            Frame::Joined(j) => assert_eq!(j.room, format!("room-{joined}")),
+            Frame::Error(e) => {
+                assert_error(&e, ErrorCode::TooManyRooms, false);
+                break;
+            }
+            f => panic!("unexpected answer to JoinRoom: {f:?}"),
+        }
+        joined += 1;
+    }
+    assert!(joined > 0, "not even one room may be joined");
+    // Not fatal: the connection carries on, and leaving makes room.
+    c.ping(1);
+    c.send(&leave("room-0"));
+    assert_eq!(c.left().room, "room-0");
+    c.join("one-more");
+    c.send(&join("one-too-many"));
+    assert_error(&c.error(), ErrorCode::TooManyRooms, false);
+    // Membership of the rooms it holds still works.
+    let mut sender = gw.connect(WS, "sender", "phone");
+    sender.send(&to_room("one-more", "x", b"hi"));
+    assert!(sender.result_for("x").accepted);
+    assert_eq!(c.deliver().room, "one-more");
+}

@@ -1,0 +1,75 @@
+//! Deadlines the gateway enforces on live connections: token expiry, the
+//! handshake (upgrade and Auth) deadline and the heartbeat deadline.
+
+mod common;
+
+use common::*;
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+driver_tests!(token_expiry, handshake_timeout, heartbeat_timeout);
+
+fn token_expiry(driver: Driver) {
+    let gw = Gateway::start(driver, &[]);
+    let t = token("alice", Some("phone"), Duration::from_secs(2));
+    let bearer = format!("Bearer {t}");
+    let (ws, _) = upgrade(gw.ws, "/ws", &[("authorization", &bearer)]).expect("upgrade");
+    let mut tcp = Client::from_tcp(TcpStream::connect(gw.tcp).unwrap());
+    tcp.send(&auth(&t, ""));
+    let mut long_lived = gw.connect(WS, "bob", "phone");
+    for mut c in [Client::from_ws(ws, Encoding::Proto), tcp] {
+        let a = c.auth_ok();
+        gw.check_auth(&a, "alice", "phone");
+        // Reads time out after IO_TIMEOUT: the GoAway must come before.
+        let g = c.go_away();
+        assert_eq!(g.reason(), GoAwayReason::TokenExpired, "{g:?}");
+        assert!(now_secs() >= a.expires_at, "GoAway before expiry: {a:?}");
+        c.expect_closed();
+    }
+    long_lived.ping(1);
+}
+
+/// A connection that never completes its handshake is closed at the
+/// deadline; if anything is said first, it is Error(AUTH_TIMEOUT).
+#[track_caller]
+fn assert_timed_out(c: &mut Client) {
+    match c.next_event() {
+        Event::Frame(Frame::Error(e)) => {
+            assert_error(&e, ErrorCode::AuthTimeout, true);
+            c.expect_closed();
+        }
+        Event::Frame(f) => panic!("unexpected frame before the auth deadline: {f:?}"),
+        Event::Closed(_) => {}
+    }
+}
+
+fn handshake_timeout(driver: Driver) {
+    let gw = Gateway::start(driver, &["--handshake-timeout-ms", "300"]);
+    let started = Instant::now();
+    // Upgraded, but Auth never comes; and a bare TCP connection.
+    let (ws, _) = upgrade(gw.ws, "/ws", &[]).expect("upgrade");
+    assert_timed_out(&mut Client::from_ws(ws, Encoding::Proto));
+    assert_timed_out(&mut Client::from_tcp(TcpStream::connect(gw.tcp).unwrap()));
+    // A connection to the ws port that never sends its upgrade request.
+    let mut idle = TcpStream::connect(gw.ws).unwrap();
+    idle.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut sink = Vec::new();
+    match idle.read_to_end(&mut sink) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("a stalled upgrade was not closed: {e}"),
+    }
+    assert!(started.elapsed() < IO_TIMEOUT, "deadlines of 300 ms took {:?}", started.elapsed());
+    gw.assert_shards_serve();
+}
+
+fn heartbeat_timeout(driver: Driver) {
+    let gw = Gateway::start(driver, &["--heartbeat-timeout-ms", "500"]);
+    for t in [WS, TCP] {
+        let mut c = gw.connect(t, "idle", "phone");
+        let g = c.go_away();
+        assert_eq!(g.reason(), GoAwayReason::HeartbeatTimeout, "{g:?}");
+        c.expect_closed();
+    }
+}
