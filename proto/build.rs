@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = fs::read(&descriptor_path)?;
     pbjson_build::Builder::new()
         .register_descriptors(&descriptors)?
+        .ignore_unknown_fields()
         .build(&[".im.gateway.v1"])?;
     Ok(())
 }

@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
             let payload = &buf[pos + head.header_len..end];
             match asm.push(head, payload) {
                 Ok(Some(Event::Data { payload, .. })) => assert!(payload.len() <= MAX_MESSAGE),
-                Ok(Some(Event::Close { code: Some(c), reason })) => {
+                Ok(Some(Event::Close {
+                    code: Some(c),
+                    reason,
+                })) => {
                     assert!(proto::ws::close_code::is_valid(c));
                     assert!(std::str::from_utf8(reason).is_ok());
                 }

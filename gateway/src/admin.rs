@@ -30,14 +30,16 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves admin requests on `listener` from a new thread.
 pub fn spawn(listener: TcpListener, control: Control) -> std::io::Result<()> {
-    std::thread::Builder::new().name("admin".into()).spawn(move || {
-        for stream in listener.incoming() {
-            match stream {
-                Ok(s) => serve(s, &control),
-                Err(e) => tracing::warn!("admin accept failed: {e}"),
+    std::thread::Builder::new()
+        .name("admin".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                match stream {
+                    Ok(s) => serve(s, &control),
+                    Err(e) => tracing::warn!("admin accept failed: {e}"),
+                }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }
 
@@ -48,7 +50,11 @@ struct Response {
 }
 
 fn reply(status: u16, body: serde_json::Value) -> Response {
-    Response { status, content_type: "application/json", body: body.to_string() + "\n" }
+    Response {
+        status,
+        content_type: "application/json",
+        body: body.to_string() + "\n",
+    }
 }
 
 fn error(status: u16, message: &str) -> Response {
@@ -77,7 +83,9 @@ fn read_request(stream: &mut TcpStream) -> Result<(String, String, Vec<u8>), Res
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
-        let n = stream.read(&mut chunk).map_err(|_| error(408, "request not received in time"))?;
+        let n = stream
+            .read(&mut chunk)
+            .map_err(|_| error(408, "request not received in time"))?;
         if n == 0 {
             return Err(error(400, "connection closed before a full request"));
         }
@@ -90,7 +98,13 @@ fn read_request(stream: &mut TcpStream) -> Result<(String, String, Vec<u8>), Res
                     .headers
                     .iter()
                     .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+                    .and_then(|h| {
+                        std::str::from_utf8(h.value)
+                            .ok()?
+                            .trim()
+                            .parse::<usize>()
+                            .ok()
+                    })
                     .unwrap_or(0);
                 if length > MAX_BODY {
                     return Err(error(413, "body over 1 MiB"));
@@ -99,7 +113,9 @@ fn read_request(stream: &mut TcpStream) -> Result<(String, String, Vec<u8>), Res
                 let path = req.path.unwrap_or("/").to_owned();
                 let mut body = buf.split_off(head_len);
                 while body.len() < length {
-                    let n = stream.read(&mut chunk).map_err(|_| error(408, "body not received in time"))?;
+                    let n = stream
+                        .read(&mut chunk)
+                        .map_err(|_| error(408, "body not received in time"))?;
                     if n == 0 {
                         return Err(error(400, "body shorter than Content-Length"));
                     }
@@ -127,10 +143,16 @@ struct PushBody {
 fn route(control: &Control, method: &str, path: &str, body: &[u8]) -> Response {
     let path = path.split('?').next().unwrap_or(path);
     match (method, path) {
-        ("GET", "/healthz") if control.is_draining() => {
-            Response { status: 503, content_type: "text/plain", body: "draining\n".into() }
-        }
-        ("GET", "/healthz") => Response { status: 200, content_type: "text/plain", body: "ok\n".into() },
+        ("GET", "/healthz") if control.is_draining() => Response {
+            status: 503,
+            content_type: "text/plain",
+            body: "draining\n".into(),
+        },
+        ("GET", "/healthz") => Response {
+            status: 200,
+            content_type: "text/plain",
+            body: "ok\n".into(),
+        },
         ("GET", "/metrics") => Response {
             status: 200,
             content_type: "text/plain; version=0.0.4",
@@ -150,9 +172,11 @@ fn route(control: &Control, method: &str, path: &str, body: &[u8]) -> Response {
                 reply(200, json!({ "user": user, "online": !conns.is_empty(), "connections": conns }))
             })
         }),
-        ("POST", p) if p.starts_with("/kick/") => {
-            with_user(p, "/kick/", |user| control.kick(user).map(|n| reply(200, json!({ "kicked": n }))))
-        }
+        ("POST", p) if p.starts_with("/kick/") => with_user(p, "/kick/", |user| {
+            control
+                .kick(user)
+                .map(|n| reply(200, json!({ "kicked": n })))
+        }),
         (_, "/healthz" | "/metrics" | "/push" | "/drain") => error(405, "method not allowed"),
         _ => error(404, "not found"),
     }

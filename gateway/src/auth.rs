@@ -226,18 +226,23 @@ impl Verifier {
         let header: Value = b64url_decode(header)
             .and_then(|json| serde_json::from_slice(&json).ok())
             .ok_or(AuthError::Malformed)?;
-        let alg = header.get("alg").and_then(Value::as_str).ok_or(AuthError::Malformed)?;
+        let alg = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or(AuthError::Malformed)?;
         match alg.parse::<Algorithm>() {
             Ok(alg) if self.validation.algorithms.contains(&alg) => {}
             _ => return Err(AuthError::WrongAlgorithm),
         }
-        let data = jsonwebtoken::decode::<RawClaims>(token, &self.key, &self.validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::InvalidSignature | ErrorKind::Crypto(_) => AuthError::BadSignature,
-                ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
-                    AuthError::WrongAlgorithm
+        let data =
+            jsonwebtoken::decode::<RawClaims>(token, &self.key, &self.validation).map_err(|e| {
+                match e.kind() {
+                    ErrorKind::InvalidSignature | ErrorKind::Crypto(_) => AuthError::BadSignature,
+                    ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
+                        AuthError::WrongAlgorithm
+                    }
+                    _ => AuthError::Malformed,
                 }
-                _ => AuthError::Malformed,
             })?;
         self.check(data.claims, now_unix)
     }
@@ -305,7 +310,9 @@ pub fn mint_hs256(
     ttl: Duration,
 ) -> Result<String, jsonwebtoken::errors::Error> {
     let now = unix_now();
-    let ttl_secs = ttl.as_secs().saturating_add(u64::from(ttl.subsec_nanos() > 0));
+    let ttl_secs = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0));
     let claims = MintClaims {
         sub: user,
         device,
@@ -443,11 +450,11 @@ zsNFnWQgSNILgm+sEukEa8ufx1ZTMaR45Vn8B4Vnhbzmda3UuK1ZxvKnpQ==\n\
     }
 
     fn b64url(bytes: &[u8]) -> String {
-        const ABC: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let n = chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+            let n = chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b))
+                << (8 * (3 - chunk.len()));
             for i in 0..=chunk.len() {
                 out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
             }
@@ -519,13 +526,28 @@ zsNFnWQgSNILgm+sEukEa8ufx1ZTMaR45Vn8B4Vnhbzmda3UuK1ZxvKnpQ==\n\
             (json!({"sub": null, "exp": NOW + 10}), AuthError::MissingSub),
             (json!({"sub": "", "exp": NOW + 10}), AuthError::InvalidSub),
             (json!({"sub": 42, "exp": NOW + 10}), AuthError::InvalidSub),
-            (json!({"sub": "x".repeat(129), "exp": NOW + 10}), AuthError::InvalidSub),
-            (json!({"sub": "a\nb", "exp": NOW + 10}), AuthError::InvalidSub),
+            (
+                json!({"sub": "x".repeat(129), "exp": NOW + 10}),
+                AuthError::InvalidSub,
+            ),
+            (
+                json!({"sub": "a\nb", "exp": NOW + 10}),
+                AuthError::InvalidSub,
+            ),
             (json!({"sub": "u"}), AuthError::MissingExp),
-            (json!({"sub": "u", "exp": "tomorrow"}), AuthError::MissingExp),
+            (
+                json!({"sub": "u", "exp": "tomorrow"}),
+                AuthError::MissingExp,
+            ),
             (json!({"sub": "u", "exp": -5}), AuthError::MissingExp),
-            (json!({"sub": "u", "exp": NOW + 10, "device": 7}), AuthError::InvalidDevice),
-            (json!({"sub": "u", "exp": NOW + 10, "device": ""}), AuthError::InvalidDevice),
+            (
+                json!({"sub": "u", "exp": NOW + 10, "device": 7}),
+                AuthError::InvalidDevice,
+            ),
+            (
+                json!({"sub": "u", "exp": NOW + 10, "device": ""}),
+                AuthError::InvalidDevice,
+            ),
         ];
         for (claims, want) in cases {
             assert_eq!(v.verify_at(&hs(claims.clone()), NOW), Err(want), "{claims}");
@@ -543,7 +565,10 @@ zsNFnWQgSNILgm+sEukEa8ufx1ZTMaR45Vn8B4Vnhbzmda3UuK1ZxvKnpQ==\n\
         let v = secret_verifier();
         let header = b64url(br#"{"alg":"none","typ":"JWT"}"#);
         let payload = b64url(json!({"sub": "u", "exp": NOW + 10}).to_string().as_bytes());
-        assert_eq!(v.verify_at(&format!("{header}.{payload}."), NOW), Err(AuthError::WrongAlgorithm));
+        assert_eq!(
+            v.verify_at(&format!("{header}.{payload}."), NOW),
+            Err(AuthError::WrongAlgorithm)
+        );
         let sig = hs(json!({"sub": "u", "exp": NOW + 10}));
         let sig = sig.rsplit('.').next().unwrap();
         assert_eq!(
@@ -551,7 +576,10 @@ zsNFnWQgSNILgm+sEukEa8ufx1ZTMaR45Vn8B4Vnhbzmda3UuK1ZxvKnpQ==\n\
             Err(AuthError::WrongAlgorithm)
         );
         let no_alg = b64url(br#"{"typ":"JWT"}"#);
-        assert_eq!(v.verify_at(&format!("{no_alg}.{payload}.{sig}"), NOW), Err(AuthError::Malformed));
+        assert_eq!(
+            v.verify_at(&format!("{no_alg}.{payload}.{sig}"), NOW),
+            Err(AuthError::Malformed)
+        );
     }
 
     #[test]
@@ -579,7 +607,11 @@ zsNFnWQgSNILgm+sEukEa8ufx1ZTMaR45Vn8B4Vnhbzmda3UuK1ZxvKnpQ==\n\
             &bad_payload,
             &format!("{}.{}.x", b64url(b"[1]"), b64url(b"{}")),
         ] {
-            assert_eq!(v.verify_at(token, NOW), Err(AuthError::Malformed), "{token:.40}");
+            assert_eq!(
+                v.verify_at(token, NOW),
+                Err(AuthError::Malformed),
+                "{token:.40}"
+            );
         }
     }
 
@@ -588,15 +620,35 @@ zsNFnWQgSNILgm+sEukEa8ufx1ZTMaR45Vn8B4Vnhbzmda3UuK1ZxvKnpQ==\n\
         let v = Verifier::new(KeySource::PublicKeyPem(RSA_PUBLIC.as_bytes().to_vec())).unwrap();
         assert!(v.algorithms().contains(&Algorithm::PS512));
         let key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
-        for alg in [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256] {
-            let token = sign(alg, &key, json!({"sub": "u", "device": "d", "exp": NOW + 10}));
+        for alg in [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+        ] {
+            let token = sign(
+                alg,
+                &key,
+                json!({"sub": "u", "device": "d", "exp": NOW + 10}),
+            );
             let claims = v.verify_at(&token, NOW).unwrap();
-            assert_eq!(claims, Claims { user: "u".into(), device: Some("d".into()), exp: NOW + 10 });
+            assert_eq!(
+                claims,
+                Claims {
+                    user: "u".into(),
+                    device: Some("d".into()),
+                    exp: NOW + 10
+                }
+            );
         }
         // Tampered payload: the signature no longer matches.
         let token = sign(Algorithm::RS256, &key, json!({"sub": "u", "exp": NOW + 10}));
         let parts: Vec<&str> = token.split('.').collect();
-        let forged = b64url(json!({"sub": "admin", "exp": NOW + 10}).to_string().as_bytes());
+        let forged = b64url(
+            json!({"sub": "admin", "exp": NOW + 10})
+                .to_string()
+                .as_bytes(),
+        );
         let tampered = format!("{}.{forged}.{}", parts[0], parts[2]);
         assert_eq!(v.verify_at(&tampered, NOW), Err(AuthError::BadSignature));
     }
@@ -606,7 +658,11 @@ zsNFnWQgSNILgm+sEukEa8ufx1ZTMaR45Vn8B4Vnhbzmda3UuK1ZxvKnpQ==\n\
         let v = Verifier::new(KeySource::PublicKeyPem(RSA_PUBLIC.as_bytes().to_vec())).unwrap();
         // Key confusion: HS256 "signed" with the public key as the secret.
         let confused = EncodingKey::from_secret(RSA_PUBLIC.as_bytes());
-        let token = sign(Algorithm::HS256, &confused, json!({"sub": "u", "exp": NOW + 10}));
+        let token = sign(
+            Algorithm::HS256,
+            &confused,
+            json!({"sub": "u", "exp": NOW + 10}),
+        );
         assert_eq!(v.verify_at(&token, NOW), Err(AuthError::WrongAlgorithm));
         let ec = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
         let token = sign(Algorithm::ES256, &ec, json!({"sub": "u", "exp": NOW + 10}));
@@ -614,7 +670,10 @@ zsNFnWQgSNILgm+sEukEa8ufx1ZTMaR45Vn8B4Vnhbzmda3UuK1ZxvKnpQ==\n\
         // And a secret verifier refuses RS256.
         let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
         let token = sign(Algorithm::RS256, &rsa, json!({"sub": "u", "exp": NOW + 10}));
-        assert_eq!(secret_verifier().verify_at(&token, NOW), Err(AuthError::WrongAlgorithm));
+        assert_eq!(
+            secret_verifier().verify_at(&token, NOW),
+            Err(AuthError::WrongAlgorithm)
+        );
     }
 
     #[test]
@@ -630,12 +689,21 @@ zsNFnWQgSNILgm+sEukEa8ufx1ZTMaR45Vn8B4Vnhbzmda3UuK1ZxvKnpQ==\n\
 
     #[test]
     fn key_errors() {
-        assert!(matches!(Verifier::new(KeySource::Secret(Vec::new())), Err(KeyError::EmptySecret)));
+        assert!(matches!(
+            Verifier::new(KeySource::Secret(Vec::new())),
+            Err(KeyError::EmptySecret)
+        ));
         let private = KeySource::PublicKeyPem(RSA_PRIVATE.as_bytes().to_vec());
         assert!(matches!(Verifier::new(private), Err(KeyError::PrivateKey)));
         let junk = KeySource::PublicKeyPem(b"not a pem".to_vec());
-        assert!(matches!(Verifier::new(junk), Err(KeyError::UnsupportedPem(_))));
-        assert_eq!(format!("{:?}", KeySource::Secret(SECRET.to_vec())), "Secret(<redacted>)");
+        assert!(matches!(
+            Verifier::new(junk),
+            Err(KeyError::UnsupportedPem(_))
+        ));
+        assert_eq!(
+            format!("{:?}", KeySource::Secret(SECRET.to_vec())),
+            "Secret(<redacted>)"
+        );
         assert!(!format!("{:?}", secret_verifier()).contains("test-secret"));
     }
 
@@ -670,7 +738,10 @@ zsNFnWQgSNILgm+sEukEa8ufx1ZTMaR45Vn8B4Vnhbzmda3UuK1ZxvKnpQ==\n\
         assert_eq!(b64url_decode("Zm9vYmFy").unwrap(), b"foobar");
         assert_eq!(b64url_decode("Zm9vYg").unwrap(), b"foob");
         assert_eq!(b64url_decode("_-8").unwrap(), [0xff, 0xef]);
-        assert_eq!(b64url_decode(&b64url(b"hello world")).unwrap(), b"hello world");
+        assert_eq!(
+            b64url_decode(&b64url(b"hello world")).unwrap(),
+            b"hello world"
+        );
         assert!(b64url_decode("Zm9vY").is_none());
         assert!(b64url_decode("Zm9=").is_none());
         assert!(b64url_decode("Zm+v").is_none());

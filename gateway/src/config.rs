@@ -9,10 +9,13 @@
 //! one day), `send_queue_bytes` can hold at least one maximal frame, and at
 //! most one JWT key is configured. Errors are one line an operator can act on.
 
+mod qos;
+pub use qos::QosConfig;
 mod cli;
 mod error;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +26,7 @@ use serde::Deserialize;
 use crate::auth::{KeySource, Verifier};
 pub use cli::{parse_ttl, Cli, Command, RunArgs};
 pub use error::ConfigError;
+use validate::is_node_id_byte;
 
 /// HMAC secret used when no key is configured. Anyone can mint tokens for
 /// it: development only; the binary logs a loud warning when it is in use.
@@ -45,7 +49,7 @@ pub enum Driver {
     Auto,
     /// io_uring only; a shard that cannot build its ring fails to start.
     Uring,
-    /// The legacy epoll driver only.
+    /// epoll (monoio's legacy driver) only.
     Legacy,
 }
 
@@ -93,6 +97,12 @@ pub struct Config {
     pub limits: Limits,
     /// `[drain]`: graceful shutdown.
     pub drain: DrainConfig,
+    /// Redis URL (`redis://127.0.0.1:6379/0`) for QoS 1 inboxes shared by
+    /// every node and surviving restarts. None: the bounded in-process store.
+    /// Default none.
+    pub redis: Option<String>,
+    /// `[qos]`: QoS 1 inboxes, windows and retransmits.
+    pub qos: QosConfig,
 }
 
 /// `[auth]`: the JWT verification key. Set at most one of the two; with
@@ -111,7 +121,10 @@ pub struct AuthConfig {
 impl std::fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthConfig")
-            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("jwt_public_key", &self.jwt_public_key)
             .finish()
     }
@@ -226,6 +239,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: Limits::default(),
             drain: DrainConfig::default(),
+            redis: None,
+            qos: QosConfig::default(),
         }
     }
 }
@@ -292,78 +307,10 @@ impl Config {
             path: self.auth.jwt_public_key.clone().unwrap_or_default(),
             source,
         })?;
-        Ok((verifier.with_max_name_bytes(self.limits.max_name_bytes), dev))
-    }
-
-    /// Checks every rule in the module header; the first violation is
-    /// returned.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let node_ok = !self.node_id.is_empty()
-            && self.node_id.len() <= 128
-            && self.node_id.bytes().all(is_node_id_byte);
-        check(
-            node_ok,
-            "node_id",
-            &self.node_id,
-            "must be 1-128 ASCII letters, digits or -_.:",
-        )?;
-        let listeners = [
-            ("ws_listen", self.ws_listen),
-            ("tcp_listen", self.tcp_listen),
-            ("admin_listen", self.admin_listen),
-        ];
-        for (i, (name, addr)) in listeners.iter().enumerate() {
-            for (other, other_addr) in &listeners[i + 1..] {
-                if addr.port() != 0 && addr == other_addr {
-                    return Err(ConfigError::invalid(name, addr, format!("same as {other}")));
-                }
-            }
-        }
-        let shards = self.shards;
-        check(shards <= MAX_SHARDS, "shards", shards, "must be at most 1024")?;
-        let tick = self.timer_tick_ms;
-        check((1..=1000).contains(&tick), "timer_tick_ms", tick, "must be 1 to 1000")?;
-
-        let l = &self.limits;
-        let frame = l.max_frame_bytes;
-        let frame_ok = (1..=MAX_FRAME_BYTES).contains(&frame);
-        check(frame_ok, "limits.max_frame_bytes", frame, "must be 1 to 16777216")?;
-        let ms_ok = |v: u64| (1..=MAX_TIMEOUT_MS).contains(&v);
-        let ms_reason = "must be 1 to 86400000 (one day)";
-        let hs = l.handshake_timeout_ms;
-        check(ms_ok(hs), "limits.handshake_timeout_ms", hs, ms_reason)?;
-        let hb = l.heartbeat_interval_ms;
-        check(hb > 0, "limits.heartbeat_interval_ms", hb, "must be positive")?;
-        let hbt = l.heartbeat_timeout_ms;
-        check(ms_ok(hbt), "limits.heartbeat_timeout_ms", hbt, ms_reason)?;
-        if hbt <= u64::from(hb) {
-            let reason = format!("must exceed limits.heartbeat_interval_ms ({hb})");
-            return Err(ConfigError::invalid("limits.heartbeat_timeout_ms", hbt, reason));
-        }
-        let min_queue = frame.saturating_add(16);
-        if l.send_queue_bytes < min_queue {
-            let reason = format!("must be at least limits.max_frame_bytes + 16 ({min_queue})");
-            let value = l.send_queue_bytes;
-            return Err(ConfigError::invalid("limits.send_queue_bytes", value, reason));
-        }
-        let rooms = l.max_rooms_per_conn;
-        check(rooms > 0, "limits.max_rooms_per_conn", rooms, "must be positive")?;
-        let names = l.max_name_bytes;
-        let names_ok = (1..=1024).contains(&names);
-        check(names_ok, "limits.max_name_bytes", names, "must be 1 to 1024")?;
-        let hsb = l.max_handshake_bytes;
-        let hsb_ok = (1024..=1 << 20).contains(&hsb);
-        check(hsb_ok, "limits.max_handshake_bytes", hsb, "must be 1024 to 1048576")?;
-
-        let dl = self.drain.deadline_ms;
-        let dl_ok = dl <= MAX_TIMEOUT_MS;
-        check(dl_ok, "drain.deadline_ms", dl, "must be at most 86400000 (one day)")?;
-
-        match (&self.auth.jwt_secret, &self.auth.jwt_public_key) {
-            (Some(_), Some(_)) => Err(ConfigError::ConflictingKeys),
-            (Some(secret), None) if secret.is_empty() => Err(ConfigError::EmptySecret),
-            _ => Ok(()),
-        }
+        Ok((
+            verifier.with_max_name_bytes(self.limits.max_name_bytes),
+            dev,
+        ))
     }
 }
 
@@ -377,18 +324,6 @@ pub fn load(args: &RunArgs) -> Result<Config, ConfigError> {
     args.apply(&mut config);
     config.validate()?;
     Ok(config)
-}
-
-fn check(ok: bool, key: &'static str, value: impl ToString, reason: &str) -> Result<(), ConfigError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(key, value, reason.to_owned()))
-    }
-}
-
-fn is_node_id_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
 }
 
 /// `"node-" + hostname` when the hostname is a valid id, else `"node-1"`.

@@ -62,9 +62,13 @@ impl Control {
             room,
             qos: Qos::AtMostOnce as i32,
             payload: payload.into(),
-            timestamp_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            timestamp_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         };
-        let msg = Outbound::new(ServerFrame { frame: Some(Frame::Deliver(deliver)) });
+        let msg = Outbound::new(ServerFrame {
+            frame: Some(Frame::Deliver(deliver)),
+        });
         let owner = self.node.mesh.owner(name);
         let name: Arc<str> = Arc::from(name);
         let routed = match target {
@@ -79,16 +83,30 @@ impl Control {
     pub fn presence(&self, user: &str) -> Result<Vec<PresenceEntry>, ControlError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let owner = self.node.mesh.owner(user);
-        self.push_msg(owner, ShardMsg::Presence { user: Arc::from(user), reply: tx })?;
-        rx.recv_timeout(TIMEOUT).map_err(|_| ControlError::Overloaded)
+        self.push_msg(
+            owner,
+            ShardMsg::Presence {
+                user: Arc::from(user),
+                reply: tx,
+            },
+        )?;
+        rx.recv_timeout(TIMEOUT)
+            .map_err(|_| ControlError::Overloaded)
     }
 
     /// Sends go-away(KICKED) to every connection of `user`; returns how many.
     pub fn kick(&self, user: &str) -> Result<usize, ControlError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let owner = self.node.mesh.owner(user);
-        self.push_msg(owner, ShardMsg::Kick { user: Arc::from(user), reply: Some(tx) })?;
-        rx.recv_timeout(TIMEOUT).map_err(|_| ControlError::Overloaded)
+        self.push_msg(
+            owner,
+            ShardMsg::Kick {
+                user: Arc::from(user),
+                reply: Some(tx),
+            },
+        )?;
+        rx.recv_timeout(TIMEOUT)
+            .map_err(|_| ControlError::Overloaded)
     }
 
     /// Starts draining every shard (idempotent).
@@ -116,6 +134,9 @@ impl Control {
     }
 
     fn push_msg(&self, to: usize, msg: ShardMsg) -> Result<(), ControlError> {
-        self.node.mesh.push_blocking(to, msg, TIMEOUT).map_err(|_| ControlError::Overloaded)
+        self.node
+            .mesh
+            .push_blocking(to, msg, TIMEOUT)
+            .map_err(|_| ControlError::Overloaded)
     }
 }

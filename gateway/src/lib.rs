@@ -15,6 +15,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod control;
+pub mod inbox;
 pub mod mesh;
 pub mod metrics;
 pub mod node;

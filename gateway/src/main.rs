@@ -24,7 +24,9 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Some(Command::Token { user, device, ttl }) => print_token(&config, &user, device.as_deref(), ttl),
+        Some(Command::Token { user, device, ttl }) => {
+            print_token(&config, &user, device.as_deref(), ttl)
+        }
         None => gateway::node::run(config),
     };
     match result {
@@ -36,12 +38,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_token(config: &config::Config, user: &str, device: Option<&str>, ttl: std::time::Duration) -> anyhow::Result<()> {
+fn print_token(
+    config: &config::Config,
+    user: &str,
+    device: Option<&str>,
+    ttl: std::time::Duration,
+) -> anyhow::Result<()> {
     match config.key_source()? {
         (gateway::auth::KeySource::Secret(secret), _) => {
             println!("{}", gateway::auth::mint_hs256(&secret, user, device, ttl)?);
             Ok(())
         }
-        _ => anyhow::bail!("`gateway token` needs an HS256 secret; with a public key the backend mints tokens"),
+        _ => anyhow::bail!(
+            "`gateway token` needs an HS256 secret; with a public key the backend mints tokens"
+        ),
     }
 }

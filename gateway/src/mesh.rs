@@ -53,15 +53,32 @@ pub enum ShardMsg {
     /// At an interested shard: deliver to the room's local members.
     RoomLocal { room: Arc<str>, msg: Arc<Outbound> },
     /// At the user's owner: a connection authenticated.
-    Online { user: Arc<str>, entry: PresenceEntry },
+    Online {
+        user: Arc<str>,
+        entry: PresenceEntry,
+    },
     /// At the user's owner: a connection closed.
-    Offline { user: Arc<str>, shard: ShardId, conn_id: u64 },
+    Offline {
+        user: Arc<str>,
+        shard: ShardId,
+        conn_id: u64,
+    },
     /// At the room's owner: `shard` gained its first or lost its last member.
-    Interest { room: Arc<str>, shard: ShardId, on: bool },
+    Interest {
+        room: Arc<str>,
+        shard: ShardId,
+        on: bool,
+    },
     /// At the user's owner: report the user's connections.
-    Presence { user: Arc<str>, reply: Sender<Vec<PresenceEntry>> },
+    Presence {
+        user: Arc<str>,
+        reply: Sender<Vec<PresenceEntry>>,
+    },
     /// At the user's owner: kick every connection of the user.
-    Kick { user: Arc<str>, reply: Option<Sender<usize>> },
+    Kick {
+        user: Arc<str>,
+        reply: Option<Sender<usize>>,
+    },
     /// At a holding shard: kick the user's local connections.
     KickLocal { user: Arc<str> },
     /// Stop accepting, send go-away to everyone, exit when empty.
@@ -124,7 +141,12 @@ impl Mesh {
 
     /// Pushes from a thread that may block (the control thread), retrying a
     /// full inbox until `timeout`. Gives the message back on timeout.
-    pub fn push_blocking(&self, to: usize, msg: ShardMsg, timeout: Duration) -> Result<(), ShardMsg> {
+    pub fn push_blocking(
+        &self,
+        to: usize,
+        msg: ShardMsg,
+        timeout: Duration,
+    ) -> Result<(), ShardMsg> {
         let deadline = Instant::now() + timeout;
         let mut msg = msg;
         loop {
@@ -170,7 +192,10 @@ mod tests {
     fn full_inbox_gives_the_message_back() {
         let mesh = Mesh::new(2, 1).unwrap();
         assert!(mesh.try_push(1, ShardMsg::Drain).is_ok());
-        assert!(matches!(mesh.try_push(1, ShardMsg::Drain), Err(ShardMsg::Drain)));
+        assert!(matches!(
+            mesh.try_push(1, ShardMsg::Drain),
+            Err(ShardMsg::Drain)
+        ));
         assert!(mesh.pop(1).is_some());
         assert!(mesh.pop(1).is_none());
     }

@@ -109,25 +109,68 @@ impl ShardStats {
     }
 }
 
+/// Reads one counter of a shard.
+type Field = fn(&ShardStats) -> &AtomicU64;
+
 /// Renders every shard's counters as Prometheus text.
 pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
     let mut o = String::with_capacity(4096);
     gauge_header(&mut o, "gateway_connections", "Open connections.");
     for (i, s) in shards.iter().enumerate() {
-        let _ = writeln!(o, "gateway_connections{{shard=\"{i}\",transport=\"ws\"}} {}", s.conns_ws.load(Relaxed));
-        let _ = writeln!(o, "gateway_connections{{shard=\"{i}\",transport=\"tcp\"}} {}", s.conns_tcp.load(Relaxed));
+        let _ = writeln!(
+            o,
+            "gateway_connections{{shard=\"{i}\",transport=\"ws\"}} {}",
+            s.conns_ws.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "gateway_connections{{shard=\"{i}\",transport=\"tcp\"}} {}",
+            s.conns_tcp.load(Relaxed)
+        );
     }
-    let per_shard: [(&str, &str, fn(&ShardStats) -> &AtomicU64); 10] = [
-        ("gateway_accepted_total", "Connections accepted.", |s| &s.accepted),
-        ("gateway_frames_in_total", "Client frames decoded.", |s| &s.frames_in),
-        ("gateway_frames_out_total", "Server frames queued.", |s| &s.frames_out),
-        ("gateway_bytes_in_total", "Bytes read from clients.", |s| &s.bytes_in),
-        ("gateway_bytes_out_total", "Bytes written to clients.", |s| &s.bytes_out),
-        ("gateway_writes_total", "Write system calls to clients.", |s| &s.writes),
-        ("gateway_deliveries_total", "Messages delivered to connections.", |s| &s.deliveries),
-        ("gateway_slow_consumer_closes_total", "Connections closed for passing the send-queue cap.", |s| &s.slow_consumer_closes),
-        ("gateway_mesh_backlogged_total", "Cross-shard messages delayed by a full inbox.", |s| &s.mesh_backlogged),
-        ("gateway_handshakes_total", "Connections authenticated.", |s| &s.handshake_count),
+    let per_shard: [(&str, &str, Field); 10] = [
+        ("gateway_accepted_total", "Connections accepted.", |s| {
+            &s.accepted
+        }),
+        ("gateway_frames_in_total", "Client frames decoded.", |s| {
+            &s.frames_in
+        }),
+        ("gateway_frames_out_total", "Server frames queued.", |s| {
+            &s.frames_out
+        }),
+        ("gateway_bytes_in_total", "Bytes read from clients.", |s| {
+            &s.bytes_in
+        }),
+        (
+            "gateway_bytes_out_total",
+            "Bytes written to clients.",
+            |s| &s.bytes_out,
+        ),
+        (
+            "gateway_writes_total",
+            "Write system calls to clients.",
+            |s| &s.writes,
+        ),
+        (
+            "gateway_deliveries_total",
+            "Messages delivered to connections.",
+            |s| &s.deliveries,
+        ),
+        (
+            "gateway_slow_consumer_closes_total",
+            "Connections closed for passing the send-queue cap.",
+            |s| &s.slow_consumer_closes,
+        ),
+        (
+            "gateway_mesh_backlogged_total",
+            "Cross-shard messages delayed by a full inbox.",
+            |s| &s.mesh_backlogged,
+        ),
+        (
+            "gateway_handshakes_total",
+            "Connections authenticated.",
+            |s| &s.handshake_count,
+        ),
     ];
     for (name, help, field) in per_shard {
         counter_header(&mut o, name, help);
@@ -135,15 +178,31 @@ pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
             let _ = writeln!(o, "{name}{{shard=\"{i}\"}} {}", field(s).load(Relaxed));
         }
     }
-    counter_header(&mut o, "gateway_errors_total", "Error frames sent, by code.");
+    counter_header(
+        &mut o,
+        "gateway_errors_total",
+        "Error frames sent, by code.",
+    );
     for (i, code) in ERROR_CODES.iter().enumerate() {
         let n: u64 = shards.iter().map(|s| s.errors[i].load(Relaxed)).sum();
-        let _ = writeln!(o, "gateway_errors_total{{code=\"{}\"}} {n}", code.as_str_name());
+        let _ = writeln!(
+            o,
+            "gateway_errors_total{{code=\"{}\"}} {n}",
+            code.as_str_name()
+        );
     }
-    counter_header(&mut o, "gateway_go_away_total", "Go-away frames sent, by reason.");
+    counter_header(
+        &mut o,
+        "gateway_go_away_total",
+        "Go-away frames sent, by reason.",
+    );
     for (i, reason) in GO_AWAY.iter().enumerate() {
         let n: u64 = shards.iter().map(|s| s.go_aways[i].load(Relaxed)).sum();
-        let _ = writeln!(o, "gateway_go_away_total{{reason=\"{}\"}} {n}", reason.as_str_name());
+        let _ = writeln!(
+            o,
+            "gateway_go_away_total{{reason=\"{}\"}} {n}",
+            reason.as_str_name()
+        );
     }
     render_handshake(&mut o, shards);
     gauge_header(&mut o, "gateway_draining", "1 while the node drains.");
@@ -157,11 +216,17 @@ fn render_handshake(o: &mut String, shards: &[Arc<ShardStats>]) {
     let _ = writeln!(o, "# TYPE {name} histogram");
     let mut cumulative = 0u64;
     for (i, le) in HANDSHAKE_BUCKETS.iter().enumerate() {
-        cumulative += shards.iter().map(|s| s.handshake_buckets[i].load(Relaxed)).sum::<u64>();
+        cumulative += shards
+            .iter()
+            .map(|s| s.handshake_buckets[i].load(Relaxed))
+            .sum::<u64>();
         let _ = writeln!(o, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
     }
     let count: u64 = shards.iter().map(|s| s.handshake_count.load(Relaxed)).sum();
-    let sum_us: u64 = shards.iter().map(|s| s.handshake_sum_us.load(Relaxed)).sum();
+    let sum_us: u64 = shards
+        .iter()
+        .map(|s| s.handshake_sum_us.load(Relaxed))
+        .sum();
     let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {count}");
     let _ = writeln!(o, "{name}_sum {}", sum_us as f64 / 1e6);
     let _ = writeln!(o, "{name}_count {count}");

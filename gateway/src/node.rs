@@ -48,21 +48,24 @@ pub struct Node {
 
 /// Runs a node until it has drained.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let (key, dev_secret) = config.key_source()?;
+    let (verifier, dev_secret) = config.verifier()?;
     if dev_secret {
         tracing::warn!(
             "NO JWT KEY CONFIGURED: using the public development secret; anyone can mint tokens. \
              Set auth.jwt_secret or auth.jwt_public_key before exposing this node."
         );
     }
-    let verifier = Verifier::new(key).context("invalid JWT key")?;
     let shards = config.shard_count();
-    let (ws_addr, ws_probe) = resolve(config.ws_listen).with_context(|| format!("cannot listen on {} (WebSocket)", config.ws_listen))?;
-    let (tcp_addr, tcp_probe) = resolve(config.tcp_listen).with_context(|| format!("cannot listen on {} (TCP)", config.tcp_listen))?;
+    let (ws_addr, ws_probe) = resolve(config.ws_listen)
+        .with_context(|| format!("cannot listen on {} (WebSocket)", config.ws_listen))?;
+    let (tcp_addr, tcp_probe) = resolve(config.tcp_listen)
+        .with_context(|| format!("cannot listen on {} (TCP)", config.tcp_listen))?;
     let node = Arc::new(Node {
         verifier,
         mesh: Mesh::new(shards, INBOX_CAPACITY).context("cannot create shard inboxes")?,
-        stats: (0..shards).map(|_| Arc::new(ShardStats::default())).collect(),
+        stats: (0..shards)
+            .map(|_| Arc::new(ShardStats::default()))
+            .collect(),
         ws_addr,
         tcp_addr,
         draining: AtomicBool::new(false),
@@ -75,7 +78,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
     let mut threads = Vec::with_capacity(shards);
     for id in 0..shards {
-        threads.push(shard::spawn(node.clone(), id, inherited.clone(), ready_tx.clone()).context("cannot start a shard thread")?);
+        threads.push(
+            shard::spawn(node.clone(), id, inherited.clone(), ready_tx.clone())
+                .context("cannot start a shard thread")?,
+        );
     }
     let mut driver = "";
     for _ in 0..shards {
@@ -95,7 +101,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     spawn_signal_thread(control)?;
 
     tracing::info!(%ws_addr, %tcp_addr, %admin_addr, shards, driver, node = %node.config.node_id, "gateway ready");
-    println!("ready ws={ws_addr} tcp={tcp_addr} admin={admin_addr} shards={shards} driver={driver}");
+    println!(
+        "ready ws={ws_addr} tcp={tcp_addr} admin={admin_addr} shards={shards} driver={driver}"
+    );
 
     for t in threads {
         let _ = t.join();
@@ -116,16 +124,19 @@ fn resolve(addr: SocketAddr) -> std::io::Result<(SocketAddr, Option<OwnedFd>)> {
 /// SIGTERM and SIGINT start a drain; a second SIGINT exits at once.
 fn spawn_signal_thread(control: Control) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("cannot install signal handlers")?;
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        for sig in signals.forever() {
-            if sig == SIGINT && control.is_draining() {
-                tracing::warn!("second interrupt: exiting without drain");
-                std::process::exit(130);
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGINT && control.is_draining() {
+                    tracing::warn!("second interrupt: exiting without drain");
+                    std::process::exit(130);
+                }
+                tracing::info!(signal = sig, "draining");
+                control.drain();
             }
-            tracing::info!(signal = sig, "draining");
-            control.drain();
-        }
-    })?;
+        })?;
     Ok(())
 }

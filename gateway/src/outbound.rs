@@ -121,7 +121,10 @@ mod tests {
             .unwrap();
         assert_eq!(head.opcode, Opcode::Text);
         let body = &bytes[head.header_len..head.header_len + head.payload_len];
-        assert_eq!(std::str::from_utf8(body).unwrap(), r#"{"pong":{"nonce":"7"}}"#);
+        assert_eq!(
+            std::str::from_utf8(body).unwrap(),
+            r#"{"pong":{"nonce":"7"}}"#
+        );
     }
 
     #[test]

@@ -166,7 +166,11 @@ fn cvt(ret: i32) -> io::Result<i32> {
 /// port 0 is resolved once and every shard can then bind the same port.
 /// A socket that never listens never receives a connection.
 pub fn bind_probe(addr: std::net::SocketAddr) -> io::Result<(std::net::SocketAddr, OwnedFd)> {
-    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     // SAFETY: socket returns a new fd or -1.
     let fd = cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: fd was just created and is owned by nobody else.
@@ -194,15 +198,31 @@ pub fn bind_probe(addr: std::net::SocketAddr) -> io::Result<(std::net::SocketAdd
         }
     };
     // SAFETY: storage holds a valid address of `len` bytes.
-    cvt(unsafe { libc::bind(fd.as_raw_fd(), (&storage as *const libc::sockaddr_storage).cast(), len as libc::socklen_t) })?;
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len as libc::socklen_t,
+        )
+    })?;
     let mut out_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: getsockname writes at most out_len bytes into storage.
-    cvt(unsafe { libc::getsockname(fd.as_raw_fd(), (&mut storage as *mut libc::sockaddr_storage).cast(), &mut out_len) })?;
+    cvt(unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut out_len,
+        )
+    })?;
     let port = match addr {
         // SAFETY: the kernel filled a sockaddr_in for an AF_INET socket.
-        std::net::SocketAddr::V4(_) => u16::from_be(unsafe { (*(&storage as *const _ as *const libc::sockaddr_in)).sin_port }),
+        std::net::SocketAddr::V4(_) => {
+            u16::from_be(unsafe { (*(&storage as *const _ as *const libc::sockaddr_in)).sin_port })
+        }
         // SAFETY: the kernel filled a sockaddr_in6 for an AF_INET6 socket.
-        std::net::SocketAddr::V6(_) => u16::from_be(unsafe { (*(&storage as *const _ as *const libc::sockaddr_in6)).sin6_port }),
+        std::net::SocketAddr::V6(_) => u16::from_be(unsafe {
+            (*(&storage as *const _ as *const libc::sockaddr_in6)).sin6_port
+        }),
     };
     let mut resolved = addr;
     resolved.set_port(port);

@@ -261,7 +261,13 @@ impl<T> TimingWheel<T> {
         let slot = ((at >> (SLOT_BITS * level as u32)) & SLOT_MASK) as usize;
         let list = level * SLOTS + slot;
         let tail = self.tails[list];
-        if let Slot::Occupied { prev, next, list: l, .. } = &mut self.entries[index as usize].slot {
+        if let Slot::Occupied {
+            prev,
+            next,
+            list: l,
+            ..
+        } = &mut self.entries[index as usize].slot
+        {
             *prev = tail;
             *next = NIL;
             *l = list as u16;
@@ -278,7 +284,9 @@ impl<T> TimingWheel<T> {
     /// Unlinks a live entry from its slot list.
     fn unlink(&mut self, index: u32) {
         let (prev, next, list) = match &self.entries[index as usize].slot {
-            Slot::Occupied { prev, next, list, .. } => (*prev, *next, usize::from(*list)),
+            Slot::Occupied {
+                prev, next, list, ..
+            } => (*prev, *next, usize::from(*list)),
             Slot::Vacant { .. } => return,
         };
         if prev == NIL {
@@ -473,7 +481,6 @@ mod tests {
         assert_eq!(wheel.cancel(d), Some("d"));
         assert!(wheel.is_empty());
         assert_eq!(wheel.next_expiry(), None);
-
     }
 
     #[test]
@@ -489,7 +496,11 @@ mod tests {
         assert_eq!(out, [1, 3], "same-tick timers fire in insertion order");
         let k = wheel.insert(start + ms(400), 9);
         assert_eq!(wheel.cancel(k), Some(9));
-        assert_eq!(wheel.next_expiry(), None, "slot bit cleared when list empties");
+        assert_eq!(
+            wheel.next_expiry(),
+            None,
+            "slot bit cleared when list empties"
+        );
     }
 
     #[test]
@@ -499,7 +510,13 @@ mod tests {
         // Tick counts straddling each level boundary (64^1 .. 64^5) and beyond
         // the wheel's span (MAX_SPAN at 1 ms is about 2.1 years).
         let mut ticks = vec![1u64, 63, 64, 65, 4_095, 4_096, 4_097, 262_143, 262_144];
-        ticks.extend([1 << 24, (1 << 24) + 7, (1 << 30) - 1, 1 << 30, (1 << 30) + 1]);
+        ticks.extend([
+            1 << 24,
+            (1 << 24) + 7,
+            (1 << 30) - 1,
+            1 << 30,
+            (1 << 30) + 1,
+        ]);
         ticks.extend([(1 << 36) - 1, 1 << 36, MAX_SPAN + 5, 3 * (1 << 36) + 12_345]);
         for &t in &ticks {
             wheel.insert(start + Duration::from_millis(t), t);
@@ -510,7 +527,11 @@ mod tests {
         want.sort_unstable();
         assert_eq!(got, want);
         for (at, t) in fired {
-            assert_eq!(at, start + Duration::from_millis(t), "tick {t} fired at the wrong time");
+            assert_eq!(
+                at,
+                start + Duration::from_millis(t),
+                "tick {t} fired at the wrong time"
+            );
         }
     }
 
@@ -520,7 +541,10 @@ mod tests {
         let mut wheel = TimingWheel::new(MS, start);
         let day = Duration::from_secs(86_400);
         let mut now = start;
-        for (i, d) in [day * 3, day * 1_000, ms(70_000), ms(262_145)].into_iter().enumerate() {
+        for (i, d) in [day * 3, day * 1_000, ms(70_000), ms(262_145)]
+            .into_iter()
+            .enumerate()
+        {
             wheel.insert(now + d, i);
             let mut out = Vec::new();
             wheel.advance(now + d - MS, &mut out);
@@ -551,7 +575,10 @@ mod tests {
             now += ms(50);
             wheel.advance(now, &mut out);
             let late_fired = out.iter().filter(|(name, _)| *name == "late").count();
-            assert_eq!(late_fired, late_pending, "past deadlines fire on the next advance");
+            assert_eq!(
+                late_fired, late_pending,
+                "past deadlines fire on the next advance"
+            );
             late_pending = 0;
             for (name, deadline) in out.drain(..) {
                 assert!(deadline <= now, "{name} fired early");
@@ -589,7 +616,10 @@ mod tests {
         // 7 ms: deadlines are rarely tick-aligned.
         let (cancelled, stale, advances, peak) = run_model(7_000_000, 100_000, 1);
         let mix = (cancelled, stale, advances, peak);
-        assert!(cancelled > 3_000 && stale > 1_000 && advances > 10_000, "weak mix {mix:?}");
+        assert!(
+            cancelled > 3_000 && stale > 1_000 && advances > 10_000,
+            "weak mix {mix:?}"
+        );
         assert!(peak > 10_000, "model never held many timers: {mix:?}");
     }
 
@@ -597,7 +627,12 @@ mod tests {
     /// parked and re-placed from the top level.
     #[test]
     fn matches_reference_model_beyond_span() {
-        const { assert!(3 * 86_400_000_000 > MAX_SPAN, "test no longer exceeds the span") };
+        const {
+            assert!(
+                3 * 86_400_000_000 > MAX_SPAN,
+                "test no longer exceeds the span"
+            )
+        };
         let (_, _, _, peak) = run_model(1_000, 30_000, 2);
         assert!(peak > 3_000, "model never held many timers: {peak}");
     }

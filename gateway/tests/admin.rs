@@ -44,13 +44,25 @@ fn healthz_and_metrics(driver: Driver) {
     gw.wait_metric("gateway_deliveries_total", |v| v >= 1.0);
     let text = gw.metrics();
     for series in SERIES {
-        assert!(metric(&text, series).is_some(), "{series} missing from:\n{text}");
+        assert!(
+            metric(&text, series).is_some(),
+            "{series} missing from:\n{text}"
+        );
     }
-    assert!(metric(&text, SERIES[0]).unwrap() >= 1.0, "alice is a ws client of shard 0");
+    assert!(
+        metric(&text, SERIES[0]).unwrap() >= 1.0,
+        "alice is a ws client of shard 0"
+    );
     for counter in &SERIES[1..5] {
-        assert!(metric(&text, counter).unwrap() > 0.0, "{counter} is zero:\n{text}");
+        assert!(
+            metric(&text, counter).unwrap() > 0.0,
+            "{counter} is zero:\n{text}"
+        );
     }
-    assert_eq!(metric(&text, "gateway_slow_consumer_closes_total"), Some(0.0));
+    assert_eq!(
+        metric(&text, "gateway_slow_consumer_closes_total"),
+        Some(0.0)
+    );
 }
 
 fn push_to_user_and_room(driver: Driver) {
@@ -80,7 +92,11 @@ fn push_to_user_and_room(driver: Driver) {
     let check = |c: &mut Client, room: &str, payload: &[u8], msg_id: &str| {
         let d = c.deliver();
         assert_eq!((d.from.as_str(), d.room.as_str()), ("", room), "{d:?}");
-        assert_eq!((&d.payload[..], d.msg_id.as_str()), (payload, msg_id), "{d:?}");
+        assert_eq!(
+            (&d.payload[..], d.msg_id.as_str()),
+            (payload, msg_id),
+            "{d:?}"
+        );
     };
 
     let id = push(r#"{"user":"alice","text":"hi"}"#);
@@ -108,13 +124,28 @@ fn presence_of(gw: &Gateway, user: &str) -> (bool, Conns) {
     assert_eq!(r.status, 200, "{r:?}");
     let v = r.json();
     assert_eq!(v["user"], user, "{v}");
-    let num = |x: &Value| x.as_u64().or_else(|| x.as_str()?.parse().ok()).expect("integer");
-    let conns = v["connections"].as_array().unwrap_or_else(|| panic!("no connections: {v}"));
+    let num = |x: &Value| {
+        x.as_u64()
+            .or_else(|| x.as_str()?.parse().ok())
+            .expect("integer")
+    };
+    let conns = v["connections"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no connections: {v}"));
     let conns = conns
         .iter()
         .map(|c| {
-            let s = |k: &str| c[k].as_str().unwrap_or_else(|| panic!("{k} in {c}")).to_owned();
-            (num(&c["conn_id"]), num(&c["shard"]), s("device"), s("transport"))
+            let s = |k: &str| {
+                c[k].as_str()
+                    .unwrap_or_else(|| panic!("{k} in {c}"))
+                    .to_owned()
+            };
+            (
+                num(&c["conn_id"]),
+                num(&c["shard"]),
+                s("device"),
+                s("transport"),
+            )
         })
         .collect();
     (v["online"].as_bool().expect("online flag"), conns)
@@ -128,7 +159,10 @@ fn wait_presence(gw: &Gateway, user: &str, want: (bool, Conns)) {
         if got == want {
             return;
         }
-        assert!(Instant::now() < deadline, "presence of {user}: {got:?}, want {want:?}");
+        assert!(
+            Instant::now() < deadline,
+            "presence of {user}: {got:?}, want {want:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -140,7 +174,12 @@ fn presence(driver: Driver) {
     let tcp = gw.connect_on_shard(TCP, "alice", "laptop", 1);
     let entry = |c: &Client, transport: &str| {
         let a = &c.auth;
-        (a.conn_id, u64::from(a.shard), a.device.clone(), transport.to_owned())
+        (
+            a.conn_id,
+            u64::from(a.shard),
+            a.device.clone(),
+            transport.to_owned(),
+        )
     };
     let (e_ws, e_tcp) = (entry(&ws, "ws"), entry(&tcp, "tcp"));
     wait_presence(&gw, "alice", (true, [e_ws, e_tcp.clone()].into()));
@@ -157,6 +196,17 @@ fn kick(driver: Driver) {
         gw.connect_on_shard(TCP, "alice", "laptop", 1),
     ];
     let mut bob = gw.connect(WS, "bob", "phone");
+    // Connections dropped while choosing shards may still be closing.
+    let conns = alices.iter().map(|a| {
+        let t = if a.auth.shard == 0 { "ws" } else { "tcp" };
+        (
+            a.auth.conn_id,
+            u64::from(a.auth.shard),
+            a.auth.device.clone(),
+            t.to_owned(),
+        )
+    });
+    wait_presence(&gw, "alice", (true, conns.collect()));
     let r = gw.post("/kick/alice", "");
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json(), serde_json::json!({"kicked": 2}));
@@ -166,5 +216,8 @@ fn kick(driver: Driver) {
     }
     bob.ping(1);
     let r = gw.post("/kick/nobody", "");
-    assert_eq!((r.status, r.json()), (200, serde_json::json!({"kicked": 0})));
+    assert_eq!(
+        (r.status, r.json()),
+        (200, serde_json::json!({"kicked": 0}))
+    );
 }

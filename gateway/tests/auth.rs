@@ -21,17 +21,26 @@ driver_tests!(
 );
 
 fn header(resp: &tungstenite::handshake::client::Response, name: &str) -> Option<String> {
-    resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned())
+    resp.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
 }
 
 fn bearer_header(driver: Driver) {
     let gw = Gateway::start(driver, &[]);
     let exp = now_secs() + 3600;
-    let t = token_with(SECRET, &json!({"sub": "alice", "device": "phone", "exp": exp}));
+    let t = token_with(
+        SECRET,
+        &json!({"sub": "alice", "device": "phone", "exp": exp}),
+    );
     let bearer = format!("Bearer {t}");
     let (ws, resp) = upgrade(gw.ws, "/ws", &[("authorization", &bearer)]).expect("upgrade");
     assert_eq!(resp.status(), 101);
-    assert_eq!(header(&resp, "sec-websocket-protocol"), None, "none was offered");
+    assert_eq!(
+        header(&resp, "sec-websocket-protocol"),
+        None,
+        "none was offered"
+    );
     // No subprotocol: binary proto frames.
     let mut c = Client::from_ws(ws, Encoding::Proto);
     let a = c.auth_ok();
@@ -47,7 +56,10 @@ fn query_parameter(driver: Driver) {
     let target = format!("/ws?token={}", user_token("bob", "browser"));
     let offer = [("sec-websocket-protocol", SUBPROTOCOL_PROTO)];
     let (ws, resp) = upgrade(gw.ws, &target, &offer).expect("upgrade");
-    assert_eq!(header(&resp, "sec-websocket-protocol").as_deref(), Some(SUBPROTOCOL_PROTO));
+    assert_eq!(
+        header(&resp, "sec-websocket-protocol").as_deref(),
+        Some(SUBPROTOCOL_PROTO)
+    );
     let mut c = Client::from_ws(ws, Encoding::Proto);
     gw.check_auth(&c.auth_ok(), "bob", "browser");
     c.ping(u64::MAX);
@@ -72,7 +84,7 @@ fn first_frame_tcp(driver: Driver) {
     c.ping(2);
 }
 
-fn read_json(ws: &mut WebSocket<TcpStream>) -> Value {
+fn read_json(ws: &mut WebSocket<Socket>) -> Value {
     loop {
         match ws.read().expect("read a JSON frame") {
             Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON frame"),
@@ -88,23 +100,36 @@ fn json_wire_format(driver: Driver) {
     let gw = Gateway::start(driver, &[]);
     let offer = [("sec-websocket-protocol", SUBPROTOCOL_JSON)];
     let (mut ws, resp) = upgrade(gw.ws, "/ws", &offer).expect("upgrade");
-    assert_eq!(header(&resp, "sec-websocket-protocol").as_deref(), Some(SUBPROTOCOL_JSON));
+    assert_eq!(
+        header(&resp, "sec-websocket-protocol").as_deref(),
+        Some(SUBPROTOCOL_JSON)
+    );
     let exp = now_secs() + 3600;
     let t = token_with(SECRET, &json!({"sub": "erin", "exp": exp}));
-    let send = |ws: &mut WebSocket<TcpStream>, v: Value| {
-        ws.send(Message::text(v.to_string())).expect("send a JSON frame")
+    let send = |ws: &mut WebSocket<Socket>, v: Value| {
+        ws.send(Message::text(v.to_string()))
+            .expect("send a JSON frame")
     };
     send(&mut ws, json!({"auth": {"token": t, "device": "web"}}));
     let ok = read_json(&mut ws);
     assert_eq!(ok["authOk"]["user"], "erin", "{ok}");
     assert_eq!(ok["authOk"]["device"], "web", "{ok}");
     assert_eq!(ok["authOk"]["expiresAt"], exp.to_string(), "{ok}");
-    assert!(ok["authOk"]["heartbeatMs"].as_u64().unwrap_or(0) > 0, "{ok}");
+    assert!(
+        ok["authOk"]["heartbeatMs"].as_u64().unwrap_or(0) > 0,
+        "{ok}"
+    );
 
     send(&mut ws, json!({"ping": {"nonce": "18446744073709551615"}}));
-    assert_eq!(read_json(&mut ws), json!({"pong": {"nonce": "18446744073709551615"}}));
+    assert_eq!(
+        read_json(&mut ws),
+        json!({"pong": {"nonce": "18446744073709551615"}})
+    );
 
-    send(&mut ws, json!({"send": {"user": "erin", "clientMsgId": "m1", "payload": "aGk="}}));
+    send(
+        &mut ws,
+        json!({"send": {"user": "erin", "clientMsgId": "m1", "payload": "aGk="}}),
+    );
     let (mut result, mut deliver) = (Value::Null, Value::Null);
     for _ in 0..2 {
         let v = read_json(&mut ws);
@@ -116,7 +141,10 @@ fn json_wire_format(driver: Driver) {
     }
     assert_eq!(result["clientMsgId"], "m1", "{result}");
     assert_eq!(result["accepted"], true, "{result}");
-    assert!(result["msgId"].as_str().is_some_and(|s| !s.is_empty()), "{result}");
+    assert!(
+        result["msgId"].as_str().is_some_and(|s| !s.is_empty()),
+        "{result}"
+    );
     assert_eq!(deliver["from"], "erin", "{deliver}");
     assert_eq!(deliver["payload"], "aGk=", "{deliver}");
     assert_eq!(deliver["msgId"], result["msgId"], "{deliver}");
@@ -137,7 +165,7 @@ fn bad_tokens_at_upgrade_are_401(driver: Driver) {
         let by_header = upgrade(gw.ws, "/ws", &[("authorization", &bearer)]);
         let by_query = upgrade(gw.ws, &format!("/ws?token={t}"), &[]);
         for attempt in [by_header, by_query] {
-            match attempt {
+            match attempt.map_err(|e| *e) {
                 Err(tungstenite::Error::Http(resp)) => {
                     assert_eq!(resp.status(), 401, "token {t}");
                     let body = resp.body().clone().unwrap_or_default();
@@ -153,7 +181,10 @@ fn bad_tokens_at_upgrade_are_401(driver: Driver) {
 
 fn bad_token_in_first_frame(driver: Driver) {
     let gw = Gateway::start(driver, &[]);
-    let t = token_with("another-secret", &json!({"sub": "mallory", "exp": now_secs() + 60}));
+    let t = token_with(
+        "another-secret",
+        &json!({"sub": "mallory", "exp": now_secs() + 60}),
+    );
     let (ws, _) = upgrade(gw.ws, "/ws", &[]).expect("upgrade");
     let tcp = Client::from_tcp(TcpStream::connect(gw.tcp).unwrap());
     for mut c in [Client::from_ws(ws, Encoding::Proto), tcp] {
@@ -166,9 +197,15 @@ fn bad_token_in_first_frame(driver: Driver) {
 
 fn cli_token_is_accepted(driver: Driver) {
     let gw = Gateway::start(driver, &[]);
-    let args = ["token", "--user", "frank", "--device", "tablet", "--ttl", "2s"];
+    let args = [
+        "token", "--user", "frank", "--device", "tablet", "--ttl", "2s",
+    ];
     let out = run_cli(&[&args[..], &["--jwt-secret", SECRET]].concat());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "one token line: {stdout:?}");
@@ -177,5 +214,8 @@ fn cli_token_is_accepted(driver: Driver) {
     let a = c.auth_ok();
     gw.check_auth(&a, "frank", "tablet");
     let now = now_secs();
-    assert!((now - 1..=now + 3).contains(&a.expires_at), "ttl 2s: {a:?} at {now}");
+    assert!(
+        (now - 1..=now + 3).contains(&a.expires_at),
+        "ttl 2s: {a:?} at {now}"
+    );
 }

@@ -6,7 +6,11 @@ mod common;
 
 use common::*;
 
-driver_tests!(drain_via_admin, drain_via_sigterm, drain_deadline_closes_stragglers);
+driver_tests!(
+    drain_via_admin,
+    drain_via_sigterm,
+    drain_deadline_closes_stragglers
+);
 
 /// Clients on every shard and transport.
 fn clients(gw: &Gateway) -> Vec<Client> {

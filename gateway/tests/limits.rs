@@ -13,7 +13,9 @@ driver_tests!(slow_consumer_is_closed, too_many_rooms);
 /// Connects with a 4 KiB receive buffer (set before connect, so the kernel's
 /// autotuning cannot grow it): the gateway's output backs up quickly.
 fn connect_small_rcvbuf(addr: SocketAddr) -> TcpStream {
-    let SocketAddr::V4(v4) = addr else { panic!("IPv4 loopback expected") };
+    let SocketAddr::V4(v4) = addr else {
+        panic!("IPv4 loopback expected")
+    };
     // SAFETY: plain socket calls on a descriptor we create and then hand to
     // `TcpStream`, which owns (and closes) it from here on; every pointer
     // passed points at a live local of the size passed with it.
@@ -33,7 +35,9 @@ fn connect_small_rcvbuf(addr: SocketAddr) -> TcpStream {
         let sa = libc::sockaddr_in {
             sin_family: libc::AF_INET as libc::sa_family_t,
             sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() },
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
             sin_zero: [0; 8],
         };
         let rc = libc::connect(
@@ -50,7 +54,10 @@ fn slow_consumer_is_closed(driver: Driver) {
     const PAYLOAD: usize = 16 << 10;
     const TOTAL: usize = 20 << 20;
     const BATCH: usize = 32;
-    let gw = Gateway::start(driver, &["--send-queue-bytes", "65536"]);
+    // The queue must hold one maximal frame (the gateway refuses a cap below
+    // max-frame-bytes + 16), so frames are capped at 32 KiB here.
+    let limits = ["--send-queue-bytes", "65536", "--max-frame-bytes", "32768"];
+    let gw = Gateway::start(driver, &limits);
     let mut victim = Client::from_tcp(connect_small_rcvbuf(gw.tcp));
     victim.send(&auth(&user_token("victim", "slow"), ""));
     victim.auth = victim.auth_ok();
@@ -99,7 +106,10 @@ fn slow_consumer_is_closed(driver: Driver) {
     };
     assert!(r.accepted, "{r:?}");
     let d = bystander.deliver();
-    assert_eq!((&d.payload[..], d.msg_id.as_str()), (&b"still here"[..], r.msg_id.as_str()));
+    assert_eq!(
+        (&d.payload[..], d.msg_id.as_str()),
+        (&b"still here"[..], r.msg_id.as_str())
+    );
     sender.ping(2);
     gw.assert_shards_serve();
 }

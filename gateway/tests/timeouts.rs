@@ -60,14 +60,32 @@ fn handshake_timeout(driver: Driver) {
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
         Err(e) => panic!("a stalled upgrade was not closed: {e}"),
     }
-    assert!(started.elapsed() < IO_TIMEOUT, "deadlines of 300 ms took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < IO_TIMEOUT,
+        "deadlines of 300 ms took {:?}",
+        started.elapsed()
+    );
     gw.assert_shards_serve();
 }
 
 fn heartbeat_timeout(driver: Driver) {
-    let gw = Gateway::start(driver, &["--heartbeat-timeout-ms", "500"]);
+    // The timeout must exceed the interval told to clients, which only the
+    // config file sets.
+    let config = std::env::temp_dir().join(format!(
+        "gateway-heartbeat-{}-{}.toml",
+        std::process::id(),
+        driver.name()
+    ));
+    std::fs::write(&config, "[limits]\nheartbeat_interval_ms = 200\n").unwrap();
+    let config_arg = config.to_str().unwrap();
+    let gw = Gateway::start(
+        driver,
+        &["--config", config_arg, "--heartbeat-timeout-ms", "500"],
+    );
+    std::fs::remove_file(&config).unwrap();
     for t in [WS, TCP] {
         let mut c = gw.connect(t, "idle", "phone");
+        assert_eq!(c.auth.heartbeat_ms, 200, "{:?}", c.auth);
         let g = c.go_away();
         assert_eq!(g.reason(), GoAwayReason::HeartbeatTimeout, "{g:?}");
         c.expect_closed();

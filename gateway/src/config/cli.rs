@@ -9,7 +9,11 @@ use super::{Config, ConfigError, Driver};
 
 /// `gateway [FLAGS] [COMMAND]`: with no command, runs the gateway.
 #[derive(Debug, clap::Parser)]
-#[command(name = "gateway", version, about = "io_uring connection gateway for chat and IM systems")]
+#[command(
+    name = "gateway",
+    version,
+    about = "io_uring connection gateway for chat and IM systems"
+)]
 pub struct Cli {
     /// What to do instead of running the gateway.
     #[command(subcommand)]
@@ -60,6 +64,15 @@ pub struct RunArgs {
     /// HMAC secret for client JWTs (auth.jwt_secret); visible in `ps`, prefer the config file
     #[arg(long, value_name = "SECRET", global = true)]
     pub jwt_secret: Option<String>,
+    /// Redis URL for QoS 1 inboxes (redis); none = in-process store
+    #[arg(long, value_name = "URL", global = true)]
+    pub redis: Option<String>,
+    /// QoS 1 messages kept per user by the in-process store (qos.inbox_per_user)
+    #[arg(long, value_name = "N", global = true)]
+    pub inbox_per_user: Option<usize>,
+    /// First QoS 1 retransmit timeout in ms (qos.retransmit_ms)
+    #[arg(long, value_name = "MS", global = true)]
+    pub retransmit_ms: Option<u64>,
     /// PEM public key file for client JWTs (auth.jwt_public_key)
     #[arg(long, value_name = "PATH", global = true)]
     pub jwt_public_key: Option<PathBuf>,
@@ -92,7 +105,10 @@ impl std::fmt::Debug for RunArgs {
             .field("admin_listen", &self.admin_listen)
             .field("shards", &self.shards)
             .field("driver", &self.driver)
-            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("jwt_public_key", &self.jwt_public_key)
             .field("node_id", &self.node_id)
             .field("max_frame_bytes", &self.max_frame_bytes)
@@ -100,6 +116,9 @@ impl std::fmt::Debug for RunArgs {
             .field("handshake_timeout_ms", &self.handshake_timeout_ms)
             .field("heartbeat_timeout_ms", &self.heartbeat_timeout_ms)
             .field("drain_deadline_ms", &self.drain_deadline_ms)
+            .field("redis", &self.redis.as_ref().map(|_| "<set>"))
+            .field("inbox_per_user", &self.inbox_per_user)
+            .field("retransmit_ms", &self.retransmit_ms)
             .finish()
     }
 }
@@ -130,6 +149,11 @@ impl RunArgs {
         set(&self.handshake_timeout_ms, &mut limits.handshake_timeout_ms);
         set(&self.heartbeat_timeout_ms, &mut limits.heartbeat_timeout_ms);
         set(&self.drain_deadline_ms, &mut config.drain.deadline_ms);
+        if self.redis.is_some() {
+            config.redis = self.redis.clone();
+        }
+        set(&self.inbox_per_user, &mut config.qos.inbox_per_user);
+        set(&self.retransmit_ms, &mut config.qos.retransmit_ms);
     }
 }
 
@@ -154,7 +178,9 @@ pub fn parse_ttl(text: &str) -> Result<Duration, ConfigError> {
         if digits == 0 {
             return Err(err("expected a number"));
         }
-        let number: u64 = rest[..digits].parse().map_err(|_| err("number too large"))?;
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| err("number too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit_ms: u64 = match &rest[..unit_len] {

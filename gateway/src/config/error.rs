@@ -78,7 +78,8 @@ impl ConfigError {
         }
     }
 
-    /// A TOML error as one line: `line L, column C: message`.
+    /// A TOML error as one line: `line L, column C (key K): message`. Only
+    /// the key of the offending line is quoted, never its value (a secret).
     pub(crate) fn parse(path: &Path, text: &str, err: &toml::de::Error) -> Self {
         let message = err.message().trim().replace('\n', " ");
         let message = match err.span() {
@@ -86,7 +87,14 @@ impl ConfigError {
                 let before = text.get(..span.start).unwrap_or(text);
                 let line = before.matches('\n').count() + 1;
                 let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                format!("line {line}, column {column}: {message}")
+                let line_text = text.lines().nth(line - 1).unwrap_or("");
+                let key = line_text.split_once('=').map_or("", |(k, _)| k.trim());
+                let bare = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+                if !key.is_empty() && key.len() <= 64 && key.bytes().all(bare) {
+                    format!("line {line}, column {column} (key {key}): {message}")
+                } else {
+                    format!("line {line}, column {column}: {message}")
+                }
             }
             None => message,
         };

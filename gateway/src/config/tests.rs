@@ -35,7 +35,10 @@ fn defaults() {
     assert_eq!(c.ws_listen.to_string(), "127.0.0.1:8080");
     assert_eq!(c.tcp_listen.to_string(), "127.0.0.1:8081");
     assert_eq!(c.admin_listen.to_string(), "127.0.0.1:8082");
-    assert_eq!((c.shards, c.driver, c.pin_shards, c.timer_tick_ms), (0, Driver::Auto, true, 50));
+    assert_eq!(
+        (c.shards, c.driver, c.pin_shards, c.timer_tick_ms),
+        (0, Driver::Auto, true, 50)
+    );
     assert!(c.shard_count() >= 1);
     assert_eq!(c.timer_tick(), Duration::from_millis(50));
     let l = &c.limits;
@@ -43,7 +46,14 @@ fn defaults() {
     assert_eq!(l.handshake_timeout(), Duration::from_secs(10));
     assert_eq!(l.heartbeat_interval(), Duration::from_secs(25));
     assert_eq!(l.heartbeat_timeout(), Duration::from_secs(60));
-    assert_eq!((l.max_rooms_per_conn, l.max_name_bytes, l.max_handshake_bytes), (64, 128, 8192));
+    assert_eq!(
+        (
+            l.max_rooms_per_conn,
+            l.max_name_bytes,
+            l.max_handshake_bytes
+        ),
+        (64, 128, 8192)
+    );
     assert_eq!(c.drain.deadline(), Duration::from_secs(30));
     assert_eq!(c.drain.reconnect_after(), Duration::from_secs(1));
     let (source, dev) = c.key_source().unwrap();
@@ -83,8 +93,15 @@ fn toml_with_sections() {
     c.validate().unwrap();
     assert_eq!(c.node_id, "gw-a");
     assert_eq!(c.ws_listen.to_string(), "0.0.0.0:9000");
-    assert_eq!(c.tcp_listen.to_string(), "127.0.0.1:8081", "unset keys keep defaults");
-    assert_eq!((c.shards, c.shard_count(), c.driver, c.pin_shards), (4, 4, Driver::Legacy, false));
+    assert_eq!(
+        c.tcp_listen.to_string(),
+        "127.0.0.1:8081",
+        "unset keys keep defaults"
+    );
+    assert_eq!(
+        (c.shards, c.shard_count(), c.driver, c.pin_shards),
+        (4, 4, Driver::Legacy, false)
+    );
     assert_eq!(c.timer_tick_ms, 10);
     assert_eq!(c.auth.jwt_secret.as_deref(), Some("s3cret"));
     assert_eq!(c.limits.max_frame_bytes, 1024);
@@ -92,7 +109,10 @@ fn toml_with_sections() {
     assert_eq!(c.drain.deadline_ms, 5000);
     assert_eq!(c.drain.reconnect_after_ms, 1000);
     assert!(!c.verifier().unwrap().1);
-    assert!(!format!("{c:?}").contains("s3cret"), "secret leaked into Debug");
+    assert!(
+        !format!("{c:?}").contains("s3cret"),
+        "secret leaked into Debug"
+    );
 }
 
 #[test]
@@ -113,10 +133,15 @@ fn unknown_keys_and_bad_values_are_named() {
         let msg = err.to_string();
         assert!(matches!(err, ConfigError::Parse { .. }), "{msg}");
         assert!(msg.contains(needle), "{msg:?} does not name {needle:?}");
-        assert!(msg.starts_with("config file /etc/gateway/gateway.toml: "), "{msg}");
+        assert!(
+            msg.starts_with("config file /etc/gateway/gateway.toml: "),
+            "{msg}"
+        );
         assert!(!msg.contains('\n'), "not one line: {msg:?}");
     }
-    let msg = parse("node_id = \"a\"\n\n[limits]\nmax_frame = 10\n").unwrap_err().to_string();
+    let msg = parse("node_id = \"a\"\n\n[limits]\nmax_frame = 10\n")
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("line 4, column 1"), "{msg}");
 }
 
@@ -127,7 +152,10 @@ fn missing_file_names_the_path() {
         ..RunArgs::default()
     };
     let msg = load(&args).unwrap_err().to_string();
-    assert!(msg.starts_with("cannot read config file /nonexistent/gateway.toml: "), "{msg}");
+    assert!(
+        msg.starts_with("cannot read config file /nonexistent/gateway.toml: "),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -140,14 +168,38 @@ fn flags_override_the_file() {
     );
     let path_str = path.to_str().unwrap();
     let c = cli(&[
-        "--config", path_str, "--shards", "8", "--driver", "uring", "--ws-listen", "[::1]:7000",
-        "--tcp-listen", "127.0.0.1:7001", "--admin-listen", "127.0.0.1:7002",
-        "--node-id", "from-flag", "--max-frame-bytes", "2048", "--send-queue-bytes", "100000",
-        "--handshake-timeout-ms", "500", "--heartbeat-timeout-ms", "40000",
-        "--drain-deadline-ms", "9000", "--jwt-secret", "flag-secret",
+        "--config",
+        path_str,
+        "--shards",
+        "8",
+        "--driver",
+        "uring",
+        "--ws-listen",
+        "[::1]:7000",
+        "--tcp-listen",
+        "127.0.0.1:7001",
+        "--admin-listen",
+        "127.0.0.1:7002",
+        "--node-id",
+        "from-flag",
+        "--max-frame-bytes",
+        "2048",
+        "--send-queue-bytes",
+        "100000",
+        "--handshake-timeout-ms",
+        "500",
+        "--heartbeat-timeout-ms",
+        "40000",
+        "--drain-deadline-ms",
+        "9000",
+        "--jwt-secret",
+        "flag-secret",
     ]);
     assert_eq!(c.command, None);
-    assert!(!format!("{c:?}").contains("flag-secret"), "secret leaked into Debug");
+    assert!(
+        !format!("{c:?}").contains("flag-secret"),
+        "secret leaked into Debug"
+    );
     let config = load(&c.run).unwrap();
     assert_eq!((config.shards, config.driver), (8, Driver::Uring));
     assert_eq!(config.node_id, "from-flag");
@@ -171,17 +223,39 @@ fn flags_override_the_file() {
 #[test]
 fn token_subcommand() {
     let c = cli(&["token", "--user", "alice"]);
-    let want = Command::Token { user: "alice".into(), device: None, ttl: Duration::from_secs(3600) };
+    let want = Command::Token {
+        user: "alice".into(),
+        device: None,
+        ttl: Duration::from_secs(3600),
+    };
     assert_eq!(c.command, Some(want));
     // Run flags work after the subcommand too.
-    let c = cli(&["token", "--user", "bob", "--device", "tab", "--ttl", "15m", "--jwt-secret", "k"]);
-    let want = Command::Token { user: "bob".into(), device: Some("tab".into()), ttl: Duration::from_secs(900) };
+    let c = cli(&[
+        "token",
+        "--user",
+        "bob",
+        "--device",
+        "tab",
+        "--ttl",
+        "15m",
+        "--jwt-secret",
+        "k",
+    ]);
+    let want = Command::Token {
+        user: "bob".into(),
+        device: Some("tab".into()),
+        ttl: Duration::from_secs(900),
+    };
     assert_eq!(c.command, Some(want));
     assert_eq!(c.run.jwt_secret.as_deref(), Some("k"));
     let c = cli(&["--shards", "1", "token", "--user", "x"]);
     assert_eq!(c.run.shards, Some(1));
 
-    for bad in [&["token"][..], &["token", "--user", "a", "--ttl", "5"], &["--driver", "epoll"]] {
+    for bad in [
+        &["token"][..],
+        &["token", "--user", "a", "--ttl", "5"],
+        &["--driver", "epoll"],
+    ] {
         let args = std::iter::once("gateway").chain(bad.iter().copied());
         assert!(Cli::try_parse_from(args).is_err(), "{bad:?} accepted");
     }
@@ -199,7 +273,11 @@ fn ttl_parsing() {
         ("3650d", 3650 * 86_400),
     ];
     for (text, secs) in ok {
-        assert_eq!(parse_ttl(text).unwrap(), Duration::from_secs(secs), "{text}");
+        assert_eq!(
+            parse_ttl(text).unwrap(),
+            Duration::from_secs(secs),
+            "{text}"
+        );
     }
     assert_eq!(parse_ttl("1500ms").unwrap(), Duration::from_millis(1500));
     let bad = [
@@ -227,21 +305,60 @@ fn validation_errors() {
         (|c| c.node_id = String::new(), "invalid node_id"),
         (|c| c.node_id = "has space".into(), "invalid node_id"),
         (|c| c.node_id = "x".repeat(129), "invalid node_id"),
-        (|c| c.tcp_listen = c.ws_listen, "invalid ws_listen = 127.0.0.1:8080: same as tcp_listen"),
+        (
+            |c| c.tcp_listen = c.ws_listen,
+            "invalid ws_listen = 127.0.0.1:8080: same as tcp_listen",
+        ),
         (|c| c.shards = 1025, "invalid shards = 1025"),
         (|c| c.timer_tick_ms = 0, "invalid timer_tick_ms"),
-        (|c| c.limits.max_frame_bytes = 0, "invalid limits.max_frame_bytes = 0"),
-        (|c| c.limits.max_frame_bytes = (16 << 20) + 1, "invalid limits.max_frame_bytes"),
-        (|c| c.limits.send_queue_bytes = 65_551, "at least limits.max_frame_bytes + 16 (65552)"),
-        (|c| c.limits.handshake_timeout_ms = 0, "invalid limits.handshake_timeout_ms"),
-        (|c| c.limits.heartbeat_interval_ms = 0, "invalid limits.heartbeat_interval_ms"),
-        (|c| c.limits.heartbeat_timeout_ms = 25_000, "must exceed limits.heartbeat_interval_ms"),
-        (|c| c.limits.heartbeat_timeout_ms = u64::MAX, "invalid limits.heartbeat_timeout_ms"),
-        (|c| c.limits.max_rooms_per_conn = 0, "invalid limits.max_rooms_per_conn"),
-        (|c| c.limits.max_name_bytes = 0, "invalid limits.max_name_bytes"),
-        (|c| c.limits.max_handshake_bytes = 100, "invalid limits.max_handshake_bytes"),
-        (|c| c.drain.deadline_ms = MAX_TIMEOUT_MS + 1, "invalid drain.deadline_ms"),
-        (|c| c.auth.jwt_secret = Some(String::new()), "auth.jwt_secret is empty"),
+        (
+            |c| c.limits.max_frame_bytes = 0,
+            "invalid limits.max_frame_bytes = 0",
+        ),
+        (
+            |c| c.limits.max_frame_bytes = (16 << 20) + 1,
+            "invalid limits.max_frame_bytes",
+        ),
+        (
+            |c| c.limits.send_queue_bytes = 65_551,
+            "at least limits.max_frame_bytes + 16 (65552)",
+        ),
+        (
+            |c| c.limits.handshake_timeout_ms = 0,
+            "invalid limits.handshake_timeout_ms",
+        ),
+        (
+            |c| c.limits.heartbeat_interval_ms = 0,
+            "invalid limits.heartbeat_interval_ms",
+        ),
+        (
+            |c| c.limits.heartbeat_timeout_ms = 25_000,
+            "must exceed limits.heartbeat_interval_ms",
+        ),
+        (
+            |c| c.limits.heartbeat_timeout_ms = u64::MAX,
+            "invalid limits.heartbeat_timeout_ms",
+        ),
+        (
+            |c| c.limits.max_rooms_per_conn = 0,
+            "invalid limits.max_rooms_per_conn",
+        ),
+        (
+            |c| c.limits.max_name_bytes = 0,
+            "invalid limits.max_name_bytes",
+        ),
+        (
+            |c| c.limits.max_handshake_bytes = 100,
+            "invalid limits.max_handshake_bytes",
+        ),
+        (
+            |c| c.drain.deadline_ms = MAX_TIMEOUT_MS + 1,
+            "invalid drain.deadline_ms",
+        ),
+        (
+            |c| c.auth.jwt_secret = Some(String::new()),
+            "auth.jwt_secret is empty",
+        ),
     ];
     for (edit, want) in cases {
         let mut c = Config::default();
@@ -266,28 +383,50 @@ fn key_selection() {
     let dir = scratch("keys");
     let both = parse("[auth]\njwt_secret = \"a\"\njwt_public_key = \"k.pem\"\n").unwrap();
     assert!(matches!(both.validate(), Err(ConfigError::ConflictingKeys)));
-    assert!(matches!(both.key_source(), Err(ConfigError::ConflictingKeys)));
+    assert!(matches!(
+        both.key_source(),
+        Err(ConfigError::ConflictingKeys)
+    ));
 
     // A relative key path is relative to the config file.
-    let path = write(&dir, "gw.toml", "[auth]\njwt_public_key = \"keys/jwt.pem\"\n");
+    let path = write(
+        &dir,
+        "gw.toml",
+        "[auth]\njwt_public_key = \"keys/jwt.pem\"\n",
+    );
     let c = Config::from_file(&path).unwrap();
     assert_eq!(c.auth.jwt_public_key, Some(dir.join("keys/jwt.pem")));
     let msg = c.key_source().unwrap_err().to_string();
-    assert!(msg.starts_with("cannot read JWT public key ") && msg.contains("jwt.pem"), "{msg}");
+    assert!(
+        msg.starts_with("cannot read JWT public key ") && msg.contains("jwt.pem"),
+        "{msg}"
+    );
 
     // A key flag replaces the file's key choice.
     let args = cli(&["--config", path.to_str().unwrap(), "--jwt-secret", "flag"]);
     let c = load(&args.run).unwrap();
     assert_eq!(c.auth.jwt_public_key, None);
-    assert!(matches!(c.key_source(), Ok((crate::auth::KeySource::Secret(s), false)) if s == b"flag"));
+    assert!(
+        matches!(c.key_source(), Ok((crate::auth::KeySource::Secret(s), false)) if s == b"flag")
+    );
     let args = cli(&["--jwt-secret", "a", "--jwt-public-key", "b.pem"]);
     assert!(matches!(load(&args.run), Err(ConfigError::ConflictingKeys)));
 
     // A file that is not a public key fails when the verifier is built.
-    let junk = write(&dir, "junk.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+    let junk = write(
+        &dir,
+        "junk.pem",
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    );
     let c = load(&cli(&["--jwt-public-key", junk.to_str().unwrap()]).run).unwrap();
-    assert!(matches!(c.key_source(), Ok((crate::auth::KeySource::PublicKeyPem(_), false))));
+    assert!(matches!(
+        c.key_source(),
+        Ok((crate::auth::KeySource::PublicKeyPem(_), false))
+    ));
     let msg = c.verifier().unwrap_err().to_string();
-    assert!(msg.contains("junk.pem") && msg.contains("private key"), "{msg}");
+    assert!(
+        msg.contains("junk.pem") && msg.contains("private key"),
+        "{msg}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -165,11 +165,22 @@ impl Shard {
         if let Some(user) = &c.user {
             self.tables.borrow_mut().remove_user(user, key);
             let owner = self.node.mesh.owner(user);
-            let msg = ShardMsg::Offline { user: user.clone(), shard: self.id as u16, conn_id: c.id };
+            let msg = ShardMsg::Offline {
+                user: user.clone(),
+                shard: self.id as u16,
+                conn_id: c.id,
+            };
             self.send_to(owner, msg);
         }
         self.put_buf(c.out);
-        self.gauge(if c.wire == Wire::Tcp { Transport::Tcp } else { Transport::WebSocket }, -1);
+        self.gauge(
+            if c.wire == Wire::Tcp {
+                Transport::Tcp
+            } else {
+                Transport::WebSocket
+            },
+            -1,
+        );
         self.check_done();
     }
 

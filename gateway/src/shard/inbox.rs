@@ -77,9 +77,11 @@ impl Shard {
             }
             ShardMsg::RoomLocal { room, msg } => self.fan_out(&room, &msg),
             ShardMsg::Online { user, entry } => self.tables.borrow_mut().online(user, entry),
-            ShardMsg::Offline { user, shard, conn_id } => {
-                self.tables.borrow_mut().offline(&user, shard, conn_id)
-            }
+            ShardMsg::Offline {
+                user,
+                shard,
+                conn_id,
+            } => self.tables.borrow_mut().offline(&user, shard, conn_id),
             ShardMsg::Interest { room, shard, on } => {
                 self.tables.borrow_mut().interest(room, shard, on)
             }

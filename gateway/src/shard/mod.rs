@@ -272,7 +272,11 @@ pub(crate) fn error_frame(code: ErrorCode, message: &str, fatal: bool) -> Server
 }
 
 /// A go-away frame.
-pub(crate) fn go_away_frame(reason: GoAwayReason, message: &str, reconnect_after_ms: u32) -> ServerFrame {
+pub(crate) fn go_away_frame(
+    reason: GoAwayReason,
+    message: &str,
+    reconnect_after_ms: u32,
+) -> ServerFrame {
     ServerFrame {
         frame: Some(Frame::GoAway(GoAway {
             reason: reason as i32,

@@ -49,7 +49,11 @@ impl Reader {
                 self.buf = shard.take_buf();
             }
             if self.buf.len() == self.buf.capacity() {
-                let grow = self.buf.len().min(limit.saturating_sub(self.buf.len())).max(1024);
+                let grow = self
+                    .buf
+                    .len()
+                    .min(limit.saturating_sub(self.buf.len()))
+                    .max(1024);
                 self.buf.reserve(grow);
             }
             let spare = self.buf.capacity() - self.buf.len();
@@ -177,7 +181,11 @@ fn ws_step(
     match event {
         None | Some(Event::Pong(_)) => {}
         Some(Event::Data { text, payload }) => {
-            let enc = if text { Encoding::Json } else { Encoding::Proto };
+            let enc = if text {
+                Encoding::Json
+            } else {
+                Encoding::Proto
+            };
             shard.on_payload(key, enc, &payload)?;
         }
         Some(Event::Ping(data)) => shard.ws_pong(key, data),

@@ -2,7 +2,10 @@
 //! owner shards of the names involved.
 use std::sync::Arc;
 
-use proto::v1::{send, server_frame::Frame, Deliver, ErrorCode, Qos, RoomJoined, RoomLeft, Send, SendResult, ServerFrame};
+use proto::v1::{
+    send, server_frame::Frame, Deliver, ErrorCode, Qos, RoomJoined, RoomLeft, Send, SendResult,
+    ServerFrame,
+};
 
 use super::tables::ConnKey;
 use super::{error_frame, Shard};
@@ -24,11 +27,21 @@ impl Shard {
     fn route_send(&self, key: ConnKey, send: Send) -> Result<String, (ErrorCode, &'static str)> {
         let max_name = self.node.config.limits.max_name_bytes;
         if send.qos() == Qos::AtLeastOnce {
-            return Err((ErrorCode::Unavailable, "QoS 1 is not available on this node yet"));
+            return Err((
+                ErrorCode::Unavailable,
+                "QoS 1 is not available on this node yet",
+            ));
         }
         let target = match send.to {
-            None => return Err((ErrorCode::InvalidArgument, "send needs a user, room or backend")),
-            Some(send::To::Backend(_)) => return Err((ErrorCode::Unavailable, "no backend stream is configured")),
+            None => {
+                return Err((
+                    ErrorCode::InvalidArgument,
+                    "send needs a user, room or backend",
+                ))
+            }
+            Some(send::To::Backend(_)) => {
+                return Err((ErrorCode::Unavailable, "no backend stream is configured"))
+            }
             Some(send::To::User(u)) => (u, false),
             Some(send::To::Room(r)) => (r, true),
         };
@@ -45,12 +58,18 @@ impl Shard {
             seq: 0,
             msg_id: msg_id.clone(),
             from: from.as_deref().unwrap_or_default().to_owned(),
-            room: if target.1 { name.to_string() } else { String::new() },
+            room: if target.1 {
+                name.to_string()
+            } else {
+                String::new()
+            },
             qos: Qos::AtMostOnce as i32,
             payload: send.payload,
             timestamp_ms: super::session::unix_millis(),
         };
-        let msg = Outbound::new(ServerFrame { frame: Some(Frame::Deliver(deliver)) });
+        let msg = Outbound::new(ServerFrame {
+            frame: Some(Frame::Deliver(deliver)),
+        });
         let owner = self.node.mesh.owner(&name);
         let routed = if target.1 {
             ShardMsg::ToRoom { room: name, msg }
@@ -61,9 +80,20 @@ impl Shard {
         Ok(msg_id)
     }
 
-    fn send_result(&self, key: ConnKey, client_msg_id: String, outcome: Result<String, (ErrorCode, &str)>) {
+    fn send_result(
+        &self,
+        key: ConnKey,
+        client_msg_id: String,
+        outcome: Result<String, (ErrorCode, &str)>,
+    ) {
         let result = match outcome {
-            Ok(msg_id) => SendResult { client_msg_id, accepted: true, code: 0, message: String::new(), msg_id },
+            Ok(msg_id) => SendResult {
+                client_msg_id,
+                accepted: true,
+                code: 0,
+                message: String::new(),
+                msg_id,
+            },
             Err((code, why)) => SendResult {
                 client_msg_id,
                 accepted: false,
@@ -72,25 +102,44 @@ impl Shard {
                 msg_id: String::new(),
             },
         };
-        self.send_frame(key, &ServerFrame { frame: Some(Frame::SendResult(result)) });
+        self.send_frame(
+            key,
+            &ServerFrame {
+                frame: Some(Frame::SendResult(result)),
+            },
+        );
     }
 
     pub(super) fn on_join(&self, key: ConnKey, room: String) {
         let limits = &self.node.config.limits;
         if room.is_empty() || room.len() > limits.max_name_bytes {
             self.stats.error(ErrorCode::InvalidArgument);
-            return self.send_frame(key, &error_frame(ErrorCode::InvalidArgument, "room name empty or too long", false));
+            return self.send_frame(
+                key,
+                &error_frame(
+                    ErrorCode::InvalidArgument,
+                    "room name empty or too long",
+                    false,
+                ),
+            );
         }
         let room: Arc<str> = Arc::from(room);
         let added = {
             let mut conns = self.conns.borrow_mut();
             let Some(c) = conns.get_mut(key) else { return };
-            if c.rooms.iter().any(|r| *r == room) {
+            if c.rooms.contains(&room) {
                 false
             } else if c.rooms.len() >= limits.max_rooms_per_conn {
                 drop(conns);
                 self.stats.error(ErrorCode::TooManyRooms);
-                return self.send_frame(key, &error_frame(ErrorCode::TooManyRooms, "too many rooms on this connection", false));
+                return self.send_frame(
+                    key,
+                    &error_frame(
+                        ErrorCode::TooManyRooms,
+                        "too many rooms on this connection",
+                        false,
+                    ),
+                );
             } else {
                 c.rooms.push(room.clone());
                 true
@@ -98,9 +147,23 @@ impl Shard {
         };
         if added && self.tables.borrow_mut().join(&room, key) {
             let owner = self.node.mesh.owner(&room);
-            self.send_to(owner, ShardMsg::Interest { room: room.clone(), shard: self.id as u16, on: true });
+            self.send_to(
+                owner,
+                ShardMsg::Interest {
+                    room: room.clone(),
+                    shard: self.id as u16,
+                    on: true,
+                },
+            );
         }
-        self.send_frame(key, &ServerFrame { frame: Some(Frame::Joined(RoomJoined { room: room.to_string() })) });
+        self.send_frame(
+            key,
+            &ServerFrame {
+                frame: Some(Frame::Joined(RoomJoined {
+                    room: room.to_string(),
+                })),
+            },
+        );
     }
 
     pub(super) fn on_leave(&self, key: ConnKey, room: String) {
@@ -114,14 +177,26 @@ impl Shard {
         if removed {
             self.leave_room(key, &room);
         }
-        self.send_frame(key, &ServerFrame { frame: Some(Frame::Left(RoomLeft { room })) });
+        self.send_frame(
+            key,
+            &ServerFrame {
+                frame: Some(Frame::Left(RoomLeft { room })),
+            },
+        );
     }
 
     /// Drops a local membership; withdraws interest when it was the last.
     pub(super) fn leave_room(&self, key: ConnKey, room: &str) {
         if self.tables.borrow_mut().leave(room, key) {
             let owner = self.node.mesh.owner(room);
-            self.send_to(owner, ShardMsg::Interest { room: Arc::from(room), shard: self.id as u16, on: false });
+            self.send_to(
+                owner,
+                ShardMsg::Interest {
+                    room: Arc::from(room),
+                    shard: self.id as u16,
+                    on: false,
+                },
+            );
         }
     }
 }

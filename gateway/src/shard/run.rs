@@ -32,7 +32,12 @@ static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// Starts shard `id` on its own thread. `inherited` are descriptors of the
 /// parent's table the shard must close in its private copy.
-pub fn spawn(node: Arc<Node>, id: usize, inherited: Vec<RawFd>, ready: Sender<Ready>) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn(
+    node: Arc<Node>,
+    id: usize,
+    inherited: Vec<RawFd>,
+    ready: Sender<Ready>,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("shard-{id}"))
         .spawn(move || {
@@ -79,12 +84,16 @@ fn run(node: Arc<Node>, id: usize, ready: Sender<Ready>) {
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(BACKLOG);
+    let opts = ListenerOpts::new()
+        .reuse_port(true)
+        .reuse_addr(true)
+        .backlog(BACKLOG);
     TcpListener::bind_with_config(addr, &opts)
 }
 
 async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static str) {
-    let listeners = bind(node.ws_addr).map_err(|e| format!("cannot listen on {} (WebSocket): {e}", node.ws_addr))
+    let listeners = bind(node.ws_addr)
+        .map_err(|e| format!("cannot listen on {} (WebSocket): {e}", node.ws_addr))
         .and_then(|ws| {
             bind(node.tcp_addr)
                 .map(|tcp| (ws, tcp))
@@ -108,9 +117,16 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
 
     shard.draining.wait().await;
     let deadline = Duration::from_millis(node.config.drain.deadline_ms);
-    if monoio::time::timeout(deadline, shard.done.wait()).await.is_err() {
+    if monoio::time::timeout(deadline, shard.done.wait())
+        .await
+        .is_err()
+    {
         let left = shard.conn_count();
-        tracing::warn!(shard = id, left, "drain deadline passed: closing remaining connections");
+        tracing::warn!(
+            shard = id,
+            left,
+            "drain deadline passed: closing remaining connections"
+        );
         let keys: Vec<usize> = shard.conns.borrow().iter().map(|(k, _)| k).collect();
         for key in keys {
             shard.close(key, None);

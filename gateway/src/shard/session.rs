@@ -5,7 +5,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proto::codec::{self, Encoding, SUBPROTOCOL_JSON, SUBPROTOCOL_PROTO};
 use proto::handshake::{self, UpgradeRequest};
-use proto::v1::{client_frame, server_frame::Frame, AuthOk, ClientFrame, ErrorCode, Pong, ServerFrame};
+use proto::v1::{
+    client_frame, server_frame::Frame, AuthOk, ClientFrame, ErrorCode, Pong, ServerFrame,
+};
 use proto::ws::Opcode;
 
 use super::reader::Fatal;
@@ -90,7 +92,12 @@ impl Shard {
     }
 
     /// One client frame's bytes arrived.
-    pub(super) fn on_payload(&self, key: ConnKey, enc: Encoding, bytes: &[u8]) -> Result<(), Fatal> {
+    pub(super) fn on_payload(
+        &self,
+        key: ConnKey,
+        enc: Encoding,
+        bytes: &[u8],
+    ) -> Result<(), Fatal> {
         ShardStats::inc(&self.stats.frames_in);
         let frame: ClientFrame = codec::decode_client(enc, bytes)
             .map_err(|e| Fatal(ErrorCode::BadFrame, e.to_string()))?;
@@ -107,7 +114,9 @@ impl Shard {
                     Err(e) => Err(Fatal(ErrorCode::Unauthenticated, e.reason().into())),
                 }
             }
-            (Some(Phase::Auth), _) => Err(Fatal(ErrorCode::NotAuthenticated, "send Auth first".into())),
+            (Some(Phase::Auth), _) => {
+                Err(Fatal(ErrorCode::NotAuthenticated, "send Auth first".into()))
+            }
             (Some(Phase::Open), frame) => {
                 self.on_frame(key, frame);
                 Ok(())
@@ -136,20 +145,37 @@ impl Shard {
             c.phase = Phase::Open;
             c.user = Some(user.clone());
             c.device = device.clone();
-            self.stats.handshake(now.saturating_duration_since(c.accepted_at));
+            self.stats
+                .handshake(now.saturating_duration_since(c.accepted_at));
             (c.id, c.wire, c.liveness.take())
         };
         self.cancel(old_timer);
         let heartbeat = now + Duration::from_millis(limits.heartbeat_timeout_ms);
         let liveness = self.schedule(key, conn_id, TimerKind::Heartbeat, heartbeat);
-        let expiry = self.schedule(key, conn_id, TimerKind::TokenExpiry, now + Duration::from_secs(expires_in));
+        let expiry = self.schedule(
+            key,
+            conn_id,
+            TimerKind::TokenExpiry,
+            now + Duration::from_secs(expires_in),
+        );
         if let Some(c) = self.conns.borrow_mut().get_mut(key) {
             c.liveness = Some(liveness);
             c.expiry = Some(expiry);
         }
         self.tables.borrow_mut().add_user(&user, key);
-        let entry = PresenceEntry { shard: self.id as u16, conn_id, device: device.clone(), wire };
-        self.send_to(self.node.mesh.owner(&user), ShardMsg::Online { user: user.clone(), entry });
+        let entry = PresenceEntry {
+            shard: self.id as u16,
+            conn_id,
+            device: device.clone(),
+            wire,
+        };
+        self.send_to(
+            self.node.mesh.owner(&user),
+            ShardMsg::Online {
+                user: user.clone(),
+                entry,
+            },
+        );
         let ok = AuthOk {
             user: user.to_string(),
             device: device.to_string(),
@@ -159,13 +185,23 @@ impl Shard {
             node: self.node.config.node_id.clone(),
             shard: self.id as u32,
         };
-        self.send_frame(key, &ServerFrame { frame: Some(Frame::AuthOk(ok)) });
+        self.send_frame(
+            key,
+            &ServerFrame {
+                frame: Some(Frame::AuthOk(ok)),
+            },
+        );
     }
 
     fn on_frame(&self, key: ConnKey, frame: client_frame::Frame) {
         use client_frame::Frame as F;
         match frame {
-            F::Ping(p) => self.send_frame(key, &ServerFrame { frame: Some(Frame::Pong(Pong { nonce: p.nonce })) }),
+            F::Ping(p) => self.send_frame(
+                key,
+                &ServerFrame {
+                    frame: Some(Frame::Pong(Pong { nonce: p.nonce })),
+                },
+            ),
             F::Send(send) => self.on_send(key, send),
             F::Join(j) => self.on_join(key, j.room),
             F::Leave(l) => self.on_leave(key, l.room),
@@ -174,7 +210,14 @@ impl Shard {
             F::Ack(_) | F::Resume(_) => {}
             F::Auth(_) => {
                 self.stats.error(ErrorCode::AlreadyAuthenticated);
-                self.send_frame(key, &error_frame(ErrorCode::AlreadyAuthenticated, "already authenticated", false));
+                self.send_frame(
+                    key,
+                    &error_frame(
+                        ErrorCode::AlreadyAuthenticated,
+                        "already authenticated",
+                        false,
+                    ),
+                );
             }
         }
     }
@@ -194,10 +237,14 @@ fn pick_subprotocol(offered: &[String]) -> Option<(Wire, Option<&'static str>)> 
 
 /// Seconds since the Unix epoch.
 pub(super) fn unix_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Milliseconds since the Unix epoch.
 pub(super) fn unix_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -29,8 +29,16 @@ pub(crate) struct Timer {
 
 impl Shard {
     /// Schedules a timer for a connection.
-    pub(super) fn schedule(&self, key: ConnKey, conn_id: u64, kind: TimerKind, at: Instant) -> crate::wheel::TimerKey {
-        self.wheel.borrow_mut().insert(at, Timer { key, conn_id, kind })
+    pub(super) fn schedule(
+        &self,
+        key: ConnKey,
+        conn_id: u64,
+        kind: TimerKind,
+        at: Instant,
+    ) -> crate::wheel::TimerKey {
+        self.wheel
+            .borrow_mut()
+            .insert(at, Timer { key, conn_id, kind })
     }
 
     /// Cancels a timer (a fired or unknown key is a no-op).
@@ -98,9 +106,11 @@ impl Shard {
                 "no heartbeat within the timeout",
                 0,
             ),
-            Some(TimerKind::TokenExpiry) => {
-                go_away_frame(GoAwayReason::TokenExpired, "token expired: renew and reconnect", 0)
-            }
+            Some(TimerKind::TokenExpiry) => go_away_frame(
+                GoAwayReason::TokenExpired,
+                "token expired: renew and reconnect",
+                0,
+            ),
         };
         self.close(t.key, Some(&last));
     }

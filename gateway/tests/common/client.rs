@@ -5,15 +5,13 @@
 //! with what was being waited for. Frames read while waiting for a specific
 //! one are kept, in order, and returned by later reads.
 
-use super::{frames::*, user_token, Gateway, IO_TIMEOUT};
+use super::{frames::*, IO_TIMEOUT};
 use proto::v1::{AuthOk, ServerFrame};
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Instant;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::handshake::client::Response;
-use tungstenite::{HandshakeError, Message, WebSocket};
+use tungstenite::{Message, WebSocket};
 
 /// Which port and encoding a client speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,8 +36,8 @@ pub enum Event {
 }
 
 enum Conn {
-    Ws(Box<WebSocket<TcpStream>>),
-    Tcp(TcpStream, Vec<u8>),
+    Ws(Box<WebSocket<Socket>>),
+    Tcp(Socket, Vec<u8>),
 }
 
 pub struct Client {
@@ -50,35 +48,47 @@ pub struct Client {
     pub auth: AuthOk,
 }
 
-fn timed(stream: TcpStream) -> TcpStream {
+/// A client socket with `IO_TIMEOUT` on every read and write, which retries
+/// EINTR: any signal handled in the test process interrupts socket calls that
+/// have a timeout, even under SA_RESTART (signal(7)); such reads were seen
+/// failing with EINTR here.
+pub struct Socket(TcpStream);
+
+pub(super) fn timed(stream: TcpStream) -> Socket {
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_nodelay(true).unwrap();
-    stream
+    Socket(stream)
 }
 
-/// Opens a WebSocket to `ws://addr{target}` with extra request headers.
-/// Returns the HTTP error response (e.g. 401) as `Err`.
-pub fn upgrade(
-    addr: SocketAddr,
-    target: &str,
-    headers: &[(&str, &str)],
-) -> Result<(WebSocket<TcpStream>, Response), tungstenite::Error> {
-    let mut req = format!("ws://{addr}{target}").into_client_request()?;
-    for (name, value) in headers {
-        let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
-        req.headers_mut().insert(name, value.parse().unwrap());
+fn retry<T>(mut op: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            r => return r,
+        }
     }
-    let stream = timed(TcpStream::connect(addr).expect("connect to the ws port"));
-    tungstenite::client(req, stream).map_err(|e| match e {
-        HandshakeError::Failure(e) => e,
-        HandshakeError::Interrupted(_) => panic!("WebSocket handshake timed out"),
-    })
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        retry(|| self.0.read(buf))
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        retry(|| self.0.write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        retry(|| self.0.flush())
+    }
 }
 
 impl Client {
     /// Wraps an upgraded WebSocket; not yet authenticated.
-    pub fn from_ws(ws: WebSocket<TcpStream>, enc: Encoding) -> Client {
+    pub fn from_ws(ws: WebSocket<Socket>, enc: Encoding) -> Client {
         Client::new(Conn::Ws(Box::new(ws)), enc)
     }
 
@@ -89,7 +99,12 @@ impl Client {
 
     fn new(conn: Conn, enc: Encoding) -> Client {
         let auth = AuthOk::default();
-        Client { conn, enc, stash: VecDeque::new(), auth }
+        Client {
+            conn,
+            enc,
+            stash: VecDeque::new(),
+            auth,
+        }
     }
 
     /// Sends one frame in this connection's encoding.
@@ -112,14 +127,19 @@ impl Client {
 
     /// Writes bytes to the TCP socket exactly as given (no length prefix).
     pub fn send_raw_tcp(&mut self, bytes: &[u8]) {
-        let Conn::Tcp(s, _) = &mut self.conn else { panic!("not a TCP client") };
+        let Conn::Tcp(s, _) = &mut self.conn else {
+            panic!("not a TCP client")
+        };
         s.write_all(bytes).expect("tcp write");
     }
 
     /// Sends one text message (WS only).
     pub fn send_text(&mut self, text: &str) {
-        let Conn::Ws(ws) = &mut self.conn else { panic!("not a WebSocket client") };
-        ws.send(Message::text(text.to_owned())).expect("ws send text");
+        let Conn::Ws(ws) = &mut self.conn else {
+            panic!("not a WebSocket client")
+        };
+        ws.send(Message::text(text.to_owned()))
+            .expect("ws send text");
     }
 
     /// The next frame or the end of the connection.
@@ -228,10 +248,13 @@ impl Client {
     /// The SendResult for `client_msg_id`, wherever it is among the frames.
     #[track_caller]
     pub fn result_for(&mut self, client_msg_id: &str) -> proto::v1::SendResult {
-        let f = self.recv_matching("SendResult", |f| {
-            matches!(f, Frame::SendResult(r) if r.client_msg_id == client_msg_id)
-        });
-        let Frame::SendResult(r) = f else { unreachable!() };
+        let f = self.recv_matching(
+            "SendResult",
+            |f| matches!(f, Frame::SendResult(r) if r.client_msg_id == client_msg_id),
+        );
+        let Frame::SendResult(r) = f else {
+            unreachable!()
+        };
         r
     }
 
@@ -297,66 +320,5 @@ fn ws_end(e: tungstenite::Error) -> Event {
         | Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Event::Closed(None),
         Error::Io(e) => io_end(e),
         e => panic!("WebSocket error: {e}"),
-    }
-}
-
-impl Gateway {
-    /// Connects `user`/`device` and waits for AuthOk: WebSocket with the
-    /// token in the Authorization header, or TCP with an Auth first frame.
-    #[track_caller]
-    pub fn connect(&self, t: Transport, user: &str, device: &str) -> Client {
-        let token = user_token(user, device);
-        let mut c = match t {
-            Transport::Ws(enc) => {
-                let proto = match enc {
-                    Encoding::Proto => SUBPROTOCOL_PROTO,
-                    Encoding::Json => SUBPROTOCOL_JSON,
-                };
-                let bearer = format!("Bearer {token}");
-                let headers = [("authorization", &*bearer), ("sec-websocket-protocol", proto)];
-                let (ws, _) = upgrade(self.ws, "/ws", &headers).expect("ws upgrade");
-                Client::from_ws(ws, enc)
-            }
-            Transport::Tcp => {
-                let mut c = Client::from_tcp(TcpStream::connect(self.tcp).expect("connect tcp"));
-                c.send(&auth(&token, ""));
-                c
-            }
-        };
-        c.auth = c.auth_ok();
-        self.check_auth(&c.auth, user, device);
-        c
-    }
-
-    /// Asserts an AuthOk is for `user`/`device` on one of this node's shards.
-    #[track_caller]
-    pub fn check_auth(&self, a: &AuthOk, user: &str, device: &str) {
-        assert_eq!((a.user.as_str(), a.device.as_str()), (user, device), "{a:?}");
-        assert!(a.shard < self.shards, "shard out of range: {a:?}");
-        assert!(a.heartbeat_ms > 0, "no heartbeat interval: {a:?}");
-    }
-
-    /// Connects until the kernel puts the connection on `shard`.
-    #[track_caller]
-    pub fn connect_on_shard(&self, t: Transport, user: &str, device: &str, shard: u32) -> Client {
-        let deadline = Instant::now() + IO_TIMEOUT;
-        loop {
-            let c = self.connect(t, user, device);
-            if c.auth.shard == shard {
-                return c;
-            }
-            assert!(Instant::now() < deadline, "never got a connection on shard {shard}");
-        }
-    }
-
-    /// Asserts that every shard still accepts, authenticates and answers
-    /// pings, on both transports.
-    #[track_caller]
-    pub fn assert_shards_serve(&self) {
-        for shard in 0..self.shards {
-            for t in [WS, TCP] {
-                self.connect_on_shard(t, "prober", "probe", shard).ping(shard as u64 + 1);
-            }
-        }
     }
 }

@@ -26,17 +26,25 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> H
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     let body = body.unwrap_or("");
-    let content_type = if body.is_empty() { "" } else { "Content-Type: application/json\r\n" };
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{content_type}\
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).expect("write the admin request");
+    s.write_all(req.as_bytes())
+        .expect("write the admin request");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read the admin response");
     parse_response(&raw).unwrap_or_else(|| {
-        panic!("bad HTTP response to {method} {path}: {:?}", String::from_utf8_lossy(&raw))
+        panic!(
+            "bad HTTP response to {method} {path}: {:?}",
+            String::from_utf8_lossy(&raw)
+        )
     })
 }
 
@@ -44,12 +52,21 @@ fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
     let text = std::str::from_utf8(raw).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
     let mut lines = head.split("\r\n");
-    let status = lines.next()?.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+    let status = lines
+        .next()?
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse()
+        .ok()?;
     let chunked = lines.any(|l| {
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
     });
-    let body = if chunked { dechunk(body)? } else { body.to_owned() };
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_owned()
+    };
     Some(HttpResponse { status, body })
 }
 
@@ -71,7 +88,9 @@ fn dechunk(mut s: &str) -> Option<String> {
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     let mut found = None;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((key, value)) = line.rsplit_once(' ') else { continue };
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
         let name = key.split('{').next().unwrap_or(key);
         if key == series || (!series.contains('{') && name == series) {
             let v: f64 = value.parse().ok()?;

@@ -1,0 +1,142 @@
+//! Validation of a parsed [`Config`](super::Config): every rule promised by
+//! the `config` module header, each failure one line naming the setting.
+
+use super::{Config, ConfigError, MAX_FRAME_BYTES, MAX_SHARDS, MAX_TIMEOUT_MS};
+
+impl Config {
+    /// Checks every rule listed in the `config` module header; returns the
+    /// first violation.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let node_ok = !self.node_id.is_empty()
+            && self.node_id.len() <= 128
+            && self.node_id.bytes().all(is_node_id_byte);
+        check(
+            node_ok,
+            "node_id",
+            &self.node_id,
+            "must be 1-128 ASCII letters, digits or -_.:",
+        )?;
+        let listeners = [
+            ("ws_listen", self.ws_listen),
+            ("tcp_listen", self.tcp_listen),
+            ("admin_listen", self.admin_listen),
+        ];
+        for (i, (name, addr)) in listeners.iter().enumerate() {
+            for (other, other_addr) in &listeners[i + 1..] {
+                if addr.port() != 0 && addr == other_addr {
+                    return Err(ConfigError::invalid(name, addr, format!("same as {other}")));
+                }
+            }
+        }
+        let shards = self.shards;
+        check(
+            shards <= MAX_SHARDS,
+            "shards",
+            shards,
+            "must be at most 1024",
+        )?;
+        let tick = self.timer_tick_ms;
+        check(
+            (1..=1000).contains(&tick),
+            "timer_tick_ms",
+            tick,
+            "must be 1 to 1000",
+        )?;
+
+        let l = &self.limits;
+        let frame = l.max_frame_bytes;
+        let frame_ok = (1..=MAX_FRAME_BYTES).contains(&frame);
+        check(
+            frame_ok,
+            "limits.max_frame_bytes",
+            frame,
+            "must be 1 to 16777216",
+        )?;
+        let ms_ok = |v: u64| (1..=MAX_TIMEOUT_MS).contains(&v);
+        let ms_reason = "must be 1 to 86400000 (one day)";
+        let hs = l.handshake_timeout_ms;
+        check(ms_ok(hs), "limits.handshake_timeout_ms", hs, ms_reason)?;
+        let hb = l.heartbeat_interval_ms;
+        check(
+            hb > 0,
+            "limits.heartbeat_interval_ms",
+            hb,
+            "must be positive",
+        )?;
+        let hbt = l.heartbeat_timeout_ms;
+        check(ms_ok(hbt), "limits.heartbeat_timeout_ms", hbt, ms_reason)?;
+        if hbt <= u64::from(hb) {
+            let reason = format!("must exceed limits.heartbeat_interval_ms ({hb})");
+            return Err(ConfigError::invalid(
+                "limits.heartbeat_timeout_ms",
+                hbt,
+                reason,
+            ));
+        }
+        let min_queue = frame.saturating_add(16);
+        if l.send_queue_bytes < min_queue {
+            let reason = format!("must be at least limits.max_frame_bytes + 16 ({min_queue})");
+            let value = l.send_queue_bytes;
+            return Err(ConfigError::invalid(
+                "limits.send_queue_bytes",
+                value,
+                reason,
+            ));
+        }
+        let rooms = l.max_rooms_per_conn;
+        check(
+            rooms > 0,
+            "limits.max_rooms_per_conn",
+            rooms,
+            "must be positive",
+        )?;
+        let names = l.max_name_bytes;
+        let names_ok = (1..=1024).contains(&names);
+        check(
+            names_ok,
+            "limits.max_name_bytes",
+            names,
+            "must be 1 to 1024",
+        )?;
+        let hsb = l.max_handshake_bytes;
+        let hsb_ok = (1024..=1 << 20).contains(&hsb);
+        check(
+            hsb_ok,
+            "limits.max_handshake_bytes",
+            hsb,
+            "must be 1024 to 1048576",
+        )?;
+
+        let dl = self.drain.deadline_ms;
+        let dl_ok = dl <= MAX_TIMEOUT_MS;
+        check(
+            dl_ok,
+            "drain.deadline_ms",
+            dl,
+            "must be at most 86400000 (one day)",
+        )?;
+
+        match (&self.auth.jwt_secret, &self.auth.jwt_public_key) {
+            (Some(_), Some(_)) => Err(ConfigError::ConflictingKeys),
+            (Some(secret), None) if secret.is_empty() => Err(ConfigError::EmptySecret),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn check(
+    ok: bool,
+    key: &'static str,
+    value: impl ToString,
+    reason: &str,
+) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(key, value, reason.to_owned()))
+    }
+}
+
+pub(super) fn is_node_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
+}

@@ -1,0 +1,275 @@
+//! The embedded inbox store: bounded, in process, lost on restart.
+//!
+//! Bounds and what happens at each (the client always learns of a loss):
+//! - `per_user` messages: appending past it drops the user's oldest message.
+//! - `total_bytes` of payload across the shard: appending past it drops the
+//!   oldest messages of any user, oldest first.
+//! - `retention`: messages older than this are dropped.
+//!
+//! A dropped message that a device had not acknowledged becomes a gap: the
+//! next read for that device reports (first missing, first available) and
+//! the gateway sends the client a `Gap` frame before the messages that remain.
+//! Messages acknowledged by every tracked device are dropped at once.
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Done, Op, Replay, ReplyTo, Store, StoreError, Stored};
+
+/// The bounds of a memory store.
+#[derive(Debug, Clone)]
+pub struct MemoryLimits {
+    /// Messages kept per user.
+    pub per_user: usize,
+    /// Payload bytes kept in all.
+    pub total_bytes: usize,
+    /// Age after which a message is dropped.
+    pub retention: Duration,
+    /// Client message ids remembered per user for dedupe.
+    pub dedupe_window: usize,
+}
+
+#[derive(Default)]
+struct UserInbox {
+    last_seq: u64,
+    msgs: VecDeque<Stored>,
+    /// Highest sequence dropped by a bound (not by acknowledgement).
+    dropped_upto: u64,
+    cursors: Vec<(Arc<str>, u64)>,
+    dedupe: HashMap<(String, String), (u64, String)>,
+    dedupe_order: VecDeque<(String, String)>,
+}
+
+/// A bounded in-process inbox store for the users one shard owns.
+pub struct MemoryStore {
+    limits: MemoryLimits,
+    clock: Box<dyn Fn() -> u64>,
+    users: HashMap<Arc<str>, UserInbox>,
+    /// (user, seq, bytes, timestamp) in append order, for the global bounds.
+    order: VecDeque<(Arc<str>, u64, usize, u64)>,
+    bytes: usize,
+    held: usize,
+    done: Vec<Done>,
+}
+
+impl MemoryStore {
+    /// A store whose clock (unix milliseconds) is `clock`.
+    pub fn new(limits: MemoryLimits, clock: Box<dyn Fn() -> u64>) -> MemoryStore {
+        MemoryStore {
+            limits,
+            clock,
+            users: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            held: 0,
+            done: Vec::new(),
+        }
+    }
+
+    fn append(
+        &mut self,
+        user: &Arc<str>,
+        mut msg: Stored,
+        client_msg_id: &str,
+        online: &[Arc<str>],
+    ) -> (Stored, bool) {
+        let inbox = self.users.entry(user.clone()).or_default();
+        for device in online {
+            if !inbox.cursors.iter().any(|(d, _)| d == device) {
+                inbox.cursors.push((device.clone(), inbox.last_seq));
+            }
+        }
+        let key = (msg.from.clone(), client_msg_id.to_owned());
+        if !client_msg_id.is_empty() {
+            if let Some((seq, msg_id)) = inbox.dedupe.get(&key) {
+                let mut first = msg;
+                first.seq = *seq;
+                first.msg_id = msg_id.clone();
+                return (first, true);
+            }
+        }
+        inbox.last_seq += 1;
+        msg.seq = inbox.last_seq;
+        if !client_msg_id.is_empty() {
+            inbox
+                .dedupe
+                .insert(key.clone(), (msg.seq, msg.msg_id.clone()));
+            inbox.dedupe_order.push_back(key);
+            if inbox.dedupe_order.len() > self.limits.dedupe_window {
+                if let Some(old) = inbox.dedupe_order.pop_front() {
+                    inbox.dedupe.remove(&old);
+                }
+            }
+        }
+        let size = msg.payload.len();
+        inbox.msgs.push_back(msg.clone());
+        self.order
+            .push_back((user.clone(), msg.seq, size, msg.timestamp_ms));
+        self.bytes += size;
+        self.held += 1;
+        if inbox.msgs.len() > self.limits.per_user {
+            self.drop_oldest(user);
+        }
+        (msg, false)
+    }
+
+    /// Drops `user`'s oldest message because of a bound.
+    fn drop_oldest(&mut self, user: &str) {
+        if let Some(inbox) = self.users.get_mut(user) {
+            if let Some(m) = inbox.msgs.pop_front() {
+                inbox.dropped_upto = inbox.dropped_upto.max(m.seq);
+                self.bytes -= m.payload.len();
+                self.held -= 1;
+            }
+        }
+    }
+
+    /// Applies the total-bytes and retention bounds, oldest first.
+    fn enforce_bounds(&mut self) {
+        let oldest_allowed =
+            (self.clock)().saturating_sub(self.limits.retention.as_millis() as u64);
+        while let Some((user, seq, _, ts)) = self.order.front().cloned() {
+            let present = self
+                .users
+                .get(&user)
+                .and_then(|i| i.msgs.front())
+                .is_some_and(|m| m.seq == seq);
+            if !present {
+                self.order.pop_front();
+                continue;
+            }
+            if self.bytes > self.limits.total_bytes || ts < oldest_allowed {
+                self.order.pop_front();
+                self.drop_oldest(&user);
+            } else {
+                break;
+            }
+        }
+        // Entries of messages removed by acks linger until they reach the front;
+        // compact when they outnumber live ones so the index stays bounded.
+        if self.order.len() > 4 * self.held + 1024 {
+            let users = &self.users;
+            self.order.retain(|(u, seq, _, _)| {
+                users
+                    .get(u)
+                    .is_some_and(|i| i.msgs.front().is_some_and(|f| f.seq <= *seq))
+            });
+        }
+    }
+
+    fn ack(&mut self, user: &str, device: &Arc<str>, seq: u64) {
+        let Some(inbox) = self.users.get_mut(user) else {
+            return;
+        };
+        let seq = seq.min(inbox.last_seq);
+        match inbox.cursors.iter_mut().find(|(d, _)| d == device) {
+            Some((_, c)) => *c = (*c).max(seq),
+            None => inbox.cursors.push((device.clone(), seq)),
+        }
+        let floor = inbox.cursors.iter().map(|(_, c)| *c).min().unwrap_or(0);
+        while inbox.msgs.front().is_some_and(|m| m.seq <= floor) {
+            if let Some(m) = inbox.msgs.pop_front() {
+                self.bytes -= m.payload.len();
+                self.held -= 1;
+            }
+        }
+    }
+
+    fn read(&mut self, user: &str, device: &Arc<str>, after: Option<u64>, max: usize) -> Replay {
+        let Some(inbox) = self.users.get_mut(user) else {
+            return Replay::default();
+        };
+        let cursor = inbox
+            .cursors
+            .iter()
+            .find(|(d, _)| d == device)
+            .map(|(_, c)| *c);
+        if cursor.is_none() {
+            // A device seen for the first time is tracked from now on: the
+            // messages it has not acknowledged are kept for it.
+            let start = inbox.msgs.front().map_or(inbox.last_seq, |m| m.seq - 1);
+            inbox.cursors.push((device.clone(), start));
+        }
+        // Resume from what the client says it has, never before what it acked.
+        let from = match (after, cursor) {
+            (Some(a), Some(c)) => a.max(c),
+            (Some(a), None) => a,
+            (None, Some(c)) => c,
+            (None, None) => inbox.msgs.front().map_or(inbox.last_seq, |m| m.seq - 1),
+        };
+        let first_available = inbox.msgs.front().map_or(inbox.last_seq + 1, |m| m.seq);
+        let gap = (inbox.dropped_upto > from && first_available > from + 1)
+            .then_some((from + 1, first_available));
+        let msgs = inbox
+            .msgs
+            .iter()
+            .filter(|m| m.seq > from)
+            .take(max)
+            .cloned()
+            .collect();
+        Replay {
+            msgs,
+            gap,
+            last_seq: inbox.last_seq,
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn submit(&mut self, op: Op) {
+        let done = match op {
+            Op::Append {
+                user,
+                msg,
+                client_msg_id,
+                online,
+                reply,
+            } => {
+                let (stored, duplicate) = self.append(&user, msg, &client_msg_id, &online);
+                self.enforce_bounds();
+                Done::Appended {
+                    user,
+                    result: Ok(stored),
+                    duplicate,
+                    client_msg_id,
+                    reply,
+                }
+            }
+            Op::Ack { user, device, seq } => {
+                self.ack(&user, &device, seq);
+                return;
+            }
+            Op::Read {
+                user,
+                device,
+                after,
+                max,
+                conn,
+            } => {
+                self.enforce_bounds();
+                let replay = self.read(&user, &device, after, max);
+                Done::Read {
+                    user,
+                    result: Ok::<_, StoreError>(replay),
+                    conn,
+                }
+            }
+        };
+        self.done.push(done);
+    }
+
+    fn completed(&mut self, out: &mut Vec<Done>) {
+        out.append(&mut self.done);
+    }
+
+    fn held(&self) -> (usize, usize) {
+        (self.held, self.bytes)
+    }
+}
+
+/// Unused by the memory store itself; kept so callers can name a reply.
+pub type Reply = ReplyTo;
+
+#[cfg(test)]
+#[path = "memory_tests.rs"]
+mod tests;

@@ -1,0 +1,144 @@
+//! Per-user inboxes for QoS 1 (at-least-once) delivery: 不丢 no loss, 不重 no
+//! duplicates (with client dedupe by sequence), 不乱 no reordering.
+//!
+//! A user's inbox lives with the shard that owns the user's name. Every
+//! operation on it goes through that shard's `Store` in submission order and
+//! completes in the same order, so per-user sequence order is the order in
+//! which the owner submitted appends, whatever the backing store.
+//!
+//! Two stores implement the trait: `memory::MemoryStore` (the embedded
+//! default: bounded per user, in total bytes and in age) and
+//! `redis::RedisStore` (sequence numbers, messages and device cursors in
+//! Redis, shared by every node and surviving restarts; one pipeline per
+//! batch of operations per shard).
+pub mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// Who asked for an operation and must hear about its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// Shard of the connection.
+    pub shard: u16,
+    /// Connection key on that shard.
+    pub key: usize,
+    /// Connection id (guards against a reused key).
+    pub conn_id: u64,
+}
+
+/// A message as stored in an inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Per-user sequence number, from 1, without gaps.
+    pub seq: u64,
+    /// Server message id.
+    pub msg_id: String,
+    /// Sending user ("" for the admin API or the backend).
+    pub from: String,
+    /// Room it was sent to, "" for direct messages.
+    pub room: String,
+    /// The application payload.
+    pub payload: Bytes,
+    /// Server time of acceptance, unix milliseconds.
+    pub timestamp_ms: u64,
+}
+
+/// An operation on a user's inbox.
+#[derive(Debug)]
+pub enum Op {
+    /// Store a message unless (from, client_msg_id) was seen in the dedupe
+    /// window, in which case the stored copy is reported again.
+    Append {
+        /// Recipient.
+        user: Arc<str>,
+        /// The message; its `seq` is ignored and assigned by the store.
+        msg: Stored,
+        /// Client message id for dedupe ("" disables dedupe).
+        client_msg_id: String,
+        /// Devices of the user online now: tracked from this message on, so
+        /// it is kept until each of them acknowledges it.
+        online: Vec<Arc<str>>,
+        /// Sender's connection, to be told the outcome.
+        reply: Option<ReplyTo>,
+    },
+    /// A device acknowledged everything up to `seq`.
+    Ack {
+        /// The user.
+        user: Arc<str>,
+        /// The device.
+        device: Arc<str>,
+        /// Cumulative sequence.
+        seq: u64,
+    },
+    /// Read what a device has not acknowledged (after `after`, or after the
+    /// device's stored cursor when `None`), at most `max` messages.
+    Read {
+        /// The user.
+        user: Arc<str>,
+        /// The device.
+        device: Arc<str>,
+        /// Explicit resume point from the client.
+        after: Option<u64>,
+        /// Most messages to return.
+        max: usize,
+        /// The connection that will receive them.
+        conn: ReplyTo,
+    },
+}
+
+/// What reading an inbox found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Replay {
+    /// Messages after the resume point, in order.
+    pub msgs: Vec<Stored>,
+    /// Set when messages the device had not acknowledged were dropped by a
+    /// retention bound: (first missing sequence, first available sequence).
+    pub gap: Option<(u64, u64)>,
+    /// Highest sequence allocated for the user so far.
+    pub last_seq: u64,
+}
+
+/// Why a store operation failed (the store is down or refused).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("inbox store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// The outcome of an operation, in submission order.
+#[derive(Debug)]
+pub enum Done {
+    /// An append: the stored message (a dedupe hit returns the first copy).
+    Appended {
+        /// Recipient.
+        user: Arc<str>,
+        /// The stored message, or why it was not stored.
+        result: Result<Stored, StoreError>,
+        /// True when this was a retry of an already stored message.
+        duplicate: bool,
+        /// Client message id echoed to the sender.
+        client_msg_id: String,
+        /// Sender's connection.
+        reply: Option<ReplyTo>,
+    },
+    /// A read.
+    Read {
+        /// The user.
+        user: Arc<str>,
+        /// What was found.
+        result: Result<Replay, StoreError>,
+        /// The connection that asked.
+        conn: ReplyTo,
+    },
+}
+
+/// An inbox store, driven by one owner shard.
+pub trait Store {
+    /// Queues an operation. Operations complete in submission order.
+    fn submit(&mut self, op: Op);
+    /// Moves completed operations, in order, into `out`.
+    fn completed(&mut self, out: &mut Vec<Done>);
+    /// Messages and bytes held in process (for metrics; 0 for remote stores).
+    fn held(&self) -> (usize, usize);
+}

@@ -1,0 +1,1 @@
+//! Redis inbox store (see mod docs).

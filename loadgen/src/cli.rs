@@ -1,0 +1,151 @@
+//! Command-line flags: options every scenario shares, then one subcommand
+//! per scenario with its own bounds.
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+
+use crate::target::{Target, Wire};
+
+/// `loadgen [COMMON FLAGS] <SCENARIO> [SCENARIO FLAGS]`
+#[derive(Debug, clap::Parser)]
+#[command(name = "loadgen", version, about = "Load generator for the gateway, nchan and nats-server")]
+pub struct Cli {
+    /// The scenario.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+    /// Options every scenario shares.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Options every scenario shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// Server under test
+    #[arg(long, value_enum, default_value = "gateway", global = true)]
+    pub target: Target,
+    /// Gateway framing: WebSocket binary, WebSocket JSON, or raw TCP
+    #[arg(long, value_enum, default_value = "ws", global = true)]
+    pub wire: Wire,
+    /// Client address to connect to (the WebSocket, or raw TCP, listener)
+    #[arg(long, default_value = "127.0.0.1:8080", global = true)]
+    pub addr: SocketAddrV4,
+    /// Spread connections over this many consecutive IPv4 addresses from
+    /// --addr's (the server must listen on 0.0.0.0); keeps each
+    /// (source, destination, port) class under ~12k connections
+    #[arg(long, default_value_t = 1, global = true)]
+    pub spread: u32,
+    /// HS256 secret for gateway tokens (the gateway's auth.jwt_secret)
+    #[arg(long, env = "LOADGEN_JWT_SECRET", global = true, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Worker threads, each with its own fd table (0: one per 12,500 connections, at least 2)
+    #[arg(long, default_value_t = 0, global = true)]
+    pub workers: u64,
+    /// New connections per second (all workers)
+    #[arg(long, default_value_t = 5000.0, global = true)]
+    pub rate: f64,
+    /// Connection attempts in flight per worker at most
+    #[arg(long, default_value_t = 1000, global = true)]
+    pub in_flight: u64,
+    /// Heartbeat period per connection in ms (0: none)
+    #[arg(long, default_value_t = 25_000, global = true)]
+    pub heartbeat_ms: u64,
+    /// Deadline from connect to ready, in ms
+    #[arg(long, default_value_t = 10_000, global = true)]
+    pub handshake_timeout_ms: u64,
+    /// Server process to measure (RSS, CPU); repeat for several (nginx workers)
+    #[arg(long = "server-pid", alias = "gateway-pid", global = true)]
+    pub server_pids: Vec<u32>,
+    /// Gateway admin address (push API, /metrics scrape)
+    #[arg(long, default_value = "127.0.0.1:8082", global = true)]
+    pub admin: SocketAddr,
+    /// nchan publisher address (HTTP; default: --addr)
+    #[arg(long, global = true)]
+    pub nchan_pub: Option<SocketAddr>,
+    /// nats client (TCP) address for publishing
+    #[arg(long, default_value = "127.0.0.1:4222", global = true)]
+    pub nats_pub: SocketAddr,
+    /// Where result directories go
+    #[arg(long, default_value = "bench-results", global = true)]
+    pub results: PathBuf,
+    /// Write no result directory
+    #[arg(long, global = true)]
+    pub no_results: bool,
+    /// Suffix of the result directory name (e.g. run1)
+    #[arg(long, global = true)]
+    pub label: Option<String>,
+}
+
+/// The scenarios.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Scenario {
+    /// Ramp to N connections, hold them with heartbeats, report memory
+    Connect {
+        /// Connections
+        #[arg(long, default_value_t = 10_000)]
+        conns: u64,
+        /// Seconds to hold them after the ramp
+        #[arg(long, default_value_t = 30)]
+        hold_secs: u64,
+        /// Longest ramp, in seconds
+        #[arg(long, default_value_t = 600)]
+        ramp_timeout_secs: u64,
+    },
+    /// Pairs of users exchange messages at a target rate
+    Direct {
+        /// Connections (pairs x 2)
+        #[arg(long, default_value_t = 10_000)]
+        conns: u64,
+        /// Messages per second, all pairs together
+        #[arg(long, default_value_t = 10_000.0)]
+        msg_rate: f64,
+        /// Seconds of sending
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// Message body bytes (at least 32)
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// Rooms of S members, a publisher sending numbered messages to each
+    Fanout {
+        /// Subscribers
+        #[arg(long, default_value_t = 10_000)]
+        conns: u64,
+        /// Members per room
+        #[arg(long, default_value_t = 10_000)]
+        room_size: u64,
+        /// Messages per room
+        #[arg(long, default_value_t = 100)]
+        messages: u64,
+        /// Publishes per second, all rooms together (0: as fast as accepted)
+        #[arg(long, default_value_t = 0.0)]
+        pub_rate: f64,
+        /// Message body bytes (at least 32)
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Seconds to wait for deliveries after the last publish
+        #[arg(long, default_value_t = 30)]
+        drain_secs: u64,
+    },
+    /// Drop a fraction of the connections at once and time their return
+    Storm {
+        /// Connections
+        #[arg(long, default_value_t = 10_000)]
+        conns: u64,
+        /// Fraction dropped (0..1)
+        #[arg(long, default_value_t = 0.5)]
+        fraction: f64,
+        /// Seconds to wait for all to be back
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// Start a gateway and run every scenario small; exit non-zero unless
+    /// every count matches
+    Smoke {
+        /// The gateway binary
+        #[arg(long, default_value = "target/release/gateway")]
+        gateway_bin: PathBuf,
+        /// Connections per scenario
+        #[arg(long, default_value_t = 200)]
+        conns: u64,
+    },
+}

@@ -1,0 +1,2 @@
+//! `loadgen`: stub while the crate is written.
+fn main() {}

@@ -1,0 +1,157 @@
+//! What the host and the measured server processes look like: `/proc`
+//! readers (RSS, CPU time), the machine facts a result records, and the
+//! per-thread descriptor table.
+use std::process::Command;
+
+/// Clock ticks per second for `/proc/<pid>/stat` times.
+fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// Resident set size of `pid` in bytes (`VmRSS`), if the process exists.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// User plus system CPU seconds used so far by `pid` (all its threads).
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields start after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the name.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / ticks_per_sec())
+}
+
+/// Sum of [`rss_bytes`] over `pids` (missing processes count 0).
+pub fn rss_sum(pids: &[u32]) -> u64 {
+    pids.iter().filter_map(|&p| rss_bytes(p)).sum()
+}
+
+/// Sum of [`cpu_secs`] over `pids`.
+pub fn cpu_sum(pids: &[u32]) -> f64 {
+    pids.iter().filter_map(|&p| cpu_secs(p)).sum()
+}
+
+/// Whole-machine busy CPU seconds (all cores) from `/proc/stat`.
+pub fn machine_busy_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = v.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, x)| x).sum();
+    Some(busy as f64 / ticks_per_sec())
+}
+
+/// `MemFree` and `Slab` from `/proc/meminfo`, in bytes.
+pub fn mem_free_and_slab() -> (u64, u64) {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let get = |key: &str| -> u64 {
+        info.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (get("MemFree:"), get("Slab:"))
+}
+
+/// Machine facts recorded with every result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Machine {
+    /// `git rev-parse --short HEAD` (with `-dirty` when the tree is).
+    pub commit: String,
+    /// `uname -r`.
+    pub kernel: String,
+    /// Online CPUs.
+    pub cpus: usize,
+    /// Total memory in bytes.
+    pub mem_total_bytes: u64,
+    /// CPU model name.
+    pub cpu_model: String,
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Machine {
+    /// Reads the facts now.
+    pub fn probe() -> Self {
+        let mut commit = run("git", &["rev-parse", "--short", "HEAD"]);
+        if !run("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+            commit.push_str("-dirty");
+        }
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem_total_bytes = meminfo
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024);
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map_or("unknown".into(), |s| s.trim().to_string());
+        Machine {
+            commit,
+            kernel: run("uname", &["-r"]),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            mem_total_bytes,
+            cpu_model,
+        }
+    }
+}
+
+/// Gives this thread its own descriptor table, so each worker can hold up to
+/// the per-table limit. Must run before the thread's runtime is built (the
+/// runtime's own descriptors must live in the new table).
+pub fn unshare_files() -> std::io::Result<()> {
+    // SAFETY: unshare(CLONE_FILES) only copies this thread's fd table.
+    let rc = unsafe { libc::unshare(libc::CLONE_FILES) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the new limit.
+pub fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write/read a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    lim.rlim_cur
+}

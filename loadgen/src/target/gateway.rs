@@ -1,0 +1,143 @@
+//! The gateway's client protocol: WebSocket (protobuf or JSON subprotocol)
+//! or raw TCP length-prefixed frames.
+use proto::codec::{self, Encoding};
+use proto::v1::{client_frame, send, server_frame, Auth, ClientFrame, JoinRoom, Ping, Send};
+use proto::ws::Opcode;
+
+use super::{ws, Event, Fail, Phase, Session, Wire};
+
+/// Largest raw TCP frame accepted from the server.
+const MAX_TCP_FRAME: usize = 1 << 20;
+
+fn encoding(wire: Wire) -> Encoding {
+    match wire {
+        Wire::WsJson => Encoding::Json,
+        Wire::Ws | Wire::Tcp => Encoding::Proto,
+    }
+}
+
+/// Appends `frame` framed for `wire`.
+fn put(wire: Wire, frame: &ClientFrame, out: &mut Vec<u8>) {
+    let mut body = Vec::with_capacity(64);
+    codec::encode_client(encoding(wire), frame, &mut body);
+    match wire {
+        Wire::Tcp => proto::frame::encode(&body, out),
+        Wire::Ws => ws::frame(Opcode::Binary, &body, out),
+        Wire::WsJson => ws::frame(Opcode::Text, &body, out),
+    }
+}
+
+pub(super) fn start(s: &mut Session, user: &str, out: &mut Vec<u8>) -> anyhow::Result<()> {
+    let minter = s
+        .spec
+        .minter
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the gateway target needs --jwt-secret"))?;
+    let token = minter.mint(user)?;
+    match s.spec.wire {
+        Wire::Tcp => {
+            s.phase = Phase::Auth;
+            let auth = client_frame::Frame::Auth(Auth {
+                token,
+                device: String::new(),
+            });
+            put(Wire::Tcp, &ClientFrame { frame: Some(auth) }, out);
+        }
+        wire => {
+            let proto = encoding(wire).subprotocol();
+            out.extend(ws::request("/ws", Some(proto), Some(&token)));
+        }
+    }
+    Ok(())
+}
+
+/// Decodes length-prefixed frames from `buf`; returns the bytes consumed.
+pub(super) fn feed_tcp(
+    s: &mut Session,
+    buf: &mut [u8],
+    out: &mut Vec<u8>,
+    on: &mut dyn FnMut(Event<'_>),
+) -> Result<usize, Fail> {
+    let mut used = 0;
+    loop {
+        let rest = buf.get(used..).unwrap_or_default();
+        match proto::frame::decode(rest, MAX_TCP_FRAME) {
+            Ok(Some((n, body))) => {
+                on_message(s, body, out, on)?;
+                used += n;
+            }
+            Ok(None) => return Ok(used),
+            Err(e) => return Err(Fail::Protocol(e.to_string())),
+        }
+    }
+}
+
+pub(super) fn on_message(
+    s: &mut Session,
+    msg: &[u8],
+    out: &mut Vec<u8>,
+    on: &mut dyn FnMut(Event<'_>),
+) -> Result<(), Fail> {
+    use server_frame::Frame as F;
+    let frame = codec::decode_server(encoding(s.spec.wire), msg)
+        .map_err(|e| Fail::Protocol(e.to_string()))?;
+    match frame.frame {
+        Some(F::AuthOk(_)) if s.phase == Phase::Auth => match s.room.as_deref() {
+            Some(room) => {
+                s.phase = Phase::Join;
+                let join = client_frame::Frame::Join(JoinRoom { room: room.into() });
+                put(s.spec.wire, &ClientFrame { frame: Some(join) }, out);
+            }
+            None => {
+                s.phase = Phase::Open;
+                on(Event::Ready);
+            }
+        },
+        Some(F::Joined(_)) if s.phase == Phase::Join => {
+            s.phase = Phase::Open;
+            on(Event::Ready);
+        }
+        Some(F::Deliver(d)) => on(Event::Delivery(&d.payload)),
+        Some(F::Pong(_)) => on(Event::Pong),
+        Some(F::Error(e)) if e.fatal => return Err(Fail::ServerError(e.code.to_string())),
+        Some(F::Error(e)) => on(Event::Warning(format!("error_{}", e.code))),
+        Some(F::GoAway(g)) => return Err(Fail::Closed(format!("goaway_{}", g.reason))),
+        Some(F::SendResult(r)) if !r.accepted => on(Event::Warning(format!("send_{}", r.code))),
+        Some(F::SendResult(_)) | Some(F::Left(_)) => {}
+        Some(other) => return Err(Fail::Protocol(format!("unexpected frame {other:?}"))),
+        None => return Err(Fail::Protocol("empty server frame".into())),
+    }
+    Ok(())
+}
+
+/// Appends a `Ping` frame.
+pub(super) fn ping(wire: Wire, nonce: u64, out: &mut Vec<u8>) {
+    let ping = client_frame::Frame::Ping(Ping { nonce });
+    put(wire, &ClientFrame { frame: Some(ping) }, out);
+}
+
+/// Encodes `Send` frames for one wire (direct messages between users and
+/// room publishes from a client connection).
+pub struct Encoder(pub Wire);
+
+impl Encoder {
+    /// Appends a QoS 0 send of `body` to user `to`.
+    pub fn to_user(&self, to: &str, body: &[u8], out: &mut Vec<u8>) {
+        self.send(send::To::User(to.into()), body, out);
+    }
+
+    /// Appends a QoS 0 send of `body` to room `room`.
+    pub fn to_room(&self, room: &str, body: &[u8], out: &mut Vec<u8>) {
+        self.send(send::To::Room(room.into()), body, out);
+    }
+
+    fn send(&self, to: send::To, body: &[u8], out: &mut Vec<u8>) {
+        let send = Send {
+            to: Some(to),
+            client_msg_id: String::new(),
+            qos: 0,
+            payload: body.to_vec(),
+        };
+        put(self.0, &ClientFrame { frame: Some(client_frame::Frame::Send(send)) }, out);
+    }
+}

@@ -1,0 +1,237 @@
+//! The servers under test, as sans-IO client sessions: what a connection
+//! sends first, what it answers, and the events it reports (ready, delivery,
+//! pong). No sockets here: the worker moves the bytes.
+//!
+//! - `gateway`: WebSocket `/ws` (binary protobuf or JSON subprotocol, token in
+//!   `Authorization: Bearer`) or the raw TCP port (length-prefixed frames,
+//!   `Auth` first); rooms joined with `JoinRoom`.
+//! - `nchan`: WebSocket subscriber on `/sub/<channel>`; ready on `101`.
+//! - `nats`: NATS protocol over WebSocket: `CONNECT`, `SUB`, then `PING`;
+//!   ready on the `PONG` (the subscription is registered by then).
+mod gateway;
+mod nats;
+mod ws;
+
+use std::sync::Arc;
+
+pub use gateway::Encoder;
+
+use crate::token::Minter;
+
+/// Which server is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// This project's gateway.
+    Gateway,
+    /// nginx with the nchan module.
+    Nchan,
+    /// nats-server with its WebSocket listener.
+    Nats,
+}
+
+impl Target {
+    /// Lowercase name used in result directories.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Gateway => "gateway",
+            Target::Nchan => "nchan",
+            Target::Nats => "nats",
+        }
+    }
+}
+
+/// How a gateway client frames its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Wire {
+    /// WebSocket, binary protobuf subprotocol.
+    Ws,
+    /// WebSocket, JSON subprotocol.
+    WsJson,
+    /// Raw TCP, u32 length-prefixed protobuf.
+    Tcp,
+}
+
+/// Everything a session needs to know about its server, shared by all
+/// connections of a run.
+pub struct Spec {
+    /// The server kind.
+    pub target: Target,
+    /// Gateway framing (ignored by the peers).
+    pub wire: Wire,
+    /// Token minter (gateway only).
+    pub minter: Option<Minter>,
+    /// Largest message accepted from the server.
+    pub max_message: usize,
+}
+
+/// Why a connection failed; the key it is counted under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fail {
+    /// The server answered the upgrade with another status.
+    Status(u16),
+    /// The server sent bytes that do not parse.
+    Protocol(String),
+    /// The server sent a fatal error frame (gateway error code, or a nats
+    /// `-ERR`).
+    ServerError(String),
+    /// The server said go away (gateway `GoAway` or a WebSocket close).
+    Closed(String),
+}
+
+impl Fail {
+    /// The failure-cause key of the summary.
+    pub fn cause(&self) -> String {
+        match self {
+            Fail::Status(s) => format!("http_{s}"),
+            Fail::Protocol(_) => "protocol".into(),
+            Fail::ServerError(e) => format!("server_error_{e}"),
+            Fail::Closed(why) => format!("closed_{why}"),
+        }
+    }
+}
+
+/// What the server told a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// Authenticated and subscribed: the connection counts as held.
+    Ready,
+    /// A message body delivered to this connection.
+    Delivery(&'a [u8]),
+    /// An answer to a heartbeat.
+    Pong,
+    /// A non-fatal error frame (counted, the connection stays).
+    Warning(String),
+}
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Upgrade,
+    Auth,
+    Join,
+    NatsInfo,
+    Subscribe,
+    Open,
+}
+
+/// One connection's protocol state. Small: an idle session holds no heap.
+pub struct Session {
+    spec: Arc<Spec>,
+    phase: Phase,
+    /// Room (gateway), channel (nchan) or subject (nats) to subscribe to.
+    room: Option<Box<str>>,
+    asm: proto::ws::Assembler,
+    /// nats: a protocol line split across WebSocket messages.
+    partial: Vec<u8>,
+}
+
+impl Session {
+    /// A session for `user` subscribing to `room`; appends its first bytes
+    /// to `out`.
+    pub fn start(
+        spec: Arc<Spec>,
+        user: &str,
+        room: Option<&str>,
+        out: &mut Vec<u8>,
+    ) -> anyhow::Result<Self> {
+        let max = spec.max_message;
+        let mut s = Session {
+            phase: Phase::Upgrade,
+            room: room.or((spec.target == Target::Nats).then_some(user)).map(Into::into),
+            asm: proto::ws::Assembler::new(max),
+            partial: Vec::new(),
+            spec,
+        };
+        match s.spec.target {
+            Target::Gateway => gateway::start(&mut s, user, out)?,
+            Target::Nchan => {
+                let chan = s.room.as_deref().unwrap_or(user);
+                out.extend(ws::request(&format!("/sub/{chan}"), None, None));
+            }
+            Target::Nats => out.extend(ws::request("/", None, None)),
+        }
+        Ok(s)
+    }
+
+    /// Feeds bytes from the server. Returns how many were consumed (the rest
+    /// is an incomplete frame to keep); replies go to `out`.
+    pub fn feed(
+        &mut self,
+        buf: &mut [u8],
+        out: &mut Vec<u8>,
+        on: &mut dyn FnMut(Event<'_>),
+    ) -> Result<usize, Fail> {
+        let mut used = 0;
+        if self.phase == Phase::Upgrade {
+            let Some(n) = ws::response(buf)? else {
+                return Ok(0);
+            };
+            used = n;
+            self.after_upgrade(out, on);
+        }
+        let rest = buf.get_mut(used..).unwrap_or_default();
+        if self.spec.target == Target::Gateway && self.spec.wire == Wire::Tcp {
+            return Ok(used + gateway::feed_tcp(self, rest, out, on)?);
+        }
+        let mut asm = std::mem::take(&mut self.asm);
+        let res = ws::messages(rest, &mut asm, self.spec.max_message, out, &mut |msg, out| self.on_message(msg, out, on));
+        self.asm = asm;
+        Ok(used + res?)
+    }
+
+    fn after_upgrade(&mut self, out: &mut Vec<u8>, on: &mut dyn FnMut(Event<'_>)) {
+        self.phase = match self.spec.target {
+            Target::Gateway => Phase::Auth,
+            Target::Nats => Phase::NatsInfo,
+            Target::Nchan => {
+                on(Event::Ready);
+                Phase::Open
+            }
+        };
+        let _ = out;
+    }
+
+    fn on_message(
+        &mut self,
+        msg: &[u8],
+        out: &mut Vec<u8>,
+        on: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), Fail> {
+        match self.spec.target {
+            Target::Gateway => gateway::on_message(self, msg, out, on),
+            Target::Nchan => {
+                on(Event::Delivery(msg));
+                Ok(())
+            }
+            Target::Nats => nats::on_bytes(self, msg, out, on),
+        }
+    }
+
+    /// Whether the session is subscribed and open.
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+}
+
+/// A heartbeat for this target, appended to `out`.
+pub fn heartbeat(spec: &Spec, nonce: u64, out: &mut Vec<u8>) {
+    match spec.target {
+        Target::Gateway => gateway::ping(spec.wire, nonce, out),
+        Target::Nchan => ws::frame(proto::ws::Opcode::Ping, b"hb", out),
+        Target::Nats => ws::frame(proto::ws::Opcode::Binary, b"PING\r\n", out),
+    }
+}
+
+/// A publish of `body` to `subject` sent on a subscriber-style connection
+/// (nats `PUB` over WebSocket), appended to `out`.
+pub fn nats_pub(subject: &str, body: &[u8], out: &mut Vec<u8>) {
+    let mut msg = format!("PUB {subject} {}\r\n", body.len()).into_bytes();
+    msg.extend_from_slice(body);
+    msg.extend_from_slice(b"\r\n");
+    ws::frame(proto::ws::Opcode::Binary, &msg, out);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,239 @@
+//! One connection's task: connect, handshake, then read until closed;
+//! reconnect when the plan says so. It holds no read buffer while idle:
+//! it waits for readability, then reads into the worker's shared buffer and
+//! keeps only an incomplete frame's bytes.
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+use super::io::{self, Recv};
+use super::{user_name, Slot, Worker};
+use crate::stats::Seen;
+use crate::target::{Event, Session};
+
+/// How a connection's life ended.
+enum End {
+    /// We were told to stop.
+    Stopped,
+    /// A storm closed it: reconnect, no failure.
+    Stormed,
+    /// It failed (before or after ready) for this cause.
+    Failed(String),
+}
+
+/// Runs user `user`'s connection until the stop.
+pub(super) async fn run(w: Rc<Worker>, user: u64) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        w.connecting.set(w.connecting.get() + 1);
+        match once(&w, user).await {
+            End::Stopped => break,
+            End::Stormed => backoff = Duration::from_millis(100),
+            End::Failed(cause) => {
+                if !w.shared.stopping() {
+                    w.shared.fail(&cause);
+                }
+                if !w.plan.reconnect || w.shared.stopping() {
+                    break;
+                }
+                let jitter = fastrand::u64(0..=backoff.as_millis() as u64);
+                monoio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        if w.shared.stopping() {
+            break;
+        }
+    }
+    w.live.set(w.live.get() - 1);
+}
+
+/// Per-connection receive state (besides the protocol session).
+struct Rx {
+    seen: Seen,
+    ready_at: Option<Instant>,
+}
+
+async fn once(w: &Rc<Worker>, user: u64) -> End {
+    let started = Instant::now();
+    let dest = w.plan.dest_for(user);
+    let connecting = monoio::time::timeout(w.plan.handshake_timeout, TcpStream::connect_addr(dest));
+    let stream = match connecting.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return done_connecting(w, End::Failed(io::cause("connect", &e))),
+        Err(_) => return done_connecting(w, End::Failed("connect_timeout".into())),
+    };
+    let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    let slot = w.slots.borrow_mut().insert(Slot { fd, user, ready: false, stormed: false });
+    if let Some(s) = w.by_user.borrow_mut().get_mut((user - w.first) as usize) {
+        *s = Some(slot);
+    }
+    let end = session(w, &stream, user, slot, started).await;
+    if let Some(s) = w.by_user.borrow_mut().get_mut((user - w.first) as usize) {
+        *s = None;
+    }
+    let removed = w.slots.borrow_mut().try_remove(slot);
+    let was_ready = removed.as_ref().is_some_and(|s| s.ready);
+    let stormed = removed.is_some_and(|s| s.stormed);
+    if was_ready {
+        w.shared.connected.fetch_sub(1, Relaxed);
+        if !w.shared.stopping() && !stormed {
+            w.shared.dropped.fetch_add(1, Relaxed);
+        }
+    } else {
+        w.connecting.set(w.connecting.get() - 1);
+    }
+    match end {
+        End::Failed(_) if stormed => End::Stormed,
+        End::Failed(_) if w.shared.stopping() => End::Stopped,
+        end => end,
+    }
+}
+
+fn done_connecting(w: &Worker, end: End) -> End {
+    w.connecting.set(w.connecting.get() - 1);
+    end
+}
+
+async fn session(w: &Rc<Worker>, stream: &TcpStream, user: u64, slot: usize, started: Instant) -> End {
+    let fd = stream.as_raw_fd();
+    let mut out = Vec::new();
+    let room = w.plan.room_of(user);
+    let mut sess = match Session::start(w.plan.spec.clone(), &user_name(user), room.as_deref(), &mut out) {
+        Ok(s) => s,
+        Err(e) => return End::Failed(format!("setup: {e}")),
+    };
+    if let Err(e) = io::send_all(stream, &out).await {
+        return End::Failed(io::cause("write", &e));
+    }
+    out = Vec::new();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut rx = Rx { seen: Seen::default(), ready_at: None };
+    let deadline = started + w.plan.handshake_timeout;
+    loop {
+        if w.shared.stopping() {
+            return End::Stopped;
+        }
+        let wait = stream.readable(false);
+        let ready = if rx.ready_at.is_some() {
+            wait.await
+        } else {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match monoio::time::timeout(left, wait).await {
+                Ok(r) => r,
+                Err(_) => return End::Failed("handshake_timeout".into()),
+            }
+        };
+        if let Err(e) = ready {
+            return End::Failed(io::cause("poll", &e));
+        }
+        loop {
+            let step = read_once(w, fd, &mut sess, &mut pending, &mut out, &mut rx, slot, started);
+            if !out.is_empty() {
+                if let Err(e) = io::send_all(stream, &out).await {
+                    return End::Failed(io::cause("write", &e));
+                }
+                out = Vec::new();
+            }
+            match step {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(end) => return end,
+            }
+        }
+    }
+}
+
+/// One `recv` and the parsing of what it brought. `Ok(true)` if the buffer
+/// was filled (read again), `Ok(false)` when drained.
+#[allow(clippy::too_many_arguments)]
+fn read_once(
+    w: &Worker,
+    fd: i32,
+    sess: &mut Session,
+    pending: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    rx: &mut Rx,
+    slot: usize,
+    started: Instant,
+) -> Result<bool, End> {
+    let mut buf = w.buf.borrow_mut();
+    let n = match io::recv(fd, &mut buf) {
+        Ok(Recv::Data(n)) => n,
+        Ok(Recv::WouldBlock) => return Ok(false),
+        Ok(Recv::Eof) => return Err(End::Failed("closed_eof".into())),
+        Err(e) => return Err(End::Failed(io::cause("read", &e))),
+    };
+    let full = n == buf.len();
+    let mut deliveries = 0u64;
+    let mut on = |ev: Event<'_>| on_event(w, ev, rx, slot, started, &mut deliveries);
+    let res = if pending.is_empty() {
+        let data = buf.get_mut(..n).unwrap_or_default();
+        sess.feed(data, out, &mut on).map(|used| {
+            if let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
+                pending.extend_from_slice(rest);
+            }
+        })
+    } else {
+        pending.extend_from_slice(buf.get(..n).unwrap_or_default());
+        let mut data = std::mem::take(pending);
+        sess.feed(&mut data, out, &mut on).map(|used| {
+            data.drain(..used);
+            if !data.is_empty() {
+                *pending = data;
+            }
+        })
+    };
+    if deliveries > 0 {
+        w.shared.deliveries.fetch_add(deliveries, Relaxed);
+    }
+    res.map_err(|f| End::Failed(f.cause()))?;
+    if pending.len() > w.plan.spec.max_message + 64 {
+        return Err(End::Failed("protocol".into()));
+    }
+    Ok(full)
+}
+
+fn on_event(w: &Worker, ev: Event<'_>, rx: &mut Rx, slot: usize, started: Instant, deliveries: &mut u64) {
+    match ev {
+        Event::Ready => {
+            let now = Instant::now();
+            rx.ready_at = Some(now);
+            let us = now.duration_since(started).as_micros() as u64;
+            let _ = w.report.borrow_mut().handshake.record(us.max(1));
+            if let Some(s) = w.slots.borrow_mut().get_mut(slot) {
+                s.ready = true;
+            }
+            w.connecting.set(w.connecting.get() - 1);
+            w.shared.connected.fetch_add(1, Relaxed);
+            w.shared.readied.fetch_add(1, Relaxed);
+        }
+        Event::Delivery(body) => {
+            *deliveries += 1;
+            let mut report = w.report.borrow_mut();
+            match crate::payload::decode(body) {
+                Some((seq, ts)) => {
+                    let us = crate::payload::now_ns().saturating_sub(ts) / 1000;
+                    let _ = report.latency.record(us.max(1));
+                    match rx.seen.insert(seq, w.plan.max_seq) {
+                        Some(true) => report.distinct += 1,
+                        Some(false) => report.duplicates += 1,
+                        None => report.bad_payload += 1,
+                    }
+                }
+                None => report.bad_payload += 1,
+            }
+        }
+        Event::Pong => {
+            w.shared.pongs.fetch_add(1, Relaxed);
+        }
+        Event::Warning(cause) => {
+            w.shared.warnings.fetch_add(1, Relaxed);
+            w.shared.note(&cause);
+        }
+    }
+}

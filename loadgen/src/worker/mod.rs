@@ -1,0 +1,182 @@
+//! Worker threads: each gives itself a private descriptor table
+//! (`unshare(CLONE_FILES)`) and then builds its own monoio runtime, so N
+//! workers hold N times the per-table descriptor limit. A worker opens its
+//! share of the connections at its share of the ramp rate and keeps them
+//! until told to stop; it talks to the main thread only through
+//! [`Shared`] atomics (polled on a timer) and a final [`WorkerReport`].
+mod conn;
+mod io;
+mod sweep;
+
+use std::cell::{Cell, RefCell};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use slab::Slab;
+
+use crate::stats::{Shared, WorkerReport};
+use crate::target::Spec;
+
+/// What every worker does, fixed for the run.
+pub struct Plan {
+    /// The server and its protocol.
+    pub spec: Arc<Spec>,
+    /// First destination address; user `i` connects to the
+    /// `i % spread`-th address after it (127.0.0.1 .. 127.0.0.spread).
+    pub dest: SocketAddrV4,
+    /// How many consecutive IPv4 destinations to spread over.
+    pub spread: u32,
+    /// Connections in all.
+    pub conns: u64,
+    /// Connections opened per second, all workers together.
+    pub rate: f64,
+    /// Connections to keep in flight (connecting) per worker at most.
+    pub in_flight: u64,
+    /// Heartbeat period of each connection (`None`: no heartbeats).
+    pub heartbeat: Option<Duration>,
+    /// Members per room (`None`: no room; nchan/nats subscribe to the user).
+    pub room_size: Option<u64>,
+    /// Reconnect after a failure or a drop.
+    pub reconnect: bool,
+    /// Numbered messages each connection may receive (bitset bound).
+    pub max_seq: u64,
+    /// Direct messages: total per second (all pairs), and body size.
+    pub direct: Option<(f64, usize)>,
+    /// Ready deadline of a connection (connect + upgrade + auth + join).
+    pub handshake_timeout: Duration,
+}
+
+impl Plan {
+    /// The address user `user` connects to.
+    fn dest_for(&self, user: u64) -> SocketAddr {
+        let base = u32::from(*self.dest.ip());
+        let off = u32::try_from(user % u64::from(self.spread.max(1))).unwrap_or(0);
+        let ip = Ipv4Addr::from(base.wrapping_add(off));
+        SocketAddr::V4(SocketAddrV4::new(ip, self.dest.port()))
+    }
+
+    /// The room (or channel, or subject) of `user`.
+    pub fn room_of(&self, user: u64) -> Option<String> {
+        self.room_size.map(|s| format!("room{}", user / s.max(1)))
+    }
+}
+
+/// User name of connection `user`.
+pub fn user_name(user: u64) -> String {
+    format!("u{user}")
+}
+
+/// A connection the worker's sweeper can reach.
+struct Slot {
+    fd: i32,
+    user: u64,
+    ready: bool,
+    /// Closed by a storm (reconnect without counting a failure).
+    stormed: bool,
+}
+
+/// One worker's state, owned by its thread.
+struct Worker {
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    slots: RefCell<Slab<Slot>>,
+    /// Slot of each of this worker's users, by `user - first`.
+    by_user: RefCell<Vec<Option<usize>>>,
+    first: u64,
+    /// The shared read buffer: connections hold none while idle.
+    buf: RefCell<Box<[u8]>>,
+    report: RefCell<WorkerReport>,
+    /// Connection tasks still running.
+    live: Cell<u64>,
+    /// Connection attempts in flight (not yet ready or failed).
+    connecting: Cell<u64>,
+}
+
+/// Size of each worker's shared read buffer.
+const READ_BUF: usize = 256 * 1024;
+
+/// Starts `workers` threads sharing `plan.conns` users; each sends its
+/// report on the returned channel when done.
+pub fn spawn(
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    workers: u64,
+) -> anyhow::Result<(Vec<std::thread::JoinHandle<()>>, mpsc::Receiver<WorkerReport>)> {
+    let (tx, rx) = mpsc::channel();
+    let workers = workers.max(1);
+    // Even-sized blocks keep both users of a direct pair in one worker.
+    let per = plan.conns.div_ceil(workers).next_multiple_of(2);
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let first = (w * per).min(plan.conns);
+        let last = ((w + 1) * per).min(plan.conns);
+        let (plan, shared, tx) = (plan.clone(), shared.clone(), tx.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("loadgen-{w}"))
+            .spawn(move || {
+                let report = run_thread(plan, shared.clone(), first, last);
+                shared.workers_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = tx.send(report);
+            })?;
+        handles.push(h);
+    }
+    Ok((handles, rx))
+}
+
+fn run_thread(plan: Arc<Plan>, shared: Arc<Shared>, first: u64, last: u64) -> WorkerReport {
+    if let Err(e) = crate::sys::unshare_files() {
+        shared.note(&format!("unshare_failed_{}", e.raw_os_error().unwrap_or(0)));
+    }
+    crate::sys::raise_nofile();
+    let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build();
+    let mut rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            shared.fail(&format!("runtime_{}", e.kind()));
+            return WorkerReport::new();
+        }
+    };
+    let worker = Rc::new(Worker {
+        plan,
+        shared,
+        slots: RefCell::new(Slab::new()),
+        by_user: RefCell::new(vec![None; usize::try_from(last - first).unwrap_or(0)]),
+        first,
+        buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
+        report: RefCell::new(WorkerReport::new()),
+        live: Cell::new(0),
+        connecting: Cell::new(0),
+    });
+    rt.block_on(run(worker.clone(), first, last));
+    let report = std::mem::replace(&mut *worker.report.borrow_mut(), WorkerReport::new());
+    report
+}
+
+/// Ramps this worker's users up, then waits for the stop and for every
+/// connection task to finish.
+async fn run(w: Rc<Worker>, first: u64, last: u64) {
+    monoio::spawn(sweep::run(w.clone()));
+    if let Some((rate, size)) = w.plan.direct {
+        monoio::spawn(sweep::direct(w.clone(), rate, size));
+    }
+    let workers = w.plan.conns.div_ceil((last - first).max(1)).max(1);
+    let rate = (w.plan.rate / workers as f64).max(1.0);
+    let start = std::time::Instant::now();
+    let mut next = first;
+    while next < last && !w.shared.stopping() {
+        let due = first + (start.elapsed().as_secs_f64() * rate) as u64;
+        while next < last.min(due + 1) && w.connecting.get() < w.plan.in_flight {
+            w.live.set(w.live.get() + 1);
+            monoio::spawn(conn::run(w.clone(), next));
+            next += 1;
+        }
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    while w.live.get() > 0 || !w.shared.stopping() {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

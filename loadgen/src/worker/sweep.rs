@@ -1,0 +1,138 @@
+//! The worker's periodic duties, on one timer instead of one per
+//! connection: heartbeats (each connection once per period, spread over the
+//! ticks), storms (drop a fraction of the connections at once), the stop,
+//! and the direct-message sender.
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use super::io;
+use super::{user_name, Worker};
+use crate::target::{heartbeat, Encoder, Target};
+
+/// Sweeper tick.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Heartbeats, storms and the stop, until the stop.
+pub(super) async fn run(w: Rc<Worker>) {
+    let mut tick: u64 = 0;
+    let mut storm_gen = w.shared.storm_gen.load(Relaxed);
+    let ticks_per_beat = w
+        .plan
+        .heartbeat
+        .map(|p| (p.as_millis() / TICK.as_millis()).max(1) as u64);
+    let mut frame = Vec::new();
+    loop {
+        monoio::time::sleep(TICK).await;
+        tick += 1;
+        if w.shared.stopping() {
+            for (_, s) in w.slots.borrow().iter() {
+                io::shutdown(s.fd);
+            }
+            if w.live.get() == 0 {
+                return;
+            }
+            continue;
+        }
+        let gen = w.shared.storm_gen.load(Relaxed);
+        if gen != storm_gen {
+            storm_gen = gen;
+            let permille = u64::from(w.shared.storm_permille.load(Relaxed));
+            for (_, s) in w.slots.borrow_mut().iter_mut() {
+                if s.ready && s.user % 1000 < permille {
+                    s.stormed = true;
+                    io::shutdown(s.fd);
+                }
+            }
+        }
+        if let Some(every) = ticks_per_beat {
+            let phase = tick % every;
+            let mut pings = 0;
+            for (_, s) in w.slots.borrow().iter() {
+                if !s.ready || s.user % every != phase {
+                    continue;
+                }
+                frame.clear();
+                heartbeat(&w.plan.spec, tick, &mut frame);
+                if send_whole(s.fd, &frame) {
+                    pings += 1;
+                } else {
+                    w.shared.note("heartbeat_send_blocked");
+                }
+            }
+            w.shared.pings.fetch_add(pings, Relaxed);
+        }
+    }
+}
+
+/// Writes `bytes` in one non-blocking send; false if it did not all fit
+/// (the connection's stream would be corrupt, so it is shut down).
+fn send_whole(fd: i32, bytes: &[u8]) -> bool {
+    match io::send_now(fd, bytes) {
+        Ok(n) if n == bytes.len() => true,
+        _ => {
+            io::shutdown(fd);
+            false
+        }
+    }
+}
+
+/// Sends direct messages from user `2k` to user `2k+1` of this worker at
+/// this worker's share of `rate` per second, round robin over ready pairs.
+pub(super) async fn direct(w: Rc<Worker>, rate: f64, size: usize) {
+    let users = w.by_user.borrow().len() as u64;
+    let pairs = users / 2;
+    if pairs == 0 {
+        return;
+    }
+    let share = rate * users as f64 / w.plan.conns.max(1) as f64;
+    let mut seqs = vec![0u64; pairs as usize];
+    let mut next_pair = 0u64;
+    let mut sent = 0u64;
+    let mut started: Option<Instant> = None;
+    let mut frame = Vec::new();
+    let mut body = Vec::new();
+    while !w.shared.stopping() {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+        // Start the clock once this worker has every connection up.
+        if started.is_none() {
+            if w.shared.connected() < w.plan.conns {
+                continue;
+            }
+            started = Some(Instant::now());
+        }
+        let elapsed = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let due = (elapsed * share) as u64;
+        let mut tries = 0;
+        while sent < due && tries < pairs {
+            let pair = next_pair;
+            next_pair = (next_pair + 1) % pairs;
+            tries += 1;
+            let (from, to) = (pair * 2, pair * 2 + 1);
+            let Some(fd) = ready_fd(&w, from).filter(|_| ready_fd(&w, to).is_some()) else {
+                continue;
+            };
+            let Some(seq) = seqs.get_mut(pair as usize) else { continue };
+            body.clear();
+            crate::payload::encode(*seq, crate::payload::now_ns(), size, &mut body);
+            frame.clear();
+            match w.plan.spec.target {
+                Target::Gateway => Encoder(w.plan.spec.wire).to_user(&user_name(w.first + to), &body, &mut frame),
+                Target::Nats | Target::Nchan => crate::target::nats_pub(&user_name(w.first + to), &body, &mut frame),
+            }
+            if send_whole(fd, &frame) {
+                *seq += 1;
+                sent += 1;
+                tries = 0;
+                w.shared.sent.fetch_add(1, Relaxed);
+            } else {
+                w.shared.note("direct_send_blocked");
+            }
+        }
+    }
+}
+
+fn ready_fd(w: &Worker, local: u64) -> Option<i32> {
+    let slot = (*w.by_user.borrow().get(local as usize)?)?;
+    w.slots.borrow().get(slot).filter(|s| s.ready).map(|s| s.fd)
+}

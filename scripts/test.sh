@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test command: formatting, lints, unit and integration tests (the real
+# binaries on loopback), the loadgen smoke, and a bounded fuzz run.
+# Installs what the tests need when it is missing (needs root for apt-get).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkg() { # need_pkg <command> <debian package>
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "test.sh: installing $2 (needed for $1)"
+  if [ "$(id -u)" -ne 0 ]; then echo "test.sh: $1 missing and not root: install $2" >&2; exit 1; fi
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+need_pkg redis-server redis-server
+
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+
+echo "== fmt"; cargo fmt --all --check
+echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
+echo "== build (release binaries for the smoke)"; cargo build --release --workspace --bins
+echo "== tests"; cargo test --workspace
+if [ -x scripts/bench-smoke.sh ]; then
+  echo "== loadgen smoke"; scripts/bench-smoke.sh
+fi
+if [ "${SKIP_FUZZ:-0}" != 1 ] && [ -x scripts/fuzz.sh ]; then
+  echo "== fuzz (bounded)"; FUZZ_SECONDS="${FUZZ_SECONDS:-15}" scripts/fuzz.sh
+fi
+echo "test.sh: all passed"
