@@ -10,7 +10,7 @@
 //! | --- | --- | --- |
 //! | GET | `/healthz` | 200 `ok`, or 503 `draining` |
 //! | GET | `/metrics` | Prometheus text |
-//! | POST | `/push` | body `{"user"|"room": name, "text": s | "payload_b64": b}`; 200 `{"accepted":true,"msg_id":..}` |
+//! | POST | `/push` | body `{"user"|"room": name, "text": s | "payload_b64": b, "qos": 0|1}`; 200 `{"accepted":true,"msg_id":..}` |
 //! | GET | `/presence/{user}` | 200 `{"user","online","connections":[{conn_id,shard,device,transport}]}` |
 //! | POST | `/kick/{user}` | 200 `{"kicked": n}` |
 //! | POST | `/drain` | 202 `{"draining":true}` |
@@ -138,6 +138,8 @@ struct PushBody {
     room: Option<String>,
     text: Option<String>,
     payload_b64: Option<String>,
+    #[serde(default)]
+    qos: u8,
 }
 
 fn route(control: &Control, method: &str, path: &str, body: &[u8]) -> Response {
@@ -215,7 +217,10 @@ fn push(control: &Control, body: &[u8]) -> Response {
     if payload.len() > control.node().config.limits.max_frame_bytes - 256 {
         return error(413, "payload over the node's frame limit");
     }
-    match control.push(target, payload) {
+    if req.qos > 1 {
+        return error(400, "qos is 0 or 1");
+    }
+    match control.push(target, payload, req.qos == 1) {
         Ok(msg_id) => reply(200, json!({ "accepted": true, "msg_id": msg_id })),
         Err(e) => error(503, &e.to_string()),
     }

@@ -5,7 +5,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use proto::v1::{server_frame::Frame, Deliver, Qos, ServerFrame};
+use proto::v1::Qos;
+
+use crate::inbox::Stored;
 
 use crate::mesh::{PresenceEntry, ShardMsg};
 use crate::node::Node;
@@ -47,33 +49,59 @@ impl Control {
         &self.node
     }
 
-    /// Pushes a QoS 0 message to a user or room; returns its message id.
-    pub fn push(&self, target: Target, payload: Vec<u8>) -> Result<String, ControlError> {
+    /// Pushes a message to a user or room; returns its message id. With
+    /// `qos1` the message goes through the recipients' inboxes (at least
+    /// once, resumed after reconnects); the call returns once it is handed to
+    /// the owner shard, which stores it in order.
+    pub fn push(
+        &self,
+        target: Target,
+        payload: Vec<u8>,
+        qos1: bool,
+    ) -> Result<String, ControlError> {
         let n = self.node.admin_msgs.fetch_add(1, Ordering::Relaxed);
         let msg_id = format!("{}-admin-{n}", self.node.config.node_id);
         let (name, room) = match &target {
             Target::User(u) => (u.as_str(), String::new()),
             Target::Room(r) => (r.as_str(), r.clone()),
         };
-        let deliver = Deliver {
+        let stored = Stored {
             seq: 0,
             msg_id: msg_id.clone(),
             from: String::new(),
             room,
-            qos: Qos::AtMostOnce as i32,
             payload: payload.into(),
             timestamp_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
         };
-        let msg = Outbound::new(ServerFrame {
-            frame: Some(Frame::Deliver(deliver)),
-        });
         let owner = self.node.mesh.owner(name);
         let name: Arc<str> = Arc::from(name);
         let routed = match target {
-            Target::User(_) => ShardMsg::ToUser { user: name, msg },
-            Target::Room(_) => ShardMsg::ToRoom { room: name, msg },
+            Target::User(_) if qos1 => {
+                let client_msg_id = String::new();
+                ShardMsg::Qos1Append {
+                    user: name,
+                    msg: stored,
+                    client_msg_id,
+                    reply: None,
+                }
+            }
+            Target::User(_) => ShardMsg::ToUser {
+                user: name,
+                msg: Outbound::new(stored.to_frame(Qos::AtMostOnce)),
+            },
+            Target::Room(_) => {
+                let qos = if qos1 {
+                    Qos::AtLeastOnce
+                } else {
+                    Qos::AtMostOnce
+                };
+                ShardMsg::ToRoom {
+                    room: name,
+                    msg: Outbound::new(stored.to_frame(qos)),
+                }
+            }
         };
         self.push_msg(owner, routed)?;
         Ok(msg_id)

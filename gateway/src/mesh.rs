@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use crossbeam_queue::ArrayQueue;
 
+use crate::inbox::{Replay, ReplyTo, StoreError, Stored};
 use crate::outbound::{Outbound, Wire};
 use crate::sys;
 
@@ -83,6 +84,45 @@ pub enum ShardMsg {
     KickLocal { user: Arc<str> },
     /// Stop accepting, send go-away to everyone, exit when empty.
     Drain,
+    /// At the user's owner: store a QoS 1 message in the user's inbox.
+    Qos1Append {
+        user: Arc<str>,
+        msg: Stored,
+        client_msg_id: String,
+        reply: Option<ReplyTo>,
+    },
+    /// At a holding shard: a stored QoS 1 message for the user's connections.
+    Qos1Deliver {
+        user: Arc<str>,
+        seq: u64,
+        msg: Arc<Outbound>,
+    },
+    /// At the user's owner: a device acknowledged up to `seq`.
+    Qos1Ack {
+        user: Arc<str>,
+        device: Arc<str>,
+        seq: u64,
+    },
+    /// At the user's owner: read the inbox for a connection (resume).
+    Qos1Read {
+        user: Arc<str>,
+        device: Arc<str>,
+        after: Option<u64>,
+        max: usize,
+        conn: ReplyTo,
+    },
+    /// At the connection's shard: what the read found.
+    Qos1Replay {
+        conn: ReplyTo,
+        replay: Result<Replay, StoreError>,
+    },
+    /// At the sender's shard: the outcome of a QoS 1 send.
+    SendDone {
+        reply: ReplyTo,
+        result: proto::v1::SendResult,
+    },
+    /// At a shard: its inbox store has completions to collect.
+    StoreReady,
 }
 
 struct Inbox {

@@ -36,7 +36,7 @@ const GO_AWAY: [GoAwayReason; 4] = [
 ];
 
 /// Upper bounds (seconds) of the handshake latency histogram buckets.
-const HANDSHAKE_BUCKETS: [f64; 12] = [
+const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
@@ -65,11 +65,43 @@ pub struct ShardStats {
     pub slow_consumer_closes: AtomicU64,
     /// Cross-shard messages that waited because an inbox was full.
     pub mesh_backlogged: AtomicU64,
+    /// QoS 1 messages stored in an inbox.
+    pub qos_appends: AtomicU64,
+    /// QoS 1 sends recognised as retries of a stored message.
+    pub qos_dedupe_hits: AtomicU64,
+    /// QoS 1 messages sent again for want of an ack.
+    pub qos_retransmits: AtomicU64,
+    /// Inbox reads for resuming connections.
+    pub qos_resumes: AtomicU64,
+    /// Gap frames sent (messages dropped by a retention bound).
+    pub qos_gaps: AtomicU64,
+    /// Inbox store operations that failed.
+    pub qos_store_errors: AtomicU64,
+    inbox_messages: AtomicI64,
+    inbox_bytes: AtomicI64,
+    store_latency: Histogram,
     errors: [AtomicU64; ERROR_CODES.len()],
     go_aways: [AtomicU64; GO_AWAY.len()],
-    handshake_buckets: [AtomicU64; HANDSHAKE_BUCKETS.len()],
-    handshake_count: AtomicU64,
-    handshake_sum_us: AtomicU64,
+    handshake: Histogram,
+}
+
+/// A latency histogram with fixed buckets (seconds).
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    fn record(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(took.as_micros() as u64, Relaxed);
+    }
 }
 
 impl ShardStats {
@@ -89,13 +121,18 @@ impl ShardStats {
 
     /// Records the time from accept to authenticated.
     pub fn handshake(&self, took: Duration) {
-        let secs = took.as_secs_f64();
-        if let Some(i) = HANDSHAKE_BUCKETS.iter().position(|b| secs <= *b) {
-            self.handshake_buckets[i].fetch_add(1, Relaxed);
-        }
-        self.handshake_count.fetch_add(1, Relaxed);
-        self.handshake_sum_us
-            .fetch_add(took.as_micros() as u64, Relaxed);
+        self.handshake.record(took);
+    }
+
+    /// Records the time an append spent in the inbox store.
+    pub fn store_latency(&self, took: Duration) {
+        self.store_latency.record(took);
+    }
+
+    /// Sets the in-process inbox gauges.
+    pub fn set_inbox(&self, messages: usize, bytes: usize) {
+        self.inbox_messages.store(messages as i64, Relaxed);
+        self.inbox_bytes.store(bytes as i64, Relaxed);
     }
 
     /// Adds one to a counter.
@@ -128,7 +165,7 @@ pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
             s.conns_tcp.load(Relaxed)
         );
     }
-    let per_shard: [(&str, &str, Field); 10] = [
+    let per_shard: [(&str, &str, Field); 16] = [
         ("gateway_accepted_total", "Connections accepted.", |s| {
             &s.accepted
         }),
@@ -169,7 +206,33 @@ pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
         (
             "gateway_handshakes_total",
             "Connections authenticated.",
-            |s| &s.handshake_count,
+            |s| &s.handshake.count,
+        ),
+        ("gateway_qos_appends_total", "QoS 1 messages stored.", |s| {
+            &s.qos_appends
+        }),
+        (
+            "gateway_qos_dedupe_hits_total",
+            "QoS 1 sends recognised as retries.",
+            |s| &s.qos_dedupe_hits,
+        ),
+        (
+            "gateway_qos_retransmits_total",
+            "QoS 1 messages sent again for want of an ack.",
+            |s| &s.qos_retransmits,
+        ),
+        (
+            "gateway_qos_resumes_total",
+            "Inbox reads for resuming connections.",
+            |s| &s.qos_resumes,
+        ),
+        ("gateway_qos_gaps_total", "Gap frames sent.", |s| {
+            &s.qos_gaps
+        }),
+        (
+            "gateway_qos_store_errors_total",
+            "Inbox store operations that failed.",
+            |s| &s.qos_store_errors,
         ),
     ];
     for (name, help, field) in per_shard {
@@ -204,29 +267,68 @@ pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
             reason.as_str_name()
         );
     }
-    render_handshake(&mut o, shards);
+    gauge_header(
+        &mut o,
+        "gateway_inbox_messages",
+        "QoS 1 messages held by the in-process store.",
+    );
+    for (i, s) in shards.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "gateway_inbox_messages{{shard=\"{i}\"}} {}",
+            s.inbox_messages.load(Relaxed)
+        );
+    }
+    gauge_header(
+        &mut o,
+        "gateway_inbox_bytes",
+        "QoS 1 payload bytes held by the in-process store.",
+    );
+    for (i, s) in shards.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "gateway_inbox_bytes{{shard=\"{i}\"}} {}",
+            s.inbox_bytes.load(Relaxed)
+        );
+    }
+    render_histogram(
+        &mut o,
+        shards,
+        "gateway_handshake_seconds",
+        "Time from accept to authenticated.",
+        |s| &s.handshake,
+    );
+    render_histogram(
+        &mut o,
+        shards,
+        "gateway_store_seconds",
+        "Time a QoS 1 append spent in the inbox store.",
+        |s| &s.store_latency,
+    );
     gauge_header(&mut o, "gateway_draining", "1 while the node drains.");
     let _ = writeln!(o, "gateway_draining {}", u8::from(draining));
     o
 }
 
-fn render_handshake(o: &mut String, shards: &[Arc<ShardStats>]) {
-    let name = "gateway_handshake_seconds";
-    let _ = writeln!(o, "# HELP {name} Time from accept to authenticated.");
+fn render_histogram(
+    o: &mut String,
+    shards: &[Arc<ShardStats>],
+    name: &str,
+    help: &str,
+    h: fn(&ShardStats) -> &Histogram,
+) {
+    let _ = writeln!(o, "# HELP {name} {help}");
     let _ = writeln!(o, "# TYPE {name} histogram");
     let mut cumulative = 0u64;
-    for (i, le) in HANDSHAKE_BUCKETS.iter().enumerate() {
+    for (i, le) in BUCKETS.iter().enumerate() {
         cumulative += shards
             .iter()
-            .map(|s| s.handshake_buckets[i].load(Relaxed))
+            .map(|s| h(s).buckets[i].load(Relaxed))
             .sum::<u64>();
         let _ = writeln!(o, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
     }
-    let count: u64 = shards.iter().map(|s| s.handshake_count.load(Relaxed)).sum();
-    let sum_us: u64 = shards
-        .iter()
-        .map(|s| s.handshake_sum_us.load(Relaxed))
-        .sum();
+    let count: u64 = shards.iter().map(|s| h(s).count.load(Relaxed)).sum();
+    let sum_us: u64 = shards.iter().map(|s| h(s).sum_us.load(Relaxed)).sum();
     let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {count}");
     let _ = writeln!(o, "{name}_sum {}", sum_us as f64 / 1e6);
     let _ = writeln!(o, "{name}_count {count}");

@@ -137,18 +137,29 @@ fn leave_room(driver: Driver) {
     assert_next_is_direct(&mut sender, &mut go, "direct");
 }
 
-/// QoS 1 is answered UNAVAILABLE until at-least-once delivery lands; with no
-/// backend configured, backend sends are UNAVAILABLE too.
+/// With no backend configured, backend sends are UNAVAILABLE; a QoS 1 send
+/// is accepted once stored and arrives with the user's first sequence.
 fn unavailable_targets(driver: Driver) {
     let gw = Gateway::start(driver, &[]);
     let mut c = gw.connect(TCP, "alice", "laptop");
-    let qos1 = send_frame(send::To::User("alice".into()), "q1", Qos::AtLeastOnce, b"x");
-    for (f, id) in [(qos1, "q1"), (to_backend("be1", b"x"), "be1")] {
-        c.send(&f);
-        let r = c.send_result();
-        assert_eq!(r.client_msg_id, id, "{r:?}");
-        assert!(!r.accepted, "{r:?}");
-        assert_eq!(r.code(), ErrorCode::Unavailable, "{r:?}");
-    }
+    c.send(&to_backend("be1", b"x"));
+    let r = c.send_result();
+    assert_eq!(r.client_msg_id, "be1", "{r:?}");
+    assert!(!r.accepted, "{r:?}");
+    assert_eq!(r.code(), ErrorCode::Unavailable, "{r:?}");
+    c.send(&send_frame(
+        send::To::User("alice".into()),
+        "q1",
+        Qos::AtLeastOnce,
+        b"x",
+    ));
+    let r = c.result_for("q1");
+    assert!(r.accepted, "{r:?}");
+    let d = c.any_deliver();
+    assert_eq!(
+        (d.seq, d.qos(), &d.payload[..]),
+        (1, Qos::AtLeastOnce, &b"x"[..]),
+        "{d:?}"
+    );
     c.ping(3);
 }

@@ -7,7 +7,11 @@ use crate::target::{Target, Wire};
 
 /// `loadgen [COMMON FLAGS] <SCENARIO> [SCENARIO FLAGS]`
 #[derive(Debug, clap::Parser)]
-#[command(name = "loadgen", version, about = "Load generator for the gateway, nchan and nats-server")]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Load generator for the gateway, nchan and nats-server"
+)]
 pub struct Cli {
     /// The scenario.
     #[command(subcommand)]
@@ -35,7 +39,12 @@ pub struct Common {
     #[arg(long, default_value_t = 1, global = true)]
     pub spread: u32,
     /// HS256 secret for gateway tokens (the gateway's auth.jwt_secret)
-    #[arg(long, env = "LOADGEN_JWT_SECRET", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LOADGEN_JWT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
     pub jwt_secret: Option<String>,
     /// Worker threads, each with its own fd table (0: one per 12,500 connections, at least 2)
     #[arg(long, default_value_t = 0, global = true)]

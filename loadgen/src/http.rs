@@ -24,7 +24,12 @@ impl Client {
 
     /// Sends a request and returns the status and body. Retries once on a
     /// kept-alive connection the server had closed.
-    pub fn request(&mut self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
         let reused = self.stream.is_some();
         match self.try_request(method, path, body) {
             Ok(r) => Ok(r),
@@ -36,7 +41,12 @@ impl Client {
         }
     }
 
-    fn try_request(&mut self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    fn try_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
         if self.stream.is_none() {
             let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
                 .with_context(|| format!("connecting to {}", self.addr))?;
@@ -44,7 +54,9 @@ impl Client {
             s.set_nodelay(true)?;
             self.stream = Some(s);
         }
-        let Some(stream) = self.stream.as_mut() else { bail!("no stream") };
+        let Some(stream) = self.stream.as_mut() else {
+            bail!("no stream")
+        };
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
             self.addr,

@@ -1,2 +1,90 @@
-//! `loadgen`: stub while the crate is written.
-fn main() {}
+//! `loadgen`: drives the gateway (or nchan, or nats-server) with scenarios
+//! bounded in time and count, measures them, and writes the results under
+//! `bench-results/`. See `loadgen --help`.
+mod cli;
+mod http;
+mod monitor;
+mod payload;
+mod publish;
+mod report;
+mod scenario;
+mod stats;
+mod sys;
+mod target;
+mod token;
+mod worker;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Scenario};
+use scenario::{connect, direct, fanout, smoke, storm};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let c = &cli.common;
+    let outcome = match cli.scenario {
+        Scenario::Connect {
+            conns,
+            hold_secs,
+            ramp_timeout_secs,
+        } => connect::run(c, conns, hold_secs, ramp_timeout_secs),
+        Scenario::Direct {
+            conns,
+            msg_rate,
+            secs,
+            size,
+        } => direct::run(c, conns, msg_rate, secs, size),
+        Scenario::Fanout {
+            conns,
+            room_size,
+            messages,
+            pub_rate,
+            size,
+            drain_secs,
+        } => fanout::run(
+            c,
+            &fanout::Fanout {
+                conns,
+                room_size,
+                messages,
+                pub_rate,
+                size,
+                drain_secs,
+            },
+        ),
+        Scenario::Storm {
+            conns,
+            fraction,
+            timeout_secs,
+        } => storm::run(c, conns, fraction, timeout_secs),
+        Scenario::Smoke { gateway_bin, conns } => {
+            return match smoke::run(c, &gateway_bin, conns) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("loadgen: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
+    let o = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("loadgen: error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", report::summary_text(&o));
+    match report::write(&o, c) {
+        Ok(Some(dir)) => println!("results: {}", dir.display()),
+        Ok(None) => {}
+        Err(e) => eprintln!("loadgen: cannot write results: {e:#}"),
+    }
+    if o.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

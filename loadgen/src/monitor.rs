@@ -51,8 +51,9 @@ impl Monitor {
     pub fn new(shared: Arc<Shared>, pids: Vec<u32>) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(1);
-            let style = ProgressStyle::with_template("{elapsed_precise} {msg} [{bar:30}] {pos}/{len}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style =
+                ProgressStyle::with_template("{elapsed_precise} {msg} [{bar:30}] {pos}/{len}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
             b.set_style(style);
             b
         });
@@ -79,7 +80,10 @@ impl Monitor {
             b.set_position(0);
             b.set_message(name.to_string());
         } else {
-            eprintln!("[{:7.1}s] phase {name} (goal {goal})", self.start.elapsed().as_secs_f64());
+            eprintln!(
+                "[{:7.1}s] phase {name} (goal {goal})",
+                self.start.elapsed().as_secs_f64()
+            );
         }
     }
 
@@ -95,7 +99,10 @@ impl Monitor {
             self.last_sample = Instant::now();
             self.sample();
         }
-        let failed = self.shared.failed.load(std::sync::atomic::Ordering::Relaxed);
+        let failed = self
+            .shared
+            .failed
+            .load(std::sync::atomic::Ordering::Relaxed);
         if let Some(b) = &self.bar {
             b.set_position(pos.min(self.goal));
             b.set_message(format!("{} (failed {failed})", self.phase));
@@ -108,7 +115,9 @@ impl Monitor {
                 self.phase,
                 self.goal,
                 self.shared.connected(),
-                self.shared.deliveries.load(std::sync::atomic::Ordering::Relaxed),
+                self.shared
+                    .deliveries
+                    .load(std::sync::atomic::Ordering::Relaxed),
                 rss >> 20
             );
         }
@@ -131,7 +140,12 @@ impl Monitor {
 
     /// Polls `done` every few milliseconds (sampling and showing `pos`)
     /// until it holds or `timeout` passes; returns whether it held.
-    pub fn wait(&mut self, timeout: Duration, mut done: impl FnMut(&Shared) -> bool, pos: impl Fn(&Shared) -> u64) -> bool {
+    pub fn wait(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&Shared) -> bool,
+        pos: impl Fn(&Shared) -> u64,
+    ) -> bool {
         let until = Instant::now() + timeout;
         loop {
             let p = pos(&self.shared);

@@ -43,7 +43,8 @@ impl Publisher {
         if !info.starts_with("INFO") {
             bail!("nats did not greet with INFO: {info:?}");
         }
-        r.get_mut().write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")?;
+        r.get_mut()
+            .write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")?;
         let mut p = Publisher::Nats(r);
         p.flush()?;
         Ok(p)
@@ -63,7 +64,10 @@ impl Publisher {
             Publisher::Nchan(c) => {
                 let (status, resp) = c.request("POST", &format!("/pub/{room}"), body)?;
                 if !(200..300).contains(&status) {
-                    bail!("nchan publish answered {status}: {}", String::from_utf8_lossy(&resp));
+                    bail!(
+                        "nchan publish answered {status}: {}",
+                        String::from_utf8_lossy(&resp)
+                    );
                 }
             }
             Publisher::Nats(r) => {

@@ -46,6 +46,24 @@ pub struct Stored {
     pub timestamp_ms: u64,
 }
 
+impl Stored {
+    /// The Deliver frame carrying this message.
+    pub fn to_frame(&self, qos: proto::v1::Qos) -> proto::v1::ServerFrame {
+        use proto::v1::{server_frame::Frame, Deliver, ServerFrame};
+        ServerFrame {
+            frame: Some(Frame::Deliver(Deliver {
+                seq: self.seq,
+                msg_id: self.msg_id.clone(),
+                from: self.from.clone(),
+                room: self.room.clone(),
+                qos: qos as i32,
+                payload: self.payload.clone(),
+                timestamp_ms: self.timestamp_ms,
+            })),
+        }
+    }
+}
+
 /// An operation on a user's inbox.
 #[derive(Debug)]
 pub enum Op {

@@ -134,6 +134,8 @@ impl Shard {
             last_seen: now,
             liveness: None,
             expiry: None,
+            syncing: false,
+            qos: None,
         });
         let deadline = now + Duration::from_millis(self.node.config.limits.handshake_timeout_ms);
         let timer = self.schedule(key, id, TimerKind::Handshake, deadline);
@@ -154,9 +156,10 @@ impl Shard {
     }
 
     fn remove_conn(&self, key: ConnKey) {
-        let Some(c) = self.conns.borrow_mut().try_remove(key) else {
+        let Some(mut c) = self.conns.borrow_mut().try_remove(key) else {
             return;
         };
+        self.qos_forget(&mut c);
         self.cancel(c.liveness);
         self.cancel(c.expiry);
         for room in &c.rooms {

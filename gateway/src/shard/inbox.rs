@@ -4,10 +4,11 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use proto::v1::GoAwayReason;
+use proto::v1::{server_frame::Frame, GoAwayReason, Qos, ServerFrame};
 
 use super::signal::yield_now;
 use super::{go_away_frame, Phase, Shard};
+use crate::inbox::Stored;
 use crate::mesh::ShardMsg;
 use crate::outbound::Outbound;
 use crate::sys;
@@ -109,14 +110,79 @@ impl Shard {
                 }
             }
             ShardMsg::Drain => self.start_drain(),
+            ShardMsg::Qos1Append {
+                user,
+                msg,
+                client_msg_id,
+                reply,
+            } => self.owner_append(user, msg, client_msg_id, reply),
+            ShardMsg::Qos1Deliver { user, seq, msg } => self.qos_deliver(&user, seq, &msg),
+            ShardMsg::Qos1Ack { user, device, seq } => self.owner_ack(user, device, seq),
+            ShardMsg::Qos1Read {
+                user,
+                device,
+                after,
+                max,
+                conn,
+            } => self.owner_read(user, device, after, max, conn),
+            ShardMsg::Qos1Replay { conn, replay } => self.qos_replay(conn, replay),
+            ShardMsg::SendDone { reply, result } => {
+                let frame = ServerFrame {
+                    frame: Some(Frame::SendResult(result)),
+                };
+                let mut conns = self.conns.borrow_mut();
+                if let Some(c) = conns.get_mut(reply.key).filter(|c| c.id == reply.conn_id) {
+                    self.send_frame_locked(reply.key, c, &frame);
+                }
+            }
+            ShardMsg::StoreReady => self.drain_store(),
         }
     }
 
-    /// Delivers to every local member of `room`.
+    /// Delivers to every local member of `room`. A QoS 1 room message is
+    /// stored in each local member's inbox instead (once per user: the
+    /// message id dedupes the copies other shards store for the same user).
     fn fan_out(&self, room: &Arc<str>, msg: &Outbound) {
-        let tables = self.tables.borrow();
-        for key in tables.room_members(room) {
-            self.deliver(key, msg);
+        let Some(Frame::Deliver(d)) = msg.frame().frame.as_ref() else {
+            return;
+        };
+        if d.qos() != Qos::AtLeastOnce {
+            let tables = self.tables.borrow();
+            for key in tables.room_members(room) {
+                self.deliver(key, msg);
+            }
+            return;
+        }
+        let mut users: Vec<Arc<str>> = {
+            let tables = self.tables.borrow();
+            let conns = self.conns.borrow();
+            tables
+                .room_members(room)
+                .filter_map(|k| conns.get(k).and_then(|c| c.user.clone()))
+                .collect()
+        };
+        users.sort_unstable();
+        users.dedup();
+        for user in users {
+            let stored = Stored {
+                seq: 0,
+                msg_id: d.msg_id.clone(),
+                from: d.from.clone(),
+                room: d.room.clone(),
+                payload: d.payload.clone(),
+                timestamp_ms: d.timestamp_ms,
+            };
+            let client_msg_id = format!("room:{}", d.msg_id);
+            let owner = self.node.mesh.owner(&user);
+            self.send_to(
+                owner,
+                ShardMsg::Qos1Append {
+                    user,
+                    msg: stored,
+                    client_msg_id,
+                    reply: None,
+                },
+            );
         }
     }
 

@@ -11,15 +11,19 @@
 mod conn;
 mod inbox;
 mod outbox;
+mod owner;
+mod qos;
 mod reader;
 mod rooms;
 mod run;
 mod session;
 pub mod signal;
+mod store;
 pub mod tables;
 mod timers;
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::task::Waker;
@@ -28,6 +32,7 @@ use std::time::Instant;
 use proto::v1::{server_frame::Frame, ErrorCode, GoAway, GoAwayReason, ServerFrame};
 use slab::Slab;
 
+use crate::inbox::{Done, Store};
 use crate::metrics::ShardStats;
 use crate::node::Node;
 use crate::outbound::{Outbound, Wire};
@@ -80,6 +85,10 @@ pub(crate) struct Conn {
     last_seen: Instant,
     liveness: Option<TimerKey>,
     expiry: Option<TimerKey>,
+    /// Waiting for an inbox replay: live QoS 1 deliveries are ignored.
+    syncing: bool,
+    /// QoS 1 state, once the connection has received a QoS 1 message.
+    qos: Option<Box<qos::QosState>>,
 }
 
 /// The state of one shard, owned by its thread.
@@ -101,10 +110,16 @@ pub(crate) struct Shard {
     /// Set when the shard may exit (drained and empty, or past the deadline).
     done: Flag,
     next_id: Cell<u64>,
+    /// Inboxes of the users this shard owns.
+    store: RefCell<Box<dyn Store>>,
+    store_done: RefCell<Vec<Done>>,
+    /// Submission times of appends in flight, for the store latency metric.
+    store_started: RefCell<VecDeque<Instant>>,
+    pending_appends: Cell<usize>,
 }
 
 impl Shard {
-    fn new(id: usize, node: Arc<Node>) -> Shard {
+    fn new(id: usize, node: Arc<Node>, store: Box<dyn Store>) -> Shard {
         let now = Instant::now();
         let tick = std::time::Duration::from_millis(node.config.timer_tick_ms.max(1));
         Shard {
@@ -121,6 +136,10 @@ impl Shard {
             draining: Flag::default(),
             done: Flag::default(),
             next_id: Cell::new(1),
+            store: RefCell::new(store),
+            store_done: RefCell::new(Vec::new()),
+            store_started: RefCell::new(VecDeque::new()),
+            pending_appends: Cell::new(0),
             node,
         }
     }

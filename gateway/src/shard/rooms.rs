@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use proto::v1::{
-    send, server_frame::Frame, Deliver, ErrorCode, Qos, RoomJoined, RoomLeft, Send, SendResult,
-    ServerFrame,
+    send, server_frame::Frame, ErrorCode, Qos, RoomJoined, RoomLeft, Send, SendResult, ServerFrame,
 };
 
 use super::tables::ConnKey;
 use super::{error_frame, Shard};
+use crate::inbox::{ReplyTo, Stored};
 use crate::mesh::ShardMsg;
 use crate::outbound::Outbound;
 
@@ -16,7 +16,9 @@ impl Shard {
     pub(super) fn on_send(&self, key: ConnKey, send: Send) {
         let client_msg_id = send.client_msg_id.clone();
         match self.route_send(key, send) {
-            Ok(msg_id) => self.send_result(key, client_msg_id, Ok(msg_id)),
+            Ok(Some(msg_id)) => self.send_result(key, client_msg_id, Ok(msg_id)),
+            // QoS 1 to a user: the owner answers once the message is stored.
+            Ok(None) => {}
             Err((code, why)) => {
                 self.stats.error(code);
                 self.send_result(key, client_msg_id, Err((code, why)))
@@ -24,15 +26,16 @@ impl Shard {
         }
     }
 
-    fn route_send(&self, key: ConnKey, send: Send) -> Result<String, (ErrorCode, &'static str)> {
+    /// Routes a client's send. `Ok(Some(id))`: handed on, answer now.
+    /// `Ok(None)`: QoS 1 to a user, answered by the user's owner when stored.
+    fn route_send(
+        &self,
+        key: ConnKey,
+        send: Send,
+    ) -> Result<Option<String>, (ErrorCode, &'static str)> {
         let max_name = self.node.config.limits.max_name_bytes;
-        if send.qos() == Qos::AtLeastOnce {
-            return Err((
-                ErrorCode::Unavailable,
-                "QoS 1 is not available on this node yet",
-            ));
-        }
-        let target = match send.to {
+        let qos1 = send.qos() == Qos::AtLeastOnce;
+        let (name, is_room) = match send.to {
             None => {
                 return Err((
                     ErrorCode::InvalidArgument,
@@ -45,39 +48,63 @@ impl Shard {
             Some(send::To::User(u)) => (u, false),
             Some(send::To::Room(r)) => (r, true),
         };
-        if target.0.is_empty() || target.0.len() > max_name {
+        if name.is_empty() || name.len() > max_name {
             return Err((ErrorCode::InvalidArgument, "target name empty or too long"));
         }
         if self.outbox.overloaded() {
             return Err((ErrorCode::Overloaded, "node overloaded: retry later"));
         }
-        let from = self.conns.borrow().get(key).and_then(|c| c.user.clone());
+        let (from, conn_id) = {
+            let conns = self.conns.borrow();
+            let c = conns.get(key);
+            (c.and_then(|c| c.user.clone()), c.map_or(0, |c| c.id))
+        };
         let msg_id = self.message_id();
-        let name: Arc<str> = Arc::from(target.0);
-        let deliver = Deliver {
+        let name: Arc<str> = Arc::from(name);
+        let owner = self.node.mesh.owner(&name);
+        let stored = Stored {
             seq: 0,
             msg_id: msg_id.clone(),
             from: from.as_deref().unwrap_or_default().to_owned(),
-            room: if target.1 {
+            room: if is_room {
                 name.to_string()
             } else {
                 String::new()
             },
-            qos: Qos::AtMostOnce as i32,
             payload: send.payload,
             timestamp_ms: super::session::unix_millis(),
         };
-        let msg = Outbound::new(ServerFrame {
-            frame: Some(Frame::Deliver(deliver)),
-        });
-        let owner = self.node.mesh.owner(&name);
-        let routed = if target.1 {
+        if qos1 && !is_room {
+            let reply = Some(ReplyTo {
+                shard: self.id as u16,
+                key,
+                conn_id,
+            });
+            let client_msg_id = send.client_msg_id;
+            self.send_to(
+                owner,
+                ShardMsg::Qos1Append {
+                    user: name,
+                    msg: stored,
+                    client_msg_id,
+                    reply,
+                },
+            );
+            return Ok(None);
+        }
+        let qos = if qos1 {
+            Qos::AtLeastOnce
+        } else {
+            Qos::AtMostOnce
+        };
+        let msg = Outbound::new(stored.to_frame(qos));
+        let routed = if is_room {
             ShardMsg::ToRoom { room: name, msg }
         } else {
             ShardMsg::ToUser { user: name, msg }
         };
         self.send_to(owner, routed);
-        Ok(msg_id)
+        Ok(Some(msg_id))
     }
 
     fn send_result(

@@ -106,7 +106,14 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
             return;
         }
     };
-    let shard = Rc::new(Shard::new(id, node.clone()));
+    let store = match super::store::open(&node, id) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: {e}")));
+            return;
+        }
+    };
+    let shard = Rc::new(Shard::new(id, node.clone(), store));
     monoio::spawn(shard.clone().accept_loop(ws, Transport::WebSocket));
     monoio::spawn(shard.clone().accept_loop(tcp, Transport::Tcp));
     monoio::spawn(shard.clone().inbox_task());

@@ -191,6 +191,8 @@ impl Shard {
                 frame: Some(Frame::AuthOk(ok)),
             },
         );
+        // Offline messages and anything unacknowledged, before live ones.
+        self.qos_sync(key, None);
     }
 
     fn on_frame(&self, key: ConnKey, frame: client_frame::Frame) {
@@ -205,9 +207,8 @@ impl Shard {
             F::Send(send) => self.on_send(key, send),
             F::Join(j) => self.on_join(key, j.room),
             F::Leave(l) => self.on_leave(key, l.room),
-            // Cumulative acks and resume apply to QoS 1 inboxes; with QoS 1
-            // unavailable there is nothing stored to acknowledge or replay.
-            F::Ack(_) | F::Resume(_) => {}
+            F::Ack(a) => self.qos_ack(key, a.seq),
+            F::Resume(r) => self.qos_resume(key, r.last_seq),
             F::Auth(_) => {
                 self.stats.error(ErrorCode::AlreadyAuthenticated);
                 self.send_frame(

@@ -17,6 +17,8 @@ pub(crate) enum TimerKind {
     Heartbeat,
     /// The token's `exp`: go away.
     TokenExpiry,
+    /// QoS 1: retransmit unacknowledged messages, or retry a failed read.
+    Retransmit,
 }
 
 /// A timer of one connection; `conn_id` guards against slab key reuse.
@@ -25,6 +27,13 @@ pub(crate) struct Timer {
     key: ConnKey,
     conn_id: u64,
     kind: TimerKind,
+}
+
+impl Timer {
+    /// A timer of connection `conn_id` at slab `key`.
+    pub(crate) fn new(key: ConnKey, conn_id: u64, kind: TimerKind) -> Timer {
+        Timer { key, conn_id, kind }
+    }
 }
 
 impl Shard {
@@ -64,6 +73,9 @@ impl Shard {
     }
 
     fn fire(&self, t: Timer, now: Instant) {
+        if t.kind == TimerKind::Retransmit {
+            return self.qos_timer(t.key, now);
+        }
         let limits = &self.node.config.limits;
         let action = {
             let mut conns = self.conns.borrow_mut();
@@ -89,6 +101,7 @@ impl Shard {
                     c.expiry = None;
                     Some(t.kind)
                 }
+                TimerKind::Retransmit => None,
             }
         };
         let last = match action {
@@ -106,6 +119,7 @@ impl Shard {
                 "no heartbeat within the timeout",
                 0,
             ),
+            Some(TimerKind::Retransmit) => return,
             Some(TimerKind::TokenExpiry) => go_away_frame(
                 GoAwayReason::TokenExpired,
                 "token expired: renew and reconnect",

@@ -136,8 +136,14 @@ impl Encoder {
             to: Some(to),
             client_msg_id: String::new(),
             qos: 0,
-            payload: body.to_vec(),
+            payload: bytes::Bytes::copy_from_slice(body),
         };
-        put(self.0, &ClientFrame { frame: Some(client_frame::Frame::Send(send)) }, out);
+        put(
+            self.0,
+            &ClientFrame {
+                frame: Some(client_frame::Frame::Send(send)),
+            },
+            out,
+        );
     }
 }

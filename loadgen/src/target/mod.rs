@@ -139,7 +139,9 @@ impl Session {
         let max = spec.max_message;
         let mut s = Session {
             phase: Phase::Upgrade,
-            room: room.or((spec.target == Target::Nats).then_some(user)).map(Into::into),
+            room: room
+                .or((spec.target == Target::Nats).then_some(user))
+                .map(Into::into),
             asm: proto::ws::Assembler::new(max),
             partial: Vec::new(),
             spec,
@@ -176,7 +178,13 @@ impl Session {
             return Ok(used + gateway::feed_tcp(self, rest, out, on)?);
         }
         let mut asm = std::mem::take(&mut self.asm);
-        let res = ws::messages(rest, &mut asm, self.spec.max_message, out, &mut |msg, out| self.on_message(msg, out, on));
+        let res = ws::messages(
+            rest,
+            &mut asm,
+            self.spec.max_message,
+            out,
+            &mut |msg, out| self.on_message(msg, out, on),
+        );
         self.asm = asm;
         Ok(used + res?)
     }

@@ -63,7 +63,9 @@ pub fn messages(
             Ok(None) => return Ok(used),
             Err(e) => return Err(Fail::Protocol(e.to_string())),
         };
-        let payload = rest.get(head.header_len..head.frame_len()).unwrap_or_default();
+        let payload = rest
+            .get(head.header_len..head.frame_len())
+            .unwrap_or_default();
         match asm.push(head, payload) {
             Ok(None) => {}
             Ok(Some(WsEvent::Data { payload, .. })) => on_data(&payload, out)?,

@@ -68,7 +68,12 @@ async fn once(w: &Rc<Worker>, user: u64) -> End {
     };
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
-    let slot = w.slots.borrow_mut().insert(Slot { fd, user, ready: false, stormed: false });
+    let slot = w.slots.borrow_mut().insert(Slot {
+        fd,
+        user,
+        ready: false,
+        stormed: false,
+    });
     if let Some(s) = w.by_user.borrow_mut().get_mut((user - w.first) as usize) {
         *s = Some(slot);
     }
@@ -99,11 +104,22 @@ fn done_connecting(w: &Worker, end: End) -> End {
     end
 }
 
-async fn session(w: &Rc<Worker>, stream: &TcpStream, user: u64, slot: usize, started: Instant) -> End {
+async fn session(
+    w: &Rc<Worker>,
+    stream: &TcpStream,
+    user: u64,
+    slot: usize,
+    started: Instant,
+) -> End {
     let fd = stream.as_raw_fd();
     let mut out = Vec::new();
     let room = w.plan.room_of(user);
-    let mut sess = match Session::start(w.plan.spec.clone(), &user_name(user), room.as_deref(), &mut out) {
+    let mut sess = match Session::start(
+        w.plan.spec.clone(),
+        &user_name(user),
+        room.as_deref(),
+        &mut out,
+    ) {
         Ok(s) => s,
         Err(e) => return End::Failed(format!("setup: {e}")),
     };
@@ -112,7 +128,10 @@ async fn session(w: &Rc<Worker>, stream: &TcpStream, user: u64, slot: usize, sta
     }
     out = Vec::new();
     let mut pending: Vec<u8> = Vec::new();
-    let mut rx = Rx { seen: Seen::default(), ready_at: None };
+    let mut rx = Rx {
+        seen: Seen::default(),
+        ready_at: None,
+    };
     let deadline = started + w.plan.handshake_timeout;
     loop {
         if w.shared.stopping() {
@@ -132,7 +151,16 @@ async fn session(w: &Rc<Worker>, stream: &TcpStream, user: u64, slot: usize, sta
             return End::Failed(io::cause("poll", &e));
         }
         loop {
-            let step = read_once(w, fd, &mut sess, &mut pending, &mut out, &mut rx, slot, started);
+            let step = read_once(
+                w,
+                fd,
+                &mut sess,
+                &mut pending,
+                &mut out,
+                &mut rx,
+                slot,
+                started,
+            );
             if !out.is_empty() {
                 if let Err(e) = io::send_all(stream, &out).await {
                     return End::Failed(io::cause("write", &e));
@@ -198,7 +226,14 @@ fn read_once(
     Ok(full)
 }
 
-fn on_event(w: &Worker, ev: Event<'_>, rx: &mut Rx, slot: usize, started: Instant, deliveries: &mut u64) {
+fn on_event(
+    w: &Worker,
+    ev: Event<'_>,
+    rx: &mut Rx,
+    slot: usize,
+    started: Instant,
+    deliveries: &mut u64,
+) {
     match ev {
         Event::Ready => {
             let now = Instant::now();

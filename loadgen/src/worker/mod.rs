@@ -42,8 +42,9 @@ pub struct Plan {
     pub reconnect: bool,
     /// Numbered messages each connection may receive (bitset bound).
     pub max_seq: u64,
-    /// Direct messages: total per second (all pairs), and body size.
-    pub direct: Option<(f64, usize)>,
+    /// Direct messages: total per second (all pairs), body size, and how
+    /// long to send.
+    pub direct: Option<(f64, usize, Duration)>,
     /// Ready deadline of a connection (connect + upgrade + auth + join).
     pub handshake_timeout: Duration,
 }
@@ -103,7 +104,10 @@ pub fn spawn(
     plan: Arc<Plan>,
     shared: Arc<Shared>,
     workers: u64,
-) -> anyhow::Result<(Vec<std::thread::JoinHandle<()>>, mpsc::Receiver<WorkerReport>)> {
+) -> anyhow::Result<(
+    Vec<std::thread::JoinHandle<()>>,
+    mpsc::Receiver<WorkerReport>,
+)> {
     let (tx, rx) = mpsc::channel();
     let workers = workers.max(1);
     // Even-sized blocks keep both users of a direct pair in one worker.
@@ -117,7 +121,9 @@ pub fn spawn(
             .name(format!("loadgen-{w}"))
             .spawn(move || {
                 let report = run_thread(plan, shared.clone(), first, last);
-                shared.workers_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared
+                    .workers_done
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let _ = tx.send(report);
             })?;
         handles.push(h);
@@ -160,8 +166,8 @@ fn run_thread(plan: Arc<Plan>, shared: Arc<Shared>, first: u64, last: u64) -> Wo
 /// connection task to finish.
 async fn run(w: Rc<Worker>, first: u64, last: u64) {
     monoio::spawn(sweep::run(w.clone()));
-    if let Some((rate, size)) = w.plan.direct {
-        monoio::spawn(sweep::direct(w.clone(), rate, size));
+    if let Some((rate, size, secs)) = w.plan.direct {
+        monoio::spawn(sweep::direct(w.clone(), rate, size, secs));
     }
     let workers = w.plan.conns.div_ceil((last - first).max(1)).max(1);
     let rate = (w.plan.rate / workers as f64).max(1.0);

@@ -79,7 +79,7 @@ fn send_whole(fd: i32, bytes: &[u8]) -> bool {
 
 /// Sends direct messages from user `2k` to user `2k+1` of this worker at
 /// this worker's share of `rate` per second, round robin over ready pairs.
-pub(super) async fn direct(w: Rc<Worker>, rate: f64, size: usize) {
+pub(super) async fn direct(w: Rc<Worker>, rate: f64, size: usize, secs: Duration) {
     let users = w.by_user.borrow().len() as u64;
     let pairs = users / 2;
     if pairs == 0 {
@@ -102,6 +102,9 @@ pub(super) async fn direct(w: Rc<Worker>, rate: f64, size: usize) {
             started = Some(Instant::now());
         }
         let elapsed = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        if elapsed >= secs.as_secs_f64() {
+            return;
+        }
         let due = (elapsed * share) as u64;
         let mut tries = 0;
         while sent < due && tries < pairs {
@@ -112,13 +115,19 @@ pub(super) async fn direct(w: Rc<Worker>, rate: f64, size: usize) {
             let Some(fd) = ready_fd(&w, from).filter(|_| ready_fd(&w, to).is_some()) else {
                 continue;
             };
-            let Some(seq) = seqs.get_mut(pair as usize) else { continue };
+            let Some(seq) = seqs.get_mut(pair as usize) else {
+                continue;
+            };
             body.clear();
             crate::payload::encode(*seq, crate::payload::now_ns(), size, &mut body);
             frame.clear();
             match w.plan.spec.target {
-                Target::Gateway => Encoder(w.plan.spec.wire).to_user(&user_name(w.first + to), &body, &mut frame),
-                Target::Nats | Target::Nchan => crate::target::nats_pub(&user_name(w.first + to), &body, &mut frame),
+                Target::Gateway => {
+                    Encoder(w.plan.spec.wire).to_user(&user_name(w.first + to), &body, &mut frame)
+                }
+                Target::Nats | Target::Nchan => {
+                    crate::target::nats_pub(&user_name(w.first + to), &body, &mut frame)
+                }
             }
             if send_whole(fd, &frame) {
                 *seq += 1;

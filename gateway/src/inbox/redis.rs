@@ -1,1 +1,0 @@
-//! Redis inbox store (see mod docs).

@@ -1,0 +1,313 @@
+//! The holder's side of QoS 1: what each connection has been sent, what it
+//! has acknowledged, retransmits, and resume.
+//!
+//! Per connection, in order: after authentication (or a Resume frame, or
+//! when it fell behind its window) the connection is *syncing*: it asks the
+//! user's owner to read the inbox after its resume point and ignores live
+//! QoS 1 deliveries until the replay arrives. The owner answers in the same
+//! FIFO order in which it routes live messages, so everything live that was
+//! ignored is in the replay and everything after the replay is newer: no
+//! loss, no reordering. Duplicates (a retransmit the client already had) are
+//! possible and carry the same `seq` and `msg_id` for the client to drop.
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::v1::{server_frame::Frame, ErrorCode, Gap, Qos, ServerFrame};
+
+use super::tables::ConnKey;
+use super::timers::TimerKind;
+use super::{error_frame, Conn, Phase, Shard};
+use crate::inbox::{Replay, ReplyTo, StoreError};
+use crate::mesh::ShardMsg;
+use crate::metrics::ShardStats;
+use crate::outbound::Outbound;
+use crate::wheel::TimerKey;
+
+/// QoS 1 state of a connection that has received QoS 1 messages.
+pub(crate) struct QosState {
+    /// Highest sequence sent to this connection.
+    delivered: u64,
+    /// Sent and not yet acknowledged, in order.
+    inflight: VecDeque<(u64, Arc<Outbound>)>,
+    rto: Duration,
+    timer: Option<TimerKey>,
+    last_progress: Instant,
+    /// Messages were left in the inbox (window full): read again when it frees.
+    lagging: bool,
+}
+
+impl QosState {
+    fn new(rto: Duration, now: Instant) -> Box<QosState> {
+        Box::new(QosState {
+            delivered: 0,
+            inflight: VecDeque::new(),
+            rto,
+            timer: None,
+            last_progress: now,
+            lagging: false,
+        })
+    }
+}
+
+impl Shard {
+    fn base_rto(&self) -> Duration {
+        Duration::from_millis(self.node.config.qos.retransmit_ms)
+    }
+
+    /// Asks the owner for what this connection has not acknowledged.
+    pub(super) fn qos_sync(&self, key: ConnKey, after: Option<u64>) {
+        let window = self.node.config.qos.inflight_window;
+        let ask = {
+            let mut conns = self.conns.borrow_mut();
+            let Some(c) = conns.get_mut(key) else { return };
+            let Some(user) = c.user.clone() else { return };
+            c.syncing = true;
+            let inflight = c.qos.as_ref().map_or(0, |q| q.inflight.len());
+            let conn = ReplyTo {
+                shard: self.id as u16,
+                key,
+                conn_id: c.id,
+            };
+            (
+                user,
+                c.device.clone(),
+                conn,
+                window.saturating_sub(inflight).max(1),
+            )
+        };
+        let (user, device, conn, max) = ask;
+        let owner = self.node.mesh.owner(&user);
+        self.send_to(
+            owner,
+            ShardMsg::Qos1Read {
+                user,
+                device,
+                after,
+                max,
+                conn,
+            },
+        );
+    }
+
+    /// A stored message for `user` arrived from its owner.
+    pub(super) fn qos_deliver(&self, user: &str, seq: u64, msg: &Arc<Outbound>) {
+        let keys = self.tables.borrow().user_conns(user).to_vec();
+        let mut resync = Vec::new();
+        for key in keys {
+            let mut conns = self.conns.borrow_mut();
+            let Some(c) = conns.get_mut(key) else {
+                continue;
+            };
+            if c.phase != Phase::Open || c.syncing {
+                continue;
+            }
+            let window = self.node.config.qos.inflight_window;
+            let q = c
+                .qos
+                .get_or_insert_with(|| QosState::new(self.base_rto(), self.now.get()));
+            if seq <= q.delivered {
+                continue;
+            }
+            if q.lagging || seq != q.delivered + 1 || q.inflight.len() >= window {
+                // Left in the inbox; read in order once the window frees.
+                q.lagging = true;
+                if q.inflight.len() < window && seq != q.delivered + 1 {
+                    resync.push((key, q.delivered));
+                }
+                continue;
+            }
+            self.qos_send(key, c, seq, msg.clone());
+        }
+        for (key, after) in resync {
+            self.qos_sync(key, Some(after));
+        }
+    }
+
+    fn qos_send(&self, key: ConnKey, c: &mut Conn, seq: u64, msg: Arc<Outbound>) {
+        let bytes_ok = self.queue_bytes(key, c, msg.bytes(c.wire));
+        let Some(q) = c.qos.as_mut() else { return };
+        if !bytes_ok {
+            return;
+        }
+        ShardStats::inc(&self.stats.deliveries);
+        q.delivered = seq;
+        if q.inflight.is_empty() {
+            q.last_progress = self.now.get();
+        }
+        q.inflight.push_back((seq, msg));
+        if q.timer.is_none() {
+            let at = self.now.get() + q.rto;
+            q.timer = Some(self.wheel.borrow_mut().insert(
+                at,
+                super::timers::Timer::new(key, c.id, TimerKind::Retransmit),
+            ));
+        }
+    }
+
+    /// The owner's answer to `qos_sync`.
+    pub(super) fn qos_replay(&self, conn: ReplyTo, replay: Result<Replay, StoreError>) {
+        let key = conn.key;
+        let replay = match replay {
+            Ok(r) => r,
+            Err(e) => {
+                // Stay syncing; the retransmit timer asks again.
+                tracing::debug!(shard = self.id, "inbox read failed: {e}");
+                self.send_frame(
+                    key,
+                    &error_frame(
+                        ErrorCode::Unavailable,
+                        "message store unavailable: retrying",
+                        false,
+                    ),
+                );
+                let mut conns = self.conns.borrow_mut();
+                if let Some(c) = conns.get_mut(key).filter(|c| c.id == conn.conn_id) {
+                    let q = c
+                        .qos
+                        .get_or_insert_with(|| QosState::new(self.base_rto(), self.now.get()));
+                    if q.timer.is_none() {
+                        let at = self.now.get() + q.rto;
+                        q.timer = Some(self.wheel.borrow_mut().insert(
+                            at,
+                            super::timers::Timer::new(key, c.id, TimerKind::Retransmit),
+                        ));
+                    }
+                }
+                return;
+            }
+        };
+        let mut conns = self.conns.borrow_mut();
+        let Some(c) = conns.get_mut(key).filter(|c| c.id == conn.conn_id) else {
+            return;
+        };
+        c.syncing = false;
+        if let Some((from_seq, first_available)) = replay.gap {
+            ShardStats::inc(&self.stats.qos_gaps);
+            let gap = ServerFrame {
+                frame: Some(Frame::Gap(Gap {
+                    from_seq,
+                    first_available,
+                })),
+            };
+            self.send_frame_locked(key, c, &gap);
+        }
+        let window = self.node.config.qos.inflight_window;
+        let q = c
+            .qos
+            .get_or_insert_with(|| QosState::new(self.base_rto(), self.now.get()));
+        q.lagging = false;
+        let asked = window.saturating_sub(q.inflight.len()).max(1);
+        let full = replay.msgs.len() >= asked;
+        for m in replay.msgs {
+            let q = c.qos.as_mut().expect("created above");
+            if m.seq <= q.delivered {
+                continue;
+            }
+            self.qos_send(key, c, m.seq, Outbound::new(m.to_frame(Qos::AtLeastOnce)));
+        }
+        if let Some(q) = c.qos.as_mut() {
+            if full {
+                q.lagging = true;
+            } else {
+                q.delivered = q.delivered.max(replay.last_seq);
+            }
+        }
+    }
+
+    /// A cumulative Ack frame from the client.
+    pub(super) fn qos_ack(&self, key: ConnKey, seq: u64) {
+        let window = self.node.config.qos.inflight_window;
+        let (owner_msg, resync) = {
+            let mut conns = self.conns.borrow_mut();
+            let Some(c) = conns.get_mut(key) else { return };
+            let Some(user) = c.user.clone() else { return };
+            let mut resync = None;
+            if let Some(q) = c.qos.as_mut() {
+                let before = q.inflight.len();
+                while q.inflight.front().is_some_and(|(s, _)| *s <= seq) {
+                    q.inflight.pop_front();
+                }
+                if q.inflight.len() != before {
+                    q.last_progress = self.now.get();
+                    q.rto = self.base_rto();
+                }
+                if q.lagging && !c.syncing && q.inflight.len() <= window / 2 {
+                    resync = Some(q.delivered);
+                }
+            }
+            let owner = self.node.mesh.owner(&user);
+            (
+                (
+                    owner,
+                    ShardMsg::Qos1Ack {
+                        user,
+                        device: c.device.clone(),
+                        seq,
+                    },
+                ),
+                resync,
+            )
+        };
+        self.send_to(owner_msg.0, owner_msg.1);
+        if let Some(after) = resync {
+            self.qos_sync(key, Some(after));
+        }
+    }
+
+    /// A Resume frame: the client has everything up to `last_seq`.
+    pub(super) fn qos_resume(&self, key: ConnKey, last_seq: u64) {
+        if let Some(c) = self.conns.borrow_mut().get_mut(key) {
+            if let Some(q) = c.qos.as_mut() {
+                q.inflight.clear();
+                q.delivered = last_seq;
+                q.lagging = false;
+            }
+        }
+        self.qos_sync(key, Some(last_seq));
+    }
+
+    /// The retransmit timer of a connection fired.
+    pub(super) fn qos_timer(&self, key: ConnKey, now: Instant) {
+        let max_rto = Duration::from_millis(self.node.config.qos.retransmit_max_ms);
+        let mut conns = self.conns.borrow_mut();
+        let Some(c) = conns.get_mut(key) else { return };
+        let syncing = c.syncing;
+        let Some(q) = c.qos.as_mut() else { return };
+        q.timer = None;
+        if syncing && q.inflight.is_empty() {
+            drop(conns);
+            return self.qos_sync(key, None);
+        }
+        if q.inflight.is_empty() {
+            return;
+        }
+        let due = q.last_progress + q.rto;
+        if due <= now {
+            let resend: Vec<Arc<Outbound>> = q.inflight.iter().map(|(_, m)| m.clone()).collect();
+            q.rto = (q.rto * 2).min(max_rto);
+            q.last_progress = now;
+            ShardStats::add(&self.stats.qos_retransmits, resend.len() as u64);
+            for m in resend {
+                if !self.queue_bytes(key, c, m.bytes(c.wire)) {
+                    return;
+                }
+            }
+        }
+        let Some(q) = c.qos.as_mut() else { return };
+        let at = (q.last_progress + q.rto).max(now);
+        q.timer = Some(self.wheel.borrow_mut().insert(
+            at,
+            super::timers::Timer::new(key, c.id, TimerKind::Retransmit),
+        ));
+    }
+
+    /// Cancels a closing connection's retransmit timer.
+    pub(super) fn qos_forget(&self, c: &mut Conn) {
+        if let Some(q) = c.qos.as_mut() {
+            if let Some(t) = q.timer.take() {
+                self.wheel.borrow_mut().cancel(t);
+            }
+        }
+    }
+}

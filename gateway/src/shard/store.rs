@@ -1,0 +1,30 @@
+//! Opens the inbox store a shard uses for the users it owns.
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::inbox::memory::{MemoryLimits, MemoryStore};
+use crate::inbox::{Store, StoreError};
+use crate::node::Node;
+
+/// The in-process store, or Redis when the config names one.
+pub(super) fn open(node: &Arc<Node>, _shard: usize) -> Result<Box<dyn Store>, StoreError> {
+    let qos = &node.config.qos;
+    if let Some(url) = &node.config.redis {
+        return Err(StoreError(format!(
+            "redis store at {url} is not built in yet"
+        )));
+    }
+    let limits = MemoryLimits {
+        per_user: qos.inbox_per_user,
+        total_bytes: qos.inbox_total_bytes,
+        retention: qos.retention(),
+        dedupe_window: qos.dedupe_window,
+    };
+    let clock = Box::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_millis() as u64
+    });
+    Ok(Box::new(MemoryStore::new(limits, clock)))
+}

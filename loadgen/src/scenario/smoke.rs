@@ -1,0 +1,171 @@
+//! `smoke`: starts a gateway on ephemeral loopback ports and runs every
+//! scenario small, checking counts, not speed: every connection ready,
+//! every message delivered exactly once. Bounded: each step has its own
+//! deadline and the whole takes well under a minute.
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::{connect, direct, fanout, storm};
+use crate::cli::Common;
+use crate::report::Outcome;
+use crate::target::Wire;
+
+const SECRET: &str = "loadgen-smoke-secret";
+
+/// The gateway child, killed when dropped.
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Listen addresses from the gateway's `ready ws=.. tcp=.. admin=..` line.
+struct Ready {
+    ws: SocketAddrV4,
+    tcp: SocketAddrV4,
+    admin: SocketAddr,
+}
+
+fn start(bin: &Path) -> anyhow::Result<(Gateway, Ready)> {
+    let mut child = Command::new(bin)
+        .args([
+            "--ws-listen",
+            "127.0.0.1:0",
+            "--tcp-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--shards", "2", "--jwt-secret", SECRET])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let gw = Gateway(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("ready ") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .context("the gateway printed no ready line in 10 s")?;
+    let field = |k: &str| -> anyhow::Result<String> {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{k}=")).map(str::to_string))
+            .with_context(|| format!("no {k}= in {line:?}"))
+    };
+    let ready = Ready {
+        ws: field("ws")?.parse()?,
+        tcp: field("tcp")?.parse()?,
+        admin: field("admin")?.parse()?,
+    };
+    Ok((gw, ready))
+}
+
+fn common(base: &Common, ready: &Ready, pid: u32, wire: Wire) -> Common {
+    let mut c = base.clone();
+    c.target = crate::target::Target::Gateway;
+    c.wire = wire;
+    c.addr = if wire == Wire::Tcp {
+        ready.tcp
+    } else {
+        ready.ws
+    };
+    c.spread = 1;
+    c.admin = ready.admin;
+    c.jwt_secret = Some(SECRET.into());
+    c.server_pids = vec![pid];
+    c.heartbeat_ms = 500;
+    c.workers = 2;
+    c.rate = 2000.0;
+    c.no_results = true;
+    c
+}
+
+/// Runs the smoke; fails unless every step's counts matched.
+pub fn run(base: &Common, gateway_bin: &Path, conns: u64) -> anyhow::Result<()> {
+    let (gw, ready) = start(gateway_bin)?;
+    let pid = gw.0.id();
+    let c = |wire| common(base, &ready, pid, wire);
+    type Step<'a> = (&'a str, Box<dyn Fn() -> anyhow::Result<Outcome> + 'a>);
+    let steps: Vec<Step> = vec![
+        (
+            "connect ws",
+            Box::new(|| connect::run(&c(Wire::Ws), conns, 2, 20)),
+        ),
+        (
+            "connect ws-json",
+            Box::new(|| connect::run(&c(Wire::WsJson), conns, 1, 20)),
+        ),
+        (
+            "connect tcp",
+            Box::new(|| connect::run(&c(Wire::Tcp), conns, 1, 20)),
+        ),
+        (
+            "direct ws",
+            Box::new(|| direct::run(&c(Wire::Ws), conns, 2000.0, 1, 64)),
+        ),
+        (
+            "direct ws-json",
+            Box::new(|| direct::run(&c(Wire::WsJson), conns, 1000.0, 1, 64)),
+        ),
+        (
+            "fanout ws",
+            Box::new(|| {
+                let f = fanout::Fanout {
+                    conns,
+                    room_size: (conns / 4).max(1),
+                    messages: 50,
+                    pub_rate: 0.0,
+                    size: 64,
+                    drain_secs: 10,
+                };
+                fanout::run(&c(Wire::Ws), &f)
+            }),
+        ),
+        (
+            "storm tcp",
+            Box::new(|| storm::run(&c(Wire::Tcp), conns, 0.5, 20)),
+        ),
+    ];
+    let mut failed = 0;
+    for (name, step) in &steps {
+        match step() {
+            Ok(o) if o.ok => println!(
+                "ok   {name}: held {} deliveries {}/{} pongs {}",
+                o.connections_held, o.deliveries, o.expected_deliveries, o.pongs
+            ),
+            Ok(o) => {
+                failed += 1;
+                println!("FAIL {name}: {}", o.problems.join("; "));
+                for (k, v) in &o.failures {
+                    println!("       {k}: {v}");
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAIL {name}: {e:#}");
+            }
+        }
+    }
+    drop(gw);
+    println!("smoke: {} passed, {failed} failed", steps.len() - failed);
+    if failed > 0 {
+        bail!("{failed} smoke steps failed");
+    }
+    Ok(())
+}
