@@ -116,19 +116,13 @@ pub(super) fn ping(wire: Wire, nonce: u64, out: &mut Vec<u8>) {
     put(wire, &ClientFrame { frame: Some(ping) }, out);
 }
 
-/// Encodes `Send` frames for one wire (direct messages between users and
-/// room publishes from a client connection).
+/// Encodes `Send` frames for one wire (direct messages between users).
 pub struct Encoder(pub Wire);
 
 impl Encoder {
     /// Appends a QoS 0 send of `body` to user `to`.
     pub fn to_user(&self, to: &str, body: &[u8], out: &mut Vec<u8>) {
         self.send(send::To::User(to.into()), body, out);
-    }
-
-    /// Appends a QoS 0 send of `body` to room `room`.
-    pub fn to_room(&self, room: &str, body: &[u8], out: &mut Vec<u8>) {
-        self.send(send::To::Room(room.into()), body, out);
     }
 
     fn send(&self, to: send::To, body: &[u8], out: &mut Vec<u8>) {

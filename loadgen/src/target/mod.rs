@@ -216,11 +216,6 @@ impl Session {
             Target::Nats => nats::on_bytes(self, msg, out, on),
         }
     }
-
-    /// Whether the session is subscribed and open.
-    pub fn is_open(&self) -> bool {
-        self.phase == Phase::Open
-    }
 }
 
 /// A heartbeat for this target, appended to `out`.
