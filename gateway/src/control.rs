@@ -82,7 +82,7 @@ impl Control {
                 let client_msg_id = String::new();
                 ShardMsg::Qos1Append {
                     user: name,
-                    msg: stored,
+                    msg: Box::new(stored),
                     client_msg_id,
                     reply: None,
                 }

@@ -87,7 +87,7 @@ pub enum ShardMsg {
     /// At the user's owner: store a QoS 1 message in the user's inbox.
     Qos1Append {
         user: Arc<str>,
-        msg: Stored,
+        msg: Box<Stored>,
         client_msg_id: String,
         reply: Option<ReplyTo>,
     },
@@ -119,7 +119,7 @@ pub enum ShardMsg {
     /// At the sender's shard: the outcome of a QoS 1 send.
     SendDone {
         reply: ReplyTo,
-        result: proto::v1::SendResult,
+        result: Box<proto::v1::SendResult>,
     },
     /// At a shard: its inbox store has completions to collect.
     StoreReady,

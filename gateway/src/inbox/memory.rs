@@ -40,6 +40,19 @@ struct UserInbox {
     dedupe_order: VecDeque<(String, String)>,
 }
 
+impl UserInbox {
+    /// Where a device seen for the first time starts: after everything of
+    /// the user's that is gone. A user with no tracked device at all never
+    /// received anything, so what a bound dropped is a gap for its first
+    /// device; another device of a known user starts at what is held.
+    fn untracked_start(&self) -> u64 {
+        if self.cursors.is_empty() {
+            return 0;
+        }
+        self.msgs.front().map_or(self.last_seq, |m| m.seq - 1)
+    }
+}
+
 /// A bounded in-process inbox store for the users one shard owns.
 pub struct MemoryStore {
     limits: MemoryLimits,
@@ -74,9 +87,14 @@ impl MemoryStore {
         online: &[Arc<str>],
     ) -> (Stored, bool) {
         let inbox = self.users.entry(user.clone()).or_default();
+        // An online device not tracked yet has not been read for: its first
+        // read (queued behind its presence, maybe behind this append) is
+        // still to come. Track it from where that read starts, so it is
+        // owed every message held, not only those from this one on.
+        let untracked_from = inbox.untracked_start();
         for device in online {
             if !inbox.cursors.iter().any(|(d, _)| d == device) {
-                inbox.cursors.push((device.clone(), inbox.last_seq));
+                inbox.cursors.push((device.clone(), untracked_from));
             }
         }
         let key = (msg.from.clone(), client_msg_id.to_owned());
@@ -184,18 +202,20 @@ impl MemoryStore {
             .iter()
             .find(|(d, _)| d == device)
             .map(|(_, c)| *c);
+        let start = inbox.untracked_start();
         if cursor.is_none() {
             // A device seen for the first time is tracked from now on: the
-            // messages it has not acknowledged are kept for it.
-            let start = inbox.msgs.front().map_or(inbox.last_seq, |m| m.seq - 1);
-            inbox.cursors.push((device.clone(), start));
+            // messages it has not acknowledged are kept for it. This read
+            // tells it of what is gone, so its cursor starts past that.
+            let held_from = inbox.msgs.front().map_or(inbox.last_seq, |m| m.seq - 1);
+            inbox.cursors.push((device.clone(), held_from));
         }
         // Resume from what the client says it has, never before what it acked.
         let from = match (after, cursor) {
             (Some(a), Some(c)) => a.max(c),
             (Some(a), None) => a,
             (None, Some(c)) => c,
-            (None, None) => inbox.msgs.front().map_or(inbox.last_seq, |m| m.seq - 1),
+            (None, None) => start,
         };
         let first_available = inbox.msgs.front().map_or(inbox.last_seq + 1, |m| m.seq);
         let gap = (inbox.dropped_upto > from && first_available > from + 1)

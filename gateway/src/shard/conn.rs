@@ -71,7 +71,12 @@ impl Shard {
             }
         }
         self.close(key, None);
-        let _ = monoio::time::timeout(LINGER, self.linger(&stream, key, &mut reader)).await;
+        // Boxed: closing is rare, and inline its state would enlarge the task
+        // of every open connection.
+        let linger = Box::pin(async {
+            let _ = monoio::time::timeout(LINGER, self.linger(&stream, key, &mut reader)).await;
+        });
+        linger.await;
         self.remove_conn(key);
     }
 
@@ -136,6 +141,7 @@ impl Shard {
             expiry: None,
             syncing: false,
             qos: None,
+            qos_base: 0,
         });
         let deadline = now + Duration::from_millis(self.node.config.limits.handshake_timeout_ms);
         let timer = self.schedule(key, id, TimerKind::Handshake, deadline);

@@ -115,7 +115,7 @@ impl Shard {
                 msg,
                 client_msg_id,
                 reply,
-            } => self.owner_append(user, msg, client_msg_id, reply),
+            } => self.owner_append(user, *msg, client_msg_id, reply),
             ShardMsg::Qos1Deliver { user, seq, msg } => self.qos_deliver(&user, seq, &msg),
             ShardMsg::Qos1Ack { user, device, seq } => self.owner_ack(user, device, seq),
             ShardMsg::Qos1Read {
@@ -128,7 +128,7 @@ impl Shard {
             ShardMsg::Qos1Replay { conn, replay } => self.qos_replay(conn, replay),
             ShardMsg::SendDone { reply, result } => {
                 let frame = ServerFrame {
-                    frame: Some(Frame::SendResult(result)),
+                    frame: Some(Frame::SendResult(*result)),
                 };
                 let mut conns = self.conns.borrow_mut();
                 if let Some(c) = conns.get_mut(reply.key).filter(|c| c.id == reply.conn_id) {
@@ -178,7 +178,7 @@ impl Shard {
                 owner,
                 ShardMsg::Qos1Append {
                     user,
-                    msg: stored,
+                    msg: Box::new(stored),
                     client_msg_id,
                     reply: None,
                 },

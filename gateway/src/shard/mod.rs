@@ -43,11 +43,13 @@ use signal::{Flag, Notify};
 use tables::{ConnKey, Tables};
 use timers::Timer;
 
-/// Buffers kept for reuse per shard, and the largest one kept.
-const POOL_BUFFERS: usize = 256;
-const POOL_BUF_MAX: usize = 64 * 1024;
-/// First allocation of a read or write buffer.
-const BUF_INITIAL: usize = 4096;
+/// Write buffers kept for reuse per shard, and the largest one kept.
+const POOL_BUFFERS: usize = 1024;
+const POOL_BUF_MAX: usize = 16 * 1024;
+/// First allocation of a write buffer (it grows as frames queue up).
+const BUF_INITIAL: usize = 512;
+/// The shard's read buffer.
+const SCRATCH: usize = 64 * 1024;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +89,10 @@ pub(crate) struct Conn {
     expiry: Option<TimerKey>,
     /// Waiting for an inbox replay: live QoS 1 deliveries are ignored.
     syncing: bool,
-    /// QoS 1 state, once the connection has received a QoS 1 message.
+    /// QoS 1 state, while the connection has QoS 1 messages in flight.
     qos: Option<Box<qos::QosState>>,
+    /// Highest sequence the connection is known to have when `qos` is None.
+    qos_base: u64,
 }
 
 /// The state of one shard, owned by its thread.
@@ -105,6 +109,8 @@ pub(crate) struct Shard {
     flush: Notify,
     outbox: outbox::Outbox,
     pool: RefCell<Vec<Vec<u8>>>,
+    /// Every read lands here first (see `reader`).
+    scratch: RefCell<Vec<u8>>,
     /// Set when the shard stops accepting (drain).
     draining: Flag,
     /// Set when the shard may exit (drained and empty, or past the deadline).
@@ -133,6 +139,7 @@ impl Shard {
             flush: Notify::default(),
             outbox: outbox::Outbox::new(node.mesh.len()),
             pool: RefCell::new(Vec::new()),
+            scratch: RefCell::new(Vec::with_capacity(SCRATCH)),
             draining: Flag::default(),
             done: Flag::default(),
             next_id: Cell::new(1),

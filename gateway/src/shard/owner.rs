@@ -33,7 +33,13 @@ impl Shard {
                     ErrorCode::Overloaded,
                     "inbox store is behind: retry later",
                 );
-                self.send_to(r.shard as usize, ShardMsg::SendDone { reply: r, result });
+                self.send_to(
+                    r.shard as usize,
+                    ShardMsg::SendDone {
+                        reply: r,
+                        result: Box::new(result),
+                    },
+                );
             }
             return;
         }
@@ -135,7 +141,13 @@ impl Shard {
                     }
                 };
                 if let Some(r) = reply {
-                    self.send_to(r.shard as usize, ShardMsg::SendDone { reply: r, result });
+                    self.send_to(
+                        r.shard as usize,
+                        ShardMsg::SendDone {
+                            reply: r,
+                            result: Box::new(result),
+                        },
+                    );
                 }
             }
             Done::Read { result, conn, .. } => {

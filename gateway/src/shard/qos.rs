@@ -38,9 +38,9 @@ pub(crate) struct QosState {
 }
 
 impl QosState {
-    fn new(rto: Duration, now: Instant) -> Box<QosState> {
+    fn new(rto: Duration, now: Instant, delivered: u64) -> Box<QosState> {
         Box::new(QosState {
-            delivered: 0,
+            delivered,
             inflight: VecDeque::new(),
             rto,
             timer: None,
@@ -105,7 +105,7 @@ impl Shard {
             let window = self.node.config.qos.inflight_window;
             let q = c
                 .qos
-                .get_or_insert_with(|| QosState::new(self.base_rto(), self.now.get()));
+                .get_or_insert_with(|| QosState::new(self.base_rto(), self.now.get(), c.qos_base));
             if seq <= q.delivered {
                 continue;
             }
@@ -163,9 +163,9 @@ impl Shard {
                 );
                 let mut conns = self.conns.borrow_mut();
                 if let Some(c) = conns.get_mut(key).filter(|c| c.id == conn.conn_id) {
-                    let q = c
-                        .qos
-                        .get_or_insert_with(|| QosState::new(self.base_rto(), self.now.get()));
+                    let q = c.qos.get_or_insert_with(|| {
+                        QosState::new(self.base_rto(), self.now.get(), c.qos_base)
+                    });
                     if q.timer.is_none() {
                         let at = self.now.get() + q.rto;
                         q.timer = Some(self.wheel.borrow_mut().insert(
@@ -182,6 +182,15 @@ impl Shard {
             return;
         };
         c.syncing = false;
+        if replay.msgs.is_empty()
+            && replay.gap.is_none()
+            && c.qos.as_ref().is_none_or(|q| q.inflight.is_empty())
+        {
+            // Nothing owed: remember where the inbox stands, hold no state.
+            c.qos = None;
+            c.qos_base = c.qos_base.max(replay.last_seq);
+            return;
+        }
         if let Some((from_seq, first_available)) = replay.gap {
             ShardStats::inc(&self.stats.qos_gaps);
             let gap = ServerFrame {
@@ -195,10 +204,13 @@ impl Shard {
         let window = self.node.config.qos.inflight_window;
         let q = c
             .qos
-            .get_or_insert_with(|| QosState::new(self.base_rto(), self.now.get()));
+            .get_or_insert_with(|| QosState::new(self.base_rto(), self.now.get(), c.qos_base));
         q.lagging = false;
-        let asked = window.saturating_sub(q.inflight.len()).max(1);
-        let full = replay.msgs.len() >= asked;
+        // The replay holds everything up to `last_seq` unless the read's
+        // `max` cut it short. Judge by its content, not by comparing its
+        // length with the window now: acks that arrived since the read was
+        // asked for free more room than the read was allowed to fill.
+        let complete = replay.msgs.last().is_none_or(|m| m.seq >= replay.last_seq);
         for m in replay.msgs {
             let q = c.qos.as_mut().expect("created above");
             if m.seq <= q.delivered {
@@ -206,12 +218,24 @@ impl Shard {
             }
             self.qos_send(key, c, m.seq, Outbound::new(m.to_frame(Qos::AtLeastOnce)));
         }
+        let mut more = None;
         if let Some(q) = c.qos.as_mut() {
-            if full {
-                q.lagging = true;
-            } else {
+            if complete {
                 q.delivered = q.delivered.max(replay.last_seq);
+            } else {
+                q.lagging = true;
+                // Acks resume reading once the window half-frees; with that
+                // much room already (e.g. the replay was all duplicates),
+                // no ack may come: read on now. Not for a closing connection,
+                // which takes nothing more: it would read on forever.
+                if q.inflight.len() <= window / 2 && c.phase == Phase::Open {
+                    more = Some(q.delivered);
+                }
             }
+        }
+        drop(conns);
+        if let Some(after) = more {
+            self.qos_sync(key, Some(after));
         }
     }
 
@@ -258,6 +282,7 @@ impl Shard {
     /// A Resume frame: the client has everything up to `last_seq`.
     pub(super) fn qos_resume(&self, key: ConnKey, last_seq: u64) {
         if let Some(c) = self.conns.borrow_mut().get_mut(key) {
+            c.qos_base = last_seq;
             if let Some(q) = c.qos.as_mut() {
                 q.inflight.clear();
                 q.delivered = last_seq;

@@ -41,101 +41,110 @@ impl Reader {
     }
 
     /// Reads what the socket has and processes every complete frame.
+    ///
+    /// Bytes land in the shard's scratch buffer; only a partial frame left at
+    /// the end is copied into this connection's own buffer (sized to fit), and
+    /// while one is pending reads append to it until the frame completes.
     pub(super) fn on_readable(&mut self, shard: &Shard, key: ConnKey, fd: RawFd) -> ReadEnd {
         let limit = shard.node.config.limits.max_frame_bytes + 64;
         let limit = limit.max(shard.node.config.limits.max_handshake_bytes);
-        let end = loop {
-            if self.buf.capacity() == 0 {
-                self.buf = shard.take_buf();
+        loop {
+            let pending = !self.buf.is_empty();
+            let mut scratch = shard.scratch.borrow_mut();
+            let buf: &mut Vec<u8> = if pending { &mut self.buf } else { &mut scratch };
+            if !pending {
+                buf.clear();
             }
-            if self.buf.len() == self.buf.capacity() {
-                let grow = self
-                    .buf
-                    .len()
-                    .min(limit.saturating_sub(self.buf.len()))
-                    .max(1024);
-                self.buf.reserve(grow);
+            if buf.len() == buf.capacity() {
+                let grow = buf.len().min(limit.saturating_sub(buf.len())).max(1024);
+                buf.reserve(grow);
             }
-            let spare = self.buf.capacity() - self.buf.len();
-            match sys::recv(fd, &mut self.buf) {
-                Ok(Io::Done(0)) | Err(_) => break ReadEnd::Closed,
-                Ok(Io::WouldBlock) => break ReadEnd::Again,
-                Ok(Io::Done(n)) => {
-                    ShardStats::add(&shard.stats.bytes_in, n as u64);
-                    shard.touch(key);
-                    if let Err(Fatal(code, msg)) = self.process(shard, key) {
-                        shard.fail(key, code, &msg);
-                        break ReadEnd::Closed;
-                    }
-                    if shard.phase(key) == Some(Phase::Closing) {
-                        break ReadEnd::Closed;
-                    }
-                    if n < spare {
-                        break ReadEnd::Again;
-                    }
-                }
+            let spare = buf.capacity() - buf.len();
+            let n = match sys::recv(fd, buf) {
+                Ok(Io::Done(0)) | Err(_) => return ReadEnd::Closed,
+                Ok(Io::WouldBlock) => return ReadEnd::Again,
+                Ok(Io::Done(n)) => n,
+            };
+            ShardStats::add(&shard.stats.bytes_in, n as u64);
+            shard.touch(key);
+            let result = process(&mut self.ws, shard, key, buf);
+            if !pending && !scratch.is_empty() {
+                self.buf.extend_from_slice(&scratch);
             }
-        };
-        if self.buf.is_empty() {
-            shard.put_buf(std::mem::take(&mut self.buf));
+            if pending && self.buf.is_empty() {
+                // The partial frame completed: release its buffer.
+                self.buf = Vec::new();
+            }
+            drop(scratch);
+            if let Err(Fatal(code, msg)) = result {
+                shard.fail(key, code, &msg);
+                return ReadEnd::Closed;
+            }
+            if shard.phase(key) == Some(Phase::Closing) {
+                return ReadEnd::Closed;
+            }
+            if n < spare {
+                return ReadEnd::Again;
+            }
         }
-        end
     }
 
     /// Drains and discards input while a closing connection lingers.
     pub(super) fn discard(&mut self, shard: &Shard, fd: RawFd) -> ReadEnd {
-        if self.buf.capacity() == 0 {
-            self.buf = shard.take_buf();
-        }
-        let end = loop {
-            self.buf.clear();
-            match sys::recv(fd, &mut self.buf) {
-                Ok(Io::Done(0)) | Err(_) => break ReadEnd::Closed,
-                Ok(Io::WouldBlock) => break ReadEnd::Again,
+        self.buf = Vec::new();
+        let mut scratch = shard.scratch.borrow_mut();
+        loop {
+            scratch.clear();
+            match sys::recv(fd, &mut scratch) {
+                Ok(Io::Done(0)) | Err(_) => return ReadEnd::Closed,
+                Ok(Io::WouldBlock) => return ReadEnd::Again,
                 Ok(Io::Done(_)) => {}
             }
-        };
-        self.buf.clear();
-        shard.put_buf(std::mem::take(&mut self.buf));
-        end
+        }
     }
+}
 
-    fn process(&mut self, shard: &Shard, key: ConnKey) -> Result<(), Fatal> {
-        let max = shard.node.config.limits.max_frame_bytes;
-        let mut pos = 0;
-        let result = loop {
-            match shard.phase(key) {
-                Some(Phase::Closing) | None => break Ok(()),
-                Some(Phase::Upgrade) => {
-                    let max_head = shard.node.config.limits.max_handshake_bytes;
-                    match proto::handshake::parse_request(&self.buf[pos..], max_head) {
-                        Ok(Some((used, req))) => {
-                            pos += used;
-                            shard.on_upgrade(key, req);
-                        }
-                        Ok(None) => break Ok(()),
-                        Err(e) => {
-                            shard.reject_upgrade(key, e.status(), &e.to_string());
-                            break Ok(());
-                        }
+/// Processes every complete frame at the front of `buf` and removes it.
+fn process(
+    ws: &mut Option<Assembler>,
+    shard: &Shard,
+    key: ConnKey,
+    buf: &mut Vec<u8>,
+) -> Result<(), Fatal> {
+    let max = shard.node.config.limits.max_frame_bytes;
+    let mut pos = 0;
+    let result = loop {
+        match shard.phase(key) {
+            Some(Phase::Closing) | None => break Ok(()),
+            Some(Phase::Upgrade) => {
+                let max_head = shard.node.config.limits.max_handshake_bytes;
+                match proto::handshake::parse_request(&buf[pos..], max_head) {
+                    Ok(Some((used, req))) => {
+                        pos += used;
+                        shard.on_upgrade(key, req);
                     }
-                }
-                Some(_) => {
-                    let step = match &mut self.ws {
-                        Some(asm) => ws_step(shard, key, asm, &mut self.buf[pos..], max),
-                        None => tcp_step(shard, key, &self.buf[pos..], max),
-                    };
-                    match step {
-                        Ok(Some(used)) => pos += used,
-                        Ok(None) => break Ok(()),
-                        Err(e) => break Err(e),
+                    Ok(None) => break Ok(()),
+                    Err(e) => {
+                        shard.reject_upgrade(key, e.status(), &e.to_string());
+                        break Ok(());
                     }
                 }
             }
-        };
-        self.buf.drain(..pos);
-        result
-    }
+            Some(_) => {
+                let step = match ws {
+                    Some(asm) => ws_step(shard, key, asm, &mut buf[pos..], max),
+                    None => tcp_step(shard, key, &buf[pos..], max),
+                };
+                match step {
+                    Ok(Some(used)) => pos += used,
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
+        }
+    };
+    buf.drain(..pos);
+    result
 }
 
 fn tcp_step(shard: &Shard, key: ConnKey, buf: &[u8], max: usize) -> Result<Option<usize>, Fatal> {

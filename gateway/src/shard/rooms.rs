@@ -85,7 +85,7 @@ impl Shard {
                 owner,
                 ShardMsg::Qos1Append {
                     user: name,
-                    msg: stored,
+                    msg: Box::new(stored),
                     client_msg_id,
                     reply,
                 },

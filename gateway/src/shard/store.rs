@@ -3,16 +3,28 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::inbox::memory::{MemoryLimits, MemoryStore};
+use crate::inbox::redis::{RedisLimits, RedisStore};
 use crate::inbox::{Store, StoreError};
+use crate::mesh::ShardMsg;
 use crate::node::Node;
 
 /// The in-process store, or Redis when the config names one.
-pub(super) fn open(node: &Arc<Node>, _shard: usize) -> Result<Box<dyn Store>, StoreError> {
+pub(super) fn open(node: &Arc<Node>, shard: usize) -> Result<Box<dyn Store>, StoreError> {
     let qos = &node.config.qos;
     if let Some(url) = &node.config.redis {
-        return Err(StoreError(format!(
-            "redis store at {url} is not built in yet"
-        )));
+        let limits = RedisLimits {
+            per_user: qos.inbox_per_user,
+            retention: qos.retention(),
+            dedupe_window: Duration::from_secs(qos.dedupe_secs),
+            ..RedisLimits::default()
+        };
+        // Completions wake the shard through its inbox; if the inbox is full
+        // the shard still collects them on its next timer tick.
+        let n = node.clone();
+        let notify = Box::new(move || {
+            let _ = n.mesh.try_push(shard, ShardMsg::StoreReady);
+        });
+        return Ok(Box::new(RedisStore::start(url, shard, limits, notify)?));
     }
     let limits = MemoryLimits {
         per_user: qos.inbox_per_user,

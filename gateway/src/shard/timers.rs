@@ -65,6 +65,8 @@ impl Shard {
             monoio::time::sleep(tick).await;
             let now = Instant::now();
             self.now.set(now);
+            // Collects store completions whose wake-up found the inbox full.
+            self.drain_store();
             self.wheel.borrow_mut().advance(now, &mut expired);
             for timer in expired.drain(..) {
                 self.fire(timer, now);

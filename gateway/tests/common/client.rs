@@ -10,6 +10,7 @@ use proto::v1::{AuthOk, ServerFrame};
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 use tungstenite::{Message, WebSocket};
 
@@ -114,6 +115,49 @@ impl Client {
             Encoding::Proto => self.send_bytes(&bytes),
             Encoding::Json => self.send_text(std::str::from_utf8(&bytes).unwrap()),
         }
+    }
+
+    /// Sends one frame; false when the connection is already broken (the
+    /// peer reset or closed it), where `send` would panic.
+    pub fn try_send(&mut self, f: &proto::v1::ClientFrame) -> bool {
+        let bytes = encode_client(f, self.enc);
+        match (&mut self.conn, self.enc) {
+            (Conn::Ws(ws), Encoding::Proto) => ws.send(Message::binary(bytes)).is_ok(),
+            (Conn::Ws(ws), Encoding::Json) => match String::from_utf8(bytes) {
+                Ok(text) => ws.send(Message::text(text)).is_ok(),
+                Err(e) => panic!("JSON encoding is not UTF-8: {e}"),
+            },
+            (Conn::Tcp(s, _), _) => s.write_all(&length_prefixed(&bytes)).is_ok(),
+        }
+    }
+
+    /// Drops the connection without a goodbye (no WebSocket close frame);
+    /// with `reset`, SO_LINGER 0 makes the kernel send RST instead of FIN.
+    pub fn abort(self, reset: bool) {
+        if reset {
+            let fd = match &self.conn {
+                Conn::Ws(ws) => ws.get_ref().0.as_raw_fd(),
+                Conn::Tcp(s, _) => s.0.as_raw_fd(),
+            };
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: `fd` is this client's open socket (owned by `self`,
+            // closed only when it drops below); `linger` is a valid
+            // `struct linger` of the size passed.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0, "setsockopt(SO_LINGER)");
+        }
+        drop(self);
     }
 
     /// Sends raw bytes: one binary message (WS), or a length-prefixed frame
@@ -295,6 +339,7 @@ expect_methods! {
     go_away => GoAway(proto::v1::GoAway),
     joined => Joined(proto::v1::RoomJoined),
     left => Left(proto::v1::RoomLeft),
+    gap => Gap(proto::v1::Gap),
 }
 
 #[track_caller]

@@ -3,7 +3,9 @@
 //! SO_REUSEPORT hash decides, so we reconnect until it picks that shard).
 
 use super::client::timed;
-use super::{auth, user_token, Client, Gateway, Socket, Transport, IO_TIMEOUT, TCP, WS};
+use super::{
+    auth, user_token, Client, Event, Frame, Gateway, Socket, Transport, IO_TIMEOUT, TCP, WS,
+};
 use proto::v1::AuthOk;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
@@ -32,6 +34,32 @@ pub fn upgrade(
     })
 }
 
+/// Like `upgrade`, but `None` when the connection is refused or broken.
+fn try_upgrade(
+    addr: SocketAddr,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Option<(WebSocket<Socket>, Response)> {
+    let mut req = format!("ws://{addr}{target}")
+        .into_client_request()
+        .expect("ws URL");
+    for (name, value) in headers {
+        let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        req.headers_mut().insert(name, value.parse().unwrap());
+    }
+    let stream = timed(TcpStream::connect(addr).ok()?);
+    match tungstenite::client(req, stream) {
+        Ok(done) => Some(done),
+        Err(HandshakeError::Failure(
+            tungstenite::Error::Io(_)
+            | tungstenite::Error::ConnectionClosed
+            | tungstenite::Error::Protocol(tungstenite::error::ProtocolError::HandshakeIncomplete),
+        )) => None,
+        Err(HandshakeError::Failure(e)) => panic!("WebSocket upgrade failed: {e}"),
+        Err(HandshakeError::Interrupted(_)) => panic!("WebSocket handshake timed out"),
+    }
+}
+
 impl Gateway {
     /// Connects `user`/`device` and waits for AuthOk: WebSocket with the
     /// token in the Authorization header, or TCP with an Auth first frame.
@@ -55,6 +83,36 @@ impl Gateway {
         c.auth = c.auth_ok();
         self.check_auth(&c.auth, user, device);
         c
+    }
+
+    /// Like `connect`, but `None` when the gateway is gone (refused, reset,
+    /// or closed before AuthOk), e.g. while it is being killed.
+    #[track_caller]
+    pub fn try_connect(&self, t: Transport, user: &str, device: &str) -> Option<Client> {
+        let token = user_token(user, device);
+        let mut c = match t {
+            Transport::Ws(enc) => {
+                let bearer = format!("Bearer {token}");
+                let offer = ("sec-websocket-protocol", enc.subprotocol());
+                let headers = [("authorization", &*bearer), offer];
+                let (ws, _) = try_upgrade(self.ws, "/ws", &headers)?;
+                Client::from_ws(ws, enc)
+            }
+            Transport::Tcp => {
+                let mut c = Client::from_tcp(TcpStream::connect(self.tcp).ok()?);
+                if !c.try_send(&auth(&token, "")) {
+                    return None;
+                }
+                c
+            }
+        };
+        match c.next_event() {
+            Event::Frame(Frame::AuthOk(a)) => c.auth = a,
+            Event::Closed(_) => return None,
+            Event::Frame(f) => panic!("expected AuthOk, got {f:?}"),
+        }
+        self.check_auth(&c.auth, user, device);
+        Some(c)
     }
 
     /// Asserts an AuthOk is for `user`/`device` on one of this node's shards.

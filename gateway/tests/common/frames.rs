@@ -62,6 +62,26 @@ pub fn to_user(user: &str, client_msg_id: &str, payload: &[u8]) -> ClientFrame {
     )
 }
 
+/// A QoS 1 (at-least-once) send to every device of `user`.
+pub fn qos1_to_user(user: &str, client_msg_id: &str, payload: &[u8]) -> ClientFrame {
+    send_frame(
+        send::To::User(user.into()),
+        client_msg_id,
+        Qos::AtLeastOnce,
+        payload,
+    )
+}
+
+/// A cumulative acknowledgement of every QoS 1 message up to `seq`.
+pub fn ack(seq: u64) -> ClientFrame {
+    frame(client_frame::Frame::Ack(proto::v1::Ack { seq }))
+}
+
+/// Asks for every QoS 1 message after `last_seq`.
+pub fn resume(last_seq: u64) -> ClientFrame {
+    frame(client_frame::Frame::Resume(proto::v1::Resume { last_seq }))
+}
+
 /// A QoS 0 send to every member of `room`.
 pub fn to_room(room: &str, client_msg_id: &str, payload: &[u8]) -> ClientFrame {
     send_frame(

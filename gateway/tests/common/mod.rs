@@ -10,15 +10,19 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
+mod chaos;
 mod client;
 mod connect;
 mod frames;
 mod http;
+mod redis_server;
 
+pub use chaos::*;
 pub use client::*;
 pub use connect::*;
 pub use frames::*;
 pub use http::*;
+pub use redis_server::*;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -73,7 +77,8 @@ pub struct Gateway {
     pub shards: u32,
     pub driver: Driver,
     pid: i32,
-    exit: Receiver<ExitStatus>,
+    /// In a Mutex so that a Gateway can be shared between client threads.
+    exit: Mutex<Receiver<ExitStatus>>,
     exited: Option<ExitStatus>,
     stderr: Arc<Mutex<Vec<u8>>>,
 }
@@ -140,7 +145,7 @@ impl Gateway {
             shards: 0,
             driver,
             pid,
-            exit,
+            exit: Mutex::new(exit),
             exited: None,
             stderr,
         };
@@ -178,7 +183,7 @@ impl Gateway {
         if let Some(status) = self.exited {
             return status;
         }
-        match self.exit.recv_timeout(timeout) {
+        match self.exit.get_mut().unwrap().recv_timeout(timeout) {
             Ok(status) => *self.exited.insert(status),
             Err(e) => panic!("gateway did not exit within {timeout:?}: {e:?}"),
         }
@@ -201,13 +206,14 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         if self.exited.is_none() {
-            match self.exit.try_recv() {
+            let exit = self.exit.get_mut().unwrap_or_else(|e| e.into_inner());
+            match exit.try_recv() {
                 Ok(status) => self.exited = Some(status),
                 Err(_) => {
                     // SAFETY: as in `signal`; the waiter has not reported an
                     // exit, so the pid is still our child's.
                     unsafe { libc::kill(self.pid, libc::SIGKILL) };
-                    let _ = self.exit.recv_timeout(IO_TIMEOUT);
+                    let _ = exit.recv_timeout(IO_TIMEOUT);
                 }
             }
         }

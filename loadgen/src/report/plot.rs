@@ -104,16 +104,18 @@ pub fn latency(h: &Histogram<u64>, path: &Path) -> Res {
         })
         .collect();
     let y_max = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.5;
+    let y_min = (points.iter().map(|p| p.1).fold(f64::MAX, f64::min) / 1.5).max(1.0);
     let mut b = ChartBuilder::on(&root);
     b.margin(15).x_label_area_size(40).y_label_area_size(70);
     if text {
         b.caption("latency (us) by percentile", ("sans-serif", 20));
     }
-    let mut chart = b.build_cartesian_2d(0.0..4.0, (1.0..y_max).log_scale())?;
+    let mut chart = b.build_cartesian_2d(0.0..4.0, (y_min..y_max).log_scale())?;
     if text {
         chart
             .configure_mesh()
             .x_desc("percentile")
+            .x_labels(5)
             .y_desc("us")
             .x_label_formatter(&|x: &f64| match x.round() as i64 {
                 0 => "p0".into(),

@@ -183,7 +183,13 @@ impl Session {
             &mut asm,
             self.spec.max_message,
             out,
-            &mut |msg, out| self.on_message(msg, out, on),
+            &mut |msg, out| match msg {
+                Some(msg) => self.on_message(msg, out, on),
+                None => {
+                    on(Event::Pong);
+                    Ok(())
+                }
+            },
         );
         self.asm = asm;
         Ok(used + res?)

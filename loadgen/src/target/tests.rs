@@ -51,7 +51,7 @@ fn gateway_ws_joins_room_then_delivers() {
     server_frame(Frame::Joined(RoomJoined { room: "r".into() }), &mut bytes);
     server_frame(
         Frame::Deliver(Deliver {
-            payload: b"hi".to_vec(),
+            payload: bytes::Bytes::from_static(b"hi"),
             ..Default::default()
         }),
         &mut bytes,

@@ -46,14 +46,19 @@ pub fn frame(opcode: Opcode, payload: &[u8], out: &mut Vec<u8>) {
     ws::encode_frame(opcode, payload, Some(key), out);
 }
 
+/// What [`messages`] calls with each data message (`None` for a pong) and
+/// the output buffer for replies.
+pub type OnData<'a> = dyn FnMut(Option<&[u8]>, &mut Vec<u8>) -> Result<(), Fail> + 'a;
+
 /// Decodes every complete frame of `buf`, answering pings, and hands each
-/// complete data message to `on_data`. Returns the bytes consumed.
+/// complete data message to `on_data` (and each pong, as `None`). Returns
+/// the bytes consumed.
 pub fn messages(
     buf: &mut [u8],
     asm: &mut ws::Assembler,
     max: usize,
     out: &mut Vec<u8>,
-    on_data: &mut dyn FnMut(&[u8], &mut Vec<u8>) -> Result<(), Fail>,
+    on_data: &mut OnData<'_>,
 ) -> Result<usize, Fail> {
     let mut used = 0;
     loop {
@@ -68,9 +73,9 @@ pub fn messages(
             .unwrap_or_default();
         match asm.push(head, payload) {
             Ok(None) => {}
-            Ok(Some(WsEvent::Data { payload, .. })) => on_data(&payload, out)?,
+            Ok(Some(WsEvent::Data { payload, .. })) => on_data(Some(&payload), out)?,
             Ok(Some(WsEvent::Ping(p))) => frame(Opcode::Pong, p, out),
-            Ok(Some(WsEvent::Pong(_))) => {}
+            Ok(Some(WsEvent::Pong(_))) => on_data(None, out)?,
             Ok(Some(WsEvent::Close { code, .. })) => {
                 let code = code.map_or("none".into(), |c| c.to_string());
                 return Err(Fail::Closed(format!("ws_{code}")));

@@ -64,6 +64,12 @@ impl Plan {
     }
 }
 
+/// Whether a storm dropping `permille` thousandths of the connections drops
+/// `user`'s (a fixed pseudo-random choice, spread over every block of users).
+pub fn stormed(user: u64, permille: u32) -> bool {
+    user.wrapping_mul(7919) % 1000 < u64::from(permille)
+}
+
 /// User name of connection `user`.
 pub fn user_name(user: u64) -> String {
     format!("u{user}")

@@ -37,9 +37,9 @@ pub(super) async fn run(w: Rc<Worker>) {
         let gen = w.shared.storm_gen.load(Relaxed);
         if gen != storm_gen {
             storm_gen = gen;
-            let permille = u64::from(w.shared.storm_permille.load(Relaxed));
+            let permille = w.shared.storm_permille.load(Relaxed);
             for (_, s) in w.slots.borrow_mut().iter_mut() {
-                if s.ready && s.user % 1000 < permille {
+                if s.ready && super::stormed(s.user, permille) {
                     s.stormed = true;
                     io::shutdown(s.fd);
                 }

@@ -1,0 +1,273 @@
+//! The store's thread: takes queued operations in batches, runs each batch
+//! as one pipeline on its connection, completes the operations in order,
+//! and reconnects with capped exponential backoff when Redis is lost.
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use redis::Value;
+
+use super::scripts::{self, Params, Scripts};
+use super::{Counters, RedisLimits, MAX_BATCH};
+use crate::inbox::{Done, Op, StoreError};
+
+/// How long connecting to Redis may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one pipeline's write or reply may take before the connection is
+/// considered broken.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// First and largest wait between reconnection attempts.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A connection idle this long is checked with a PING before a batch uses
+/// it, so a connection Redis (or a proxy) closed meanwhile fails a PING,
+/// not a batch.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// At most one warning this often about operations Redis refused (OOM,
+/// script errors): refusals can repeat on every batch.
+const REFUSAL_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Opens a connection with timeouts and loads the scripts.
+fn connect(client: &redis::Client, scripts: &Scripts) -> Result<redis::Connection, StoreError> {
+    let err = |e: redis::RedisError| StoreError(format!("redis: {e}"));
+    let mut conn = client
+        .get_connection_with_timeout(CONNECT_TIMEOUT)
+        .map_err(err)?;
+    conn.set_read_timeout(Some(IO_TIMEOUT)).map_err(err)?;
+    conn.set_write_timeout(Some(IO_TIMEOUT)).map_err(err)?;
+    scripts.load(&mut conn)?;
+    Ok(conn)
+}
+
+/// The store's thread: batches, Redis connection, reconnection.
+pub(super) struct Worker {
+    shard: usize,
+    client: redis::Client,
+    params: Params,
+    scripts: Scripts,
+    /// `None` while Redis is unreachable.
+    conn: Option<redis::Connection>,
+    /// When the connection last answered.
+    last_used: Instant,
+    /// Redis was lost and the outage was logged.
+    down: bool,
+    /// Wait before the attempt after the next one.
+    backoff: Duration,
+    /// No reconnection attempt before this.
+    next_attempt: Instant,
+    /// When refused operations were last logged.
+    refusal_warned: Option<Instant>,
+    link: Link,
+}
+
+/// What connects the thread to its `RedisStore`.
+pub(super) struct Link {
+    /// Submitted operations.
+    pub(super) ops: Receiver<Op>,
+    /// Completions, in submission order.
+    pub(super) done: Sender<Done>,
+    /// Called after each batch of completions.
+    pub(super) notify: Box<dyn Fn() + Send>,
+    /// Shared with the store, for `stats`.
+    pub(super) counters: Arc<Counters>,
+}
+
+impl Worker {
+    /// Opens the client and the first connection (with the scripts loaded).
+    pub(super) fn connect(
+        url: &str,
+        shard: usize,
+        limits: &RedisLimits,
+        link: Link,
+    ) -> Result<Worker, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| StoreError(format!("redis url: {e}")))?;
+        let scripts = Scripts::new();
+        let conn = connect(&client, &scripts)?;
+        Ok(Worker {
+            shard,
+            client,
+            params: Params::new(limits),
+            scripts,
+            conn: Some(conn),
+            last_used: Instant::now(),
+            down: false,
+            backoff: BACKOFF_MIN,
+            next_attempt: Instant::now(),
+            refusal_warned: None,
+            link,
+        })
+    }
+
+    pub(super) fn run(mut self) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let first = if self.conn.is_none() {
+                // While Redis is away, reconnect on schedule even when idle.
+                match self.link.ops.recv_deadline(self.next_attempt) {
+                    Ok(op) => op,
+                    Err(RecvTimeoutError::Timeout) => {
+                        let _ = self.ensure_connected();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match self.link.ops.recv() {
+                    Ok(op) => op,
+                    Err(_) => return,
+                }
+            };
+            batch.push(first);
+            batch.extend(self.link.ops.try_iter().take(MAX_BATCH - 1));
+            let replies = self.execute(&batch);
+            for (op, reply) in batch.drain(..).zip(replies) {
+                if reply.is_err() {
+                    self.link
+                        .counters
+                        .failed_ops
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(done) = scripts::complete(op, reply) {
+                    // The receiver lives as long as the store, which joins
+                    // this thread before dropping it.
+                    let _ = self.link.done.send(done);
+                }
+            }
+            (self.link.notify)();
+        }
+    }
+
+    /// One reply per operation of `batch`, in order.
+    fn execute(&mut self, batch: &[Op]) -> Vec<Result<Value, StoreError>> {
+        self.link
+            .counters
+            .ops
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let replies = self.ensure_connected().and_then(|()| self.pipeline(batch));
+        match replies {
+            Ok(replies) => {
+                let replies: Vec<_> = replies.into_iter().map(scripts::reply_result).collect();
+                let due = self
+                    .refusal_warned
+                    .is_none_or(|t| t.elapsed() >= REFUSAL_WARN_EVERY);
+                if let (true, Some(Err(e))) = (due, replies.iter().find(|r| r.is_err())) {
+                    let n = replies.iter().filter(|r| r.is_err()).count();
+                    tracing::warn!(shard = self.shard, failed = n, error = %e, "redis refused inbox operations");
+                    self.refusal_warned = Some(Instant::now());
+                }
+                replies
+            }
+            Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    /// Runs `batch` as one pipeline. When Redis lost the scripts (SCRIPT
+    /// FLUSH), the operations from the first NOSCRIPT on did not run: the
+    /// scripts are loaded again and that suffix runs once more, in order.
+    fn pipeline(&mut self, batch: &[Op]) -> Result<Vec<Value>, StoreError> {
+        let mut replies = self.query(batch)?;
+        if let Some(i) = replies.iter().position(scripts::is_noscript) {
+            let loaded = match self.conn.as_mut() {
+                Some(conn) => self.scripts.load(conn),
+                None => Err(StoreError("redis: not connected".into())),
+            };
+            if let Err(e) = loaded {
+                self.lost(&e);
+                return Err(e);
+            }
+            let rest = self.query(&batch[i..])?;
+            replies.truncate(i);
+            replies.extend(rest);
+        }
+        Ok(replies)
+    }
+
+    /// One round trip: the batch's invocations, one reply each.
+    fn query(&mut self, batch: &[Op]) -> Result<Vec<Value>, StoreError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(StoreError("redis: not connected".into()));
+        };
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for op in batch {
+            scripts::add(&mut pipe, &self.scripts, &self.params, op);
+        }
+        let start = Instant::now();
+        self.link.counters.batches.fetch_add(1, Ordering::Relaxed);
+        let result = pipe.query::<Vec<Value>>(conn);
+        self.last_used = Instant::now();
+        self.link
+            .counters
+            .busy_us
+            .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let replies = result.map_err(|e| StoreError(format!("redis: {e}")));
+        match replies {
+            Ok(r) if r.len() == batch.len() => Ok(r),
+            Ok(r) => {
+                let e = StoreError(format!(
+                    "redis: {} replies to {} commands",
+                    r.len(),
+                    batch.len()
+                ));
+                self.lost(&e);
+                Err(e)
+            }
+            Err(e) => {
+                // The stream may be out of step: never reuse the connection.
+                self.lost(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Connects unless connected or a reconnection is not due yet.
+    fn ensure_connected(&mut self) -> Result<(), StoreError> {
+        if let Some(conn) = self.conn.as_mut() {
+            if self.last_used.elapsed() < IDLE_CHECK
+                || redis::cmd("PING").query::<Value>(conn).is_ok()
+            {
+                return Ok(());
+            }
+            // Closed while idle: reconnect now, no operation was sent.
+            tracing::debug!(
+                shard = self.shard,
+                "redis connection closed while idle; reconnecting"
+            );
+            self.conn = None;
+            self.next_attempt = Instant::now();
+        }
+        if Instant::now() < self.next_attempt {
+            return Err(StoreError("redis unavailable (reconnecting)".into()));
+        }
+        match connect(&self.client, &self.scripts) {
+            Ok(conn) => {
+                self.conn = Some(conn);
+                self.last_used = Instant::now();
+                self.backoff = BACKOFF_MIN;
+                if self.down {
+                    self.down = false;
+                    tracing::info!(shard = self.shard, "redis inbox store reconnected");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.lost(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops the connection and schedules the next attempt; logs the first
+    /// failure of an outage only.
+    fn lost(&mut self, e: &StoreError) {
+        self.conn = None;
+        if !self.down {
+            self.down = true;
+            self.link.counters.outages.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(shard = self.shard, error = %e, "redis inbox store unavailable; inbox operations fail until it is back");
+        }
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+}

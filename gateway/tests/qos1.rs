@@ -1,0 +1,189 @@
+//! QoS 1 (at-least-once) against the real binary, one behaviour per test:
+//! offline delivery and the gap past the in-process bound, dedupe of a
+//! retried send, retransmit of what is not acknowledged, and a cursor per
+//! device. The chaos runs are in `qos1_chaos.rs`.
+//!
+//! Absence is proven without sleeping: after what a connection must not
+//! get, a later event (a Pong, a newer message) must come first.
+
+mod common;
+
+use common::*;
+use proto::v1::Deliver;
+
+driver_tests!(
+    offline_messages_arrive_on_first_connect,
+    past_the_bound_a_gap_comes_first,
+    retried_send_is_stored_once,
+    unacked_message_is_retransmitted,
+    every_device_has_its_own_cursor,
+);
+
+/// Retransmits that cannot fire while a test runs (they would be extra
+/// frames in tests that are not about them).
+const NO_RETRANSMIT: [&str; 2] = ["--retransmit-ms", "30000"];
+
+/// Sends a QoS 1 message and returns its msg_id once it is stored.
+#[track_caller]
+fn send_q1(c: &mut Client, to: &str, client_msg_id: &str, payload: &str) -> String {
+    c.send(&qos1_to_user(to, client_msg_id, payload.as_bytes()));
+    let r = c.result_for(client_msg_id);
+    assert!(r.accepted && !r.msg_id.is_empty(), "{r:?}");
+    r.msg_id
+}
+
+#[track_caller]
+fn assert_q1(d: &Deliver, seq: u64, payload: &str, msg_id: &str) {
+    assert_eq!(d.qos(), Qos::AtLeastOnce, "{d:?}");
+    assert_eq!(
+        (d.seq, &d.payload[..], d.msg_id.as_str()),
+        (seq, payload.as_bytes(), msg_id),
+        "{d:?}"
+    );
+}
+
+fn offline_messages_arrive_on_first_connect(driver: Driver) {
+    let gw = Gateway::start(driver, &NO_RETRANSMIT);
+    let mut alice = gw.connect(WS, "alice", "desk");
+    let ids: Vec<String> = (0..3)
+        .map(|i| send_q1(&mut alice, "bob", &format!("c{i}"), &format!("m{i}")))
+        .collect();
+    let mut bob = gw.connect(TCP, "bob", "phone");
+    for (i, id) in ids.iter().enumerate() {
+        let d = bob.deliver();
+        assert_eq!(d.from, "alice", "{d:?}");
+        assert_q1(&d, i as u64 + 1, &format!("m{i}"), id);
+    }
+    bob.send(&ack(3));
+    bob.ping(1);
+    // Live messages follow the offline ones in the same sequence.
+    let id = send_q1(&mut alice, "bob", "c3", "m3");
+    assert_q1(&bob.deliver(), 4, "m3", &id);
+}
+
+/// `--inbox-per-user 5`: a user who was never connected, and a device that
+/// was, each learn where their loss ends before the messages that remain.
+fn past_the_bound_a_gap_comes_first(driver: Driver) {
+    let mut flags = NO_RETRANSMIT.to_vec();
+    flags.extend(["--inbox-per-user", "5"]);
+    let gw = Gateway::start(driver, &flags);
+    let mut alice = gw.connect(WS, "alice", "desk");
+    let ids: Vec<String> = (1..=8)
+        .map(|i| send_q1(&mut alice, "bob", &format!("c{i}"), &format!("m{i}")))
+        .collect();
+    let mut bob = gw.connect(WS_JSON, "bob", "phone");
+    let gap = bob.gap();
+    assert_eq!((gap.from_seq, gap.first_available), (1, 4), "{gap:?}");
+    for seq in 4..=8 {
+        assert_q1(
+            &bob.deliver(),
+            seq,
+            &format!("m{seq}"),
+            &ids[seq as usize - 1],
+        );
+    }
+    bob.send(&ack(8));
+    bob.ping(1);
+    drop(bob);
+    // The device is tracked now; it is offline for seqs 9..=15.
+    let ids: Vec<String> = (9..=15)
+        .map(|i| send_q1(&mut alice, "bob", &format!("c{i}"), &format!("m{i}")))
+        .collect();
+    let mut bob = gw.connect(TCP, "bob", "phone");
+    let gap = bob.gap();
+    assert_eq!((gap.from_seq, gap.first_available), (9, 11), "{gap:?}");
+    for seq in 11..=15 {
+        assert_q1(
+            &bob.deliver(),
+            seq,
+            &format!("m{seq}"),
+            &ids[seq as usize - 9],
+        );
+    }
+    bob.ping(2);
+    gw.wait_metric("gateway_qos_gaps_total", |v| v >= 2.0);
+}
+
+fn retried_send_is_stored_once(driver: Driver) {
+    let gw = Gateway::start(driver, &NO_RETRANSMIT);
+    let mut bob = gw.connect_on_shard(TCP, "bob", "phone", 1);
+    let mut alice = gw.connect_on_shard(WS, "alice", "desk", 0);
+    let first = send_q1(&mut alice, "bob", "c1", "once");
+    assert_eq!(send_q1(&mut alice, "bob", "c1", "once"), first, "a retry");
+    // A retry sent before the first answer came back.
+    alice.send(&qos1_to_user("bob", "c2", b"twice"));
+    let second = send_q1(&mut alice, "bob", "c2", "twice");
+    assert_eq!(alice.result_for("c2").msg_id, second);
+    assert_ne!(first, second);
+    assert_q1(&bob.deliver(), 1, "once", &first);
+    assert_q1(&bob.deliver(), 2, "twice", &second);
+    bob.send(&ack(2));
+    let third = send_q1(&mut alice, "bob", "c3", "after");
+    assert_q1(&bob.deliver(), 3, "after", &third);
+    let text = gw.metrics();
+    assert_eq!(metric(&text, "gateway_qos_appends_total"), Some(3.0));
+    assert_eq!(metric(&text, "gateway_qos_dedupe_hits_total"), Some(2.0));
+}
+
+/// `--retransmit-ms 200`: an unacknowledged message comes again, same seq
+/// and msg_id, until it is acknowledged; then only newer ones come again.
+fn unacked_message_is_retransmitted(driver: Driver) {
+    let gw = Gateway::start(driver, &["--retransmit-ms", "200"]);
+    let mut bob = gw.connect(TCP, "bob", "phone");
+    let mut alice = gw.connect(WS, "alice", "desk");
+    let first = send_q1(&mut alice, "bob", "c1", "m1");
+    for _ in 0..3 {
+        assert_q1(&bob.deliver(), 1, "m1", &first);
+    }
+    bob.send(&ack(1));
+    bob.send(&ping(7));
+    // A retransmit of 1 may have crossed the ack; once the Pong is here the
+    // ack was taken.
+    loop {
+        match bob.recv() {
+            Frame::Deliver(d) => assert_q1(&d, 1, "m1", &first),
+            Frame::Pong(p) => break assert_eq!(p.nonce, 7),
+            f => panic!("expected Pong, got {f:?}"),
+        }
+    }
+    let second = send_q1(&mut alice, "bob", "c2", "m2");
+    // The next two deliveries: 2, and 2 again (a retransmit carrying only
+    // what is unacknowledged: not 1).
+    assert_q1(&bob.deliver(), 2, "m2", &second);
+    assert_q1(&bob.deliver(), 2, "m2", &second);
+    bob.send(&ack(2));
+    gw.wait_metric("gateway_qos_retransmits_total", |v| v >= 3.0);
+}
+
+/// Device A acknowledges, device B drops its connection without: B gets
+/// the messages again on reconnect, A does not.
+fn every_device_has_its_own_cursor(driver: Driver) {
+    let gw = Gateway::start(driver, &NO_RETRANSMIT);
+    let mut phone = gw.connect_on_shard(WS, "bob", "phone", 0);
+    let mut laptop = gw.connect_on_shard(TCP, "bob", "laptop", 1);
+    let mut alice = gw.connect(WS_JSON, "alice", "desk");
+    let ids: Vec<String> = (1..=5)
+        .map(|i| send_q1(&mut alice, "bob", &format!("c{i}"), &format!("m{i}")))
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let seq = i as u64 + 1;
+        assert_q1(&phone.deliver(), seq, &format!("m{seq}"), id);
+        assert_q1(&laptop.deliver(), seq, &format!("m{seq}"), id);
+    }
+    phone.send(&ack(5));
+    phone.ping(1);
+    laptop.abort(true);
+    let mut laptop = gw.connect(WS, "bob", "laptop");
+    for (i, id) in ids.iter().enumerate() {
+        let seq = i as u64 + 1;
+        assert_q1(&laptop.deliver(), seq, &format!("m{seq}"), id);
+    }
+    laptop.send(&ack(5));
+    laptop.ping(2);
+    drop(phone);
+    // Same shard as the ack came from, so the owner saw the ack first.
+    let mut phone = gw.connect_on_shard(TCP, "bob", "phone", 0);
+    let id = send_q1(&mut alice, "bob", "c6", "m6");
+    assert_q1(&phone.deliver(), 6, "m6", &id);
+    assert_q1(&laptop.deliver(), 6, "m6", &id);
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The million-connection run in one command: inside a private network
+# namespace (its own port range, sysctls and loopback), start the gateway
+# with 80 shards on 0.0.0.0:8080 and ramp the loadgen to CONNS authenticated
+# WebSocket connections spread over 127.0.0.1-127.0.0.100, hold them HOLD
+# seconds with heartbeats, and write bench-results/<date>-connect-gateway-*.
+#
+# Usage: scripts/bench-million.sh [CONNS] [HOLD_SECS]   (default 1000000 60)
+# Env: SHARDS (80), RATE (connects/s, 20000), WORKERS (0 = one per 12.5k),
+#      HEARTBEAT_MS (25000), DRIVER (auto).
+# Needs root (unshare -n). Memory: about 10 GB at a million.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+conns=${1:-1000000}
+hold=${2:-60}
+if [ "${BENCH_IN_NETNS:-}" != 1 ]; then
+    cargo build --release -q -p gateway -p loadgen
+    exec unshare -n env BENCH_IN_NETNS=1 "$0" "$@"
+fi
+
+# Inside the namespace: loopback up, every 127/8 address local.
+ip link set lo up
+ip addr add 127.0.0.2/8 dev lo 2>/dev/null || true
+scripts/tune-host.sh
+
+secret=million-$$
+out=$(mktemp)
+target/release/gateway --ws-listen 0.0.0.0:8080 --tcp-listen 0.0.0.0:8081 \
+    --admin-listen 127.0.0.1:8082 --shards "${SHARDS:-80}" --driver "${DRIVER:-auto}" \
+    --jwt-secret "$secret" --heartbeat-timeout-ms 120000 >"$out" 2>"$out.err" &
+gw=$!
+trap 'kill $gw 2>/dev/null; wait $gw 2>/dev/null; rm -f "$out" "$out.err"' EXIT
+for _ in $(seq 300); do grep -q '^ready ' "$out" && break; sleep 0.1; done
+grep '^ready ' "$out" || { echo "bench-million: gateway did not start" >&2; cat "$out.err" >&2; exit 1; }
+
+LOADGEN_JWT_SECRET=$secret target/release/loadgen --target gateway --addr 127.0.0.1:8080 \
+    --spread 100 --rate "${RATE:-20000}" --workers "${WORKERS:-0}" \
+    --heartbeat-ms "${HEARTBEAT_MS:-25000}" --handshake-timeout-ms 30000 \
+    --server-pid "$gw" --admin 127.0.0.1:8082 --label "n$conns" \
+    connect --conns "$conns" --hold-secs "$hold" --ramp-timeout-secs 900

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Host (or network-namespace) tuning for many loopback connections.
+# Idempotent: sets each knob only when it is below the wanted value and
+# prints what it changed. Run as root; inside `unshare -n` the net.* knobs
+# are the namespace's own.
+#
+#   net.ipv4.ip_local_port_range  1024 65535  ports per (src, dst, dport) class
+#   net.core.somaxconn            65535       accept backlog cap
+#   net.ipv4.tcp_max_syn_backlog  65535       SYN queue
+#   net.core.netdev_max_backlog   65536       loopback drops under bursts
+#   net.ipv4.tcp_mem              6G/8G/12G   TCP memory (pages of 4 KiB)
+#   fs.file-max                   4194304     system-wide descriptors
+#   fs.nr_open                    1048576     largest per-process limit
+set -uo pipefail
+
+changed=0
+set_min() { # key wanted-value (single number): raise only
+    local key=$1 want=$2 path cur
+    path=/proc/sys/${key//./\/}
+    [ -w "$path" ] || { echo "tune-host: cannot write $key (skipped)"; return; }
+    cur=$(cat "$path")
+    if [ "$cur" -lt "$want" ]; then
+        echo "$want" >"$path" && echo "tune-host: $key $cur -> $want" && changed=1
+    fi
+}
+set_exact() { # key "value with spaces"
+    local key=$1 want=$2 path cur
+    path=/proc/sys/${key//./\/}
+    [ -w "$path" ] || { echo "tune-host: cannot write $key (skipped)"; return; }
+    cur=$(tr -s '[:space:]' ' ' <"$path" | sed 's/ $//')
+    if [ "$cur" != "$want" ]; then
+        echo "$want" >"$path" && echo "tune-host: $key '$cur' -> '$want'" && changed=1
+    fi
+}
+
+set_exact net.ipv4.ip_local_port_range "1024 65535"
+set_min net.core.somaxconn 65535
+set_min net.ipv4.tcp_max_syn_backlog 65535
+set_min net.core.netdev_max_backlog 65536
+# tcp_mem is in pages: 6 GiB / 8 GiB / 12 GiB.
+read -r lo mid hi </proc/sys/net/ipv4/tcp_mem
+if [ "$hi" -lt 3145728 ]; then
+    set_exact net.ipv4.tcp_mem "1572864 2097152 3145728"
+fi
+set_min fs.file-max 4194304
+set_min fs.nr_open 1048576
+[ "$changed" = 0 ] && echo "tune-host: nothing to change"
+exit 0
