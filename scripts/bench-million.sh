@@ -16,6 +16,7 @@ conns=${1:-1000000}
 hold=${2:-60}
 if [ "${BENCH_IN_NETNS:-}" != 1 ]; then
     cargo build --release -q -p gateway -p loadgen
+    scripts/tune-host.sh # host-wide knobs (tcp_mem, file-max, nr_open)
     exec unshare -n env BENCH_IN_NETNS=1 "$0" "$@"
 fi
 

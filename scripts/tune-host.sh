@@ -17,6 +17,7 @@ changed=0
 set_min() { # key wanted-value (single number): raise only
     local key=$1 want=$2 path cur
     path=/proc/sys/${key//./\/}
+    [ -e "$path" ] || { echo "tune-host: no $key here (skipped)"; return; }
     [ -w "$path" ] || { echo "tune-host: cannot write $key (skipped)"; return; }
     cur=$(cat "$path")
     if [ "$cur" -lt "$want" ]; then
@@ -26,6 +27,7 @@ set_min() { # key wanted-value (single number): raise only
 set_exact() { # key "value with spaces"
     local key=$1 want=$2 path cur
     path=/proc/sys/${key//./\/}
+    [ -e "$path" ] || { echo "tune-host: no $key here (skipped)"; return; }
     [ -w "$path" ] || { echo "tune-host: cannot write $key (skipped)"; return; }
     cur=$(tr -s '[:space:]' ' ' <"$path" | sed 's/ $//')
     if [ "$cur" != "$want" ]; then
@@ -38,9 +40,12 @@ set_min net.core.somaxconn 65535
 set_min net.ipv4.tcp_max_syn_backlog 65535
 set_min net.core.netdev_max_backlog 65536
 # tcp_mem is in pages: 6 GiB / 8 GiB / 12 GiB.
-read -r lo mid hi </proc/sys/net/ipv4/tcp_mem
-if [ "$hi" -lt 3145728 ]; then
-    set_exact net.ipv4.tcp_mem "1572864 2097152 3145728"
+# (tcp_mem is global: absent inside a network namespace; run this outside too.)
+if [ -r /proc/sys/net/ipv4/tcp_mem ]; then
+    read -r _ _ hi </proc/sys/net/ipv4/tcp_mem
+    if [ "$hi" -lt 3145728 ]; then
+        set_exact net.ipv4.tcp_mem "1572864 2097152 3145728"
+    fi
 fi
 set_min fs.file-max 4194304
 set_min fs.nr_open 1048576

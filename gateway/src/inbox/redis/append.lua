@@ -16,10 +16,19 @@ local function varint(n)
 end
 
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
--- Devices online now are tracked from this message on (also on a retry).
+-- An online device not tracked yet has not been read for: its first read
+-- (queued behind its presence, maybe behind this append) is still to come.
+-- Track it from where that read starts (every message held; all of them for
+-- a user with no tracked device), not from this message on.
 if #ARGV >= 6 then
+  local from = 0
+  if redis.call('HLEN', KEYS[3]) > 0 then
+    local head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    from = last
+    if head[2] then from = tonumber(head[2]) - 1 end
+  end
   for i = 6, #ARGV do
-    redis.call('HSETNX', KEYS[3], ARGV[i], int(last))
+    redis.call('HSETNX', KEYS[3], ARGV[i], int(from))
   end
   redis.call('PEXPIRE', KEYS[3], ARGV[4])
 end

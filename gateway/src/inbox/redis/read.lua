@@ -12,6 +12,10 @@ local head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local first = last + 1
 if head[2] then first = tonumber(head[2]) end
 
+-- A user with no tracked device yet is owed everything, gaps included.
+local untracked = first - 1
+if redis.call('HLEN', KEYS[3]) == 0 then untracked = 0 end
+
 local cursor = redis.call('HGET', KEYS[3], ARGV[1])
 if cursor then
   cursor = tonumber(cursor)
@@ -30,7 +34,7 @@ elseif after >= 0 then
 elseif cursor then
   from = cursor
 else
-  from = first - 1
+  from = untracked
 end
 
 -- Everything below `first` is gone; what was not acknowledged by every
