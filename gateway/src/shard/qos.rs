@@ -212,8 +212,7 @@ impl Shard {
         // asked for free more room than the read was allowed to fill.
         let complete = replay.msgs.last().is_none_or(|m| m.seq >= replay.last_seq);
         for m in replay.msgs {
-            let q = c.qos.as_mut().expect("created above");
-            if m.seq <= q.delivered {
+            if c.qos.as_ref().is_none_or(|q| m.seq <= q.delivered) {
                 continue;
             }
             self.qos_send(key, c, m.seq, Outbound::new(m.to_frame(Qos::AtLeastOnce)));

@@ -17,6 +17,9 @@ pub fn run(
     secs: u64,
     size: usize,
 ) -> anyhow::Result<Outcome> {
+    if common.target == crate::target::Target::Nchan {
+        anyhow::bail!("direct needs a target whose clients can publish (gateway, nats)");
+    }
     let conns = conns.next_multiple_of(2);
     let shape = Shape {
         conns,

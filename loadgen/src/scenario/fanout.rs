@@ -109,6 +109,10 @@ pub fn run(common: &Common, f: &Fanout) -> anyhow::Result<Outcome> {
     o.deliveries_per_sec = o.deliveries as f64 / span;
     o.lost = expected.saturating_sub(report.distinct);
     o.server_rss_held_bytes = before.server_rss;
+    if members > 0 && !common.server_pids.is_empty() {
+        let grown = before.server_rss.saturating_sub(run.idle_rss);
+        o.gateway_rss_bytes_per_conn = Some(grown as f64 / members as f64);
+    }
     o.server_rss_after_bytes = settled.server_rss;
     o.set_cpu(after.server_cpu - before.server_cpu, machine1 - machine0);
     o.latency_hist = Some(report.latency.clone());

@@ -30,7 +30,7 @@ pub fn run(
     let machine0 = sys::machine_busy_secs().unwrap_or(0.0);
     let permille = (fraction.clamp(0.0, 1.0) * 1000.0).round() as u32;
     let to_drop = (0..conns)
-        .filter(|u| u % 1000 < u64::from(permille))
+        .filter(|&u| crate::worker::stormed(u, permille))
         .count() as u64;
     let readied0 = run.shared().readied.load(Relaxed);
     let t0 = Instant::now();

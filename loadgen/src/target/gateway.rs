@@ -104,6 +104,8 @@ pub(super) fn on_message(
         Some(F::GoAway(g)) => return Err(Fail::Closed(format!("goaway_{}", g.reason))),
         Some(F::SendResult(r)) if !r.accepted => on(Event::Warning(format!("send_{}", r.code))),
         Some(F::SendResult(_)) | Some(F::Left(_)) => {}
+        // QoS 1 gap notices: counted, the QoS 0 scenarios never expect one.
+        Some(F::Gap(_)) => on(Event::Warning("gap".into())),
         Some(other) => return Err(Fail::Protocol(format!("unexpected frame {other:?}"))),
         None => return Err(Fail::Protocol("empty server frame".into())),
     }

@@ -49,7 +49,7 @@ pub(super) async fn run(w: Rc<Worker>) {
             let phase = tick % every;
             let mut pings = 0;
             for (_, s) in w.slots.borrow().iter() {
-                if !s.ready || s.user % every != phase {
+                if !s.ready || s.stormed || s.user % every != phase {
                     continue;
                 }
                 frame.clear();
