@@ -30,6 +30,10 @@ pub struct Common {
     /// Gateway framing: WebSocket binary, WebSocket JSON, or raw TCP
     #[arg(long, value_enum, default_value = "ws", global = true)]
     pub wire: Wire,
+    /// Gateway QoS of direct sends: 0 (live only) or 1 (stored, acked by
+    /// the receiver, which acks every delivery)
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1), global = true)]
+    pub qos: u8,
     /// Client address to connect to (the WebSocket, or raw TCP, listener)
     #[arg(long, default_value = "127.0.0.1:8080", global = true)]
     pub addr: SocketAddrV4,

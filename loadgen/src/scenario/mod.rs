@@ -66,6 +66,7 @@ impl Run {
         let spec = Spec {
             target: common.target,
             wire: common.wire,
+            qos1: common.qos == 1,
             minter: common
                 .jwt_secret
                 .as_deref()

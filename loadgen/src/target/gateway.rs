@@ -1,7 +1,9 @@
 //! The gateway's client protocol: WebSocket (protobuf or JSON subprotocol)
 //! or raw TCP length-prefixed frames.
 use proto::codec::{self, Encoding};
-use proto::v1::{client_frame, send, server_frame, Auth, ClientFrame, JoinRoom, Ping, Send};
+use proto::v1::{
+    client_frame, send, server_frame, Ack, Auth, ClientFrame, JoinRoom, Ping, Qos, Send,
+};
 use proto::ws::Opcode;
 
 use super::{ws, Event, Fail, Phase, Session, Wire};
@@ -97,7 +99,13 @@ pub(super) fn on_message(
             s.phase = Phase::Open;
             on(Event::Ready);
         }
-        Some(F::Deliver(d)) => on(Event::Delivery(&d.payload)),
+        Some(F::Deliver(d)) => {
+            if d.qos == Qos::AtLeastOnce as i32 {
+                let ack = client_frame::Frame::Ack(Ack { seq: d.seq });
+                put(s.spec.wire, &ClientFrame { frame: Some(ack) }, out);
+            }
+            on(Event::Delivery(&d.payload))
+        }
         Some(F::Pong(_)) => on(Event::Pong),
         Some(F::Error(e)) if e.fatal => return Err(Fail::ServerError(e.code.to_string())),
         Some(F::Error(e)) => on(Event::Warning(format!("error_{}", e.code))),
@@ -118,11 +126,12 @@ pub(super) fn ping(wire: Wire, nonce: u64, out: &mut Vec<u8>) {
     put(wire, &ClientFrame { frame: Some(ping) }, out);
 }
 
-/// Encodes `Send` frames for one wire (direct messages between users).
-pub struct Encoder(pub Wire);
+/// Encodes `Send` frames for one wire (direct messages between users), at
+/// QoS 1 when the second field is true.
+pub struct Encoder(pub Wire, pub bool);
 
 impl Encoder {
-    /// Appends a QoS 0 send of `body` to user `to`.
+    /// Appends a send of `body` to user `to`.
     pub fn to_user(&self, to: &str, body: &[u8], out: &mut Vec<u8>) {
         self.send(send::To::User(to.into()), body, out);
     }
@@ -131,7 +140,7 @@ impl Encoder {
         let send = Send {
             to: Some(to),
             client_msg_id: String::new(),
-            qos: 0,
+            qos: if self.1 { Qos::AtLeastOnce as i32 } else { 0 },
             payload: bytes::Bytes::copy_from_slice(body),
         };
         put(

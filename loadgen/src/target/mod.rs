@@ -60,6 +60,8 @@ pub struct Spec {
     pub target: Target,
     /// Gateway framing (ignored by the peers).
     pub wire: Wire,
+    /// Gateway QoS 1 for direct sends (receivers ack every delivery).
+    pub qos1: bool,
     /// Token minter (gateway only).
     pub minter: Option<Minter>,
     /// Largest message accepted from the server.

@@ -12,6 +12,7 @@ fn spec(target: Target, wire: Wire) -> Arc<Spec> {
     Arc::new(Spec {
         target,
         wire,
+        qos1: false,
         minter: Some(Minter::new("s", 60)),
         max_message: 1 << 16,
     })

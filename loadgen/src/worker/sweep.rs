@@ -122,9 +122,11 @@ pub(super) async fn direct(w: Rc<Worker>, rate: f64, size: usize, secs: Duration
             crate::payload::encode(*seq, crate::payload::now_ns(), size, &mut body);
             frame.clear();
             match w.plan.spec.target {
-                Target::Gateway => {
-                    Encoder(w.plan.spec.wire).to_user(&user_name(w.first + to), &body, &mut frame)
-                }
+                Target::Gateway => Encoder(w.plan.spec.wire, w.plan.spec.qos1).to_user(
+                    &user_name(w.first + to),
+                    &body,
+                    &mut frame,
+                ),
                 Target::Nats | Target::Nchan => {
                     crate::target::nats_pub(&user_name(w.first + to), &body, &mut frame)
                 }
