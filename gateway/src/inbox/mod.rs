@@ -157,6 +157,9 @@ pub trait Store {
     fn submit(&mut self, op: Op);
     /// Moves completed operations, in order, into `out`.
     fn completed(&mut self, out: &mut Vec<Done>);
+    /// Ends a batch: the shard calls this once per round, after submitting
+    /// what the round produced, so a remote store sends it as one pipeline.
+    fn flush(&mut self) {}
     /// Messages and bytes held in process (for metrics; 0 for remote stores).
     fn held(&self) -> (usize, usize);
 }

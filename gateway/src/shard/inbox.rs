@@ -40,9 +40,12 @@ impl Shard {
                 self.handle(msg);
                 handled += 1;
                 if handled % BATCH == 0 {
+                    self.flush_store();
                     yield_now().await;
                 }
             }
+            // One pipeline per round for a remote inbox store.
+            self.flush_store();
             if !mesh.park(self.id) {
                 continue;
             }

@@ -92,6 +92,11 @@ impl Shard {
         self.drain_store();
     }
 
+    /// Sends what this round submitted to the store (one batch).
+    pub(super) fn flush_store(&self) {
+        self.store.borrow_mut().flush();
+    }
+
     /// Routes every completed store operation, in order.
     pub(super) fn drain_store(&self) {
         let mut done = std::mem::take(&mut *self.store_done.borrow_mut());

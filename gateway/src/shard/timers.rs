@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 use proto::v1::{ErrorCode, GoAwayReason};
 
 use super::tables::ConnKey;
+
+/// How often a shard returns freed memory to the OS.
+const COLLECT_PERIOD: Duration = Duration::from_secs(2);
 use super::{error_frame, go_away_frame, Phase, Shard};
 
 /// What a timer is for.
@@ -61,8 +64,17 @@ impl Shard {
     pub(super) async fn ticker_task(self: Rc<Self>) {
         let tick = Duration::from_millis(self.node.config.timer_tick_ms.max(1));
         let mut expired = Vec::new();
+        let collect_every = (COLLECT_PERIOD.as_millis() / tick.as_millis().max(1)).max(1) as u64;
+        let mut ticks = 0u64;
         loop {
             monoio::time::sleep(tick).await;
+            ticks += 1;
+            if ticks % collect_every == 0 {
+                // Hand memory freed after a burst (fan-out, mass disconnect)
+                // back to the OS instead of keeping it in this thread's heap.
+                // SAFETY: mi_collect only walks the calling thread's heap.
+                unsafe { libmimalloc_sys::mi_collect(true) };
+            }
             let now = Instant::now();
             self.now.set(now);
             // Collects store completions whose wake-up found the inbox full.

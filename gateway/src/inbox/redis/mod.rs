@@ -101,7 +101,9 @@ struct Counters {
 
 /// An inbox store in Redis for the users one shard owns.
 pub struct RedisStore {
-    ops: Option<Sender<Op>>,
+    ops: Option<Sender<Vec<Op>>>,
+    /// Operations submitted this round, sent on `flush`.
+    pending: Vec<Op>,
     done: Receiver<Done>,
     /// Completions of operations the thread could not take (it is gone).
     orphaned: Vec<Done>,
@@ -146,6 +148,7 @@ impl RedisStore {
             .map_err(|e| StoreError(format!("spawning the redis store thread: {e}")))?;
         Ok(RedisStore {
             ops: Some(ops_tx),
+            pending: Vec::new(),
             done: done_rx,
             orphaned: Vec::new(),
             thread: Some(thread),
@@ -168,12 +171,22 @@ impl RedisStore {
 
 impl Store for RedisStore {
     fn submit(&mut self, op: Op) {
+        self.pending.push(op);
+    }
+
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let ops = std::mem::take(&mut self.pending);
         let Some(tx) = &self.ops else { return };
-        if let Err(crossbeam_channel::SendError(op)) = tx.send(op) {
+        if let Err(crossbeam_channel::SendError(ops)) = tx.send(ops) {
             // The thread is gone (it only ends when the channel closes, so
-            // this is a bug): the operation still completes, as an error.
+            // this is a bug): the operations still complete, as errors.
             let err = StoreError("redis store thread has stopped".into());
-            self.orphaned.extend(scripts::fail(op, &err));
+            for op in ops {
+                self.orphaned.extend(scripts::fail(op, &err));
+            }
         }
     }
 
@@ -189,6 +202,7 @@ impl Store for RedisStore {
 
 impl Drop for RedisStore {
     fn drop(&mut self) {
+        self.flush();
         self.ops = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

@@ -63,6 +63,7 @@ impl Harness {
     fn wait(&mut self, n: usize) -> Vec<Done> {
         let deadline = Instant::now() + WAIT;
         let mut out = Vec::new();
+        self.store.flush();
         loop {
             self.store.completed(&mut out);
             if out.len() >= n {
@@ -139,6 +140,7 @@ impl Harness {
             device: Arc::from(device),
             seq,
         });
+        self.store.flush();
     }
 }
 
