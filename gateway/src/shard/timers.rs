@@ -69,7 +69,7 @@ impl Shard {
         loop {
             monoio::time::sleep(tick).await;
             ticks += 1;
-            if ticks % collect_every == 0 {
+            if ticks.is_multiple_of(collect_every) {
                 // Hand memory freed after a burst (fan-out, mass disconnect)
                 // back to the OS instead of keeping it in this thread's heap.
                 // SAFETY: mi_collect only walks the calling thread's heap.
