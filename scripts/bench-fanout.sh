@@ -3,6 +3,7 @@
 # the gateway, nchan and nats-server, RUNS times each; results land in
 # bench-results/<date>-fanout-<target>-n<N>-run<i>/.
 #
+# Env: LISTEN (127.0.0.1; 0.0.0.0 with --spread in LOADGEN_ARGS), SHARDS (2).
 # Usage: scripts/bench-fanout.sh [N] [MESSAGES] [RUNS] [TARGETS...]
 #   defaults: 10000 100 3 gateway nchan nats
 # Env: SHARDS (gateway shards, default 2), LOADGEN_ARGS (extra flags).
@@ -30,7 +31,7 @@ trap cleanup EXIT
 
 start_gateway() {
     local out=/tmp/bench-gateway.$$.out
-    "$gateway" --ws-listen 127.0.0.1:8080 --tcp-listen 127.0.0.1:8081 --admin-listen 127.0.0.1:8082 \
+    "$gateway" --ws-listen "${LISTEN:-127.0.0.1}:8080" --tcp-listen "${LISTEN:-127.0.0.1}:8081" --admin-listen 127.0.0.1:8082 \
         --shards "${SHARDS:-2}" --jwt-secret "$secret" >"$out" 2>/tmp/bench-gateway.$$.err &
     gw_pid=$!
     for _ in $(seq 100); do grep -q '^ready ' "$out" 2>/dev/null && return 0; sleep 0.1; done

@@ -55,7 +55,7 @@ http {
     scgi_temp_path $dir/nginx/tmp/scgi;
     keepalive_requests 1000000;
     server {
-        listen 127.0.0.1:$nchan_port reuseport;
+        listen ${PEERS_LISTEN:-127.0.0.1}:$nchan_port reuseport;
         location ~ ^/sub/(.+)\$ {
             nchan_subscriber websocket;
             nchan_channel_id \$1;
@@ -72,7 +72,7 @@ CONF
 listen: 127.0.0.1:$nats_port
 max_payload: 1MB
 websocket {
-    listen: "127.0.0.1:$nats_ws_port"
+    listen: "${PEERS_LISTEN:-127.0.0.1}:$nats_ws_port"
     no_tls: true
     compression: false
 }
