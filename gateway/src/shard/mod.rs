@@ -46,6 +46,8 @@ use timers::Timer;
 /// Write buffers kept for reuse per shard, and the largest one kept.
 const POOL_BUFFERS: usize = 1024;
 const POOL_BUF_MAX: usize = 16 * 1024;
+/// Write buffers kept across an idle collect period.
+const POOL_IDLE: usize = 64;
 /// First allocation of a write buffer (it grows as frames queue up).
 const BUF_INITIAL: usize = 512;
 /// The shard's read buffer.
@@ -167,6 +169,11 @@ impl Shard {
             buf.clear();
             pool.push(buf);
         }
+    }
+
+    /// Keeps a few pooled buffers between bursts, frees the rest.
+    fn trim_pool(&self) {
+        self.pool.borrow_mut().truncate(POOL_IDLE);
     }
 
     /// Appends bytes to a connection's pending output, applying the

@@ -72,6 +72,7 @@ impl Shard {
             if ticks.is_multiple_of(collect_every) {
                 // Hand memory freed after a burst (fan-out, mass disconnect)
                 // back to the OS instead of keeping it in this thread's heap.
+                self.trim_pool();
                 // SAFETY: mi_collect only walks the calling thread's heap.
                 unsafe { libmimalloc_sys::mi_collect(true) };
             }

@@ -12,6 +12,9 @@ use crate::report::Outcome;
 use crate::sys;
 use crate::target::Target;
 
+/// Half-second samples taken after the last delivery before memory is read.
+const SETTLE_SAMPLES: usize = 10;
+
 /// The scenario's bounds.
 pub struct Fanout {
     /// Subscribers.
@@ -98,8 +101,13 @@ pub fn run(common: &Common, f: &Fanout) -> anyhow::Result<Outcome> {
     let span = last.1.duration_since(t0).as_secs_f64().max(1e-6);
     let after = run.mon.sample();
     let machine1 = sys::machine_busy_secs().unwrap_or(0.0);
-    std::thread::sleep(Duration::from_secs(1));
-    let settled = run.mon.sample();
+    // Memory after the burst: give the server a few seconds to hand freed
+    // buffers back (the gateway's shards do every 2 s), keep the last sample.
+    let mut settled = run.mon.sample();
+    for _ in 0..SETTLE_SAMPLES {
+        std::thread::sleep(Duration::from_millis(500));
+        settled = run.mon.sample();
+    }
     let metrics = scrape_metrics(common);
     let report = run.stop();
     let mut o = run.outcome("fanout", &report, members);
