@@ -8,6 +8,7 @@
 //!   another method that borrows the same cell.
 //! - An idle connection holds no read or write buffer: `Conn::out` is a
 //!   pooled buffer only while bytes wait to be written.
+mod backoff;
 mod conn;
 mod inbox;
 mod outbox;

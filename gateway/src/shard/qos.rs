@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use proto::v1::{server_frame::Frame, ErrorCode, Gap, Qos, ServerFrame};
 
+use super::backoff::Backoff;
 use super::tables::ConnKey;
 use super::timers::TimerKind;
 use super::{error_frame, Conn, Phase, Shard};
@@ -30,29 +31,33 @@ pub(crate) struct QosState {
     delivered: u64,
     /// Sent and not yet acknowledged, in order.
     inflight: VecDeque<(u64, Arc<Outbound>)>,
-    rto: Duration,
+    backoff: Backoff,
     timer: Option<TimerKey>,
-    last_progress: Instant,
     /// Messages were left in the inbox (window full): read again when it frees.
     lagging: bool,
 }
 
 impl QosState {
-    fn new(rto: Duration, now: Instant, delivered: u64) -> Box<QosState> {
+    fn new(backoff: Backoff, delivered: u64) -> Box<QosState> {
         Box::new(QosState {
             delivered,
             inflight: VecDeque::new(),
-            rto,
+            backoff,
             timer: None,
-            last_progress: now,
             lagging: false,
         })
     }
 }
 
 impl Shard {
-    fn base_rto(&self) -> Duration {
-        Duration::from_millis(self.node.config.qos.retransmit_ms)
+    fn backoff(&self) -> Backoff {
+        let qos = &self.node.config.qos;
+        let (base, max) = (qos.retransmit_ms, qos.retransmit_max_ms);
+        Backoff::new(
+            Duration::from_millis(base),
+            Duration::from_millis(max),
+            self.now.get(),
+        )
     }
 
     /// Asks the owner for what this connection has not acknowledged.
@@ -105,7 +110,7 @@ impl Shard {
             let window = self.node.config.qos.inflight_window;
             let q = c
                 .qos
-                .get_or_insert_with(|| QosState::new(self.base_rto(), self.now.get(), c.qos_base));
+                .get_or_insert_with(|| QosState::new(self.backoff(), c.qos_base));
             if seq <= q.delivered {
                 continue;
             }
@@ -133,11 +138,11 @@ impl Shard {
         ShardStats::inc(&self.stats.deliveries);
         q.delivered = seq;
         if q.inflight.is_empty() {
-            q.last_progress = self.now.get();
+            q.backoff.progress(self.now.get());
         }
         q.inflight.push_back((seq, msg));
         if q.timer.is_none() {
-            let at = self.now.get() + q.rto;
+            let at = q.backoff.deadline();
             q.timer = Some(self.wheel.borrow_mut().insert(
                 at,
                 super::timers::Timer::new(key, c.id, TimerKind::Retransmit),
@@ -163,11 +168,11 @@ impl Shard {
                 );
                 let mut conns = self.conns.borrow_mut();
                 if let Some(c) = conns.get_mut(key).filter(|c| c.id == conn.conn_id) {
-                    let q = c.qos.get_or_insert_with(|| {
-                        QosState::new(self.base_rto(), self.now.get(), c.qos_base)
-                    });
+                    let q = c
+                        .qos
+                        .get_or_insert_with(|| QosState::new(self.backoff(), c.qos_base));
                     if q.timer.is_none() {
-                        let at = self.now.get() + q.rto;
+                        let at = q.backoff.deadline().max(self.now.get());
                         q.timer = Some(self.wheel.borrow_mut().insert(
                             at,
                             super::timers::Timer::new(key, c.id, TimerKind::Retransmit),
@@ -204,7 +209,7 @@ impl Shard {
         let window = self.node.config.qos.inflight_window;
         let q = c
             .qos
-            .get_or_insert_with(|| QosState::new(self.base_rto(), self.now.get(), c.qos_base));
+            .get_or_insert_with(|| QosState::new(self.backoff(), c.qos_base));
         q.lagging = false;
         // The replay holds everything up to `last_seq` unless the read's
         // `max` cut it short. Judge by its content, not by comparing its
@@ -252,8 +257,7 @@ impl Shard {
                     q.inflight.pop_front();
                 }
                 if q.inflight.len() != before {
-                    q.last_progress = self.now.get();
-                    q.rto = self.base_rto();
+                    q.backoff.progress(self.now.get());
                 }
                 if q.lagging && !c.syncing && q.inflight.len() <= window / 2 {
                     resync = Some(q.delivered);
@@ -293,7 +297,6 @@ impl Shard {
 
     /// The retransmit timer of a connection fired.
     pub(super) fn qos_timer(&self, key: ConnKey, now: Instant) {
-        let max_rto = Duration::from_millis(self.node.config.qos.retransmit_max_ms);
         let mut conns = self.conns.borrow_mut();
         let Some(c) = conns.get_mut(key) else { return };
         let syncing = c.syncing;
@@ -306,11 +309,8 @@ impl Shard {
         if q.inflight.is_empty() {
             return;
         }
-        let due = q.last_progress + q.rto;
-        if due <= now {
+        if q.backoff.fire(now) {
             let resend: Vec<Arc<Outbound>> = q.inflight.iter().map(|(_, m)| m.clone()).collect();
-            q.rto = (q.rto * 2).min(max_rto);
-            q.last_progress = now;
             ShardStats::add(&self.stats.qos_retransmits, resend.len() as u64);
             for m in resend {
                 if !self.queue_bytes(key, c, m.bytes(c.wire)) {
@@ -319,7 +319,7 @@ impl Shard {
             }
         }
         let Some(q) = c.qos.as_mut() else { return };
-        let at = (q.last_progress + q.rto).max(now);
+        let at = q.backoff.deadline().max(now);
         q.timer = Some(self.wheel.borrow_mut().insert(
             at,
             super::timers::Timer::new(key, c.id, TimerKind::Retransmit),

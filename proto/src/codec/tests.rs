@@ -173,7 +173,6 @@ fn decode_errors() {
     }
     for bad in [
         r#"{"ping":{"nonce":"x"}}"#,
-        r#"{"nope":{}}"#,
         r#"{"ping":{},"ack":{}}"#,
         "[1]",
         "{",
@@ -185,6 +184,15 @@ fn decode_errors() {
     }
     // Invalid UTF-8 in a JSON text frame.
     assert!(decode_client(Encoding::Json, b"{\"auth\":{\"token\":\"\xff\"}}").is_err());
+    // An unknown JSON member (a future frame kind) is skipped, as in
+    // protobuf: the frame decodes with no member (the server answers
+    // UNKNOWN_FRAME).
+    assert_eq!(
+        decode_client(Encoding::Json, br#"{"nope":{}}"#)
+            .unwrap()
+            .frame,
+        None
+    );
     // An unknown protobuf field (a future frame member) is skipped.
     let unknown = [0x42, 0x00]; // field 8, length-delimited, empty
     assert_eq!(

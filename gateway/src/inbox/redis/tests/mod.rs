@@ -1,5 +1,5 @@
 //! The Redis store against a real redis-server (one per test): the memory
-//! store's cases, plus batching, restarts of the gateway and of Redis.
+//! store's cases here, batching and restarts in `durability`.
 //! Every wait is on completions with a deadline, never a fixed sleep.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,21 +13,21 @@ use super::*;
 use crate::inbox::{Replay, ReplyTo, Stored};
 
 /// How long any batch of operations may take to complete.
-const WAIT: Duration = Duration::from_secs(15);
+pub(super) const WAIT: Duration = Duration::from_secs(15);
 
-struct Harness {
-    store: RedisStore,
-    wake: Receiver<()>,
+pub(super) struct Harness {
+    pub(super) store: RedisStore,
+    pub(super) wake: Receiver<()>,
 }
 
-fn limits(per_user: usize) -> RedisLimits {
+pub(super) fn limits(per_user: usize) -> RedisLimits {
     RedisLimits {
         per_user,
         ..RedisLimits::default()
     }
 }
 
-fn harness(server: &RedisServer, limits: RedisLimits) -> Harness {
+pub(super) fn harness(server: &RedisServer, limits: RedisLimits) -> Harness {
     let (tx, wake) = crossbeam_channel::unbounded();
     let notify = Box::new(move || {
         let _ = tx.send(());
@@ -36,7 +36,7 @@ fn harness(server: &RedisServer, limits: RedisLimits) -> Harness {
     Harness { store, wake }
 }
 
-fn msg(from: &str, body: &str) -> Stored {
+pub(super) fn msg(from: &str, body: &str) -> Stored {
     Stored {
         seq: 0,
         msg_id: format!("m-{body}"),
@@ -47,7 +47,7 @@ fn msg(from: &str, body: &str) -> Stored {
     }
 }
 
-fn append_op(user: &str, from: &str, cmid: &str, body: &str, online: &[&str]) -> Op {
+pub(super) fn append_op(user: &str, from: &str, cmid: &str, body: &str, online: &[&str]) -> Op {
     let online = online.iter().map(|d| Arc::from(*d)).collect();
     Op::Append {
         user: Arc::from(user),
@@ -60,7 +60,7 @@ fn append_op(user: &str, from: &str, cmid: &str, body: &str, online: &[&str]) ->
 
 impl Harness {
     /// Waits until exactly `n` operations have completed.
-    fn wait(&mut self, n: usize) -> Vec<Done> {
+    pub(super) fn wait(&mut self, n: usize) -> Vec<Done> {
         let deadline = Instant::now() + WAIT;
         let mut out = Vec::new();
         self.store.flush();
@@ -80,7 +80,7 @@ impl Harness {
         }
     }
 
-    fn append_result(
+    pub(super) fn append_result(
         &mut self,
         user: &str,
         from: &str,
@@ -97,7 +97,7 @@ impl Harness {
         }
     }
 
-    fn append_online(
+    pub(super) fn append_online(
         &mut self,
         user: &str,
         from: &str,
@@ -111,11 +111,11 @@ impl Harness {
         (m.seq, duplicate)
     }
 
-    fn append(&mut self, user: &str, from: &str, cmid: &str, body: &str) -> (u64, bool) {
+    pub(super) fn append(&mut self, user: &str, from: &str, cmid: &str, body: &str) -> (u64, bool) {
         self.append_online(user, from, cmid, body, &[])
     }
 
-    fn read(&mut self, user: &str, device: &str, after: Option<u64>) -> Replay {
+    pub(super) fn read(&mut self, user: &str, device: &str, after: Option<u64>) -> Replay {
         let conn = ReplyTo {
             shard: 0,
             key: 0,
@@ -134,7 +134,7 @@ impl Harness {
         }
     }
 
-    fn ack(&mut self, user: &str, device: &str, seq: u64) {
+    pub(super) fn ack(&mut self, user: &str, device: &str, seq: u64) {
         self.store.submit(Op::Ack {
             user: Arc::from(user),
             device: Arc::from(device),
@@ -144,15 +144,15 @@ impl Harness {
     }
 }
 
-fn seqs(r: &Replay) -> Vec<u64> {
+pub(super) fn seqs(r: &Replay) -> Vec<u64> {
     r.msgs.iter().map(|m| m.seq).collect()
 }
 
-fn keys(user: &str) -> UserKeys {
+pub(super) fn keys(user: &str) -> UserKeys {
     UserKeys::new("im", user)
 }
 
-fn held(server: &RedisServer, user: &str) -> usize {
+pub(super) fn held(server: &RedisServer, user: &str) -> usize {
     server.conn().zcard(keys(user).inbox()).expect("ZCARD")
 }
 
@@ -377,224 +377,4 @@ fn retention_expires_the_inbox_but_never_the_sequence() {
     assert_eq!(seqs(&h.read("bob", "phone", None)), vec![4]);
 }
 
-#[test]
-fn a_thousand_appends_are_pipelined_and_stay_in_order() {
-    let server = RedisServer::start();
-    let mut h = harness(&server, limits(10_000));
-    for i in 0..1000 {
-        h.store
-            .submit(append_op("bob", "alice", &i.to_string(), "x", &["phone"]));
-    }
-    let done = h.wait(1000);
-    for (i, d) in done.iter().enumerate() {
-        match d {
-            Done::Appended {
-                result: Ok(m),
-                client_msg_id,
-                duplicate: false,
-                ..
-            } => {
-                assert_eq!(
-                    (m.seq, client_msg_id.as_str()),
-                    (i as u64 + 1, i.to_string().as_str())
-                );
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    let stats = h.store.stats();
-    assert_eq!(stats.ops, 1000);
-    assert!(
-        stats.batches < 100,
-        "{} round trips for 1000 appends",
-        stats.batches
-    );
-    assert_eq!(h.read("bob", "phone", None).msgs.len(), 1000);
-}
-
-#[test]
-fn state_survives_a_new_store_instance() {
-    let server = RedisServer::start();
-    {
-        let mut h = harness(&server, limits(100));
-        for i in 0..3 {
-            h.append_online("bob", "a", &i.to_string(), "x", &["phone", "laptop"]);
-        }
-        h.ack("bob", "phone", 2);
-        // Dropping the store finishes what was queued (the ack) first.
-    }
-    let mut h = harness(&server, limits(100));
-    assert_eq!(
-        h.append("bob", "a", "3", "y"),
-        (4, false),
-        "the sequence continues"
-    );
-    assert_eq!(
-        h.append("bob", "a", "0", "x"),
-        (1, true),
-        "dedupe records survive too"
-    );
-    assert_eq!(
-        seqs(&h.read("bob", "phone", None)),
-        vec![3, 4],
-        "cursor kept"
-    );
-    assert_eq!(seqs(&h.read("bob", "laptop", None)), vec![1, 2, 3, 4]);
-}
-
-#[test]
-fn a_redis_outage_fails_pending_ops_in_order_then_recovers() {
-    let mut server = RedisServer::start();
-    let mut h = harness(&server, limits(1000));
-    for i in 0..5 {
-        h.append("bob", "a", &format!("warm{i}"), "x");
-    }
-    for i in 0..100 {
-        h.store
-            .submit(append_op("bob", "a", &i.to_string(), "x", &[]));
-    }
-    server.kill();
-    for i in 100..200 {
-        h.store
-            .submit(append_op("bob", "a", &i.to_string(), "x", &[]));
-        if i % 50 == 0 {
-            h.ack("bob", "phone", 1);
-            let conn = ReplyTo {
-                shard: 0,
-                key: 0,
-                conn_id: 1,
-            };
-            h.store.submit(Op::Read {
-                user: Arc::from("bob"),
-                device: Arc::from("p"),
-                after: None,
-                max: 10,
-                conn,
-            });
-        }
-    }
-    let done = h.wait(202);
-    let mut failed = false;
-    let mut next_seq = 6;
-    let mut appends = 0;
-    for d in &done {
-        match d {
-            Done::Appended {
-                result,
-                client_msg_id,
-                ..
-            } => {
-                assert_eq!(
-                    client_msg_id,
-                    &appends.to_string(),
-                    "completions in submission order"
-                );
-                appends += 1;
-                match result {
-                    Ok(m) => {
-                        assert!(!failed, "nothing succeeds after the outage began");
-                        assert_eq!(m.seq, next_seq);
-                        next_seq += 1;
-                    }
-                    Err(_) => failed = true,
-                }
-            }
-            Done::Read { result, .. } => assert!(result.is_err(), "redis is down"),
-        }
-    }
-    assert!(failed && appends == 200);
-    assert_eq!(
-        h.store.stats().outages,
-        1,
-        "one outage, however many batches failed"
-    );
-
-    server.restart();
-    let deadline = Instant::now() + WAIT;
-    let first = loop {
-        match h.append_result("eve", "a", "back", "x", &[]) {
-            Ok((m, _)) => break m,
-            Err(e) => assert!(Instant::now() < deadline, "redis did not come back: {e}"),
-        }
-        std::thread::park_timeout(Duration::from_millis(20));
-    };
-    assert_eq!(first.seq, 1, "the restarted redis kept no data");
-    assert_eq!(h.append("eve", "a", "back2", "y"), (2, false));
-    assert_eq!(seqs(&h.read("eve", "phone", None)), vec![1, 2]);
-}
-
-#[test]
-fn start_fails_fast_when_misconfigured() {
-    let server = RedisServer::start();
-    let notify = || Box::new(|| {}) as Box<dyn Fn() + Send>;
-    let bad_prefix = RedisLimits {
-        key_prefix: "a{b".into(),
-        ..RedisLimits::default()
-    };
-    assert!(RedisStore::start(&server.url(), 0, bad_prefix, notify()).is_err());
-    assert!(RedisStore::start("not a url", 0, RedisLimits::default(), notify()).is_err());
-    let url = server.url();
-    drop(server);
-    assert!(RedisStore::start(&url, 0, RedisLimits::default(), notify()).is_err());
-}
-
-#[test]
-fn flushed_scripts_are_loaded_again() {
-    let server = RedisServer::start();
-    let mut h = harness(&server, limits(100));
-    assert_eq!(h.append("bob", "a", "1", "x"), (1, false));
-    let _: () = redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query(&mut server.conn())
-        .expect("SCRIPT FLUSH");
-    assert_eq!(h.append("bob", "a", "2", "y"), (2, false));
-    assert_eq!(seqs(&h.read("bob", "phone", None)), vec![1, 2]);
-    assert_eq!(h.store.stats().failed_ops, 0);
-}
-
-#[test]
-fn mixed_operations_complete_in_submission_order() {
-    let server = RedisServer::start();
-    let mut h = harness(&server, limits(100));
-    let conn = ReplyTo {
-        shard: 0,
-        key: 0,
-        conn_id: 1,
-    };
-    let read = |max| Op::Read {
-        user: Arc::from("bob"),
-        device: Arc::from("phone"),
-        after: None,
-        max,
-        conn,
-    };
-    h.store.submit(append_op("bob", "a", "1", "x", &["phone"]));
-    h.store.submit(read(10));
-    h.store.submit(append_op("bob", "a", "2", "y", &[]));
-    h.store.submit(Op::Ack {
-        user: Arc::from("bob"),
-        device: Arc::from("phone"),
-        seq: 1,
-    });
-    h.store.submit(append_op("bob", "a", "3", "z", &[]));
-    h.store.submit(read(1));
-    let done = h.wait(5);
-    let shape: Vec<String> = done
-        .iter()
-        .map(|d| match d {
-            Done::Appended { result: Ok(m), .. } => format!("append {}", m.seq),
-            Done::Read { result: Ok(r), .. } => format!("read {:?} of {}", seqs(r), r.last_seq),
-            other => format!("{other:?}"),
-        })
-        .collect();
-    assert_eq!(
-        shape,
-        [
-            "append 1",
-            "read [1] of 1",
-            "append 2",
-            "append 3",
-            "read [2] of 3"
-        ]
-    );
-}
+mod durability;

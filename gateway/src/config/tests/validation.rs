@@ -1,0 +1,135 @@
+//! Tests for config validation and key selection.
+use super::*;
+
+#[test]
+fn validation_errors() {
+    type Edit = fn(&mut Config);
+    let cases: [(Edit, &str); 18] = [
+        (|c| c.node_id = String::new(), "invalid node_id"),
+        (|c| c.node_id = "has space".into(), "invalid node_id"),
+        (|c| c.node_id = "x".repeat(129), "invalid node_id"),
+        (
+            |c| c.tcp_listen = c.ws_listen,
+            "invalid ws_listen = 127.0.0.1:8080: same as tcp_listen",
+        ),
+        (|c| c.shards = 1025, "invalid shards = 1025"),
+        (|c| c.timer_tick_ms = 0, "invalid timer_tick_ms"),
+        (
+            |c| c.limits.max_frame_bytes = 0,
+            "invalid limits.max_frame_bytes = 0",
+        ),
+        (
+            |c| c.limits.max_frame_bytes = (16 << 20) + 1,
+            "invalid limits.max_frame_bytes",
+        ),
+        (
+            |c| c.limits.send_queue_bytes = 65_551,
+            "at least limits.max_frame_bytes + 16 (65552)",
+        ),
+        (
+            |c| c.limits.handshake_timeout_ms = 0,
+            "invalid limits.handshake_timeout_ms",
+        ),
+        (
+            |c| c.limits.heartbeat_interval_ms = 0,
+            "invalid limits.heartbeat_interval_ms",
+        ),
+        (
+            |c| c.limits.heartbeat_timeout_ms = 25_000,
+            "must exceed limits.heartbeat_interval_ms",
+        ),
+        (
+            |c| c.limits.heartbeat_timeout_ms = u64::MAX,
+            "invalid limits.heartbeat_timeout_ms",
+        ),
+        (
+            |c| c.limits.max_rooms_per_conn = 0,
+            "invalid limits.max_rooms_per_conn",
+        ),
+        (
+            |c| c.limits.max_name_bytes = 0,
+            "invalid limits.max_name_bytes",
+        ),
+        (
+            |c| c.limits.max_handshake_bytes = 100,
+            "invalid limits.max_handshake_bytes",
+        ),
+        (
+            |c| c.drain.deadline_ms = MAX_TIMEOUT_MS + 1,
+            "invalid drain.deadline_ms",
+        ),
+        (
+            |c| c.auth.jwt_secret = Some(String::new()),
+            "auth.jwt_secret is empty",
+        ),
+    ];
+    for (edit, want) in cases {
+        let mut c = Config::default();
+        edit(&mut c);
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.contains(want), "{msg:?} lacks {want:?}");
+        assert!(!msg.contains('\n'));
+    }
+    // Ephemeral ports may repeat (tests bind everything to port 0).
+    let mut c = Config::default();
+    c.ws_listen.set_port(0);
+    c.tcp_listen.set_port(0);
+    c.admin_listen.set_port(0);
+    c.validate().unwrap();
+    // The smallest consistent queue is accepted.
+    c.limits.send_queue_bytes = c.limits.max_frame_bytes + 16;
+    c.validate().unwrap();
+}
+
+#[test]
+fn key_selection() {
+    let dir = scratch("keys");
+    let both = parse("[auth]\njwt_secret = \"a\"\njwt_public_key = \"k.pem\"\n").unwrap();
+    assert!(matches!(both.validate(), Err(ConfigError::ConflictingKeys)));
+    assert!(matches!(
+        both.key_source(),
+        Err(ConfigError::ConflictingKeys)
+    ));
+
+    // A relative key path is relative to the config file.
+    let path = write(
+        &dir,
+        "gw.toml",
+        "[auth]\njwt_public_key = \"keys/jwt.pem\"\n",
+    );
+    let c = Config::from_file(&path).unwrap();
+    assert_eq!(c.auth.jwt_public_key, Some(dir.join("keys/jwt.pem")));
+    let msg = c.key_source().unwrap_err().to_string();
+    assert!(
+        msg.starts_with("cannot read JWT public key ") && msg.contains("jwt.pem"),
+        "{msg}"
+    );
+
+    // A key flag replaces the file's key choice.
+    let args = cli(&["--config", path.to_str().unwrap(), "--jwt-secret", "flag"]);
+    let c = load(&args.run).unwrap();
+    assert_eq!(c.auth.jwt_public_key, None);
+    assert!(
+        matches!(c.key_source(), Ok((crate::auth::KeySource::Secret(s), false)) if s == b"flag")
+    );
+    let args = cli(&["--jwt-secret", "a", "--jwt-public-key", "b.pem"]);
+    assert!(matches!(load(&args.run), Err(ConfigError::ConflictingKeys)));
+
+    // A file that is not a public key fails when the verifier is built.
+    let junk = write(
+        &dir,
+        "junk.pem",
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    );
+    let c = load(&cli(&["--jwt-public-key", junk.to_str().unwrap()]).run).unwrap();
+    assert!(matches!(
+        c.key_source(),
+        Ok((crate::auth::KeySource::PublicKeyPem(_), false))
+    ));
+    let msg = c.verifier().unwrap_err().to_string();
+    assert!(
+        msg.contains("junk.pem") && msg.contains("private key"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,225 @@
+//! The Redis store under load and failure: pipelining, a new store instance
+//! (a gateway restart), Redis going away and coming back, lost scripts.
+use super::*;
+
+#[test]
+fn a_thousand_appends_are_pipelined_and_stay_in_order() {
+    let server = RedisServer::start();
+    let mut h = harness(&server, limits(10_000));
+    for i in 0..1000 {
+        h.store
+            .submit(append_op("bob", "alice", &i.to_string(), "x", &["phone"]));
+    }
+    let done = h.wait(1000);
+    for (i, d) in done.iter().enumerate() {
+        match d {
+            Done::Appended {
+                result: Ok(m),
+                client_msg_id,
+                duplicate: false,
+                ..
+            } => {
+                assert_eq!(
+                    (m.seq, client_msg_id.as_str()),
+                    (i as u64 + 1, i.to_string().as_str())
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let stats = h.store.stats();
+    assert_eq!(stats.ops, 1000);
+    assert!(
+        stats.batches < 100,
+        "{} round trips for 1000 appends",
+        stats.batches
+    );
+    assert_eq!(h.read("bob", "phone", None).msgs.len(), 1000);
+}
+
+#[test]
+fn state_survives_a_new_store_instance() {
+    let server = RedisServer::start();
+    {
+        let mut h = harness(&server, limits(100));
+        for i in 0..3 {
+            h.append_online("bob", "a", &i.to_string(), "x", &["phone", "laptop"]);
+        }
+        h.ack("bob", "phone", 2);
+        // Dropping the store finishes what was queued (the ack) first.
+    }
+    let mut h = harness(&server, limits(100));
+    assert_eq!(
+        h.append("bob", "a", "3", "y"),
+        (4, false),
+        "the sequence continues"
+    );
+    assert_eq!(
+        h.append("bob", "a", "0", "x"),
+        (1, true),
+        "dedupe records survive too"
+    );
+    assert_eq!(
+        seqs(&h.read("bob", "phone", None)),
+        vec![3, 4],
+        "cursor kept"
+    );
+    assert_eq!(seqs(&h.read("bob", "laptop", None)), vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn a_redis_outage_fails_pending_ops_in_order_then_recovers() {
+    let mut server = RedisServer::start();
+    let mut h = harness(&server, limits(1000));
+    for i in 0..5 {
+        h.append("bob", "a", &format!("warm{i}"), "x");
+    }
+    for i in 0..100 {
+        h.store
+            .submit(append_op("bob", "a", &i.to_string(), "x", &[]));
+    }
+    server.kill();
+    for i in 100..200 {
+        h.store
+            .submit(append_op("bob", "a", &i.to_string(), "x", &[]));
+        if i % 50 == 0 {
+            h.ack("bob", "phone", 1);
+            let conn = ReplyTo {
+                shard: 0,
+                key: 0,
+                conn_id: 1,
+            };
+            h.store.submit(Op::Read {
+                user: Arc::from("bob"),
+                device: Arc::from("p"),
+                after: None,
+                max: 10,
+                conn,
+            });
+        }
+    }
+    let done = h.wait(202);
+    let mut failed = false;
+    let mut next_seq = 6;
+    let mut appends = 0;
+    for d in &done {
+        match d {
+            Done::Appended {
+                result,
+                client_msg_id,
+                ..
+            } => {
+                assert_eq!(
+                    client_msg_id,
+                    &appends.to_string(),
+                    "completions in submission order"
+                );
+                appends += 1;
+                match result {
+                    Ok(m) => {
+                        assert!(!failed, "nothing succeeds after the outage began");
+                        assert_eq!(m.seq, next_seq);
+                        next_seq += 1;
+                    }
+                    Err(_) => failed = true,
+                }
+            }
+            Done::Read { result, .. } => assert!(result.is_err(), "redis is down"),
+        }
+    }
+    assert!(failed && appends == 200);
+    assert_eq!(
+        h.store.stats().outages,
+        1,
+        "one outage, however many batches failed"
+    );
+
+    server.restart();
+    let deadline = Instant::now() + WAIT;
+    let first = loop {
+        match h.append_result("eve", "a", "back", "x", &[]) {
+            Ok((m, _)) => break m,
+            Err(e) => assert!(Instant::now() < deadline, "redis did not come back: {e}"),
+        }
+        std::thread::park_timeout(Duration::from_millis(20));
+    };
+    assert_eq!(first.seq, 1, "the restarted redis kept no data");
+    assert_eq!(h.append("eve", "a", "back2", "y"), (2, false));
+    assert_eq!(seqs(&h.read("eve", "phone", None)), vec![1, 2]);
+}
+
+#[test]
+fn start_fails_fast_when_misconfigured() {
+    let server = RedisServer::start();
+    let notify = || Box::new(|| {}) as Box<dyn Fn() + Send>;
+    let bad_prefix = RedisLimits {
+        key_prefix: "a{b".into(),
+        ..RedisLimits::default()
+    };
+    assert!(RedisStore::start(&server.url(), 0, bad_prefix, notify()).is_err());
+    assert!(RedisStore::start("not a url", 0, RedisLimits::default(), notify()).is_err());
+    let url = server.url();
+    drop(server);
+    assert!(RedisStore::start(&url, 0, RedisLimits::default(), notify()).is_err());
+}
+
+#[test]
+fn flushed_scripts_are_loaded_again() {
+    let server = RedisServer::start();
+    let mut h = harness(&server, limits(100));
+    assert_eq!(h.append("bob", "a", "1", "x"), (1, false));
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut server.conn())
+        .expect("SCRIPT FLUSH");
+    assert_eq!(h.append("bob", "a", "2", "y"), (2, false));
+    assert_eq!(seqs(&h.read("bob", "phone", None)), vec![1, 2]);
+    assert_eq!(h.store.stats().failed_ops, 0);
+}
+
+#[test]
+fn mixed_operations_complete_in_submission_order() {
+    let server = RedisServer::start();
+    let mut h = harness(&server, limits(100));
+    let conn = ReplyTo {
+        shard: 0,
+        key: 0,
+        conn_id: 1,
+    };
+    let read = |max| Op::Read {
+        user: Arc::from("bob"),
+        device: Arc::from("phone"),
+        after: None,
+        max,
+        conn,
+    };
+    h.store.submit(append_op("bob", "a", "1", "x", &["phone"]));
+    h.store.submit(read(10));
+    h.store.submit(append_op("bob", "a", "2", "y", &[]));
+    h.store.submit(Op::Ack {
+        user: Arc::from("bob"),
+        device: Arc::from("phone"),
+        seq: 1,
+    });
+    h.store.submit(append_op("bob", "a", "3", "z", &[]));
+    h.store.submit(read(1));
+    let done = h.wait(5);
+    let shape: Vec<String> = done
+        .iter()
+        .map(|d| match d {
+            Done::Appended { result: Ok(m), .. } => format!("append {}", m.seq),
+            Done::Read { result: Ok(r), .. } => format!("read {:?} of {}", seqs(r), r.last_seq),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            "append 1",
+            "read [1] of 1",
+            "append 2",
+            "append 3",
+            "read [2] of 3"
+        ]
+    );
+}
