@@ -5,5 +5,11 @@
 # hard limit 120 s). Exits non-zero on any mismatch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p gateway -p loadgen
-exec timeout 120 target/release/loadgen smoke --gateway-bin target/release/gateway --conns "${SMOKE_CONNS:-200}"
+# PROFILE=debug reuses the binaries `cargo test` built (scripts/test.sh).
+profile=${PROFILE:-release}
+if [ "$profile" = release ]; then
+    cargo build --release -q -p gateway -p loadgen
+else
+    cargo build -q -p gateway -p loadgen
+fi
+exec timeout 120 "target/$profile/loadgen" smoke --gateway-bin "target/$profile/gateway" --conns "${SMOKE_CONNS:-200}"
