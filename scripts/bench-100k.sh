@@ -4,7 +4,8 @@
 # spread over 127.0.0.1-127.0.0.20 so no address class passes ~12k).
 # Usage: scripts/bench-100k.sh [TARGETS...]   (default: gateway nchan)
 # Env: MSG_RATE (direct messages/s, 50000), SKIP_FANOUT=1 (direct only).
-# nats-server is left out: one process holds at most ~20,000 connections here.
+# nats-server runs as a 6-node cluster (scripts/nats-cluster.sh): one process
+# holds at most ~20,000 connections here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${BENCH_IN_NETNS:-}" != 1 ]; then
@@ -31,3 +32,15 @@ for _ in $(seq 100); do grep -q '^ready ' "$out" && break; sleep 0.1; done
 LOADGEN_JWT_SECRET=$secret target/release/loadgen --target gateway --addr 127.0.0.1:8080 --spread 20 \
     --rate 12000 --server-pid "$gw" --admin 127.0.0.1:8082 --label "n100000-r${MSG_RATE:-50000}" \
     direct --conns 100000 --msg-rate "${MSG_RATE:-50000}" --secs 20
+
+# nats-server as a 6-node cluster (one process cannot hold 100k here).
+if [ "${NATS_CLUSTER:-1}" = 1 ] && [ "${SKIP_FANOUT:-0}" != 1 ]; then
+    kill $gw 2>/dev/null; wait $gw 2>/dev/null || true
+    scripts/nats-cluster.sh start 6
+    pids=()
+    for p in $(scripts/nats-cluster.sh pids); do pids+=(--server-pid "$p"); done
+    target/release/loadgen --target nats --addr 127.0.0.1:8091 --spread 6 --rate 12000 \
+        --nats-pub 127.0.0.1:4222 "${pids[@]}" \
+        fanout --conns 100000 --room-size 100000 --messages 100 --size 64 --label n100000-cluster6-run1 || true
+    scripts/nats-cluster.sh stop
+fi

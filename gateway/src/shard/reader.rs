@@ -168,25 +168,11 @@ fn ws_step(
     let head = match ws::decode_frame(buf, Role::Server, max) {
         Ok(Some(head)) => head,
         Ok(None) => return Ok(None),
-        Err(e) => {
-            let code = if e.close_code() == 1009 {
-                ErrorCode::FrameTooLarge
-            } else {
-                ErrorCode::BadFrame
-            };
-            return Err(Fatal(code, e.to_string()));
-        }
+        Err(e) => return Err(ws_fatal(e)),
     };
     let used = head.header_len + head.payload_len;
     let payload = &buf[head.header_len..used];
-    let event = asm.push(head, payload).map_err(|e| {
-        let code = if e.close_code() == 1009 {
-            ErrorCode::FrameTooLarge
-        } else {
-            ErrorCode::BadFrame
-        };
-        Fatal(code, e.to_string())
-    })?;
+    let event = asm.push(head, payload).map_err(ws_fatal)?;
     match event {
         None | Some(Event::Pong(_)) => {}
         Some(Event::Data { text, payload }) => {
@@ -201,4 +187,14 @@ fn ws_step(
         Some(Event::Close { .. }) => shard.close(key, None),
     }
     Ok(Some(used))
+}
+
+/// A WebSocket protocol error as the error frame the client gets.
+fn ws_fatal(e: proto::ws::WsError) -> Fatal {
+    let code = if e.close_code() == 1009 {
+        ErrorCode::FrameTooLarge
+    } else {
+        ErrorCode::BadFrame
+    };
+    Fatal(code, e.to_string())
 }
