@@ -39,7 +39,7 @@ if [ "${NATS_CLUSTER:-1}" = 1 ] && [ "${SKIP_FANOUT:-0}" != 1 ]; then
     scripts/nats-cluster.sh start 6
     pids=()
     for p in $(scripts/nats-cluster.sh pids); do pids+=(--server-pid "$p"); done
-    target/release/loadgen --target nats --addr 127.0.0.1:8091 --spread 6 --rate 12000 \
+    target/release/loadgen --target nats --addr 127.0.0.1:8091 --spread 6 --rate 4000 --handshake-timeout-ms 60000 \
         --nats-pub 127.0.0.1:4222 "${pids[@]}" \
         fanout --conns 100000 --room-size 100000 --messages 100 --size 64 --label n100000-cluster6-run1 || true
     scripts/nats-cluster.sh stop
