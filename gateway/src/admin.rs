@@ -214,7 +214,14 @@ fn push(control: &Control, body: &[u8]) -> Response {
         },
         _ => return error(400, "give exactly one of text or payload_b64"),
     };
-    if payload.len() > control.node().config.limits.max_frame_bytes - 256 {
+    if payload.len()
+        > control
+            .node()
+            .config
+            .limits
+            .max_frame_bytes
+            .saturating_sub(256)
+    {
         return error(413, "payload over the node's frame limit");
     }
     if req.qos > 1 {

@@ -8,7 +8,7 @@
 //! `ready ...` line on stdout when it accepts connections.
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +44,8 @@ pub struct Node {
     pub draining: AtomicBool,
     /// Counter for ids of messages pushed through the admin API.
     pub admin_msgs: AtomicU64,
+    /// Shards that still hold connections during a drain.
+    pub shards_busy: AtomicUsize,
 }
 
 /// Runs a node until it has drained.
@@ -70,6 +72,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         tcp_addr,
         draining: AtomicBool::new(false),
         admin_msgs: AtomicU64::new(0),
+        shards_busy: AtomicUsize::new(shards),
         config,
     });
 

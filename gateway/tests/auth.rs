@@ -18,6 +18,7 @@ driver_tests!(
     bad_tokens_at_upgrade_are_401,
     bad_token_in_first_frame,
     cli_token_is_accepted,
+    far_future_expiry_keeps_the_shard_alive,
 );
 
 fn header(resp: &tungstenite::handshake::client::Response, name: &str) -> Option<String> {
@@ -82,6 +83,28 @@ fn first_frame_tcp(driver: Driver) {
     c.send(&auth(&t, "laptop"));
     gw.check_auth(&c.auth_ok(), "dave", "laptop");
     c.ping(2);
+}
+
+/// A token that (almost) never expires must not overflow the expiry timer and
+/// take its shard down: every shard keeps serving after such connections.
+fn far_future_expiry_keeps_the_shard_alive(driver: Driver) {
+    let gw = Gateway::start(driver, &[]);
+    let claims = serde_json::json!({ "sub": "eve", "exp": 10_000_000_000_000_000_000u64 });
+    let t = token_with(SECRET, &claims);
+    let mut clients = Vec::new();
+    for shard in 0..gw.shards {
+        let mut c = loop {
+            let mut c = Client::from_tcp(TcpStream::connect(gw.tcp).unwrap());
+            c.send(&auth(&t, ""));
+            let ok = c.auth_ok();
+            if ok.shard == shard {
+                break c;
+            }
+        };
+        c.ping(u64::from(shard));
+        clients.push(c);
+    }
+    gw.assert_shards_serve();
 }
 
 fn read_json(ws: &mut WebSocket<Socket>) -> Value {

@@ -9,7 +9,8 @@
 //! A dropped message that a device had not acknowledged becomes a gap: the
 //! next read for that device reports (first missing, first available) and
 //! the gateway sends the client a `Gap` frame before the messages that remain.
-//! Messages acknowledged by every tracked device are dropped at once.
+//! Messages acknowledged by every tracked device are dropped at once. At most
+//! 32 devices are tracked per user (see `DEVICES_PER_USER`).
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,25 @@ impl UserInbox {
     }
 }
 
+/// Devices tracked per user. Past it the device furthest behind stops being
+/// tracked (its backlog no longer holds messages back; if it returns it is a
+/// new device and may be told of a gap).
+const DEVICES_PER_USER: usize = 32;
+
+fn track(cursors: &mut Vec<(Arc<str>, u64)>, device: &Arc<str>, at: u64) {
+    if cursors.len() >= DEVICES_PER_USER {
+        if let Some(i) = cursors
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (_, c))| *c)
+            .map(|(i, _)| i)
+        {
+            cursors.swap_remove(i);
+        }
+    }
+    cursors.push((device.clone(), at));
+}
+
 /// A bounded in-process inbox store for the users one shard owns.
 pub struct MemoryStore {
     limits: MemoryLimits,
@@ -94,7 +114,7 @@ impl MemoryStore {
         let untracked_from = inbox.untracked_start();
         for device in online {
             if !inbox.cursors.iter().any(|(d, _)| d == device) {
-                inbox.cursors.push((device.clone(), untracked_from));
+                track(&mut inbox.cursors, device, untracked_from);
             }
         }
         let key = (msg.from.clone(), client_msg_id.to_owned());
@@ -182,7 +202,7 @@ impl MemoryStore {
         let seq = seq.min(inbox.last_seq);
         match inbox.cursors.iter_mut().find(|(d, _)| d == device) {
             Some((_, c)) => *c = (*c).max(seq),
-            None => inbox.cursors.push((device.clone(), seq)),
+            None => track(&mut inbox.cursors, device, seq),
         }
         let floor = inbox.cursors.iter().map(|(_, c)| *c).min().unwrap_or(0);
         while inbox.msgs.front().is_some_and(|m| m.seq <= floor) {
@@ -208,7 +228,7 @@ impl MemoryStore {
             // messages it has not acknowledged are kept for it. This read
             // tells it of what is gone, so its cursor starts past that.
             let held_from = inbox.msgs.front().map_or(inbox.last_seq, |m| m.seq - 1);
-            inbox.cursors.push((device.clone(), held_from));
+            track(&mut inbox.cursors, device, held_from);
         }
         // Resume from what the client says it has, never before what it acked.
         let from = match (after, cursor) {

@@ -44,18 +44,20 @@ impl Shard {
         let key = self.open_conn(fd, transport);
         let max_message = self.node.config.limits.max_frame_bytes;
         let mut reader = Reader::new(transport == Transport::WebSocket, max_message);
-        loop {
+        'serve: loop {
             let wake = monoio::select! {
                 r = stream.readable(false) => Wake::Readable(r),
                 w = self.woken(key) => Wake::Shard(w),
             };
             match wake {
                 Wake::Readable(Err(_)) => break,
-                Wake::Readable(Ok(())) => {
-                    if let ReadEnd::Closed = reader.on_readable(&self, key, fd) {
-                        break;
+                Wake::Readable(Ok(())) => loop {
+                    match reader.on_readable(&self, key, fd) {
+                        ReadEnd::Again => break,
+                        ReadEnd::Closed => break 'serve,
+                        ReadEnd::Yield => super::signal::yield_now().await,
                     }
-                }
+                },
                 Wake::Shard(mut bits) => {
                     if bits & WAKE_WRITABLE != 0 && bits & WAKE_CLOSE == 0 {
                         // Reading stops while the client does not read: backpressure.

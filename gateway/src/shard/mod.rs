@@ -184,7 +184,10 @@ impl Shard {
         if c.phase == Phase::Closing {
             return false;
         }
-        if c.out.len() + bytes.len() > self.node.config.limits.send_queue_bytes {
+        // One frame always fits an empty queue (a frame near the size limit
+        // plus its envelope may pass the cap): the cap bounds the backlog.
+        if !c.out.is_empty() && c.out.len() + bytes.len() > self.node.config.limits.send_queue_bytes
+        {
             ShardStats::inc(&self.stats.slow_consumer_closes);
             let err = error_frame(ErrorCode::SlowConsumer, "send queue full: closing", true);
             self.stats.error(ErrorCode::SlowConsumer);

@@ -25,7 +25,10 @@ impl Shard {
         client_msg_id: String,
         reply: Option<ReplyTo>,
     ) {
-        if self.pending_appends.get() >= self.node.config.qos.max_pending_appends {
+        // Appends without a sender to tell (room fan-out, admin push) were
+        // already accepted upstream: they are never refused here.
+        if reply.is_some() && self.pending_appends.get() >= self.node.config.qos.max_pending_appends
+        {
             if let Some(r) = reply {
                 self.stats.error(ErrorCode::Overloaded);
                 let result = rejected(
@@ -129,8 +132,11 @@ impl Shard {
                             ShardStats::inc(&self.stats.qos_dedupe_hits);
                         } else {
                             ShardStats::inc(&self.stats.qos_appends);
-                            self.route_stored(&user, &stored);
                         }
+                        // Also for a retry: the first attempt may have been
+                        // stored without being routed (its result was lost);
+                        // holders drop a sequence they already sent.
+                        self.route_stored(&user, &stored);
                         SendResult {
                             client_msg_id,
                             accepted: true,
@@ -141,6 +147,9 @@ impl Shard {
                     }
                     Err(e) => {
                         ShardStats::inc(&self.stats.qos_store_errors);
+                        if reply.is_none() {
+                            tracing::warn!(shard = self.id, %user, "QoS 1 message from a room or the admin API not stored: {e}");
+                        }
                         self.stats.error(ErrorCode::Unavailable);
                         rejected(client_msg_id, ErrorCode::Unavailable, &e.to_string())
                     }

@@ -29,6 +29,8 @@ use crate::wheel::TimerKey;
 pub(crate) struct QosState {
     /// Highest sequence sent to this connection.
     delivered: u64,
+    /// Highest cumulative ack forwarded to the owner.
+    acked: u64,
     /// Sent and not yet acknowledged, in order.
     inflight: VecDeque<(u64, Arc<Outbound>)>,
     backoff: Backoff,
@@ -41,6 +43,7 @@ impl QosState {
     fn new(backoff: Backoff, delivered: u64) -> Box<QosState> {
         Box::new(QosState {
             delivered,
+            acked: 0,
             inflight: VecDeque::new(),
             backoff,
             timer: None,
@@ -114,12 +117,15 @@ impl Shard {
             if seq <= q.delivered {
                 continue;
             }
-            if q.lagging || seq != q.delivered + 1 || q.inflight.len() >= window {
+            let full = q.inflight.len() >= window || !self.qos_room(c);
+            let Some(q) = c.qos.as_mut() else { continue };
+            if q.lagging || seq != q.delivered + 1 || full {
                 // Left in the inbox; read in order once the window frees.
                 q.lagging = true;
-                if q.inflight.len() < window && seq != q.delivered + 1 {
+                if !full && seq != q.delivered + 1 {
                     resync.push((key, q.delivered));
                 }
+                self.qos_arm(key, c);
                 continue;
             }
             self.qos_send(key, c, seq, msg.clone());
@@ -129,7 +135,28 @@ impl Shard {
         }
     }
 
+    /// True while the connection's pending output leaves room for QoS 1
+    /// traffic: replays and retransmits stop at half the send-queue cap, so a
+    /// backlog never trips the slow-consumer close of a client that reads.
+    fn qos_room(&self, c: &Conn) -> bool {
+        c.out.len() < self.node.config.limits.send_queue_bytes / 2
+    }
+
+    /// Makes sure the retransmit timer runs (it also resumes a lagging read).
+    fn qos_arm(&self, key: ConnKey, c: &mut Conn) {
+        let id = c.id;
+        let Some(q) = c.qos.as_mut() else { return };
+        if q.timer.is_none() {
+            let at = q.backoff.deadline().max(self.now.get());
+            let timer = super::timers::Timer::new(key, id, TimerKind::Retransmit);
+            q.timer = Some(self.wheel.borrow_mut().insert(at, timer));
+        }
+    }
+
     fn qos_send(&self, key: ConnKey, c: &mut Conn, seq: u64, msg: Arc<Outbound>) {
+        if c.phase != Phase::Open {
+            return;
+        }
         let bytes_ok = self.queue_bytes(key, c, msg.bytes(c.wire));
         let Some(q) = c.qos.as_mut() else { return };
         if !bytes_ok {
@@ -158,16 +185,14 @@ impl Shard {
             Err(e) => {
                 // Stay syncing; the retransmit timer asks again.
                 tracing::debug!(shard = self.id, "inbox read failed: {e}");
-                self.send_frame(
-                    key,
-                    &error_frame(
+                let mut conns = self.conns.borrow_mut();
+                if let Some(c) = conns.get_mut(key).filter(|c| c.id == conn.conn_id) {
+                    let err = error_frame(
                         ErrorCode::Unavailable,
                         "message store unavailable: retrying",
                         false,
-                    ),
-                );
-                let mut conns = self.conns.borrow_mut();
-                if let Some(c) = conns.get_mut(key).filter(|c| c.id == conn.conn_id) {
+                    );
+                    self.send_frame_locked(key, c, &err);
                     let q = c
                         .qos
                         .get_or_insert_with(|| QosState::new(self.backoff(), c.qos_base));
@@ -187,11 +212,17 @@ impl Shard {
             return;
         };
         c.syncing = false;
+        if c.phase != Phase::Open {
+            return;
+        }
         if replay.msgs.is_empty()
             && replay.gap.is_none()
             && c.qos.as_ref().is_none_or(|q| q.inflight.is_empty())
         {
             // Nothing owed: remember where the inbox stands, hold no state.
+            if let Some(t) = c.qos.as_mut().and_then(|q| q.timer.take()) {
+                self.wheel.borrow_mut().cancel(t);
+            }
             c.qos = None;
             c.qos_base = c.qos_base.max(replay.last_seq);
             return;
@@ -215,14 +246,20 @@ impl Shard {
         // `max` cut it short. Judge by its content, not by comparing its
         // length with the window now: acks that arrived since the read was
         // asked for free more room than the read was allowed to fill.
-        let complete = replay.msgs.last().is_none_or(|m| m.seq >= replay.last_seq);
+        let mut complete = replay.msgs.last().is_none_or(|m| m.seq >= replay.last_seq);
         for m in replay.msgs {
+            if !self.qos_room(c) {
+                // The rest stays in the inbox until acks make room.
+                complete = false;
+                break;
+            }
             if c.qos.as_ref().is_none_or(|q| m.seq <= q.delivered) {
                 continue;
             }
             self.qos_send(key, c, m.seq, Outbound::new(m.to_frame(Qos::AtLeastOnce)));
         }
         let mut more = None;
+        let room = self.qos_room(c);
         if let Some(q) = c.qos.as_mut() {
             if complete {
                 q.delivered = q.delivered.max(replay.last_seq);
@@ -230,12 +267,15 @@ impl Shard {
                 q.lagging = true;
                 // Acks resume reading once the window half-frees; with that
                 // much room already (e.g. the replay was all duplicates),
-                // no ack may come: read on now. Not for a closing connection,
-                // which takes nothing more: it would read on forever.
-                if q.inflight.len() <= window / 2 && c.phase == Phase::Open {
+                // no ack may come: read on now. With the output half full,
+                // wait: acks or the retransmit timer resume it.
+                if q.inflight.len() <= window / 2 && room {
                     more = Some(q.delivered);
                 }
             }
+        }
+        if more.is_none() && !complete {
+            self.qos_arm(key, c);
         }
         drop(conns);
         if let Some(after) = more {
@@ -243,26 +283,29 @@ impl Shard {
         }
     }
 
-    /// A cumulative Ack frame from the client.
+    /// A cumulative Ack frame from the client. Only an ack that moves past
+    /// what was already forwarded (clamped to what was sent) reaches the
+    /// owner: repeated or invented acks cost nothing beyond this check.
     pub(super) fn qos_ack(&self, key: ConnKey, seq: u64) {
         let window = self.node.config.qos.inflight_window;
-        let (owner_msg, resync) = {
+        let (forward, resync) = {
             let mut conns = self.conns.borrow_mut();
             let Some(c) = conns.get_mut(key) else { return };
-            let Some(user) = c.user.clone() else { return };
-            let mut resync = None;
-            if let Some(q) = c.qos.as_mut() {
-                let before = q.inflight.len();
-                while q.inflight.front().is_some_and(|(s, _)| *s <= seq) {
-                    q.inflight.pop_front();
-                }
-                if q.inflight.len() != before {
-                    q.backoff.progress(self.now.get());
-                }
-                if q.lagging && !c.syncing && q.inflight.len() <= window / 2 {
-                    resync = Some(q.delivered);
-                }
+            let (Some(user), syncing) = (c.user.clone(), c.syncing) else {
+                return;
+            };
+            let Some(q) = c.qos.as_mut() else { return };
+            let seq = seq.min(q.delivered);
+            if seq <= q.acked {
+                return;
             }
+            q.acked = seq;
+            while q.inflight.front().is_some_and(|(s, _)| *s <= seq) {
+                q.inflight.pop_front();
+            }
+            q.backoff.progress(self.now.get());
+            let resync =
+                (q.lagging && !syncing && q.inflight.len() <= window / 2).then_some(q.delivered);
             let owner = self.node.mesh.owner(&user);
             (
                 (
@@ -276,54 +319,71 @@ impl Shard {
                 resync,
             )
         };
-        self.send_to(owner_msg.0, owner_msg.1);
+        self.send_to(forward.0, forward.1);
         if let Some(after) = resync {
             self.qos_sync(key, Some(after));
         }
     }
 
-    /// A Resume frame: the client has everything up to `last_seq`.
+    /// A Resume frame: the client has everything up to `last_seq`. Ignored
+    /// while a replay is pending (one inbox read per connection at a time).
     pub(super) fn qos_resume(&self, key: ConnKey, last_seq: u64) {
         if let Some(c) = self.conns.borrow_mut().get_mut(key) {
+            if c.syncing {
+                return;
+            }
             c.qos_base = last_seq;
             if let Some(q) = c.qos.as_mut() {
                 q.inflight.clear();
                 q.delivered = last_seq;
+                q.acked = q.acked.min(last_seq);
                 q.lagging = false;
             }
         }
         self.qos_sync(key, Some(last_seq));
     }
 
-    /// The retransmit timer of a connection fired.
+    /// The retransmit timer of a connection fired: resend what is still
+    /// unacknowledged (in order, within the byte budget), or retry a failed
+    /// read, or resume a read that waited for room.
     pub(super) fn qos_timer(&self, key: ConnKey, now: Instant) {
         let mut conns = self.conns.borrow_mut();
         let Some(c) = conns.get_mut(key) else { return };
-        let syncing = c.syncing;
+        let (syncing, room) = (c.syncing, self.qos_room(c));
         let Some(q) = c.qos.as_mut() else { return };
         q.timer = None;
-        if syncing && q.inflight.is_empty() {
-            drop(conns);
-            return self.qos_sync(key, None);
-        }
         if q.inflight.is_empty() {
+            let read = if syncing {
+                Some(None)
+            } else if q.lagging && room {
+                Some(Some(q.delivered))
+            } else {
+                None
+            };
+            if q.lagging && !room {
+                self.qos_arm(key, c);
+            }
+            drop(conns);
+            if let Some(after) = read {
+                self.qos_sync(key, after);
+            }
             return;
         }
         if q.backoff.fire(now) {
             let resend: Vec<Arc<Outbound>> = q.inflight.iter().map(|(_, m)| m.clone()).collect();
-            ShardStats::add(&self.stats.qos_retransmits, resend.len() as u64);
+            let mut sent = 0;
             for m in resend {
+                if !self.qos_room(c) {
+                    break;
+                }
                 if !self.queue_bytes(key, c, m.bytes(c.wire)) {
                     return;
                 }
+                sent += 1;
             }
+            ShardStats::add(&self.stats.qos_retransmits, sent);
         }
-        let Some(q) = c.qos.as_mut() else { return };
-        let at = q.backoff.deadline().max(now);
-        q.timer = Some(self.wheel.borrow_mut().insert(
-            at,
-            super::timers::Timer::new(key, c.id, TimerKind::Retransmit),
-        ));
+        self.qos_arm(key, c);
     }
 
     /// Cancels a closing connection's retransmit timer.

@@ -15,10 +15,16 @@ use super::{Phase, Shard};
 use crate::metrics::ShardStats;
 use crate::sys::{self, Io};
 
+/// Reads one connection may do before the other tasks of its shard get a
+/// turn (one client streaming frames must not stall the rest).
+const READS_PER_TURN: usize = 4;
 /// How reading ended.
 pub(super) enum ReadEnd {
     /// Socket drained; wait for readiness again.
     Again,
+    /// This connection had its share of the round: let the others run, then
+    /// read again without waiting for readiness.
+    Yield,
     /// The peer closed, the socket failed, or the session is closing.
     Closed,
 }
@@ -48,7 +54,7 @@ impl Reader {
     pub(super) fn on_readable(&mut self, shard: &Shard, key: ConnKey, fd: RawFd) -> ReadEnd {
         let limit = shard.node.config.limits.max_frame_bytes + 64;
         let limit = limit.max(shard.node.config.limits.max_handshake_bytes);
-        loop {
+        for _ in 0..READS_PER_TURN {
             let pending = !self.buf.is_empty();
             let mut scratch = shard.scratch.borrow_mut();
             let buf: &mut Vec<u8> = if pending { &mut self.buf } else { &mut scratch };
@@ -87,13 +93,14 @@ impl Reader {
                 return ReadEnd::Again;
             }
         }
+        ReadEnd::Yield
     }
 
     /// Drains and discards input while a closing connection lingers.
     pub(super) fn discard(&mut self, shard: &Shard, fd: RawFd) -> ReadEnd {
         self.buf = Vec::new();
         let mut scratch = shard.scratch.borrow_mut();
-        loop {
+        for _ in 0..READS_PER_TURN {
             scratch.clear();
             match sys::recv(fd, &mut scratch) {
                 Ok(Io::Done(0)) | Err(_) => return ReadEnd::Closed,
@@ -101,6 +108,7 @@ impl Reader {
                 Ok(Io::Done(_)) => {}
             }
         }
+        ReadEnd::Again
     }
 }
 

@@ -51,6 +51,9 @@ impl Shard {
         if name.is_empty() || name.len() > max_name {
             return Err((ErrorCode::InvalidArgument, "target name empty or too long"));
         }
+        if send.client_msg_id.len() > max_name {
+            return Err((ErrorCode::InvalidArgument, "client_msg_id too long"));
+        }
         if self.outbox.overloaded() {
             return Err((ErrorCode::Overloaded, "node overloaded: retry later"));
         }

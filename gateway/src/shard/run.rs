@@ -123,6 +123,7 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
     let _ = ready.send(Ok(driver));
 
     shard.draining.wait().await;
+    let started = std::time::Instant::now();
     let deadline = Duration::from_millis(node.config.drain.deadline_ms);
     if monoio::time::timeout(deadline, shard.done.wait())
         .await
@@ -139,6 +140,14 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
             shard.close(key, None);
         }
         let _ = monoio::time::timeout(FORCE_CLOSE_GRACE, shard.done.wait()).await;
+    }
+    // This shard still owns users and rooms that other shards' clients use
+    // (presence, routing, QoS 1 inboxes): keep serving its inbox until every
+    // shard is empty, or until the deadline (and the grace) has passed.
+    node.shards_busy.fetch_sub(1, Ordering::AcqRel);
+    let last_call = deadline + FORCE_CLOSE_GRACE;
+    while node.shards_busy.load(Ordering::Acquire) > 0 && started.elapsed() < last_call {
+        monoio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -19,6 +19,8 @@ use crate::mesh::{PresenceEntry, ShardMsg};
 use crate::metrics::ShardStats;
 use crate::outbound::Wire;
 
+/// Token lifetimes beyond this (ten years) count as "never expires".
+const MAX_EXPIRY_SECS: u64 = 10 * 365 * 86_400;
 impl Shard {
     pub(super) fn phase(&self, key: ConnKey) -> Option<Phase> {
         self.conns.borrow().get(key).map(|c| c.phase)
@@ -138,7 +140,11 @@ impl Shard {
         }
         let user: Arc<str> = Arc::from(claims.user.as_str());
         let now = Instant::now();
+        // A token may say it never expires (`exp` far away): no expiry timer
+        // then, rather than an Instant overflow.
         let expires_in = claims.exp.saturating_sub(unix_secs());
+        let expires_at =
+            (expires_in <= MAX_EXPIRY_SECS).then(|| now + Duration::from_secs(expires_in));
         let (conn_id, wire, old_timer) = {
             let mut conns = self.conns.borrow_mut();
             let Some(c) = conns.get_mut(key) else { return };
@@ -152,15 +158,10 @@ impl Shard {
         self.cancel(old_timer);
         let heartbeat = now + Duration::from_millis(limits.heartbeat_timeout_ms);
         let liveness = self.schedule(key, conn_id, TimerKind::Heartbeat, heartbeat);
-        let expiry = self.schedule(
-            key,
-            conn_id,
-            TimerKind::TokenExpiry,
-            now + Duration::from_secs(expires_in),
-        );
+        let expiry = expires_at.map(|at| self.schedule(key, conn_id, TimerKind::TokenExpiry, at));
         if let Some(c) = self.conns.borrow_mut().get_mut(key) {
             c.liveness = Some(liveness);
-            c.expiry = Some(expiry);
+            c.expiry = expiry;
         }
         self.tables.borrow_mut().add_user(&user, key);
         let entry = PresenceEntry {

@@ -89,7 +89,15 @@ impl Shard {
 
     fn fire(&self, t: Timer, now: Instant) {
         if t.kind == TimerKind::Retransmit {
-            return self.qos_timer(t.key, now);
+            let current = self
+                .conns
+                .borrow()
+                .get(t.key)
+                .is_some_and(|c| c.id == t.conn_id);
+            if current {
+                self.qos_timer(t.key, now);
+            }
+            return;
         }
         let limits = &self.node.config.limits;
         let action = {
