@@ -1,10 +1,11 @@
 //! The few system calls the gateway makes outside monoio, each wrapped once.
 //!
-//! Why outside monoio: a connection must hold no buffer while idle, so reads
-//! wait for readiness (io_uring `PollAdd`, or epoll on the legacy driver) and
-//! then `recv` with `MSG_DONTWAIT` into a pooled buffer; writes are one
-//! non-blocking `send` per connection per flush round (the kernel's TCP send
-//! costs the same however it is submitted, see `shared/BENCH-NOTES.md`).
+//! Why outside monoio: a connection must hold no buffer and no task while
+//! idle, so its readiness is tracked by the shard's epoll set (see
+//! `shard::poller`) and reads `recv` with `MSG_DONTWAIT` into the shard's
+//! scratch buffer; writes are one non-blocking `send` per connection per
+//! flush round (the kernel's TCP send costs the same however it is
+//! submitted, see `shared/BENCH-NOTES.md`).
 //! Cross-shard wake-ups use eventfds created before the shards unshare their
 //! fd tables, so the same fd number names the same eventfd in every table.
 use std::io;
@@ -74,6 +75,49 @@ pub fn dup(fd: RawFd) -> io::Result<OwnedFd> {
 pub fn close(fd: RawFd) {
     // SAFETY: the caller names an fd it inherited and no longer uses.
     unsafe { libc::close(fd) };
+}
+
+/// A new epoll set.
+pub fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: epoll_create1 returns a new fd or -1.
+    let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    // SAFETY: fd was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds `fd` to an epoll set, edge-triggered, for input, output and hang-up,
+/// reporting `token` with its events. Closing `fd` removes it again.
+pub fn epoll_add(epfd: RawFd, fd: RawFd, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+        u64: token,
+    };
+    // SAFETY: passes a live epoll_event; the kernel copies it.
+    cvt(unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(|_| ())
+}
+
+/// Collects ready events without waiting; returns how many were filled in.
+pub fn epoll_poll(epfd: RawFd, events: &mut [libc::epoll_event]) -> usize {
+    let max = events.len().min(i32::MAX as usize) as i32;
+    // SAFETY: the kernel writes at most `max` entries into the live slice.
+    let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), max, 0) };
+    n.max(0) as usize
+}
+
+/// Disables Nagle's algorithm: frames are coalesced by the shard instead.
+pub fn set_nodelay(fd: RawFd) {
+    // SAFETY: passes a pointer to a live i32 with its exact size; a failure
+    // (socket already gone) is caught by the next read or write.
+    unsafe {
+        let one: i32 = 1;
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        );
+    }
 }
 
 /// Outcome of a non-blocking socket call.

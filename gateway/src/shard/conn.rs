@@ -1,21 +1,19 @@
-//! The life of one connection: accept, read loop, close, cleanup.
+//! The life of one connection: accept, close, linger, cleanup, and its
+//! writes.
 //!
-//! One task per connection waits on readiness (io_uring `PollAdd`, or epoll)
-//! or on a wake-up from the shard (close requested, write blocked). Reading
-//! and protocol work happen in `reader` and `session`; writing is done by the
-//! shard's flusher, once per connection per round.
-use std::future::poll_fn;
-use std::os::fd::AsRawFd;
-use std::rc::Rc;
-use std::task::Poll;
+//! A connection is a slab entry and a registration in the shard's epoll set
+//! (`poller`), nothing more. Reading and protocol work happen in `reader` and
+//! `session`; writing is done by the shard's flusher, once per connection per
+//! round. Closing: the last frame (error or go-away) and the WebSocket close
+//! are queued, the flusher writes them and half-closes, the connection reads
+//! and discards until the client's FIN, and is removed then or when its
+//! linger timer fires, whichever comes first.
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
-
-use super::reader::{ReadEnd, Reader};
 use super::tables::ConnKey;
 use super::timers::TimerKind;
-use super::{Conn, Phase, Shard, WAKE_CLOSE, WAKE_WRITABLE};
+use super::{Conn, Phase, Shard};
 use crate::mesh::ShardMsg;
 use crate::metrics::ShardStats;
 use crate::outbound::Wire;
@@ -31,93 +29,19 @@ pub(super) enum Transport {
     Tcp,
 }
 
-enum Wake {
-    Readable(std::io::Result<()>),
-    Shard(u8),
-}
-
 impl Shard {
-    /// Serves one accepted connection until it is closed and cleaned up.
-    pub(super) async fn serve(self: Rc<Self>, stream: TcpStream, transport: Transport) {
-        let _ = stream.set_nodelay(true);
-        let fd = stream.as_raw_fd();
-        let key = self.open_conn(fd, transport);
-        let max_message = self.node.config.limits.max_frame_bytes;
-        let mut reader = Reader::new(transport == Transport::WebSocket, max_message);
-        'serve: loop {
-            let wake = monoio::select! {
-                r = stream.readable(false) => Wake::Readable(r),
-                w = self.woken(key) => Wake::Shard(w),
-            };
-            match wake {
-                Wake::Readable(Err(_)) => break,
-                Wake::Readable(Ok(())) => loop {
-                    match reader.on_readable(&self, key, fd) {
-                        ReadEnd::Again => break,
-                        ReadEnd::Closed => break 'serve,
-                        ReadEnd::Yield => super::signal::yield_now().await,
-                    }
-                },
-                Wake::Shard(mut bits) => {
-                    if bits & WAKE_WRITABLE != 0 && bits & WAKE_CLOSE == 0 {
-                        // Reading stops while the client does not read: backpressure.
-                        monoio::select! {
-                            r = stream.writable(false) => if r.is_ok() { self.unblock(key) },
-                            w = self.woken(key) => bits |= w,
-                        }
-                    }
-                    if bits & WAKE_CLOSE != 0 {
-                        break;
-                    }
-                }
-            }
-        }
-        self.close(key, None);
-        // Boxed: closing is rare, and inline its state would enlarge the task
-        // of every open connection.
-        let linger = Box::pin(async {
-            let _ = monoio::time::timeout(LINGER, self.linger(&stream, key, &mut reader)).await;
-        });
-        linger.await;
-        self.remove_conn(key);
-    }
-
-    /// Flushes what is pending, half-closes, and waits for the client's FIN so
-    /// the last frames (error, go-away) are not lost to a reset.
-    async fn linger(&self, stream: &TcpStream, key: ConnKey, reader: &mut Reader) {
-        let fd = stream.as_raw_fd();
-        while self.flush_conn(key) {
-            if stream.writable(false).await.is_err() {
-                return;
-            }
-            self.unblock(key);
-        }
-        sys::shutdown_write(fd);
-        loop {
-            if stream.readable(false).await.is_err() {
-                return;
-            }
-            if let ReadEnd::Closed = reader.discard(self, fd) {
-                return;
-            }
+    /// Takes over an accepted socket: a slab entry, a handshake deadline, and
+    /// its place in the shard's epoll set. Nothing else (no task, no buffer).
+    pub(super) fn accept_conn(&self, fd: RawFd, transport: Transport) {
+        sys::set_nodelay(fd);
+        let (key, id) = self.open_conn(fd, transport);
+        if let Err(e) = self.watch(fd, key, id) {
+            tracing::warn!(shard = self.id, "cannot watch an accepted connection: {e}");
+            self.remove_conn(key);
         }
     }
 
-    fn woken(&self, key: ConnKey) -> impl std::future::Future<Output = u8> + '_ {
-        poll_fn(move |cx| {
-            let mut conns = self.conns.borrow_mut();
-            let Some(c) = conns.get_mut(key) else {
-                return Poll::Ready(WAKE_CLOSE);
-            };
-            if c.wake != 0 {
-                return Poll::Ready(std::mem::take(&mut c.wake));
-            }
-            c.waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-    }
-
-    fn open_conn(&self, fd: i32, transport: Transport) -> ConnKey {
+    fn open_conn(&self, fd: RawFd, transport: Transport) -> (ConnKey, u64) {
         let now = Instant::now();
         let id = self.next_conn_id();
         let (wire, phase) = match transport {
@@ -126,22 +50,23 @@ impl Shard {
         };
         let key = self.conns.borrow_mut().insert(Conn {
             fd,
-            id,
             wire,
             phase,
-            user: None,
-            device: std::sync::Arc::from(""),
-            rooms: Vec::new(),
-            out: Vec::new(),
             write_blocked: false,
             in_dirty: false,
-            wake: 0,
-            waker: None,
-            accepted_at: now,
-            last_seen: now,
-            liveness: None,
-            expiry: None,
+            read_stalled: false,
+            peer_closed: false,
+            fin_sent: false,
             syncing: false,
+            id,
+            user: None,
+            device: self.no_device.clone(),
+            rooms: Vec::new(),
+            out: Vec::new(),
+            partial: None,
+            stamp: now,
+            expires_at: None,
+            liveness: None,
             qos: None,
             qos_base: 0,
         });
@@ -152,7 +77,7 @@ impl Shard {
         }
         ShardStats::inc(&self.stats.accepted);
         self.gauge(transport, 1);
-        key
+        (key, id)
     }
 
     fn gauge(&self, transport: Transport, delta: i64) {
@@ -163,13 +88,35 @@ impl Shard {
         g.fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn remove_conn(&self, key: ConnKey) {
+    /// Starts the closing connection's linger: it has `LINGER` to flush,
+    /// half-close and see the client's FIN, then it is removed regardless.
+    pub(super) fn start_linger(&self, key: ConnKey, c: &mut Conn) {
+        c.phase = Phase::Closing;
+        c.read_stalled = false;
+        self.cancel(c.liveness.take());
+        let at = self.now.get() + LINGER;
+        c.liveness = Some(self.schedule(key, c.id, TimerKind::Linger, at));
+    }
+
+    /// The peer closed or the socket failed: close our side too, and remove
+    /// the connection once its last frames are flushed (see `flush_conn`).
+    pub(super) fn on_peer_closed(&self, key: ConnKey) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(c) = conns.get_mut(key) else { return };
+        c.peer_closed = true;
+        self.close_locked(key, c, None);
+        // Already closing (and maybe flushed): the flusher finishes it.
+        self.mark_dirty(key, c);
+    }
+
+    /// Forgets a connection: timers, routing entries, presence, descriptor.
+    pub(super) fn remove_conn(&self, key: ConnKey) {
         let Some(mut c) = self.conns.borrow_mut().try_remove(key) else {
             return;
         };
+        sys::close(c.fd);
         self.qos_forget(&mut c);
         self.cancel(c.liveness);
-        self.cancel(c.expiry);
         for room in &c.rooms {
             self.leave_room(key, room);
         }
@@ -195,64 +142,65 @@ impl Shard {
         self.check_done();
     }
 
-    /// Writes a connection's pending output once. True when bytes remain and
-    /// the socket is full (the caller waits for writability).
-    pub(super) fn flush_conn(&self, key: ConnKey) -> bool {
+    /// Writes a connection's pending output once. A closing connection whose
+    /// output is flushed is half-closed, and removed once the peer has closed.
+    pub(super) fn flush_conn(&self, key: ConnKey) {
         let mut conns = self.conns.borrow_mut();
-        let Some(c) = conns.get_mut(key) else {
-            return false;
-        };
+        let Some(c) = conns.get_mut(key) else { return };
         c.in_dirty = false;
-        if c.out.is_empty() {
-            return false;
-        }
-        ShardStats::inc(&self.stats.writes);
-        match sys::send(c.fd, &c.out) {
-            Ok(Io::Done(n)) if n == c.out.len() => {
-                ShardStats::add(&self.stats.bytes_out, n as u64);
-                let buf = std::mem::take(&mut c.out);
-                drop(conns);
-                self.put_buf(buf);
-                false
-            }
-            Ok(Io::Done(n)) => {
-                ShardStats::add(&self.stats.bytes_out, n as u64);
-                c.out.drain(..n);
-                self.block(c)
-            }
-            Ok(Io::WouldBlock) => self.block(c),
-            Err(_) => {
-                // The peer is gone: nothing more can be written.
-                c.out.clear();
-                if c.phase != Phase::Closing {
-                    c.phase = Phase::Closing;
-                    c.wake |= WAKE_CLOSE;
-                    if let Some(w) = c.waker.take() {
-                        w.wake();
+        if !c.out.is_empty() {
+            ShardStats::inc(&self.stats.writes);
+            match sys::send(c.fd, &c.out) {
+                Ok(Io::Done(n)) if n == c.out.len() => {
+                    ShardStats::add(&self.stats.bytes_out, n as u64);
+                    let buf = std::mem::take(&mut c.out);
+                    self.put_buf(buf);
+                }
+                Ok(Io::Done(n)) => {
+                    // A short write leaves the socket flagged for EPOLLOUT
+                    // just as EAGAIN does.
+                    ShardStats::add(&self.stats.bytes_out, n as u64);
+                    c.out.drain(..n);
+                    c.write_blocked = true;
+                    return;
+                }
+                Ok(Io::WouldBlock) => {
+                    c.write_blocked = true;
+                    return;
+                }
+                Err(_) => {
+                    // The peer is gone: nothing more can be written.
+                    c.out.clear();
+                    c.peer_closed = true;
+                    if c.phase != Phase::Closing {
+                        self.start_linger(key, c);
                     }
                 }
-                false
             }
+        }
+        if c.phase != Phase::Closing {
+            return;
+        }
+        if !c.fin_sent {
+            c.fin_sent = true;
+            sys::shutdown_write(c.fd);
+        }
+        if c.peer_closed {
+            drop(conns);
+            self.remove_conn(key);
         }
     }
 
-    fn block(&self, c: &mut Conn) -> bool {
-        if !c.write_blocked {
-            c.write_blocked = true;
-            c.wake |= WAKE_WRITABLE;
-            if let Some(w) = c.waker.take() {
-                w.wake();
-            }
-        }
-        true
-    }
-
-    /// The socket is writable again: flush from the shard's next round.
-    fn unblock(&self, key: ConnKey) {
+    /// The socket is writable again: flush from the shard's next round, and
+    /// read what backpressure held back.
+    pub(super) fn unblock(&self, key: ConnKey) {
         let mut conns = self.conns.borrow_mut();
         if let Some(c) = conns.get_mut(key) {
             c.write_blocked = false;
             self.mark_dirty(key, c);
+            if std::mem::take(&mut c.read_stalled) {
+                self.read_again(key, c.id);
+            }
         }
     }
 }

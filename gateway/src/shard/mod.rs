@@ -6,13 +6,16 @@
 //! - A connection never leaves the shard that accepted it.
 //! - No `RefCell` borrow is held across an `.await` or across a call into
 //!   another method that borrows the same cell.
-//! - An idle connection holds no read or write buffer: `Conn::out` is a
-//!   pooled buffer only while bytes wait to be written.
+//! - An idle connection holds no read or write buffer and no task: `Conn::out`
+//!   is a pooled buffer only while bytes wait to be written, `Conn::partial`
+//!   exists only while a frame is incomplete, and readiness comes from the
+//!   shard's epoll set (`poller`).
 mod backoff;
 mod conn;
 mod inbox;
 mod outbox;
 mod owner;
+mod poller;
 mod qos;
 mod reader;
 mod rooms;
@@ -27,7 +30,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::task::Waker;
 use std::time::Instant;
 
 use proto::v1::{server_frame::Frame, ErrorCode, GoAway, GoAwayReason, ServerFrame};
@@ -67,31 +69,40 @@ pub(crate) enum Phase {
     Closing,
 }
 
-/// Why the connection task was woken.
-const WAKE_CLOSE: u8 = 1;
-const WAKE_WRITABLE: u8 = 2;
-
-/// One connection's shard-local state.
+/// One connection's shard-local state: everything an idle connection holds
+/// in user space besides its routing-table and timer entries (no task, no
+/// buffer). Kept compact; `tests::conn_stays_compact` guards its size.
 pub(crate) struct Conn {
     fd: RawFd,
-    id: u64,
     wire: Wire,
     phase: Phase,
+    /// Output could not be written: waiting for `EPOLLOUT`.
+    write_blocked: bool,
+    /// In the shard's dirty list (flushed this round).
+    in_dirty: bool,
+    /// Input was left unread while writes were blocked (backpressure).
+    read_stalled: bool,
+    /// The peer closed (EOF) or the socket failed.
+    peer_closed: bool,
+    /// Our FIN was sent (closing, output flushed).
+    fin_sent: bool,
+    /// Waiting for an inbox replay: live QoS 1 deliveries are ignored.
+    syncing: bool,
+    id: u64,
     user: Option<Arc<str>>,
     device: Arc<str>,
     rooms: Vec<Arc<str>>,
     /// Bytes waiting to be written (a pooled buffer, or empty and unallocated).
     out: Vec<u8>,
-    write_blocked: bool,
-    in_dirty: bool,
-    wake: u8,
-    waker: Option<Waker>,
-    accepted_at: Instant,
-    last_seen: Instant,
+    /// A partial frame or fragmented message, only while one is pending.
+    partial: Option<Box<reader::Partial>>,
+    /// Accept time until authenticated, then the time bytes last arrived.
+    stamp: Instant,
+    /// When the token expires (checked by the liveness timer).
+    expires_at: Option<Instant>,
+    /// The one wheel timer of the connection outside QoS 1: handshake, then
+    /// heartbeat and token expiry, then linger while closing.
     liveness: Option<TimerKey>,
-    expiry: Option<TimerKey>,
-    /// Waiting for an inbox replay: live QoS 1 deliveries are ignored.
-    syncing: bool,
     /// QoS 1 state, while the connection has QoS 1 messages in flight.
     qos: Option<Box<qos::QosState>>,
     /// Highest sequence the connection is known to have when `qos` is None.
@@ -104,6 +115,8 @@ pub(crate) struct Shard {
     node: Arc<Node>,
     stats: Arc<ShardStats>,
     conns: RefCell<Slab<Conn>>,
+    /// Readiness of every connection of the shard.
+    poller: poller::Poller,
     tables: RefCell<Tables>,
     wheel: RefCell<TimingWheel<Timer>>,
     /// Coarse clock, refreshed every timer tick and on each read.
@@ -119,6 +132,9 @@ pub(crate) struct Shard {
     /// Set when the shard may exit (drained and empty, or past the deadline).
     done: Flag,
     next_id: Cell<u64>,
+    /// The device name of connections that name none (shared, not one
+    /// allocation per connection).
+    no_device: Arc<str>,
     /// Inboxes of the users this shard owns.
     store: RefCell<Box<dyn Store>>,
     store_done: RefCell<Vec<Done>>,
@@ -128,11 +144,12 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    fn new(id: usize, node: Arc<Node>, store: Box<dyn Store>) -> Shard {
+    fn new(id: usize, node: Arc<Node>, store: Box<dyn Store>) -> std::io::Result<Shard> {
         let now = Instant::now();
         let tick = std::time::Duration::from_millis(node.config.timer_tick_ms.max(1));
-        Shard {
+        Ok(Shard {
             id,
+            poller: poller::Poller::new()?,
             stats: node.stats[id].clone(),
             conns: RefCell::new(Slab::new()),
             tables: RefCell::new(Tables::default()),
@@ -146,12 +163,13 @@ impl Shard {
             draining: Flag::default(),
             done: Flag::default(),
             next_id: Cell::new(1),
+            no_device: Arc::from(""),
             store: RefCell::new(store),
             store_done: RefCell::new(Vec::new()),
             store_started: RefCell::new(VecDeque::new()),
             pending_appends: Cell::new(0),
             node,
-        }
+        })
     }
 
     fn take_buf(&self) -> Vec<u8> {
@@ -239,8 +257,8 @@ impl Shard {
     }
 
     /// Starts closing a connection: queues `last` (error or go-away, beyond
-    /// the send-queue cap), then wakes its task to flush, half-close and
-    /// linger until the client closes.
+    /// the send-queue cap); the flusher then writes it and half-closes, and
+    /// the connection lingers until the client closes (see `conn`).
     fn close(&self, key: ConnKey, last: Option<&ServerFrame>) {
         let mut conns = self.conns.borrow_mut();
         if let Some(c) = conns.get_mut(key) {
@@ -271,12 +289,8 @@ impl Shard {
             };
             proto::ws::encode_close(code, "", None, &mut c.out);
         }
-        c.phase = Phase::Closing;
+        self.start_linger(key, c);
         self.mark_dirty(key, c);
-        c.wake |= WAKE_CLOSE;
-        if let Some(w) = c.waker.take() {
-            w.wake();
-        }
     }
 
     fn next_conn_id(&self) -> u64 {
@@ -321,5 +335,16 @@ pub(crate) fn go_away_frame(
             reconnect_after_ms,
             reconnect_to: String::new(),
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// What an idle connection costs is mostly this struct (its slab entry):
+    /// a field that grows it should be a deliberate choice.
+    #[test]
+    fn conn_stays_compact() {
+        let size = std::mem::size_of::<super::Conn>();
+        assert!(size <= 168, "Conn grew to {size} bytes");
     }
 }

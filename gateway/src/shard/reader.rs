@@ -1,9 +1,9 @@
 //! Reading a connection: bytes from the socket into a pooled buffer, split
 //! into frames by the sans-IO codecs of `proto`, handed to the session.
 //!
-//! The buffer is taken from the shard's pool when the socket is readable and
-//! given back as soon as no partial frame is left in it, so an idle
-//! connection holds none. It grows only up to the frame limit plus a header.
+//! Reads land in the shard's scratch buffer; a connection keeps bytes of its
+//! own only while a frame is incomplete, so an idle connection holds none. A
+//! pending frame's buffer grows only up to the frame limit plus a header.
 use std::os::fd::RawFd;
 
 use proto::codec::Encoding;
@@ -13,103 +13,145 @@ use proto::ws::{self, Assembler, Event, Role};
 use super::tables::ConnKey;
 use super::{Phase, Shard};
 use crate::metrics::ShardStats;
+use crate::outbound::Wire;
 use crate::sys::{self, Io};
 
-/// Reads one connection may do before the other tasks of its shard get a
-/// turn (one client streaming frames must not stall the rest).
+/// Reads one connection may do before the rest of its shard gets a turn
+/// (one client streaming frames must not stall the others).
 const READS_PER_TURN: usize = 4;
+
 /// How reading ended.
 pub(super) enum ReadEnd {
-    /// Socket drained; wait for readiness again.
+    /// Socket drained; wait for the next readiness edge.
     Again,
-    /// This connection had its share of the round: let the others run, then
-    /// read again without waiting for readiness.
+    /// Input may remain (the connection had its share of the round, or it
+    /// started closing with input unread): read again next round.
     Yield,
-    /// The peer closed, the socket failed, or the session is closing.
-    Closed,
+    /// The peer closed, or the socket failed.
+    Eof,
 }
 
 /// A fatal protocol error: the client gets this code and the connection closes.
 pub(super) struct Fatal(pub ErrorCode, pub String);
 
-/// Per-connection read state, owned by the connection task.
-pub(super) struct Reader {
+/// Read state that outlives one readiness event: a partial frame, and a
+/// fragmented WebSocket message in progress. A connection holds one (boxed)
+/// only while something is incomplete.
+pub(super) struct Partial {
     buf: Vec<u8>,
     ws: Option<Assembler>,
 }
 
-impl Reader {
-    pub(super) fn new(websocket: bool, max_message: usize) -> Reader {
-        Reader {
-            buf: Vec::new(),
-            ws: websocket.then(|| Assembler::new(max_message)),
+impl Partial {
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty() && !self.ws.as_ref().is_some_and(Assembler::in_progress)
+    }
+}
+
+/// Reads what the socket has and processes every complete frame.
+///
+/// Bytes land in the shard's scratch buffer; only a partial frame left at the
+/// end is copied into the connection's own buffer (sized to fit), and while
+/// one is pending reads append to it until the frame completes.
+pub(super) fn read(shard: &Shard, key: ConnKey) -> ReadEnd {
+    let limits = &shard.node.config.limits;
+    let limit = (limits.max_frame_bytes + 64).max(limits.max_handshake_bytes);
+    let (fd, kept) = {
+        let mut conns = shard.conns.borrow_mut();
+        let Some(c) = conns.get_mut(key) else {
+            return ReadEnd::Again;
+        };
+        (c.fd, c.partial.take())
+    };
+    // On the stack while reading; boxed into the connection only if
+    // something is left incomplete.
+    let mut st = kept.map_or_else(
+        || {
+            let websocket = shard
+                .conns
+                .borrow()
+                .get(key)
+                .is_some_and(|c| c.wire != Wire::Tcp);
+            Partial {
+                buf: Vec::new(),
+                ws: websocket.then(|| Assembler::new(limits.max_frame_bytes)),
+            }
+        },
+        |b| *b,
+    );
+    let end = read_into(shard, key, fd, &mut st, limit);
+    if !st.is_empty() {
+        if let Some(c) = shard.conns.borrow_mut().get_mut(key) {
+            c.partial = Some(Box::new(st));
         }
     }
+    end
+}
 
-    /// Reads what the socket has and processes every complete frame.
-    ///
-    /// Bytes land in the shard's scratch buffer; only a partial frame left at
-    /// the end is copied into this connection's own buffer (sized to fit), and
-    /// while one is pending reads append to it until the frame completes.
-    pub(super) fn on_readable(&mut self, shard: &Shard, key: ConnKey, fd: RawFd) -> ReadEnd {
-        let limit = shard.node.config.limits.max_frame_bytes + 64;
-        let limit = limit.max(shard.node.config.limits.max_handshake_bytes);
-        for _ in 0..READS_PER_TURN {
-            let pending = !self.buf.is_empty();
-            let mut scratch = shard.scratch.borrow_mut();
-            let buf: &mut Vec<u8> = if pending { &mut self.buf } else { &mut scratch };
-            if !pending {
-                buf.clear();
-            }
-            if buf.len() == buf.capacity() {
-                let grow = buf.len().min(limit.saturating_sub(buf.len())).max(1024);
-                buf.reserve(grow);
-            }
-            let spare = buf.capacity() - buf.len();
-            let n = match sys::recv(fd, buf) {
-                Ok(Io::Done(0)) | Err(_) => return ReadEnd::Closed,
-                Ok(Io::WouldBlock) => return ReadEnd::Again,
-                Ok(Io::Done(n)) => n,
-            };
-            ShardStats::add(&shard.stats.bytes_in, n as u64);
-            shard.touch(key);
-            let result = process(&mut self.ws, shard, key, buf);
-            if !pending && !scratch.is_empty() {
-                self.buf.extend_from_slice(&scratch);
-            }
-            if pending && self.buf.is_empty() {
-                // The partial frame completed: release its buffer.
-                self.buf = Vec::new();
-            }
-            drop(scratch);
-            if let Err(Fatal(code, msg)) = result {
-                shard.fail(key, code, &msg);
-                return ReadEnd::Closed;
-            }
-            if shard.phase(key) == Some(Phase::Closing) {
-                return ReadEnd::Closed;
-            }
-            if n < spare {
-                return ReadEnd::Again;
-            }
-        }
-        ReadEnd::Yield
-    }
-
-    /// Drains and discards input while a closing connection lingers.
-    pub(super) fn discard(&mut self, shard: &Shard, fd: RawFd) -> ReadEnd {
-        self.buf = Vec::new();
+fn read_into(shard: &Shard, key: ConnKey, fd: RawFd, st: &mut Partial, limit: usize) -> ReadEnd {
+    for _ in 0..READS_PER_TURN {
+        let pending = !st.buf.is_empty();
         let mut scratch = shard.scratch.borrow_mut();
-        for _ in 0..READS_PER_TURN {
-            scratch.clear();
-            match sys::recv(fd, &mut scratch) {
-                Ok(Io::Done(0)) | Err(_) => return ReadEnd::Closed,
-                Ok(Io::WouldBlock) => return ReadEnd::Again,
-                Ok(Io::Done(_)) => {}
-            }
+        let buf: &mut Vec<u8> = if pending { &mut st.buf } else { &mut scratch };
+        if !pending {
+            buf.clear();
         }
-        ReadEnd::Again
+        if buf.len() == buf.capacity() {
+            let grow = buf.len().min(limit.saturating_sub(buf.len())).max(1024);
+            buf.reserve(grow);
+        }
+        let spare = buf.capacity() - buf.len();
+        let n = match sys::recv(fd, buf) {
+            Ok(Io::Done(0)) | Err(_) => return ReadEnd::Eof,
+            Ok(Io::WouldBlock) => return ReadEnd::Again,
+            Ok(Io::Done(n)) => n,
+        };
+        ShardStats::add(&shard.stats.bytes_in, n as u64);
+        shard.touch(key);
+        let result = process(&mut st.ws, shard, key, buf);
+        if !pending && !scratch.is_empty() {
+            st.buf.extend_from_slice(&scratch);
+        }
+        if pending && st.buf.is_empty() {
+            // The partial frame completed: release its buffer.
+            st.buf = Vec::new();
+        }
+        drop(scratch);
+        if let Err(Fatal(code, msg)) = result {
+            shard.fail(key, code, &msg);
+            return ReadEnd::Yield;
+        }
+        if shard.phase(key) == Some(Phase::Closing) {
+            // What is left is discarded from the next round on.
+            return ReadEnd::Yield;
+        }
+        if n < spare {
+            return ReadEnd::Again;
+        }
     }
+    ReadEnd::Yield
+}
+
+/// Drains and discards input while a closing connection lingers.
+pub(super) fn discard(shard: &Shard, key: ConnKey) -> ReadEnd {
+    let fd = {
+        let mut conns = shard.conns.borrow_mut();
+        let Some(c) = conns.get_mut(key) else {
+            return ReadEnd::Again;
+        };
+        c.partial = None;
+        c.fd
+    };
+    let mut scratch = shard.scratch.borrow_mut();
+    for _ in 0..READS_PER_TURN {
+        scratch.clear();
+        match sys::recv(fd, &mut scratch) {
+            Ok(Io::Done(0)) | Err(_) => return ReadEnd::Eof,
+            Ok(Io::WouldBlock) => return ReadEnd::Again,
+            Ok(Io::Done(_)) => {}
+        }
+    }
+    ReadEnd::Yield
 }
 
 /// Processes every complete frame at the front of `buf` and removes it.

@@ -1,7 +1,7 @@
 //! Starting a shard: its thread, fd table, runtime, listeners and tasks; and
 //! stopping it when drained.
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -113,7 +113,14 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
             return;
         }
     };
-    let shard = Rc::new(Shard::new(id, node.clone(), store));
+    let shard = match Shard::new(id, node.clone(), store) {
+        Ok(s) => Rc::new(s),
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: cannot create its epoll set: {e}")));
+            return;
+        }
+    };
+    monoio::spawn(shard.clone().poll_task());
     monoio::spawn(shard.clone().accept_loop(ws, Transport::WebSocket));
     monoio::spawn(shard.clone().accept_loop(tcp, Transport::Tcp));
     monoio::spawn(shard.clone().inbox_task());
@@ -159,9 +166,7 @@ impl Shard {
                 _ = self.draining.wait() => return,
             };
             match accepted {
-                Ok((stream, _)) => {
-                    monoio::spawn(self.clone().serve(stream, transport));
-                }
+                Ok((stream, _)) => self.accept_conn(stream.into_raw_fd(), transport),
                 Err(e) => {
                     // Out of descriptors or memory: back off instead of spinning.
                     tracing::warn!(shard = self.id, "accept failed: {e}");

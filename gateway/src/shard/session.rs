@@ -30,7 +30,10 @@ impl Shard {
     pub(super) fn touch(&self, key: ConnKey) {
         let now = self.now.get();
         if let Some(c) = self.conns.borrow_mut().get_mut(key) {
-            c.last_seen = now;
+            // Before authentication the stamp is the accept time.
+            if c.phase == Phase::Open {
+                c.stamp = now;
+            }
         }
     }
 
@@ -129,10 +132,10 @@ impl Shard {
 
     fn authenticate(&self, key: ConnKey, claims: Claims, device: &str) {
         let limits = &self.node.config.limits;
-        let device: Arc<str> = if !device.is_empty() {
-            Arc::from(device)
-        } else {
-            Arc::from(claims.device.as_deref().unwrap_or(""))
+        let device: Arc<str> = match claims.device.as_deref() {
+            _ if !device.is_empty() => Arc::from(device),
+            Some(d) if !d.is_empty() => Arc::from(d),
+            _ => self.no_device.clone(),
         };
         if device.len() > limits.max_name_bytes {
             self.fail(key, ErrorCode::InvalidArgument, "device name too long");
@@ -145,24 +148,22 @@ impl Shard {
         let expires_in = claims.exp.saturating_sub(unix_secs());
         let expires_at =
             (expires_in <= MAX_EXPIRY_SECS).then(|| now + Duration::from_secs(expires_in));
-        let (conn_id, wire, old_timer) = {
+        let heartbeat = now + Duration::from_millis(limits.heartbeat_timeout_ms);
+        let (conn_id, wire) = {
             let mut conns = self.conns.borrow_mut();
             let Some(c) = conns.get_mut(key) else { return };
             c.phase = Phase::Open;
             c.user = Some(user.clone());
             c.device = device.clone();
-            self.stats
-                .handshake(now.saturating_duration_since(c.accepted_at));
-            (c.id, c.wire, c.liveness.take())
+            self.stats.handshake(now.saturating_duration_since(c.stamp));
+            c.stamp = now;
+            c.expires_at = expires_at;
+            // One timer watches both heartbeat and token expiry.
+            self.cancel(c.liveness.take());
+            let at = expires_at.map_or(heartbeat, |e| e.min(heartbeat));
+            c.liveness = Some(self.schedule(key, c.id, TimerKind::Liveness, at));
+            (c.id, c.wire)
         };
-        self.cancel(old_timer);
-        let heartbeat = now + Duration::from_millis(limits.heartbeat_timeout_ms);
-        let liveness = self.schedule(key, conn_id, TimerKind::Heartbeat, heartbeat);
-        let expiry = expires_at.map(|at| self.schedule(key, conn_id, TimerKind::TokenExpiry, at));
-        if let Some(c) = self.conns.borrow_mut().get_mut(key) {
-            c.liveness = Some(liveness);
-            c.expiry = expiry;
-        }
         self.tables.borrow_mut().add_user(&user, key);
         let entry = PresenceEntry {
             shard: self.id as u16,

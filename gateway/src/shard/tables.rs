@@ -8,17 +8,22 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::mesh::{PresenceEntry, ShardId};
 
 /// Connection key in the shard's slab.
 pub type ConnKey = usize;
 
 /// The routing tables of one shard.
+///
+/// Per-user lists keep one entry inline: most users have one connection,
+/// and a heap allocation per user would cost more than the entry itself.
 #[derive(Default)]
 pub struct Tables {
-    users: HashMap<Arc<str>, Vec<ConnKey>>,
+    users: HashMap<Arc<str>, SmallVec<[ConnKey; 1]>>,
     rooms: HashMap<Arc<str>, HashSet<ConnKey>>,
-    presence: HashMap<Arc<str>, Vec<PresenceEntry>>,
+    presence: HashMap<Arc<str>, SmallVec<[PresenceEntry; 1]>>,
     interest: HashMap<Arc<str>, Vec<ShardId>>,
 }
 
@@ -40,7 +45,7 @@ impl Tables {
 
     /// Local connections of `user`.
     pub fn user_conns(&self, user: &str) -> &[ConnKey] {
-        self.users.get(user).map_or(&[], Vec::as_slice)
+        self.users.get(user).map_or(&[], SmallVec::as_slice)
     }
 
     /// Adds a local member; true when it is the room's first local member.
@@ -86,7 +91,7 @@ impl Tables {
 
     /// Owner side: every connection of `user` on this node.
     pub fn presence(&self, user: &str) -> &[PresenceEntry] {
-        self.presence.get(user).map_or(&[], Vec::as_slice)
+        self.presence.get(user).map_or(&[], SmallVec::as_slice)
     }
 
     /// Owner side: the distinct shards holding `user`, in ascending order.

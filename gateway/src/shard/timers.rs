@@ -16,12 +16,13 @@ use super::{error_frame, go_away_frame, Phase, Shard};
 pub(crate) enum TimerKind {
     /// Upgrade plus authentication must finish by then.
     Handshake,
-    /// Close if nothing arrived for the heartbeat timeout.
-    Heartbeat,
-    /// The token's `exp`: go away.
-    TokenExpiry,
+    /// Authenticated: go away when nothing arrived for the heartbeat timeout
+    /// or when the token expires, whichever is first.
+    Liveness,
     /// QoS 1: retransmit unacknowledged messages, or retry a failed read.
     Retransmit,
+    /// Closing: remove the connection if the client has not closed by then.
+    Linger,
 }
 
 /// A timer of one connection; `conn_id` guards against slab key reuse.
@@ -88,66 +89,68 @@ impl Shard {
     }
 
     fn fire(&self, t: Timer, now: Instant) {
-        if t.kind == TimerKind::Retransmit {
-            let current = self
-                .conns
-                .borrow()
-                .get(t.key)
-                .is_some_and(|c| c.id == t.conn_id);
-            if current {
-                self.qos_timer(t.key, now);
-            }
+        if self
+            .conns
+            .borrow()
+            .get(t.key)
+            .is_none_or(|c| c.id != t.conn_id)
+        {
             return;
         }
-        let limits = &self.node.config.limits;
-        let action = {
+        match t.kind {
+            TimerKind::Retransmit => self.qos_timer(t.key, now),
+            TimerKind::Linger => self.remove_conn(t.key),
+            TimerKind::Handshake => self.handshake_expired(t.key),
+            TimerKind::Liveness => self.liveness_due(t, now),
+        }
+    }
+
+    fn handshake_expired(&self, key: ConnKey) {
+        let phase = {
             let mut conns = self.conns.borrow_mut();
-            let Some(c) = conns.get_mut(t.key).filter(|c| c.id == t.conn_id) else {
+            let Some(c) = conns.get_mut(key) else { return };
+            c.liveness = None;
+            c.phase
+        };
+        match phase {
+            Phase::Upgrade => self.reject_upgrade(key, 408, "no upgrade request in time"),
+            Phase::Auth => {
+                self.stats.error(ErrorCode::AuthTimeout);
+                let err = error_frame(ErrorCode::AuthTimeout, "not authenticated in time", true);
+                self.close(key, Some(&err));
+            }
+            Phase::Open | Phase::Closing => {}
+        }
+    }
+
+    /// Token expiry first, then the heartbeat deadline; re-armed at the
+    /// earlier of the two while neither has passed.
+    fn liveness_due(&self, t: Timer, now: Instant) {
+        let timeout = Duration::from_millis(self.node.config.limits.heartbeat_timeout_ms);
+        let last = {
+            let mut conns = self.conns.borrow_mut();
+            let Some(c) = conns.get_mut(t.key) else {
                 return;
             };
-            match t.kind {
-                TimerKind::Handshake => {
-                    c.liveness = None;
-                    (c.phase != Phase::Open && c.phase != Phase::Closing).then_some(t.kind)
-                }
-                TimerKind::Heartbeat => {
-                    let due = c.last_seen + Duration::from_millis(limits.heartbeat_timeout_ms);
-                    if due <= now {
-                        c.liveness = None;
-                        Some(t.kind)
-                    } else {
-                        c.liveness = Some(self.wheel.borrow_mut().insert(due, t));
-                        None
-                    }
-                }
-                TimerKind::TokenExpiry => {
-                    c.expiry = None;
-                    Some(t.kind)
-                }
-                TimerKind::Retransmit => None,
-            }
-        };
-        let last = match action {
-            None => return,
-            Some(TimerKind::Handshake) if self.phase(t.key) == Some(Phase::Upgrade) => {
-                self.reject_upgrade(t.key, 408, "no upgrade request in time");
+            c.liveness = None;
+            let heartbeat_due = c.stamp + timeout;
+            if c.expires_at.is_some_and(|e| e <= now) {
+                go_away_frame(
+                    GoAwayReason::TokenExpired,
+                    "token expired: renew and reconnect",
+                    0,
+                )
+            } else if heartbeat_due <= now {
+                go_away_frame(
+                    GoAwayReason::HeartbeatTimeout,
+                    "no heartbeat within the timeout",
+                    0,
+                )
+            } else {
+                let at = c.expires_at.map_or(heartbeat_due, |e| e.min(heartbeat_due));
+                c.liveness = Some(self.wheel.borrow_mut().insert(at, t));
                 return;
             }
-            Some(TimerKind::Handshake) => {
-                self.stats.error(ErrorCode::AuthTimeout);
-                error_frame(ErrorCode::AuthTimeout, "not authenticated in time", true)
-            }
-            Some(TimerKind::Heartbeat) => go_away_frame(
-                GoAwayReason::HeartbeatTimeout,
-                "no heartbeat within the timeout",
-                0,
-            ),
-            Some(TimerKind::Retransmit) => return,
-            Some(TimerKind::TokenExpiry) => go_away_frame(
-                GoAwayReason::TokenExpired,
-                "token expired: renew and reconnect",
-                0,
-            ),
         };
         self.close(t.key, Some(&last));
     }

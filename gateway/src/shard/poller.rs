@@ -1,0 +1,148 @@
+//! Readiness of a shard's connections: one edge-triggered epoll set per
+//! shard, waited on through the shard's runtime (an io_uring `PollAdd` on the
+//! epoll descriptor, or the legacy driver's own epoll).
+//!
+//! Why not a task per connection awaiting its own readiness: a monoio task
+//! costs an idle connection ~600 B (its future and header) plus a pending
+//! poll in the runtime, and every wake-up re-arms one poll per connection.
+//! Here an idle connection costs nothing in user space beyond its `Conn`,
+//! its descriptor stays registered for its whole life (no re-arm), and one
+//! wait returns every ready connection of the shard at once. monoio exposes
+//! neither multishot poll nor provided-buffer rings, which would give the
+//! same shape on the ring itself.
+//!
+//! Each connection is registered once, at accept, for input, output and
+//! hang-up, with a token of its slab key and the low half of its id (a stale
+//! event for a reused key is recognised and dropped). Edge-triggered means a
+//! connection is read until `EAGAIN`; one that had its share of a round
+//! (`reader::READS_PER_TURN`) or whose input was held back by write
+//! backpressure is kept in the `again` list and read without a new edge.
+use std::cell::RefCell;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
+
+use super::reader::{self, ReadEnd};
+use super::signal::yield_now;
+use super::tables::ConnKey;
+use super::{Phase, Shard};
+use crate::sys;
+
+/// Events collected per `epoll_wait`.
+const EVENTS: usize = 1024;
+
+pub(super) struct Poller {
+    epfd: OwnedFd,
+    /// Connections to read without waiting for a new edge.
+    again: RefCell<Vec<u64>>,
+}
+
+impl Poller {
+    pub(super) fn new() -> std::io::Result<Poller> {
+        Ok(Poller {
+            epfd: sys::epoll_create()?,
+            again: RefCell::new(Vec::new()),
+        })
+    }
+}
+
+/// The epoll token of a connection.
+fn token(key: ConnKey, id: u64) -> u64 {
+    (key as u64 & 0xffff_ffff) | (id << 32)
+}
+
+fn untoken(token: u64) -> (ConnKey, u32) {
+    ((token & 0xffff_ffff) as ConnKey, (token >> 32) as u32)
+}
+
+impl Shard {
+    /// Starts watching an accepted connection.
+    pub(super) fn watch(&self, fd: i32, key: ConnKey, id: u64) -> std::io::Result<()> {
+        sys::epoll_add(self.poller.epfd.as_raw_fd(), fd, token(key, id))
+    }
+
+    /// Reads `key` again in the next round, without waiting for readiness.
+    pub(super) fn read_again(&self, key: ConnKey, id: u64) {
+        self.poller.again.borrow_mut().push(token(key, id));
+    }
+
+    /// Waits for readiness and dispatches it, for the life of the shard.
+    pub(super) async fn poll_task(self: Rc<Self>) {
+        // Poll a duplicate, so that monoio owns (and may close) only its copy.
+        let waiter = match sys::dup(self.poller.epfd.as_raw_fd()).and_then(|fd| {
+            // SAFETY: fd is a fresh duplicate owned by nobody else; the std
+            // TcpStream is only a carrier for readiness polling.
+            let std = unsafe { std::net::TcpStream::from_raw_fd(fd.into_raw_fd()) };
+            monoio::net::TcpStream::from_std(std)
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(shard = self.id, "cannot poll the shard's epoll set: {e}");
+                return;
+            }
+        };
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
+        let mut again = Vec::new();
+        loop {
+            std::mem::swap(&mut again, &mut *self.poller.again.borrow_mut());
+            for t in again.drain(..) {
+                let (key, id) = untoken(t);
+                self.on_input(key, id);
+            }
+            let n = sys::epoll_poll(self.poller.epfd.as_raw_fd(), &mut events);
+            for ev in &events[..n] {
+                let (key, id) = untoken(ev.u64);
+                self.on_event(key, id, ev.events);
+            }
+            if n == EVENTS || !self.poller.again.borrow().is_empty() {
+                // More is waiting: let the shard's other tasks (the flusher,
+                // the inbox) run first, then come back without sleeping.
+                yield_now().await;
+                continue;
+            }
+            if waiter.readable(false).await.is_err() {
+                tracing::error!(shard = self.id, "epoll set poll failed");
+                return;
+            }
+        }
+    }
+
+    fn on_event(&self, key: ConnKey, id: u32, events: u32) {
+        let blocked = match self.conns.borrow().get(key) {
+            Some(c) if c.id as u32 == id => c.write_blocked,
+            _ => return,
+        };
+        if blocked && events & libc::EPOLLOUT as u32 != 0 {
+            self.unblock(key);
+        }
+        let input = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        if events & input != 0 {
+            self.on_input(key, id);
+        }
+    }
+
+    /// Input may be waiting on `key`: read it, unless writes are blocked.
+    fn on_input(&self, key: ConnKey, id: u32) {
+        let (phase, conn_id) = {
+            let mut conns = self.conns.borrow_mut();
+            let Some(c) = conns.get_mut(key).filter(|c| c.id as u32 == id) else {
+                return;
+            };
+            if c.write_blocked && c.phase != Phase::Closing {
+                // Reading stops while the client does not read: backpressure.
+                c.read_stalled = true;
+                return;
+            }
+            (c.phase, c.id)
+        };
+        let end = if phase == Phase::Closing {
+            reader::discard(self, key)
+        } else {
+            reader::read(self, key)
+        };
+        match end {
+            ReadEnd::Again => {}
+            ReadEnd::Yield => self.read_again(key, conn_id),
+            ReadEnd::Eof => self.on_peer_closed(key),
+        }
+    }
+}
