@@ -8,6 +8,12 @@ use gateway::config::{self, Cli, Command};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // No transparent huge pages: an idle connection's few hundred bytes are
+    // scattered over the heap, and with THP (mimalloc asks for it) each
+    // touched 2 MiB region is resident whole. Measured at 100k connections:
+    // 569 -> 439 B of RSS per connection, idle RSS 48 -> 25 MiB.
+    // SAFETY: prctl with integer arguments only changes this process's flags.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

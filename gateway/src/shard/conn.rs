@@ -61,11 +61,11 @@ impl Shard {
             id,
             user: None,
             device: self.no_device.clone(),
-            rooms: Vec::new(),
+            rooms: Box::default(),
             out: Vec::new(),
             partial: None,
             stamp: now,
-            expires_at: None,
+            expires_at: 0,
             liveness: None,
             qos: None,
             qos_base: 0,
@@ -117,7 +117,7 @@ impl Shard {
         sys::close(c.fd);
         self.qos_forget(&mut c);
         self.cancel(c.liveness);
-        for room in &c.rooms {
+        for room in c.rooms.iter() {
             self.leave_room(key, room);
         }
         if let Some(user) = &c.user {

@@ -91,15 +91,16 @@ pub(crate) struct Conn {
     id: u64,
     user: Option<Arc<str>>,
     device: Arc<str>,
-    rooms: Vec<Arc<str>>,
+    rooms: Box<[Arc<str>]>,
     /// Bytes waiting to be written (a pooled buffer, or empty and unallocated).
     out: Vec<u8>,
     /// A partial frame or fragmented message, only while one is pending.
     partial: Option<Box<reader::Partial>>,
     /// Accept time until authenticated, then the time bytes last arrived.
     stamp: Instant,
-    /// When the token expires (checked by the liveness timer).
-    expires_at: Option<Instant>,
+    /// When the token expires, in Unix seconds (0: never); checked by the
+    /// liveness timer.
+    expires_at: u32,
     /// The one wheel timer of the connection outside QoS 1: handshake, then
     /// heartbeat and token expiry, then linger while closing.
     liveness: Option<TimerKey>,
@@ -345,6 +346,6 @@ mod tests {
     #[test]
     fn conn_stays_compact() {
         let size = std::mem::size_of::<super::Conn>();
-        assert!(size <= 168, "Conn grew to {size} bytes");
+        assert!(size <= 152, "Conn grew to {size} bytes");
     }
 }

@@ -171,7 +171,10 @@ impl Shard {
                     ),
                 );
             } else {
-                c.rooms.push(room.clone());
+                // A boxed slice (16 B, no capacity word): joins are rare.
+                let mut rooms = std::mem::take(&mut c.rooms).into_vec();
+                rooms.push(room.clone());
+                c.rooms = rooms.into_boxed_slice();
                 true
             }
         };
@@ -201,7 +204,9 @@ impl Shard {
             let mut conns = self.conns.borrow_mut();
             let Some(c) = conns.get_mut(key) else { return };
             let before = c.rooms.len();
-            c.rooms.retain(|r| **r != *room);
+            let mut rooms = std::mem::take(&mut c.rooms).into_vec();
+            rooms.retain(|r| **r != *room);
+            c.rooms = rooms.into_boxed_slice();
             before != c.rooms.len()
         };
         if removed {

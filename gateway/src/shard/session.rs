@@ -157,7 +157,10 @@ impl Shard {
             c.device = device.clone();
             self.stats.handshake(now.saturating_duration_since(c.stamp));
             c.stamp = now;
-            c.expires_at = expires_at;
+            // exp fits u32 until 2106; beyond (or far away) counts as never.
+            c.expires_at = expires_at
+                .and_then(|_| u32::try_from(claims.exp.max(1)).ok())
+                .unwrap_or(0);
             // One timer watches both heartbeat and token expiry.
             self.cancel(c.liveness.take());
             let at = expires_at.map_or(heartbeat, |e| e.min(heartbeat));

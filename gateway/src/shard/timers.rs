@@ -28,7 +28,8 @@ pub(crate) enum TimerKind {
 /// A timer of one connection; `conn_id` guards against slab key reuse.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timer {
-    key: ConnKey,
+    /// The slab key, narrowed: a wheel entry per connection is worth 8 B.
+    key: u32,
     conn_id: u64,
     kind: TimerKind,
 }
@@ -36,7 +37,11 @@ pub(crate) struct Timer {
 impl Timer {
     /// A timer of connection `conn_id` at slab `key`.
     pub(crate) fn new(key: ConnKey, conn_id: u64, kind: TimerKind) -> Timer {
-        Timer { key, conn_id, kind }
+        Timer {
+            key: key as u32,
+            conn_id,
+            kind,
+        }
     }
 }
 
@@ -49,9 +54,14 @@ impl Shard {
         kind: TimerKind,
         at: Instant,
     ) -> crate::wheel::TimerKey {
-        self.wheel
-            .borrow_mut()
-            .insert(at, Timer { key, conn_id, kind })
+        self.wheel.borrow_mut().insert(
+            at,
+            Timer {
+                key: key as u32,
+                conn_id,
+                kind,
+            },
+        )
     }
 
     /// Cancels a timer (a fired or unknown key is a no-op).
@@ -89,18 +99,19 @@ impl Shard {
     }
 
     fn fire(&self, t: Timer, now: Instant) {
+        let key = t.key as ConnKey;
         if self
             .conns
             .borrow()
-            .get(t.key)
+            .get(key)
             .is_none_or(|c| c.id != t.conn_id)
         {
             return;
         }
         match t.kind {
-            TimerKind::Retransmit => self.qos_timer(t.key, now),
-            TimerKind::Linger => self.remove_conn(t.key),
-            TimerKind::Handshake => self.handshake_expired(t.key),
+            TimerKind::Retransmit => self.qos_timer(key, now),
+            TimerKind::Linger => self.remove_conn(key),
+            TimerKind::Handshake => self.handshake_expired(key),
             TimerKind::Liveness => self.liveness_due(t, now),
         }
     }
@@ -129,12 +140,16 @@ impl Shard {
         let timeout = Duration::from_millis(self.node.config.limits.heartbeat_timeout_ms);
         let last = {
             let mut conns = self.conns.borrow_mut();
-            let Some(c) = conns.get_mut(t.key) else {
+            let Some(c) = conns.get_mut(t.key as ConnKey) else {
                 return;
             };
             c.liveness = None;
             let heartbeat_due = c.stamp + timeout;
-            if c.expires_at.is_some_and(|e| e <= now) {
+            let expires_in = match c.expires_at {
+                0 => None,
+                exp => Some(u64::from(exp).saturating_sub(super::session::unix_secs())),
+            };
+            if expires_in == Some(0) {
                 go_away_frame(
                     GoAwayReason::TokenExpired,
                     "token expired: renew and reconnect",
@@ -147,11 +162,12 @@ impl Shard {
                     0,
                 )
             } else {
-                let at = c.expires_at.map_or(heartbeat_due, |e| e.min(heartbeat_due));
+                let expiry = expires_in.map(|s| now + Duration::from_secs(s));
+                let at = expiry.map_or(heartbeat_due, |e| e.min(heartbeat_due));
                 c.liveness = Some(self.wheel.borrow_mut().insert(at, t));
                 return;
             }
         };
-        self.close(t.key, Some(&last));
+        self.close(t.key as ConnKey, Some(&last));
     }
 }
