@@ -27,7 +27,7 @@ out=$(mktemp)
 target/release/gateway --ws-listen 0.0.0.0:8080 --tcp-listen 0.0.0.0:8081 --admin-listen 127.0.0.1:8082 \
     --shards 10 --jwt-secret "$secret" >"$out" 2>/dev/null &
 gw=$!
-trap 'kill $gw 2>/dev/null; wait $gw 2>/dev/null; rm -f "$out"' EXIT
+trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true; rm -f "$out"' EXIT
 for _ in $(seq 100); do grep -q '^ready ' "$out" && break; sleep 0.1; done
 LOADGEN_JWT_SECRET=$secret target/release/loadgen --target gateway --addr 127.0.0.1:8080 --spread 20 \
     --rate 12000 --server-pid "$gw" --admin 127.0.0.1:8082 --label "n100000-r${MSG_RATE:-50000}" \

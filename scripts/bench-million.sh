@@ -31,7 +31,7 @@ target/release/gateway --ws-listen 0.0.0.0:8080 --tcp-listen 0.0.0.0:8081 \
     --admin-listen 127.0.0.1:8082 --shards "${SHARDS:-80}" --driver "${DRIVER:-auto}" \
     --jwt-secret "$secret" --heartbeat-timeout-ms 120000 >"$out" 2>"$out.err" &
 gw=$!
-trap 'kill $gw 2>/dev/null; wait $gw 2>/dev/null; rm -f "$out" "$out.err"' EXIT
+trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true; rm -f "$out" "$out.err"' EXIT
 for _ in $(seq 300); do grep -q '^ready ' "$out" && break; sleep 0.1; done
 grep '^ready ' "$out" || { echo "bench-million: gateway did not start" >&2; cat "$out.err" >&2; exit 1; }
 

@@ -49,8 +49,6 @@ use timers::Timer;
 /// Write buffers kept for reuse per shard, and the largest one kept.
 const POOL_BUFFERS: usize = 1024;
 const POOL_BUF_MAX: usize = 16 * 1024;
-/// Write buffers kept across an idle collect period.
-const POOL_IDLE: usize = 64;
 /// First allocation of a write buffer (it grows as frames queue up).
 const BUF_INITIAL: usize = 512;
 /// The shard's read buffer.
@@ -191,9 +189,12 @@ impl Shard {
         }
     }
 
-    /// Keeps a few pooled buffers between bursts, frees the rest.
+    /// Frees every pooled buffer (each collect period). Keeping even a few
+    /// pins the allocator pages they sit in, scattered over the heap by a
+    /// burst: 10k-subscriber fan-out, RSS 5 s after the burst was 34 MiB
+    /// keeping 64 and 19 MiB (the level before the burst) keeping none.
     fn trim_pool(&self) {
-        self.pool.borrow_mut().truncate(POOL_IDLE);
+        self.pool.borrow_mut().clear();
     }
 
     /// Appends bytes to a connection's pending output, applying the
