@@ -36,6 +36,8 @@ pub struct Shared {
     pub pings: AtomicU64,
     /// Non-fatal error frames.
     pub warnings: AtomicU64,
+    /// Sends the server refused (never accepted, so not owed a delivery).
+    pub rejected: AtomicU64,
     /// Workers whose runtime has finished.
     pub workers_done: AtomicU32,
     causes: Mutex<BTreeMap<String, u64>>,

@@ -80,7 +80,10 @@ pub struct Outcome {
     pub deliveries_per_server_cpu_sec: Option<f64>,
     pub server_cpu_sec_per_million_deliveries: Option<f64>,
     pub latency_us: Pcts,
+    /// Accepted (or, with no send-result, sent) but never delivered.
     pub lost: u64,
+    /// Sends the server refused: not owed, so not lost (direct scenario).
+    pub rejected: u64,
     pub duplicated: u64,
     pub bad_payload: u64,
     pub pings: u64,

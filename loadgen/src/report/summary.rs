@@ -102,8 +102,11 @@ pub fn markdown(o: &Outcome) -> String {
             ),
         );
         row(
-            "lost / duplicated / bad payload",
-            format!("{} / {} / {}", o.lost, o.duplicated, o.bad_payload),
+            "lost / duplicated / bad payload / refused sends",
+            format!(
+                "{} / {} / {} / {}",
+                o.lost, o.duplicated, o.bad_payload, o.rejected
+            ),
         );
     } else {
         row(

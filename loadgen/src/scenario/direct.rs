@@ -43,7 +43,7 @@ pub fn run(
         Duration::from_secs(10),
         |s| {
             t0.elapsed().as_secs_f64() > secs as f64 + 0.2
-                && s.deliveries.load(Relaxed) >= s.sent.load(Relaxed)
+                && s.deliveries.load(Relaxed) + s.rejected.load(Relaxed) >= s.sent.load(Relaxed)
         },
         |s| s.deliveries.load(Relaxed),
     );
@@ -52,14 +52,19 @@ pub fn run(
     let machine1 = sys::machine_busy_secs().unwrap_or(0.0);
     let metrics = scrape_metrics(common);
     let sent = run.shared().sent.load(Relaxed);
+    // A refused send (OVERLOADED) is the server's stated backpressure: the
+    // sender knows, and nothing is owed for it.
+    let rejected = run.shared().rejected.load(Relaxed);
+    let owed = sent.saturating_sub(rejected);
     let held = before.connected;
     let report = run.stop();
     let mut o = run.outcome("direct", &report, held);
     o.messages_published = sent;
     o.deliveries = after.deliveries;
-    o.expected_deliveries = sent;
+    o.expected_deliveries = owed;
+    o.rejected = rejected;
     o.deliveries_per_sec = o.deliveries as f64 / span.max(1e-6);
-    o.lost = sent.saturating_sub(report.distinct);
+    o.lost = owed.saturating_sub(report.distinct);
     o.server_rss_held_bytes = before.server_rss;
     o.set_cpu(after.server_cpu - before.server_cpu, machine1 - machine0);
     o.latency_hist = Some(report.latency.clone());
@@ -73,9 +78,9 @@ pub fn run(
     if sent == 0 {
         o.problem("nothing was sent".into());
     }
-    if o.lost > 0 || o.duplicated > 0 || o.bad_payload > 0 || o.deliveries != sent {
+    if o.lost > 0 || o.duplicated > 0 || o.bad_payload > 0 || o.deliveries != owed {
         o.problem(format!(
-            "deliveries {} of {sent}: lost {}, duplicated {}, bad {}",
+            "deliveries {} of {owed} accepted ({rejected} of {sent} refused): lost {}, duplicated {}, bad {}",
             o.deliveries, o.lost, o.duplicated, o.bad_payload
         ));
     }

@@ -110,7 +110,7 @@ pub(super) fn on_message(
         Some(F::Error(e)) if e.fatal => return Err(Fail::ServerError(e.code.to_string())),
         Some(F::Error(e)) => on(Event::Warning(format!("error_{}", e.code))),
         Some(F::GoAway(g)) => return Err(Fail::Closed(format!("goaway_{}", g.reason))),
-        Some(F::SendResult(r)) if !r.accepted => on(Event::Warning(format!("send_{}", r.code))),
+        Some(F::SendResult(r)) if !r.accepted => on(Event::Rejected(r.code)),
         Some(F::SendResult(_)) | Some(F::Left(_)) => {}
         // QoS 1 gap notices: counted, the QoS 0 scenarios never expect one.
         Some(F::Gap(_)) => on(Event::Warning("gap".into())),

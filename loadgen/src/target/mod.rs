@@ -105,6 +105,9 @@ pub enum Event<'a> {
     Pong,
     /// A non-fatal error frame (counted, the connection stays).
     Warning(String),
+    /// A send the server refused with this code (e.g. 503 OVERLOADED): never
+    /// accepted, so no delivery is owed for it.
+    Rejected(i32),
 }
 
 /// Where a session is in its life.

@@ -270,5 +270,9 @@ fn on_event(
             w.shared.warnings.fetch_add(1, Relaxed);
             w.shared.note(&cause);
         }
+        Event::Rejected(code) => {
+            w.shared.rejected.fetch_add(1, Relaxed);
+            w.shared.note(&format!("send_{code}"));
+        }
     }
 }
