@@ -79,7 +79,8 @@ impl Control {
         let name: Arc<str> = Arc::from(name);
         let routed = match target {
             Target::User(_) if qos1 => {
-                let client_msg_id = String::new();
+                // Unique per push: a retry after a store failure is deduped.
+                let client_msg_id = format!("admin:{msg_id}");
                 ShardMsg::Qos1Append {
                     user: name,
                     msg: Box::new(stored),

@@ -77,6 +77,10 @@ pub struct ShardStats {
     pub qos_gaps: AtomicU64,
     /// Inbox store operations that failed.
     pub qos_store_errors: AtomicU64,
+    /// Room and admin QoS 1 appends submitted again after a store failure.
+    pub qos_append_retries: AtomicU64,
+    /// Room and admin QoS 1 appends given up: the retry queue was full.
+    pub qos_append_dropped: AtomicU64,
     inbox_messages: AtomicI64,
     inbox_bytes: AtomicI64,
     store_latency: Histogram,
@@ -165,7 +169,7 @@ pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
             s.conns_tcp.load(Relaxed)
         );
     }
-    let per_shard: [(&str, &str, Field); 16] = [
+    let per_shard: [(&str, &str, Field); 18] = [
         ("gateway_accepted_total", "Connections accepted.", |s| {
             &s.accepted
         }),
@@ -233,6 +237,16 @@ pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
             "gateway_qos_store_errors_total",
             "Inbox store operations that failed.",
             |s| &s.qos_store_errors,
+        ),
+        (
+            "gateway_qos_append_retries_total",
+            "Room and admin QoS 1 appends submitted again after a store failure.",
+            |s| &s.qos_append_retries,
+        ),
+        (
+            "gateway_qos_append_dropped_total",
+            "Room and admin QoS 1 appends given up (retry queue full).",
+            |s| &s.qos_append_dropped,
         ),
     ];
     for (name, help, field) in per_shard {

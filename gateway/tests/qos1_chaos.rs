@@ -2,7 +2,9 @@
 //! sender to one receiver whose connection is cut (no goodbye, sometimes a
 //! reset) at 25 random points and that reconnects at once over the next
 //! transport; with the in-process store and with Redis, and with the gateway
-//! killed (SIGKILL) mid-run and restarted on the same Redis.
+//! killed (SIGKILL) mid-run and restarted on the same Redis. And Redis
+//! itself killed while room and admin QoS 1 messages (which have no sender
+//! to retry them) are being stored.
 //!
 //! The run is deterministic in its choices (cut points, resets, Resume
 //! frames) given the seed printed first; `QOS1_SEED=<n>` repeats one.
@@ -166,4 +168,63 @@ fn uring_gateway_killed_mid_run_redis_store() {
         "the receiver ended elsewhere"
     );
     assert_eq!(metric(&gw.metrics(), "gateway_qos_gaps_total"), Some(0.0));
+}
+
+/// Redis is killed; a QoS 1 room broadcast (to a member online) and a QoS 1
+/// admin push (to a user never connected) are accepted meanwhile. Nobody can
+/// retry them but the gateway: once Redis is back, both are stored and
+/// delivered, once.
+#[test]
+fn uring_room_and_admin_pushes_survive_a_redis_outage() {
+    let mut redis = RedisServer::start();
+    let gw = start(Driver::Uring, Some(&redis.url()));
+    let mut bob = gw.connect(WS, "bob", "desk");
+    bob.join("ops");
+    bob.ping(1);
+
+    redis.kill();
+    for body in [
+        r#"{"room":"ops","text":"to the room","qos":1}"#,
+        r#"{"user":"zoe","text":"to zoe","qos":1}"#,
+    ] {
+        let r = gw.post("/push", body);
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    // Both appends reached the store and were refused.
+    gw.wait_metric("gateway_qos_store_errors_total", |v| v >= 2.0);
+    redis.restart();
+
+    let is = |payload: &'static [u8]| move |f: &Frame| matches!(f, Frame::Deliver(d) if d.payload == payload);
+    let Frame::Deliver(d) = bob.recv_matching("the room message", is(b"to the room")) else {
+        unreachable!()
+    };
+    assert_eq!(
+        (d.room.as_str(), d.qos()),
+        ("ops", Qos::AtLeastOnce),
+        "{d:?}"
+    );
+    bob.send(&ack(d.seq));
+
+    let mut zoe = gw.connect(TCP, "zoe", "phone");
+    let Frame::Deliver(d) = zoe.recv_matching("the admin push", is(b"to zoe")) else {
+        unreachable!()
+    };
+    assert_eq!(d.qos(), Qos::AtLeastOnce, "{d:?}");
+    zoe.send(&ack(d.seq));
+
+    // Exactly once each: a later frame comes before any second copy.
+    for (c, nonce) in [(&mut bob, 2), (&mut zoe, 3)] {
+        c.send(&ping(nonce));
+        c.recv_matching("Pong", |f| matches!(f, Frame::Pong(p) if p.nonce == nonce));
+        assert!(
+            !c.stashed().iter().any(|f| matches!(f, Frame::Deliver(_))),
+            "a message arrived twice"
+        );
+    }
+    let text = gw.metrics();
+    assert!(
+        metric(&text, "gateway_qos_append_retries_total") >= Some(2.0),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "gateway_qos_append_dropped_total"), Some(0.0));
 }

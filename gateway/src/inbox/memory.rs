@@ -273,6 +273,7 @@ impl Store for MemoryStore {
                     duplicate,
                     client_msg_id,
                     reply,
+                    unstored: None,
                 }
             }
             Op::Ack { user, device, seq } => {

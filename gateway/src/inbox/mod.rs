@@ -139,6 +139,9 @@ pub enum Done {
         client_msg_id: String,
         /// Sender's connection.
         reply: Option<ReplyTo>,
+        /// On failure, the message itself, so an append with no sender to
+        /// tell (room fan-out, admin push) can be submitted again.
+        unstored: Option<Box<Stored>>,
     },
     /// A read.
     Read {

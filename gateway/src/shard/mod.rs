@@ -18,6 +18,7 @@ mod owner;
 mod poller;
 mod qos;
 mod reader;
+mod retry;
 mod rooms;
 mod run;
 mod session;
@@ -140,6 +141,8 @@ pub(crate) struct Shard {
     /// Submission times of appends in flight, for the store latency metric.
     store_started: RefCell<VecDeque<Instant>>,
     pending_appends: Cell<usize>,
+    /// Sender-less QoS 1 appends the store refused, to submit again.
+    append_retry: RefCell<retry::AppendRetry>,
 }
 
 impl Shard {
@@ -167,6 +170,7 @@ impl Shard {
             store_done: RefCell::new(Vec::new()),
             store_started: RefCell::new(VecDeque::new()),
             pending_appends: Cell::new(0),
+            append_retry: RefCell::new(retry::AppendRetry::default()),
             node,
         })
     }

@@ -4,12 +4,14 @@
 //! completions come back in the same order (at once for the in-process store,
 //! a pipeline later for Redis) and are routed from here: stored messages to
 //! the shards holding the user, results to the sender, replays to the
-//! connection that asked.
+//! connection that asked. Appends with no sender to tell that the store
+//! refuses are kept and submitted again (`retry`).
 use std::sync::Arc;
 use std::time::Instant;
 
 use proto::v1::{ErrorCode, Qos, SendResult};
 
+use super::retry::{self, Pending};
 use super::Shard;
 use crate::inbox::{Done, Op, ReplyTo, Stored};
 use crate::mesh::ShardMsg;
@@ -46,6 +48,26 @@ impl Shard {
             }
             return;
         }
+        if reply.is_none() && self.append_retry.borrow().is_waiting() {
+            // Behind the refused ones, in arrival order.
+            let p = Pending {
+                user,
+                msg,
+                client_msg_id,
+            };
+            self.queue_retry(p, false);
+            return;
+        }
+        self.submit_append(user, msg, client_msg_id, reply);
+    }
+
+    fn submit_append(
+        &self,
+        user: Arc<str>,
+        msg: Stored,
+        client_msg_id: String,
+        reply: Option<ReplyTo>,
+    ) {
         let mut online: Vec<Arc<str>> = self
             .tables
             .borrow()
@@ -65,6 +87,34 @@ impl Shard {
             reply,
         });
         self.drain_store();
+    }
+
+    fn queue_retry(&self, p: Pending, failed: bool) {
+        let now = self.now.get();
+        if let Some(lost) = self.append_retry.borrow_mut().push(p, failed, now) {
+            ShardStats::inc(&self.stats.qos_append_dropped);
+            tracing::error!(
+                shard = self.id,
+                user = %lost.user,
+                msg_id = %lost.msg.msg_id,
+                "QoS 1 message given up: the store has been failing and {} more wait",
+                retry::MAX_QUEUED
+            );
+        }
+    }
+
+    /// Submits again the sender-less appends the store refused, once due
+    /// (called every timer tick).
+    pub(super) fn retry_appends(&self, now: std::time::Instant) {
+        let due = self.append_retry.borrow_mut().take_due(now);
+        if due.is_empty() {
+            return;
+        }
+        for p in due {
+            ShardStats::inc(&self.stats.qos_append_retries);
+            self.submit_append(p.user, p.msg, p.client_msg_id, None);
+        }
+        self.flush_store();
     }
 
     /// Passes an acknowledgement to the store.
@@ -120,6 +170,7 @@ impl Shard {
                 duplicate,
                 client_msg_id,
                 reply,
+                unstored,
             } => {
                 self.pending_appends
                     .set(self.pending_appends.get().saturating_sub(1));
@@ -128,6 +179,7 @@ impl Shard {
                 }
                 let result = match result {
                     Ok(stored) => {
+                        self.append_retry.borrow_mut().succeeded();
                         if duplicate {
                             ShardStats::inc(&self.stats.qos_dedupe_hits);
                         } else {
@@ -147,11 +199,23 @@ impl Shard {
                     }
                     Err(e) => {
                         ShardStats::inc(&self.stats.qos_store_errors);
-                        if reply.is_none() {
-                            tracing::warn!(shard = self.id, %user, "QoS 1 message from a room or the admin API not stored: {e}");
+                        match (reply, unstored) {
+                            (None, Some(msg)) => {
+                                // Accepted upstream: keep it and try again.
+                                tracing::debug!(shard = self.id, %user, "QoS 1 append refused, will retry: {e}");
+                                let p = Pending {
+                                    user,
+                                    msg: *msg,
+                                    client_msg_id,
+                                };
+                                self.queue_retry(p, true);
+                                return;
+                            }
+                            _ => {
+                                self.stats.error(ErrorCode::Unavailable);
+                                rejected(client_msg_id, ErrorCode::Unavailable, &e.to_string())
+                            }
                         }
-                        self.stats.error(ErrorCode::Unavailable);
-                        rejected(client_msg_id, ErrorCode::Unavailable, &e.to_string())
                     }
                 };
                 if let Some(r) = reply {

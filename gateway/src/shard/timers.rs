@@ -91,6 +91,7 @@ impl Shard {
             self.now.set(now);
             // Collects store completions whose wake-up found the inbox full.
             self.drain_store();
+            self.retry_appends(now);
             self.wheel.borrow_mut().advance(now, &mut expired);
             for timer in expired.drain(..) {
                 self.fire(timer, now);

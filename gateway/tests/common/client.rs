@@ -289,6 +289,11 @@ impl Client {
         assert_eq!(self.joined().room, room);
     }
 
+    /// Frames received but not yet taken (kept by `recv_matching`).
+    pub fn stashed(&self) -> &VecDeque<Frame> {
+        &self.stash
+    }
+
     /// The SendResult for `client_msg_id`, wherever it is among the frames.
     #[track_caller]
     pub fn result_for(&mut self, client_msg_id: &str) -> proto::v1::SendResult {

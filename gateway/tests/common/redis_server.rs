@@ -33,6 +33,19 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Kills the server (SIGKILL: an outage, not a shutdown).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a new, empty server on the same port (after `kill`).
+    pub fn restart(&mut self) {
+        let mut new = RedisServer::spawn(self.port).expect("redis-server restarts on its port");
+        // `new` takes the dead child and reaps it on drop.
+        std::mem::swap(&mut self.child, &mut new.child);
+    }
+
     fn spawn(port: u16) -> Option<RedisServer> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])

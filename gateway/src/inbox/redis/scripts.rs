@@ -141,16 +141,16 @@ pub(super) fn complete(op: Op, reply: Result<Value, StoreError>) -> Option<Done>
             reply: to,
             ..
         } => {
-            let (result, duplicate) = match reply.and_then(parse_append) {
+            let (result, duplicate, unstored) = match reply.and_then(parse_append) {
                 Ok((seq, first_id)) => {
                     msg.seq = seq;
                     let duplicate = first_id.is_some();
                     if let Some(id) = first_id {
                         msg.msg_id = id;
                     }
-                    (Ok(msg), duplicate)
+                    (Ok(msg), duplicate, None)
                 }
-                Err(e) => (Err(e), false),
+                Err(e) => (Err(e), false, Some(Box::new(msg))),
             };
             Some(Done::Appended {
                 user,
@@ -158,6 +158,7 @@ pub(super) fn complete(op: Op, reply: Result<Value, StoreError>) -> Option<Done>
                 duplicate,
                 client_msg_id,
                 reply: to,
+                unstored,
             })
         }
         Op::Ack { .. } => None,
