@@ -1,14 +1,20 @@
 //! Deadlines the gateway enforces on live connections: token expiry, the
-//! handshake (upgrade and Auth) deadline and the heartbeat deadline.
+//! handshake (upgrade and Auth) deadline and the heartbeat deadline; and a
+//! client's close noticed at once, not at a deadline.
 
 mod common;
 
 use common::*;
-use std::io::Read;
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-driver_tests!(token_expiry, handshake_timeout, heartbeat_timeout);
+driver_tests!(
+    token_expiry,
+    handshake_timeout,
+    heartbeat_timeout,
+    close_right_after_the_last_frame,
+);
 
 fn token_expiry(driver: Driver) {
     let gw = Gateway::start(driver, &[]);
@@ -90,4 +96,28 @@ fn heartbeat_timeout(driver: Driver) {
         assert_eq!(g.reason(), GoAwayReason::HeartbeatTimeout, "{g:?}");
         c.expect_closed();
     }
+}
+
+/// Frames and the FIN written at once usually reach the gateway as one
+/// readiness edge: it must still see the FIN (answer, close, forget the
+/// connection), not wait for the heartbeat deadline (60 s by default).
+fn close_right_after_the_last_frame(driver: Driver) {
+    let gw = Gateway::start(driver, &[]);
+    for i in 0..20u64 {
+        let mut bytes = Vec::new();
+        let token = user_token("bob", &format!("d{i}"));
+        for f in [auth(&token, ""), ping(i), ping(i + 100)] {
+            bytes.extend(length_prefixed(&encode_client(&f, Encoding::Proto)));
+        }
+        let mut s = TcpStream::connect(gw.tcp).expect("connect tcp");
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.write_all(&bytes).expect("write frames");
+        s.shutdown(Shutdown::Write).expect("shutdown");
+        let mut answer = Vec::new();
+        // EOF within IO_TIMEOUT, or the read times out and this fails.
+        s.read_to_end(&mut answer)
+            .unwrap_or_else(|e| panic!("connection {i}: no close from the gateway: {e}"));
+        assert!(!answer.is_empty(), "connection {i}: no AuthOk or Pong");
+    }
+    gw.wait_metric("gateway_connections", |v| v == 0.0);
 }

@@ -56,6 +56,7 @@ impl Shard {
             in_dirty: false,
             read_stalled: false,
             peer_closed: false,
+            hangup: false,
             fin_sent: false,
             syncing: false,
             id,
@@ -92,7 +93,11 @@ impl Shard {
     /// half-close and see the client's FIN, then it is removed regardless.
     pub(super) fn start_linger(&self, key: ConnKey, c: &mut Conn) {
         c.phase = Phase::Closing;
-        c.read_stalled = false;
+        // Input held back by backpressure is still read (and discarded)
+        // once writable: it may end with the client's FIN.
+        if std::mem::take(&mut c.read_stalled) {
+            self.read_again(key, c.id);
+        }
         self.cancel(c.liveness.take());
         let at = self.now.get() + LINGER;
         c.liveness = Some(self.schedule(key, c.id, TimerKind::Linger, at));

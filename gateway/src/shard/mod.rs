@@ -83,6 +83,9 @@ pub(crate) struct Conn {
     read_stalled: bool,
     /// The peer closed (EOF) or the socket failed.
     peer_closed: bool,
+    /// epoll reported a hang-up (`EPOLLRDHUP`/`EPOLLHUP`/`EPOLLERR`): read
+    /// until EOF, since no further edge will come for it.
+    hangup: bool,
     /// Our FIN was sent (closing, output flushed).
     fin_sent: bool,
     /// Waiting for an inbox replay: live QoS 1 deliveries are ignored.
@@ -119,7 +122,7 @@ pub(crate) struct Shard {
     poller: poller::Poller,
     tables: RefCell<Tables>,
     wheel: RefCell<TimingWheel<Timer>>,
-    /// Coarse clock, refreshed every timer tick and on each read.
+    /// Coarse clock, refreshed every timer tick (liveness is kept to a tick).
     now: Cell<Instant>,
     dirty: RefCell<Vec<ConnKey>>,
     flush: Notify,

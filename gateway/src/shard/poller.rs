@@ -107,15 +107,20 @@ impl Shard {
     }
 
     fn on_event(&self, key: ConnKey, id: u32, events: u32) {
-        let blocked = match self.conns.borrow().get(key) {
-            Some(c) if c.id as u32 == id => c.write_blocked,
+        let hangup = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        let blocked = match self.conns.borrow_mut().get_mut(key) {
+            Some(c) if c.id as u32 == id => {
+                // Data and FIN may come in one edge: remember the FIN, or a
+                // short read would wait for an edge that never comes.
+                c.hangup |= events & hangup != 0;
+                c.write_blocked
+            }
             _ => return,
         };
         if blocked && events & libc::EPOLLOUT as u32 != 0 {
             self.unblock(key);
         }
-        let input = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
-        if events & input != 0 {
+        if events & (libc::EPOLLIN as u32 | hangup) != 0 {
             self.on_input(key, id);
         }
     }

@@ -56,12 +56,12 @@ impl Partial {
 pub(super) fn read(shard: &Shard, key: ConnKey) -> ReadEnd {
     let limits = &shard.node.config.limits;
     let limit = (limits.max_frame_bytes + 64).max(limits.max_handshake_bytes);
-    let (fd, kept) = {
+    let (fd, kept, hangup) = {
         let mut conns = shard.conns.borrow_mut();
         let Some(c) = conns.get_mut(key) else {
             return ReadEnd::Again;
         };
-        (c.fd, c.partial.take())
+        (c.fd, c.partial.take(), c.hangup)
     };
     // On the stack while reading; boxed into the connection only if
     // something is left incomplete.
@@ -79,7 +79,7 @@ pub(super) fn read(shard: &Shard, key: ConnKey) -> ReadEnd {
         },
         |b| *b,
     );
-    let end = read_into(shard, key, fd, &mut st, limit);
+    let end = read_into(shard, key, fd, &mut st, limit, hangup);
     if !st.is_empty() {
         if let Some(c) = shard.conns.borrow_mut().get_mut(key) {
             c.partial = Some(Box::new(st));
@@ -88,7 +88,17 @@ pub(super) fn read(shard: &Shard, key: ConnKey) -> ReadEnd {
     end
 }
 
-fn read_into(shard: &Shard, key: ConnKey, fd: RawFd, st: &mut Partial, limit: usize) -> ReadEnd {
+/// Reads until `EAGAIN`, EOF or the turn's share. A read shorter than the
+/// buffer means the socket is drained, unless a hang-up was reported (the
+/// read stopped at the FIN, and only another read sees it).
+fn read_into(
+    shard: &Shard,
+    key: ConnKey,
+    fd: RawFd,
+    st: &mut Partial,
+    limit: usize,
+    hangup: bool,
+) -> ReadEnd {
     for _ in 0..READS_PER_TURN {
         let pending = !st.buf.is_empty();
         let mut scratch = shard.scratch.borrow_mut();
@@ -125,7 +135,7 @@ fn read_into(shard: &Shard, key: ConnKey, fd: RawFd, st: &mut Partial, limit: us
             // What is left is discarded from the next round on.
             return ReadEnd::Yield;
         }
-        if n < spare {
+        if n < spare && !hangup {
             return ReadEnd::Again;
         }
     }

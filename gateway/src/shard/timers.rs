@@ -120,7 +120,10 @@ impl Shard {
     fn handshake_expired(&self, key: ConnKey) {
         let phase = {
             let mut conns = self.conns.borrow_mut();
-            let Some(c) = conns.get_mut(key) else { return };
+            let Some(c) = conns.get_mut(key).filter(|c| c.phase != Phase::Closing) else {
+                // Closed in the same tick: its liveness slot holds the linger.
+                return;
+            };
             c.liveness = None;
             c.phase
         };
@@ -141,7 +144,11 @@ impl Shard {
         let timeout = Duration::from_millis(self.node.config.limits.heartbeat_timeout_ms);
         let last = {
             let mut conns = self.conns.borrow_mut();
-            let Some(c) = conns.get_mut(t.key as ConnKey) else {
+            let Some(c) = conns
+                .get_mut(t.key as ConnKey)
+                .filter(|c| c.phase == Phase::Open)
+            else {
+                // Closed in the same tick: its liveness slot holds the linger.
                 return;
             };
             c.liveness = None;
