@@ -1,6 +1,5 @@
 //! The shard's side of the mesh: drains its inbox, routes what it owns and
 //! delivers what is local.
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -21,13 +20,7 @@ impl Shard {
     pub(super) async fn inbox_task(self: Rc<Self>) {
         let mesh = &self.node.mesh;
         let efd = mesh.eventfd(self.id);
-        // Poll a duplicate so that monoio owns (and may close) only its copy.
-        let waiter = match sys::dup(efd).and_then(|fd| {
-            // SAFETY: fd is a fresh duplicate owned by nobody else; the
-            // std TcpStream is only a carrier for readiness polling.
-            let std = unsafe { std::net::TcpStream::from_raw_fd(fd.into_raw_fd()) };
-            monoio::net::TcpStream::from_std(std)
-        }) {
+        let waiter = match super::signal::readiness(efd) {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(shard = self.id, "cannot poll the shard's eventfd: {e}");

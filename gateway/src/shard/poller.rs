@@ -18,7 +18,7 @@
 //! (`reader::READS_PER_TURN`) or whose input was held back by write
 //! backpressure is kept in the `again` list and read without a new edge.
 use std::cell::RefCell;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
 use super::reader::{self, ReadEnd};
@@ -67,13 +67,7 @@ impl Shard {
 
     /// Waits for readiness and dispatches it, for the life of the shard.
     pub(super) async fn poll_task(self: Rc<Self>) {
-        // Poll a duplicate, so that monoio owns (and may close) only its copy.
-        let waiter = match sys::dup(self.poller.epfd.as_raw_fd()).and_then(|fd| {
-            // SAFETY: fd is a fresh duplicate owned by nobody else; the std
-            // TcpStream is only a carrier for readiness polling.
-            let std = unsafe { std::net::TcpStream::from_raw_fd(fd.into_raw_fd()) };
-            monoio::net::TcpStream::from_std(std)
-        }) {
+        let waiter = match super::signal::readiness(self.poller.epfd.as_raw_fd()) {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(shard = self.id, "cannot poll the shard's epoll set: {e}");

@@ -5,6 +5,7 @@
 //! every waiter (level), as drain does.
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -74,6 +75,18 @@ impl Flag {
         })
         .await
     }
+}
+
+/// A handle the shard's runtime can wait on for `fd` to become readable
+/// (`.readable(false)`): an io_uring `PollAdd`, or the legacy driver's epoll.
+///
+/// It polls a duplicate, so that monoio owns (and closes) only its copy; the
+/// std `TcpStream` is only a carrier for readiness, never read or written.
+pub fn readiness(fd: RawFd) -> std::io::Result<monoio::net::TcpStream> {
+    let dup = crate::sys::dup(fd)?;
+    // SAFETY: `dup` is a fresh descriptor owned by nobody else.
+    let carrier = unsafe { std::net::TcpStream::from_raw_fd(dup.into_raw_fd()) };
+    monoio::net::TcpStream::from_std(carrier)
 }
 
 /// Lets the other tasks of the shard run once.
