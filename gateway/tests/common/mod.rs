@@ -15,6 +15,8 @@ mod client;
 mod connect;
 mod frames;
 mod http;
+// The same helper the library's own Redis tests use.
+#[path = "../../src/inbox/redis/testutil.rs"]
 mod redis_server;
 
 pub use chaos::*;

@@ -1,6 +1,7 @@
 //! A real `redis-server` per test: on a free loopback port, no persistence,
 //! killed when dropped. Waits are polls against a deadline, never fixed
-//! sleeps.
+//! sleeps. Used by the store's unit tests and, through `#[path]`, by the
+//! integration tests (`tests/common`).
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
