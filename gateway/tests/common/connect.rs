@@ -20,6 +20,20 @@ pub fn upgrade(
     target: &str,
     headers: &[(&str, &str)],
 ) -> Result<(WebSocket<Socket>, Response), Box<tungstenite::Error>> {
+    let req = ws_request(addr, target, headers);
+    let stream = timed(TcpStream::connect(addr).expect("connect to the ws port"));
+    tungstenite::client(req, stream).map_err(|e| match e {
+        HandshakeError::Failure(e) => Box::new(e),
+        HandshakeError::Interrupted(_) => panic!("WebSocket handshake timed out"),
+    })
+}
+
+/// The upgrade request for `target` with extra `headers`.
+fn ws_request(
+    addr: SocketAddr,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> tungstenite::handshake::client::Request {
     let mut req = format!("ws://{addr}{target}")
         .into_client_request()
         .expect("ws URL");
@@ -27,11 +41,7 @@ pub fn upgrade(
         let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
         req.headers_mut().insert(name, value.parse().unwrap());
     }
-    let stream = timed(TcpStream::connect(addr).expect("connect to the ws port"));
-    tungstenite::client(req, stream).map_err(|e| match e {
-        HandshakeError::Failure(e) => Box::new(e),
-        HandshakeError::Interrupted(_) => panic!("WebSocket handshake timed out"),
-    })
+    req
 }
 
 /// Like `upgrade`, but `None` when the connection is refused or broken.
@@ -40,13 +50,7 @@ fn try_upgrade(
     target: &str,
     headers: &[(&str, &str)],
 ) -> Option<(WebSocket<Socket>, Response)> {
-    let mut req = format!("ws://{addr}{target}")
-        .into_client_request()
-        .expect("ws URL");
-    for (name, value) in headers {
-        let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
-        req.headers_mut().insert(name, value.parse().unwrap());
-    }
+    let req = ws_request(addr, target, headers);
     let stream = timed(TcpStream::connect(addr).ok()?);
     match tungstenite::client(req, stream) {
         Ok(done) => Some(done),
