@@ -6,6 +6,8 @@
 # seconds with heartbeats, and write bench-results/<date>-connect-gateway-*.
 #
 # Usage: scripts/bench-million.sh [CONNS] [HOLD_SECS]   (default 1000000 60)
+#   SCENARIO=storm: drop FRACTION (0.5) of the connections at once instead
+#   of holding, and wait up to HOLD_SECS for all of them to be back.
 # Env: SHARDS (80), RATE (connects/s, 20000), WORKERS (0 = one per 12.5k),
 #      HEARTBEAT_MS (25000), DRIVER (auto).
 # Needs root (unshare -n). Memory: about 10 GB at a million.
@@ -35,8 +37,13 @@ trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true; rm -f "$out" "
 for _ in $(seq 300); do grep -q '^ready ' "$out" && break; sleep 0.1; done
 grep '^ready ' "$out" || { echo "bench-million: gateway did not start" >&2; cat "$out.err" >&2; exit 1; }
 
+case "${SCENARIO:-connect}" in
+    connect) label=n$conns; args=(connect --conns "$conns" --hold-secs "$hold" --ramp-timeout-secs 900) ;;
+    storm) label=n$conns-f${FRACTION:-0.5}
+        args=(storm --conns "$conns" --fraction "${FRACTION:-0.5}" --timeout-secs "$hold") ;;
+    *) echo "bench-million: SCENARIO is connect or storm" >&2; exit 2 ;;
+esac
 LOADGEN_JWT_SECRET=$secret target/release/loadgen --target gateway --addr 127.0.0.1:8080 \
     --spread 100 --rate "${RATE:-20000}" --workers "${WORKERS:-0}" \
     --heartbeat-ms "${HEARTBEAT_MS:-25000}" --handshake-timeout-ms 30000 \
-    --server-pid "$gw" --admin 127.0.0.1:8082 --label "n$conns" \
-    connect --conns "$conns" --hold-secs "$hold" --ramp-timeout-secs 900
+    --server-pid "$gw" --admin 127.0.0.1:8082 --label "$label" "${args[@]}"
