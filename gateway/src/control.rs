@@ -60,7 +60,7 @@ impl Control {
         qos1: bool,
     ) -> Result<String, ControlError> {
         let n = self.node.admin_msgs.fetch_add(1, Ordering::Relaxed);
-        let msg_id = format!("{}-admin-{n}", self.node.config.node_id);
+        let msg_id = format!("{}-{}-admin-{n}", self.node.config.node_id, self.node.boot);
         let (name, room) = match &target {
             Target::User(u) => (u.as_str(), String::new()),
             Target::Room(r) => (r.as_str(), r.clone()),

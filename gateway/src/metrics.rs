@@ -77,7 +77,8 @@ pub struct ShardStats {
     pub qos_gaps: AtomicU64,
     /// Inbox store operations that failed.
     pub qos_store_errors: AtomicU64,
-    /// Room and admin QoS 1 appends submitted again after a store failure.
+    /// Room and admin QoS 1 appends submitted from the retry queue (refused
+    /// by the store, or queued behind one that was).
     pub qos_append_retries: AtomicU64,
     /// Room and admin QoS 1 appends given up: the retry queue was full.
     pub qos_append_dropped: AtomicU64,
@@ -240,7 +241,7 @@ pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
         ),
         (
             "gateway_qos_append_retries_total",
-            "Room and admin QoS 1 appends submitted again after a store failure.",
+            "Room and admin QoS 1 appends submitted from the retry queue.",
             |s| &s.qos_append_retries,
         ),
         (

@@ -44,6 +44,10 @@ pub struct Node {
     pub draining: AtomicBool,
     /// Counter for ids of messages pushed through the admin API.
     pub admin_msgs: AtomicU64,
+    /// This process's start (Unix ms, hex), in every message id it makes:
+    /// ids never repeat across restarts, so the store's dedupe of a retried
+    /// room or admin message never mistakes a new one for it.
+    pub boot: String,
     /// Shards that still hold connections during a drain.
     pub shards_busy: AtomicUsize,
 }
@@ -72,6 +76,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         tcp_addr,
         draining: AtomicBool::new(false),
         admin_msgs: AtomicU64::new(0),
+        boot: format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        ),
         shards_busy: AtomicUsize::new(shards),
         config,
     });

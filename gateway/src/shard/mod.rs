@@ -173,7 +173,9 @@ impl Shard {
             store_done: RefCell::new(Vec::new()),
             store_started: RefCell::new(VecDeque::new()),
             pending_appends: Cell::new(0),
-            append_retry: RefCell::new(retry::AppendRetry::default()),
+            append_retry: RefCell::new(retry::AppendRetry::new(std::time::Duration::from_secs(
+                node.config.qos.dedupe_secs,
+            ))),
             node,
         })
     }
@@ -312,7 +314,10 @@ impl Shard {
     fn message_id(&self) -> String {
         let n = self.next_id.get();
         self.next_id.set(n + 1);
-        format!("{}-{}-{n}", self.node.config.node_id, self.id)
+        format!(
+            "{}-{}-{}-{n}",
+            self.node.config.node_id, self.node.boot, self.id
+        )
     }
 
     fn conn_count(&self) -> usize {

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use proto::v1::{ErrorCode, Qos, SendResult};
 
-use super::retry::{self, Pending};
+use super::retry::Pending;
 use super::Shard;
 use crate::inbox::{Done, Op, ReplyTo, Stored};
 use crate::mesh::ShardMsg;
@@ -28,9 +28,25 @@ impl Shard {
         reply: Option<ReplyTo>,
     ) {
         // Appends without a sender to tell (room fan-out, admin push) were
-        // already accepted upstream: they are never refused here.
-        if reply.is_some() && self.pending_appends.get() >= self.node.config.qos.max_pending_appends
-        {
+        // accepted upstream: never refused here, kept in arrival order.
+        if reply.is_none() {
+            let now = self.now.get();
+            let arrived = self
+                .append_retry
+                .borrow_mut()
+                .arrive(user, msg, client_msg_id, now);
+            match arrived {
+                Some(p) => self.submit_pending(p, false),
+                None => {
+                    let over = self.append_retry.borrow_mut().trim();
+                    if let Some(p) = over {
+                        self.give_up(&p, "the retry queue is full");
+                    }
+                }
+            }
+            return;
+        }
+        if self.pending_appends.get() >= self.node.config.qos.max_pending_appends {
             if let Some(r) = reply {
                 self.stats.error(ErrorCode::Overloaded);
                 let result = rejected(
@@ -48,17 +64,12 @@ impl Shard {
             }
             return;
         }
-        if reply.is_none() && self.append_retry.borrow().is_waiting() {
-            // Behind the refused ones, in arrival order.
-            let p = Pending {
-                user,
-                msg,
-                client_msg_id,
-            };
-            self.queue_retry(p, false);
-            return;
-        }
         self.submit_append(user, msg, client_msg_id, reply);
+    }
+
+    fn submit_pending(&self, p: Pending, from_queue: bool) {
+        self.append_retry.borrow_mut().submitted(&p, from_queue);
+        self.submit_append(p.user, p.msg, p.client_msg_id, None);
     }
 
     fn submit_append(
@@ -89,18 +100,14 @@ impl Shard {
         self.drain_store();
     }
 
-    fn queue_retry(&self, p: Pending, failed: bool) {
-        let now = self.now.get();
-        if let Some(lost) = self.append_retry.borrow_mut().push(p, failed, now) {
-            ShardStats::inc(&self.stats.qos_append_dropped);
-            tracing::error!(
-                shard = self.id,
-                user = %lost.user,
-                msg_id = %lost.msg.msg_id,
-                "QoS 1 message given up: the store has been failing and {} more wait",
-                retry::MAX_QUEUED
-            );
-        }
+    fn give_up(&self, p: &Pending, why: &str) {
+        ShardStats::inc(&self.stats.qos_append_dropped);
+        tracing::error!(
+            shard = self.id,
+            user = %p.user,
+            msg_id = %p.msg.msg_id,
+            "QoS 1 message given up: {why}"
+        );
     }
 
     /// Submits again the sender-less appends the store refused, once due
@@ -112,7 +119,7 @@ impl Shard {
         }
         for p in due {
             ShardStats::inc(&self.stats.qos_append_retries);
-            self.submit_append(p.user, p.msg, p.client_msg_id, None);
+            self.submit_pending(p, true);
         }
         self.flush_store();
     }
@@ -177,9 +184,31 @@ impl Shard {
                 if let Some(started) = self.store_started.borrow_mut().pop_front() {
                     self.stats.store_latency(started.elapsed());
                 }
+                if reply.is_none() {
+                    let refused = match (&result, unstored) {
+                        (Err(_), Some(msg)) => Some((user.clone(), *msg, client_msg_id.clone())),
+                        _ => None,
+                    };
+                    let kept = refused.is_some();
+                    let now = self.now.get();
+                    let over = self.append_retry.borrow_mut().completed(refused, now);
+                    if let Some(p) = over {
+                        self.give_up(&p, "refused for the whole dedupe window");
+                    }
+                    if let Err(e) = &result {
+                        // Kept for a retry: nobody to answer.
+                        ShardStats::inc(&self.stats.qos_store_errors);
+                        if kept {
+                            tracing::debug!(shard = self.id, %user, "QoS 1 append refused, will retry: {e}");
+                        } else {
+                            ShardStats::inc(&self.stats.qos_append_dropped);
+                            tracing::error!(shard = self.id, %user, "QoS 1 message not stored: {e}");
+                        }
+                        return;
+                    }
+                }
                 let result = match result {
                     Ok(stored) => {
-                        self.append_retry.borrow_mut().succeeded();
                         if duplicate {
                             ShardStats::inc(&self.stats.qos_dedupe_hits);
                         } else {
@@ -199,23 +228,8 @@ impl Shard {
                     }
                     Err(e) => {
                         ShardStats::inc(&self.stats.qos_store_errors);
-                        match (reply, unstored) {
-                            (None, Some(msg)) => {
-                                // Accepted upstream: keep it and try again.
-                                tracing::debug!(shard = self.id, %user, "QoS 1 append refused, will retry: {e}");
-                                let p = Pending {
-                                    user,
-                                    msg: *msg,
-                                    client_msg_id,
-                                };
-                                self.queue_retry(p, true);
-                                return;
-                            }
-                            _ => {
-                                self.stats.error(ErrorCode::Unavailable);
-                                rejected(client_msg_id, ErrorCode::Unavailable, &e.to_string())
-                            }
-                        }
+                        self.stats.error(ErrorCode::Unavailable);
+                        rejected(client_msg_id, ErrorCode::Unavailable, &e.to_string())
                     }
                 };
                 if let Some(r) = reply {

@@ -1,17 +1,22 @@
 //! QoS 1 appends that have no sender to tell (a room broadcast's copy for
 //! one member, an admin push) and that the store refused, e.g. during a
 //! Redis outage. They were accepted upstream, so they are kept and submitted
-//! again, in order, with backoff, rather than lost.
+//! again with backoff rather than lost.
 //!
-//! While any wait here, new sender-less appends queue behind them, so one
-//! owner shard submits them in the order they arrived. Appends submitted
-//! before a failure was known may still be stored ahead of the failed ones
-//! (a batch that fails, then the next that succeeds after a reconnect):
-//! those messages get later sequence numbers than they would have, which
-//! every client sees consistently; nothing is lost or duplicated (a retry
-//! carries the first attempt's client message id, so the store dedupes it).
+//! Order: every sender-less append gets an arrival number on its owner
+//! shard. A refused one goes back into the queue at its arrival position;
+//! while anything is queued, or queued appends are at the store, new arrivals
+//! queue behind them. So the owner stores them in arrival order, except that
+//! appends already at the store when an earlier one fails (they were sent in
+//! the same pipeline round) may be stored ahead of it: those get later
+//! sequence numbers than their arrival would give, which every client sees
+//! the same way. Nothing is duplicated: a retry carries the first attempt's
+//! client message id, which the store dedupes for `give_up_after` (the
+//! Redis dedupe window), and an append still refused after that long is
+//! given up rather than risk a second copy.
 //!
-//! Bounded: past [`MAX_QUEUED`] the oldest is given up, logged and counted.
+//! Bounded: past [`MAX_QUEUED`] the oldest is given up. Given-up appends are
+//! logged and counted (`gateway_qos_append_dropped_total`).
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,54 +28,123 @@ pub(super) const MAX_QUEUED: usize = 65_536;
 const FIRST_DELAY: Duration = Duration::from_millis(100);
 const MAX_DELAY: Duration = Duration::from_secs(2);
 
-/// One append to submit again.
+/// One sender-less append.
 pub(super) struct Pending {
     pub user: Arc<str>,
     pub msg: Stored,
     pub client_msg_id: String,
+    order: u64,
+    first_tried: Instant,
+}
+
+/// What the store holds of ours: arrival number, first attempt, and whether
+/// it came from the queue.
+struct AtStore {
+    order: u64,
+    first_tried: Instant,
+    from_queue: bool,
 }
 
 /// The queue of refused sender-less appends and when to try them next.
 pub(super) struct AppendRetry {
+    /// Refused appends and those waiting behind them, by arrival number.
     queue: VecDeque<Pending>,
+    /// Sender-less appends at the store, in submission order.
+    at_store: VecDeque<AtStore>,
+    /// How many of `at_store` came from the queue.
+    queued_at_store: usize,
+    next_order: u64,
     delay: Duration,
     due: Option<Instant>,
-}
-
-impl Default for AppendRetry {
-    fn default() -> Self {
-        AppendRetry {
-            queue: VecDeque::new(),
-            delay: FIRST_DELAY,
-            due: None,
-        }
-    }
+    give_up_after: Duration,
 }
 
 impl AppendRetry {
-    /// True while appends wait here (new ones must queue behind them).
-    pub(super) fn is_waiting(&self) -> bool {
-        !self.queue.is_empty()
+    pub(super) fn new(give_up_after: Duration) -> AppendRetry {
+        AppendRetry {
+            queue: VecDeque::new(),
+            at_store: VecDeque::new(),
+            queued_at_store: 0,
+            next_order: 0,
+            delay: FIRST_DELAY,
+            due: None,
+            give_up_after,
+        }
     }
 
-    /// Queues an append; a refused one (`failed`) arms the next attempt.
-    /// Returns the append given up to stay within the bound, if any.
-    pub(super) fn push(&mut self, p: Pending, failed: bool, now: Instant) -> Option<Pending> {
+    /// A new sender-less append: `Some` to submit now, or `None` when it
+    /// waits behind earlier ones.
+    pub(super) fn arrive(
+        &mut self,
+        user: Arc<str>,
+        msg: Stored,
+        client_msg_id: String,
+        now: Instant,
+    ) -> Option<Pending> {
+        let p = Pending {
+            user,
+            msg,
+            client_msg_id,
+            order: self.next_order,
+            first_tried: now,
+        };
+        self.next_order += 1;
+        if self.queue.is_empty() && self.queued_at_store == 0 {
+            return Some(p);
+        }
         self.queue.push_back(p);
-        if failed && self.due.is_none() {
-            self.due = Some(now + self.delay);
-            self.delay = (self.delay * 2).min(MAX_DELAY);
-        }
-        if self.queue.len() > MAX_QUEUED {
-            return self.queue.pop_front();
-        }
         None
     }
 
-    /// The store took an append: the next failure starts over at the first
-    /// delay.
-    pub(super) fn succeeded(&mut self) {
-        self.delay = FIRST_DELAY;
+    /// `p` is being submitted to the store.
+    pub(super) fn submitted(&mut self, p: &Pending, from_queue: bool) {
+        self.queued_at_store += usize::from(from_queue);
+        self.at_store.push_back(AtStore {
+            order: p.order,
+            first_tried: p.first_tried,
+            from_queue,
+        });
+    }
+
+    /// The store answered the oldest sender-less append: `refused` carries it
+    /// back when it was not stored. Returns an append given up, if any.
+    pub(super) fn completed(
+        &mut self,
+        refused: Option<(Arc<str>, Stored, String)>,
+        now: Instant,
+    ) -> Option<Pending> {
+        // Every sender-less completion has its submission recorded.
+        let done = self.at_store.pop_front()?;
+        self.queued_at_store -= usize::from(done.from_queue);
+        let mut given_up = None;
+        match refused {
+            None => self.delay = FIRST_DELAY,
+            Some((user, msg, client_msg_id)) => {
+                let p = Pending {
+                    user,
+                    msg,
+                    client_msg_id,
+                    order: done.order,
+                    first_tried: done.first_tried,
+                };
+                if now.saturating_duration_since(p.first_tried) >= self.give_up_after {
+                    given_up = Some(p);
+                } else {
+                    let at = self.queue.partition_point(|q| q.order < p.order);
+                    self.queue.insert(at, p);
+                    if self.due.is_none() {
+                        self.due = Some(now + self.delay);
+                        self.delay = (self.delay * 2).min(MAX_DELAY);
+                    }
+                }
+            }
+        }
+        // Arrivals queued behind appends that have all been stored go out
+        // at the next tick.
+        if self.queued_at_store == 0 && !self.queue.is_empty() && self.due.is_none() {
+            self.due = Some(now);
+        }
+        given_up
     }
 
     /// Everything queued, in order, when its attempt is due.
@@ -83,71 +157,20 @@ impl AppendRetry {
             _ => Vec::new(),
         }
     }
+
+    /// The oldest waiting append, when more than [`MAX_QUEUED`] wait.
+    pub(super) fn trim(&mut self) -> Option<Pending> {
+        (self.queue.len() > MAX_QUEUED)
+            .then(|| self.queue.pop_front())
+            .flatten()
+    }
+
+    /// Appends waiting here (given up when the shard stops).
+    pub(super) fn queued(&self) -> usize {
+        self.queue.len()
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pending(n: u64) -> Pending {
-        Pending {
-            user: Arc::from("u"),
-            msg: Stored {
-                seq: 0,
-                msg_id: n.to_string(),
-                from: String::new(),
-                room: String::new(),
-                payload: Vec::new().into(),
-                timestamp_ms: 0,
-            },
-            client_msg_id: format!("room:{n}"),
-        }
-    }
-
-    fn ids(v: &[Pending]) -> Vec<&str> {
-        v.iter().map(|p| p.msg.msg_id.as_str()).collect()
-    }
-
-    #[test]
-    fn retries_in_order_after_a_doubling_delay() {
-        let t0 = Instant::now();
-        let mut r = AppendRetry::default();
-        assert!(r.push(pending(1), true, t0).is_none());
-        // Queued behind, not a new failure: the attempt time stays.
-        r.push(pending(2), false, t0 + Duration::from_millis(50));
-        assert!(r.take_due(t0 + Duration::from_millis(99)).is_empty());
-        assert_eq!(ids(&r.take_due(t0 + FIRST_DELAY)), ["1", "2"]);
-        assert!(!r.is_waiting());
-        // Failing again waits twice as long, then resets on success.
-        let t1 = t0 + Duration::from_secs(1);
-        r.push(pending(3), true, t1);
-        assert!(r.take_due(t1 + FIRST_DELAY).is_empty());
-        assert_eq!(ids(&r.take_due(t1 + FIRST_DELAY * 2)), ["3"]);
-        r.succeeded();
-        r.push(pending(4), true, t1);
-        assert_eq!(ids(&r.take_due(t1 + FIRST_DELAY)), ["4"]);
-    }
-
-    #[test]
-    fn the_delay_stops_growing_and_the_queue_is_bounded() {
-        let t0 = Instant::now();
-        let mut r = AppendRetry::default();
-        for _ in 0..10 {
-            r.push(pending(0), true, t0);
-            r.take_due(t0 + Duration::from_secs(60));
-        }
-        r.push(pending(0), true, t0);
-        assert!(r
-            .take_due(t0 + MAX_DELAY - Duration::from_millis(1))
-            .is_empty());
-        assert_eq!(r.take_due(t0 + MAX_DELAY).len(), 1);
-
-        for n in 0..MAX_QUEUED as u64 {
-            assert!(r.push(pending(n), false, t0).is_none());
-        }
-        let given_up = r
-            .push(pending(u64::MAX), false, t0)
-            .expect("over the bound");
-        assert_eq!(given_up.msg.msg_id, "0");
-    }
-}
+#[path = "retry_tests.rs"]
+mod tests;
