@@ -113,7 +113,10 @@ impl Shard {
     /// Submits again the sender-less appends the store refused, once due
     /// (called every timer tick).
     pub(super) fn retry_appends(&self, now: std::time::Instant) {
-        let due = self.append_retry.borrow_mut().take_due(now);
+        let (due, too_old) = self.append_retry.borrow_mut().take_due(now);
+        for p in &too_old {
+            self.give_up(p, "a retry could no longer be deduped");
+        }
         if due.is_empty() {
             return;
         }

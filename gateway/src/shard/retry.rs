@@ -6,14 +6,15 @@
 //! Order: every sender-less append gets an arrival number on its owner
 //! shard. A refused one goes back into the queue at its arrival position;
 //! while anything is queued, or queued appends are at the store, new arrivals
-//! queue behind them. So the owner stores them in arrival order, except that
-//! appends already at the store when an earlier one fails (they were sent in
-//! the same pipeline round) may be stored ahead of it: those get later
-//! sequence numbers than their arrival would give, which every client sees
-//! the same way. Nothing is duplicated: a retry carries the first attempt's
-//! client message id, which the store dedupes for `give_up_after` (the
-//! Redis dedupe window), and an append still refused after that long is
-//! given up rather than risk a second copy.
+//! queue behind them; and the queue is resubmitted only once the store has
+//! answered everything of ours it held. So the owner stores them in arrival
+//! order, except that appends already at the store when an earlier one fails
+//! may be stored ahead of it: those get later sequence numbers than their
+//! arrival would give, which every client sees the same way. Nothing is
+//! duplicated: a retry carries the first attempt's client message id, which
+//! the store dedupes for `give_up_after` (the Redis dedupe window), and an
+//! append that could not be retried well inside that window is given up
+//! rather than risk a second copy.
 //!
 //! Bounded: past [`MAX_QUEUED`] the oldest is given up. Given-up appends are
 //! logged and counted (`gateway_qos_append_dropped_total`).
@@ -27,6 +28,9 @@ use crate::inbox::Stored;
 pub(super) const MAX_QUEUED: usize = 65_536;
 const FIRST_DELAY: Duration = Duration::from_millis(100);
 const MAX_DELAY: Duration = Duration::from_secs(2);
+/// A retry must reach the store this long before the dedupe window of the
+/// first attempt ends: the retry delay plus the store's own I/O timeout.
+const DEDUPE_MARGIN: Duration = Duration::from_secs(7);
 
 /// One sender-less append.
 pub(super) struct Pending {
@@ -113,8 +117,18 @@ impl AppendRetry {
         refused: Option<(Arc<str>, Stored, String)>,
         now: Instant,
     ) -> Option<Pending> {
-        // Every sender-less completion has its submission recorded.
-        let done = self.at_store.pop_front()?;
+        // Every sender-less completion has its submission recorded; were one
+        // missing, the refused append is given up (logged), not lost quietly.
+        let Some(done) = self.at_store.pop_front() else {
+            debug_assert!(false, "a sender-less completion without its submission");
+            return refused.map(|(user, msg, client_msg_id)| Pending {
+                user,
+                msg,
+                client_msg_id,
+                order: self.next_order,
+                first_tried: now,
+            });
+        };
         self.queued_at_store -= usize::from(done.from_queue);
         let mut given_up = None;
         match refused {
@@ -147,14 +161,21 @@ impl AppendRetry {
         given_up
     }
 
-    /// Everything queued, in order, when its attempt is due.
-    pub(super) fn take_due(&mut self, now: Instant) -> Vec<Pending> {
+    /// Everything queued, in order, when its attempt is due and nothing of
+    /// ours is still at the store (an append there may yet be refused and
+    /// belong before these). Split into what to submit and what is given up:
+    /// appends too old for a retry to land inside the first attempt's dedupe
+    /// window.
+    pub(super) fn take_due(&mut self, now: Instant) -> (Vec<Pending>, Vec<Pending>) {
         match self.due {
-            Some(at) if at <= now => {
+            Some(at) if at <= now && self.at_store.is_empty() => {
                 self.due = None;
-                self.queue.drain(..).collect()
+                let oldest = self.give_up_after.saturating_sub(DEDUPE_MARGIN);
+                self.queue
+                    .drain(..)
+                    .partition(|p| now.saturating_duration_since(p.first_tried) < oldest)
             }
-            _ => Vec::new(),
+            _ => (Vec::new(), Vec::new()),
         }
     }
 
@@ -165,9 +186,10 @@ impl AppendRetry {
             .flatten()
     }
 
-    /// Appends waiting here (given up when the shard stops).
-    pub(super) fn queued(&self) -> usize {
-        self.queue.len()
+    /// Appends waiting here, and ours at the store with no answer yet (what
+    /// is given up or unknown when the shard stops).
+    pub(super) fn unsettled(&self) -> (usize, usize) {
+        (self.queue.len(), self.at_store.len())
     }
 }
 

@@ -34,7 +34,8 @@ fn ids(v: &[Pending]) -> Vec<&str> {
 
 /// Submits what is due, as the owner does, and returns its ids.
 fn retry_due(r: &mut AppendRetry, now: Instant) -> Vec<String> {
-    let due = r.take_due(now);
+    let (due, too_old) = r.take_due(now);
+    assert!(too_old.is_empty(), "{} given up", too_old.len());
     for p in &due {
         r.submitted(p, true);
     }
@@ -69,6 +70,24 @@ fn refused_appends_go_back_in_arrival_order() {
     );
 }
 
+/// An append still at the store may yet be refused and belong before what
+/// is queued: nothing is resubmitted until the store has answered it.
+#[test]
+fn no_retry_overtakes_an_append_still_at_the_store() {
+    let t0 = Instant::now();
+    let mut r = AppendRetry::new(WINDOW);
+    assert!(arrive(&mut r, 1, t0));
+    assert!(arrive(&mut r, 2, t0));
+    r.completed(Some(msg(1)), t0);
+    assert!(!arrive(&mut r, 3, t0));
+    assert!(
+        retry_due(&mut r, t0 + FIRST_DELAY).is_empty(),
+        "2 is at the store"
+    );
+    r.completed(Some(msg(2)), t0 + FIRST_DELAY);
+    assert_eq!(retry_due(&mut r, t0 + FIRST_DELAY), ["1", "2", "3"]);
+}
+
 #[test]
 fn the_delay_doubles_to_a_cap_and_resets_on_success() {
     let mut now = Instant::now();
@@ -92,15 +111,22 @@ fn the_delay_doubles_to_a_cap_and_resets_on_success() {
 }
 
 #[test]
-fn an_append_refused_for_the_whole_dedupe_window_is_given_up() {
+fn an_append_too_old_to_dedupe_is_given_up() {
     let t0 = Instant::now();
     let mut r = AppendRetry::new(WINDOW);
+    // Refused on its last retry inside the window.
     assert!(arrive(&mut r, 1, t0));
-    assert!(r.completed(Some(msg(1)), t0 + WINDOW / 2).is_none());
-    retry_due(&mut r, t0 + WINDOW);
+    r.completed(Some(msg(1)), t0);
+    assert_eq!(retry_due(&mut r, t0 + WINDOW / 2), ["1"]);
     let given_up = r.completed(Some(msg(1)), t0 + WINDOW).expect("given up");
     assert_eq!(given_up.msg.msg_id, "1");
-    assert_eq!(r.queued(), 0);
+    // Or due too close to the window's end for a retry to land inside it.
+    assert!(arrive(&mut r, 2, t0));
+    r.completed(Some(msg(2)), t0);
+    let (due, too_old) = r.take_due(t0 + WINDOW - DEDUPE_MARGIN);
+    assert!(due.is_empty());
+    assert_eq!(ids(&too_old), ["2"]);
+    assert_eq!(r.unsettled(), (0, 0));
 }
 
 #[test]
@@ -115,5 +141,5 @@ fn past_the_bound_the_oldest_is_given_up() {
     }
     assert!(!arrive(&mut r, u64::MAX, t0));
     assert_eq!(r.trim().expect("over the bound").msg.msg_id, "0");
-    assert_eq!(r.queued(), MAX_QUEUED);
+    assert_eq!(r.unsettled(), (MAX_QUEUED, 0));
 }

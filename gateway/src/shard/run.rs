@@ -156,13 +156,15 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
     while node.shards_busy.load(Ordering::Acquire) > 0 && started.elapsed() < last_call {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
-    let unstored = shard.append_retry.borrow().queued();
-    if unstored > 0 {
+    let (unstored, unanswered) = shard.append_retry.borrow().unsettled();
+    if unstored > 0 || unanswered > 0 {
         crate::metrics::ShardStats::add(&shard.stats.qos_append_dropped, unstored as u64);
         tracing::error!(
             shard = id,
             unstored,
-            "stopping while the store refuses appends: room and admin QoS 1 messages given up"
+            unanswered,
+            "stopping with room and admin QoS 1 messages not stored (given up) or not yet \
+             answered by the store (outcome unknown)"
         );
     }
 }
