@@ -17,6 +17,7 @@ command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y
 
 redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 redis-server --port "$redis_port" --save '' --appendonly no >/tmp/bench-qos-redis.$$.log 2>&1 &
+# (one Redis for every run: its commandstats add up over the runs)
 redis_pid=$!
 gw_pid=
 cleanup() {
@@ -38,8 +39,15 @@ run() { # run <label> <qos> [gateway args...]
     local admin; admin=$(sed -n 's/.* admin=\([^ ]*\).*/\1/p' "$out")
     LOADGEN_JWT_SECRET=$secret target/release/loadgen --target gateway --wire "$wire" --addr "$addr" \
         --qos "$qos" --server-pid "$gw_pid" --admin "$admin" --label "$label" \
-        direct --conns "$conns" --msg-rate "$rate" --secs "$secs"
+        direct --conns "$conns" --msg-rate "$rate" --secs "$secs" | tee "$out.loadgen"
     kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; gw_pid=
+    # With Redis: what each script cost Redis, next to the run's results.
+    local dir; dir=$(sed -n 's/^results: //p' "$out.loadgen" | tail -1)
+    if [ -n "$dir" ] && [[ " $* " == *" --redis "* ]]; then
+        redis-cli -p "$redis_port" info commandstats >"$dir/redis-commandstats.txt"
+        redis-cli -p "$redis_port" info cpu >>"$dir/redis-commandstats.txt"
+    fi
+    rm -f "$out.loadgen"
 }
 
 for i in $(seq "${RUNS:-1}"); do
