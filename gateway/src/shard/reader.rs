@@ -56,26 +56,19 @@ impl Partial {
 pub(super) fn read(shard: &Shard, key: ConnKey) -> ReadEnd {
     let limits = &shard.node.config.limits;
     let limit = (limits.max_frame_bytes + 64).max(limits.max_handshake_bytes);
-    let (fd, kept, hangup) = {
+    let (fd, kept, hangup, websocket) = {
         let mut conns = shard.conns.borrow_mut();
         let Some(c) = conns.get_mut(key) else {
             return ReadEnd::Again;
         };
-        (c.fd, c.partial.take(), c.hangup)
+        (c.fd, c.partial.take(), c.hangup, c.wire != Wire::Tcp)
     };
     // On the stack while reading; boxed into the connection only if
     // something is left incomplete.
     let mut st = kept.map_or_else(
-        || {
-            let websocket = shard
-                .conns
-                .borrow()
-                .get(key)
-                .is_some_and(|c| c.wire != Wire::Tcp);
-            Partial {
-                buf: Vec::new(),
-                ws: websocket.then(|| Assembler::new(limits.max_frame_bytes)),
-            }
+        || Partial {
+            buf: Vec::new(),
+            ws: websocket.then(|| Assembler::new(limits.max_frame_bytes)),
         },
         |b| *b,
     );
