@@ -17,14 +17,7 @@ fn store(per_user: usize, total_bytes: usize) -> (MemoryStore, Rc<Cell<u64>>) {
 }
 
 fn msg(from: &str, body: &str, ts: u64) -> Stored {
-    Stored {
-        seq: 0,
-        msg_id: format!("m-{body}"),
-        from: from.into(),
-        room: String::new(),
-        payload: bytes::Bytes::copy_from_slice(body.as_bytes()),
-        timestamp_ms: ts,
-    }
+    Stored::for_test(from, body, ts)
 }
 
 fn append(

@@ -47,6 +47,19 @@ pub struct Stored {
 }
 
 impl Stored {
+    /// A test message from `from` with `body` (id `m-<body>`), not stored yet.
+    #[cfg(test)]
+    pub(crate) fn for_test(from: &str, body: &str, timestamp_ms: u64) -> Stored {
+        Stored {
+            seq: 0,
+            msg_id: format!("m-{body}"),
+            from: from.into(),
+            room: String::new(),
+            payload: bytes::Bytes::copy_from_slice(body.as_bytes()),
+            timestamp_ms,
+        }
+    }
+
     /// The Deliver frame carrying this message.
     pub fn to_frame(&self, qos: proto::v1::Qos) -> proto::v1::ServerFrame {
         use proto::v1::{server_frame::Frame, Deliver, ServerFrame};

@@ -5,14 +5,8 @@ use super::*;
 const WINDOW: Duration = Duration::from_secs(600);
 
 fn msg(n: u64) -> (Arc<str>, Stored, String) {
-    let stored = Stored {
-        seq: 0,
-        msg_id: n.to_string(),
-        from: String::new(),
-        room: String::new(),
-        payload: Vec::new().into(),
-        timestamp_ms: 0,
-    };
+    let mut stored = Stored::for_test("", "", 0);
+    stored.msg_id = n.to_string();
     (Arc::from("u"), stored, format!("room:{n}"))
 }
 

@@ -37,14 +37,7 @@ pub(super) fn harness(server: &RedisServer, limits: RedisLimits) -> Harness {
 }
 
 pub(super) fn msg(from: &str, body: &str) -> Stored {
-    Stored {
-        seq: 0,
-        msg_id: format!("m-{body}"),
-        from: from.into(),
-        room: String::new(),
-        payload: bytes::Bytes::copy_from_slice(body.as_bytes()),
-        timestamp_ms: 1_000_000,
-    }
+    Stored::for_test(from, body, 1_000_000)
 }
 
 pub(super) fn append_op(user: &str, from: &str, cmid: &str, body: &str, online: &[&str]) -> Op {
