@@ -17,7 +17,7 @@
 //! - nothing here panics or allocates in proportion to untrusted input
 //!   beyond [`MAX_TOKEN_BYTES`].
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -328,9 +328,7 @@ pub fn mint_hs256(
 
 /// Seconds since the unix epoch by the system clock (0 if it is before 1970).
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::clock::unix_ms_now() / 1000
 }
 
 /// A JWT NumericDate: a non-negative JSON number, fractions truncated.

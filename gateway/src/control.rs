@@ -3,11 +3,11 @@
 //! thread; safe to call from any non-shard thread (it may block briefly).
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use proto::v1::Qos;
 
-use crate::inbox::Stored;
+use crate::store::Stored;
 
 use crate::mesh::{PresenceEntry, ShardMsg};
 use crate::node::Node;
@@ -71,9 +71,7 @@ impl Control {
             from: String::new(),
             room,
             payload: payload.into(),
-            timestamp_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            timestamp_ms: self.node.clock.unix_ms(self.node.clock.now()),
         };
         let owner = self.node.mesh.owner(name);
         let name: Arc<str> = Arc::from(name);

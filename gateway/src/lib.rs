@@ -13,13 +13,15 @@
 
 pub mod admin;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod control;
-pub mod inbox;
 pub mod mesh;
 pub mod metrics;
 pub mod node;
 pub mod outbound;
+pub mod session;
 mod shard;
+pub mod store;
 pub mod sys;
 pub mod wheel;

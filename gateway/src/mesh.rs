@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use crossbeam_queue::ArrayQueue;
 
-use crate::inbox::{Replay, ReplyTo, StoreError, Stored};
 use crate::outbound::{Outbound, Wire};
+use crate::store::{Replay, ReplyTo, StoreError, Stored};
 use crate::sys;
 
 /// A shard index.

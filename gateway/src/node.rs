@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::auth::Verifier;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::control::Control;
 use crate::mesh::Mesh;
@@ -48,6 +49,8 @@ pub struct Node {
     /// ids never repeat across restarts, so the store's dedupe of a retried
     /// room or admin message never mistakes a new one for it.
     pub boot: String,
+    /// The node's clock (Unix time derives from its anchor).
+    pub clock: Clock,
     /// Shards that still hold connections during a drain.
     pub shards_busy: AtomicUsize,
 }
@@ -66,6 +69,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (WebSocket)", config.ws_listen))?;
     let (tcp_addr, tcp_probe) = resolve(config.tcp_listen)
         .with_context(|| format!("cannot listen on {} (TCP)", config.tcp_listen))?;
+    let clock = Clock::system();
     let node = Arc::new(Node {
         verifier,
         mesh: Mesh::new(shards, INBOX_CAPACITY).context("cannot create shard inboxes")?,
@@ -76,12 +80,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         tcp_addr,
         draining: AtomicBool::new(false),
         admin_msgs: AtomicU64::new(0),
-        boot: format!(
-            "{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis())
-        ),
+        boot: format!("{:x}", clock.unix_ms(clock.now())),
+        clock,
         shards_busy: AtomicUsize::new(shards),
         config,
     });

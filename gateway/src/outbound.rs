@@ -62,6 +62,7 @@ impl Wire {
 }
 
 /// One server frame shared by every recipient, with lazily encoded bytes.
+#[derive(Debug)]
 pub struct Outbound {
     frame: ServerFrame,
     wires: [OnceLock<Bytes>; 3],

@@ -49,6 +49,15 @@ pub struct TimerKey {
     generation: u32,
 }
 
+impl TimerKey {
+    /// A key that names no timer: cancelling it is a no-op, `contains` is
+    /// false. Lets a holder keep a key without an `Option` around it.
+    pub const NONE: TimerKey = TimerKey {
+        index: NIL,
+        generation: 0,
+    };
+}
+
 enum Slot<T> {
     Occupied {
         value: T,

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::signal::Notify;
+use super::wake::Notify;
 use super::Shard;
 use crate::mesh::ShardMsg;
 use crate::metrics::ShardStats;

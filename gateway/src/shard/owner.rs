@@ -7,16 +7,15 @@
 //! connection that asked. Appends with no sender to tell that the store
 //! refuses are kept and submitted again (`retry`).
 use std::sync::Arc;
-use std::time::Instant;
 
 use proto::v1::{ErrorCode, Qos, SendResult};
 
 use super::retry::Pending;
 use super::Shard;
-use crate::inbox::{Done, Op, ReplyTo, Stored};
 use crate::mesh::ShardMsg;
 use crate::metrics::ShardStats;
 use crate::outbound::Outbound;
+use crate::store::{Done, Op, ReplyTo, Stored};
 
 impl Shard {
     /// Stores a QoS 1 message for `user` (this shard owns the user).
@@ -89,7 +88,7 @@ impl Shard {
         online.sort_unstable();
         online.dedup();
         self.pending_appends.set(self.pending_appends.get() + 1);
-        self.store_started.borrow_mut().push_back(Instant::now());
+        self.store_started.borrow_mut().push_back(self.now.get());
         self.store.borrow_mut().submit(Op::Append {
             user,
             msg,
@@ -185,7 +184,8 @@ impl Shard {
                 self.pending_appends
                     .set(self.pending_appends.get().saturating_sub(1));
                 if let Some(started) = self.store_started.borrow_mut().pop_front() {
-                    self.stats.store_latency(started.elapsed());
+                    self.stats
+                        .store_latency(self.now.get().saturating_duration_since(started));
                 }
                 if reply.is_none() {
                     let refused = match (&result, unstored) {

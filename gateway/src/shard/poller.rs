@@ -22,9 +22,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
 use super::reader::{self, ReadEnd};
-use super::signal::yield_now;
 use super::tables::ConnKey;
-use super::{Phase, Shard};
+use super::wake::yield_now;
+use super::Shard;
 use crate::sys;
 
 /// Events collected per `epoll_wait`.
@@ -67,7 +67,7 @@ impl Shard {
 
     /// Waits for readiness and dispatches it, for the life of the shard.
     pub(super) async fn poll_task(self: Rc<Self>) {
-        let waiter = match super::signal::readiness(self.poller.epfd.as_raw_fd()) {
+        let waiter = match super::wake::readiness(self.poller.epfd.as_raw_fd()) {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(shard = self.id, "cannot poll the shard's epoll set: {e}");
@@ -77,6 +77,7 @@ impl Shard {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
         let mut again = Vec::new();
         loop {
+            self.tick_clock();
             std::mem::swap(&mut again, &mut *self.poller.again.borrow_mut());
             for t in again.drain(..) {
                 let (key, id) = untoken(t);
@@ -103,7 +104,7 @@ impl Shard {
     fn on_event(&self, key: ConnKey, id: u32, events: u32) {
         let hangup = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         let blocked = match self.conns.borrow_mut().get_mut(key) {
-            Some(c) if c.id as u32 == id => {
+            Some(c) if c.session.id() as u32 == id => {
                 // Data and FIN may come in one edge: remember the FIN, or a
                 // short read would wait for an edge that never comes.
                 c.hangup |= events & hangup != 0;
@@ -121,19 +122,20 @@ impl Shard {
 
     /// Input may be waiting on `key`: read it, unless writes are blocked.
     fn on_input(&self, key: ConnKey, id: u32) {
-        let (phase, conn_id) = {
+        let (closing, conn_id) = {
             let mut conns = self.conns.borrow_mut();
-            let Some(c) = conns.get_mut(key).filter(|c| c.id as u32 == id) else {
+            let Some(c) = conns.get_mut(key).filter(|c| c.session.id() as u32 == id) else {
                 return;
             };
-            if c.write_blocked && c.phase != Phase::Closing {
+            let closing = c.session.is_closing();
+            if c.write_blocked && !closing {
                 // Reading stops while the client does not read: backpressure.
                 c.read_stalled = true;
                 return;
             }
-            (c.phase, c.id)
+            (closing, c.session.id())
         };
-        let end = if phase == Phase::Closing {
+        let end = if closing {
             reader::discard(self, key)
         } else {
             reader::read(self, key)

@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::inbox::Stored;
+use crate::store::Stored;
 
 /// Appends kept per owner shard while the store is failing.
 pub(super) const MAX_QUEUED: usize = 65_536;

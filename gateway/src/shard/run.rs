@@ -12,10 +12,10 @@ use crossbeam_channel::Sender;
 use monoio::net::{ListenerOpts, TcpListener};
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
-use super::conn::Transport;
 use super::Shard;
 use crate::config::Driver;
 use crate::node::Node;
+use crate::session::Transport;
 use crate::sys;
 
 /// io_uring submission queue entries per shard.
@@ -123,7 +123,7 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
     monoio::spawn(shard.clone().poll_task());
     monoio::spawn(shard.clone().accept_loop(ws, Transport::WebSocket));
     monoio::spawn(shard.clone().accept_loop(tcp, Transport::Tcp));
-    monoio::spawn(shard.clone().inbox_task());
+    monoio::spawn(shard.clone().router_task());
     monoio::spawn(shard.clone().flusher_task());
     monoio::spawn(shard.clone().ticker_task());
     monoio::spawn(shard.clone().outbox_task());
@@ -144,7 +144,7 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
         );
         let keys: Vec<usize> = shard.conns.borrow().iter().map(|(k, _)| k).collect();
         for key in keys {
-            shard.close(key, None);
+            shard.drive(key, |s, cx| s.close(cx));
         }
         let _ = monoio::time::timeout(FORCE_CLOSE_GRACE, shard.done.wait()).await;
     }

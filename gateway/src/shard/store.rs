@@ -1,12 +1,12 @@
 //! Opens the inbox store a shard uses for the users it owns.
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use crate::inbox::memory::{MemoryLimits, MemoryStore};
-use crate::inbox::redis::{RedisLimits, RedisStore};
-use crate::inbox::{Store, StoreError};
 use crate::mesh::ShardMsg;
 use crate::node::Node;
+use crate::store::memory::{MemoryLimits, MemoryStore};
+use crate::store::redis::{RedisLimits, RedisStore};
+use crate::store::{Store, StoreError};
 
 /// The in-process store, or Redis when the config names one.
 pub(super) fn open(node: &Arc<Node>, shard: usize) -> Result<Box<dyn Store>, StoreError> {
@@ -32,11 +32,7 @@ pub(super) fn open(node: &Arc<Node>, shard: usize) -> Result<Box<dyn Store>, Sto
         retention: qos.retention(),
         dedupe_window: qos.dedupe_window,
     };
-    let clock = Box::new(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_millis() as u64
-    });
+    let node_clock = node.clock;
+    let clock = Box::new(move || node_clock.unix_ms(Instant::now()));
     Ok(Box::new(MemoryStore::new(limits, clock)))
 }

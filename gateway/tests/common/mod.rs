@@ -16,7 +16,7 @@ mod connect;
 mod frames;
 mod http;
 // The same helper the library's own Redis tests use.
-#[path = "../../src/inbox/redis/testutil.rs"]
+#[path = "../../src/store/redis/testutil.rs"]
 mod redis_server;
 
 pub use chaos::*;

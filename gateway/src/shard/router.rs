@@ -1,26 +1,28 @@
-//! The shard's side of the mesh: drains its inbox, routes what it owns and
-//! delivers what is local.
+//! The shard's router: drains its mesh queue, routes what it owns and
+//! hands what is local to the sessions.
 use std::rc::Rc;
 use std::sync::Arc;
 
-use proto::v1::{server_frame::Frame, GoAwayReason, Qos, ServerFrame};
+use proto::v1::{server_frame::Frame, Qos};
 
-use super::signal::yield_now;
-use super::{go_away_frame, Phase, Shard};
-use crate::inbox::Stored;
+use super::tables::ConnKey;
+use super::wake::yield_now;
+use super::Shard;
 use crate::mesh::ShardMsg;
 use crate::outbound::Outbound;
+use crate::session::{Ctx, Delivery};
+use crate::store::Stored;
 use crate::sys;
 
 /// Messages handled before letting connections run.
 const BATCH: usize = 1024;
 
 impl Shard {
-    /// Drains the inbox, then sleeps on the shard's eventfd until woken.
-    pub(super) async fn inbox_task(self: Rc<Self>) {
+    /// Drains the shard's queue, then sleeps on its eventfd until woken.
+    pub(super) async fn router_task(self: Rc<Self>) {
         let mesh = &self.node.mesh;
         let efd = mesh.eventfd(self.id);
-        let waiter = match super::signal::readiness(efd) {
+        let waiter = match super::wake::readiness(efd) {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(shard = self.id, "cannot poll the shard's eventfd: {e}");
@@ -28,6 +30,7 @@ impl Shard {
             }
         };
         loop {
+            self.tick_clock();
             let mut handled = 0;
             while let Some(msg) = mesh.pop(self.id) {
                 self.handle(msg);
@@ -60,10 +63,8 @@ impl Shard {
                 }
             }
             ShardMsg::UserLocal { user, msg } => {
-                let keys = self.tables.borrow().user_conns(&user).to_vec();
-                for key in keys {
-                    self.deliver(key, &msg);
-                }
+                let tables = self.tables.borrow();
+                self.deliver_live(tables.user_conns(&user).iter().copied(), &msg);
             }
             ShardMsg::ToRoom { room, msg } => {
                 let shards = self.tables.borrow().room_shards(&room).to_vec();
@@ -100,9 +101,8 @@ impl Shard {
             }
             ShardMsg::KickLocal { user } => {
                 let keys = self.tables.borrow().user_conns(&user).to_vec();
-                let bye = go_away_frame(GoAwayReason::Kicked, "kicked by an operator", 0);
                 for key in keys {
-                    self.close(key, Some(&bye));
+                    self.drive(key, |s, cx| s.kick(cx));
                 }
             }
             ShardMsg::Drain => self.start_drain(),
@@ -112,7 +112,13 @@ impl Shard {
                 client_msg_id,
                 reply,
             } => self.owner_append(user, *msg, client_msg_id, reply),
-            ShardMsg::Qos1Deliver { user, seq, msg } => self.qos_deliver(&user, seq, &msg),
+            ShardMsg::Qos1Deliver { user, seq, msg } => {
+                let keys = self.tables.borrow().user_conns(&user).to_vec();
+                for key in keys {
+                    let stored = Delivery::Stored { seq, msg: &msg };
+                    self.drive(key, |s, cx| s.handle_routed(cx, stored));
+                }
+            }
             ShardMsg::Qos1Ack { user, device, seq } => self.owner_ack(user, device, seq),
             ShardMsg::Qos1Read {
                 user,
@@ -121,15 +127,17 @@ impl Shard {
                 max,
                 conn,
             } => self.owner_read(user, device, after, max, conn),
-            ShardMsg::Qos1Replay { conn, replay } => self.qos_replay(conn, replay),
+            ShardMsg::Qos1Replay { conn, replay } => {
+                let replay = Delivery::Replay(replay);
+                self.drive_if(conn.key, Some(conn.conn_id), |s, cx| {
+                    s.handle_routed(cx, replay)
+                });
+            }
             ShardMsg::SendDone { reply, result } => {
-                let frame = ServerFrame {
-                    frame: Some(Frame::SendResult(*result)),
-                };
-                let mut conns = self.conns.borrow_mut();
-                if let Some(c) = conns.get_mut(reply.key).filter(|c| c.id == reply.conn_id) {
-                    self.send_frame_locked(reply.key, c, &frame);
-                }
+                let result = Delivery::SendResult(*result);
+                self.drive_if(reply.key, Some(reply.conn_id), |s, cx| {
+                    s.handle_routed(cx, result)
+                });
             }
             ShardMsg::StoreReady => self.drain_store(),
         }
@@ -144,9 +152,7 @@ impl Shard {
         };
         if d.qos() != Qos::AtLeastOnce {
             let tables = self.tables.borrow();
-            for key in tables.room_members(room) {
-                self.deliver(key, msg);
-            }
+            self.deliver_live(tables.room_members(room), msg);
             return;
         }
         let mut users: Vec<Arc<str>> = {
@@ -154,7 +160,7 @@ impl Shard {
             let conns = self.conns.borrow();
             tables
                 .room_members(room)
-                .filter_map(|k| conns.get(k).and_then(|c| c.user.clone()))
+                .filter_map(|k| conns.get(k).and_then(|c| c.session.user().cloned()))
                 .collect()
         };
         users.sort_unstable();
@@ -182,6 +188,27 @@ impl Shard {
         }
     }
 
+    /// Hands a live frame to each of `keys` (room fan-out, a user's
+    /// connections): one borrow of the slab for all of them. A live
+    /// delivery never routes anything and never removes a connection (a
+    /// slow consumer starts closing), so the sessions are settled in place.
+    fn deliver_live(&self, keys: impl Iterator<Item = ConnKey>, msg: &Outbound) {
+        let mut conns = self.conns.borrow_mut();
+        let mut fx = self.fx.borrow_mut();
+        let mut cx = Ctx {
+            now: self.now.get(),
+            env: &self.env,
+            fx: &mut fx,
+        };
+        for key in keys {
+            if let Some(c) = conns.get_mut(key) {
+                c.session.handle_routed(&mut cx, Delivery::Live(msg));
+                self.settle(key, c);
+            }
+        }
+        debug_assert!(cx.fx.routes.is_empty(), "a live delivery routed something");
+    }
+
     /// Stops accepting and asks every client to go away; the shard exits when
     /// its last connection closes or the drain deadline passes.
     pub(super) fn start_drain(&self) {
@@ -189,23 +216,10 @@ impl Shard {
             return;
         }
         self.draining.set();
-        let limits = &self.node.config.drain;
-        let bye = go_away_frame(
-            GoAwayReason::Draining,
-            "node draining: reconnect",
-            limits.reconnect_after_ms,
-        );
+        let reconnect_after_ms = self.node.config.drain.reconnect_after_ms;
         let keys: Vec<usize> = self.conns.borrow().iter().map(|(k, _)| k).collect();
         for key in keys {
-            let phase = self.conns.borrow().get(key).map(|c| c.phase);
-            match phase {
-                Some(Phase::Open) => {
-                    self.send_frame(key, &bye);
-                    self.stats.go_away(GoAwayReason::Draining);
-                }
-                Some(Phase::Upgrade | Phase::Auth) => self.close(key, None),
-                _ => {}
-            }
+            self.drive(key, |s, cx| s.drain(cx, reconnect_after_ms));
         }
         self.check_done();
     }

@@ -1,4 +1,5 @@
-//! Single-threaded wake-up primitives for tasks of one shard.
+//! Single-threaded wake-ups between the tasks of one shard (not OS signals:
+//! those are the node's, see `node`).
 //!
 //! Shard state is not `Send`; these are `Cell`s, not atomics. `Notify` wakes
 //! one waiting task and is consumed by it (edge); `Flag` is set once and wakes

@@ -10,7 +10,7 @@ use redis::{Pipeline, Script, Value};
 
 use super::keys::UserKeys;
 use super::RedisLimits;
-use crate::inbox::{Done, Op, Replay, StoreError, Stored};
+use crate::store::{Done, Op, Replay, StoreError, Stored};
 
 /// Sequence numbers and resume points are clamped to this (2^53): Lua
 /// numbers are doubles and exact up to it, far beyond any real sequence.
@@ -288,7 +288,7 @@ mod tests {
     use super::*;
 
     fn read_op() -> Op {
-        let conn = crate::inbox::ReplyTo {
+        let conn = crate::store::ReplyTo {
             shard: 0,
             key: 0,
             conn_id: 1,

@@ -10,7 +10,7 @@ use redis::Commands;
 use super::keys::UserKeys;
 use super::testutil::RedisServer;
 use super::*;
-use crate::inbox::{Replay, ReplyTo, Stored};
+use crate::store::{Replay, ReplyTo, Stored};
 
 /// How long any batch of operations may take to complete.
 pub(super) const WAIT: Duration = Duration::from_secs(15);

@@ -10,7 +10,7 @@ use redis::Value;
 
 use super::scripts::{self, Params, Scripts};
 use super::{Counters, RedisLimits, MAX_BATCH};
-use crate::inbox::{Done, Op, StoreError};
+use crate::store::{Done, Op, StoreError};
 
 /// How long connecting to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn keeps_the_highest_ack_per_device_at_its_last_position() {
-        let conn = crate::inbox::ReplyTo {
+        let conn = crate::store::ReplyTo {
             shard: 0,
             key: 0,
             conn_id: 1,

@@ -1,0 +1,153 @@
+//! Getting to an authenticated session: the HTTP upgrade (token in the
+//! `Authorization` header or the `token` query parameter), or the first
+//! `Auth` frame (WebSocket without a token, and raw TCP).
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::codec::{self, Encoding};
+use proto::handshake::{self, UpgradeRequest};
+use proto::v1::{client_frame, server_frame::Frame, AuthOk, ClientFrame, ErrorCode, ServerFrame};
+
+use super::input::Fatal;
+use super::{Ctx, Phase, Route, Session};
+use crate::auth::Claims;
+use crate::metrics::ShardStats;
+use crate::outbound::Wire;
+
+/// Token lifetimes beyond this (ten years) count as "never expires".
+const MAX_EXPIRY: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+impl Session {
+    /// Answers a failed upgrade with an HTTP status and closes.
+    pub(super) fn reject_upgrade(&mut self, cx: &mut Ctx, status: u16, reason: &str) {
+        tracing::debug!(
+            shard = cx.env.shard,
+            conn = self.id,
+            status,
+            "upgrade refused: {reason}"
+        );
+        let response = handshake::response_error(status, reason);
+        self.queue(cx, &response);
+        self.close(cx);
+    }
+
+    /// A complete upgrade request arrived.
+    pub(super) fn on_upgrade(&mut self, cx: &mut Ctx, req: UpgradeRequest) {
+        if req.path != "/ws" {
+            return self.reject_upgrade(cx, 404, "no such endpoint: use /ws");
+        }
+        // None offered means binary protobuf.
+        let (wire, protocol) = if req.protocols.is_empty() {
+            (Wire::WsProto, None)
+        } else {
+            match codec::negotiate(&req.protocols) {
+                Some((Encoding::Json, p)) => (Wire::WsJson, Some(p)),
+                Some((Encoding::Proto, p)) => (Wire::WsProto, Some(p)),
+                None => return self.reject_upgrade(cx, 400, "unsupported subprotocol"),
+            }
+        };
+        let token = req.bearer.as_deref().or(req.query_token.as_deref());
+        let claims = match token {
+            Some(t) => match cx.env.verifier.verify_at(t, cx.env.clock.unix_secs(cx.now)) {
+                Ok(claims) => Some(claims),
+                Err(e) => {
+                    cx.env.stats.error(ErrorCode::Unauthenticated);
+                    return self.reject_upgrade(cx, 401, e.reason());
+                }
+            },
+            None => None,
+        };
+        let accept = handshake::accept_key(&req.key);
+        let response = handshake::response_switching(&accept, protocol);
+        self.wire = wire;
+        self.phase = Phase::Auth;
+        self.queue(cx, &response);
+        if let Some(claims) = claims {
+            self.authenticate(cx, claims, "");
+        }
+    }
+
+    /// One client frame's bytes arrived.
+    pub(super) fn on_payload(
+        &mut self,
+        cx: &mut Ctx,
+        enc: Encoding,
+        bytes: &[u8],
+    ) -> Result<(), Fatal> {
+        ShardStats::inc(&cx.env.stats.frames_in);
+        let frame: ClientFrame = codec::decode_client(enc, bytes)
+            .map_err(|e| Fatal(ErrorCode::BadFrame, e.to_string()))?;
+        let Some(frame) = frame.frame else {
+            return Err(Fatal(ErrorCode::UnknownFrame, "unknown frame type".into()));
+        };
+        match (self.phase, frame) {
+            (Phase::Auth, client_frame::Frame::Auth(auth)) => {
+                let now_unix = cx.env.clock.unix_secs(cx.now);
+                match cx.env.verifier.verify_at(&auth.token, now_unix) {
+                    Ok(claims) => {
+                        self.authenticate(cx, claims, &auth.device);
+                        Ok(())
+                    }
+                    Err(e) => Err(Fatal(ErrorCode::Unauthenticated, e.reason().into())),
+                }
+            }
+            (Phase::Auth, _) => Err(Fatal(ErrorCode::NotAuthenticated, "send Auth first".into())),
+            (Phase::Open, frame) => {
+                self.on_frame(cx, frame);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn authenticate(&mut self, cx: &mut Ctx, claims: Claims, device: &str) {
+        let env = cx.env;
+        let device: Arc<str> = match claims.device.as_deref() {
+            _ if !device.is_empty() => Arc::from(device),
+            Some(d) if !d.is_empty() => Arc::from(d),
+            _ => env.no_device.clone(),
+        };
+        if device.len() > env.limits.max_name_bytes {
+            return self.fail(cx, ErrorCode::InvalidArgument, "device name too long");
+        }
+        let user: Arc<str> = Arc::from(claims.user.as_str());
+        env.stats
+            .handshake(cx.now.saturating_duration_since(self.stamp));
+        self.phase = Phase::Open;
+        self.user = Some(user.clone());
+        self.device = device.clone();
+        self.stamp = cx.now;
+        self.timeout_moved = true;
+        // A token may say it never expires (`exp` far away, or past what
+        // fits in u32 Unix seconds): no expiry deadline then.
+        let exp_ms = claims.exp.saturating_mul(1000);
+        let far = env.clock.unix_ms(cx.now) + MAX_EXPIRY.as_millis() as u64;
+        self.expires_at = if exp_ms > far {
+            0
+        } else {
+            u32::try_from(claims.exp.max(1)).unwrap_or(0)
+        };
+        cx.fx.routes.push(Route::Online {
+            user: user.clone(),
+            device: device.clone(),
+            wire: self.wire,
+        });
+        let ok = AuthOk {
+            user: user.to_string(),
+            device: device.to_string(),
+            conn_id: self.id,
+            expires_at: claims.exp,
+            heartbeat_ms: env.limits.heartbeat_interval_ms,
+            node: env.node_id.clone(),
+            shard: u32::from(env.shard),
+        };
+        self.send_frame(
+            cx,
+            &ServerFrame {
+                frame: Some(Frame::AuthOk(ok)),
+            },
+        );
+        // Offline messages and anything unacknowledged, before live ones.
+        self.qos_sync(cx, None);
+    }
+}

@@ -1,0 +1,174 @@
+//! Bytes in: split into frames by the sans-IO codecs of `proto` (the HTTP
+//! upgrade, WebSocket frames and fragments, length-prefixed TCP frames) and
+//! handed to the protocol.
+//!
+//! The driver reads into a shared scratch buffer and lends it here; a session
+//! keeps bytes of its own only while a frame is incomplete, so an idle one
+//! holds none. Every parser checks its length prefix against the limit
+//! before anything is buffered, so a pending frame never grows past the
+//! frame limit plus a header (or the handshake limit).
+use proto::codec::Encoding;
+use proto::v1::ErrorCode;
+use proto::ws::{self, Assembler, Event, Role};
+
+use super::{Ctx, Phase, Session};
+use crate::outbound::Wire;
+
+/// A fatal protocol error: the client gets this code and the connection closes.
+pub(super) struct Fatal(pub ErrorCode, pub String);
+
+/// Read state that outlives one read: a partial frame, and a fragmented
+/// WebSocket message in progress. Boxed into the session only while
+/// something is incomplete.
+pub(super) struct Partial {
+    buf: Vec<u8>,
+    ws: Option<Assembler>,
+}
+
+impl Partial {
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty() && !self.ws.as_ref().is_some_and(Assembler::in_progress)
+    }
+}
+
+impl Session {
+    /// Bytes arrived from the client: every complete frame is processed;
+    /// an incomplete one is kept (copied) until the rest arrives. Bytes that
+    /// arrive while closing are discarded. Any bytes count as liveness.
+    pub fn handle_bytes(&mut self, cx: &mut Ctx, bytes: &mut [u8]) {
+        if self.phase >= Phase::Closing {
+            return;
+        }
+        if self.phase == Phase::Open {
+            // Later deadline: re-armed lazily, no `timeout_moved`.
+            self.stamp = cx.now;
+        }
+        let max = cx.env.limits.max_frame_bytes;
+        let mut st = match self.partial.take() {
+            Some(p) => *p,
+            None => Partial {
+                buf: Vec::new(),
+                ws: (self.wire != Wire::Tcp).then(|| Assembler::new(max)),
+            },
+        };
+        let result = if st.buf.is_empty() {
+            let (used, result) = self.process(cx, &mut st.ws, bytes);
+            if self.phase < Phase::Closing {
+                st.buf.extend_from_slice(&bytes[used..]);
+            }
+            result
+        } else {
+            st.buf.extend_from_slice(bytes);
+            let mut buf = std::mem::take(&mut st.buf);
+            let (used, result) = self.process(cx, &mut st.ws, &mut buf);
+            buf.drain(..used);
+            // A completed frame releases its buffer.
+            st.buf = if buf.is_empty() { Vec::new() } else { buf };
+            result
+        };
+        if let Err(Fatal(code, msg)) = result {
+            self.fail(cx, code, &msg);
+        }
+        if self.phase < Phase::Closing && !st.is_empty() {
+            self.partial = Some(Box::new(st));
+        }
+    }
+
+    /// Processes every complete frame at the front of `buf`; returns how
+    /// many bytes were used.
+    fn process(
+        &mut self,
+        cx: &mut Ctx,
+        ws: &mut Option<Assembler>,
+        buf: &mut [u8],
+    ) -> (usize, Result<(), Fatal>) {
+        let max = cx.env.limits.max_frame_bytes;
+        let mut pos = 0;
+        let result = loop {
+            match self.phase {
+                Phase::Closing | Phase::Closed => break Ok(()),
+                Phase::Upgrade => {
+                    let max_head = cx.env.limits.max_handshake_bytes;
+                    match proto::handshake::parse_request(&buf[pos..], max_head) {
+                        Ok(Some((used, req))) => {
+                            pos += used;
+                            self.on_upgrade(cx, req);
+                        }
+                        Ok(None) => break Ok(()),
+                        Err(e) => {
+                            self.reject_upgrade(cx, e.status(), &e.to_string());
+                            break Ok(());
+                        }
+                    }
+                }
+                Phase::Auth | Phase::Open => {
+                    let step = match ws {
+                        Some(asm) => self.ws_step(cx, asm, &mut buf[pos..], max),
+                        None => self.tcp_step(cx, &buf[pos..], max),
+                    };
+                    match step {
+                        Ok(Some(used)) => pos += used,
+                        Ok(None) => break Ok(()),
+                        Err(e) => break Err(e),
+                    }
+                }
+            }
+        };
+        (pos, result)
+    }
+
+    fn tcp_step(&mut self, cx: &mut Ctx, buf: &[u8], max: usize) -> Result<Option<usize>, Fatal> {
+        match proto::frame::decode(buf, max) {
+            Ok(Some((used, payload))) => {
+                self.on_payload(cx, Encoding::Proto, payload)?;
+                Ok(Some(used))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(Fatal(ErrorCode::FrameTooLarge, e.to_string())),
+        }
+    }
+
+    fn ws_step(
+        &mut self,
+        cx: &mut Ctx,
+        asm: &mut Assembler,
+        buf: &mut [u8],
+        max: usize,
+    ) -> Result<Option<usize>, Fatal> {
+        let head = match ws::decode_frame(buf, Role::Server, max) {
+            Ok(Some(head)) => head,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(ws_fatal(e)),
+        };
+        let used = head.header_len + head.payload_len;
+        let payload = &buf[head.header_len..used];
+        match asm.push(head, payload).map_err(ws_fatal)? {
+            None | Some(Event::Pong(_)) => {}
+            Some(Event::Data { text, payload }) => {
+                let enc = if text {
+                    Encoding::Json
+                } else {
+                    Encoding::Proto
+                };
+                self.on_payload(cx, enc, &payload)?;
+            }
+            Some(Event::Ping(data)) => {
+                let mut frame = Vec::with_capacity(data.len() + 2);
+                ws::encode_frame(ws::Opcode::Pong, data, None, &mut frame);
+                self.queue(cx, &frame);
+            }
+            Some(Event::Close { .. }) => self.close(cx),
+        }
+        Ok(Some(used))
+    }
+}
+
+/// A WebSocket protocol error as the error frame the client gets.
+fn ws_fatal(e: proto::ws::WsError) -> Fatal {
+    let code = if e.close_code() == 1009 {
+        ErrorCode::FrameTooLarge
+    } else {
+        ErrorCode::BadFrame
+    };
+    Fatal(code, e.to_string())
+}

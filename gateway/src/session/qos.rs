@@ -1,0 +1,368 @@
+//! The holder's side of QoS 1: what the connection has been sent, what it
+//! has acknowledged, retransmits, and resume.
+//!
+//! After authentication (or a Resume frame, or when it fell behind its
+//! window) the session is *syncing*: it asks the user's owner to read the
+//! inbox after its resume point (`Route::Read`) and ignores live QoS 1
+//! deliveries until the replay arrives. The owner answers in the same FIFO
+//! order in which it routes live messages, so everything live that was
+//! ignored is in the replay and everything after it is newer: no loss, no
+//! reordering.
+//!
+//! What the client says while a replay is pending is kept, not dropped: a
+//! Resume raises `known` (the client has everything up to it) and an Ack is
+//! remembered and forwarded once the replay lands. The replay skips what
+//! the client already has (`seq <= known`), so a store cursor that fell
+//! behind (acks lost in an outage, a connection cut before it acked) never
+//! fills the window with duplicates that nobody will ack again. Duplicates
+//! are still possible (a retransmit the client already had) and carry the
+//! same `seq` and `msg_id` for the client to drop.
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::v1::{server_frame::Frame, ErrorCode, Gap, Qos, ServerFrame};
+
+use super::backoff::Backoff;
+use super::{error_frame, Ctx, Env, Phase, Route, Session};
+use crate::metrics::ShardStats;
+use crate::outbound::Outbound;
+use crate::store::{Replay, StoreError};
+
+/// QoS 1 state of a session with messages in flight or a replay pending.
+pub(super) struct QosState {
+    /// Highest sequence sent to this connection, or known to be held by it.
+    delivered: u64,
+    /// Highest cumulative ack forwarded to the owner.
+    acked: u64,
+    /// An ack that arrived while a replay was pending: applied when it lands.
+    pending_ack: u64,
+    /// Sent and not yet acknowledged, in order.
+    inflight: VecDeque<(u64, Arc<Outbound>)>,
+    backoff: Backoff,
+    /// The retransmit deadline (`backoff.deadline()`) is wanted.
+    pub(super) armed: bool,
+    /// Messages were left in the inbox (window full): read again when it frees.
+    lagging: bool,
+}
+
+impl QosState {
+    /// When the retransmit timer wants to run.
+    pub(super) fn deadline(&self) -> Option<std::time::Instant> {
+        self.armed.then(|| self.backoff.deadline())
+    }
+}
+
+impl Session {
+    /// The QoS 1 state, created on first use.
+    fn qos_state(&mut self, cx: &Ctx) -> &mut QosState {
+        let known = self.known;
+        self.qos.get_or_insert_with(|| {
+            let qos = &cx.env.qos;
+            Box::new(QosState {
+                delivered: known,
+                acked: 0,
+                pending_ack: 0,
+                inflight: VecDeque::new(),
+                backoff: Backoff::new(
+                    Duration::from_millis(qos.retransmit_ms),
+                    Duration::from_millis(qos.retransmit_max_ms),
+                    cx.now,
+                ),
+                armed: false,
+                lagging: false,
+            })
+        })
+    }
+
+    /// True while the pending output leaves room for QoS 1 traffic: replays
+    /// and retransmits stop at half the send-queue cap, so a backlog never
+    /// trips the slow-consumer close of a client that reads.
+    fn qos_room(&self, env: &Env) -> bool {
+        self.out.len() < env.limits.send_queue_bytes / 2
+    }
+
+    /// Makes sure the retransmit timer runs (it also resumes a lagging read).
+    fn qos_arm(&mut self) {
+        if let Some(q) = self.qos.as_mut() {
+            if !q.armed {
+                q.armed = true;
+                self.timeout_moved = true;
+            }
+        }
+    }
+
+    /// Asks the owner for what this connection has not acknowledged.
+    pub(super) fn qos_sync(&mut self, cx: &mut Ctx, after: Option<u64>) {
+        let Some(user) = self.user.clone() else {
+            return;
+        };
+        self.syncing = true;
+        let inflight = self.qos.as_ref().map_or(0, |q| q.inflight.len());
+        let max = cx.env.qos.inflight_window.saturating_sub(inflight).max(1);
+        cx.fx.routes.push(Route::Read {
+            user,
+            device: self.device.clone(),
+            after,
+            max,
+        });
+    }
+
+    /// A stored message for the session's user arrived from its owner.
+    pub(super) fn qos_deliver(&mut self, cx: &mut Ctx, seq: u64, msg: &Arc<Outbound>) {
+        if self.phase != Phase::Open || self.syncing {
+            return;
+        }
+        let delivered = self.qos.as_ref().map_or(self.known, |q| q.delivered);
+        if seq <= delivered {
+            return;
+        }
+        let window = cx.env.qos.inflight_window;
+        let room = self.qos_room(cx.env);
+        let q = self.qos_state(cx);
+        let full = q.inflight.len() >= window || !room;
+        if q.lagging || seq != delivered + 1 || full {
+            // Left in the inbox; read in order once the window frees.
+            q.lagging = true;
+            self.qos_arm();
+            if !full && seq != delivered + 1 {
+                self.qos_sync(cx, Some(delivered));
+            }
+            return;
+        }
+        self.qos_send(cx, seq, msg.clone());
+    }
+
+    fn qos_send(&mut self, cx: &mut Ctx, seq: u64, msg: Arc<Outbound>) {
+        if self.phase != Phase::Open || !self.queue(cx, msg.bytes(self.wire)) {
+            return;
+        }
+        ShardStats::inc(&cx.env.stats.deliveries);
+        let now = cx.now;
+        let q = self.qos_state(cx);
+        q.delivered = seq;
+        if q.inflight.is_empty() {
+            q.backoff.progress(now);
+        }
+        q.inflight.push_back((seq, msg));
+        self.qos_arm();
+    }
+
+    /// The owner's answer to `qos_sync`.
+    pub(super) fn qos_replay(&mut self, cx: &mut Ctx, replay: Result<Replay, StoreError>) {
+        let replay = match replay {
+            Ok(r) => r,
+            Err(e) => {
+                // Stay syncing; the retransmit timer asks again, backing off.
+                tracing::debug!(
+                    shard = cx.env.shard,
+                    conn = self.id,
+                    "inbox read failed: {e}"
+                );
+                if self.phase == Phase::Open {
+                    let err = error_frame(
+                        ErrorCode::Unavailable,
+                        "message store unavailable: retrying",
+                        false,
+                    );
+                    self.send_frame(cx, &err);
+                    let now = cx.now;
+                    self.qos_state(cx).backoff.fire(now);
+                    self.qos_arm();
+                }
+                return;
+            }
+        };
+        self.syncing = false;
+        if self.phase != Phase::Open {
+            return;
+        }
+        // What the client said it has, up to what exists.
+        let held = self.known.min(replay.last_seq);
+        if replay.msgs.is_empty()
+            && replay.gap.is_none()
+            && self.qos.as_ref().is_none_or(|q| q.inflight.is_empty())
+        {
+            // Nothing owed: pass on a pending ack, hold no state.
+            if let Some(q) = self.qos.take() {
+                let ack = q.pending_ack.min(replay.last_seq);
+                if ack > q.acked {
+                    self.forward_ack(cx, ack);
+                }
+            }
+            self.known = self.known.max(replay.last_seq);
+            return;
+        }
+        if let Some((from_seq, first_available)) = replay.gap {
+            ShardStats::inc(&cx.env.stats.qos_gaps);
+            let gap = ServerFrame {
+                frame: Some(Frame::Gap(Gap {
+                    from_seq,
+                    first_available,
+                })),
+            };
+            self.send_frame(cx, &gap);
+        }
+        let q = self.qos_state(cx);
+        q.lagging = false;
+        q.delivered = q.delivered.max(held);
+        // The replay holds everything up to `last_seq` unless the read's
+        // `max` cut it short. Judge by its content, not by comparing its
+        // length with the window now: acks that arrived since the read was
+        // asked for free more room than the read was allowed to fill.
+        let mut complete = replay.msgs.last().is_none_or(|m| m.seq >= replay.last_seq);
+        for m in replay.msgs {
+            if self.qos.as_ref().is_none_or(|q| m.seq <= q.delivered) {
+                // The client has it already.
+                continue;
+            }
+            if !self.qos_room(cx.env) {
+                // The rest stays in the inbox until acks make room.
+                complete = false;
+                break;
+            }
+            self.qos_send(cx, m.seq, Outbound::new(m.to_frame(Qos::AtLeastOnce)));
+        }
+        if self.phase != Phase::Open {
+            return;
+        }
+        let pending = self
+            .qos
+            .as_mut()
+            .map_or(0, |q| std::mem::take(&mut q.pending_ack));
+        if pending > 0 {
+            self.apply_ack(cx, pending);
+        }
+        let window = cx.env.qos.inflight_window;
+        let room = self.qos_room(cx.env);
+        let Some(q) = self.qos.as_mut() else { return };
+        if complete {
+            q.delivered = q.delivered.max(replay.last_seq);
+            return;
+        }
+        q.lagging = true;
+        // Acks resume reading once the window half-frees; with that much
+        // room already (e.g. the replay was all duplicates), no ack may
+        // come: read on now. With the output half full, wait: acks or the
+        // retransmit timer resume it.
+        if q.inflight.len() <= window / 2 && room {
+            let after = q.delivered;
+            self.qos_sync(cx, Some(after));
+        } else {
+            self.qos_arm();
+        }
+    }
+
+    /// A cumulative Ack frame from the client. Only an ack that moves past
+    /// what was already forwarded (clamped to what was sent) reaches the
+    /// owner: repeated or invented acks cost nothing beyond this check.
+    /// While a replay is pending the ack is kept and applied when it lands.
+    pub(super) fn qos_ack(&mut self, cx: &mut Ctx, seq: u64) {
+        if self.syncing {
+            let q = self.qos_state(cx);
+            q.pending_ack = q.pending_ack.max(seq);
+            return;
+        }
+        if self.apply_ack(cx, seq) {
+            let window = cx.env.qos.inflight_window;
+            if let Some(q) = self.qos.as_ref() {
+                if q.lagging && q.inflight.len() <= window / 2 {
+                    let after = q.delivered;
+                    self.qos_sync(cx, Some(after));
+                }
+            }
+        }
+    }
+
+    /// Applies a cumulative ack; true when it moved the window.
+    fn apply_ack(&mut self, cx: &mut Ctx, seq: u64) -> bool {
+        let now = cx.now;
+        let Some(q) = self.qos.as_mut() else {
+            return false;
+        };
+        let seq = seq.min(q.delivered);
+        if seq <= q.acked {
+            return false;
+        }
+        while q.inflight.front().is_some_and(|(s, _)| *s <= seq) {
+            q.inflight.pop_front();
+        }
+        q.backoff.progress(now);
+        self.forward_ack(cx, seq);
+        true
+    }
+
+    fn forward_ack(&mut self, cx: &mut Ctx, seq: u64) {
+        let Some(user) = self.user.clone() else {
+            return;
+        };
+        if let Some(q) = self.qos.as_mut() {
+            q.acked = seq;
+        }
+        self.known = self.known.max(seq);
+        cx.fx.routes.push(Route::Ack {
+            user,
+            device: self.device.clone(),
+            seq,
+        });
+    }
+
+    /// A Resume frame: the client has everything up to `last_seq`. While a
+    /// replay is pending it is kept (the replay skips what the client has);
+    /// otherwise the session restarts from it.
+    pub(super) fn qos_resume(&mut self, cx: &mut Ctx, last_seq: u64) {
+        if self.syncing {
+            self.known = self.known.max(last_seq);
+            return;
+        }
+        self.known = last_seq;
+        if let Some(q) = self.qos.as_mut() {
+            q.inflight.clear();
+            q.delivered = last_seq;
+            q.acked = q.acked.min(last_seq);
+            q.lagging = false;
+        }
+        self.qos_sync(cx, Some(last_seq));
+    }
+
+    /// The retransmit timer fired: resend what is still unacknowledged (in
+    /// order, within the byte budget), or retry a failed read, or resume a
+    /// read that waited for room.
+    pub(super) fn qos_timer(&mut self, cx: &mut Ctx) {
+        let (syncing, room) = (self.syncing, self.qos_room(cx.env));
+        let now = cx.now;
+        let Some(q) = self.qos.as_mut() else { return };
+        q.armed = false;
+        if q.inflight.is_empty() {
+            let read = if syncing {
+                Some(None)
+            } else if q.lagging && room {
+                Some(Some(q.delivered))
+            } else {
+                None
+            };
+            if q.lagging && !room {
+                self.qos_arm();
+            }
+            if let Some(after) = read {
+                self.qos_sync(cx, after);
+            }
+            return;
+        }
+        if q.backoff.fire(now) {
+            let resend: Vec<Arc<Outbound>> = q.inflight.iter().map(|(_, m)| m.clone()).collect();
+            let mut sent = 0;
+            for m in resend {
+                if !self.qos_room(cx.env) {
+                    break;
+                }
+                if !self.queue(cx, m.bytes(self.wire)) {
+                    return;
+                }
+                sent += 1;
+            }
+            ShardStats::add(&cx.env.stats.qos_retransmits, sent);
+        }
+        self.qos_arm();
+    }
+}
