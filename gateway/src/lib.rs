@@ -1,24 +1,25 @@
 //! An io_uring connection gateway for chat and IM systems.
 //!
-//! Thread-per-core shards on monoio hold WebSocket and raw TCP connections,
-//! authenticate them with the backend's JWTs, keep them alive with heartbeats
-//! on a per-shard timing wheel, and route messages to users and rooms across
-//! shards through lock-free inboxes. A control side (admin HTTP, signals)
-//! talks to the shards only by message.
+//! The data plane: thread-per-core shards on monoio (`shard`) drive one
+//! sans-IO `session` per WebSocket or raw TCP connection (handshake, JWT
+//! auth, heartbeats and token expiry, QoS 1 window and resume, the closing
+//! state machine), keep one timing wheel each (`wheel`), and route messages
+//! to users and rooms across shards through lock-free queues (`mesh`); the
+//! QoS 1 inboxes live in a `store` (in process or Redis). The control plane
+//! (`control`: node lifecycle, admin HTTP, metrics) talks to the shards only
+//! by message. `clock` is the one clock; `proto` (another crate) holds every
+//! parser of network bytes.
 //!
 //! This crate must never: block a shard thread, share shard state across
 //! threads behind a lock on the per-message path, panic on client input, or
 //! let one client's input grow memory without bound.
 #![warn(missing_docs)]
 
-pub mod admin;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod control;
 pub mod mesh;
-pub mod metrics;
-pub mod node;
 pub mod outbound;
 pub mod session;
 mod shard;

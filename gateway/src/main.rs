@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         Some(Command::Token { user, device, ttl }) => {
             print_token(&config, &user, device.as_deref(), ttl)
         }
-        None => gateway::node::run(config),
+        None => gateway::control::node::run(config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

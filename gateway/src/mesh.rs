@@ -1,7 +1,7 @@
-//! Cross-shard messaging: one bounded lock-free inbox per shard.
+//! Cross-shard messaging: one bounded lock-free queue per shard.
 //!
-//! Every shard owns an inbox (a crossbeam `ArrayQueue`) that any thread may
-//! push to. A shard that finds its inbox empty marks itself parked and sleeps
+//! Every shard owns a queue (a crossbeam `ArrayQueue`) that any thread may
+//! push to. A shard that finds its queue empty marks itself parked and sleeps
 //! on its eventfd; the first push after that pays one eventfd write, later
 //! pushes see the shard awake and pay nothing: one wake-up per batch.
 //!
@@ -11,7 +11,9 @@
 //!
 //! Names (users, rooms) are owned by one shard each, chosen by hash: the owner
 //! keeps the node-wide presence of a user and the set of shards interested in
-//! a room. Routing through the owner's FIFO inbox keeps per-sender order.
+//! a room. Routing through the owner's FIFO queue keeps per-sender order.
+//!
+//! (The per-user QoS 1 inboxes are something else: `crate::store`.)
 use std::hash::{Hash, Hasher};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,10 +43,33 @@ pub struct PresenceEntry {
     pub wire: Wire,
 }
 
-/// A message between shards (or from the control thread to a shard).
+/// What travels between shards (or from the control thread to a shard):
+/// data-plane traffic or an operator's command. A new producer (the relay,
+/// the backend streams) adds its own kind here, with its own enum, instead of
+/// widening one of these.
+pub enum ShardMsg {
+    /// Routing, presence changes, QoS 1 store traffic.
+    Data(DataMsg),
+    /// An operator's request (admin API, signals).
+    Command(Command),
+}
+
+impl From<DataMsg> for ShardMsg {
+    fn from(m: DataMsg) -> ShardMsg {
+        ShardMsg::Data(m)
+    }
+}
+
+impl From<Command> for ShardMsg {
+    fn from(c: Command) -> ShardMsg {
+        ShardMsg::Command(c)
+    }
+}
+
+/// Data-plane messages: routes, deliveries, presence changes, store traffic.
 /// Field names say what they hold; the variant docs say where they go.
 #[allow(missing_docs)]
-pub enum ShardMsg {
+pub enum DataMsg {
     /// At the user's owner: forward to every shard holding the user.
     ToUser { user: Arc<str>, msg: Arc<Outbound> },
     /// At a holding shard: deliver to the user's local connections.
@@ -70,20 +95,6 @@ pub enum ShardMsg {
         shard: ShardId,
         on: bool,
     },
-    /// At the user's owner: report the user's connections.
-    Presence {
-        user: Arc<str>,
-        reply: Sender<Vec<PresenceEntry>>,
-    },
-    /// At the user's owner: kick every connection of the user.
-    Kick {
-        user: Arc<str>,
-        reply: Option<Sender<usize>>,
-    },
-    /// At a holding shard: kick the user's local connections.
-    KickLocal { user: Arc<str> },
-    /// Stop accepting, send go-away to everyone, exit when empty.
-    Drain,
     /// At the user's owner: store a QoS 1 message in the user's inbox.
     Qos1Append {
         user: Arc<str>,
@@ -121,66 +132,85 @@ pub enum ShardMsg {
         reply: ReplyTo,
         result: Box<proto::v1::SendResult>,
     },
-    /// At a shard: its inbox store has completions to collect.
+    /// At a shard: its QoS 1 store has completions to collect.
     StoreReady,
 }
 
-struct Inbox {
-    queue: ArrayQueue<ShardMsg>,
+/// Operator commands, each answered (where it has an answer) on its channel.
+#[allow(missing_docs)]
+pub enum Command {
+    /// At the user's owner: report the user's connections.
+    Presence {
+        user: Arc<str>,
+        reply: Sender<Vec<PresenceEntry>>,
+    },
+    /// At the user's owner: kick every connection of the user.
+    Kick {
+        user: Arc<str>,
+        reply: Option<Sender<usize>>,
+    },
+    /// At a holding shard: kick the user's local connections.
+    KickLocal { user: Arc<str> },
+    /// Stop accepting, send go-away to everyone, exit when empty.
+    Drain,
+}
+
+struct Queue {
+    ring: ArrayQueue<ShardMsg>,
     parked: AtomicBool,
     eventfd: OwnedFd,
 }
 
-/// The inboxes of every shard of this node.
+/// The queues of every shard of this node.
 pub struct Mesh {
-    inboxes: Vec<Inbox>,
+    queues: Vec<Queue>,
 }
 
 impl Mesh {
-    /// Creates `shards` inboxes of `capacity` messages each. Must be called
+    /// Creates `shards` queues of `capacity` messages each. Must be called
     /// before any shard thread unshares its fd table.
     pub fn new(shards: usize, capacity: usize) -> std::io::Result<Mesh> {
-        let inboxes = (0..shards)
+        let queues = (0..shards)
             .map(|_| {
-                Ok(Inbox {
-                    queue: ArrayQueue::new(capacity.max(1)),
+                Ok(Queue {
+                    ring: ArrayQueue::new(capacity.max(1)),
                     parked: AtomicBool::new(false),
                     eventfd: sys::eventfd()?,
                 })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Mesh { inboxes })
+        Ok(Mesh { queues })
     }
 
     /// Number of shards.
     pub fn len(&self) -> usize {
-        self.inboxes.len()
+        self.queues.len()
     }
 
     /// True when there are no shards (never, for a running node).
     pub fn is_empty(&self) -> bool {
-        self.inboxes.is_empty()
+        self.queues.is_empty()
     }
 
     /// The shard that owns `name` (a user or a room).
     pub fn owner(&self, name: &str) -> usize {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         name.hash(&mut h);
-        (h.finish() % self.inboxes.len() as u64) as usize
+        (h.finish() % self.queues.len() as u64) as usize
     }
 
-    /// Pushes without waiting; gives the message back when the inbox is full.
+    /// Pushes without waiting; gives the message back when the queue is full.
     pub fn try_push(&self, to: usize, msg: ShardMsg) -> Result<(), ShardMsg> {
-        let inbox = &self.inboxes[to];
-        inbox.queue.push(msg)?;
-        if inbox.parked.load(Ordering::Acquire) && inbox.parked.swap(false, Ordering::AcqRel) {
-            sys::eventfd_signal(inbox.eventfd.as_raw_fd());
+        let q = &self.queues[to];
+        q.ring.push(msg)?;
+        if q.parked.load(Ordering::Acquire) && q.parked.swap(false, Ordering::AcqRel) {
+            sys::eventfd_signal(q.eventfd.as_raw_fd());
         }
         Ok(())
     }
 
     /// Pushes from a thread that may block (the control thread), retrying a
-    /// full inbox until `timeout`. Gives the message back on timeout.
+    /// full queue until `timeout`. Gives the message back on timeout.
     pub fn push_blocking(
         &self,
         to: usize,
@@ -201,26 +231,26 @@ impl Mesh {
         }
     }
 
-    /// Takes the next message of shard `me`'s inbox.
+    /// Takes the next message of shard `me`'s queue.
     pub fn pop(&self, me: usize) -> Option<ShardMsg> {
-        self.inboxes[me].queue.pop()
+        self.queues[me].ring.pop()
     }
 
     /// Marks shard `me` as about to sleep. Returns false when a message
     /// arrived in the meantime (the caller must not sleep then).
     pub fn park(&self, me: usize) -> bool {
-        let inbox = &self.inboxes[me];
-        inbox.parked.store(true, Ordering::SeqCst);
-        if inbox.queue.is_empty() {
+        let q = &self.queues[me];
+        q.parked.store(true, Ordering::SeqCst);
+        if q.ring.is_empty() {
             return true;
         }
-        inbox.parked.store(false, Ordering::SeqCst);
+        q.parked.store(false, Ordering::SeqCst);
         false
     }
 
     /// The eventfd that wakes shard `me` (the same number in every table).
     pub fn eventfd(&self, me: usize) -> RawFd {
-        self.inboxes[me].eventfd.as_raw_fd()
+        self.queues[me].eventfd.as_raw_fd()
     }
 }
 
@@ -229,12 +259,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn full_inbox_gives_the_message_back() {
+    fn a_full_queue_gives_the_message_back() {
         let mesh = Mesh::new(2, 1).unwrap();
-        assert!(mesh.try_push(1, ShardMsg::Drain).is_ok());
+        assert!(mesh.try_push(1, Command::Drain.into()).is_ok());
         assert!(matches!(
-            mesh.try_push(1, ShardMsg::Drain),
-            Err(ShardMsg::Drain)
+            mesh.try_push(1, Command::Drain.into()),
+            Err(ShardMsg::Command(Command::Drain))
         ));
         assert!(mesh.pop(1).is_some());
         assert!(mesh.pop(1).is_none());
@@ -244,8 +274,8 @@ mod tests {
     fn one_wake_per_batch() {
         let mesh = Mesh::new(1, 8).unwrap();
         assert!(mesh.park(0));
-        mesh.try_push(0, ShardMsg::Drain).ok();
-        mesh.try_push(0, ShardMsg::Drain).ok();
+        mesh.try_push(0, Command::Drain.into()).ok();
+        mesh.try_push(0, Command::Drain.into()).ok();
         let mut buf = [0u8; 8];
         // SAFETY: reads 8 bytes into a live buffer from our eventfd.
         let n = unsafe { libc::read(mesh.eventfd(0), buf.as_mut_ptr().cast(), 8) };
@@ -256,7 +286,7 @@ mod tests {
     #[test]
     fn park_refuses_when_messages_wait() {
         let mesh = Mesh::new(1, 8).unwrap();
-        mesh.try_push(0, ShardMsg::Drain).ok();
+        mesh.try_push(0, Command::Drain.into()).ok();
         assert!(!mesh.park(0));
     }
 

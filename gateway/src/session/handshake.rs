@@ -11,7 +11,7 @@ use proto::v1::{client_frame, server_frame::Frame, AuthOk, ClientFrame, ErrorCod
 use super::input::Fatal;
 use super::{Ctx, Phase, Route, Session};
 use crate::auth::Claims;
-use crate::metrics::ShardStats;
+use crate::control::metrics::ShardStats;
 use crate::outbound::Wire;
 
 /// Token lifetimes beyond this (ten years) count as "never expires".

@@ -43,7 +43,7 @@ use proto::v1::{server_frame::Frame, ErrorCode, GoAway, GoAwayReason, ServerFram
 use crate::auth::Verifier;
 use crate::clock::Clock;
 use crate::config::{Limits, QosConfig};
-use crate::metrics::ShardStats;
+use crate::control::metrics::ShardStats;
 use crate::outbound::{Outbound, Wire};
 use crate::store::{Replay, StoreError, Stored};
 

@@ -25,7 +25,7 @@ use proto::v1::{server_frame::Frame, ErrorCode, Gap, Qos, ServerFrame};
 
 use super::backoff::Backoff;
 use super::{error_frame, Ctx, Env, Phase, Route, Session};
-use crate::metrics::ShardStats;
+use crate::control::metrics::ShardStats;
 use crate::outbound::Outbound;
 use crate::store::{Replay, StoreError};
 

@@ -11,8 +11,8 @@ use std::os::fd::RawFd;
 
 use super::tables::ConnKey;
 use super::{Conn, Shard};
-use crate::mesh::ShardMsg;
-use crate::metrics::ShardStats;
+use crate::control::metrics::ShardStats;
+use crate::mesh::DataMsg;
 use crate::outbound::Wire;
 use crate::session::{Ctx, Session, Transport};
 use crate::sys::{self, Io};
@@ -74,7 +74,7 @@ impl Shard {
         if let Some(user) = s.user() {
             self.tables.borrow_mut().remove_user(user, key);
             let owner = self.node.mesh.owner(user);
-            let msg = ShardMsg::Offline {
+            let msg = DataMsg::Offline {
                 user: user.clone(),
                 shard: self.id as u16,
                 conn_id: s.id(),

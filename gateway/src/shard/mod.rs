@@ -38,8 +38,8 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use crate::metrics::ShardStats;
-use crate::node::Node;
+use crate::control::metrics::ShardStats;
+use crate::control::node::Node;
 use crate::session::{Ctx, Effects, Env, Session};
 use crate::store::{Done, Store};
 use crate::wheel::{TimerKey, TimingWheel};

@@ -1,7 +1,7 @@
-//! Messages this shard sends to other shards' inboxes.
+//! Messages this shard sends to other shards' queues (the mesh).
 //!
-//! A push to a full inbox never blocks the shard (two shards waiting on each
-//! other's full inboxes would deadlock): the message waits in a per-destination
+//! A push to a full queue never blocks the shard (two shards waiting on each
+//! other's full queues would deadlock): the message waits in a per-destination
 //! backlog, in order, and the outbox task retries. While a destination has a
 //! backlog every new message to it joins the backlog, so order per destination
 //! is kept. Client sends are refused with OVERLOADED while the backlog is over
@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use super::wake::Notify;
 use super::Shard;
+use crate::control::metrics::ShardStats;
 use crate::mesh::ShardMsg;
-use crate::metrics::ShardStats;
 
 /// Backlogged messages above which client sends are refused.
 const OVERLOAD_BACKLOG: usize = 65_536;
@@ -42,7 +42,8 @@ impl Outbox {
 
 impl Shard {
     /// Sends a message to shard `to` (possibly this one), in order.
-    pub(super) fn send_to(&self, to: usize, msg: ShardMsg) {
+    pub(super) fn send_to(&self, to: usize, msg: impl Into<ShardMsg>) {
+        let msg = msg.into();
         let mut backlog = self.outbox.backlog.borrow_mut();
         let queue = &mut backlog[to];
         let msg = if queue.is_empty() {
@@ -59,7 +60,7 @@ impl Shard {
         self.outbox.wake.notify();
     }
 
-    /// Moves backlogged messages into inboxes as they free up.
+    /// Moves backlogged messages into queues as they free up.
     pub(super) async fn outbox_task(self: Rc<Self>) {
         loop {
             self.outbox.wake.notified().await;

@@ -12,8 +12,8 @@ use proto::v1::{ErrorCode, Qos, SendResult};
 
 use super::retry::Pending;
 use super::Shard;
-use crate::mesh::ShardMsg;
-use crate::metrics::ShardStats;
+use crate::control::metrics::ShardStats;
+use crate::mesh::DataMsg;
 use crate::outbound::Outbound;
 use crate::store::{Done, Op, ReplyTo, Stored};
 
@@ -55,7 +55,7 @@ impl Shard {
                 );
                 self.send_to(
                     r.shard as usize,
-                    ShardMsg::SendDone {
+                    DataMsg::SendDone {
                         reply: r,
                         result: Box::new(result),
                     },
@@ -238,7 +238,7 @@ impl Shard {
                 if let Some(r) = reply {
                     self.send_to(
                         r.shard as usize,
-                        ShardMsg::SendDone {
+                        DataMsg::SendDone {
                             reply: r,
                             result: Box::new(result),
                         },
@@ -251,7 +251,7 @@ impl Shard {
                 }
                 self.send_to(
                     conn.shard as usize,
-                    ShardMsg::Qos1Replay {
+                    DataMsg::Qos1Replay {
                         conn,
                         replay: result,
                     },
@@ -268,7 +268,7 @@ impl Shard {
         }
         let msg = Outbound::new(stored.to_frame(Qos::AtLeastOnce));
         for s in shards {
-            let m = ShardMsg::Qos1Deliver {
+            let m = DataMsg::Qos1Deliver {
                 user: user.clone(),
                 seq: stored.seq,
                 msg: msg.clone(),

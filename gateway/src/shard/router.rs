@@ -8,7 +8,7 @@ use proto::v1::{server_frame::Frame, Qos};
 use super::tables::ConnKey;
 use super::wake::yield_now;
 use super::Shard;
-use crate::mesh::ShardMsg;
+use crate::mesh::{Command, DataMsg, ShardMsg};
 use crate::outbound::Outbound;
 use crate::session::{Ctx, Delivery};
 use crate::store::Stored;
@@ -55,91 +55,103 @@ impl Shard {
 
     fn handle(&self, msg: ShardMsg) {
         match msg {
-            ShardMsg::ToUser { user, msg } => {
+            ShardMsg::Data(m) => self.handle_data(m),
+            ShardMsg::Command(c) => self.handle_command(c),
+        }
+    }
+
+    fn handle_data(&self, msg: DataMsg) {
+        match msg {
+            DataMsg::ToUser { user, msg } => {
                 let shards = self.tables.borrow().user_shards(&user);
                 for s in shards {
                     let (user, msg) = (user.clone(), msg.clone());
-                    self.send_to(s as usize, ShardMsg::UserLocal { user, msg });
+                    self.send_to(s as usize, DataMsg::UserLocal { user, msg });
                 }
             }
-            ShardMsg::UserLocal { user, msg } => {
+            DataMsg::UserLocal { user, msg } => {
                 let tables = self.tables.borrow();
                 self.deliver_live(tables.user_conns(&user).iter().copied(), &msg);
             }
-            ShardMsg::ToRoom { room, msg } => {
+            DataMsg::ToRoom { room, msg } => {
                 let shards = self.tables.borrow().room_shards(&room).to_vec();
                 for s in shards {
                     let (room, msg) = (room.clone(), msg.clone());
-                    self.send_to(s as usize, ShardMsg::RoomLocal { room, msg });
+                    self.send_to(s as usize, DataMsg::RoomLocal { room, msg });
                 }
             }
-            ShardMsg::RoomLocal { room, msg } => self.fan_out(&room, &msg),
-            ShardMsg::Online { user, entry } => self.tables.borrow_mut().online(user, entry),
-            ShardMsg::Offline {
+            DataMsg::RoomLocal { room, msg } => self.fan_out(&room, &msg),
+            DataMsg::Online { user, entry } => self.tables.borrow_mut().online(user, entry),
+            DataMsg::Offline {
                 user,
                 shard,
                 conn_id,
             } => self.tables.borrow_mut().offline(&user, shard, conn_id),
-            ShardMsg::Interest { room, shard, on } => {
+            DataMsg::Interest { room, shard, on } => {
                 self.tables.borrow_mut().interest(room, shard, on)
             }
-            ShardMsg::Presence { user, reply } => {
-                let entries = self.tables.borrow().presence(&user).to_vec();
-                let _ = reply.try_send(entries);
-            }
-            ShardMsg::Kick { user, reply } => {
-                let (count, shards) = {
-                    let t = self.tables.borrow();
-                    (t.presence(&user).len(), t.user_shards(&user))
-                };
-                for s in shards {
-                    self.send_to(s as usize, ShardMsg::KickLocal { user: user.clone() });
-                }
-                if let Some(reply) = reply {
-                    let _ = reply.try_send(count);
-                }
-            }
-            ShardMsg::KickLocal { user } => {
-                let keys = self.tables.borrow().user_conns(&user).to_vec();
-                for key in keys {
-                    self.drive(key, |s, cx| s.kick(cx));
-                }
-            }
-            ShardMsg::Drain => self.start_drain(),
-            ShardMsg::Qos1Append {
+            DataMsg::Qos1Append {
                 user,
                 msg,
                 client_msg_id,
                 reply,
             } => self.owner_append(user, *msg, client_msg_id, reply),
-            ShardMsg::Qos1Deliver { user, seq, msg } => {
+            DataMsg::Qos1Deliver { user, seq, msg } => {
                 let keys = self.tables.borrow().user_conns(&user).to_vec();
                 for key in keys {
                     let stored = Delivery::Stored { seq, msg: &msg };
                     self.drive(key, |s, cx| s.handle_routed(cx, stored));
                 }
             }
-            ShardMsg::Qos1Ack { user, device, seq } => self.owner_ack(user, device, seq),
-            ShardMsg::Qos1Read {
+            DataMsg::Qos1Ack { user, device, seq } => self.owner_ack(user, device, seq),
+            DataMsg::Qos1Read {
                 user,
                 device,
                 after,
                 max,
                 conn,
             } => self.owner_read(user, device, after, max, conn),
-            ShardMsg::Qos1Replay { conn, replay } => {
+            DataMsg::Qos1Replay { conn, replay } => {
                 let replay = Delivery::Replay(replay);
                 self.drive_if(conn.key, Some(conn.conn_id), |s, cx| {
                     s.handle_routed(cx, replay)
                 });
             }
-            ShardMsg::SendDone { reply, result } => {
+            DataMsg::SendDone { reply, result } => {
                 let result = Delivery::SendResult(*result);
                 self.drive_if(reply.key, Some(reply.conn_id), |s, cx| {
                     s.handle_routed(cx, result)
                 });
             }
-            ShardMsg::StoreReady => self.drain_store(),
+            DataMsg::StoreReady => self.drain_store(),
+        }
+    }
+
+    fn handle_command(&self, cmd: Command) {
+        match cmd {
+            Command::Presence { user, reply } => {
+                let entries = self.tables.borrow().presence(&user).to_vec();
+                let _ = reply.try_send(entries);
+            }
+            Command::Kick { user, reply } => {
+                let (count, shards) = {
+                    let t = self.tables.borrow();
+                    (t.presence(&user).len(), t.user_shards(&user))
+                };
+                for s in shards {
+                    self.send_to(s as usize, Command::KickLocal { user: user.clone() });
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.try_send(count);
+                }
+            }
+            Command::KickLocal { user } => {
+                let keys = self.tables.borrow().user_conns(&user).to_vec();
+                for key in keys {
+                    self.drive(key, |s, cx| s.kick(cx));
+                }
+            }
+            Command::Drain => self.start_drain(),
         }
     }
 
@@ -178,7 +190,7 @@ impl Shard {
             let owner = self.node.mesh.owner(&user);
             self.send_to(
                 owner,
-                ShardMsg::Qos1Append {
+                DataMsg::Qos1Append {
                     user,
                     msg: Box::new(stored),
                     client_msg_id,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::tables::ConnKey;
 use super::Shard;
-use crate::mesh::{PresenceEntry, ShardMsg};
+use crate::mesh::{DataMsg, PresenceEntry};
 use crate::session::Route;
 use crate::store::ReplyTo;
 
@@ -26,7 +26,7 @@ impl Shard {
                     device,
                     wire,
                 };
-                self.send_to(mesh.owner(&user), ShardMsg::Online { user, entry });
+                self.send_to(mesh.owner(&user), DataMsg::Online { user, entry });
             }
             Route::Joined(room) => {
                 if self.tables.borrow_mut().join(&room, key) {
@@ -34,7 +34,7 @@ impl Shard {
                     let shard = self.id as u16;
                     self.send_to(
                         owner,
-                        ShardMsg::Interest {
+                        DataMsg::Interest {
                             room,
                             shard,
                             on: true,
@@ -44,10 +44,10 @@ impl Shard {
             }
             Route::Left(room) => self.leave_room(key, &room),
             Route::ToUser { user, msg } => {
-                self.send_to(mesh.owner(&user), ShardMsg::ToUser { user, msg })
+                self.send_to(mesh.owner(&user), DataMsg::ToUser { user, msg })
             }
             Route::ToRoom { room, msg } => {
-                self.send_to(mesh.owner(&room), ShardMsg::ToRoom { room, msg })
+                self.send_to(mesh.owner(&room), DataMsg::ToRoom { room, msg })
             }
             Route::Append {
                 user,
@@ -56,7 +56,7 @@ impl Shard {
             } => {
                 let owner = mesh.owner(&user);
                 let reply = Some(me);
-                let append = ShardMsg::Qos1Append {
+                let append = DataMsg::Qos1Append {
                     user,
                     msg,
                     client_msg_id,
@@ -71,7 +71,7 @@ impl Shard {
                 max,
             } => {
                 let owner = mesh.owner(&user);
-                let read = ShardMsg::Qos1Read {
+                let read = DataMsg::Qos1Read {
                     user,
                     device,
                     after,
@@ -82,7 +82,7 @@ impl Shard {
             }
             Route::Ack { user, device, seq } => {
                 let owner = mesh.owner(&user);
-                self.send_to(owner, ShardMsg::Qos1Ack { user, device, seq });
+                self.send_to(owner, DataMsg::Qos1Ack { user, device, seq });
             }
         }
     }
@@ -93,7 +93,7 @@ impl Shard {
             let owner = self.node.mesh.owner(room);
             self.send_to(
                 owner,
-                ShardMsg::Interest {
+                DataMsg::Interest {
                     room: Arc::from(room),
                     shard: self.id as u16,
                     on: false,

@@ -14,7 +14,7 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use super::Shard;
 use crate::config::Driver;
-use crate::node::Node;
+use crate::control::node::Node;
 use crate::session::Transport;
 use crate::sys;
 
@@ -158,7 +158,7 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
     }
     let (unstored, unanswered) = shard.append_retry.borrow().unsettled();
     if unstored > 0 || unanswered > 0 {
-        crate::metrics::ShardStats::add(&shard.stats.qos_append_dropped, unstored as u64);
+        crate::control::metrics::ShardStats::add(&shard.stats.qos_append_dropped, unstored as u64);
         tracing::error!(
             shard = id,
             unstored,

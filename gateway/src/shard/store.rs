@@ -1,9 +1,9 @@
-//! Opens the inbox store a shard uses for the users it owns.
+//! Opens the QoS 1 store a shard uses for the users it owns.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::mesh::ShardMsg;
-use crate::node::Node;
+use crate::control::node::Node;
+use crate::mesh::DataMsg;
 use crate::store::memory::{MemoryLimits, MemoryStore};
 use crate::store::redis::{RedisLimits, RedisStore};
 use crate::store::{Store, StoreError};
@@ -22,7 +22,7 @@ pub(super) fn open(node: &Arc<Node>, shard: usize) -> Result<Box<dyn Store>, Sto
         // the shard still collects them on its next timer tick.
         let n = node.clone();
         let notify = Box::new(move || {
-            let _ = n.mesh.try_push(shard, ShardMsg::StoreReady);
+            let _ = n.mesh.try_push(shard, DataMsg::StoreReady.into());
         });
         return Ok(Box::new(RedisStore::start(url, shard, limits, notify)?));
     }

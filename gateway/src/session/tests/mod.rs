@@ -19,7 +19,7 @@ use super::{Ctx, Delivery, Effects, Env, Phase, Route, Session, Transport};
 use crate::auth::{KeySource, Verifier};
 use crate::clock::Clock;
 use crate::config::{Limits, QosConfig};
-use crate::metrics::ShardStats;
+use crate::control::metrics::ShardStats;
 use crate::outbound::Wire;
 
 const SECRET: &[u8] = b"session-test-secret";

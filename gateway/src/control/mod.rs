@@ -1,6 +1,16 @@
-//! The operator's side of a node: push, presence, kick and drain, as messages
-//! into the shards' inboxes. Used by the admin HTTP server and the signal
-//! thread; safe to call from any non-shard thread (it may block briefly).
+//! The control plane: what an operator and the node's lifecycle see of the
+//! data plane (the shards), which it reaches only by message.
+//!
+//! - `node`: start-up order, the shards, the admin and signal threads, drain.
+//! - `admin`: the admin HTTP server (its own thread).
+//! - `metrics`: every metric name, in one place, and the Prometheus text.
+//! - `Control` (here): push, presence, kick and drain, as commands into the
+//!   shards' queues. Used by the admin HTTP server and the signal thread;
+//!   safe to call from any non-shard thread (it may block briefly).
+pub mod admin;
+pub mod metrics;
+pub mod node;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +19,8 @@ use proto::v1::Qos;
 
 use crate::store::Stored;
 
-use crate::mesh::{PresenceEntry, ShardMsg};
-use crate::node::Node;
+use crate::control::node::Node;
+use crate::mesh::{Command, DataMsg, PresenceEntry, ShardMsg};
 use crate::outbound::Outbound;
 
 /// How long an admin call waits for a full inbox or a shard's reply.
@@ -79,14 +89,14 @@ impl Control {
             Target::User(_) if qos1 => {
                 // Unique per push: a retry after a store failure is deduped.
                 let client_msg_id = format!("admin:{msg_id}");
-                ShardMsg::Qos1Append {
+                DataMsg::Qos1Append {
                     user: name,
                     msg: Box::new(stored),
                     client_msg_id,
                     reply: None,
                 }
             }
-            Target::User(_) => ShardMsg::ToUser {
+            Target::User(_) => DataMsg::ToUser {
                 user: name,
                 msg: Outbound::new(stored.to_frame(Qos::AtMostOnce)),
             },
@@ -96,7 +106,7 @@ impl Control {
                 } else {
                     Qos::AtMostOnce
                 };
-                ShardMsg::ToRoom {
+                DataMsg::ToRoom {
                     room: name,
                     msg: Outbound::new(stored.to_frame(qos)),
                 }
@@ -112,7 +122,7 @@ impl Control {
         let owner = self.node.mesh.owner(user);
         self.push_msg(
             owner,
-            ShardMsg::Presence {
+            Command::Presence {
                 user: Arc::from(user),
                 reply: tx,
             },
@@ -127,7 +137,7 @@ impl Control {
         let owner = self.node.mesh.owner(user);
         self.push_msg(
             owner,
-            ShardMsg::Kick {
+            Command::Kick {
                 user: Arc::from(user),
                 reply: Some(tx),
             },
@@ -143,7 +153,7 @@ impl Control {
         }
         for shard in 0..self.node.mesh.len() {
             // Drain must not be lost to a full inbox: wait as long as it takes.
-            let mut msg = ShardMsg::Drain;
+            let mut msg = ShardMsg::Command(Command::Drain);
             while let Err(back) = self.node.mesh.push_blocking(shard, msg, TIMEOUT) {
                 msg = back;
             }
@@ -157,13 +167,13 @@ impl Control {
 
     /// Prometheus text of every shard's counters.
     pub fn metrics(&self) -> String {
-        crate::metrics::render(&self.node.stats, self.is_draining())
+        metrics::render(&self.node.stats, self.is_draining())
     }
 
-    fn push_msg(&self, to: usize, msg: ShardMsg) -> Result<(), ControlError> {
+    fn push_msg(&self, to: usize, msg: impl Into<ShardMsg>) -> Result<(), ControlError> {
         self.node
             .mesh
-            .push_blocking(to, msg, TIMEOUT)
+            .push_blocking(to, msg.into(), TIMEOUT)
             .map_err(|_| ControlError::Overloaded)
     }
 }

@@ -17,13 +17,14 @@ use anyhow::{bail, Context};
 use crate::auth::Verifier;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::control::admin;
+use crate::control::metrics::ShardStats;
 use crate::control::Control;
 use crate::mesh::Mesh;
-use crate::metrics::ShardStats;
-use crate::{admin, shard, sys};
+use crate::{shard, sys};
 
-/// Messages each shard inbox holds before senders back off.
-const INBOX_CAPACITY: usize = 16 * 1024;
+/// Messages each shard queue holds before senders back off.
+const QUEUE_CAPACITY: usize = 16 * 1024;
 /// How long shards may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -33,7 +34,7 @@ pub struct Node {
     pub config: Config,
     /// Verifies client tokens.
     pub verifier: Verifier,
-    /// The shards' inboxes.
+    /// The shards' queues.
     pub mesh: Mesh,
     /// Per-shard counters.
     pub stats: Vec<Arc<ShardStats>>,
@@ -72,7 +73,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let clock = Clock::system();
     let node = Arc::new(Node {
         verifier,
-        mesh: Mesh::new(shards, INBOX_CAPACITY).context("cannot create shard inboxes")?,
+        mesh: Mesh::new(shards, QUEUE_CAPACITY).context("cannot create shard queues")?,
         stats: (0..shards)
             .map(|_| Arc::new(ShardStats::default()))
             .collect(),
