@@ -36,6 +36,23 @@ impl Wire {
         self as usize
     }
 
+    /// The WebSocket wire carrying `enc` (the negotiated subprotocol).
+    pub fn websocket(enc: Encoding) -> Wire {
+        match enc {
+            Encoding::Proto => Wire::WsProto,
+            Encoding::Json => Wire::WsJson,
+        }
+    }
+
+    /// How this wire encodes frames, and the WebSocket opcode of a message
+    /// (text for JSON; raw TCP frames are protobuf).
+    pub fn encoding(self) -> (Encoding, Opcode) {
+        match self {
+            Wire::WsJson => (Encoding::Json, Opcode::Text),
+            Wire::WsProto | Wire::Tcp => (Encoding::Proto, Opcode::Binary),
+        }
+    }
+
     /// Appends `frame`, framed for this wire, to `out`.
     pub fn encode(self, frame: &ServerFrame, out: &mut Vec<u8>) {
         match self {
@@ -47,11 +64,7 @@ impl Wire {
                 out[start..start + proto::frame::HEADER_LEN].copy_from_slice(&len.to_be_bytes());
             }
             Wire::WsProto | Wire::WsJson => {
-                let (enc, op) = if self == Wire::WsJson {
-                    (Encoding::Json, Opcode::Text)
-                } else {
-                    (Encoding::Proto, Opcode::Binary)
-                };
+                let (enc, op) = self.encoding();
                 let mut payload = Vec::new();
                 codec::encode_server(enc, frame, &mut payload);
                 ws::encode_header(true, op, payload.len(), None, out);

@@ -71,7 +71,7 @@ fn serve(mut stream: TcpStream, control: &Control) {
     let head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         response.status,
-        reason(response.status),
+        proto::handshake::reason_phrase(response.status),
         response.content_type,
         response.body.len()
     );
@@ -189,7 +189,9 @@ fn with_user(
     prefix: &str,
     f: impl FnOnce(&str) -> Result<Response, crate::control::ControlError>,
 ) -> Response {
-    let user = percent_decode(&path[prefix.len()..]);
+    let Ok(user) = proto::handshake::percent_decode(&path[prefix.len()..]) else {
+        return error(400, "bad percent-encoding in the user id");
+    };
     if user.is_empty() || user.contains('/') {
         return error(400, "expected a user id after the prefix");
     }
@@ -230,39 +232,5 @@ fn push(control: &Control, body: &[u8]) -> Response {
     match control.push(target, payload, req.qos == 1) {
         Ok(msg_id) => reply(200, json!({ "accepted": true, "msg_id": msg_id })),
         Err(e) => error(503, &e.to_string()),
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        202 => "Accepted",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Unknown",
     }
 }

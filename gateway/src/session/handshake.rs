@@ -41,8 +41,7 @@ impl Session {
             (Wire::WsProto, None)
         } else {
             match codec::negotiate(&req.protocols) {
-                Some((Encoding::Json, p)) => (Wire::WsJson, Some(p)),
-                Some((Encoding::Proto, p)) => (Wire::WsProto, Some(p)),
+                Some((enc, p)) => (Wire::websocket(enc), Some(p)),
                 None => return self.reject_upgrade(cx, 400, "unsupported subprotocol"),
             }
         };

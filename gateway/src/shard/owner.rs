@@ -188,8 +188,13 @@ impl Shard {
                         .store_latency(self.now.get().saturating_duration_since(started));
                 }
                 if reply.is_none() {
+                    // Only what may succeed later is kept: a refusal for
+                    // good (script error, wrong type) would fail the same
+                    // way for the whole dedupe window.
                     let refused = match (&result, unstored) {
-                        (Err(_), Some(msg)) => Some((user.clone(), *msg, client_msg_id.clone())),
+                        (Err(e), Some(msg)) if e.retryable() => {
+                            Some((user.clone(), *msg, client_msg_id.clone()))
+                        }
                         _ => None,
                     };
                     let kept = refused.is_some();
@@ -205,7 +210,7 @@ impl Shard {
                             tracing::debug!(shard = self.id, %user, "QoS 1 append refused, will retry: {e}");
                         } else {
                             ShardStats::inc(&self.stats.qos_append_dropped);
-                            tracing::error!(shard = self.id, %user, "QoS 1 message not stored: {e}");
+                            tracing::error!(shard = self.id, %user, "QoS 1 message not stored (not retryable): {e}");
                         }
                         return;
                     }

@@ -132,10 +132,77 @@ pub struct Replay {
     pub last_seq: u64,
 }
 
-/// Why a store operation failed (the store is down or refused).
+/// Why a store operation failed: whose fault it is and whether trying the
+/// same operation again makes sense (`retryable`). The retry queue of
+/// sender-less appends retries only what is retryable; a client's send gets
+/// `UNAVAILABLE` either way, with the kind in its message.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("inbox store unavailable: {0}")]
-pub struct StoreError(pub String);
+#[error("inbox store {kind}: {detail}")]
+pub struct StoreError {
+    /// What went wrong.
+    pub kind: StoreErrorKind,
+    /// The store's own words.
+    pub detail: String,
+}
+
+/// The kinds of store failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The store could not be reached (connection refused, lost, timed
+    /// out, or reconnecting): retry.
+    Unreachable,
+    /// The store refused for now (Redis `OOM` under `maxmemory`, `LOADING`,
+    /// `BUSY`, `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`): retry later.
+    Busy,
+    /// The store refused this operation for good (a script error,
+    /// `WRONGTYPE`): the same operation fails the same way again.
+    Refused,
+    /// The store answered something this gateway does not understand (a
+    /// reply of the wrong shape, an undecodable message).
+    Unexpected,
+    /// The store cannot be used as configured (bad URL, cannot start).
+    Config,
+}
+
+impl std::fmt::Display for StoreErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreErrorKind::Unreachable => "unreachable",
+            StoreErrorKind::Busy => "busy",
+            StoreErrorKind::Refused => "refused the operation",
+            StoreErrorKind::Unexpected => "answered unexpectedly",
+            StoreErrorKind::Config => "misconfigured",
+        })
+    }
+}
+
+impl StoreError {
+    /// An error of `kind`.
+    pub fn new(kind: StoreErrorKind, detail: impl Into<String>) -> StoreError {
+        StoreError {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// True when the same operation may succeed later.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            StoreErrorKind::Unreachable | StoreErrorKind::Busy
+        )
+    }
+
+    /// The kind of a Redis server error code (`OOM`, `ERR`, ...).
+    pub fn kind_of_code(code: &str) -> StoreErrorKind {
+        match code {
+            "OOM" | "LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "NOSCRIPT" => {
+                StoreErrorKind::Busy
+            }
+            _ => StoreErrorKind::Refused,
+        }
+    }
+}
 
 /// The outcome of an operation, in submission order.
 #[derive(Debug)]
@@ -178,4 +245,38 @@ pub trait Store {
     fn flush(&mut self) {}
     /// Messages and bytes held in process (for metrics; 0 for remote stores).
     fn held(&self) -> (usize, usize);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{StoreError, StoreErrorKind};
+
+    #[test]
+    fn transient_refusals_are_retryable_and_script_errors_are_not() {
+        for code in [
+            "OOM",
+            "LOADING",
+            "BUSY",
+            "TRYAGAIN",
+            "MASTERDOWN",
+            "CLUSTERDOWN",
+        ] {
+            assert_eq!(
+                StoreError::kind_of_code(code),
+                StoreErrorKind::Busy,
+                "{code}"
+            );
+        }
+        for code in ["ERR", "WRONGTYPE", "NOPERM"] {
+            assert_eq!(
+                StoreError::kind_of_code(code),
+                StoreErrorKind::Refused,
+                "{code}"
+            );
+        }
+        let retry = |k| StoreError::new(k, "x").retryable();
+        assert!(retry(StoreErrorKind::Unreachable) && retry(StoreErrorKind::Busy));
+        assert!(!retry(StoreErrorKind::Refused) && !retry(StoreErrorKind::Unexpected));
+        assert!(!retry(StoreErrorKind::Config));
+    }
 }

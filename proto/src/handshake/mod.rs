@@ -15,7 +15,8 @@ mod server;
 
 pub use client::{client_key, client_request, parse_response};
 pub use server::{
-    parse_request, reason_phrase, response_error, response_switching, UpgradeRequest,
+    parse_request, percent_decode, reason_phrase, response_error, response_switching,
+    UpgradeRequest,
 };
 
 use base64::Engine as _;

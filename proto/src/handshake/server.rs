@@ -124,7 +124,8 @@ fn query_param(query: &str, name: &str) -> Result<Option<String>, HandshakeError
 }
 
 /// Decodes `%XX` escapes (`+` is left as is); the result must be UTF-8.
-fn percent_decode(s: &str) -> Result<String, HandshakeError> {
+/// The one percent-decoder of the project (query tokens, admin paths).
+pub fn percent_decode(s: &str) -> Result<String, HandshakeError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -200,6 +201,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",
+        202 => "Accepted",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",

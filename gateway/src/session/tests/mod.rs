@@ -211,11 +211,7 @@ pub(super) fn client_bytes(wire: Wire, frame: client_frame::Frame) -> Vec<u8> {
             proto::frame::encode(&payload, &mut out);
         }
         Wire::WsProto | Wire::WsJson => {
-            let (enc, op) = if wire == Wire::WsJson {
-                (Encoding::Json, Opcode::Text)
-            } else {
-                (Encoding::Proto, Opcode::Binary)
-            };
+            let (enc, op) = wire.encoding();
             let mut payload = Vec::new();
             codec::encode_client(enc, &frame, &mut payload);
             ws::encode_frame(op, &payload, Some([1, 2, 3, 4]), &mut out);

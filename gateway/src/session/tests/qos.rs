@@ -195,7 +195,10 @@ fn replays_stop_at_half_the_send_queue_without_a_slow_consumer_close() {
 #[test]
 fn a_failed_read_is_unavailable_and_retried_with_backoff() {
     let mut h = Harness::open(Transport::Tcp);
-    h.deliver(Delivery::Replay(Err(StoreError("redis down".into()))));
+    h.deliver(Delivery::Replay(Err(StoreError::new(
+        crate::store::StoreErrorKind::Unreachable,
+        "redis down",
+    ))));
     let frames = h.frames();
     assert_eq!(
         error_code(&frames[0]),

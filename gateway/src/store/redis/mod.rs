@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::{Done, Op, Store, StoreError};
+use super::{Done, Op, Store, StoreError, StoreErrorKind};
 use worker::{Link, Worker};
 
 /// Most operations sent to Redis in one pipeline.
@@ -127,10 +127,13 @@ impl RedisStore {
         notify: Box<dyn Fn() + Send>,
     ) -> Result<RedisStore, StoreError> {
         if limits.key_prefix.contains(['{', '}']) {
-            return Err(StoreError(format!(
-                "redis key prefix {:?} must not contain braces",
-                limits.key_prefix
-            )));
+            return Err(StoreError::new(
+                StoreErrorKind::Config,
+                format!(
+                    "redis key prefix {:?} must not contain braces",
+                    limits.key_prefix
+                ),
+            ));
         }
         let (ops_tx, ops_rx) = crossbeam_channel::unbounded();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
@@ -145,7 +148,12 @@ impl RedisStore {
         let thread = std::thread::Builder::new()
             .name(format!("redis-store-{shard}"))
             .spawn(move || worker.run())
-            .map_err(|e| StoreError(format!("spawning the redis store thread: {e}")))?;
+            .map_err(|e| {
+                StoreError::new(
+                    StoreErrorKind::Config,
+                    format!("spawning the redis store thread: {e}"),
+                )
+            })?;
         Ok(RedisStore {
             ops: Some(ops_tx),
             pending: Vec::new(),
@@ -183,7 +191,7 @@ impl Store for RedisStore {
         if let Err(crossbeam_channel::SendError(ops)) = tx.send(ops) {
             // The thread is gone (it only ends when the channel closes, so
             // this is a bug): the operations still complete, as errors.
-            let err = StoreError("redis store thread has stopped".into());
+            let err = StoreError::new(StoreErrorKind::Unexpected, "redis store thread has stopped");
             for op in ops {
                 self.orphaned.extend(scripts::fail(op, &err));
             }

@@ -10,7 +10,7 @@ use redis::{Pipeline, Script, Value};
 
 use super::keys::UserKeys;
 use super::RedisLimits;
-use crate::store::{Done, Op, Replay, StoreError, Stored};
+use crate::store::{Done, Op, Replay, StoreError, StoreErrorKind, Stored};
 
 /// Sequence numbers and resume points are clamped to this (2^53): Lua
 /// numbers are doubles and exact up to it, far beyond any real sequence.
@@ -42,7 +42,10 @@ impl Scripts {
             .load_script(&self.read)
             .query::<Vec<String>>(conn)
             .map(drop)
-            .map_err(|e| StoreError(format!("redis: loading scripts: {e}")))
+            .map_err(|e| {
+                let e = super::worker::from_redis(&e);
+                StoreError::new(e.kind, format!("loading scripts: {}", e.detail))
+            })
     }
 }
 
@@ -183,7 +186,10 @@ pub(super) fn is_noscript(v: &Value) -> bool {
 /// A reply as a result: a server error is a `StoreError`.
 pub(super) fn reply_result(v: Value) -> Result<Value, StoreError> {
     match v {
-        Value::ServerError(e) => Err(StoreError(format!("redis: {e}"))),
+        Value::ServerError(e) => Err(StoreError::new(
+            StoreError::kind_of_code(e.code()),
+            format!("redis: {e}"),
+        )),
         v => Ok(v),
     }
 }
@@ -204,8 +210,12 @@ fn encode(msg: &Stored) -> Vec<u8> {
 }
 
 fn decode(member: &[u8], seq: u64) -> Result<Stored, StoreError> {
-    let d = Deliver::decode(member)
-        .map_err(|e| StoreError(format!("redis: undecodable inbox member: {e}")))?;
+    let d = Deliver::decode(member).map_err(|e| {
+        StoreError::new(
+            StoreErrorKind::Unexpected,
+            format!("redis: undecodable inbox member: {e}"),
+        )
+    })?;
     Ok(Stored {
         seq,
         msg_id: d.msg_id,
@@ -217,7 +227,10 @@ fn decode(member: &[u8], seq: u64) -> Result<Stored, StoreError> {
 }
 
 fn shape(what: &str) -> StoreError {
-    StoreError(format!("redis: unexpected reply shape ({what})"))
+    StoreError::new(
+        StoreErrorKind::Unexpected,
+        format!("redis: unexpected reply shape ({what})"),
+    )
 }
 
 fn int(v: &Value) -> Result<u64, StoreError> {

@@ -10,7 +10,7 @@ use redis::Value;
 
 use super::scripts::{self, Params, Scripts};
 use super::{Counters, RedisLimits, MAX_BATCH};
-use crate::store::{Done, Op, StoreError};
+use crate::store::{Done, Op, StoreError, StoreErrorKind};
 
 /// How long connecting to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,7 +30,7 @@ const REFUSAL_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Opens a connection with timeouts and loads the scripts.
 fn connect(client: &redis::Client, scripts: &Scripts) -> Result<redis::Connection, StoreError> {
-    let err = |e: redis::RedisError| StoreError(format!("redis: {e}"));
+    let err = |e: redis::RedisError| from_redis(&e);
     let mut conn = client
         .get_connection_with_timeout(CONNECT_TIMEOUT)
         .map_err(err)?;
@@ -81,7 +81,8 @@ impl Worker {
         limits: &RedisLimits,
         link: Link,
     ) -> Result<Worker, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError(format!("redis url: {e}")))?;
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::new(StoreErrorKind::Config, format!("redis url: {e}")))?;
         let scripts = Scripts::new();
         let conn = connect(&client, &scripts)?;
         Ok(Worker {
@@ -176,7 +177,7 @@ impl Worker {
         if let Some(i) = replies.iter().position(scripts::is_noscript) {
             let loaded = match self.conn.as_mut() {
                 Some(conn) => self.scripts.load(conn),
-                None => Err(StoreError("redis: not connected".into())),
+                None => Err(not_connected()),
             };
             if let Err(e) = loaded {
                 self.lost(&e);
@@ -192,7 +193,7 @@ impl Worker {
     /// One round trip: the batch's invocations, one reply each.
     fn query(&mut self, batch: &[Op]) -> Result<Vec<Value>, StoreError> {
         let Some(conn) = self.conn.as_mut() else {
-            return Err(StoreError("redis: not connected".into()));
+            return Err(not_connected());
         };
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -207,15 +208,14 @@ impl Worker {
             .counters
             .busy_us
             .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
-        let replies = result.map_err(|e| StoreError(format!("redis: {e}")));
+        let replies = result.map_err(|e| from_redis(&e));
         match replies {
             Ok(r) if r.len() == batch.len() => Ok(r),
             Ok(r) => {
-                let e = StoreError(format!(
-                    "redis: {} replies to {} commands",
-                    r.len(),
-                    batch.len()
-                ));
+                let e = StoreError::new(
+                    StoreErrorKind::Unexpected,
+                    format!("redis: {} replies to {} commands", r.len(), batch.len()),
+                );
                 self.lost(&e);
                 Err(e)
             }
@@ -244,7 +244,10 @@ impl Worker {
             self.next_attempt = Instant::now();
         }
         if Instant::now() < self.next_attempt {
-            return Err(StoreError("redis unavailable (reconnecting)".into()));
+            return Err(StoreError::new(
+                StoreErrorKind::Unreachable,
+                "redis unavailable (reconnecting)",
+            ));
         }
         match connect(&self.client, &self.scripts) {
             Ok(conn) => {
@@ -276,6 +279,27 @@ impl Worker {
         self.next_attempt = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+fn not_connected() -> StoreError {
+    StoreError::new(StoreErrorKind::Unreachable, "redis: not connected")
+}
+
+/// A client-side Redis error: IO and timeouts are "unreachable"; a server
+/// error is classified by its code; anything else is unexpected.
+pub(super) fn from_redis(e: &redis::RedisError) -> StoreError {
+    let kind = if e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+    {
+        StoreErrorKind::Unreachable
+    } else if let Some(code) = e.code() {
+        StoreError::kind_of_code(code)
+    } else {
+        StoreErrorKind::Unexpected
+    };
+    StoreError::new(kind, format!("redis: {e}"))
 }
 
 /// Acks are cumulative: of several acks of one device in a batch only the

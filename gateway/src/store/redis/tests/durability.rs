@@ -1,6 +1,7 @@
 //! The Redis store under load and failure: pipelining, a new store instance
 //! (a gateway restart), Redis going away and coming back, lost scripts.
 use super::*;
+use crate::store::StoreErrorKind;
 
 #[test]
 fn a_thousand_appends_are_pipelined_and_stay_in_order() {
@@ -121,10 +122,18 @@ fn a_redis_outage_fails_pending_ops_in_order_then_recovers() {
                         assert_eq!(m.seq, next_seq);
                         next_seq += 1;
                     }
-                    Err(_) => failed = true,
+                    Err(e) => {
+                        assert!(e.retryable(), "an outage is worth a retry: {e}");
+                        failed = true;
+                    }
                 }
             }
-            Done::Read { result, .. } => assert!(result.is_err(), "redis is down"),
+            Done::Read { result, .. } => assert!(
+                result
+                    .as_ref()
+                    .is_err_and(|e| e.kind == StoreErrorKind::Unreachable),
+                "redis is down: {result:?}"
+            ),
         }
     }
     assert!(failed && appends == 200);
@@ -222,4 +231,19 @@ fn mixed_operations_complete_in_submission_order() {
             "read [2] of 3"
         ]
     );
+}
+
+#[test]
+fn a_refusal_for_good_is_not_retryable() {
+    let server = RedisServer::start();
+    let mut h = harness(&server, limits(1000));
+    // The user's sequence key holds a hash: the append script fails with
+    // WRONGTYPE, and would fail the same way however often it is retried.
+    let keys = UserKeys::new(&RedisLimits::default().key_prefix, "mallory");
+    let _: () = server.conn().hset(keys.seq(), "f", "v").unwrap();
+    let e = h.append_result("mallory", "a", "1", "x", &[]).unwrap_err();
+    assert_eq!(e.kind, StoreErrorKind::Refused, "{e}");
+    assert!(!e.retryable());
+    // Redis itself is fine: another user's append succeeds.
+    assert_eq!(h.append("bob", "a", "1", "x"), (1, false));
 }
