@@ -31,7 +31,18 @@ pub struct QosConfig {
     /// Appends waiting on the store per shard before sends are refused with
     /// OVERLOADED. Default `65536`.
     pub max_pending_appends: usize,
+    /// A client's direct QoS 1 send to a user whose inbox is at
+    /// `inbox_per_user` (or, in process, the shard at `inbox_total_bytes`):
+    /// `"refuse"` answers `INBOX_FULL` before accepting it, so nothing
+    /// accepted is ever dropped by the bound (不丢; the sender retries with
+    /// the same client message id once the recipient acks); `"drop_oldest"`
+    /// stores it and drops the oldest (devices that had not acked it get a
+    /// `gap`). Room broadcasts and admin pushes always drop the oldest: a
+    /// room cannot be refused per member. Default `"refuse"`.
+    pub direct_when_full: WhenFull,
 }
+
+pub use crate::store::WhenFull;
 
 impl Default for QosConfig {
     fn default() -> Self {
@@ -45,6 +56,7 @@ impl Default for QosConfig {
             dedupe_window: 4_096,
             dedupe_secs: 600,
             max_pending_appends: 65_536,
+            direct_when_full: WhenFull::Refuse,
         }
     }
 }

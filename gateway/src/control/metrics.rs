@@ -12,7 +12,7 @@ use std::time::Duration;
 use proto::v1::{ErrorCode, GoAwayReason};
 
 /// Error codes counted in `gateway_errors_total{code}`.
-const ERROR_CODES: [ErrorCode; 12] = [
+const ERROR_CODES: [ErrorCode; 13] = [
     ErrorCode::BadFrame,
     ErrorCode::Unauthenticated,
     ErrorCode::NotAuthenticated,
@@ -25,6 +25,7 @@ const ERROR_CODES: [ErrorCode; 12] = [
     ErrorCode::SlowConsumer,
     ErrorCode::Overloaded,
     ErrorCode::Unavailable,
+    ErrorCode::InboxFull,
 ];
 
 /// Go-away reasons counted in `gateway_go_away_total{reason}`.
@@ -82,6 +83,8 @@ pub struct ShardStats {
     pub qos_append_retries: AtomicU64,
     /// Room and admin QoS 1 appends given up: the retry queue was full.
     pub qos_append_dropped: AtomicU64,
+    /// Direct QoS 1 sends refused because the recipient's inbox was full.
+    pub qos_inbox_full: AtomicU64,
     inbox_messages: AtomicI64,
     inbox_bytes: AtomicI64,
     store_latency: Histogram,
@@ -170,7 +173,7 @@ pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
             s.conns_tcp.load(Relaxed)
         );
     }
-    let per_shard: [(&str, &str, Field); 18] = [
+    let per_shard: [(&str, &str, Field); 19] = [
         ("gateway_accepted_total", "Connections accepted.", |s| {
             &s.accepted
         }),
@@ -248,6 +251,11 @@ pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
             "gateway_qos_append_dropped_total",
             "Room and admin QoS 1 appends given up (retry queue full).",
             |s| &s.qos_append_dropped,
+        ),
+        (
+            "gateway_qos_inbox_full_total",
+            "Direct QoS 1 sends refused with INBOX_FULL (recipient's inbox at its bound).",
+            |s| &s.qos_inbox_full,
         ),
     ];
     for (name, help, field) in per_shard {

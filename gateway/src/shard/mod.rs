@@ -255,6 +255,10 @@ mod tests {
     #[test]
     fn conn_stays_compact() {
         let size = std::mem::size_of::<super::Conn>();
+        eprintln!(
+            "Conn: {size} B, Session: {} B",
+            std::mem::size_of::<crate::session::Session>()
+        );
         assert!(size <= 152, "Conn grew to {size} bytes");
     }
 }

@@ -15,7 +15,7 @@ use super::Shard;
 use crate::control::metrics::ShardStats;
 use crate::mesh::DataMsg;
 use crate::outbound::Outbound;
-use crate::store::{Done, Op, ReplyTo, Stored};
+use crate::store::{Done, Op, ReplyTo, StoreErrorKind, Stored, WhenFull};
 
 impl Shard {
     /// Stores a QoS 1 message for `user` (this shard owns the user).
@@ -89,12 +89,18 @@ impl Shard {
         online.dedup();
         self.pending_appends.set(self.pending_appends.get() + 1);
         self.store_started.borrow_mut().push_back(self.now.get());
+        // A sender can retry a refusal; a room member or an admin push cannot.
+        let when_full = match reply {
+            Some(_) => self.node.config.qos.direct_when_full,
+            None => WhenFull::DropOldest,
+        };
         self.store.borrow_mut().submit(Op::Append {
             user,
             msg,
             client_msg_id,
             online,
             reply,
+            when_full,
         });
         self.drain_store();
     }
@@ -233,6 +239,11 @@ impl Shard {
                             message: String::new(),
                             msg_id: stored.msg_id,
                         }
+                    }
+                    Err(e) if e.kind == StoreErrorKind::Full => {
+                        ShardStats::inc(&self.stats.qos_inbox_full);
+                        self.stats.error(ErrorCode::InboxFull);
+                        rejected(client_msg_id, ErrorCode::InboxFull, &e.to_string())
                     }
                     Err(e) => {
                         ShardStats::inc(&self.stats.qos_store_errors);

@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Done, Op, Replay, ReplyTo, Store, StoreError, Stored};
+use super::{Done, Op, Replay, ReplyTo, Store, StoreError, StoreErrorKind, Stored, WhenFull};
 
 /// The bounds of a memory store.
 #[derive(Debug, Clone)]
@@ -105,7 +105,8 @@ impl MemoryStore {
         mut msg: Stored,
         client_msg_id: &str,
         online: &[Arc<str>],
-    ) -> (Stored, bool) {
+        when_full: WhenFull,
+    ) -> Option<(Stored, bool)> {
         let inbox = self.users.entry(user.clone()).or_default();
         // An online device not tracked yet has not been read for: its first
         // read (queued behind its presence, maybe behind this append) is
@@ -123,8 +124,15 @@ impl MemoryStore {
                 let mut first = msg;
                 first.seq = *seq;
                 first.msg_id = msg_id.clone();
-                return (first, true);
+                return Some((first, true));
             }
+        }
+        // Refused before anything is stored or deduped: a retry is new.
+        if when_full == WhenFull::Refuse
+            && (inbox.msgs.len() >= self.limits.per_user
+                || self.bytes + msg.payload.len() > self.limits.total_bytes)
+        {
+            return None;
         }
         inbox.last_seq += 1;
         msg.seq = inbox.last_seq;
@@ -148,7 +156,7 @@ impl MemoryStore {
         if inbox.msgs.len() > self.limits.per_user {
             self.drop_oldest(user);
         }
-        (msg, false)
+        Some((msg, false))
     }
 
     /// Drops `user`'s oldest message because of a bound.
@@ -264,12 +272,20 @@ impl Store for MemoryStore {
                 client_msg_id,
                 online,
                 reply,
+                when_full,
             } => {
-                let (stored, duplicate) = self.append(&user, msg, &client_msg_id, &online);
+                let appended = self.append(&user, msg, &client_msg_id, &online, when_full);
                 self.enforce_bounds();
+                let (result, duplicate) = match appended {
+                    Some((stored, duplicate)) => (Ok(stored), duplicate),
+                    None => {
+                        let e = StoreError::new(StoreErrorKind::Full, "recipient inbox full");
+                        (Err(e), false)
+                    }
+                };
                 Done::Appended {
                     user,
-                    result: Ok(stored),
+                    result,
                     duplicate,
                     client_msg_id,
                     reply,

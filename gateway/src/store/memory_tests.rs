@@ -3,6 +3,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use super::*;
+use crate::store::WhenFull;
 
 fn store(per_user: usize, total_bytes: usize) -> (MemoryStore, Rc<Cell<u64>>) {
     let now = Rc::new(Cell::new(1_000_000));
@@ -48,6 +49,7 @@ fn append_online(
         client_msg_id: cmid.into(),
         online,
         reply: None,
+        when_full: WhenFull::DropOldest,
     });
     let mut out = Vec::new();
     s.completed(&mut out);
@@ -236,4 +238,41 @@ fn offline_messages_wait_for_a_new_device() {
     let r = read(&mut s, "bob", "phone", None);
     assert_eq!(seqs(&r), vec![1, 2]);
     assert_eq!(r.gap, None);
+}
+
+/// An append that asks to be refused when the inbox is full.
+fn append_or_refuse(s: &mut MemoryStore, user: &str, cmid: &str) -> Result<u64, StoreError> {
+    s.submit(Op::Append {
+        user: Arc::from(user),
+        msg: msg("alice", cmid, 1_000_000),
+        client_msg_id: cmid.into(),
+        online: vec![Arc::from("phone")],
+        reply: None,
+        when_full: WhenFull::Refuse,
+    });
+    let mut out = Vec::new();
+    s.completed(&mut out);
+    match out.pop() {
+        Some(Done::Appended { result, .. }) => result.map(|m| m.seq),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_full_inbox_refuses_before_storing_and_takes_the_retry_after_an_ack() {
+    let (mut s, _) = store(3, 1 << 20);
+    for i in 1..=3 {
+        assert_eq!(append_or_refuse(&mut s, "bob", &i.to_string()), Ok(i));
+    }
+    let e = append_or_refuse(&mut s, "bob", "4").unwrap_err();
+    assert_eq!(e.kind, StoreErrorKind::Full);
+    assert!(e.retryable());
+    // Nothing was dropped and nothing was stored for the refused one.
+    let r = read(&mut s, "bob", "phone", None);
+    assert_eq!((seqs(&r), r.gap, r.last_seq), (vec![1, 2, 3], None, 3));
+    // The recipient acks; the sender's retry (same id) is stored once.
+    ack(&mut s, "bob", "phone", 2);
+    assert_eq!(append_or_refuse(&mut s, "bob", "4"), Ok(4));
+    assert_eq!(append_or_refuse(&mut s, "bob", "4"), Ok(4), "deduped");
+    assert_eq!(seqs(&read(&mut s, "bob", "phone", Some(2))), vec![3, 4]);
 }

@@ -77,6 +77,17 @@ impl Stored {
     }
 }
 
+/// What an append does when the user's inbox is at its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Store it and drop the oldest (devices that had not acked it are told
+    /// with a `gap`).
+    DropOldest,
+    /// Refuse it (`StoreErrorKind::Full`), nothing stored.
+    Refuse,
+}
+
 /// An operation on a user's inbox.
 #[derive(Debug)]
 pub enum Op {
@@ -94,6 +105,8 @@ pub enum Op {
         online: Vec<Arc<str>>,
         /// Sender's connection, to be told the outcome.
         reply: Option<ReplyTo>,
+        /// At the inbox's bound: refuse, or drop the oldest.
+        when_full: WhenFull,
     },
     /// A device acknowledged everything up to `seq`.
     Ack {
@@ -162,6 +175,9 @@ pub enum StoreErrorKind {
     Unexpected,
     /// The store cannot be used as configured (bad URL, cannot start).
     Config,
+    /// The user's inbox is at its bound and the append asked to be refused
+    /// then (`WhenFull::Refuse`): retry once the user has acked.
+    Full,
 }
 
 impl std::fmt::Display for StoreErrorKind {
@@ -172,6 +188,7 @@ impl std::fmt::Display for StoreErrorKind {
             StoreErrorKind::Refused => "refused the operation",
             StoreErrorKind::Unexpected => "answered unexpectedly",
             StoreErrorKind::Config => "misconfigured",
+            StoreErrorKind::Full => "full for this recipient",
         })
     }
 }
@@ -189,7 +206,7 @@ impl StoreError {
     pub fn retryable(&self) -> bool {
         matches!(
             self.kind,
-            StoreErrorKind::Unreachable | StoreErrorKind::Busy
+            StoreErrorKind::Unreachable | StoreErrorKind::Busy | StoreErrorKind::Full
         )
     }
 
@@ -199,6 +216,7 @@ impl StoreError {
             "OOM" | "LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "NOSCRIPT" => {
                 StoreErrorKind::Busy
             }
+            "INBOXFULL" => StoreErrorKind::Full,
             _ => StoreErrorKind::Refused,
         }
     }

@@ -1,8 +1,10 @@
 -- Append one message to a user's inbox, atomically.
 -- KEYS: 1 seq, 2 inbox, 3 cursors, 4 dropped, [5 dedupe]
 -- ARGV: 1 Deliver without seq (protobuf), 2 msg_id, 3 per_user,
---       4 retention ms, 5 dedupe window ms, 6.. devices online now
--- Returns {seq, msg_id of the first copy or '', 1 if duplicate else 0}.
+--       4 retention ms, 5 dedupe window ms, 6 '1' to refuse when full
+--       (else drop the oldest), 7.. devices online now
+-- Returns {seq, msg_id of the first copy or '', 1 if duplicate else 0}, or
+-- the error INBOXFULL (nothing stored) when full and asked to refuse.
 local function int(n) return string.format('%d', n) end
 local function varint(n)
   local out = {}
@@ -20,14 +22,14 @@ local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 -- (queued behind its presence, maybe behind this append) is still to come.
 -- Track it from where that read starts (every message held; all of them for
 -- a user with no tracked device), not from this message on.
-if #ARGV >= 6 then
+if #ARGV >= 7 then
   local from = 0
   if redis.call('HLEN', KEYS[3]) > 0 then
     local head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
     from = last
     if head[2] then from = tonumber(head[2]) - 1 end
   end
-  for i = 6, #ARGV do
+  for i = 7, #ARGV do
     redis.call('HSETNX', KEYS[3], ARGV[i], int(from))
   end
   redis.call('PEXPIRE', KEYS[3], ARGV[4])
@@ -44,12 +46,16 @@ if KEYS[5] then
   end
 end
 
+local cap = tonumber(ARGV[3])
+if ARGV[6] == '1' and redis.call('ZCARD', KEYS[2]) >= cap then
+  return redis.error_reply('INBOXFULL recipient inbox full')
+end
+
 local seq = redis.call('INCR', KEYS[1])
 -- Field 1 (seq, varint) in front of the encoded Deliver: a valid Deliver
 -- carrying its sequence, and a member unique per sequence.
 redis.call('ZADD', KEYS[2], int(seq), '\8' .. varint(seq) .. ARGV[1])
 
-local cap = tonumber(ARGV[3])
 local n = redis.call('ZCARD', KEYS[2])
 if n > cap then
   local over = n - cap

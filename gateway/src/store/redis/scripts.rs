@@ -10,7 +10,7 @@ use redis::{Pipeline, Script, Value};
 
 use super::keys::UserKeys;
 use super::RedisLimits;
-use crate::store::{Done, Op, Replay, StoreError, StoreErrorKind, Stored};
+use crate::store::{Done, Op, Replay, StoreError, StoreErrorKind, Stored, WhenFull};
 
 /// Sequence numbers and resume points are clamped to this (2^53): Lua
 /// numbers are doubles and exact up to it, far beyond any real sequence.
@@ -77,6 +77,7 @@ pub(super) fn add(pipe: &mut Pipeline, scripts: &Scripts, params: &Params, op: &
             msg,
             client_msg_id,
             online,
+            when_full,
             ..
         } => {
             let keys = UserKeys::new(&params.prefix, user);
@@ -92,7 +93,12 @@ pub(super) fn add(pipe: &mut Pipeline, scripts: &Scripts, params: &Params, op: &
                 .arg(&msg.msg_id)
                 .arg(&params.per_user)
                 .arg(&params.retention_ms)
-                .arg(&params.dedupe_ms);
+                .arg(&params.dedupe_ms)
+                .arg(if *when_full == WhenFull::Refuse {
+                    "1"
+                } else {
+                    "0"
+                });
             for device in online {
                 inv.arg(device.as_bytes());
             }

@@ -247,3 +247,32 @@ fn a_refusal_for_good_is_not_retryable() {
     // Redis itself is fine: another user's append succeeds.
     assert_eq!(h.append("bob", "a", "1", "x"), (1, false));
 }
+
+#[test]
+fn a_full_inbox_refuses_a_direct_send_and_takes_its_retry_after_an_ack() {
+    let server = RedisServer::start();
+    let mut h = harness(&server, limits(3));
+    let refuse = |h: &mut Harness, cmid: &str| {
+        let mut op = append_op("bob", "alice", cmid, cmid, &["phone"]);
+        if let Op::Append { when_full, .. } = &mut op {
+            *when_full = crate::store::WhenFull::Refuse;
+        }
+        h.store.submit(op);
+        match h.wait(1).pop() {
+            Some(Done::Appended { result, .. }) => result.map(|m| m.seq),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    for i in 1..=3 {
+        assert_eq!(refuse(&mut h, &i.to_string()), Ok(i));
+    }
+    let e = refuse(&mut h, "4").unwrap_err();
+    assert_eq!(e.kind, StoreErrorKind::Full, "{e}");
+    assert!(e.retryable());
+    let r = h.read("bob", "phone", None);
+    assert_eq!((seqs(&r), r.gap, r.last_seq), (vec![1, 2, 3], None, 3));
+    h.ack("bob", "phone", 2);
+    assert_eq!(refuse(&mut h, "4"), Ok(4));
+    assert_eq!(refuse(&mut h, "4"), Ok(4), "deduped");
+    assert_eq!(seqs(&h.read("bob", "phone", Some(2))), vec![3, 4]);
+}

@@ -48,6 +48,7 @@ pub(super) fn append_op(user: &str, from: &str, cmid: &str, body: &str, online: 
         client_msg_id: cmid.into(),
         online,
         reply: None,
+        when_full: crate::store::WhenFull::DropOldest,
     }
 }
 
