@@ -61,11 +61,13 @@ fn offline_messages_arrive_on_first_connect(driver: Driver) {
     assert_q1(&bob.deliver(), 4, "m3", &id);
 }
 
-/// `--inbox-per-user 5`: a user who was never connected, and a device that
-/// was, each learn where their loss ends before the messages that remain.
+/// `--inbox-per-user 5` with direct sends set to drop the oldest (the
+/// default refuses them: `inbox_full.rs`): a user who was never connected,
+/// and a device that was, each learn where their loss ends before the
+/// messages that remain.
 fn past_the_bound_a_gap_comes_first(driver: Driver) {
     let mut flags = NO_RETRANSMIT.to_vec();
-    flags.extend(["--inbox-per-user", "5"]);
+    flags.extend(["--inbox-per-user", "5", "--direct-when-full", "drop_oldest"]);
     let gw = Gateway::start(driver, &flags);
     let mut alice = gw.connect(WS, "alice", "desk");
     let ids: Vec<String> = (1..=8)

@@ -70,6 +70,10 @@ pub struct RunArgs {
     /// QoS 1 messages kept per user by the in-process store (qos.inbox_per_user)
     #[arg(long, value_name = "N", global = true)]
     pub inbox_per_user: Option<usize>,
+    /// A direct QoS 1 send to a full inbox: refuse (INBOX_FULL) or drop the
+    /// oldest (qos.direct_when_full)
+    #[arg(long, value_name = "POLICY", global = true)]
+    pub direct_when_full: Option<crate::store::WhenFull>,
     /// First QoS 1 retransmit timeout in ms (qos.retransmit_ms)
     #[arg(long, value_name = "MS", global = true)]
     pub retransmit_ms: Option<u64>,
@@ -118,6 +122,7 @@ impl std::fmt::Debug for RunArgs {
             .field("drain_deadline_ms", &self.drain_deadline_ms)
             .field("redis", &self.redis.as_ref().map(|_| "<set>"))
             .field("inbox_per_user", &self.inbox_per_user)
+            .field("direct_when_full", &self.direct_when_full)
             .field("retransmit_ms", &self.retransmit_ms)
             .finish()
     }
@@ -153,6 +158,7 @@ impl RunArgs {
             config.redis = self.redis.clone();
         }
         set(&self.inbox_per_user, &mut config.qos.inbox_per_user);
+        set(&self.direct_when_full, &mut config.qos.direct_when_full);
         set(&self.retransmit_ms, &mut config.qos.retransmit_ms);
     }
 }

@@ -54,6 +54,20 @@ fn defaults() {
         ),
         (64, 128, 8192)
     );
+    let q = &c.qos;
+    assert_eq!(
+        (q.inflight_window, q.retransmit_ms, q.retransmit_max_ms),
+        (256, 2_000, 30_000)
+    );
+    assert_eq!(
+        (q.inbox_per_user, q.inbox_total_bytes, q.retention()),
+        (1_000, 64 << 20, Duration::from_secs(86_400))
+    );
+    assert_eq!(
+        (q.dedupe_window, q.dedupe_secs, q.max_pending_appends),
+        (4_096, 600, 65_536)
+    );
+    assert_eq!(q.direct_when_full, crate::store::WhenFull::Refuse);
     assert_eq!(c.drain.deadline(), Duration::from_secs(30));
     assert_eq!(c.drain.reconnect_after(), Duration::from_secs(1));
     let (source, dev) = c.key_source().unwrap();
@@ -64,6 +78,15 @@ fn defaults() {
     let empty = parse("").unwrap();
     assert_eq!(empty.ws_listen, c.ws_listen);
     assert!(empty.validate().is_ok());
+}
+
+#[test]
+fn the_full_inbox_policy_from_toml_and_flags() {
+    let c = parse("[qos]\ndirect_when_full = \"drop_oldest\"\n").unwrap();
+    assert_eq!(c.qos.direct_when_full, crate::store::WhenFull::DropOldest);
+    assert!(parse("[qos]\ndirect_when_full = \"maybe\"\n").is_err());
+    let c = load(&cli(&["--direct-when-full", "drop_oldest"]).run).unwrap();
+    assert_eq!(c.qos.direct_when_full, crate::store::WhenFull::DropOldest);
 }
 
 #[test]
