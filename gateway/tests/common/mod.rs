@@ -15,8 +15,6 @@ mod client;
 mod connect;
 mod frames;
 mod http;
-// The same helper the library's own Redis tests use.
-#[path = "../../src/inbox/redis/testutil.rs"]
 mod redis_server;
 
 pub use chaos::*;
@@ -58,14 +56,15 @@ impl Driver {
 }
 
 /// Expands `fn name(driver: Driver)` test bodies into `uring::name` and
-/// `legacy::name` tests, like monoio's `#[test_all]`.
+/// `legacy::name` tests, like monoio's `#[test_all]`. Attributes before a
+/// name (`#[ignore = "why"]`) go on both.
 macro_rules! driver_tests {
-    ($($name:ident),+ $(,)?) => {
+    ($($(#[$attr:meta])* $name:ident),+ $(,)?) => {
         mod uring {
-            $(#[test] fn $name() { super::$name(crate::common::Driver::Uring) })+
+            $($(#[$attr])* #[test] fn $name() { super::$name(crate::common::Driver::Uring) })+
         }
         mod legacy {
-            $(#[test] fn $name() { super::$name(crate::common::Driver::Legacy) })+
+            $($(#[$attr])* #[test] fn $name() { super::$name(crate::common::Driver::Legacy) })+
         }
     };
 }
