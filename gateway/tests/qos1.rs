@@ -1,7 +1,8 @@
 //! QoS 1 (at-least-once) against the real binary, one behaviour per test:
 //! offline delivery and the gap past the in-process bound, dedupe of a
-//! retried send, retransmit of what is not acknowledged, and a cursor per
-//! device. The chaos runs are in `qos1_chaos.rs`.
+//! retried send, retransmit of what is not acknowledged, a cursor per
+//! device, and an ack that holds on whichever shard the device comes back
+//! to. The chaos runs are in `qos1_chaos.rs`.
 //!
 //! Absence is proven without sleeping: after what a connection must not
 //! get, a later event (a Pong, a newer message) must come first.
@@ -17,6 +18,7 @@ driver_tests!(
     retried_send_is_stored_once,
     unacked_message_is_retransmitted,
     every_device_has_its_own_cursor,
+    acked_is_not_replayed_on_another_shard,
 );
 
 /// Retransmits that cannot fire while a test runs (they would be extra
@@ -181,9 +183,60 @@ fn every_device_has_its_own_cursor(driver: Driver) {
     laptop.send(&ack(5));
     laptop.ping(2);
     drop(phone);
-    // Same shard as the ack came from, so the owner saw the ack first.
-    let mut phone = gw.connect_on_shard(TCP, "bob", "phone", 0);
+    // Not the shard that took the ack: its Pong came, so the ack counts
+    // wherever the phone connects next.
+    let mut phone = gw.connect_on_shard(TCP, "bob", "phone", 1);
     let id = send_q1(&mut alice, "bob", "c6", "m6");
     assert_q1(&phone.deliver(), 6, "m6", &id);
     assert_q1(&laptop.deliver(), 6, "m6", &id);
+}
+
+/// A device acks on one shard, gets the Pong after its ack, and reconnects
+/// at once on the other: the first delivery on the new connection is the
+/// next message, never one it acked (replay comes before live messages, so
+/// a replay of an acked one would come first). Twenty rounds, both ways.
+fn acked_is_not_replayed_on_another_shard(driver: Driver) {
+    acked_not_replayed_elsewhere(&Gateway::start(driver, &NO_RETRANSMIT));
+}
+
+/// The same with the Redis store, where the ack cursor is written by the
+/// owner shard's store worker.
+#[test]
+fn uring_acked_is_not_replayed_on_another_shard_redis_store() {
+    let redis = RedisServer::start();
+    let mut flags = NO_RETRANSMIT.to_vec();
+    let url = redis.url();
+    flags.extend(["--redis", &url]);
+    acked_not_replayed_elsewhere(&Gateway::start(Driver::Uring, &flags));
+}
+
+fn acked_not_replayed_elsewhere(gw: &Gateway) {
+    assert_eq!(gw.shards, 2);
+    let mut alice = gw.connect(WS, "alice", "desk");
+    let mut phone = gw.connect_on_shard(TCP, "bob", "phone", 0);
+    for round in 1..=20u64 {
+        let id = send_q1(
+            &mut alice,
+            "bob",
+            &format!("c{round}"),
+            &format!("m{round}"),
+        );
+        assert_q1(&phone.deliver(), round, &format!("m{round}"), &id);
+        phone.send(&ack(round));
+        phone.ping(round);
+        let other = 1 - phone.auth.shard;
+        drop(phone);
+        phone = gw.connect_on_shard(
+            [TCP, WS, WS_JSON][round as usize % 3],
+            "bob",
+            "phone",
+            other,
+        );
+        phone.send(&ping(1000 + round));
+        // Nothing comes before the Pong, and the next round's first
+        // delivery must be the next message (a replay would come first).
+        assert_eq!(phone.pong().nonce, 1000 + round, "round {round}");
+    }
+    let id = send_q1(&mut alice, "bob", "last", "last");
+    assert_q1(&phone.deliver(), 21, "last", &id);
 }
