@@ -264,9 +264,9 @@ fn uring_room_and_admin_pushes_survive_a_redis_outage() {
     for (c, nonce) in [(&mut bob, 2), (&mut zoe, 3)] {
         c.send(&ping(nonce));
         c.recv_matching("Pong", |f| matches!(f, Frame::Pong(p) if p.nonce == nonce));
-        for f in c.stashed() {
+        for f in c.take_stashed() {
             match f {
-                Frame::Error(e) => assert_error(e, ErrorCode::Unavailable, false),
+                Frame::Error(e) => assert_error(&e, ErrorCode::Unavailable, false),
                 f => panic!("a frame other than the Pong: {f:?}"),
             }
         }
