@@ -19,6 +19,8 @@ driver_tests!(
     unacked_message_is_retransmitted,
     every_device_has_its_own_cursor,
     acked_is_not_replayed_on_another_shard,
+    at_most_the_window_in_flight,
+    room_qos1_is_stored_for_members_connected_then,
 );
 
 /// Retransmits that cannot fire while a test runs (they would be extra
@@ -239,4 +241,81 @@ fn acked_not_replayed_elsewhere(gw: &Gateway) {
     }
     let id = send_q1(&mut alice, "bob", "last", "last");
     assert_q1(&phone.deliver(), 21, "last", &id);
+}
+
+/// `qos.inflight_window`, 256 by default.
+const WINDOW: u64 = 256;
+
+/// 300 messages stored for a device that acks nothing: it gets seqs 1..=256
+/// and then nothing until it acks; once its ack leaves fewer than the
+/// window unacknowledged, the rest come, in order.
+fn at_most_the_window_in_flight(driver: Driver) {
+    const N: u64 = 300;
+    let gw = Gateway::start(driver, &NO_RETRANSMIT);
+    let mut bob = gw.connect(TCP, "bob", "phone");
+    let mut alice = gw.connect(WS, "alice", "desk");
+    let ids: Vec<String> = (1..=N)
+        .map(|i| send_q1(&mut alice, "bob", &format!("c{i}"), &format!("m{i}")))
+        .collect();
+    let expect = |bob: &mut Client, seqs: std::ops::RangeInclusive<u64>, nonce: u64| {
+        for seq in seqs {
+            assert_q1(
+                &bob.deliver(),
+                seq,
+                &format!("m{seq}"),
+                &ids[seq as usize - 1],
+            );
+        }
+        // Every message was stored (its SendResult came) before: one past
+        // the window would have been sent by now, before this Pong.
+        bob.ping(nonce);
+    };
+    expect(&mut bob, 1..=WINDOW, 1);
+    // 56 left in flight, room for the 44 that wait.
+    bob.send(&ack(200));
+    expect(&mut bob, WINDOW + 1..=N, 2);
+    bob.send(&ack(N));
+    bob.ping(3);
+}
+
+/// A QoS 1 room message goes into the inbox of every member connected when
+/// it is sent, and of no one else: a member who drops off gets it again on
+/// reconnect; a user who joins later never gets it (their first message is
+/// seq 1).
+fn room_qos1_is_stored_for_members_connected_then(driver: Driver) {
+    let gw = Gateway::start(driver, &NO_RETRANSMIT);
+    let mut bob = gw.connect_on_shard(WS, "bob", "phone", 0);
+    let mut carol = gw.connect_on_shard(TCP, "carol", "laptop", 1);
+    bob.join("r1");
+    carol.join("r1");
+    let mut alice = gw.connect(WS_JSON, "alice", "desk");
+    let to_r1 = send_frame(
+        proto::v1::send::To::Room("r1".into()),
+        "r1",
+        Qos::AtLeastOnce,
+        b"to the room",
+    );
+    alice.send(&to_r1);
+    let r = alice.result_for("r1");
+    assert!(r.accepted, "{r:?}");
+    for c in [&mut bob, &mut carol] {
+        let d = c.deliver();
+        assert_eq!((d.room.as_str(), d.from.as_str()), ("r1", "alice"), "{d:?}");
+        assert_q1(&d, 1, "to the room", &r.msg_id);
+    }
+    carol.send(&ack(1));
+    carol.ping(1);
+    // Bob never acked: stored for him, so replayed.
+    bob.abort(true);
+    let mut bob = gw.connect(TCP, "bob", "phone");
+    let d = bob.deliver();
+    assert_eq!(d.room, "r1", "{d:?}");
+    assert_q1(&d, 1, "to the room", &r.msg_id);
+    bob.send(&ack(1));
+    bob.ping(2);
+    // Dave joins after it was sent: nothing of it in his inbox.
+    let mut dave = gw.connect(WS, "dave", "tablet");
+    dave.join("r1");
+    let id = send_q1(&mut alice, "dave", "d1", "to dave");
+    assert_q1(&dave.deliver(), 1, "to dave", &id);
 }

@@ -295,3 +295,76 @@ fn uring_room_and_admin_pushes_survive_a_redis_outage() {
         assert_eq!((d.seq, &d.payload[..]), (2, &b"next"[..]), "{user}: {d:?}");
     }
 }
+
+/// Redis is killed: a client's QoS 1 send gets SendResult UNAVAILABLE (it
+/// is the client's to retry), QoS 0 still flows. Once Redis is back, the
+/// client's retry with the same clientMsgId is stored and delivered once.
+#[test]
+fn uring_client_qos1_send_is_unavailable_while_redis_is_down() {
+    let mut redis = RedisServer::start();
+    let gw = start(Driver::Uring, Some(&redis.url()));
+    let mut bob = gw.connect(WS, "bob", "desk");
+    let mut alice = gw.connect(TCP, "alice", "phone");
+    alice.ping(1);
+    redis.kill();
+
+    alice.send(&qos1_to_user("bob", "c1", b"stored later"));
+    let r = alice.result_for("c1");
+    assert_eq!(
+        (r.accepted, r.code(), r.msg_id.as_str()),
+        (false, ErrorCode::Unavailable, ""),
+        "{r:?}"
+    );
+    alice.send(&to_user("bob", "q0", b"live"));
+    assert!(alice.result_for("q0").accepted);
+    let d = bob.recv_matching("the QoS 0 message", |f| matches!(f, Frame::Deliver(_)));
+    let Frame::Deliver(d) = d else { unreachable!() };
+    assert_eq!(
+        (d.qos(), &d.payload[..]),
+        (Qos::AtMostOnce, &b"live"[..]),
+        "{d:?}"
+    );
+
+    redis.restart();
+    // The client retries, as the README tells it to, until it is stored.
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let stored = loop {
+        assert!(
+            Instant::now() < deadline,
+            "never stored after Redis came back"
+        );
+        alice.send(&qos1_to_user("bob", "c1", b"stored later"));
+        let r = alice.result_for("c1");
+        if r.accepted {
+            break r;
+        }
+        // Each retry waits for its answer before the next.
+        assert_eq!(r.code(), ErrorCode::Unavailable, "{r:?}");
+    };
+    let d = bob.recv_matching("the QoS 1 message", |f| matches!(f, Frame::Deliver(_)));
+    let Frame::Deliver(d) = d else { unreachable!() };
+    assert_eq!(
+        (d.seq, &d.payload[..], d.msg_id.as_str()),
+        (1, &b"stored later"[..], stored.msg_id.as_str()),
+        "{d:?}"
+    );
+    bob.send(&ack(1));
+    bob.ping(2);
+    let id = {
+        alice.send(&qos1_to_user("bob", "c2", b"next"));
+        let r = alice.result_for("c2");
+        assert!(r.accepted, "{r:?}");
+        r.msg_id
+    };
+    let d = bob.recv_matching("the next message", |f| matches!(f, Frame::Deliver(_)));
+    let Frame::Deliver(d) = d else { unreachable!() };
+    assert_eq!((d.seq, d.msg_id.as_str()), (2, id.as_str()), "{d:?}");
+    for c in [&mut alice, &mut bob] {
+        for f in c.take_stashed() {
+            match f {
+                Frame::Error(e) => assert_error(&e, ErrorCode::Unavailable, false),
+                f => panic!("unexpected {f:?}"),
+            }
+        }
+    }
+}
