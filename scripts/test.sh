@@ -19,12 +19,17 @@ echo "== fmt"; cargo fmt --all --check
 echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== tests"; cargo test --workspace
 echo "== loadgen smoke (every scenario, small, exact counts)"; PROFILE=debug scripts/bench-smoke.sh
+skipped=""
 if [ "${SKIP_FUZZ:-0}" = 1 ]; then
   echo "== fuzz: skipped (SKIP_FUZZ=1)"
+  skipped=" (fuzz skipped: SKIP_FUZZ=1)"
 elif ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-  # cargo-fuzz needs nightly's sanitizer flags; toolchains cannot be fetched here.
-  echo "== fuzz: SKIPPED: no nightly toolchain on this machine (rustup toolchain install nightly)"
+  # cargo-fuzz needs nightly's sanitizer flags. Not fuzzing is a choice the
+  # caller makes out loud, never a silent pass.
+  echo "test.sh: FAILED: no nightly toolchain, so no fuzzing:" \
+    "rustup toolchain install nightly, or SKIP_FUZZ=1 to skip it" >&2
+  exit 1
 else
   echo "== fuzz (bounded)"; FUZZ_SECONDS="${FUZZ_SECONDS:-15}" scripts/fuzz.sh
 fi
-echo "test.sh: all passed"
+echo "test.sh: all passed${skipped}"

@@ -8,7 +8,13 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-driver_tests!(healthz_and_metrics, push_to_user_and_room, presence, kick);
+driver_tests!(
+    healthz_and_metrics,
+    push_to_user_and_room,
+    push_validation_errors,
+    presence,
+    kick
+);
 
 const SERIES: [&str; 9] = [
     "gateway_connections{shard=\"0\",transport=\"ws\"}",
@@ -220,4 +226,71 @@ fn kick(driver: Driver) {
         (r.status, r.json()),
         (200, serde_json::json!({"kicked": 0}))
     );
+}
+
+/// Every malformed `/push` is a 4xx with a JSON `error` and delivers
+/// nothing: the next frame the targeted user gets is a later, good push.
+fn push_validation_errors(driver: Driver) {
+    let gw = Gateway::start(driver, &["--max-frame-bytes", "1024"]);
+    let mut alice = gw.connect(TCP, "alice", "phone");
+    alice.join("r1");
+    let big = "x".repeat(2048);
+    let cases: [(&str, u16, &str); 10] = [
+        ("not json", 400, "bad JSON"),
+        (
+            r#"{"text":"to nobody"}"#,
+            400,
+            "give exactly one of user or room",
+        ),
+        (
+            r#"{"user":"alice","room":"r1","text":"x"}"#,
+            400,
+            "give exactly one of user or room",
+        ),
+        (
+            r#"{"user":"alice"}"#,
+            400,
+            "give exactly one of text or payload_b64",
+        ),
+        (
+            r#"{"user":"alice","text":"x","payload_b64":"eA=="}"#,
+            400,
+            "give exactly one of text or payload_b64",
+        ),
+        (
+            r#"{"user":"alice","payload_b64":"not base64!"}"#,
+            400,
+            "bad payload_b64",
+        ),
+        (
+            r#"{"user":"alice","text":"x","qos":2}"#,
+            400,
+            "qos is 0 or 1",
+        ),
+        (r#"{"room":"r1","text":"x","qos":7}"#, 400, "qos is 0 or 1"),
+        (
+            &format!(r#"{{"user":"alice","text":"{big}"}}"#),
+            413,
+            "payload over the node's frame limit",
+        ),
+        (
+            &format!(r#"{{"room":"r1","text":"{big}"}}"#),
+            413,
+            "payload over the node's frame limit",
+        ),
+    ];
+    for (body, status, error) in cases {
+        let r = gw.post("/push", body);
+        assert_eq!(r.status, status, "{body}: {r:?}");
+        let v = r.json();
+        let got = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error in {v}"));
+        assert!(got.starts_with(error), "{body}: {got:?}, want {error:?}");
+    }
+    let r = gw.get("/push");
+    assert_eq!(r.status, 405, "{r:?}");
+    let r = gw.post("/push", r#"{"user":"alice","text":"good"}"#);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(&alice.deliver().payload[..], b"good");
 }

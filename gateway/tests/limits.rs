@@ -1,6 +1,7 @@
 //! Resource limits: the per-connection send-queue cap (slow consumers are
-//! closed, never buffered without bound and never allowed to stall others)
-//! and the per-connection room limit.
+//! closed, never buffered without bound and never allowed to stall others),
+//! the per-connection room limit and the longest name (user, room, device,
+//! target, client message id).
 
 mod common;
 
@@ -8,7 +9,15 @@ use common::*;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
 
-driver_tests!(slow_consumer_is_closed, too_many_rooms);
+driver_tests!(
+    slow_consumer_is_closed,
+    too_many_rooms,
+    names_up_to_max_name_bytes,
+    devices_up_to_max_name_bytes,
+);
+
+/// `limits.max_name_bytes`, 128 by default.
+const MAX_NAME: usize = 128;
 
 /// Connects with a 4 KiB receive buffer (set before connect, so the kernel's
 /// autotuning cannot grow it): the gateway's output backs up quickly.
@@ -89,15 +98,27 @@ fn slow_consumer_is_closed(driver: Driver) {
     }
     gw.wait_metric(closes, |v| v >= 1.0);
 
-    // The victim gets what was already in flight, then the end.
+    // The victim gets what was already queued, then Error(SLOW_CONSUMER)
+    // as its last frame, then the end.
+    let mut delivered = 0;
     loop {
         match victim.next_event() {
-            Event::Frame(Frame::Deliver(d)) => assert_eq!(d.payload.len(), PAYLOAD),
-            Event::Frame(Frame::Error(e)) => assert_error(&e, ErrorCode::SlowConsumer, true),
+            Event::Frame(Frame::Deliver(d)) => {
+                assert_eq!(d.payload.len(), PAYLOAD);
+                delivered += 1;
+            }
+            Event::Frame(Frame::Error(e)) => {
+                assert_error(&e, ErrorCode::SlowConsumer, true);
+                break;
+            }
             Event::Frame(f) => panic!("unexpected frame for the slow consumer: {f:?}"),
-            Event::Closed(_) => break,
+            Event::Closed(code) => {
+                panic!("closed ({code:?}) after {delivered} deliveries without SLOW_CONSUMER")
+            }
         }
     }
+    victim.expect_closed();
+    assert_eq!(metric(&gw.metrics(), closes), Some(1.0));
     // Its shard and the sender carry on.
     bystander.ping(1);
     let r = {
@@ -114,25 +135,20 @@ fn slow_consumer_is_closed(driver: Driver) {
     gw.assert_shards_serve();
 }
 
+/// `limits.max_rooms_per_conn`, 64 by default: exactly that many joins
+/// succeed, the next is refused, not fatally.
 fn too_many_rooms(driver: Driver) {
-    const CAP: usize = 100_000;
+    const CAP: usize = 64;
     let gw = Gateway::start(driver, &[]);
     let mut c = gw.connect(TCP, "joiner", "laptop");
-    let mut joined = 0;
-    loop {
-        assert!(joined < CAP, "no room limit after {CAP} rooms");
-        c.send(&join(&format!("room-{joined}")));
-        match c.recv() {
-            Frame::Joined(j) => assert_eq!(j.room, format!("room-{joined}")),
-            Frame::Error(e) => {
-                assert_error(&e, ErrorCode::TooManyRooms, false);
-                break;
-            }
-            f => panic!("unexpected answer to JoinRoom: {f:?}"),
-        }
-        joined += 1;
+    for i in 0..CAP {
+        c.join(&format!("room-{i}"));
     }
-    assert!(joined > 0, "not even one room may be joined");
+    c.send(&join(&format!("room-{CAP}")));
+    assert_error(&c.error(), ErrorCode::TooManyRooms, false);
+    gw.wait_metric("gateway_errors_total{code=\"TOO_MANY_ROOMS\"}", |v| {
+        v == 1.0
+    });
     // Not fatal: the connection carries on, and leaving makes room.
     c.ping(1);
     c.send(&leave("room-0"));
@@ -145,4 +161,89 @@ fn too_many_rooms(driver: Driver) {
     sender.send(&to_room("one-more", "x", b"hi"));
     assert!(sender.result_for("x").accepted);
     assert_eq!(c.deliver().room, "one-more");
+}
+
+/// A name of `n` bytes, distinct per `tag`.
+fn name(tag: char, n: usize) -> String {
+    std::iter::repeat_n(tag, n).collect()
+}
+
+/// Rooms, send targets (user and room) and client message ids: 128 bytes
+/// are fine, 129 are INVALID_ARGUMENT (an error for a join, a send result
+/// for a send), never fatal.
+fn names_up_to_max_name_bytes(driver: Driver) {
+    let gw = Gateway::start(driver, &[]);
+    let mut c = gw.connect(TCP, "namer", "laptop");
+    c.join(&name('r', MAX_NAME));
+    c.send(&join(&name('r', MAX_NAME + 1)));
+    assert_error(&c.error(), ErrorCode::InvalidArgument, false);
+    c.ping(1);
+
+    let refused = |c: &mut Client, f: &proto::v1::ClientFrame, id: &str| {
+        c.send(f);
+        let r = c.result_for(id);
+        assert!(!r.accepted, "{r:?}");
+        assert_eq!(r.code(), ErrorCode::InvalidArgument, "{r:?}");
+        assert!(r.msg_id.is_empty(), "{r:?}");
+    };
+    let long_user = name('u', MAX_NAME + 1);
+    let long_room = name('r', MAX_NAME + 1);
+    refused(&mut c, &to_user(&long_user, "u", b"x"), "u");
+    refused(&mut c, &qos1_to_user(&long_user, "u1", b"x"), "u1");
+    refused(&mut c, &to_room(&long_room, "r", b"x"), "r");
+    let long_id = name('i', MAX_NAME + 1);
+    refused(&mut c, &to_user("namer", &long_id, b"x"), &long_id);
+    refused(&mut c, &qos1_to_user("namer", &long_id, b"x"), &long_id);
+    c.ping(2);
+
+    // At the limit, everything is accepted and delivered.
+    let mut long = gw.connect(WS, &name('u', MAX_NAME), "phone");
+    let id = name('i', MAX_NAME);
+    c.send(&to_user(&name('u', MAX_NAME), &id, b"to a long name"));
+    assert!(c.result_for(&id).accepted);
+    assert_eq!(&long.deliver().payload[..], b"to a long name");
+    c.send(&to_room(&name('r', MAX_NAME), "room", b"to a long room"));
+    assert!(c.result_for("room").accepted);
+    assert_eq!(c.deliver().room, name('r', MAX_NAME));
+    let errors = "gateway_errors_total{code=\"INVALID_ARGUMENT\"}";
+    gw.wait_metric(errors, |v| v >= 1.0);
+}
+
+/// The device (Auth frame or token claim) and the user (token `sub`): 128
+/// bytes are fine; 129 in the Auth frame are a fatal INVALID_ARGUMENT, in
+/// the token a refused token (HTTP 401 at the upgrade).
+fn devices_up_to_max_name_bytes(driver: Driver) {
+    let gw = Gateway::start(driver, &[]);
+    let (user, device) = (name('u', MAX_NAME), name('d', MAX_NAME));
+    let mut c = Client::from_tcp(TcpStream::connect(gw.tcp).unwrap());
+    c.send(&auth(&user_token(&user, "x"), &device));
+    gw.check_auth(&c.auth_ok(), &user, &device);
+    let mut c = Client::from_tcp(TcpStream::connect(gw.tcp).unwrap());
+    c.send(&auth(&user_token("bob", "x"), &name('d', MAX_NAME + 1)));
+    assert_error(&c.error(), ErrorCode::InvalidArgument, true);
+    c.expect_closed();
+
+    gw.connect(WS, &user, &device).ping(1);
+    for (t, reason) in [
+        (
+            user_token(&name('u', MAX_NAME + 1), "phone"),
+            "invalid sub claim",
+        ),
+        (
+            user_token("bob", &name('d', MAX_NAME + 1)),
+            "invalid device claim",
+        ),
+    ] {
+        let bearer = format!("Bearer {t}");
+        match upgrade(gw.ws, "/ws", &[("authorization", &bearer)]).map_err(|e| *e) {
+            Err(tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 401);
+                let body = resp.body().clone().unwrap_or_default();
+                assert_eq!(String::from_utf8_lossy(&body), format!("{reason}\n"));
+            }
+            Err(e) => panic!("expected HTTP 401 ({reason}), got {e}"),
+            Ok(_) => panic!("a token with a name over {MAX_NAME} bytes was accepted"),
+        }
+    }
+    gw.assert_shards_serve();
 }

@@ -1,7 +1,8 @@
 //! QoS 1 (at-least-once) against the real binary, one behaviour per test:
 //! offline delivery and the gap past the in-process bound, dedupe of a
-//! retried send, retransmit of what is not acknowledged, and a cursor per
-//! device. The chaos runs are in `qos1_chaos.rs`.
+//! retried send, retransmit of what is not acknowledged, a cursor per
+//! device, and an ack that holds on whichever shard the device comes back
+//! to. The chaos runs are in `qos1_chaos.rs`.
 //!
 //! Absence is proven without sleeping: after what a connection must not
 //! get, a later event (a Pong, a newer message) must come first.
@@ -17,6 +18,9 @@ driver_tests!(
     retried_send_is_stored_once,
     unacked_message_is_retransmitted,
     every_device_has_its_own_cursor,
+    acked_is_not_replayed_on_another_shard,
+    at_most_the_window_in_flight,
+    room_qos1_is_stored_for_members_connected_then,
 );
 
 /// Retransmits that cannot fire while a test runs (they would be extra
@@ -183,9 +187,137 @@ fn every_device_has_its_own_cursor(driver: Driver) {
     laptop.send(&ack(5));
     laptop.ping(2);
     drop(phone);
-    // Same shard as the ack came from, so the owner saw the ack first.
-    let mut phone = gw.connect_on_shard(TCP, "bob", "phone", 0);
+    // Not the shard that took the ack: its Pong came, so the ack counts
+    // wherever the phone connects next.
+    let mut phone = gw.connect_on_shard(TCP, "bob", "phone", 1);
     let id = send_q1(&mut alice, "bob", "c6", "m6");
     assert_q1(&phone.deliver(), 6, "m6", &id);
     assert_q1(&laptop.deliver(), 6, "m6", &id);
+}
+
+/// A device acks on one shard, gets the Pong after its ack, and reconnects
+/// at once on the other: the first delivery on the new connection is the
+/// next message, never one it acked (replay comes before live messages, so
+/// a replay of an acked one would come first). Twenty rounds, both ways.
+fn acked_is_not_replayed_on_another_shard(driver: Driver) {
+    acked_not_replayed_elsewhere(&Gateway::start(driver, &NO_RETRANSMIT));
+}
+
+/// The same with the Redis store, where the ack cursor is written by the
+/// owner shard's store worker.
+#[test]
+fn uring_acked_is_not_replayed_on_another_shard_redis_store() {
+    let redis = RedisServer::start();
+    let mut flags = NO_RETRANSMIT.to_vec();
+    let url = redis.url();
+    flags.extend(["--redis", &url]);
+    acked_not_replayed_elsewhere(&Gateway::start(Driver::Uring, &flags));
+}
+
+fn acked_not_replayed_elsewhere(gw: &Gateway) {
+    assert_eq!(gw.shards, 2);
+    let mut alice = gw.connect(WS, "alice", "desk");
+    let mut phone = gw.connect_on_shard(TCP, "bob", "phone", 0);
+    for round in 1..=20u64 {
+        let id = send_q1(
+            &mut alice,
+            "bob",
+            &format!("c{round}"),
+            &format!("m{round}"),
+        );
+        assert_q1(&phone.deliver(), round, &format!("m{round}"), &id);
+        phone.send(&ack(round));
+        phone.ping(round);
+        let other = 1 - phone.auth.shard;
+        drop(phone);
+        phone = gw.connect_on_shard(
+            [TCP, WS, WS_JSON][round as usize % 3],
+            "bob",
+            "phone",
+            other,
+        );
+        phone.send(&ping(1000 + round));
+        // Nothing comes before the Pong, and the next round's first
+        // delivery must be the next message (a replay would come first).
+        assert_eq!(phone.pong().nonce, 1000 + round, "round {round}");
+    }
+    let id = send_q1(&mut alice, "bob", "last", "last");
+    assert_q1(&phone.deliver(), 21, "last", &id);
+}
+
+/// `qos.inflight_window`, 256 by default.
+const WINDOW: u64 = 256;
+
+/// 300 messages stored for a device that acks nothing: it gets seqs 1..=256
+/// and then nothing until it acks; once its ack leaves fewer than the
+/// window unacknowledged, the rest come, in order.
+fn at_most_the_window_in_flight(driver: Driver) {
+    const N: u64 = 300;
+    let gw = Gateway::start(driver, &NO_RETRANSMIT);
+    let mut bob = gw.connect(TCP, "bob", "phone");
+    let mut alice = gw.connect(WS, "alice", "desk");
+    let ids: Vec<String> = (1..=N)
+        .map(|i| send_q1(&mut alice, "bob", &format!("c{i}"), &format!("m{i}")))
+        .collect();
+    let expect = |bob: &mut Client, seqs: std::ops::RangeInclusive<u64>, nonce: u64| {
+        for seq in seqs {
+            assert_q1(
+                &bob.deliver(),
+                seq,
+                &format!("m{seq}"),
+                &ids[seq as usize - 1],
+            );
+        }
+        // Every message was stored (its SendResult came) before: one past
+        // the window would have been sent by now, before this Pong.
+        bob.ping(nonce);
+    };
+    expect(&mut bob, 1..=WINDOW, 1);
+    // 56 left in flight, room for the 44 that wait.
+    bob.send(&ack(200));
+    expect(&mut bob, WINDOW + 1..=N, 2);
+    bob.send(&ack(N));
+    bob.ping(3);
+}
+
+/// A QoS 1 room message goes into the inbox of every member connected when
+/// it is sent, and of no one else: a member who drops off gets it again on
+/// reconnect; a user who joins later never gets it (their first message is
+/// seq 1).
+fn room_qos1_is_stored_for_members_connected_then(driver: Driver) {
+    let gw = Gateway::start(driver, &NO_RETRANSMIT);
+    let mut bob = gw.connect_on_shard(WS, "bob", "phone", 0);
+    let mut carol = gw.connect_on_shard(TCP, "carol", "laptop", 1);
+    bob.join("r1");
+    carol.join("r1");
+    let mut alice = gw.connect(WS_JSON, "alice", "desk");
+    let to_r1 = send_frame(
+        proto::v1::send::To::Room("r1".into()),
+        "r1",
+        Qos::AtLeastOnce,
+        b"to the room",
+    );
+    alice.send(&to_r1);
+    let r = alice.result_for("r1");
+    assert!(r.accepted, "{r:?}");
+    for c in [&mut bob, &mut carol] {
+        let d = c.deliver();
+        assert_eq!((d.room.as_str(), d.from.as_str()), ("r1", "alice"), "{d:?}");
+        assert_q1(&d, 1, "to the room", &r.msg_id);
+    }
+    carol.send(&ack(1));
+    carol.ping(1);
+    // Bob never acked: stored for him, so replayed.
+    bob.abort(true);
+    let mut bob = gw.connect(TCP, "bob", "phone");
+    let d = bob.deliver();
+    assert_eq!(d.room, "r1", "{d:?}");
+    assert_q1(&d, 1, "to the room", &r.msg_id);
+    bob.send(&ack(1));
+    bob.ping(2);
+    // Dave joins after it was sent: nothing of it in his inbox.
+    let mut dave = gw.connect(WS, "dave", "tablet");
+    dave.join("r1");
+    let id = send_q1(&mut alice, "dave", "d1", "to dave");
+    assert_q1(&dave.deliver(), 1, "to dave", &id);
 }

@@ -44,6 +44,9 @@ pub(super) struct QosState {
     pub(super) armed: bool,
     /// Messages were left in the inbox (window full): read again when it frees.
     lagging: bool,
+    /// The last read failed: the retransmit timer reads again. (While a
+    /// read is outstanding the timer never starts a second one.)
+    read_failed: bool,
 }
 
 impl QosState {
@@ -71,6 +74,7 @@ impl Session {
                 ),
                 armed: false,
                 lagging: false,
+                read_failed: false,
             })
         })
     }
@@ -98,6 +102,9 @@ impl Session {
             return;
         };
         self.syncing = true;
+        if let Some(q) = self.qos.as_mut() {
+            q.read_failed = false;
+        }
         let inflight = self.qos.as_ref().map_or(0, |q| q.inflight.len());
         let max = cx.env.qos.inflight_window.saturating_sub(inflight).max(1);
         cx.fx.routes.push(Route::Read {
@@ -167,7 +174,9 @@ impl Session {
                     );
                     self.send_frame(cx, &err);
                     let now = cx.now;
-                    self.qos_state(cx).backoff.fire(now);
+                    let q = self.qos_state(cx);
+                    q.backoff.fire(now);
+                    q.read_failed = true;
                     self.qos_arm();
                 }
                 return;
@@ -256,11 +265,19 @@ impl Session {
     /// A cumulative Ack frame from the client. Only an ack that moves past
     /// what was already forwarded (clamped to what was sent) reaches the
     /// owner: repeated or invented acks cost nothing beyond this check.
-    /// While a replay is pending the ack is kept and applied when it lands.
+    ///
+    /// While a replay is pending, what was sent is not known yet: the ack
+    /// goes to the owner at once (the store clamps it to what exists), so a
+    /// read for another connection of the device, which may follow it at
+    /// any moment, sees it; it is applied to the window when the replay
+    /// lands.
     pub(super) fn qos_ack(&mut self, cx: &mut Ctx, seq: u64) {
         if self.syncing {
             let q = self.qos_state(cx);
             q.pending_ack = q.pending_ack.max(seq);
+            if seq > q.acked {
+                self.forward_ack(cx, seq);
+            }
             return;
         }
         if self.apply_ack(cx, seq) {
@@ -281,15 +298,20 @@ impl Session {
             return false;
         };
         let seq = seq.min(q.delivered);
-        if seq <= q.acked {
-            return false;
-        }
+        let before = q.inflight.len();
         while q.inflight.front().is_some_and(|(s, _)| *s <= seq) {
             q.inflight.pop_front();
         }
-        q.backoff.progress(now);
-        self.forward_ack(cx, seq);
-        true
+        let popped = q.inflight.len() != before;
+        if popped {
+            q.backoff.progress(now);
+        }
+        if seq > q.acked {
+            q.backoff.progress(now);
+            self.forward_ack(cx, seq);
+            return true;
+        }
+        popped
     }
 
     fn forward_ack(&mut self, cx: &mut Ctx, seq: u64) {
@@ -334,9 +356,9 @@ impl Session {
         let Some(q) = self.qos.as_mut() else { return };
         q.armed = false;
         if q.inflight.is_empty() {
-            let read = if syncing {
+            let read = if syncing && q.read_failed {
                 Some(None)
-            } else if q.lagging && room {
+            } else if !syncing && q.lagging && room {
                 Some(Some(q.delivered))
             } else {
                 None

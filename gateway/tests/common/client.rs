@@ -3,7 +3,8 @@
 //!
 //! Every read and write has the socket timeout `IO_TIMEOUT`; a timeout panics
 //! with what was being waited for. Frames read while waiting for a specific
-//! one are kept, in order, and returned by later reads.
+//! one are kept, in order, and returned by later reads; a client dropped
+//! with kept frames nobody read fails the test.
 
 use super::{frames::*, IO_TIMEOUT};
 use proto::v1::{AuthOk, ServerFrame};
@@ -294,6 +295,13 @@ impl Client {
         &self.stash
     }
 
+    /// Takes the frames `recv_matching` kept: a test that means to leave
+    /// frames unread says so by taking them (a client dropped with frames
+    /// left fails the test).
+    pub fn take_stashed(&mut self) -> Vec<Frame> {
+        self.stash.drain(..).collect()
+    }
+
     /// The SendResult for `client_msg_id`, wherever it is among the frames.
     #[track_caller]
     pub fn result_for(&mut self, client_msg_id: &str) -> proto::v1::SendResult {
@@ -315,6 +323,19 @@ impl Client {
             unreachable!()
         };
         d
+    }
+}
+
+/// Frames read while waiting for another one and never looked at would be
+/// frames a test did not expect: a client may not end with any.
+impl Drop for Client {
+    fn drop(&mut self) {
+        if !std::thread::panicking() && !self.stash.is_empty() {
+            panic!(
+                "client {}/{} dropped with frames it never looked at: {:?}",
+                self.auth.user, self.auth.device, self.stash
+            );
+        }
     }
 }
 

@@ -58,14 +58,15 @@ impl Driver {
 }
 
 /// Expands `fn name(driver: Driver)` test bodies into `uring::name` and
-/// `legacy::name` tests, like monoio's `#[test_all]`.
+/// `legacy::name` tests, like monoio's `#[test_all]`. Attributes before a
+/// name (`#[ignore = "why"]`) go on both.
 macro_rules! driver_tests {
-    ($($name:ident),+ $(,)?) => {
+    ($($(#[$attr:meta])* $name:ident),+ $(,)?) => {
         mod uring {
-            $(#[test] fn $name() { super::$name(crate::common::Driver::Uring) })+
+            $($(#[$attr])* #[test] fn $name() { super::$name(crate::common::Driver::Uring) })+
         }
         mod legacy {
-            $(#[test] fn $name() { super::$name(crate::common::Driver::Legacy) })+
+            $($(#[$attr])* #[test] fn $name() { super::$name(crate::common::Driver::Legacy) })+
         }
     };
 }

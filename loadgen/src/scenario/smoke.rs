@@ -1,6 +1,7 @@
 //! `smoke`: starts a gateway on ephemeral loopback ports and runs every
 //! scenario small, checking counts, not speed: every connection ready,
-//! every message delivered exactly once. Bounded: each step has its own
+//! every message delivered exactly once (QoS 0 and QoS 1 direct), and no
+//! send refused but a bounded few OVERLOADED. Bounded: each step has its own
 //! deadline and the whole takes well under a minute.
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, SocketAddrV4};
@@ -17,6 +18,42 @@ use crate::report::Outcome;
 use crate::target::Wire;
 
 const SECRET: &str = "loadgen-smoke-secret";
+
+/// `send_<code>` notes of refused sends: OVERLOADED (503), the gateway's
+/// stated backpressure, is the only refusal the smoke tolerates.
+const OVERLOADED_NOTE: &str = "send_503";
+
+/// At the smoke's rates a healthy gateway refuses nothing; this many
+/// OVERLOADED refusals per 1000 sends (and no other) are tolerated.
+const MAX_OVERLOADED_PER_MILLE: u64 = 10;
+
+/// A step's refused sends: none, or only OVERLOADED within the bound. The
+/// scenarios subtract refused sends from what is owed, so without this a
+/// gateway refusing every send would pass.
+fn check_refusals(o: &mut Outcome) {
+    if o.rejected == 0 {
+        return;
+    }
+    let other: Vec<String> = o
+        .failures
+        .iter()
+        .filter(|(k, _)| k.starts_with("send_") && k.as_str() != OVERLOADED_NOTE)
+        .map(|(k, v)| format!("{k} x{v}"))
+        .collect();
+    if !other.is_empty() {
+        o.problem(format!(
+            "sends refused other than OVERLOADED: {}",
+            other.join(", ")
+        ));
+    }
+    let bound = o.messages_published * MAX_OVERLOADED_PER_MILLE / 1000;
+    if o.rejected > bound {
+        o.problem(format!(
+            "{} of {} sends refused (at most {bound} OVERLOADED tolerated)",
+            o.rejected, o.messages_published
+        ));
+    }
+}
 
 /// The gateway child, killed when dropped.
 struct Gateway(Child);
@@ -76,8 +113,25 @@ fn start(bin: &Path) -> anyhow::Result<(Gateway, Ready)> {
     Ok((gw, ready))
 }
 
-fn common(base: &Common, ready: &Ready, pid: u32, wire: Wire) -> Common {
+/// The sum of every series of `name` in Prometheus text; None if there is
+/// none or one does not parse.
+fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<Option<f64>> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(k, _)| k.split('{').next() == Some(name))
+        .map(|(_, v)| v.parse::<f64>().ok())
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.into_iter().sum()
+}
+
+fn common(base: &Common, ready: &Ready, pid: u32, wire: Wire, qos: u8) -> Common {
     let mut c = base.clone();
+    c.qos = qos;
     c.target = crate::target::Target::Gateway;
     c.wire = wire;
     c.addr = if wire == Wire::Tcp {
@@ -100,7 +154,8 @@ fn common(base: &Common, ready: &Ready, pid: u32, wire: Wire) -> Common {
 pub fn run(base: &Common, gateway_bin: &Path, conns: u64) -> anyhow::Result<()> {
     let (gw, ready) = start(gateway_bin)?;
     let pid = gw.0.id();
-    let c = |wire| common(base, &ready, pid, wire);
+    let c = |wire| common(base, &ready, pid, wire, 0);
+    let q1 = |wire| common(base, &ready, pid, wire, 1);
     type Step<'a> = (&'a str, Box<dyn Fn() -> anyhow::Result<Outcome> + 'a>);
     let steps: Vec<Step> = vec![
         (
@@ -124,6 +179,22 @@ pub fn run(base: &Common, gateway_bin: &Path, conns: u64) -> anyhow::Result<()> 
             Box::new(|| direct::run(&c(Wire::WsJson), conns, 1000.0, 1, 64)),
         ),
         (
+            "direct tcp qos1",
+            Box::new(|| {
+                let mut o = direct::run(&q1(Wire::Tcp), conns, 1000.0, 1, 64)?;
+                // The only QoS 1 step on this gateway: every accepted send
+                // was stored, once.
+                let stored = metric_sum(&o.metrics, "gateway_qos_appends_total");
+                if stored != Some(o.expected_deliveries as f64) {
+                    o.problem(format!(
+                        "gateway_qos_appends_total {stored:?}, {} sends accepted",
+                        o.expected_deliveries
+                    ));
+                }
+                Ok(o)
+            }),
+        ),
+        (
             "fanout ws",
             Box::new(|| {
                 let f = fanout::Fanout {
@@ -144,7 +215,11 @@ pub fn run(base: &Common, gateway_bin: &Path, conns: u64) -> anyhow::Result<()> 
     ];
     let mut failed = 0;
     for (name, step) in &steps {
-        match step() {
+        let outcome = step().map(|mut o| {
+            check_refusals(&mut o);
+            o
+        });
+        match outcome {
             Ok(o) if o.ok => println!(
                 "ok   {name}: held {} deliveries {}/{} pongs {}",
                 o.connections_held, o.deliveries, o.expected_deliveries, o.pongs
@@ -168,4 +243,47 @@ pub fn run(base: &Common, gateway_bin: &Path, conns: u64) -> anyhow::Result<()> 
         bail!("{failed} smoke steps failed");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(sent: u64, refused: &[(&str, u64)]) -> Outcome {
+        let mut o = Outcome {
+            ok: true,
+            messages_published: sent,
+            ..Outcome::default()
+        };
+        for (k, v) in refused {
+            o.failures.insert((*k).into(), *v);
+            o.rejected += v;
+        }
+        o
+    }
+
+    #[test]
+    fn refusals_fail_the_smoke() {
+        let mut o = outcome(1000, &[]);
+        check_refusals(&mut o);
+        assert!(o.ok);
+        let mut o = outcome(1000, &[(OVERLOADED_NOTE, 10)]);
+        check_refusals(&mut o);
+        assert!(o.ok, "{:?}", o.problems);
+        // Every send refused: the scenario owes nothing, the smoke fails.
+        let mut o = outcome(1000, &[(OVERLOADED_NOTE, 1000)]);
+        check_refusals(&mut o);
+        assert!(!o.ok);
+        let mut o = outcome(1000, &[("send_501", 1)]);
+        check_refusals(&mut o);
+        assert!(!o.ok);
+    }
+
+    #[test]
+    fn metric_sums() {
+        let text = "# HELP x\nx{shard=\"0\"} 2\nx{shard=\"1\"} 3\nxy 7\n";
+        assert_eq!(metric_sum(text, "x"), Some(5.0));
+        assert_eq!(metric_sum(text, "xy"), Some(7.0));
+        assert_eq!(metric_sum(text, "z"), None);
+    }
 }
