@@ -1,6 +1,7 @@
 //! The store's thread: takes queued operations in batches, runs each batch
 //! as one pipeline on its connection, completes the operations in order,
 //! and reconnects with capped exponential backoff when Redis is lost.
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +28,12 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// At most one warning this often about operations Redis refused (OOM,
 /// script errors): refusals can repeat on every batch.
 const REFUSAL_WARN_EVERY: Duration = Duration::from_secs(10);
+/// How soon refused acks are sent again when no other operation comes.
+const ACK_RETRY: Duration = Duration::from_millis(200);
+/// Devices whose refused ack is kept for a retry; past it, further refused
+/// acks are dropped (logged): the device's stored cursor then lags, which a
+/// client's `resume` after its next reconnect makes up for.
+const MAX_RETRY_ACKS: usize = 65_536;
 
 /// Opens a connection with timeouts and loads the scripts.
 fn connect(client: &redis::Client, scripts: &Scripts) -> Result<redis::Connection, StoreError> {
@@ -58,6 +65,11 @@ pub(super) struct Worker {
     next_attempt: Instant,
     /// When refused operations were last logged.
     refusal_warned: Option<Instant>,
+    /// Acks Redis refused for now (unreachable, busy), the highest per
+    /// device, sent again ahead of the next batch. An ack is cumulative and
+    /// the script keeps the maximum, so a late one is safe; a dropped one
+    /// would leave the device's cursor behind what it has.
+    retry_acks: HashMap<(Arc<str>, Arc<str>), u64>,
     link: Link,
 }
 
@@ -96,6 +108,7 @@ impl Worker {
             backoff: BACKOFF_MIN,
             next_attempt: Instant::now(),
             refusal_warned: None,
+            retry_acks: HashMap::new(),
             link,
         })
     }
@@ -103,13 +116,21 @@ impl Worker {
     pub(super) fn run(mut self) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
-            let first = if self.conn.is_none() {
-                // While Redis is away, reconnect on schedule even when idle.
-                match self.link.ops.recv_deadline(self.next_attempt) {
+            let first = if self.conn.is_none() || !self.retry_acks.is_empty() {
+                // While Redis is away, reconnect on schedule even when idle;
+                // refused acks are sent again even when nothing else comes.
+                let at = if self.conn.is_none() {
+                    self.next_attempt
+                } else {
+                    Instant::now() + ACK_RETRY
+                };
+                match self.link.ops.recv_deadline(at) {
                     Ok(op) => op,
                     Err(RecvTimeoutError::Timeout) => {
-                        let _ = self.ensure_connected();
-                        continue;
+                        if self.ensure_connected().is_err() || self.retry_acks.is_empty() {
+                            continue;
+                        }
+                        Vec::new()
                     }
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
@@ -119,6 +140,12 @@ impl Worker {
                     Err(_) => return,
                 }
             };
+            // Older acks first: coalescing keeps the highest per device.
+            batch.extend(
+                self.retry_acks
+                    .drain()
+                    .map(|((user, device), seq)| Op::Ack { user, device, seq }),
+            );
             batch.extend(first);
             while batch.len() < MAX_BATCH {
                 match self.link.ops.try_recv() {
@@ -129,11 +156,14 @@ impl Worker {
             coalesce_acks(&mut batch);
             let replies = self.execute(&batch);
             for (op, reply) in batch.drain(..).zip(replies) {
-                if reply.is_err() {
+                if let Err(e) = &reply {
                     self.link
                         .counters
                         .failed_ops
                         .fetch_add(1, Ordering::Relaxed);
+                    if let (Op::Ack { user, device, seq }, true) = (&op, e.retryable()) {
+                        self.keep_ack(user, device, *seq);
+                    }
                 }
                 if let Some(done) = scripts::complete(op, reply) {
                     // The receiver lives as long as the store, which joins
@@ -264,6 +294,18 @@ impl Worker {
                 self.lost(&e);
                 Err(e)
             }
+        }
+    }
+
+    /// Keeps a refused ack to send again (the highest per device).
+    fn keep_ack(&mut self, user: &Arc<str>, device: &Arc<str>, seq: u64) {
+        let key = (user.clone(), device.clone());
+        if let Some(kept) = self.retry_acks.get_mut(&key) {
+            *kept = (*kept).max(seq);
+        } else if self.retry_acks.len() < MAX_RETRY_ACKS {
+            self.retry_acks.insert(key, seq);
+        } else {
+            tracing::warn!(shard = self.shard, %user, seq, "refused ack dropped: too many waiting");
         }
     }
 

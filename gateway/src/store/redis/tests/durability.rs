@@ -276,3 +276,53 @@ fn a_full_inbox_refuses_a_direct_send_and_takes_its_retry_after_an_ack() {
     assert_eq!(refuse(&mut h, "4"), Ok(4), "deduped");
     assert_eq!(seqs(&h.read("bob", "phone", Some(2))), vec![3, 4]);
 }
+
+#[test]
+fn an_ack_refused_for_now_is_sent_again() {
+    let server = RedisServer::start();
+    let mut h = harness(&server, limits(1000));
+    for i in 1..=3 {
+        h.append_online("bob", "a", &i.to_string(), "x", &["phone"]);
+    }
+    // Redis refuses writes (OOM under maxmemory with noeviction): the ack
+    // is refused, retryably.
+    let mut admin = server.conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query(&mut admin)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query(&mut admin)
+        .unwrap();
+    h.ack("bob", "phone", 2);
+    let deadline = Instant::now() + WAIT;
+    while h.store.stats().failed_ops == 0 {
+        assert!(Instant::now() < deadline, "the ack was never refused");
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+    // Redis takes writes again: the kept ack lands without a new one.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query(&mut admin)
+        .unwrap();
+    let keys = UserKeys::new(&RedisLimits::default().key_prefix, "bob");
+    loop {
+        let cursor: Option<u64> = admin.hget(keys.cursors(), "phone").unwrap();
+        if cursor == Some(2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refused ack was never sent again: {cursor:?}"
+        );
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+    assert_eq!(seqs(&h.read("bob", "phone", None)), vec![3]);
+}
