@@ -26,6 +26,12 @@ pub(super) struct Partial {
 }
 
 impl Partial {
+    /// Bytes held for an incomplete frame or message.
+    #[cfg(test)]
+    pub(super) fn buffered(&self) -> usize {
+        self.buf.len() + self.ws.as_ref().map_or(0, Assembler::buffered)
+    }
+
     fn is_empty(&self) -> bool {
         self.buf.is_empty() && !self.ws.as_ref().is_some_and(Assembler::in_progress)
     }

@@ -200,3 +200,73 @@ fn a_send_to_the_backend_is_unavailable_without_a_stream() {
     let frames = h.frames();
     assert_eq!(send_result(&frames).code, ErrorCode::Unavailable as i32);
 }
+
+/// A small deterministic generator (xorshift): the same streams every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn hostile_byte_streams_never_panic_nor_buffer_past_the_limits() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..400 {
+        let transport = if round % 2 == 0 {
+            Transport::Tcp
+        } else {
+            Transport::WebSocket
+        };
+        let mut h = Harness::new(transport);
+        // A valid start (upgrade, auth, a few frames), then mutations and
+        // noise, fed in random chunk sizes.
+        let token = h.token("alice", Some("phone"), 60);
+        let mut stream = Vec::new();
+        let wire = match transport {
+            Transport::Tcp => Wire::Tcp,
+            Transport::WebSocket => {
+                stream.extend(upgrade(&[], "/ws").into_bytes());
+                Wire::WsProto
+            }
+        };
+        stream.extend(client_bytes(wire, auth_frame(&token, "")));
+        for _ in 0..rng.below(8) {
+            stream.extend(client_bytes(wire, send_to_user("bob", "1")));
+        }
+        for _ in 0..rng.below(16) {
+            let at = rng.below(stream.len() as u64) as usize;
+            stream[at] = rng.next() as u8;
+        }
+        for _ in 0..rng.below(256) {
+            stream.push(rng.next() as u8);
+        }
+        let mut at = 0;
+        while at < stream.len() && !h.s.is_closing() {
+            let n = (1 + rng.below(64) as usize).min(stream.len() - at);
+            h.feed(&stream[at..at + n]);
+            at += n;
+            let pending = h.s.partial.as_ref().map_or(0, |p| p.buffered());
+            let limits = &h.env.limits;
+            // A fragmented message so far, plus one incomplete frame (or
+            // the upgrade head) with its header.
+            let bound = limits.max_frame_bytes
+                + limits.max_frame_bytes.max(limits.max_handshake_bytes)
+                + 14;
+            assert!(pending <= bound, "round {round}: {pending} bytes buffered");
+            assert!(h.s.output().len() <= limits.send_queue_bytes + 1024);
+            h.output();
+            h.routes();
+        }
+        h.advance(Duration::from_secs(120));
+        assert!(h.s.is_closing(), "round {round}: every connection ends");
+    }
+}
