@@ -31,8 +31,10 @@ const N: usize = 10_000;
 const WINDOW: usize = 200;
 /// Points at which the receiver's connection is cut (at least 20).
 const CUTS: usize = 25;
-/// The whole run.
-const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// The whole run: a bound for a wedged run, far above what a loaded CI
+/// machine needs (a run takes seconds); what is asserted is order and
+/// counts, never time.
+const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Gateway flags of every run: fast retransmits, and an inbox that holds
 /// the whole run (a bound would be a gap, which fails this test).
