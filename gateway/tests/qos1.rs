@@ -21,6 +21,7 @@ driver_tests!(
     acked_is_not_replayed_on_another_shard,
     at_most_the_window_in_flight,
     room_qos1_is_stored_for_members_connected_then,
+    the_defaults_are_the_readmes,
     #[ignore = "server bug: an untracked device back with resume{3} gets seq 7, no Gap for 4..=6"]
     past_32_devices_the_furthest_behind_gets_a_gap,
 );
@@ -367,4 +368,37 @@ fn past_32_devices_the_furthest_behind_gets_a_gap(driver: Driver) {
     let g = d0.gap();
     assert_eq!((g.from_seq, g.first_available), (4, 7), "{g:?}");
     assert_q1(&d0.deliver(), 7, "m7", &id);
+}
+
+/// The QoS defaults the README states, with no flag: `qos.inbox_per_user`
+/// 1000 (the 1001st message drops the first: a Gap), and a first
+/// retransmit no sooner than 2 s after the message was sent
+/// (`qos.retransmit_ms`, less the gateway's 50 ms timer tick). The 256 window is `at_most_the_window_in_flight`.
+fn the_defaults_are_the_readmes(driver: Driver) {
+    let gw = Gateway::start(driver, &[]);
+    let mut alice = gw.connect(WS, "alice", "desk");
+    let ids: Vec<String> = (1..=1001)
+        .map(|i| send_q1(&mut alice, "bob", &format!("c{i}"), &format!("m{i}")))
+        .collect();
+    let mut bob = gw.connect(TCP, "bob", "phone");
+    let g = bob.gap();
+    assert_eq!((g.from_seq, g.first_available), (1, 2), "{g:?}");
+    for seq in 2..=1001u64 {
+        let d = bob.deliver();
+        assert_q1(&d, seq, &format!("m{seq}"), &ids[seq as usize - 1]);
+        bob.send(&ack(seq));
+    }
+    bob.ping(1);
+    // Timed from before the send: the gateway sends it later than this.
+    let sent = std::time::Instant::now();
+    let id = send_q1(&mut alice, "bob", "late", "late");
+    assert_q1(&bob.deliver(), 1002, "late", &id);
+    let again = bob.deliver();
+    let took = sent.elapsed();
+    assert_q1(&again, 1002, "late", &id);
+    assert!(
+        took + std::time::Duration::from_millis(50) >= std::time::Duration::from_secs(2),
+        "retransmitted after {took:?}"
+    );
+    bob.send(&ack(1002));
 }
