@@ -6,11 +6,15 @@ use libfuzzer_sys::fuzz_target;
 use proto::frame;
 
 fuzz_target!(|data: &[u8]| {
-    // The first byte picks the limit, so small and large maxima both get hit.
+    // The first byte picks the limit, so small and large maxima both get
+    // hit; 0 picks the server's own (`max_frame_bytes`).
     let Some((&sel, mut rest)) = data.split_first() else {
         return;
     };
-    let max = usize::from(sel) * 16;
+    let max = match sel {
+        0 => gateway::config::Config::default().limits.max_frame_bytes,
+        n => usize::from(n) * 16,
+    };
     while let Ok(Some((consumed, payload))) = frame::decode(rest, max) {
         assert!(consumed >= frame::HEADER_LEN && consumed <= rest.len());
         assert!(payload.len() <= max);

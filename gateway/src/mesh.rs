@@ -236,6 +236,11 @@ impl Mesh {
         self.queues[me].ring.pop()
     }
 
+    /// True when shard `me`'s queue holds nothing.
+    pub fn is_idle(&self, me: usize) -> bool {
+        self.queues[me].ring.is_empty()
+    }
+
     /// Marks shard `me` as about to sleep. Returns false when a message
     /// arrived in the meantime (the caller must not sleep then).
     pub fn park(&self, me: usize) -> bool {

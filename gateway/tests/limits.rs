@@ -12,6 +12,7 @@ use std::os::fd::FromRawFd;
 driver_tests!(
     slow_consumer_is_closed,
     too_many_rooms,
+    replay_of_a_reading_client_is_never_a_slow_consumer,
     names_up_to_max_name_bytes,
     devices_up_to_max_name_bytes,
 );
@@ -246,4 +247,56 @@ fn devices_up_to_max_name_bytes(driver: Driver) {
         }
     }
     gw.assert_shards_serve();
+}
+
+/// 4 MiB of QoS 1 messages wait for a device whose send queue holds 64 KiB
+/// and whose socket buffer is small: the replay goes out at most half a
+/// queue at a time, as acks make room, and a client that reads and acks
+/// gets every message in order, never SLOW_CONSUMER.
+fn replay_of_a_reading_client_is_never_a_slow_consumer(driver: Driver) {
+    const PAYLOAD: usize = 16 << 10;
+    const N: u64 = 256;
+    let limits = ["--send-queue-bytes", "65536", "--max-frame-bytes", "32768"];
+    let gw = Gateway::start(driver, &[&limits[..], &["--retransmit-ms", "200"]].concat());
+    let mut alice = gw.connect(WS, "alice", "desk");
+    let payload = vec![0x5a; PAYLOAD];
+    for i in 1..=N {
+        let id = i.to_string();
+        alice.send(&qos1_to_user("bob", &id, &payload));
+        let r = alice.result_for(&id);
+        assert!(r.accepted, "{r:?}");
+    }
+    let mut bob = Client::from_tcp(connect_small_rcvbuf(gw.tcp));
+    bob.send(&auth(&user_token("bob", "phone"), ""));
+    bob.auth = bob.auth_ok();
+    let mut last = 0;
+    while last < N {
+        let d = bob.deliver();
+        assert_eq!(d.payload.len(), PAYLOAD, "{d:?}");
+        // Retransmits of what the ack has not reached yet may come again.
+        if d.seq <= last {
+            continue;
+        }
+        assert_eq!(d.seq, last + 1, "a hole after {last}");
+        last = d.seq;
+        bob.send(&ack(last));
+    }
+    // Retransmits that crossed the last ack may come before the Pong.
+    bob.send(&ping(1));
+    loop {
+        match bob.recv() {
+            Frame::Deliver(d) => assert!(d.seq <= N, "{d:?}"),
+            Frame::Pong(p) => break assert_eq!(p.nonce, 1),
+            f => panic!("expected the Pong, got {f:?}"),
+        }
+    }
+    let text = gw.metrics();
+    assert_eq!(
+        metric(&text, "gateway_slow_consumer_closes_total"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&text, "gateway_errors_total{code=\"SLOW_CONSUMER\"}"),
+        Some(0.0)
+    );
 }

@@ -21,6 +21,8 @@ driver_tests!(
     acked_is_not_replayed_on_another_shard,
     at_most_the_window_in_flight,
     room_qos1_is_stored_for_members_connected_then,
+    the_defaults_are_the_readmes,
+    past_32_devices_the_furthest_behind_gets_a_gap,
 );
 
 /// Retransmits that cannot fire while a test runs (they would be extra
@@ -320,4 +322,93 @@ fn room_qos1_is_stored_for_members_connected_then(driver: Driver) {
     dave.join("r1");
     let id = send_q1(&mut alice, "dave", "d1", "to dave");
     assert_q1(&dave.deliver(), 1, "to dave", &id);
+}
+
+/// The in-process store tracks 32 devices per user: a 33rd makes the one
+/// furthest behind untracked, and when that one returns (saying what it
+/// has) it is told of what it missed with a Gap, never a silent hole.
+fn past_32_devices_the_furthest_behind_gets_a_gap(driver: Driver) {
+    let gw = Gateway::start(driver, &NO_RETRANSMIT);
+    let mut alice = gw.connect(WS, "alice", "desk");
+    let q1 = |alice: &mut Client, i: u64| send_q1(alice, "bob", &format!("c{i}"), &format!("m{i}"));
+    // d0 has 1..=3, acks them, and is offline while 4..=6 are sent: the
+    // device furthest behind, and what holds 4..=6.
+    let mut d0 = gw.connect(TCP, "bob", "d0");
+    let early: Vec<String> = (1..=3).map(|i| q1(&mut alice, i)).collect();
+    for (i, id) in early.iter().enumerate() {
+        let seq = i as u64 + 1;
+        assert_q1(&d0.deliver(), seq, &format!("m{seq}"), id);
+    }
+    d0.send(&ack(3));
+    d0.ping(1);
+    drop(d0);
+    let held: Vec<String> = (4..=6).map(|i| q1(&mut alice, i)).collect();
+    // 31 more devices get and ack 4..=6: 32 tracked.
+    for n in 1..=31 {
+        let mut d = gw.connect(TCP, "bob", &format!("d{n}"));
+        for (i, id) in held.iter().enumerate() {
+            let seq = i as u64 + 4;
+            assert_q1(&d.deliver(), seq, &format!("m{seq}"), id);
+        }
+        d.send(&ack(6));
+        d.ping(n);
+    }
+    // The 33rd (which still finds 4..=6 held) pushes d0 out: once it acks,
+    // every device still tracked has 4..=6, so they go.
+    let mut d32 = gw.connect(WS_JSON, "bob", "d32");
+    for (i, id) in held.iter().enumerate() {
+        let seq = i as u64 + 4;
+        assert_q1(&d32.deliver(), seq, &format!("m{seq}"), id);
+    }
+    d32.send(&ack(6));
+    d32.ping(32);
+    drop(d32);
+    let mut d0 = gw.connect(WS, "bob", "d0");
+    d0.send(&resume(3));
+    let id = q1(&mut alice, 7);
+    let g = d0.gap();
+    assert_eq!((g.from_seq, g.first_available), (4, 7), "{g:?}");
+    assert_q1(&d0.deliver(), 7, "m7", &id);
+}
+
+/// The QoS defaults the README states, with no flag: `qos.inbox_per_user`
+/// 1000 (a direct 1001st is refused with INBOX_FULL, nothing dropped, and
+/// stored once retried after the acks), and a first
+/// retransmit no sooner than 2 s after the message was sent
+/// (`qos.retransmit_ms`, less the gateway's 50 ms timer tick). The 256 window is `at_most_the_window_in_flight`.
+fn the_defaults_are_the_readmes(driver: Driver) {
+    let gw = Gateway::start(driver, &[]);
+    let mut alice = gw.connect(WS, "alice", "desk");
+    let mut ids: Vec<String> = (1..=1000)
+        .map(|i| send_q1(&mut alice, "bob", &format!("c{i}"), &format!("m{i}")))
+        .collect();
+    alice.send(&qos1_to_user("bob", "c1001", b"m1001"));
+    let r = alice.result_for("c1001");
+    assert_eq!(
+        (r.accepted, r.code()),
+        (false, ErrorCode::InboxFull),
+        "{r:?}"
+    );
+    let mut bob = gw.connect(TCP, "bob", "phone");
+    for seq in 1..=1000u64 {
+        let d = bob.deliver();
+        assert_q1(&d, seq, &format!("m{seq}"), &ids[seq as usize - 1]);
+        bob.send(&ack(seq));
+    }
+    bob.ping(1);
+    ids.push(send_q1(&mut alice, "bob", "c1001", "m1001"));
+    assert_q1(&bob.deliver(), 1001, "m1001", &ids[1000]);
+    bob.send(&ack(1001));
+    // Timed from before the send: the gateway sends it later than this.
+    let sent = std::time::Instant::now();
+    let id = send_q1(&mut alice, "bob", "late", "late");
+    assert_q1(&bob.deliver(), 1002, "late", &id);
+    let again = bob.deliver();
+    let took = sent.elapsed();
+    assert_q1(&again, 1002, "late", &id);
+    assert!(
+        took + std::time::Duration::from_millis(50) >= std::time::Duration::from_secs(2),
+        "retransmitted after {took:?}"
+    );
+    bob.send(&ack(1002));
 }

@@ -28,8 +28,10 @@ const N: usize = 10_000;
 const WINDOW: usize = 200;
 /// Points at which the receiver's connection is cut (at least 20).
 const CUTS: usize = 25;
-/// The whole run.
-const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// The whole run: a bound for a wedged run, far above what a loaded CI
+/// machine needs (a run takes seconds); what is asserted is order and
+/// counts, never time.
+const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Gateway flags of every run: fast retransmits, and an inbox that holds
 /// the whole run (a bound would be a gap, which fails this test).
@@ -241,6 +243,7 @@ fn uring_room_and_admin_pushes_survive_a_redis_outage() {
     let Frame::Deliver(d) = bob.recv_matching("the room message", is(b"to the room")) else {
         unreachable!()
     };
+    let bob_first = d.msg_id.clone();
     assert_eq!(
         (d.room.as_str(), d.qos()),
         ("ops", Qos::AtLeastOnce),
@@ -252,6 +255,7 @@ fn uring_room_and_admin_pushes_survive_a_redis_outage() {
     let Frame::Deliver(d) = zoe.recv_matching("the admin push", is(b"to zoe")) else {
         unreachable!()
     };
+    let zoe_first = d.msg_id.clone();
     assert_eq!(d.qos(), Qos::AtLeastOnce, "{d:?}");
     zoe.send(&ack(d.seq));
 
@@ -277,25 +281,63 @@ fn uring_room_and_admin_pushes_survive_a_redis_outage() {
 
     // And none later: once this gateway has stopped, nothing is left to
     // retry. On a new gateway on the same Redis, the next message of each
-    // user has seq 2 (one copy stored before it) and comes first (the
-    // first copy was acked).
+    // user has seq 2: one copy stored before it. (Whether the acked first
+    // copy comes again first is `uring_acks_survive_a_graceful_restart`.)
+    let first_ids = [bob_first, zoe_first];
     drop((bob, zoe));
     gw.signal(libc::SIGTERM);
     assert_eq!(gw.wait_exit(IO_TIMEOUT).code(), Some(0));
     let gw = start(Driver::Uring, Some(&redis.url()));
-    for (user, device, t) in [("bob", "desk", WS), ("zoe", "phone", TCP)] {
+    for ((user, device, t), first) in [("bob", "desk", WS), ("zoe", "phone", TCP)]
+        .into_iter()
+        .zip(first_ids)
+    {
         let mut c = gw.connect(t, user, device);
         let body = format!(r#"{{"user":"{user}","text":"next","qos":1}}"#);
         let r = gw.post("/push", &body);
         assert_eq!(r.status, 200, "{r:?}");
-        let d = c.deliver();
+        let mut d = c.deliver();
+        if d.seq == 1 {
+            assert_eq!(d.msg_id, first, "{user}: a second seq 1: {d:?}");
+            d = c.deliver();
+        }
         assert_eq!((d.seq, &d.payload[..]), (2, &b"next"[..]), "{user}: {d:?}");
+    }
+}
+
+/// A device acks (and gets a Pong after the ack); the gateway is stopped
+/// gracefully (SIGTERM, exit 0); on a new gateway on the same Redis the
+/// device is replayed nothing it acked: its first delivery is the next
+/// message. Twenty rounds.
+#[test]
+fn uring_acks_survive_a_graceful_restart() {
+    let redis = RedisServer::start();
+    let mut gw = start(Driver::Uring, Some(&redis.url()));
+    for round in 1..=20u64 {
+        let mut zoe = gw.connect(TCP, "zoe", "phone");
+        let body = format!(r#"{{"user":"zoe","text":"m{round}","qos":1}}"#);
+        let r = gw.post("/push", &body);
+        assert_eq!(r.status, 200, "{r:?}");
+        let d = zoe.deliver();
+        assert_eq!(
+            (d.seq, &d.payload[..]),
+            (round, format!("m{round}").as_bytes()),
+            "round {round}: {d:?}"
+        );
+        zoe.send(&ack(round));
+        zoe.ping(round);
+        drop(zoe);
+        gw.signal(libc::SIGTERM);
+        assert_eq!(gw.wait_exit(IO_TIMEOUT).code(), Some(0), "round {round}");
+        gw = start(Driver::Uring, Some(&redis.url()));
     }
 }
 
 /// Redis is killed: a client's QoS 1 send gets SendResult UNAVAILABLE (it
 /// is the client's to retry), QoS 0 still flows. Once Redis is back, the
 /// client's retry with the same clientMsgId is stored and delivered once.
+/// Besides, a connection whose inbox read failed is told so with non-fatal
+/// UNAVAILABLE errors (not in the README); nothing else may come.
 #[test]
 fn uring_client_qos1_send_is_unavailable_while_redis_is_down() {
     let mut redis = RedisServer::start();
@@ -346,10 +388,10 @@ fn uring_client_qos1_send_is_unavailable_while_redis_is_down() {
         "{d:?}"
     );
     bob.send(&ack(1));
-    // Not `ping`: UNAVAILABLE errors from bob's reads while Redis was down
-    // may be stashed ahead of the Pong (they are checked below).
+    // Its inbox reads may have failed meanwhile: non-fatal UNAVAILABLE
+    // errors (checked at the end) can come before the Pong.
     bob.send(&ping(2));
-    bob.recv_matching("the Pong", |f| matches!(f, Frame::Pong(p) if p.nonce == 2));
+    bob.recv_matching("Pong", |f| matches!(f, Frame::Pong(p) if p.nonce == 2));
     let id = {
         alice.send(&qos1_to_user("bob", "c2", b"next"));
         let r = alice.result_for("c2");

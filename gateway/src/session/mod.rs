@@ -256,6 +256,8 @@ pub struct Session {
     peer_closed: bool,
     /// Our FIN was sent (closing, output flushed).
     fin_sent: bool,
+    /// The client sent a Resume on this connection: `known` is its word.
+    resumed: bool,
     id: u64,
     user: Option<Arc<str>>,
     device: Arc<str>,
@@ -290,6 +292,7 @@ impl Session {
             timeout_moved: true,
             peer_closed: false,
             fin_sent: false,
+            resumed: false,
             id,
             user: None,
             device: env.no_device.clone(),

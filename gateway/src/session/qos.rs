@@ -188,8 +188,22 @@ impl Session {
         }
         // What the client said it has, up to what exists.
         let held = self.known.min(replay.last_seq);
+        // A client that resumed from before where the read started (its
+        // messages were freed while its device was not tracked, or its
+        // own acks are ahead of what it kept) will not get those: a gap.
+        // What the client has: its word, and what this connection sent it
+        // (a read-on after a full window starts where the last one ended).
+        let has = self
+            .qos
+            .as_ref()
+            .map_or(held, |q| held.max(q.delivered.min(replay.last_seq)));
+        let gap = match (replay.gap, self.resumed && has < replay.from) {
+            (Some((_, first)), true) => Some((has + 1, first)),
+            (None, true) => Some((has + 1, replay.from + 1)),
+            (gap, false) => gap,
+        };
         if replay.msgs.is_empty()
-            && replay.gap.is_none()
+            && gap.is_none()
             && self.qos.as_ref().is_none_or(|q| q.inflight.is_empty())
         {
             // Nothing owed: pass on a pending ack, hold no state.
@@ -202,7 +216,7 @@ impl Session {
             self.known = self.known.max(replay.last_seq);
             return;
         }
-        if let Some((from_seq, first_available)) = replay.gap {
+        if let Some((from_seq, first_available)) = gap {
             ShardStats::inc(&cx.env.stats.qos_gaps);
             let gap = ServerFrame {
                 frame: Some(Frame::Gap(Gap {
@@ -333,6 +347,7 @@ impl Session {
     /// replay is pending it is kept (the replay skips what the client has);
     /// otherwise the session restarts from it.
     pub(super) fn qos_resume(&mut self, cx: &mut Ctx, last_seq: u64) {
+        self.resumed = true;
         if self.syncing {
             self.known = self.known.max(last_seq);
             return;

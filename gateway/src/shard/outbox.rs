@@ -34,6 +34,11 @@ impl Outbox {
         }
     }
 
+    /// True when nothing waits for another shard's queue.
+    pub(super) fn is_idle(&self) -> bool {
+        self.queued.get() == 0
+    }
+
     /// True when client sends should be refused.
     pub(super) fn overloaded(&self) -> bool {
         self.queued.get() > OVERLOAD_BACKLOG

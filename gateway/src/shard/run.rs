@@ -156,6 +156,22 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
     while node.shards_busy.load(Ordering::Acquire) > 0 && started.elapsed() < last_call {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Messages already on their way (an ack to its user's owner, a store
+    // completion) are still routed: wait until this shard's queue and
+    // backlog stay empty for a moment, then close the store, which writes
+    // all it was given (an ack answered by a Pong survives a graceful stop).
+    let mut quiet = 0;
+    while quiet < 3 && started.elapsed() < last_call {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+        if shard.outbox.is_idle() && node.mesh.is_idle(id) {
+            quiet += 1;
+        } else {
+            quiet = 0;
+        }
+    }
+    shard.flush_store();
+    shard.store.borrow_mut().close();
+    shard.drain_store();
     let (unstored, unanswered) = shard.append_retry.borrow().unsettled();
     if unstored > 0 || unanswered > 0 {
         crate::control::metrics::ShardStats::add(&shard.stats.qos_append_dropped, unstored as u64);

@@ -246,7 +246,11 @@ impl MemoryStore {
             (None, None) => start,
         };
         let first_available = inbox.msgs.front().map_or(inbox.last_seq + 1, |m| m.seq);
-        let gap = (inbox.dropped_upto > from && first_available > from + 1)
+        // Gone past the resume point: dropped by a bound, or freed while
+        // the device was not tracked (pushed out by newer devices) once
+        // every tracked one had acked them.
+        let untracked_behind = cursor.is_none() && after.is_some();
+        let gap = ((inbox.dropped_upto > from || untracked_behind) && first_available > from + 1)
             .then_some((from + 1, first_available));
         let msgs = inbox
             .msgs
@@ -259,6 +263,7 @@ impl MemoryStore {
             msgs,
             gap,
             last_seq: inbox.last_seq,
+            from,
         }
     }
 }

@@ -144,6 +144,9 @@ pub struct Replay {
     pub gap: Option<(u64, u64)>,
     /// Highest sequence allocated for the user so far.
     pub last_seq: u64,
+    /// Where the read started: it holds what comes after this sequence
+    /// (the resume point asked for, never before the device's cursor).
+    pub from: u64,
 }
 
 /// Why a store operation failed: whose fault it is and whether trying the
@@ -262,6 +265,9 @@ pub trait Store {
     /// Ends a batch: the shard calls this once per round, after submitting
     /// what the round produced, so a remote store sends it as one pipeline.
     fn flush(&mut self) {}
+    /// The node stops: send everything submitted and wait until the store
+    /// has carried it out (completions can still be collected after).
+    fn close(&mut self) {}
     /// Messages and bytes held in process (for metrics; 0 for remote stores).
     fn held(&self) -> (usize, usize);
 }

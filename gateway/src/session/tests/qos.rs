@@ -14,10 +14,12 @@ fn stored(seq: u64) -> Stored {
 }
 
 fn replay(seqs: std::ops::RangeInclusive<u64>, last_seq: u64) -> Delivery<'static> {
+    let from = seqs.start().saturating_sub(1);
     Delivery::Replay(Ok(Replay {
         msgs: seqs.map(stored).collect(),
         gap: None,
         last_seq,
+        from,
     }))
 }
 
@@ -178,6 +180,7 @@ fn replays_stop_at_half_the_send_queue_without_a_slow_consumer_close() {
         msgs: (1..=20).map(big).collect(),
         gap: None,
         last_seq: 20,
+        from: 0,
     })));
     // The client does not read: no more than half the queue is filled.
     assert!(
@@ -222,6 +225,7 @@ fn a_gap_is_announced_before_the_rest() {
         msgs: (5..=6).map(stored).collect(),
         gap: Some((1, 5)),
         last_seq: 6,
+        from: 0,
     })));
     let frames = h.frames();
     assert!(matches!(
@@ -251,4 +255,50 @@ fn the_timer_never_starts_a_second_read_while_one_is_outstanding() {
     assert!(reads(&h.routes()).is_empty());
     h.deliver(replay(257..=300, 300));
     assert_eq!(delivered(&mut h).len(), 44);
+}
+
+#[test]
+fn a_resume_from_before_where_the_read_started_is_a_gap() {
+    // The client has 1..=3; its device's messages 4..=6 were freed while it
+    // was not tracked, so the read (from its new cursor) starts after 6.
+    let mut h = Harness::open(Transport::Tcp);
+    h.send(client_frame::Frame::Resume(Resume { last_seq: 3 }));
+    h.deliver(replay(7..=7, 7));
+    let frames = h.frames();
+    assert!(
+        matches!(
+            frames[0].frame,
+            Some(Frame::Gap(proto::v1::Gap {
+                from_seq: 4,
+                first_available: 7
+            }))
+        ),
+        "{frames:?}"
+    );
+    assert_eq!(delivered(&mut h), [] as [u64; 0]);
+    assert!(matches!(frames[1].frame, Some(Frame::Deliver(ref d)) if d.seq == 7));
+    // Without a resume the client claimed nothing: no gap.
+    let mut h = Harness::open(Transport::Tcp);
+    h.deliver(replay(7..=7, 7));
+    assert_eq!(delivered(&mut h), [7]);
+}
+
+#[test]
+fn a_read_on_after_a_full_window_is_no_gap_for_a_client_that_resumed() {
+    let mut h = Harness::open(Transport::Tcp);
+    h.send(client_frame::Frame::Resume(Resume { last_seq: 10 }));
+    h.deliver(replay(11..=266, 400));
+    assert_eq!(delivered(&mut h).len(), 256);
+    ack(&mut h, 266);
+    assert_eq!(reads(&h.routes()), [Some(266)]);
+    // The read-on starts after 266: what this connection sent, not a gap.
+    h.deliver(replay(267..=300, 300));
+    let frames = h.frames();
+    assert!(
+        frames
+            .iter()
+            .all(|f| matches!(f.frame, Some(Frame::Deliver(_)))),
+        "{frames:?}"
+    );
+    assert_eq!(frames.len(), 34);
 }

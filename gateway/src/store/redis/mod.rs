@@ -203,6 +203,15 @@ impl Store for RedisStore {
         out.append(&mut self.orphaned);
     }
 
+    fn close(&mut self) {
+        self.flush();
+        // The worker ends once the channel is closed and drained.
+        self.ops = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
     fn held(&self) -> (usize, usize) {
         (0, 0)
     }
@@ -210,10 +219,6 @@ impl Store for RedisStore {
 
 impl Drop for RedisStore {
     fn drop(&mut self) {
-        self.flush();
-        self.ops = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.close();
     }
 }

@@ -1,11 +1,12 @@
 -- Read what a device has not acknowledged, atomically.
 -- KEYS: 1 seq, 2 inbox, 3 cursors, 4 dropped, 5 acked
 -- ARGV: 1 device, 2 resume point or -1, 3 max messages, 4 retention ms
--- Returns {last_seq, gap_from, gap_to (0, 0: no gap), member, score, ...}.
+-- Returns {last_seq, gap_from, gap_to (0, 0: no gap), from, member, score,
+-- ...}: `from` is the sequence the read started after.
 local function int(n) return string.format('%d', n) end
 
 local raw = redis.call('GET', KEYS[1])
-if not raw then return {0, 0, 0} end
+if not raw then return {0, 0, 0, 0} end
 local last = tonumber(raw)
 
 local head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
@@ -43,7 +44,7 @@ local dropped = tonumber(redis.call('GET', KEYS[4]) or '0')
 local acked = tonumber(redis.call('GET', KEYS[5]) or '0')
 if first - 1 > acked and first - 1 > dropped then dropped = first - 1 end
 
-local out = {last, 0, 0}
+local out = {last, 0, 0, from}
 if dropped > from and first > from + 1 then
   out[2] = from + 1
   out[3] = first

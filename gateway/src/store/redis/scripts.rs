@@ -278,7 +278,7 @@ fn parse_append(v: Value) -> Result<(u64, Option<String>), StoreError> {
 /// `{last_seq, gap_from, gap_to, member, score, ...}` -> `Replay`.
 fn parse_read(v: Value) -> Result<Replay, StoreError> {
     let items = array(v)?;
-    let [last, gap_from, gap_to, rest @ ..] = items.as_slice() else {
+    let [last, gap_from, gap_to, from, rest @ ..] = items.as_slice() else {
         return Err(shape("read"));
     };
     if rest.len() % 2 != 0 {
@@ -297,6 +297,7 @@ fn parse_read(v: Value) -> Result<Replay, StoreError> {
         msgs,
         gap,
         last_seq: int(last)?,
+        from: int(from)?,
     })
 }
 
@@ -331,10 +332,12 @@ mod tests {
                 Value::Int(1),
                 Value::Int(0),
                 Value::Int(0),
+                Value::Int(0),
                 Value::Int(5),
             ]),
             Value::Array(vec![
                 Value::Int(1),
+                Value::Int(0),
                 Value::Int(0),
                 Value::Int(0),
                 Value::Int(5),
@@ -342,6 +345,7 @@ mod tests {
             ]),
             Value::Array(vec![
                 Value::Int(-1),
+                Value::Int(0),
                 Value::Int(0),
                 Value::Int(0),
                 Value::BulkString(b"\xff\xff".to_vec()),

@@ -251,7 +251,8 @@ fn acks_by_every_tracked_device_free_messages() {
         Replay {
             msgs: vec![],
             gap: None,
-            last_seq: 5
+            last_seq: 5,
+            from: 5,
         }
     );
     assert_eq!(held(&server, "bob"), 0);
@@ -355,7 +356,8 @@ fn retention_expires_the_inbox_but_never_the_sequence() {
         Replay {
             msgs: vec![],
             gap: Some((2, 4)),
-            last_seq: 3
+            last_seq: 3,
+            from: 1,
         },
         "unacked messages expired: a gap"
     );
