@@ -14,8 +14,14 @@ use crate::target::{heartbeat, Encoder, Target};
 const TICK: Duration = Duration::from_millis(100);
 
 /// Heartbeats, storms and the stop, until the stop.
+///
+/// Heartbeats are paced by wall time, not by wake-ups: a sweeper that wakes
+/// late (its worker starved on a saturated box) sends every phase it
+/// missed, so each connection still beats once per period and the gateway's
+/// heartbeat deadline is not the load generator's artefact.
 pub(super) async fn run(w: Rc<Worker>) {
-    let mut tick: u64 = 0;
+    let start = Instant::now();
+    let mut done_tick: u64 = 0;
     let mut storm_gen = w.shared.storm_gen.load(Relaxed);
     let ticks_per_beat = w
         .plan
@@ -24,7 +30,7 @@ pub(super) async fn run(w: Rc<Worker>) {
     let mut frame = Vec::new();
     loop {
         monoio::time::sleep(TICK).await;
-        tick += 1;
+        let tick = (start.elapsed().as_millis() / TICK.as_millis()) as u64;
         if w.shared.stopping() {
             for (_, s) in w.slots.borrow().iter() {
                 io::shutdown(s.fd);
@@ -46,10 +52,13 @@ pub(super) async fn run(w: Rc<Worker>) {
             }
         }
         if let Some(every) = ticks_per_beat {
-            let phase = tick % every;
+            // The phases of every tick since the last pass (at most a whole
+            // period: each connection once).
+            let due = Phases::since(done_tick, tick, every);
+            done_tick = tick;
             let mut pings = 0;
             for (_, s) in w.slots.borrow().iter() {
-                if !s.ready || s.stormed || s.user % every != phase {
+                if !s.ready || s.stormed || !due.includes(s.user) {
                     continue;
                 }
                 frame.clear();
@@ -62,6 +71,30 @@ pub(super) async fn run(w: Rc<Worker>) {
             }
             w.shared.pings.fetch_add(pings, Relaxed);
         }
+    }
+}
+
+/// The heartbeat phases due at a wake-up: those of every tick after the
+/// last pass up to `tick` (at most a whole period: each connection once).
+struct Phases {
+    first: u64,
+    count: u64,
+    every: u64,
+}
+
+impl Phases {
+    fn since(done_tick: u64, tick: u64, every: u64) -> Phases {
+        let count = tick.saturating_sub(done_tick).clamp(1, every);
+        Phases {
+            first: (tick + 1 - count) % every,
+            count,
+            every,
+        }
+    }
+
+    /// True when `user`'s phase is among them.
+    fn includes(&self, user: u64) -> bool {
+        (user % self.every + self.every - self.first) % self.every < self.count
     }
 }
 
@@ -146,4 +179,35 @@ pub(super) async fn direct(w: Rc<Worker>, rate: f64, size: usize, secs: Duration
 fn ready_fd(w: &Worker, local: u64) -> Option<i32> {
     let slot = (*w.by_user.borrow().get(local as usize)?)?;
     w.slots.borrow().get(slot).filter(|s| s.ready).map(|s| s.fd)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The phase test of `run`: over any sequence of wake-ups, each user is
+    /// due exactly once per period of ticks, however late the wake-ups.
+    #[test]
+    fn late_wake_ups_still_beat_every_connection_once_per_period() {
+        let every = 250u64;
+        let mut beats = vec![0u32; 1000];
+        let mut done_tick = 0u64;
+        // Wake-ups at irregular ticks, some far apart (a starved worker).
+        let mut tick = 0u64;
+        for step in [1u64, 1, 7, 1, 40, 3, 1, 120, 1, 77] {
+            tick += step;
+            let due = super::Phases::since(done_tick, tick, every);
+            done_tick = tick;
+            for (user, b) in beats.iter_mut().enumerate() {
+                if due.includes(user as u64) {
+                    *b += 1;
+                }
+            }
+        }
+        // 252 ticks passed: every user beat once, those whose phase came
+        // round again (phases 251 and 252 % 250) twice.
+        for (user, b) in beats.iter().enumerate() {
+            let phase = user as u64 % every;
+            let want = if (1..=2).contains(&phase) { 2 } else { 1 };
+            assert_eq!(*b, want, "user {user} (phase {phase})");
+        }
+    }
 }
