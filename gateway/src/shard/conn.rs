@@ -24,7 +24,6 @@ impl Shard {
     /// set. Nothing else (no task, no buffer).
     pub(super) fn accept_conn(&self, fd: RawFd, transport: Transport) {
         sys::set_nodelay(fd);
-        self.handshaking.set(self.handshaking.get() + 1);
         let id = self.next_conn_id();
         let now = self.tick_clock();
         let key = self.conns.borrow_mut().insert(Conn {
@@ -72,9 +71,6 @@ impl Shard {
         for room in s.rooms() {
             self.leave_room(key, room);
         }
-        if s.user().is_none() {
-            self.handshake_done();
-        }
         if let Some(user) = s.user() {
             self.tables.borrow_mut().remove_user(user, key);
             let owner = self.node.mesh.owner(user);
@@ -88,12 +84,6 @@ impl Shard {
         s.recycle(&mut self.fx.borrow_mut().pool);
         self.gauge(s.wire() == Wire::Tcp, -1);
         self.check_done();
-    }
-
-    /// A connection left the handshake (authenticated, or gone before).
-    pub(super) fn handshake_done(&self) {
-        self.handshaking
-            .set(self.handshaking.get().saturating_sub(1));
     }
 
     /// Writes a connection's pending output once. When the session is

@@ -98,8 +98,6 @@ pub(crate) struct Shard {
     /// Set when the shard may exit (drained and empty, or past the deadline).
     done: Flag,
     next_id: Cell<u64>,
-    /// Connections accepted and not yet authenticated (nor gone).
-    handshaking: Cell<usize>,
     /// QoS 1 store of the users this shard owns.
     store: RefCell<Box<dyn Store>>,
     store_done: RefCell<Vec<Done>>,
@@ -143,7 +141,6 @@ impl Shard {
             draining: Flag::default(),
             done: Flag::default(),
             next_id: Cell::new(1),
-            handshaking: Cell::new(0),
             store: RefCell::new(store),
             store_done: RefCell::new(Vec::new()),
             store_started: RefCell::new(VecDeque::new()),

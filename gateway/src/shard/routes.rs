@@ -19,7 +19,6 @@ impl Shard {
         let mesh = &self.node.mesh;
         match route {
             Route::Online { user, device, wire } => {
-                self.handshake_done();
                 self.tables.borrow_mut().add_user(&user, key);
                 let entry = PresenceEntry {
                     shard: self.id as u16,

@@ -22,12 +22,6 @@ use crate::sys;
 const RING_ENTRIES: u32 = 4096;
 /// Listen backlog per shard listener.
 const BACKLOG: i32 = 4096;
-/// Handshakes in progress per shard past which it stops accepting: new
-/// connections wait in the kernel's accept queue (their upgrade request in
-/// its buffer, their handshake deadline not started), then in SYN retries.
-/// A connect storm is absorbed as delay instead of failed with HTTP 408 by
-/// a shard that accepted more than it could serve.
-const MAX_HANDSHAKING: usize = 1024;
 /// Extra time after the drain deadline for forced closes to finish.
 const FORCE_CLOSE_GRACE: Duration = Duration::from_secs(3);
 
@@ -194,10 +188,6 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
 impl Shard {
     async fn accept_loop(self: Rc<Self>, listener: TcpListener, transport: Transport) {
         loop {
-            while self.handshaking.get() >= MAX_HANDSHAKING && !self.draining.is_set() {
-                // Saturated: let the shard finish handshakes first.
-                monoio::time::sleep(Duration::from_millis(5)).await;
-            }
             let accepted = monoio::select! {
                 r = listener.accept() => r,
                 _ = self.draining.wait() => return,
