@@ -80,6 +80,10 @@ pub struct Gateway {
     pub shards: u32,
     pub driver: Driver,
     pid: i32,
+    /// This gateway's `--node-id` (unique per test process and start): a
+    /// connection answered by another node (a gateway that got a dead
+    /// one's port) is not this gateway's.
+    pub node_id: String,
     /// In a Mutex so that a Gateway can be shared between client threads.
     exit: Mutex<Receiver<ExitStatus>>,
     exited: Option<ExitStatus>,
@@ -109,6 +113,15 @@ impl Gateway {
         );
         if !extra.contains(&"--shards") {
             args.extend(["--shards", "2"]);
+        }
+        static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let node_id = format!(
+            "test-{}-{}",
+            std::process::id(),
+            STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        if !extra.contains(&"--node-id") {
+            args.extend(["--node-id", &node_id]);
         }
         args.extend(extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
@@ -148,6 +161,11 @@ impl Gateway {
             shards: 0,
             driver,
             pid,
+            node_id: if extra.contains(&"--node-id") {
+                String::new()
+            } else {
+                node_id.clone()
+            },
             exit: Mutex::new(exit),
             exited: None,
             stderr,
