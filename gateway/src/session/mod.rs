@@ -26,10 +26,14 @@
 //! only moves earlier when `take_timeout_moved` says so (the driver re-arms
 //! its wheel entry lazily otherwise).
 mod backoff;
+mod close;
+mod context;
 mod frames;
 mod handshake;
 mod input;
 mod qos;
+mod replay;
+mod route;
 mod timer;
 
 #[cfg(test)]
@@ -38,22 +42,15 @@ mod tests;
 use std::sync::Arc;
 use std::time::Instant;
 
-use proto::v1::{server_frame::Frame, ErrorCode, GoAway, GoAwayReason, ServerFrame};
+use proto::v1::{server_frame::Frame, ErrorCode, ServerFrame};
 
-use crate::auth::Verifier;
-use crate::clock::Clock;
-use crate::config::{Limits, QosConfig};
 use crate::control::metrics::ShardStats;
-use crate::outbound::{Outbound, Wire};
-use crate::store::{Replay, StoreError, Stored};
+use crate::outbound::Wire;
 
 pub use backoff::Backoff;
-
-/// First allocation of a write buffer (it grows as frames queue up).
-const BUF_INITIAL: usize = 512;
-/// Write buffers kept for reuse, and the largest one kept.
-const POOL_BUFFERS: usize = 1024;
-const POOL_BUF_MAX: usize = 16 * 1024;
+pub(crate) use close::{error_frame, go_away_frame};
+pub use context::{BufPool, Ctx, Effects, Env};
+pub use route::{Delivery, Route};
 
 /// Which listener accepted the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,169 +77,6 @@ pub enum Phase {
     Closed,
 }
 
-/// What every session of a shard reads and never changes.
-pub struct Env {
-    /// Per-connection limits.
-    pub limits: Limits,
-    /// QoS 1 settings.
-    pub qos: QosConfig,
-    /// Verifies client tokens.
-    pub verifier: Verifier,
-    /// Maps `now` to Unix time.
-    pub clock: Clock,
-    /// This node's id (in `AuthOk`).
-    pub node_id: String,
-    /// This shard's index (in `AuthOk`).
-    pub shard: u16,
-    /// Counters the session updates.
-    pub stats: Arc<ShardStats>,
-    /// Prefix of the message ids this shard makes (node, boot, shard).
-    pub id_prefix: String,
-    /// The device name of connections that name none (shared).
-    pub no_device: Arc<str>,
-}
-
-/// What sessions produce for their driver, and what they draw on: one per
-/// shard, lent to each call through `Ctx`.
-#[derive(Default)]
-pub struct Effects {
-    /// Messages for the router, in order, from the session just called.
-    pub routes: Vec<Route>,
-    /// Write buffers for reuse.
-    pub pool: BufPool,
-    /// Client sends are refused with `OVERLOADED` while set (the driver's
-    /// mesh backlog is over its bound).
-    pub overloaded: bool,
-    next_msg: u64,
-}
-
-impl Effects {
-    /// A new message id, unique on the node and across restarts.
-    fn message_id(&mut self, env: &Env) -> String {
-        self.next_msg += 1;
-        format!("{}-{}", env.id_prefix, self.next_msg)
-    }
-}
-
-/// One call's context: the time, the shard's environment, its effects.
-pub struct Ctx<'a> {
-    /// Now, as the driver read it.
-    pub now: Instant,
-    /// The shard's environment.
-    pub env: &'a Env,
-    /// Where the session's routes go and its buffers come from.
-    pub fx: &'a mut Effects,
-}
-
-/// A message the session hands to the router (the driver fills in which
-/// connection it came from).
-#[derive(Debug)]
-pub enum Route {
-    /// Authenticated: list the connection under its user and tell the owner.
-    Online {
-        /// The user.
-        user: Arc<str>,
-        /// The device.
-        device: Arc<str>,
-        /// The connection's wire.
-        wire: Wire,
-    },
-    /// Joined a room (first join of this room on this connection).
-    Joined(Arc<str>),
-    /// Left a room it was in.
-    Left(Arc<str>),
-    /// A live message for a user's connections.
-    ToUser {
-        /// Recipient.
-        user: Arc<str>,
-        /// The frame.
-        msg: Arc<Outbound>,
-    },
-    /// A message for a room's members.
-    ToRoom {
-        /// The room.
-        room: Arc<str>,
-        /// The frame.
-        msg: Arc<Outbound>,
-    },
-    /// A QoS 1 message for a user: store it, answer this connection.
-    Append {
-        /// Recipient.
-        user: Arc<str>,
-        /// The message (seq assigned by the store).
-        msg: Box<Stored>,
-        /// The sender's id for dedupe.
-        client_msg_id: String,
-    },
-    /// Read this connection's unacknowledged QoS 1 messages.
-    Read {
-        /// The user.
-        user: Arc<str>,
-        /// The device.
-        device: Arc<str>,
-        /// Resume point (`None`: the device's stored cursor).
-        after: Option<u64>,
-        /// Most messages to read.
-        max: usize,
-    },
-    /// The device acknowledged up to `seq`.
-    Ack {
-        /// The user.
-        user: Arc<str>,
-        /// The device.
-        device: Arc<str>,
-        /// Cumulative sequence.
-        seq: u64,
-    },
-}
-
-/// Something the router brings to a session.
-pub enum Delivery<'a> {
-    /// A live frame (QoS 0, or a room message).
-    Live(&'a Outbound),
-    /// A stored QoS 1 message of the session's user.
-    Stored {
-        /// Its sequence.
-        seq: u64,
-        /// The frame.
-        msg: &'a Arc<Outbound>,
-    },
-    /// The answer to a `Route::Read`.
-    Replay(Result<Replay, StoreError>),
-    /// The outcome of a QoS 1 send (answer to `Route::Append`).
-    SendResult(proto::v1::SendResult),
-}
-
-/// Write buffers kept for reuse by one shard.
-#[derive(Default)]
-pub struct BufPool(Vec<Vec<u8>>);
-
-impl BufPool {
-    /// A buffer, reused when one is kept.
-    pub fn take(&mut self) -> Vec<u8> {
-        self.0
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(BUF_INITIAL))
-    }
-
-    /// Keeps a buffer for reuse (small ones only, up to a count).
-    pub fn put(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() == 0 || buf.capacity() > POOL_BUF_MAX || self.0.len() >= POOL_BUFFERS {
-            return;
-        }
-        buf.clear();
-        self.0.push(buf);
-    }
-
-    /// Frees every kept buffer. Keeping even a few pins the allocator pages
-    /// they sit in, scattered over the heap by a burst: 10k-subscriber
-    /// fan-out, RSS 5 s after the burst was 34 MiB keeping 64 and 19 MiB
-    /// (the level before the burst) keeping none.
-    pub fn clear(&mut self) {
-        self.0.clear();
-    }
-}
-
 /// One connection's protocol state. Kept compact: with the driver's few
 /// words it is what an idle connection costs (`tests::session_stays_compact`).
 pub struct Session {
@@ -256,8 +90,6 @@ pub struct Session {
     peer_closed: bool,
     /// Our FIN was sent (closing, output flushed).
     fin_sent: bool,
-    /// The client sent a Resume on this connection: `known` is its word.
-    resumed: bool,
     id: u64,
     user: Option<Arc<str>>,
     device: Arc<str>,
@@ -292,7 +124,6 @@ impl Session {
             timeout_moved: true,
             peer_closed: false,
             fin_sent: false,
-            resumed: false,
             id,
             user: None,
             device: env.no_device.clone(),
@@ -366,74 +197,9 @@ impl Session {
         self.partial = None;
     }
 
-    /// Closing, output flushed, FIN not yet sent: the driver half-closes.
-    pub fn wants_fin(&self) -> bool {
-        self.phase == Phase::Closing && self.out.is_empty() && !self.fin_sent
-    }
-
-    /// The driver sent our FIN.
-    pub fn fin_sent(&mut self) {
-        self.fin_sent = true;
-        if self.peer_closed {
-            self.phase = Phase::Closed;
-        }
-    }
-
     /// True (once) when the deadline may have moved earlier.
     pub fn take_timeout_moved(&mut self) -> bool {
         std::mem::take(&mut self.timeout_moved)
-    }
-
-    /// The peer closed its side (EOF) or the socket failed on read.
-    pub fn handle_eof(&mut self, cx: &mut Ctx) {
-        self.peer_closed = true;
-        if self.phase == Phase::Closing && self.fin_sent {
-            self.phase = Phase::Closed;
-        }
-        self.close_with(cx, None);
-    }
-
-    /// A write failed: the peer is gone, nothing more can be written.
-    pub fn handle_write_error(&mut self, cx: &mut Ctx) {
-        self.out.clear();
-        self.peer_closed = true;
-        if self.phase < Phase::Closing {
-            self.begin_closing(cx);
-        }
-    }
-
-    /// Closes without a last frame (drain deadline, shutdown).
-    pub fn close(&mut self, cx: &mut Ctx) {
-        self.close_with(cx, None);
-    }
-
-    /// An operator kicked the user: go away and close.
-    pub fn kick(&mut self, cx: &mut Ctx) {
-        let bye = go_away_frame(GoAwayReason::Kicked, "kicked by an operator", 0);
-        self.close_with(cx, Some(&bye));
-    }
-
-    /// The node drains: an authenticated client is asked to reconnect
-    /// elsewhere (and closes itself); one not yet authenticated is closed.
-    /// True when a go-away was sent.
-    pub fn drain(&mut self, cx: &mut Ctx, reconnect_after_ms: u32) -> bool {
-        match self.phase {
-            Phase::Open => {
-                let bye = go_away_frame(
-                    GoAwayReason::Draining,
-                    "node draining: reconnect",
-                    reconnect_after_ms,
-                );
-                self.send_frame(cx, &bye);
-                cx.env.stats.go_away(GoAwayReason::Draining);
-                true
-            }
-            Phase::Upgrade | Phase::Auth => {
-                self.close(cx);
-                false
-            }
-            Phase::Closing | Phase::Closed => false,
-        }
     }
 
     /// Something routed to this connection arrived.
@@ -497,73 +263,5 @@ impl Session {
         );
         cx.env.stats.error(code);
         self.close_with(cx, Some(&error_frame(code, message, true)));
-    }
-
-    /// Starts closing: queues `last` (error or go-away, beyond the
-    /// send-queue cap) and the WebSocket close; the driver then writes them
-    /// and half-closes, and the session lingers until the client closes.
-    fn close_with(&mut self, cx: &mut Ctx, last: Option<&ServerFrame>) {
-        if self.phase >= Phase::Closing {
-            return;
-        }
-        if let Some(frame) = last {
-            if self.out.capacity() == 0 {
-                self.out = cx.fx.pool.take();
-            }
-            self.wire.encode(frame, &mut self.out);
-            ShardStats::inc(&cx.env.stats.frames_out);
-            if let Some(Frame::GoAway(g)) = &frame.frame {
-                cx.env.stats.go_away(g.reason());
-            }
-        }
-        if self.wire != Wire::Tcp && self.phase != Phase::Upgrade {
-            let code = match last.and_then(|f| f.frame.as_ref()) {
-                Some(Frame::Error(e)) if e.code() == ErrorCode::FrameTooLarge => 1009,
-                Some(Frame::Error(_)) => 1008,
-                Some(Frame::GoAway(_)) => 1001,
-                _ => 1000,
-            };
-            if self.out.capacity() == 0 {
-                self.out = cx.fx.pool.take();
-            }
-            proto::ws::encode_close(code, "", None, &mut self.out);
-        }
-        self.begin_closing(cx);
-    }
-
-    /// Enters the closing phase: the linger deadline counts from now.
-    fn begin_closing(&mut self, cx: &mut Ctx) {
-        self.phase = Phase::Closing;
-        self.stamp = cx.now;
-        self.partial = None;
-        self.syncing = false;
-        self.timeout_moved = true;
-    }
-}
-
-/// An error frame.
-pub(crate) fn error_frame(code: ErrorCode, message: &str, fatal: bool) -> ServerFrame {
-    ServerFrame {
-        frame: Some(Frame::Error(proto::v1::Error {
-            code: code as i32,
-            message: message.to_owned(),
-            fatal,
-        })),
-    }
-}
-
-/// A go-away frame.
-pub(crate) fn go_away_frame(
-    reason: GoAwayReason,
-    message: &str,
-    reconnect_after_ms: u32,
-) -> ServerFrame {
-    ServerFrame {
-        frame: Some(Frame::GoAway(GoAway {
-            reason: reason as i32,
-            message: message.to_owned(),
-            reconnect_after_ms,
-            reconnect_to: String::new(),
-        })),
     }
 }

@@ -10,8 +10,9 @@
 //! reordering.
 //!
 //! What the client says while a replay is pending is kept, not dropped: a
-//! Resume raises `known` (the client has everything up to it) and an Ack is
-//! remembered and forwarded once the replay lands. The replay skips what
+//! Resume raises `known` (the client has everything up to it) and an Ack
+//! goes to the owner at once and is applied to the window when the replay
+//! lands (`replay`). The replay skips what
 //! the client already has (`seq <= known`), so a store cursor that fell
 //! behind (acks lost in an outage, a connection cut before it acked) never
 //! fills the window with duplicates that nobody will ack again. Duplicates
@@ -21,32 +22,29 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::v1::{server_frame::Frame, ErrorCode, Gap, Qos, ServerFrame};
-
 use super::backoff::Backoff;
-use super::{error_frame, Ctx, Env, Phase, Route, Session};
+use super::{Ctx, Env, Phase, Route, Session};
 use crate::control::metrics::ShardStats;
 use crate::outbound::Outbound;
-use crate::store::{Replay, StoreError};
 
 /// QoS 1 state of a session with messages in flight or a replay pending.
 pub(super) struct QosState {
     /// Highest sequence sent to this connection, or known to be held by it.
-    delivered: u64,
+    pub(super) delivered: u64,
     /// Highest cumulative ack forwarded to the owner.
-    acked: u64,
+    pub(super) acked: u64,
     /// An ack that arrived while a replay was pending: applied when it lands.
-    pending_ack: u64,
+    pub(super) pending_ack: u64,
     /// Sent and not yet acknowledged, in order.
-    inflight: VecDeque<(u64, Arc<Outbound>)>,
-    backoff: Backoff,
+    pub(super) inflight: VecDeque<(u64, Arc<Outbound>)>,
+    pub(super) backoff: Backoff,
     /// The retransmit deadline (`backoff.deadline()`) is wanted.
     pub(super) armed: bool,
     /// Messages were left in the inbox (window full): read again when it frees.
-    lagging: bool,
+    pub(super) lagging: bool,
     /// The last read failed: the retransmit timer reads again. (While a
     /// read is outstanding the timer never starts a second one.)
-    read_failed: bool,
+    pub(super) read_failed: bool,
 }
 
 impl QosState {
@@ -58,7 +56,7 @@ impl QosState {
 
 impl Session {
     /// The QoS 1 state, created on first use.
-    fn qos_state(&mut self, cx: &Ctx) -> &mut QosState {
+    pub(super) fn qos_state(&mut self, cx: &Ctx) -> &mut QosState {
         let known = self.known;
         self.qos.get_or_insert_with(|| {
             let qos = &cx.env.qos;
@@ -82,12 +80,12 @@ impl Session {
     /// True while the pending output leaves room for QoS 1 traffic: replays
     /// and retransmits stop at half the send-queue cap, so a backlog never
     /// trips the slow-consumer close of a client that reads.
-    fn qos_room(&self, env: &Env) -> bool {
+    pub(super) fn qos_room(&self, env: &Env) -> bool {
         self.out.len() < env.limits.send_queue_bytes / 2
     }
 
     /// Makes sure the retransmit timer runs (it also resumes a lagging read).
-    fn qos_arm(&mut self) {
+    pub(super) fn qos_arm(&mut self) {
         if let Some(q) = self.qos.as_mut() {
             if !q.armed {
                 q.armed = true;
@@ -140,7 +138,7 @@ impl Session {
         self.qos_send(cx, seq, msg.clone());
     }
 
-    fn qos_send(&mut self, cx: &mut Ctx, seq: u64, msg: Arc<Outbound>) {
+    pub(super) fn qos_send(&mut self, cx: &mut Ctx, seq: u64, msg: Arc<Outbound>) {
         if self.phase != Phase::Open || !self.queue(cx, msg.bytes(self.wire)) {
             return;
         }
@@ -153,127 +151,6 @@ impl Session {
         }
         q.inflight.push_back((seq, msg));
         self.qos_arm();
-    }
-
-    /// The owner's answer to `qos_sync`.
-    pub(super) fn qos_replay(&mut self, cx: &mut Ctx, replay: Result<Replay, StoreError>) {
-        let replay = match replay {
-            Ok(r) => r,
-            Err(e) => {
-                // Stay syncing; the retransmit timer asks again, backing off.
-                tracing::debug!(
-                    shard = cx.env.shard,
-                    conn = self.id,
-                    "inbox read failed: {e}"
-                );
-                if self.phase == Phase::Open {
-                    let err = error_frame(
-                        ErrorCode::Unavailable,
-                        "message store unavailable: retrying",
-                        false,
-                    );
-                    self.send_frame(cx, &err);
-                    let now = cx.now;
-                    let q = self.qos_state(cx);
-                    q.backoff.fire(now);
-                    q.read_failed = true;
-                    self.qos_arm();
-                }
-                return;
-            }
-        };
-        self.syncing = false;
-        if self.phase != Phase::Open {
-            return;
-        }
-        // What the client said it has, up to what exists.
-        let held = self.known.min(replay.last_seq);
-        // A client that resumed from before where the read started (its
-        // messages were freed while its device was not tracked, or its
-        // own acks are ahead of what it kept) will not get those: a gap.
-        // What the client has: its word, and what this connection sent it
-        // (a read-on after a full window starts where the last one ended).
-        let has = self
-            .qos
-            .as_ref()
-            .map_or(held, |q| held.max(q.delivered.min(replay.last_seq)));
-        let gap = match (replay.gap, self.resumed && has < replay.from) {
-            (Some((_, first)), true) => Some((has + 1, first)),
-            (None, true) => Some((has + 1, replay.from + 1)),
-            (gap, false) => gap,
-        };
-        if replay.msgs.is_empty()
-            && gap.is_none()
-            && self.qos.as_ref().is_none_or(|q| q.inflight.is_empty())
-        {
-            // Nothing owed: pass on a pending ack, hold no state.
-            if let Some(q) = self.qos.take() {
-                let ack = q.pending_ack.min(replay.last_seq);
-                if ack > q.acked {
-                    self.forward_ack(cx, ack);
-                }
-            }
-            self.known = self.known.max(replay.last_seq);
-            return;
-        }
-        if let Some((from_seq, first_available)) = gap {
-            ShardStats::inc(&cx.env.stats.qos_gaps);
-            let gap = ServerFrame {
-                frame: Some(Frame::Gap(Gap {
-                    from_seq,
-                    first_available,
-                })),
-            };
-            self.send_frame(cx, &gap);
-        }
-        let q = self.qos_state(cx);
-        q.lagging = false;
-        q.delivered = q.delivered.max(held);
-        // The replay holds everything up to `last_seq` unless the read's
-        // `max` cut it short. Judge by its content, not by comparing its
-        // length with the window now: acks that arrived since the read was
-        // asked for free more room than the read was allowed to fill.
-        let mut complete = replay.msgs.last().is_none_or(|m| m.seq >= replay.last_seq);
-        for m in replay.msgs {
-            if self.qos.as_ref().is_none_or(|q| m.seq <= q.delivered) {
-                // The client has it already.
-                continue;
-            }
-            if !self.qos_room(cx.env) {
-                // The rest stays in the inbox until acks make room.
-                complete = false;
-                break;
-            }
-            self.qos_send(cx, m.seq, Outbound::new(m.to_frame(Qos::AtLeastOnce)));
-        }
-        if self.phase != Phase::Open {
-            return;
-        }
-        let pending = self
-            .qos
-            .as_mut()
-            .map_or(0, |q| std::mem::take(&mut q.pending_ack));
-        if pending > 0 {
-            self.apply_ack(cx, pending);
-        }
-        let window = cx.env.qos.inflight_window;
-        let room = self.qos_room(cx.env);
-        let Some(q) = self.qos.as_mut() else { return };
-        if complete {
-            q.delivered = q.delivered.max(replay.last_seq);
-            return;
-        }
-        q.lagging = true;
-        // Acks resume reading once the window half-frees; with that much
-        // room already (e.g. the replay was all duplicates), no ack may
-        // come: read on now. With the output half full, wait: acks or the
-        // retransmit timer resume it.
-        if q.inflight.len() <= window / 2 && room {
-            let after = q.delivered;
-            self.qos_sync(cx, Some(after));
-        } else {
-            self.qos_arm();
-        }
     }
 
     /// A cumulative Ack frame from the client. Only an ack that moves past
@@ -306,7 +183,7 @@ impl Session {
     }
 
     /// Applies a cumulative ack; true when it moved the window.
-    fn apply_ack(&mut self, cx: &mut Ctx, seq: u64) -> bool {
+    pub(super) fn apply_ack(&mut self, cx: &mut Ctx, seq: u64) -> bool {
         let now = cx.now;
         let Some(q) = self.qos.as_mut() else {
             return false;
@@ -328,7 +205,7 @@ impl Session {
         popped
     }
 
-    fn forward_ack(&mut self, cx: &mut Ctx, seq: u64) {
+    pub(super) fn forward_ack(&mut self, cx: &mut Ctx, seq: u64) {
         let Some(user) = self.user.clone() else {
             return;
         };
@@ -347,7 +224,6 @@ impl Session {
     /// replay is pending it is kept (the replay skips what the client has);
     /// otherwise the session restarts from it.
     pub(super) fn qos_resume(&mut self, cx: &mut Ctx, last_seq: u64) {
-        self.resumed = true;
         if self.syncing {
             self.known = self.known.max(last_seq);
             return;

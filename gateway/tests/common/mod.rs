@@ -15,6 +15,7 @@ mod client;
 mod connect;
 mod frames;
 mod http;
+mod qos1;
 // The same helper the library's own Redis tests use.
 #[path = "../../src/store/redis/testutil.rs"]
 mod redis_server;
@@ -24,6 +25,7 @@ pub use client::*;
 pub use connect::*;
 pub use frames::*;
 pub use http::*;
+pub use qos1::*;
 pub use redis_server::*;
 
 use std::io::{BufRead, BufReader, Read};

@@ -270,3 +270,39 @@ fn hostile_byte_streams_never_panic_nor_buffer_past_the_limits() {
         assert!(h.s.is_closing(), "round {round}: every connection ends");
     }
 }
+
+#[test]
+fn every_frame_is_processed_exactly_once_whatever_the_chunking() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for transport in [Transport::Tcp, Transport::WebSocket] {
+        for _ in 0..50 {
+            let mut h = Harness::new(transport);
+            h.authenticate("alice", "phone", 3600);
+            let wire = h.s.wire();
+            let mut stream = Vec::new();
+            for i in 0..200 {
+                let f = client_frame::Frame::Send(Send {
+                    to: Some(send::To::User("bob".into())),
+                    client_msg_id: i.to_string(),
+                    qos: Qos::AtLeastOnce as i32,
+                    payload: Bytes::from(vec![b'x'; rng.below(3000) as usize]),
+                });
+                stream.extend(client_bytes(wire, f));
+            }
+            let mut at = 0;
+            let mut ids = Vec::new();
+            while at < stream.len() {
+                let n = (1 + rng.below(9000) as usize).min(stream.len() - at);
+                h.feed(&stream[at..at + n]);
+                at += n;
+                for r in h.routes() {
+                    if let Route::Append { client_msg_id, .. } = r {
+                        ids.push(client_msg_id);
+                    }
+                }
+            }
+            let want: Vec<String> = (0..200).map(|i: u32| i.to_string()).collect();
+            assert_eq!(ids, want);
+        }
+    }
+}

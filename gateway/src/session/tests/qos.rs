@@ -258,32 +258,6 @@ fn the_timer_never_starts_a_second_read_while_one_is_outstanding() {
 }
 
 #[test]
-fn a_resume_from_before_where_the_read_started_is_a_gap() {
-    // The client has 1..=3; its device's messages 4..=6 were freed while it
-    // was not tracked, so the read (from its new cursor) starts after 6.
-    let mut h = Harness::open(Transport::Tcp);
-    h.send(client_frame::Frame::Resume(Resume { last_seq: 3 }));
-    h.deliver(replay(7..=7, 7));
-    let frames = h.frames();
-    assert!(
-        matches!(
-            frames[0].frame,
-            Some(Frame::Gap(proto::v1::Gap {
-                from_seq: 4,
-                first_available: 7
-            }))
-        ),
-        "{frames:?}"
-    );
-    assert_eq!(delivered(&mut h), [] as [u64; 0]);
-    assert!(matches!(frames[1].frame, Some(Frame::Deliver(ref d)) if d.seq == 7));
-    // Without a resume the client claimed nothing: no gap.
-    let mut h = Harness::open(Transport::Tcp);
-    h.deliver(replay(7..=7, 7));
-    assert_eq!(delivered(&mut h), [7]);
-}
-
-#[test]
 fn a_read_on_after_a_full_window_is_no_gap_for_a_client_that_resumed() {
     let mut h = Harness::open(Transport::Tcp);
     h.send(client_frame::Frame::Resume(Resume { last_seq: 10 }));

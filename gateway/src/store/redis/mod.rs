@@ -29,6 +29,7 @@
 //!   from the dedupe record, so the sender's retry does not duplicate it.
 //! - Dropping the store closes the channel; the thread finishes what was
 //!   already queued and exits, and the drop waits for it.
+mod coalesce;
 mod keys;
 mod scripts;
 #[cfg(test)]

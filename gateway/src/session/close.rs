@@ -1,0 +1,143 @@
+//! Closing: the last frame and the WebSocket close, our FIN once the output
+//! is out, then the client's FIN or the linger deadline (`timer::LINGER`);
+//! and the operator's ways in (kick, drain, forced close).
+use proto::v1::{server_frame::Frame, ErrorCode, GoAway, GoAwayReason, ServerFrame};
+
+use super::{Ctx, Phase, Session};
+use crate::control::metrics::ShardStats;
+use crate::outbound::Wire;
+
+impl Session {
+    /// Closing, output flushed, FIN not yet sent: the driver half-closes.
+    pub fn wants_fin(&self) -> bool {
+        self.phase == Phase::Closing && self.out.is_empty() && !self.fin_sent
+    }
+
+    /// The driver sent our FIN.
+    pub fn fin_sent(&mut self) {
+        self.fin_sent = true;
+        if self.peer_closed {
+            self.phase = Phase::Closed;
+        }
+    }
+
+    /// The peer closed its side (EOF) or the socket failed on read.
+    pub fn handle_eof(&mut self, cx: &mut Ctx) {
+        self.peer_closed = true;
+        if self.phase == Phase::Closing && self.fin_sent {
+            self.phase = Phase::Closed;
+        }
+        self.close_with(cx, None);
+    }
+
+    /// A write failed: the peer is gone, nothing more can be written.
+    pub fn handle_write_error(&mut self, cx: &mut Ctx) {
+        self.out.clear();
+        self.peer_closed = true;
+        if self.phase < Phase::Closing {
+            self.begin_closing(cx);
+        }
+    }
+
+    /// Closes without a last frame (drain deadline, shutdown).
+    pub fn close(&mut self, cx: &mut Ctx) {
+        self.close_with(cx, None);
+    }
+
+    /// An operator kicked the user: go away and close.
+    pub fn kick(&mut self, cx: &mut Ctx) {
+        let bye = go_away_frame(GoAwayReason::Kicked, "kicked by an operator", 0);
+        self.close_with(cx, Some(&bye));
+    }
+
+    /// The node drains: an authenticated client is asked to reconnect
+    /// elsewhere (and closes itself); one not yet authenticated is closed.
+    /// True when a go-away was sent.
+    pub fn drain(&mut self, cx: &mut Ctx, reconnect_after_ms: u32) -> bool {
+        match self.phase {
+            Phase::Open => {
+                let bye = go_away_frame(
+                    GoAwayReason::Draining,
+                    "node draining: reconnect",
+                    reconnect_after_ms,
+                );
+                self.send_frame(cx, &bye);
+                cx.env.stats.go_away(GoAwayReason::Draining);
+                true
+            }
+            Phase::Upgrade | Phase::Auth => {
+                self.close(cx);
+                false
+            }
+            Phase::Closing | Phase::Closed => false,
+        }
+    }
+
+    /// Starts closing: queues `last` (error or go-away, beyond the
+    /// send-queue cap) and the WebSocket close; the driver then writes them
+    /// and half-closes, and the session lingers until the client closes.
+    pub(super) fn close_with(&mut self, cx: &mut Ctx, last: Option<&ServerFrame>) {
+        if self.phase >= Phase::Closing {
+            return;
+        }
+        if let Some(frame) = last {
+            if self.out.capacity() == 0 {
+                self.out = cx.fx.pool.take();
+            }
+            self.wire.encode(frame, &mut self.out);
+            ShardStats::inc(&cx.env.stats.frames_out);
+            if let Some(Frame::GoAway(g)) = &frame.frame {
+                cx.env.stats.go_away(g.reason());
+            }
+        }
+        if self.wire != Wire::Tcp && self.phase != Phase::Upgrade {
+            let code = match last.and_then(|f| f.frame.as_ref()) {
+                Some(Frame::Error(e)) if e.code() == ErrorCode::FrameTooLarge => 1009,
+                Some(Frame::Error(_)) => 1008,
+                Some(Frame::GoAway(_)) => 1001,
+                _ => 1000,
+            };
+            if self.out.capacity() == 0 {
+                self.out = cx.fx.pool.take();
+            }
+            proto::ws::encode_close(code, "", None, &mut self.out);
+        }
+        self.begin_closing(cx);
+    }
+
+    /// Enters the closing phase: the linger deadline counts from now.
+    pub(super) fn begin_closing(&mut self, cx: &mut Ctx) {
+        self.phase = Phase::Closing;
+        self.stamp = cx.now;
+        self.partial = None;
+        self.syncing = false;
+        self.timeout_moved = true;
+    }
+}
+
+/// An error frame.
+pub(crate) fn error_frame(code: ErrorCode, message: &str, fatal: bool) -> ServerFrame {
+    ServerFrame {
+        frame: Some(Frame::Error(proto::v1::Error {
+            code: code as i32,
+            message: message.to_owned(),
+            fatal,
+        })),
+    }
+}
+
+/// A go-away frame.
+pub(crate) fn go_away_frame(
+    reason: GoAwayReason,
+    message: &str,
+    reconnect_after_ms: u32,
+) -> ServerFrame {
+    ServerFrame {
+        frame: Some(Frame::GoAway(GoAway {
+            reason: reason as i32,
+            message: message.to_owned(),
+            reconnect_after_ms,
+            reconnect_to: String::new(),
+        })),
+    }
+}

@@ -1,0 +1,85 @@
+//! What a session and the router hand each other: routes (session to
+//! router) and deliveries (router to session).
+use std::sync::Arc;
+
+use crate::outbound::{Outbound, Wire};
+use crate::store::{Replay, StoreError, Stored};
+
+/// A message the session hands to the router (the driver fills in which
+/// connection it came from).
+#[derive(Debug)]
+pub enum Route {
+    /// Authenticated: list the connection under its user and tell the owner.
+    Online {
+        /// The user.
+        user: Arc<str>,
+        /// The device.
+        device: Arc<str>,
+        /// The connection's wire.
+        wire: Wire,
+    },
+    /// Joined a room (first join of this room on this connection).
+    Joined(Arc<str>),
+    /// Left a room it was in.
+    Left(Arc<str>),
+    /// A live message for a user's connections.
+    ToUser {
+        /// Recipient.
+        user: Arc<str>,
+        /// The frame.
+        msg: Arc<Outbound>,
+    },
+    /// A message for a room's members.
+    ToRoom {
+        /// The room.
+        room: Arc<str>,
+        /// The frame.
+        msg: Arc<Outbound>,
+    },
+    /// A QoS 1 message for a user: store it, answer this connection.
+    Append {
+        /// Recipient.
+        user: Arc<str>,
+        /// The message (seq assigned by the store).
+        msg: Box<Stored>,
+        /// The sender's id for dedupe.
+        client_msg_id: String,
+    },
+    /// Read this connection's unacknowledged QoS 1 messages.
+    Read {
+        /// The user.
+        user: Arc<str>,
+        /// The device.
+        device: Arc<str>,
+        /// Resume point (`None`: the device's stored cursor).
+        after: Option<u64>,
+        /// Most messages to read.
+        max: usize,
+    },
+    /// The device acknowledged up to `seq`.
+    Ack {
+        /// The user.
+        user: Arc<str>,
+        /// The device.
+        device: Arc<str>,
+        /// Cumulative sequence.
+        seq: u64,
+    },
+}
+
+/// Something the router brings to a session.
+pub enum Delivery<'a> {
+    /// A live frame (QoS 0, or a room message).
+    Live(&'a Outbound),
+    /// A stored QoS 1 message of the session's user.
+    Stored {
+        /// Its sequence.
+        seq: u64,
+        /// The frame.
+        msg: &'a Arc<Outbound>,
+    },
+    /// The answer to a `Route::Read`.
+    Replay(Result<Replay, StoreError>),
+    /// The outcome of a QoS 1 send (answer to `Route::Append`).
+    SendResult(proto::v1::SendResult),
+}
