@@ -3,7 +3,7 @@
 use std::{env, fs, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/client.proto"];
+    let files = ["proto/client.proto", "proto/bus.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -12,6 +12,8 @@ need_pkg() { # need_pkg <command> <debian package>
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
 }
 need_pkg redis-server redis-server
+need_pkg redis-cli redis-tools
+need_pkg ss iproute2
 
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 

@@ -9,7 +9,9 @@
 //! one day), `send_queue_bytes` can hold at least one maximal frame, and at
 //! most one JWT key is configured. Errors are one line an operator can act on.
 
+mod cluster;
 mod qos;
+pub use cluster::{ClusterConfig, RoutePolicy};
 pub use qos::QosConfig;
 mod cli;
 mod error;
@@ -103,6 +105,8 @@ pub struct Config {
     pub redis: Option<String>,
     /// `[qos]`: QoS 1 inboxes, windows and retransmits.
     pub qos: QosConfig,
+    /// `[cluster]`: the bus to other nodes, the registry, client routing.
+    pub cluster: ClusterConfig,
 }
 
 /// `[auth]`: the JWT verification key. Set at most one of the two; with
@@ -241,6 +245,7 @@ impl Default for Config {
             drain: DrainConfig::default(),
             redis: None,
             qos: QosConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }

@@ -7,7 +7,9 @@
 //! to users and rooms across shards through lock-free queues (`mesh`); the
 //! QoS 1 inboxes live in a `store` (in process or Redis). The control plane
 //! (`control`: node lifecycle, admin HTTP, metrics) talks to the shards only
-//! by message. `clock` is the one clock; `proto` (another crate) holds every
+//! by message. `cluster` joins nodes: a registry in Redis, interest tables
+//! and bus envelopes; the links are `relay`'s state machines, driven by the
+//! shards. `clock` is the one clock; `proto` (another crate) holds every
 //! parser of network bytes.
 //!
 //! This crate must never: block a shard thread, share shard state across
@@ -17,6 +19,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod mesh;

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use crossbeam_queue::ArrayQueue;
 
+use crate::cluster::envelope::PeerMsg;
+use crate::cluster::Peers;
 use crate::outbound::{Outbound, Wire};
 use crate::store::{Replay, ReplyTo, StoreError, Stored};
 use crate::sys;
@@ -43,6 +45,15 @@ pub struct PresenceEntry {
     pub wire: Wire,
 }
 
+/// A user's presence as its owner shard knows it.
+#[derive(Debug, Clone, Default)]
+pub struct Presence {
+    /// The user's connections on this node.
+    pub local: Vec<PresenceEntry>,
+    /// Peer nodes with at least one connection of the user.
+    pub nodes: Vec<Arc<str>>,
+}
+
 /// What travels between shards (or from the control thread to a shard):
 /// data-plane traffic or an operator's command. A new producer (the relay,
 /// the backend streams) adds its own kind here, with its own enum, instead of
@@ -52,6 +63,14 @@ pub enum ShardMsg {
     Data(DataMsg),
     /// An operator's request (admin API, signals).
     Command(Command),
+    /// What a peer node sent over the bus (`crate::cluster`).
+    Peer(PeerMsg),
+}
+
+impl From<PeerMsg> for ShardMsg {
+    fn from(m: PeerMsg) -> ShardMsg {
+        ShardMsg::Peer(m)
+    }
 }
 
 impl From<DataMsg> for ShardMsg {
@@ -139,10 +158,21 @@ pub enum DataMsg {
 /// Operator commands, each answered (where it has an answer) on its channel.
 #[allow(missing_docs)]
 pub enum Command {
-    /// At the user's owner: report the user's connections.
+    /// At the user's owner: report the user's connections here and the
+    /// peers that have some.
     Presence {
         user: Arc<str>,
-        reply: Sender<Vec<PresenceEntry>>,
+        reply: Sender<Presence>,
+    },
+    /// At the room's owner: the peers with members of the room.
+    RoomNodes {
+        room: Arc<str>,
+        reply: Sender<Vec<Arc<str>>>,
+    },
+    /// At every shard: how many of its connections are in the room.
+    RoomMembers {
+        room: Arc<str>,
+        reply: Sender<usize>,
     },
     /// At the user's owner: kick every connection of the user.
     Kick {
@@ -153,6 +183,8 @@ pub enum Command {
     KickLocal { user: Arc<str> },
     /// Stop accepting, send go-away to everyone, exit when empty.
     Drain,
+    /// The registry's live peers changed: open and drop links to match.
+    Peers(Peers),
 }
 
 struct Queue {

@@ -10,9 +10,11 @@
 //! - [`frame`]: u32 big-endian length-prefixed frames (raw TCP port);
 //! - [`handshake`]: the HTTP/1.1 WebSocket upgrade, both sides;
 //! - [`ws`]: RFC 6455 frames, unmasked in place, and message reassembly;
-//! - [`codec`]: frame payloads in protobuf or canonical protobuf JSON.
+//! - [`codec`]: frame payloads in protobuf or canonical protobuf JSON;
+//! - [`bus`]: the node-to-node bus (handshake, batches of envelopes, acks).
 #![warn(missing_docs)]
 
+pub mod bus;
 pub mod codec;
 pub mod frame;
 pub mod handshake;
@@ -23,4 +25,11 @@ pub mod ws;
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/im.gateway.v1.rs"));
     include!(concat!(env!("OUT_DIR"), "/im.gateway.v1.serde.rs"));
+}
+
+/// Generated bus envelope types (`im.gateway.bus.v1`): what one node tells
+/// another inside a bus batch (`bus`).
+#[allow(missing_docs, clippy::all)]
+pub mod bus_v1 {
+    include!(concat!(env!("OUT_DIR"), "/im.gateway.bus.v1.rs"));
 }

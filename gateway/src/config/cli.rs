@@ -98,6 +98,18 @@ pub struct RunArgs {
     /// Drain deadline in ms (drain.deadline_ms)
     #[arg(long, value_name = "MS", global = true)]
     pub drain_deadline_ms: Option<u64>,
+    /// Bus listen address; shard i takes port + i (cluster.bus_listen)
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub bus_listen: Option<SocketAddr>,
+    /// Host peers dial for this node (cluster.bus_advertise)
+    #[arg(long, value_name = "HOST", global = true)]
+    pub bus_advertise: Option<String>,
+    /// GET /route policy (cluster.route_policy)
+    #[arg(long, value_enum, global = true)]
+    pub route_policy: Option<super::RoutePolicy>,
+    /// Registry entry lifetime in ms (cluster.registry_ttl_ms)
+    #[arg(long, value_name = "MS", global = true)]
+    pub registry_ttl_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for RunArgs {
@@ -124,6 +136,10 @@ impl std::fmt::Debug for RunArgs {
             .field("inbox_per_user", &self.inbox_per_user)
             .field("direct_when_full", &self.direct_when_full)
             .field("retransmit_ms", &self.retransmit_ms)
+            .field("bus_listen", &self.bus_listen)
+            .field("bus_advertise", &self.bus_advertise)
+            .field("route_policy", &self.route_policy)
+            .field("registry_ttl_ms", &self.registry_ttl_ms)
             .finish()
     }
 }
@@ -160,6 +176,15 @@ impl RunArgs {
         set(&self.inbox_per_user, &mut config.qos.inbox_per_user);
         set(&self.direct_when_full, &mut config.qos.direct_when_full);
         set(&self.retransmit_ms, &mut config.qos.retransmit_ms);
+        let cluster = &mut config.cluster;
+        if self.bus_listen.is_some() {
+            cluster.bus_listen = self.bus_listen;
+        }
+        if self.bus_advertise.is_some() {
+            cluster.bus_advertise = self.bus_advertise.clone();
+        }
+        set(&self.route_policy, &mut cluster.route_policy);
+        set(&self.registry_ttl_ms, &mut cluster.registry_ttl_ms);
     }
 }
 

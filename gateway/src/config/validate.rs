@@ -116,6 +116,51 @@ impl Config {
             "must be at most 86400000 (one day)",
         )?;
 
+        let c = &self.cluster;
+        if let Some(bus) = c.bus_listen {
+            check(
+                self.redis.is_some(),
+                "cluster.bus_listen",
+                bus,
+                "a cluster needs redis (the registry): set redis / --redis",
+            )?;
+            check(
+                self.node_id.len() <= 64,
+                "node_id",
+                &self.node_id,
+                "must be at most 64 bytes on a cluster (it travels in the bus hello)",
+            )?;
+            check(
+                !bus.ip().is_unspecified() || c.bus_advertise.is_some(),
+                "cluster.bus_listen",
+                bus,
+                "listening on all addresses needs cluster.bus_advertise (the host peers dial)",
+            )?;
+            let last = usize::from(bus.port()) + self.shard_count();
+            check(
+                bus.port() == 0 || last <= 65_536,
+                "cluster.bus_listen",
+                bus,
+                "port + shards must stay below 65536",
+            )?;
+        }
+        let ttl = c.registry_ttl_ms;
+        check(
+            (300..=60_000).contains(&ttl),
+            "cluster.registry_ttl_ms",
+            ttl,
+            "must be 300 to 60000",
+        )?;
+        if let Some(host) = &c.bus_advertise {
+            let ok = !host.is_empty() && host.len() <= 253 && !host.contains(['/', ' ']);
+            check(
+                ok,
+                "cluster.bus_advertise",
+                host,
+                "must be a host name or address",
+            )?;
+        }
+
         match (&self.auth.jwt_secret, &self.auth.jwt_public_key) {
             (Some(_), Some(_)) => Err(ConfigError::ConflictingKeys),
             (Some(secret), None) if secret.is_empty() => Err(ConfigError::EmptySecret),

@@ -143,8 +143,17 @@ struct PushBody {
 }
 
 fn route(control: &Control, method: &str, path: &str, body: &[u8]) -> Response {
-    let path = path.split('?').next().unwrap_or(path);
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     match (method, path) {
+        ("GET", "/nodes") => {
+            let nodes = control.node().view.nodes();
+            reply(200, json!({ "nodes": &*nodes }))
+        }
+        ("GET", "/route") => match crate::cluster::route::answer(control.node(), query) {
+            Ok(Some(r)) => reply(200, json!(r)),
+            Ok(None) => error(503, "no node accepts clients (all draining)"),
+            Err(e) => error(400, e),
+        },
         ("GET", "/healthz") if control.is_draining() => Response {
             status: 503,
             content_type: "text/plain",
@@ -166,20 +175,21 @@ fn route(control: &Control, method: &str, path: &str, body: &[u8]) -> Response {
             reply(202, json!({ "draining": true }))
         }
         ("GET", p) if p.starts_with("/presence/") => with_user(p, "/presence/", |user| {
-            control.presence(user).map(|entries| {
-                let conns: Vec<_> = entries
-                    .iter()
-                    .map(|e| json!({ "conn_id": e.conn_id, "shard": e.shard, "device": &*e.device, "transport": e.wire.transport() }))
-                    .collect();
-                reply(200, json!({ "user": user, "online": !conns.is_empty(), "connections": conns }))
-            })
+            let local = query.split('&').any(|q| q == "local=1");
+            super::cluster_api::presence(control, user, local).map(|v| reply(200, v))
+        }),
+        ("GET", p) if p.starts_with("/rooms/") => with_user(p, "/rooms/", |room| {
+            let local = query.split('&').any(|q| q == "local=1");
+            super::cluster_api::room(control, room, local).map(|v| reply(200, v))
         }),
         ("POST", p) if p.starts_with("/kick/") => with_user(p, "/kick/", |user| {
             control
                 .kick(user)
                 .map(|n| reply(200, json!({ "kicked": n })))
         }),
-        (_, "/healthz" | "/metrics" | "/push" | "/drain") => error(405, "method not allowed"),
+        (_, "/healthz" | "/metrics" | "/push" | "/drain" | "/nodes" | "/route") => {
+            error(405, "method not allowed")
+        }
         _ => error(404, "not found"),
     }
 }

@@ -41,6 +41,9 @@ const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
+/// One bus link of a shard: the peer, its state and its counters.
+pub type BusRow = (Arc<str>, relay::LinkState, relay::LinkStats);
+
 /// The counters of one shard.
 #[derive(Default)]
 pub struct ShardStats {
@@ -85,6 +88,14 @@ pub struct ShardStats {
     pub qos_append_dropped: AtomicU64,
     /// Direct QoS 1 sends refused because the recipient's inbox was full.
     pub qos_inbox_full: AtomicU64,
+    /// Envelopes a bus link refused (its queue full: QoS 0 lost).
+    pub bus_refused: AtomicU64,
+    /// Envelopes received over the bus.
+    pub bus_envelopes_in: AtomicU64,
+    /// Envelopes received over the bus and not understood.
+    pub bus_bad_envelopes: AtomicU64,
+    /// The shard's links, as it last published them (every 2 s).
+    bus: std::sync::Mutex<Vec<BusRow>>,
     inbox_messages: AtomicI64,
     inbox_bytes: AtomicI64,
     store_latency: Histogram,
@@ -141,6 +152,23 @@ impl ShardStats {
     pub fn set_inbox(&self, messages: usize, bytes: usize) {
         self.inbox_messages.store(messages as i64, Relaxed);
         self.inbox_bytes.store(bytes as i64, Relaxed);
+    }
+
+    /// Open connections (both transports).
+    pub fn conns(&self) -> i64 {
+        self.conns_ws.load(Relaxed) + self.conns_tcp.load(Relaxed)
+    }
+
+    /// Publishes the shard's links (called by the shard, every few seconds).
+    pub fn set_bus(&self, rows: Vec<BusRow>) {
+        if let Ok(mut b) = self.bus.lock() {
+            *b = rows;
+        }
+    }
+
+    /// The shard's links as last published.
+    pub fn bus(&self) -> Vec<BusRow> {
+        self.bus.lock().map(|b| b.clone()).unwrap_or_default()
     }
 
     /// Adds one to a counter.
@@ -314,6 +342,7 @@ pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
             s.inbox_bytes.load(Relaxed)
         );
     }
+    super::bus_metrics::render(&mut o, shards);
     render_histogram(
         &mut o,
         shards,
@@ -357,31 +386,14 @@ fn render_histogram(
     let _ = writeln!(o, "{name}_count {count}");
 }
 
-fn counter_header(o: &mut String, name: &str, help: &str) {
+pub(super) fn counter_header(o: &mut String, name: &str, help: &str) {
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
 }
 
-fn gauge_header(o: &mut String, name: &str, help: &str) {
+pub(super) fn gauge_header(o: &mut String, name: &str, help: &str) {
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sums_shards_and_names_codes() {
-        let a = Arc::new(ShardStats::default());
-        let b = Arc::new(ShardStats::default());
-        a.error(ErrorCode::BadFrame);
-        b.error(ErrorCode::BadFrame);
-        ShardStats::inc(&b.deliveries);
-        b.handshake(Duration::from_millis(3));
-        let text = render(&[a, b], false);
-        assert!(text.contains("gateway_errors_total{code=\"BAD_FRAME\"} 2"));
-        assert!(text.contains("gateway_deliveries_total{shard=\"1\"} 1"));
-        assert!(text.contains("gateway_handshake_seconds_bucket{le=\"0.005\"} 1"));
-        assert!(text.contains("gateway_handshake_seconds_bucket{le=\"0.0025\"} 0"));
-        assert!(text.contains("gateway_handshake_seconds_count 1"));
-    }
-}
+#[path = "metrics_tests.rs"]
+mod tests;

@@ -8,6 +8,8 @@
 //!   shards' queues. Used by the admin HTTP server and the signal thread;
 //!   safe to call from any non-shard thread (it may block briefly).
 pub mod admin;
+mod bus_metrics;
+mod cluster_api;
 pub mod metrics;
 pub mod node;
 
@@ -20,7 +22,7 @@ use proto::v1::Qos;
 use crate::store::Stored;
 
 use crate::control::node::Node;
-use crate::mesh::{Command, DataMsg, PresenceEntry, ShardMsg};
+use crate::mesh::{Command, DataMsg, Presence, ShardMsg};
 use crate::outbound::Outbound;
 
 /// How long an admin call waits for a full inbox or a shard's reply.
@@ -116,19 +118,38 @@ impl Control {
         Ok(msg_id)
     }
 
-    /// Every connection of `user` on this node.
-    pub fn presence(&self, user: &str) -> Result<Vec<PresenceEntry>, ControlError> {
+    /// Every connection of `user` on this node, and the peers with some.
+    pub fn presence(&self, user: &str) -> Result<Presence, ControlError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let owner = self.node.mesh.owner(user);
-        self.push_msg(
-            owner,
-            Command::Presence {
-                user: Arc::from(user),
-                reply: tx,
-            },
-        )?;
+        let user = Arc::from(user);
+        self.push_msg(owner, Command::Presence { user, reply: tx })?;
         rx.recv_timeout(TIMEOUT)
             .map_err(|_| ControlError::Overloaded)
+    }
+
+    /// Members of `room` on this node, and the peers with some.
+    pub fn room(&self, room: &str) -> Result<(usize, Vec<Arc<str>>), ControlError> {
+        let room: Arc<str> = Arc::from(room);
+        let shards = self.node.mesh.len();
+        let (tx, rx) = crossbeam_channel::bounded(shards);
+        for s in 0..shards {
+            let (room, reply) = (room.clone(), tx.clone());
+            self.push_msg(s, Command::RoomMembers { room, reply })?;
+        }
+        let (ntx, nrx) = crossbeam_channel::bounded(1);
+        let owner = self.node.mesh.owner(&room);
+        self.push_msg(owner, Command::RoomNodes { room, reply: ntx })?;
+        let mut members = 0;
+        for _ in 0..shards {
+            members += rx
+                .recv_timeout(TIMEOUT)
+                .map_err(|_| ControlError::Overloaded)?;
+        }
+        let nodes = nrx
+            .recv_timeout(TIMEOUT)
+            .map_err(|_| ControlError::Overloaded)?;
+        Ok((members, nodes))
     }
 
     /// Sends go-away(KICKED) to every connection of `user`; returns how many.
@@ -167,7 +188,9 @@ impl Control {
 
     /// Prometheus text of every shard's counters.
     pub fn metrics(&self) -> String {
-        metrics::render(&self.node.stats, self.is_draining())
+        let mut text = metrics::render(&self.node.stats, self.is_draining());
+        bus_metrics::render_registry(&mut text, &self.node.view);
+        text
     }
 
     fn push_msg(&self, to: usize, msg: impl Into<ShardMsg>) -> Result<(), ControlError> {

@@ -7,7 +7,7 @@
 //! the probes are closed and the admin listener is bound. The node prints one
 //! `ready ...` line on stdout when it accepts connections.
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,8 @@ use anyhow::{bail, Context};
 
 use crate::auth::Verifier;
 use crate::clock::Clock;
+use crate::cluster::registry::Registry;
+use crate::cluster::{NodeInfo, View};
 use crate::config::Config;
 use crate::control::admin;
 use crate::control::metrics::ShardStats;
@@ -54,6 +56,15 @@ pub struct Node {
     pub clock: Clock,
     /// Shards that still hold connections during a drain.
     pub shards_busy: AtomicUsize,
+    /// Changes every time the process starts (the bus hello, the registry).
+    pub incarnation: u64,
+    /// Bus listeners, one per shard (none on a single node); each shard
+    /// takes its own and closes the others' copies.
+    pub bus_fds: Vec<RawFd>,
+    /// The addresses of `bus_fds`.
+    pub bus_addrs: Vec<SocketAddr>,
+    /// The registry's last reading (this node alone on a single node).
+    pub view: View,
 }
 
 /// Runs a node until it has drained.
@@ -70,8 +81,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (WebSocket)", config.ws_listen))?;
     let (tcp_addr, tcp_probe) = resolve(config.tcp_listen)
         .with_context(|| format!("cannot listen on {} (TCP)", config.tcp_listen))?;
+    let bus = bind_bus(&config, shards)?;
     let clock = Clock::system();
     let node = Arc::new(Node {
+        incarnation: clock.unix_ms(clock.now()) << 16 | u64::from(fastrand::u16(..)),
+        bus_fds: bus.iter().map(|l| l.as_raw_fd()).collect(),
+        bus_addrs: bus
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<std::io::Result<_>>()?,
+        view: View::default(),
         verifier,
         mesh: Mesh::new(shards, QUEUE_CAPACITY).context("cannot create shard queues")?,
         stats: (0..shards)
@@ -92,8 +111,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
     let mut threads = Vec::with_capacity(shards);
     for id in 0..shards {
+        // Every shard closes the probes and the other shards' bus listeners.
+        let mut close = inherited.clone();
+        close.extend(
+            node.bus_fds
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != id)
+                .map(|(_, fd)| *fd),
+        );
         threads.push(
-            shard::spawn(node.clone(), id, inherited.clone(), ready_tx.clone())
+            shard::spawn(node.clone(), id, close, ready_tx.clone())
                 .context("cannot start a shard thread")?,
         );
     }
@@ -106,6 +134,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     drop(probes);
+    // The shards own their copies now.
+    drop(bus);
 
     let admin = std::net::TcpListener::bind(node.config.admin_listen)
         .with_context(|| format!("cannot listen on {} (admin)", node.config.admin_listen))?;
@@ -113,17 +143,74 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let control = Control::new(node.clone());
     admin::spawn(admin, control.clone())?;
     spawn_signal_thread(control)?;
+    let me = node_info(&node, admin_addr);
+    let registry = match node.config.cluster.enabled() {
+        true => Some(Registry::start(node.clone(), me)?),
+        false => {
+            node.view.set(vec![me]);
+            None
+        }
+    };
 
     tracing::info!(%ws_addr, %tcp_addr, %admin_addr, shards, driver, node = %node.config.node_id, "gateway ready");
+    let bus = match node.bus_addrs.is_empty() {
+        true => String::new(),
+        false => {
+            let addrs: Vec<String> = node.bus_addrs.iter().map(|a| a.to_string()).collect();
+            format!(" node={} bus={}", node.config.node_id, addrs.join(","))
+        }
+    };
     println!(
-        "ready ws={ws_addr} tcp={tcp_addr} admin={admin_addr} shards={shards} driver={driver}"
+        "ready ws={ws_addr} tcp={tcp_addr} admin={admin_addr} shards={shards} driver={driver}{bus}"
     );
 
     for t in threads {
         let _ = t.join();
     }
+    if let Some(r) = registry {
+        r.stop();
+    }
     tracing::info!("drained: exiting");
     Ok(())
+}
+
+/// Binds one bus listener per shard (port + shard, or free ports for 0).
+fn bind_bus(config: &Config, shards: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let Some(base) = config.cluster.bus_listen else {
+        return Ok(Vec::new());
+    };
+    (0..shards)
+        .map(|i| {
+            let mut addr = base;
+            if base.port() != 0 {
+                addr.set_port(base.port() + i as u16);
+            }
+            let l = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on {addr} (bus, shard {i})"))?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        })
+        .collect()
+}
+
+/// This node as the registry lists it. Peers and clients reach it at
+/// `cluster.bus_advertise` when set, else at the listen address.
+fn node_info(node: &Node, admin: SocketAddr) -> NodeInfo {
+    let host = |addr: SocketAddr| match &node.config.cluster.bus_advertise {
+        Some(h) if h.contains(':') && !h.starts_with('[') => format!("[{h}]:{}", addr.port()),
+        Some(h) => format!("{h}:{}", addr.port()),
+        None => addr.to_string(),
+    };
+    NodeInfo {
+        id: node.config.node_id.clone(),
+        incarnation: node.incarnation,
+        bus: node.bus_addrs.iter().map(|a| host(*a)).collect(),
+        ws: host(node.ws_addr),
+        tcp: host(node.tcp_addr),
+        admin: host(admin),
+        conns: 0,
+        draining: false,
+    }
 }
 
 /// Resolves port 0 with a probe socket that the shards' listeners share.

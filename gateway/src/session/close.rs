@@ -53,14 +53,17 @@ impl Session {
     /// The node drains: an authenticated client is asked to reconnect
     /// elsewhere (and closes itself); one not yet authenticated is closed.
     /// True when a go-away was sent.
-    pub fn drain(&mut self, cx: &mut Ctx, reconnect_after_ms: u32) -> bool {
+    pub fn drain(&mut self, cx: &mut Ctx, reconnect_after_ms: u32, reconnect_to: &str) -> bool {
         match self.phase {
             Phase::Open => {
-                let bye = go_away_frame(
+                let mut bye = go_away_frame(
                     GoAwayReason::Draining,
                     "node draining: reconnect",
                     reconnect_after_ms,
                 );
+                if let Some(Frame::GoAway(g)) = bye.frame.as_mut() {
+                    g.reconnect_to = reconnect_to.to_owned();
+                }
                 self.send_frame(cx, &bye);
                 cx.env.stats.go_away(GoAwayReason::Draining);
                 true

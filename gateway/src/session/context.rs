@@ -37,7 +37,14 @@ pub struct Env {
     pub id_prefix: String,
     /// The device name of connections that name none (shared).
     pub no_device: Arc<str>,
+    /// Answers plain `GET`s on the client port (`/route`): the request
+    /// target to a status and a JSON body, or `None` for a target it does
+    /// not serve (the upgrade error is answered). None: upgrades only.
+    pub http: Option<HttpHook>,
 }
+
+/// See [`Env::http`].
+pub type HttpHook = Arc<dyn Fn(&str) -> Option<(u16, String)> + Send + Sync>;
 
 /// What sessions produce for their driver, and what they draw on: one per
 /// shard, lent to each call through `Ctx`.

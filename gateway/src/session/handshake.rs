@@ -31,6 +31,25 @@ impl Session {
         self.close(cx);
     }
 
+    /// A plain `GET` the node answers on the client port (`/route`): one
+    /// JSON response, then the connection closes. False when `buf` holds no
+    /// such request (the upgrade error is answered instead).
+    pub(super) fn answer_plain(&mut self, cx: &mut Ctx, buf: &[u8], max: usize) -> bool {
+        let Some(hook) = cx.env.http.clone() else {
+            return false;
+        };
+        let Some(target) = handshake::plain_get_target(buf, max) else {
+            return false;
+        };
+        let Some((status, body)) = hook(&target) else {
+            return false;
+        };
+        let response = handshake::response_json(status, &body);
+        self.queue(cx, &response);
+        self.close(cx);
+        true
+    }
+
     /// A complete upgrade request arrived.
     pub(super) fn on_upgrade(&mut self, cx: &mut Ctx, req: UpgradeRequest) {
         if req.path != "/ws" {

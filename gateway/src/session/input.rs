@@ -101,6 +101,11 @@ impl Session {
                             self.on_upgrade(cx, req);
                         }
                         Ok(None) => break Ok(()),
+                        Err(proto::handshake::HandshakeError::MissingUpgrade)
+                            if self.answer_plain(cx, &buf[pos..], max_head) =>
+                        {
+                            break Ok(());
+                        }
                         Err(e) => {
                             self.reject_upgrade(cx, e.status(), &e.to_string());
                             break Ok(());

@@ -49,7 +49,7 @@ use crate::outbound::Wire;
 
 pub use backoff::Backoff;
 pub(crate) use close::{error_frame, go_away_frame};
-pub use context::{BufPool, Ctx, Effects, Env};
+pub use context::{BufPool, Ctx, Effects, Env, HttpHook};
 pub use route::{Delivery, Route};
 
 /// Which listener accepted the connection.

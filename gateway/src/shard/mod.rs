@@ -8,7 +8,8 @@
 //! connections, the timing wheel (one entry per connection, at the session's
 //! `poll_timeout`), the write-buffer pool, the routing tables (`tables`),
 //! the mesh (`router` drains this shard's queue, `outbox` feeds the
-//! others'), and the QoS 1 store of the users it owns (`owner`, `retry`).
+//! others'), the QoS 1 store of the users it owns (`owner`, `retry`), and
+//! its end of the bus to other nodes (`bus`).
 //!
 //! Invariants:
 //! - A connection never leaves the shard that accepted it.
@@ -16,6 +17,7 @@
 //!   another method that borrows the same cell.
 //! - An idle connection holds no read or write buffer and no task; readiness
 //!   comes from the shard's epoll set (`poller`).
+mod bus;
 mod conn;
 mod outbox;
 mod owner;
@@ -106,10 +108,17 @@ pub(crate) struct Shard {
     pending_appends: Cell<usize>,
     /// Sender-less QoS 1 appends the store refused, to submit again.
     append_retry: RefCell<retry::AppendRetry>,
+    /// Links to the other nodes and what they want (empty on a single node).
+    bus: bus::Bus,
 }
 
 impl Shard {
-    fn new(id: usize, node: Arc<Node>, store: Box<dyn Store>) -> std::io::Result<Shard> {
+    fn new(
+        id: usize,
+        node: Arc<Node>,
+        store: Box<dyn Store>,
+        bus_listener: Option<RawFd>,
+    ) -> std::io::Result<Shard> {
         let now = Instant::now();
         let tick = std::time::Duration::from_millis(node.config.timer_tick_ms.max(1));
         let stats = node.stats[id].clone();
@@ -123,8 +132,16 @@ impl Shard {
             stats: stats.clone(),
             id_prefix: format!("{}-{}-{id}", node.config.node_id, node.boot),
             no_device: Arc::from(""),
+            http: Some(crate::cluster::route::http_hook(node.clone())),
+        };
+        let identity = relay::Identity {
+            node_id: node.config.node_id.clone(),
+            incarnation: node.incarnation,
+            shard: id as u16,
+            shards: node.mesh.len() as u16,
         };
         Ok(Shard {
+            bus: bus::Bus::new(identity, bus_listener),
             id,
             poller: poller::Poller::new()?,
             stats,

@@ -12,6 +12,8 @@ use proto::v1::{ErrorCode, Qos, SendResult};
 
 use super::retry::Pending;
 use super::Shard;
+use crate::cluster::envelope;
+use crate::cluster::remote::Kind;
 use crate::control::metrics::ShardStats;
 use crate::mesh::DataMsg;
 use crate::outbound::Outbound;
@@ -277,12 +279,22 @@ impl Shard {
     }
 
     /// Sends a newly stored message to every shard holding the user.
+    /// Peers interested in the user get one envelope each: the inbox is
+    /// shared, so a peer's holders see the same sequence.
     fn route_stored(&self, user: &Arc<str>, stored: &Stored) {
         let shards = self.tables.borrow().user_shards(user);
-        if shards.is_empty() {
+        let nodes = self.remote_nodes(Kind::User, user);
+        if shards.is_empty() && nodes.is_empty() {
             return;
         }
-        let msg = Outbound::new(stored.to_frame(Qos::AtLeastOnce));
+        let frame = stored.to_frame(Qos::AtLeastOnce);
+        if !nodes.is_empty() {
+            let env = envelope::stored(user, stored.seq, envelope::frame_bytes(&frame));
+            for node in nodes {
+                self.bus_send(&node, &env);
+            }
+        }
+        let msg = Outbound::new(frame);
         for s in shards {
             let m = DataMsg::Qos1Deliver {
                 user: user.clone(),

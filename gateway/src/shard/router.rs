@@ -8,8 +8,12 @@ use proto::v1::{server_frame::Frame, Qos};
 use super::tables::ConnKey;
 use super::wake::yield_now;
 use super::Shard;
-use crate::mesh::{Command, DataMsg, ShardMsg};
+use crate::cluster::envelope;
+use crate::cluster::remote::Kind;
+use crate::cluster::route;
+use crate::mesh::{Command, DataMsg, Presence, ShardMsg};
 use crate::outbound::Outbound;
+use crate::outbound::Wire;
 use crate::session::{Ctx, Delivery};
 use crate::store::Stored;
 use crate::sys;
@@ -53,10 +57,11 @@ impl Shard {
         }
     }
 
-    fn handle(&self, msg: ShardMsg) {
+    fn handle(self: &Rc<Self>, msg: ShardMsg) {
         match msg {
             ShardMsg::Data(m) => self.handle_data(m),
             ShardMsg::Command(c) => self.handle_command(c),
+            ShardMsg::Peer(m) => self.handle_peer(m),
         }
     }
 
@@ -64,6 +69,7 @@ impl Shard {
         match msg {
             DataMsg::ToUser { user, msg } => {
                 let shards = self.tables.borrow().user_shards(&user);
+                self.relay_out(Kind::User, &user, &msg);
                 for s in shards {
                     let (user, msg) = (user.clone(), msg.clone());
                     self.send_to(s as usize, DataMsg::UserLocal { user, msg });
@@ -74,6 +80,7 @@ impl Shard {
                 self.deliver_live(tables.user_conns(&user).iter().copied(), &msg);
             }
             DataMsg::ToRoom { room, msg } => {
+                self.relay_out(Kind::Room, &room, &msg);
                 let shards = self.tables.borrow().room_shards(&room).to_vec();
                 for s in shards {
                     let (room, msg) = (room.clone(), msg.clone());
@@ -81,14 +88,24 @@ impl Shard {
                 }
             }
             DataMsg::RoomLocal { room, msg } => self.fan_out(&room, &msg),
-            DataMsg::Online { user, entry } => self.tables.borrow_mut().online(user, entry),
+            DataMsg::Online { user, entry } => {
+                if self.tables.borrow_mut().online(user.clone(), entry) {
+                    self.announce(Kind::User, &user, true);
+                }
+            }
             DataMsg::Offline {
                 user,
                 shard,
                 conn_id,
-            } => self.tables.borrow_mut().offline(&user, shard, conn_id),
+            } => {
+                if self.tables.borrow_mut().offline(&user, shard, conn_id) {
+                    self.announce(Kind::User, &user, false);
+                }
+            }
             DataMsg::Interest { room, shard, on } => {
-                self.tables.borrow_mut().interest(room, shard, on)
+                if self.tables.borrow_mut().interest(room.clone(), shard, on) {
+                    self.announce(Kind::Room, &room, on);
+                }
             }
             DataMsg::Qos1Append {
                 user,
@@ -127,11 +144,18 @@ impl Shard {
         }
     }
 
-    fn handle_command(&self, cmd: Command) {
+    fn handle_command(self: &Rc<Self>, cmd: Command) {
         match cmd {
             Command::Presence { user, reply } => {
-                let entries = self.tables.borrow().presence(&user).to_vec();
-                let _ = reply.try_send(entries);
+                let local = self.tables.borrow().presence(&user).to_vec();
+                let nodes = self.remote_nodes(Kind::User, &user).into_vec();
+                let _ = reply.try_send(Presence { local, nodes });
+            }
+            Command::RoomNodes { room, reply } => {
+                let _ = reply.try_send(self.remote_nodes(Kind::Room, &room).into_vec());
+            }
+            Command::RoomMembers { room, reply } => {
+                let _ = reply.try_send(self.tables.borrow().room_members(&room).count());
             }
             Command::Kick { user, reply } => {
                 let (count, shards) = {
@@ -140,6 +164,9 @@ impl Shard {
                 };
                 for s in shards {
                     self.send_to(s as usize, Command::KickLocal { user: user.clone() });
+                }
+                for node in self.remote_nodes(Kind::User, &user) {
+                    self.bus_send(&node, &envelope::kick(&user));
                 }
                 if let Some(reply) = reply {
                     let _ = reply.try_send(count);
@@ -152,6 +179,24 @@ impl Shard {
                 }
             }
             Command::Drain => self.start_drain(),
+            Command::Peers(peers) => self.on_peers(peers),
+        }
+    }
+
+    /// Sends a live message for a name this shard owns to every peer
+    /// interested in it: one envelope per node, the frame encoded once.
+    fn relay_out(&self, kind: Kind, name: &str, msg: &Outbound) {
+        let nodes = self.remote_nodes(kind, name);
+        if nodes.is_empty() {
+            return;
+        }
+        let frame = envelope::frame_bytes(msg.frame());
+        let env = match kind {
+            Kind::User => envelope::to_user(name, frame),
+            Kind::Room => envelope::to_room(name, frame),
+        };
+        for node in nodes {
+            self.bus_send(&node, &env);
         }
     }
 
@@ -230,8 +275,32 @@ impl Shard {
         self.draining.set();
         let reconnect_after_ms = self.node.config.drain.reconnect_after_ms;
         let keys: Vec<usize> = self.conns.borrow().iter().map(|(k, _)| k).collect();
+        // Where each client should go: the node `/route` would name for it,
+        // never this one (the registry may not list it as draining yet).
+        let me = &self.node.config.node_id;
+        let nodes: Vec<_> = self
+            .node
+            .view
+            .nodes()
+            .iter()
+            .filter(|n| n.id != *me)
+            .cloned()
+            .collect();
+        let policy = self.node.config.cluster.route_policy;
         for key in keys {
-            self.drive(key, |s, cx| s.drain(cx, reconnect_after_ms));
+            let to = {
+                let conns = self.conns.borrow();
+                conns.get(key).and_then(|c| {
+                    let user = c.session.user().map(|u| &**u);
+                    let turn = self.node.view.next_turn();
+                    route::pick(policy, &nodes, user, None, turn).map(|n| match c.session.wire() {
+                        Wire::Tcp => n.tcp.clone(),
+                        _ => format!("ws://{}/ws", n.ws),
+                    })
+                })
+            };
+            let to = to.unwrap_or_default();
+            self.drive(key, |s, cx| s.drain(cx, reconnect_after_ms, &to));
         }
         self.check_done();
     }

@@ -113,7 +113,8 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
             return;
         }
     };
-    let shard = match Shard::new(id, node.clone(), store) {
+    let bus_listener = node.bus_fds.get(id).copied();
+    let shard = match Shard::new(id, node.clone(), store, bus_listener) {
         Ok(s) => Rc::new(s),
         Err(e) => {
             let _ = ready.send(Err(format!("shard {id}: cannot create its epoll set: {e}")));
@@ -127,6 +128,7 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
     monoio::spawn(shard.clone().flusher_task());
     monoio::spawn(shard.clone().ticker_task());
     monoio::spawn(shard.clone().outbox_task());
+    shard.start_bus();
     let _ = ready.send(Ok(driver));
 
     shard.draining.wait().await;

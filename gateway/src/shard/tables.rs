@@ -74,19 +74,37 @@ impl Tables {
         self.rooms.get(room).into_iter().flatten().copied()
     }
 
-    /// Owner side: a connection of `user` came online.
-    pub fn online(&mut self, user: Arc<str>, entry: PresenceEntry) {
-        self.presence.entry(user).or_default().push(entry);
+    /// Owner side: a connection of `user` came online; true when it is the
+    /// user's first on this node.
+    pub fn online(&mut self, user: Arc<str>, entry: PresenceEntry) -> bool {
+        let entries = self.presence.entry(user).or_default();
+        entries.push(entry);
+        entries.len() == 1
     }
 
-    /// Owner side: a connection of `user` went away.
-    pub fn offline(&mut self, user: &str, shard: ShardId, conn_id: u64) {
-        if let Some(entries) = self.presence.get_mut(user) {
-            entries.retain(|e| !(e.shard == shard && e.conn_id == conn_id));
-            if entries.is_empty() {
-                self.presence.remove(user);
-            }
+    /// Owner side: a connection of `user` went away; true when it was the
+    /// user's last on this node.
+    pub fn offline(&mut self, user: &str, shard: ShardId, conn_id: u64) -> bool {
+        let Some(entries) = self.presence.get_mut(user) else {
+            return false;
+        };
+        let before = entries.len();
+        entries.retain(|e| !(e.shard == shard && e.conn_id == conn_id));
+        if entries.is_empty() {
+            self.presence.remove(user);
+            return before > 0;
         }
+        false
+    }
+
+    /// Owner side: the users with a connection on this node.
+    pub fn owned_users(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
+        self.presence.keys()
+    }
+
+    /// Owner side: the rooms with a member on this node.
+    pub fn owned_rooms(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
+        self.interest.keys()
     }
 
     /// Owner side: every connection of `user` on this node.
@@ -102,19 +120,25 @@ impl Tables {
         shards
     }
 
-    /// Owner side: `shard` gained (`on`) or lost its interest in `room`.
-    pub fn interest(&mut self, room: Arc<str>, shard: ShardId, on: bool) {
+    /// Owner side: `shard` gained (`on`) or lost its interest in `room`;
+    /// true when that made the room's first (`on`) or last (`!on`)
+    /// interested shard of this node.
+    pub fn interest(&mut self, room: Arc<str>, shard: ShardId, on: bool) -> bool {
         if on {
             let shards = self.interest.entry(room).or_default();
             if !shards.contains(&shard) {
                 shards.push(shard);
+                return shards.len() == 1;
             }
         } else if let Some(shards) = self.interest.get_mut(&room) {
+            let before = shards.len();
             shards.retain(|s| *s != shard);
             if shards.is_empty() {
                 self.interest.remove(&room);
+                return before > 0;
             }
         }
+        false
     }
 
     /// Owner side: the shards with members of `room`.
@@ -167,14 +191,15 @@ mod tests {
     fn presence_lists_devices_across_shards() {
         let mut t = Tables::default();
         let u: Arc<str> = Arc::from("u");
-        t.online(u.clone(), entry(3, 10));
-        t.online(u.clone(), entry(1, 11));
-        t.online(u.clone(), entry(3, 12));
+        assert!(t.online(u.clone(), entry(3, 10)), "the node's first");
+        assert!(!t.online(u.clone(), entry(1, 11)));
+        assert!(!t.online(u.clone(), entry(3, 12)));
         assert_eq!(t.user_shards("u"), vec![1, 3]);
-        t.offline("u", 3, 10);
+        assert!(!t.offline("u", 3, 10));
         assert_eq!(t.presence("u").len(), 2);
-        t.offline("u", 1, 11);
-        t.offline("u", 3, 12);
+        assert!(!t.offline("u", 1, 11));
+        assert!(t.offline("u", 3, 12), "the node's last");
+        assert!(!t.offline("u", 3, 12));
         assert!(t.presence("u").is_empty());
         assert!(t.user_shards("u").is_empty());
     }
@@ -183,12 +208,13 @@ mod tests {
     fn interest_is_a_set_of_shards() {
         let mut t = Tables::default();
         let r: Arc<str> = Arc::from("r");
-        t.interest(r.clone(), 0, true);
-        t.interest(r.clone(), 0, true);
-        t.interest(r.clone(), 2, true);
+        assert!(t.interest(r.clone(), 0, true), "the node's first");
+        assert!(!t.interest(r.clone(), 0, true));
+        assert!(!t.interest(r.clone(), 2, true));
         assert_eq!(t.room_shards("r"), &[0, 2]);
-        t.interest(r.clone(), 0, false);
-        t.interest(r.clone(), 2, false);
+        assert!(!t.interest(r.clone(), 0, false));
+        assert!(t.interest(r.clone(), 2, false), "the node's last");
+        assert!(!t.interest(r.clone(), 2, false));
         assert!(t.room_shards("r").is_empty());
     }
 }

@@ -49,6 +49,7 @@ impl Shard {
                 self.fx.borrow_mut().pool.clear();
                 // SAFETY: mi_collect only walks the calling thread's heap.
                 unsafe { libmimalloc_sys::mi_collect(true) };
+                self.publish_bus_stats();
             }
             let now = self.tick_clock();
             // Collects store completions whose wake-up found the queue full.

@@ -12,20 +12,24 @@
 
 mod chaos;
 mod client;
+mod cluster;
 mod connect;
 mod frames;
 mod http;
 mod qos1;
+mod redis_cluster;
 // The same helper the library's own Redis tests use.
 #[path = "../../src/store/redis/testutil.rs"]
 mod redis_server;
 
 pub use chaos::*;
 pub use client::*;
+pub use cluster::*;
 pub use connect::*;
 pub use frames::*;
 pub use http::*;
 pub use qos1::*;
+pub use redis_cluster::*;
 pub use redis_server::*;
 
 use std::io::{BufRead, BufReader, Read};
@@ -192,6 +196,9 @@ impl Gateway {
                 "admin" => self.admin = addr(),
                 "shards" => self.shards = value.parse().expect("shard count"),
                 "driver" => assert_eq!(value, driver.name(), "driver in {line:?}"),
+                // On a cluster: the node id and its bus ports (one per shard).
+                "node" => assert_eq!(value, self.node_id, "node in {line:?}"),
+                "bus" => assert_eq!(value.split(',').count(), self.shards as usize, "{line:?}"),
                 _ => panic!("unknown key {key:?} in ready line {line:?}"),
             }
         }

@@ -11,9 +11,11 @@
 //! - Every rejection maps to one HTTP status ([`HandshakeError::status`]).
 
 mod client;
+mod plain;
 mod server;
 
 pub use client::{client_key, client_request, parse_response};
+pub use plain::{plain_get_target, response_json};
 pub use server::{
     parse_request, percent_decode, reason_phrase, response_error, response_switching,
     UpgradeRequest,

@@ -133,3 +133,85 @@ fn key_selection() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn cluster_settings() {
+    let d = Config::default();
+    assert!(!d.cluster.enabled(), "a single node by default");
+    assert_eq!(d.cluster.registry_ttl_ms, 3_000);
+    assert_eq!(d.cluster.route_policy, RoutePolicy::LeastConns);
+    let bus = |c: &mut Config| c.cluster.bus_listen = Some("127.0.0.1:7000".parse().unwrap());
+    type Edit = fn(&mut Config);
+    let cases: [(Edit, &str); 5] = [
+        (
+            |c| c.cluster.bus_listen = Some("127.0.0.1:0".parse().unwrap()),
+            "a cluster needs redis",
+        ),
+        (
+            |c| {
+                c.redis = Some("redis://x/".into());
+                c.cluster.bus_listen = Some("0.0.0.0:7000".parse().unwrap());
+            },
+            "needs cluster.bus_advertise",
+        ),
+        (
+            |c| {
+                c.redis = Some("redis://x/".into());
+                c.shards = 4;
+                c.cluster.bus_listen = Some("127.0.0.1:65534".parse().unwrap());
+            },
+            "port + shards must stay below 65536",
+        ),
+        (
+            |c| c.cluster.registry_ttl_ms = 100,
+            "invalid cluster.registry_ttl_ms = 100",
+        ),
+        (
+            |c| c.cluster.bus_advertise = Some("has space".into()),
+            "invalid cluster.bus_advertise",
+        ),
+    ];
+    for (edit, want) in cases {
+        let mut c = Config::default();
+        edit(&mut c);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains(want), "{err:?} lacks {want:?}");
+    }
+    let mut ok = Config {
+        redis: Some("redis://x/".into()),
+        ..Default::default()
+    };
+    bus(&mut ok);
+    ok.validate().unwrap();
+    ok.node_id = "n".repeat(65);
+    assert!(ok
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("at most 64 bytes"));
+    // Flags and TOML.
+    let from_toml = Config::from_toml(
+        "redis = \"redis://x/\"\n[cluster]\nbus_listen = \"127.0.0.1:7000\"\nroute_policy = \"hash_room\"\n",
+        Path::new("g.toml"),
+    )
+    .unwrap();
+    assert_eq!(from_toml.cluster.route_policy, RoutePolicy::HashRoom);
+    let mut flags = Config::default();
+    Cli::parse_from([
+        "gateway",
+        "--bus-listen",
+        "127.0.0.1:7100",
+        "--route-policy",
+        "round_robin",
+        "--bus-advertise",
+        "h1",
+    ])
+    .run
+    .apply(&mut flags);
+    assert_eq!(
+        flags.cluster.bus_listen,
+        Some("127.0.0.1:7100".parse().unwrap())
+    );
+    assert_eq!(flags.cluster.route_policy, RoutePolicy::RoundRobin);
+    assert_eq!(flags.cluster.bus_advertise.as_deref(), Some("h1"));
+}

@@ -53,6 +53,7 @@ impl Harness {
             stats: Arc::new(ShardStats::default()),
             id_prefix: "test-node-0-0".into(),
             no_device: Arc::from(""),
+            http: None,
         };
         let s = Session::new(transport, 7, now, &env);
         Harness {

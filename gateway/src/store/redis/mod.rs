@@ -30,6 +30,7 @@
 //! - Dropping the store closes the channel; the thread finishes what was
 //!   already queued and exits, and the drop waits for it.
 mod coalesce;
+pub mod conn;
 mod keys;
 mod scripts;
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //! unexpected shape is a `StoreError` for that operation, never a panic.
 use prost::Message;
 use proto::v1::{Deliver, Qos};
-use redis::{Pipeline, Script, Value};
+use redis::{Cmd, Script, ToRedisArgs, Value};
+
+use super::conn::Conn;
 
 use super::keys::UserKeys;
 use super::RedisLimits;
@@ -20,32 +22,85 @@ const MAX_READ: usize = 1 << 30;
 
 /// The scripts, hashed once; loaded into Redis at every (re)connect.
 pub(super) struct Scripts {
-    append: Script,
-    ack: Script,
-    read: Script,
+    append: Lua,
+    ack: Lua,
+    read: Lua,
+}
+
+/// A script's text and its SHA1 (what EVALSHA names).
+struct Lua {
+    code: &'static str,
+    script: Script,
+}
+
+impl Lua {
+    fn new(code: &'static str) -> Lua {
+        Lua {
+            code,
+            script: Script::new(code),
+        }
+    }
 }
 
 impl Scripts {
     pub(super) fn new() -> Scripts {
         Scripts {
-            append: Script::new(include_str!("append.lua")),
-            ack: Script::new(include_str!("ack.lua")),
-            read: Script::new(include_str!("read.lua")),
+            append: Lua::new(include_str!("append.lua")),
+            ack: Lua::new(include_str!("ack.lua")),
+            read: Lua::new(include_str!("read.lua")),
         }
     }
 
-    /// SCRIPT LOAD of all three, in one round trip.
-    pub(super) fn load(&self, conn: &mut redis::Connection) -> Result<(), StoreError> {
-        redis::pipe()
-            .load_script(&self.append)
-            .load_script(&self.ack)
-            .load_script(&self.read)
-            .query::<Vec<String>>(conn)
-            .map(drop)
-            .map_err(|e| {
+    /// SCRIPT LOAD of all three (on a cluster: on every master).
+    pub(super) fn load(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        for script in [&self.append, &self.ack, &self.read] {
+            let mut load = redis::cmd("SCRIPT");
+            load.arg("LOAD").arg(script.code);
+            conn.query::<Value>(&load).map_err(|e| {
                 let e = super::worker::from_redis(&e);
                 StoreError::new(e.kind, format!("loading scripts: {}", e.detail))
-            })
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// One EVALSHA being built: keys first, then arguments.
+struct Invocation<'a> {
+    hash: &'a str,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl<'a> Invocation<'a> {
+    fn new(lua: &'a Lua) -> Invocation<'a> {
+        Invocation {
+            hash: lua.script.get_hash(),
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
+        self.keys.extend(key.to_redis_args());
+        self
+    }
+
+    fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+
+    fn cmd(&self) -> Cmd {
+        let mut c = redis::cmd("EVALSHA");
+        c.arg(self.hash).arg(self.keys.len());
+        for k in &self.keys {
+            c.arg(k.as_slice());
+        }
+        for a in &self.args {
+            c.arg(a.as_slice());
+        }
+        c
     }
 }
 
@@ -69,8 +124,8 @@ impl Params {
     }
 }
 
-/// Adds the invocation that performs `op` to `pipe`.
-pub(super) fn add(pipe: &mut Pipeline, scripts: &Scripts, params: &Params, op: &Op) {
+/// The invocation that performs `op`.
+pub(super) fn command(scripts: &Scripts, params: &Params, op: &Op) -> Cmd {
     match op {
         Op::Append {
             user,
@@ -81,7 +136,7 @@ pub(super) fn add(pipe: &mut Pipeline, scripts: &Scripts, params: &Params, op: &
             ..
         } => {
             let keys = UserKeys::new(&params.prefix, user);
-            let mut inv = scripts.append.prepare_invoke();
+            let mut inv = Invocation::new(&scripts.append);
             inv.key(keys.seq())
                 .key(keys.inbox())
                 .key(keys.cursors())
@@ -102,11 +157,11 @@ pub(super) fn add(pipe: &mut Pipeline, scripts: &Scripts, params: &Params, op: &
             for device in online {
                 inv.arg(device.as_bytes());
             }
-            pipe.invoke_script(&inv);
+            inv.cmd()
         }
         Op::Ack { user, device, seq } => {
             let keys = UserKeys::new(&params.prefix, user);
-            let mut inv = scripts.ack.prepare_invoke();
+            let mut inv = Invocation::new(&scripts.ack);
             inv.key(keys.seq())
                 .key(keys.inbox())
                 .key(keys.cursors())
@@ -114,7 +169,7 @@ pub(super) fn add(pipe: &mut Pipeline, scripts: &Scripts, params: &Params, op: &
             inv.arg(device.as_bytes())
                 .arg((*seq).min(MAX_SEQ))
                 .arg(&params.retention_ms);
-            pipe.invoke_script(&inv);
+            inv.cmd()
         }
         Op::Read {
             user,
@@ -124,7 +179,7 @@ pub(super) fn add(pipe: &mut Pipeline, scripts: &Scripts, params: &Params, op: &
             ..
         } => {
             let keys = UserKeys::new(&params.prefix, user);
-            let mut inv = scripts.read.prepare_invoke();
+            let mut inv = Invocation::new(&scripts.read);
             inv.key(keys.seq())
                 .key(keys.inbox())
                 .key(keys.cursors())
@@ -135,7 +190,7 @@ pub(super) fn add(pipe: &mut Pipeline, scripts: &Scripts, params: &Params, op: &
                 .arg(after)
                 .arg((*max).min(MAX_READ))
                 .arg(&params.retention_ms);
-            pipe.invoke_script(&inv);
+            inv.cmd()
         }
     }
 }
@@ -302,87 +357,5 @@ fn parse_read(v: Value) -> Result<Replay, StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-
-    fn read_op() -> Op {
-        let conn = crate::store::ReplyTo {
-            shard: 0,
-            key: 0,
-            conn_id: 1,
-        };
-        Op::Read {
-            user: Arc::from("u"),
-            device: Arc::from("d"),
-            after: None,
-            max: 10,
-            conn,
-        }
-    }
-
-    #[test]
-    fn replies_of_an_unexpected_shape_are_errors() {
-        let bad = [
-            Value::Nil,
-            Value::Int(7),
-            Value::Array(vec![]),
-            Value::Array(vec![
-                Value::Int(1),
-                Value::Int(0),
-                Value::Int(0),
-                Value::Int(0),
-                Value::Int(5),
-            ]),
-            Value::Array(vec![
-                Value::Int(1),
-                Value::Int(0),
-                Value::Int(0),
-                Value::Int(0),
-                Value::Int(5),
-                Value::Int(1),
-            ]),
-            Value::Array(vec![
-                Value::Int(-1),
-                Value::Int(0),
-                Value::Int(0),
-                Value::Int(0),
-                Value::BulkString(b"\xff\xff".to_vec()),
-                Value::BulkString(b"x".to_vec()),
-            ]),
-        ];
-        for v in bad {
-            let done = complete(read_op(), Ok(v.clone()));
-            assert!(
-                matches!(done, Some(Done::Read { result: Err(_), .. })),
-                "{v:?}"
-            );
-            assert!(parse_append(v).is_err());
-        }
-        assert!(
-            parse_append(Value::Array(vec![Value::Int(3), Value::Nil, Value::Int(1)])).is_err()
-        );
-        assert_eq!(
-            parse_append(Value::Array(vec![Value::Int(3), Value::Nil, Value::Int(0)])),
-            Ok((3, None))
-        );
-    }
-
-    #[test]
-    fn a_stored_member_decodes_with_its_sequence() {
-        let msg = Stored {
-            seq: 0,
-            msg_id: "m1".into(),
-            from: "alice".into(),
-            room: "r".into(),
-            payload: bytes::Bytes::from_static(b"hi"),
-            timestamp_ms: 42,
-        };
-        // What append.lua stores for seq 300: field 1 as a varint, then the message.
-        let mut member = vec![0x08, 0xac, 0x02];
-        member.extend(encode(&msg));
-        assert_eq!(Deliver::decode(&member[..]).ok().map(|d| d.seq), Some(300));
-        assert_eq!(decode(&member, 300), Ok(Stored { seq: 300, ..msg }));
-    }
-}
+#[path = "scripts_tests.rs"]
+mod tests;

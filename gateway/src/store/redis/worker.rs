@@ -10,6 +10,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use redis::Value;
 
 use super::coalesce::coalesce_acks;
+use super::conn::{Client, Conn};
 use super::scripts::{self, Params, Scripts};
 use super::{Counters, RedisLimits, MAX_BATCH};
 use crate::store::{Done, Op, StoreError, StoreErrorKind};
@@ -37,13 +38,10 @@ const ACK_RETRY: Duration = Duration::from_millis(200);
 const MAX_RETRY_ACKS: usize = 65_536;
 
 /// Opens a connection with timeouts and loads the scripts.
-fn connect(client: &redis::Client, scripts: &Scripts) -> Result<redis::Connection, StoreError> {
-    let err = |e: redis::RedisError| from_redis(&e);
+fn connect(client: &Client, scripts: &Scripts) -> Result<Conn, StoreError> {
     let mut conn = client
-        .get_connection_with_timeout(CONNECT_TIMEOUT)
-        .map_err(err)?;
-    conn.set_read_timeout(Some(IO_TIMEOUT)).map_err(err)?;
-    conn.set_write_timeout(Some(IO_TIMEOUT)).map_err(err)?;
+        .connect(CONNECT_TIMEOUT, IO_TIMEOUT)
+        .map_err(|e| from_redis(&e))?;
     scripts.load(&mut conn)?;
     Ok(conn)
 }
@@ -51,11 +49,11 @@ fn connect(client: &redis::Client, scripts: &Scripts) -> Result<redis::Connectio
 /// The store's thread: batches, Redis connection, reconnection.
 pub(super) struct Worker {
     shard: usize,
-    client: redis::Client,
+    client: Client,
     params: Params,
     scripts: Scripts,
     /// `None` while Redis is unreachable.
-    conn: Option<redis::Connection>,
+    conn: Option<Conn>,
     /// When the connection last answered.
     last_used: Instant,
     /// Redis was lost and the outage was logged.
@@ -94,7 +92,7 @@ impl Worker {
         limits: &RedisLimits,
         link: Link,
     ) -> Result<Worker, StoreError> {
-        let client = redis::Client::open(url)
+        let client = Client::open(url, IO_TIMEOUT)
             .map_err(|e| StoreError::new(StoreErrorKind::Config, format!("redis url: {e}")))?;
         let scripts = Scripts::new();
         let conn = connect(&client, &scripts)?;
@@ -226,14 +224,13 @@ impl Worker {
         let Some(conn) = self.conn.as_mut() else {
             return Err(not_connected());
         };
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for op in batch {
-            scripts::add(&mut pipe, &self.scripts, &self.params, op);
-        }
+        let cmds = batch
+            .iter()
+            .map(|op| scripts::command(&self.scripts, &self.params, op))
+            .collect();
         let start = Instant::now();
         self.link.counters.batches.fetch_add(1, Ordering::Relaxed);
-        let result = pipe.query::<Vec<Value>>(conn);
+        let result = conn.pipeline(cmds);
         self.last_used = Instant::now();
         self.link
             .counters
@@ -262,7 +259,7 @@ impl Worker {
     fn ensure_connected(&mut self) -> Result<(), StoreError> {
         if let Some(conn) = self.conn.as_mut() {
             if self.last_used.elapsed() < IDLE_CHECK
-                || redis::cmd("PING").query::<Value>(conn).is_ok()
+                || conn.query::<Value>(&redis::cmd("PING")).is_ok()
             {
                 return Ok(());
             }

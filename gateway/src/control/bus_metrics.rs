@@ -1,0 +1,138 @@
+//! The bus and registry metrics (names here, next to `metrics`): per peer,
+//! summed over this node's shards.
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use super::metrics::{counter_header, gauge_header, ShardStats};
+
+/// A metric: name, help, and how to read it.
+type Row<T> = (&'static str, &'static str, fn(&T) -> u64);
+
+/// Appends the bus metrics of every shard to `o`.
+pub(super) fn render(o: &mut String, shards: &[Arc<ShardStats>]) {
+    let node: [Row<ShardStats>; 3] = [
+        (
+            "gateway_bus_refused_total",
+            "Envelopes a full bus link refused (QoS 0 lost; QoS 1 waits in the inbox).",
+            |s| s.bus_refused.load(Relaxed),
+        ),
+        (
+            "gateway_bus_envelopes_in_total",
+            "Envelopes received from peers.",
+            |s| s.bus_envelopes_in.load(Relaxed),
+        ),
+        (
+            "gateway_bus_bad_envelopes_total",
+            "Envelopes from peers that were not understood.",
+            |s| s.bus_bad_envelopes.load(Relaxed),
+        ),
+    ];
+    for (name, help, field) in node {
+        counter_header(o, name, help);
+        let n: u64 = shards.iter().map(|s| field(s)).sum();
+        let _ = writeln!(o, "{name} {n}");
+    }
+    // Per peer, summed over shards (each shard has its own link).
+    let mut peers: BTreeMap<Arc<str>, (relay::LinkStats, usize, usize)> = BTreeMap::new();
+    for s in shards {
+        for (peer, state, stats) in s.bus() {
+            let e = peers.entry(peer).or_default();
+            e.0.bytes_out += stats.bytes_out;
+            e.0.bytes_in += stats.bytes_in;
+            e.0.batches_out += stats.batches_out;
+            e.0.envelopes_out += stats.envelopes_out;
+            e.0.batches_resent += stats.batches_resent;
+            e.0.envelopes_refused += stats.envelopes_refused;
+            e.0.queued_bytes += stats.queued_bytes;
+            e.1 += 1;
+            if state == relay::LinkState::Up {
+                e.2 += 1;
+            }
+        }
+    }
+    let rows: [Row<relay::LinkStats>; 6] = [
+        (
+            "gateway_bus_bytes_out_total",
+            "Bus bytes sent, by peer.",
+            |s| s.bytes_out,
+        ),
+        (
+            "gateway_bus_bytes_in_total",
+            "Bus bytes received on our links, by peer.",
+            |s| s.bytes_in,
+        ),
+        (
+            "gateway_bus_batches_out_total",
+            "Bus batches sent, by peer.",
+            |s| s.batches_out,
+        ),
+        (
+            "gateway_bus_envelopes_out_total",
+            "Bus envelopes queued, by peer.",
+            |s| s.envelopes_out,
+        ),
+        (
+            "gateway_bus_resent_batches_total",
+            "Bus batches sent again after a reconnect, by peer.",
+            |s| s.batches_resent,
+        ),
+        (
+            "gateway_bus_queued_bytes",
+            "Bus bytes unsent or unacknowledged, by peer.",
+            |s| s.queued_bytes as u64,
+        ),
+    ];
+    for (name, help, field) in rows {
+        if name.ends_with("_total") {
+            counter_header(o, name, help);
+        } else {
+            gauge_header(o, name, help);
+        }
+        for (peer, (stats, _, _)) in &peers {
+            let _ = writeln!(o, "{name}{{peer=\"{peer}\"}} {}", field(stats));
+        }
+    }
+    gauge_header(
+        o,
+        "gateway_bus_links_up",
+        "This node's links to the peer that are up (of one per shard), by peer.",
+    );
+    for (peer, (_, links, up)) in &peers {
+        let _ = writeln!(
+            o,
+            "gateway_bus_links_up{{peer=\"{peer}\",links=\"{links}\"}} {up}"
+        );
+    }
+}
+
+/// Appends the registry's counters to `o`.
+pub(super) fn render_registry(o: &mut String, view: &crate::cluster::View) {
+    counter_header(
+        o,
+        "gateway_registry_refreshes_total",
+        "Registry refreshes written and read.",
+    );
+    let _ = writeln!(
+        o,
+        "gateway_registry_refreshes_total {}",
+        view.refreshes.load(Relaxed)
+    );
+    counter_header(
+        o,
+        "gateway_registry_errors_total",
+        "Registry refreshes that failed.",
+    );
+    let _ = writeln!(
+        o,
+        "gateway_registry_errors_total {}",
+        view.errors.load(Relaxed)
+    );
+    gauge_header(
+        o,
+        "gateway_registry_nodes",
+        "Nodes the registry lists, this one included.",
+    );
+    let _ = writeln!(o, "gateway_registry_nodes {}", view.nodes().len());
+}

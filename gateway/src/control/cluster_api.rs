@@ -1,0 +1,126 @@
+//! The admin API's cluster-wide answers: `GET /presence/{user}` and
+//! `GET /rooms/{room}`. This node answers for itself from its shards; for
+//! the peers its interest tables name (the nodes that have the user or
+//! members of the room) it asks each peer's admin API for its local part
+//! (`?local=1`), with a short timeout: a peer that does not answer is
+//! listed under `unreachable`, never waited on for long.
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{Control, ControlError};
+
+/// How long one peer's admin API may take to answer.
+const PEER_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// `GET /presence/{user}`: every connection of the user in the cluster.
+pub(super) fn presence(
+    control: &Control,
+    user: &str,
+    local_only: bool,
+) -> Result<Value, ControlError> {
+    let p = control.presence(user)?;
+    let me = &control.node().config.node_id;
+    let mut conns: Vec<Value> = p
+        .local
+        .iter()
+        .map(|e| json!({ "node": me, "conn_id": e.conn_id, "shard": e.shard, "device": &*e.device, "transport": e.wire.transport() }))
+        .collect();
+    let mut nodes: Vec<String> = if conns.is_empty() {
+        vec![]
+    } else {
+        vec![me.clone()]
+    };
+    let mut unreachable = Vec::new();
+    if !local_only {
+        let path = format!("/presence/{}?local=1", percent_encode(user));
+        for (node, answer) in ask_peers(control, &p.nodes, &path) {
+            match answer.as_ref().and_then(|v| v["connections"].as_array()) {
+                Some(list) => {
+                    conns.extend(list.iter().cloned());
+                    nodes.push(node.to_string());
+                }
+                None => unreachable.push(node.to_string()),
+            }
+        }
+    }
+    nodes.sort();
+    Ok(
+        json!({ "user": user, "online": !conns.is_empty(), "nodes": nodes, "connections": conns, "unreachable": unreachable }),
+    )
+}
+
+/// `GET /rooms/{room}`: members per node and in total.
+pub(super) fn room(control: &Control, room: &str, local_only: bool) -> Result<Value, ControlError> {
+    let (members, peers) = control.room(room)?;
+    let me = control.node().config.node_id.clone();
+    let mut per_node = serde_json::Map::new();
+    if members > 0 {
+        per_node.insert(me, json!(members));
+    }
+    let mut total = members as u64;
+    let mut unreachable = Vec::new();
+    if !local_only {
+        let path = format!("/rooms/{}?local=1", percent_encode(room));
+        for (node, answer) in ask_peers(control, &peers, &path) {
+            match answer.as_ref().and_then(|v| v["members"].as_u64()) {
+                Some(0) => {}
+                Some(n) => {
+                    total += n;
+                    per_node.insert(node.to_string(), json!(n));
+                }
+                None => unreachable.push(node.to_string()),
+            }
+        }
+    }
+    Ok(json!({ "room": room, "members": total, "nodes": per_node, "unreachable": unreachable }))
+}
+
+/// Asks each of `nodes` (by the registry's admin address) for `path`.
+fn ask_peers(control: &Control, nodes: &[Arc<str>], path: &str) -> Vec<(Arc<str>, Option<Value>)> {
+    let view = control.node().view.nodes();
+    nodes
+        .iter()
+        .map(|node| {
+            let addr = view
+                .iter()
+                .find(|n| *n.id == **node)
+                .map(|n| n.admin.clone());
+            (node.clone(), addr.and_then(|a| get_json(&a, path)))
+        })
+        .collect()
+}
+
+/// A bounded GET of a JSON body from a peer's admin API.
+fn get_json(addr: &str, path: &str) -> Option<Value> {
+    let addr = addr.to_socket_addrs().ok()?.next()?;
+    let mut s = TcpStream::connect_timeout(&addr, PEER_TIMEOUT).ok()?;
+    s.set_read_timeout(Some(PEER_TIMEOUT)).ok()?;
+    s.set_write_timeout(Some(PEER_TIMEOUT)).ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    s.take(1 << 20).read_to_end(&mut raw).ok()?;
+    let text = std::str::from_utf8(&raw).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    serde_json::from_str(body).ok()
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,224 @@
+//! The shard's end of the bus (`crate::cluster` has the design): a link to
+//! every peer (this shard dials shard `self.id % n` of each), the links
+//! peers opened to this shard's own bus port, and the remote interest of
+//! the names this shard owns.
+//!
+//! Every link is a `relay` state machine driven by one task (`dial`,
+//! `inbound`). Routing code only calls `bus_send`/`bus_broadcast`, which
+//! queue an envelope on the link and wake its task: the task runs once the
+//! router yields, so every envelope of a routing round leaves in one batch,
+//! one write.
+//!
+//! Invariants:
+//! - Interest travels only from a name's owner shard, over that shard's own
+//!   links: per-name order is the order of the owner's queue.
+//! - Every time a link comes up, the shard sends a `Reset` and a snapshot of
+//!   the interest it owns, after whatever the link resends: the peer's view
+//!   is whole again whatever it missed or forgot.
+//! - A message that arrived over the bus is only ever delivered locally,
+//!   never sent out again (no loops).
+mod dial;
+mod inbound;
+mod peer;
+mod sock;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::wake::Notify;
+use super::Shard;
+use crate::cluster::envelope;
+use crate::cluster::remote::{Kind, RemoteInterest};
+use crate::cluster::{Peer, Peers};
+use crate::control::metrics::ShardStats;
+
+/// One peer as this shard's link to it.
+pub(super) struct PeerLink {
+    peer: Peer,
+    /// The peer shard this one dials.
+    addr: SocketAddr,
+    link: RefCell<relay::Link>,
+    wake: Notify,
+    /// Dropped from the registry: the task closes and exits.
+    removed: Cell<bool>,
+}
+
+/// A link a peer opened to this shard.
+pub(super) struct InboundHandle {
+    node: RefCell<Option<Arc<str>>>,
+    close: Cell<bool>,
+    wake: Notify,
+}
+
+/// The bus state of one shard (empty on a single node).
+pub(super) struct Bus {
+    /// This shard's bus listener (taken by the accept task).
+    listener: Cell<Option<RawFd>>,
+    identity: relay::Identity,
+    config: relay::Config,
+    links: RefCell<HashMap<Arc<str>, Rc<PeerLink>>>,
+    inbound: RefCell<Vec<Rc<InboundHandle>>>,
+    seen: RefCell<relay::Seen>,
+    pub(super) remote: RefCell<RemoteInterest>,
+}
+
+impl Bus {
+    pub(super) fn new(identity: relay::Identity, listener: Option<RawFd>) -> Bus {
+        Bus {
+            listener: Cell::new(listener),
+            identity,
+            config: relay::Config::default(),
+            links: RefCell::new(HashMap::new()),
+            inbound: RefCell::new(Vec::new()),
+            seen: RefCell::new(relay::Seen::new()),
+            remote: RefCell::new(RemoteInterest::default()),
+        }
+    }
+}
+
+impl Shard {
+    /// Starts the bus tasks (a no-op on a single node).
+    pub(super) fn start_bus(self: &Rc<Self>) {
+        if let Some(fd) = self.bus.listener.take() {
+            monoio::spawn(self.clone().accept_bus(fd));
+        }
+    }
+
+    /// The registry's peers changed: dial the new ones, drop the gone ones
+    /// (and what they said), replace a restarted one.
+    pub(super) fn on_peers(self: &Rc<Self>, peers: Peers) {
+        let mut links = self.bus.links.borrow_mut();
+        let gone: Vec<Arc<str>> = links
+            .keys()
+            .filter(|id| !peers.iter().any(|p| &p.id == *id))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(pl) = links.remove(&id) {
+                pl.removed.set(true);
+                pl.wake.notify();
+            }
+            self.bus.remote.borrow_mut().forget(&id);
+            self.bus.seen.borrow_mut().forget(&id);
+            // Its links to us start again, so it sends its snapshot again.
+            for h in self.bus.inbound.borrow().iter() {
+                if h.node.borrow().as_deref() == Some(&*id) {
+                    h.close.set(true);
+                    h.wake.notify();
+                }
+            }
+        }
+        for p in peers.iter() {
+            let addr = p.bus[self.id % p.bus.len()];
+            if let Some(old) = links.get(&p.id) {
+                if old.peer.incarnation == p.incarnation && old.addr == addr {
+                    continue;
+                }
+                old.removed.set(true);
+                old.wake.notify();
+            }
+            let now = self.now.get();
+            let link = relay::Link::new(
+                self.bus.identity.clone(),
+                Some(p.id.to_string()),
+                self.bus.config.clone(),
+                fastrand::u64(..),
+                now,
+            );
+            let pl = Rc::new(PeerLink {
+                peer: p.clone(),
+                addr,
+                link: RefCell::new(link),
+                wake: Notify::default(),
+                removed: Cell::new(false),
+            });
+            links.insert(p.id.clone(), pl.clone());
+            monoio::spawn(self.clone().link_task(pl));
+        }
+    }
+
+    /// Queues `env` for peer `node`; false when there is no such link or
+    /// its queue is full (counted: a QoS 0 message is then lost, a QoS 1
+    /// one waits in the shared inbox for the next read).
+    pub(super) fn bus_send(&self, node: &str, env: &[u8]) -> bool {
+        let links = self.bus.links.borrow();
+        let Some(pl) = links.get(node) else {
+            return false;
+        };
+        let sent = pl.link.borrow_mut().send(self.now.get(), env).is_ok();
+        if sent {
+            pl.wake.notify();
+        } else {
+            ShardStats::inc(&self.stats.bus_refused);
+        }
+        sent
+    }
+
+    /// Queues `env` for every peer.
+    pub(super) fn bus_broadcast(&self, env: &[u8]) {
+        let nodes: Vec<Arc<str>> = self.bus.links.borrow().keys().cloned().collect();
+        for node in nodes {
+            self.bus_send(&node, env);
+        }
+    }
+
+    /// Tells every peer this node gained or lost interest in a name this
+    /// shard owns.
+    pub(super) fn announce(&self, kind: Kind, name: &str, on: bool) {
+        if !self.bus.links.borrow().is_empty() {
+            self.bus_broadcast(&envelope::interest(kind, name, on));
+        }
+    }
+
+    /// The peers interested in `name` (owner side).
+    pub(super) fn remote_nodes(&self, kind: Kind, name: &str) -> smallvec::SmallVec<[Arc<str>; 4]> {
+        self.bus.remote.borrow().nodes(kind, name)
+    }
+
+    /// Queues a `Reset` and every name this shard owns with local interest.
+    fn snapshot(&self, pl: &PeerLink) {
+        let now = self.now.get();
+        let shards = self.node.mesh.len() as u16;
+        let mut link = pl.link.borrow_mut();
+        let mut refused = 0u64;
+        let mut send = |env: Vec<u8>| {
+            if link.send(now, &env).is_err() {
+                refused += 1;
+            }
+        };
+        send(envelope::reset(self.id as u16, shards));
+        let tables = self.tables.borrow();
+        for user in tables.owned_users() {
+            send(envelope::interest(Kind::User, user, true));
+        }
+        for room in tables.owned_rooms() {
+            send(envelope::interest(Kind::Room, room, true));
+        }
+        drop(link);
+        if refused > 0 {
+            ShardStats::add(&self.stats.bus_refused, refused);
+            tracing::error!(shard = self.id, peer = %pl.peer.id, refused, "bus: interest snapshot did not fit the link's queue");
+        }
+        pl.wake.notify();
+    }
+
+    /// Publishes the links' counters for the metrics page.
+    pub(super) fn publish_bus_stats(&self) {
+        let links = self.bus.links.borrow();
+        if links.is_empty() && self.bus.inbound.borrow().is_empty() {
+            return;
+        }
+        let rows = links
+            .values()
+            .map(|pl| {
+                let link = pl.link.borrow();
+                (pl.peer.id.clone(), link.state(), link.stats().clone())
+            })
+            .collect();
+        self.stats.set_bus(rows);
+    }
+}

@@ -1,0 +1,134 @@
+//! Many nodes on loopback: one real Redis and N real gateways joined by
+//! the bus, and waits on what the cluster promises (a node listed, a
+//! user's or room's interest known to a peer) instead of sleeps.
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// The registry TTL the test clusters run with (a dead node leaves within it).
+pub const TTL_MS: u64 = 900;
+
+pub struct Cluster {
+    /// The single Redis (None on a Redis Cluster).
+    pub redis: Option<RedisServer>,
+    /// The Redis Cluster (None on a single Redis).
+    pub redis_cluster: Option<RedisCluster>,
+    url: String,
+    pub nodes: Vec<Gateway>,
+}
+
+/// The flags that join a gateway to the cluster on `redis`.
+pub fn cluster_flags(redis: &str) -> Vec<String> {
+    [
+        "--redis",
+        redis,
+        "--bus-listen",
+        "127.0.0.1:0",
+        "--registry-ttl-ms",
+        &TTL_MS.to_string(),
+        "--heartbeat-timeout-ms",
+        "60000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+impl Cluster {
+    /// Starts Redis and one gateway per entry of `extra` (its own flags),
+    /// and waits until every node lists all of them.
+    pub fn start(driver: Driver, extra: &[&[&str]]) -> Cluster {
+        let redis = RedisServer::start();
+        let url = redis.url();
+        Cluster::on(driver, Some(redis), None, url, extra)
+    }
+
+    /// `start`, on a fresh 3-master Redis Cluster.
+    pub fn start_on_redis_cluster(driver: Driver, extra: &[&[&str]]) -> Cluster {
+        let rc = RedisCluster::start();
+        let url = rc.url();
+        Cluster::on(driver, None, Some(rc), url, extra)
+    }
+
+    fn on(
+        driver: Driver,
+        redis: Option<RedisServer>,
+        redis_cluster: Option<RedisCluster>,
+        url: String,
+        extra: &[&[&str]],
+    ) -> Cluster {
+        let mut c = Cluster {
+            redis,
+            redis_cluster,
+            url,
+            nodes: Vec::new(),
+        };
+        for flags in extra {
+            c.add(driver, flags);
+        }
+        let n = c.nodes.len();
+        for node in &c.nodes {
+            wait_for("every node listed", || node_ids(node).len() == n);
+        }
+        c
+    }
+
+    /// Starts one more node on the cluster's Redis.
+    pub fn add(&mut self, driver: Driver, flags: &[&str]) -> &Gateway {
+        let mut args = cluster_flags(&self.url);
+        args.extend(flags.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.nodes.push(Gateway::start(driver, &args));
+        self.nodes.last().unwrap()
+    }
+}
+
+/// The ids `/nodes` lists on `gw`.
+pub fn node_ids(gw: &Gateway) -> Vec<String> {
+    let r = gw.get("/nodes");
+    assert_eq!(r.status, 200, "{r:?}");
+    let nodes = r.json()["nodes"].as_array().cloned().unwrap_or_default();
+    nodes
+        .iter()
+        .map(|n| n["id"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// Polls `cond` until it holds, with a hard deadline.
+#[track_caller]
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        // Polling an HTTP endpoint for a condition: a short pause.
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Waits until `at` knows that every node of `on` has a device of `user`.
+#[track_caller]
+pub fn wait_user_known(at: &Gateway, user: &str, on: &[&Gateway]) {
+    let want: Vec<&str> = on.iter().map(|g| g.node_id.as_str()).collect();
+    wait_for(
+        &format!("{user} known on {want:?} at {}", at.node_id),
+        || {
+            let p = at.get(&format!("/presence/{user}")).json();
+            let nodes: Vec<String> = p["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect();
+            want.iter().all(|w| nodes.iter().any(|n| n == w))
+        },
+    );
+}
+
+/// Waits until `at` counts `members` members of `room` in the cluster.
+#[track_caller]
+pub fn wait_room_members(at: &Gateway, room: &str, members: u64) {
+    wait_for(
+        &format!("{room} has {members} members at {}", at.node_id),
+        || at.get(&format!("/rooms/{room}")).json()["members"].as_u64() == Some(members),
+    );
+}

@@ -1,0 +1,274 @@
+//! The acceptor side of a bus link: one [`Inbound`] per accepted TCP
+//! connection, delivering the dialer's envelopes exactly once and in order.
+//!
+//! Protocol: the first frame must be a `HELLO`, answered by a `WELCOME`
+//! whose `received` comes from [`Seen`] (0 when the dialer's incarnation is
+//! new). Then each `BATCH` numbered `received + 1` is delivered and recorded
+//! in `Seen`; one `<= received` is a duplicate (a resend) and dropped; a gap
+//! is a protocol error. When `received` is 0 the first batch may have any
+//! number: the dialer resumes after its last ack, which an earlier process
+//! of this acceptor gave before it restarted. A `PING` is answered by an `ACK`. Each
+//! [`Inbound::handle_bytes`] call that received batches or pings ends with
+//! one cumulative `ACK`, not one per batch.
+//!
+//! Invariants:
+//! - [`Seen`] is the truth, not this connection: an old connection of the
+//!   same peer shard still draining can never make this one deliver twice,
+//!   and a connection whose incarnation was superseded is closed.
+//! - An `ACK` never covers more than this connection's `WELCOME` or
+//!   batches it carried, so the dialer's "ack beyond what was sent" check
+//!   holds even when another connection advanced `Seen`.
+//! - Envelopes are zero-copy slices of one `Bytes` per batch frame.
+//! - A protocol error or timeout emits one [`InboundEvent::Closed`] and sets
+//!   [`Inbound::wants_close`]; nothing is read or written after it.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use proto::bus::{self, Batch, Frame, Hello, Welcome};
+
+use crate::{Config, Identity, InboundStats, Seen};
+
+/// What happened on an accepted connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundEvent {
+    /// The dialer introduced itself (and was answered).
+    Hello {
+        /// Who it is.
+        peer: Identity,
+    },
+    /// One envelope, delivered once, in the dialer's order.
+    Envelope(Bytes),
+    /// The connection must be closed: protocol error or timeout.
+    Closed {
+        /// Why, in one line.
+        reason: String,
+    },
+}
+
+/// The acceptor's state machine for one connection. See the module doc.
+#[derive(Debug)]
+pub struct Inbound {
+    local: Identity,
+    config: Config,
+    buf: BytesMut,
+    peer: Option<Identity>,
+    /// Highest batch this connection may acknowledge.
+    ack_upto: u64,
+    out: Vec<u8>,
+    events: VecDeque<InboundEvent>,
+    closed: bool,
+    /// The `HELLO` deadline, then the idle deadline.
+    deadline: Instant,
+    stats: InboundStats,
+}
+
+impl Inbound {
+    /// A connection accepted at `now` by the node `local`.
+    pub fn new(local: Identity, config: Config, now: Instant) -> Inbound {
+        Inbound {
+            deadline: now + config.hello_timeout,
+            local,
+            config,
+            buf: BytesMut::new(),
+            peer: None,
+            ack_upto: 0,
+            out: Vec::new(),
+            events: VecDeque::new(),
+            closed: false,
+            stats: InboundStats::default(),
+        }
+    }
+
+    /// Bytes received from the dialer, in any chunking.
+    pub fn handle_bytes(&mut self, now: Instant, data: &[u8], seen: &mut Seen) {
+        if self.closed {
+            return;
+        }
+        self.stats.bytes_in += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        if self.peer.is_some() {
+            self.deadline = now + self.config.idle_timeout;
+        }
+        let mut ack = false;
+        while !self.closed {
+            let header = match bus::peek_header(&self.buf, &self.config.limits) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => {
+                    self.close(format!("bad frame from the dialer: {e}"));
+                    break;
+                }
+            };
+            let len = header.frame_len();
+            if self.buf.len() < len {
+                // Checked against `max_body` already: safe to reserve.
+                self.buf.reserve(len - self.buf.len());
+                break;
+            }
+            let bytes = self.buf.split_to(len).freeze();
+            let frame = match bus::parse(&bytes, &self.config.limits) {
+                Ok(Some((frame, _))) => frame,
+                Ok(None) => break, // Unreachable: the whole frame is here.
+                Err(e) => {
+                    self.close(format!("bad frame from the dialer: {e}"));
+                    break;
+                }
+            };
+            match (self.peer.is_some(), frame) {
+                (false, Frame::Hello(hello)) => self.on_hello(now, &hello, seen),
+                (false, other) => self.close(format!("expected HELLO, got {:?}", other.kind())),
+                (true, Frame::Batch(batch)) => {
+                    self.on_batch(&bytes, &batch, seen);
+                    ack = true;
+                }
+                (true, Frame::Ping) => ack = true,
+                (true, Frame::Hello(_)) => self.close("HELLO twice".to_owned()),
+                (true, other) => self.close(format!(
+                    "unexpected {:?} frame from the dialer",
+                    other.kind()
+                )),
+            }
+        }
+        if ack && !self.closed {
+            bus::encode_ack(self.ack_upto, &mut self.out);
+        }
+    }
+
+    fn on_hello(&mut self, now: Instant, hello: &Hello<'_>, seen: &mut Seen) {
+        if hello.version != bus::VERSION {
+            return self.close(format!(
+                "dialer speaks bus version {}, we speak {}",
+                hello.version,
+                bus::VERSION
+            ));
+        }
+        if hello.shard >= hello.shards {
+            return self.close(format!(
+                "dialer says shard {} of {}",
+                hello.shard, hello.shards
+            ));
+        }
+        let received = match seen.get(hello.node_id, hello.shard) {
+            Some(e) if e.incarnation == hello.incarnation => e.received,
+            _ => {
+                // A new incarnation: its batches start again from 1, and any
+                // connection of the old one is superseded.
+                seen.record(hello.node_id, hello.shard, hello.incarnation, 0);
+                0
+            }
+        };
+        bus::encode_welcome(
+            &Welcome {
+                version: bus::VERSION,
+                incarnation: self.local.incarnation,
+                received,
+                node_id: &self.local.node_id,
+            },
+            &mut self.out,
+        );
+        let peer = Identity {
+            node_id: hello.node_id.to_owned(),
+            incarnation: hello.incarnation,
+            shard: hello.shard,
+            shards: hello.shards,
+        };
+        self.ack_upto = received;
+        self.peer = Some(peer.clone());
+        self.deadline = now + self.config.idle_timeout;
+        self.events.push_back(InboundEvent::Hello { peer });
+    }
+
+    fn on_batch(&mut self, bytes: &Bytes, batch: &Batch<'_>, seen: &mut Seen) {
+        let Some(peer) = &self.peer else { return };
+        let received = match seen.get(&peer.node_id, peer.shard) {
+            Some(e) if e.incarnation == peer.incarnation => e.received,
+            Some(e) => {
+                let reason = format!("superseded by incarnation {}", e.incarnation);
+                return self.close(reason);
+            }
+            None => return self.close("peer forgotten".to_owned()),
+        };
+        if batch.seq <= received {
+            self.stats.duplicates += 1;
+            self.ack_upto = self.ack_upto.max(batch.seq);
+            return;
+        }
+        // Nothing yet from this incarnation: the dialer resumes after its
+        // last ack, which an earlier acceptor process (or forgotten entry)
+        // gave, so the first batch may have any number.
+        if received != 0 && batch.seq != received + 1 {
+            let reason = format!("batch {} after batch {received}", batch.seq);
+            return self.close(reason);
+        }
+        for envelope in batch.envelopes() {
+            self.events
+                .push_back(InboundEvent::Envelope(bytes.slice_ref(envelope)));
+        }
+        seen.record(&peer.node_id, peer.shard, peer.incarnation, batch.seq);
+        self.ack_upto = batch.seq;
+        self.stats.batches_in += 1;
+        self.stats.envelopes_in += u64::from(batch.count);
+    }
+
+    fn close(&mut self, reason: String) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.buf = BytesMut::new();
+        self.out = Vec::new();
+        self.events.push_back(InboundEvent::Closed { reason });
+    }
+
+    /// Closes the connection if the `HELLO` (or, after it, any byte) is
+    /// overdue at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed || now < self.deadline {
+            return;
+        }
+        if self.peer.is_none() {
+            self.close(format!("no HELLO within {:?}", self.config.hello_timeout));
+        } else {
+            self.close(format!(
+                "nothing received for {:?}",
+                self.config.idle_timeout
+            ));
+        }
+    }
+
+    /// When [`Inbound::handle_timeout`] has something to do; `None` once
+    /// closed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.closed).then_some(self.deadline)
+    }
+
+    /// Bytes to write now (`WELCOME`, `ACK`).
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        if self.closed || self.out.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(&mut self.out))
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<InboundEvent> {
+        self.events.pop_front()
+    }
+
+    /// The connection must be closed (an [`InboundEvent::Closed`] said why).
+    pub fn wants_close(&self) -> bool {
+        self.closed
+    }
+
+    /// The dialer, once its `HELLO` arrived.
+    pub fn peer(&self) -> Option<&Identity> {
+        self.peer.as_ref()
+    }
+
+    /// Counters of this connection.
+    pub fn stats(&self) -> &InboundStats {
+        &self.stats
+    }
+}
