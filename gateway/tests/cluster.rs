@@ -53,6 +53,22 @@ fn assert_deliver(d: &Deliver, from: &str, room: &str, payload: &[u8], msg_id: &
     );
 }
 
+/// QoS 1 sent to a user the moment its device connects on another node,
+/// before that node's interest can have reached the sender's: every
+/// message still arrives, without waiting for a later one.
+#[test]
+fn uring_qos1_to_a_device_that_just_connected_elsewhere() {
+    let c = Cluster::start(Driver::Uring, &[&QOS1_FLAGS, &QOS1_FLAGS]);
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let mut alice = a.connect(WS, "alice", "phone");
+    for i in 0..10 {
+        let user = format!("late-{i}");
+        let mut late = b.connect(TCP, &user, "phone");
+        let id = send_q1(&mut alice, &user, &format!("x{i}"), "first");
+        assert_q1(&late.deliver(), 1, "first", &id);
+    }
+}
+
 fn three(driver: Driver) -> Cluster {
     Cluster::start(driver, &[&[], &[], &[]])
 }

@@ -45,6 +45,11 @@ pub(super) struct QosState {
     /// The last read failed: the retransmit timer reads again. (While a
     /// read is outstanding the timer never starts a second one.)
     pub(super) read_failed: bool,
+    /// The highest stored sequence announced while a replay was pending.
+    /// From this node's owner it is in the replay (same FIFO order); from a
+    /// peer node it may have been stored after the read: when the replay
+    /// ends below it, the inbox is read again.
+    pub(super) announced: u64,
 }
 
 impl QosState {
@@ -73,6 +78,7 @@ impl Session {
                 armed: false,
                 lagging: false,
                 read_failed: false,
+                announced: 0,
             })
         })
     }
@@ -115,7 +121,12 @@ impl Session {
 
     /// A stored message for the session's user arrived from its owner.
     pub(super) fn qos_deliver(&mut self, cx: &mut Ctx, seq: u64, msg: &Arc<Outbound>) {
-        if self.phase != Phase::Open || self.syncing {
+        if self.phase != Phase::Open {
+            return;
+        }
+        if self.syncing {
+            let q = self.qos_state(cx);
+            q.announced = q.announced.max(seq);
             return;
         }
         let delivered = self.qos.as_ref().map_or(self.known, |q| q.delivered);

@@ -10,8 +10,25 @@ use crate::outbound::Outbound;
 use crate::store::{Replay, StoreError};
 
 impl Session {
-    /// The owner's answer to `qos_sync`.
+    /// The owner's answer to `qos_sync`. A message announced meanwhile
+    /// that the replay does not reach (stored on a peer node after the
+    /// read) is read next, so none waits for a later one.
     pub(super) fn qos_replay(&mut self, cx: &mut Ctx, replay: Result<Replay, StoreError>) {
+        let last = replay.as_ref().map_or(0, |r| r.last_seq);
+        let announced = match (&replay, self.qos.as_mut()) {
+            (Ok(_), Some(q)) => std::mem::take(&mut q.announced),
+            _ => 0,
+        };
+        self.land_replay(cx, replay);
+        if announced > last && self.phase == Phase::Open && !self.syncing {
+            let after = self.qos.as_ref().map_or(self.known, |q| q.delivered);
+            if announced > after {
+                self.qos_sync(cx, Some(after));
+            }
+        }
+    }
+
+    fn land_replay(&mut self, cx: &mut Ctx, replay: Result<Replay, StoreError>) {
         let replay = match replay {
             Ok(r) => r,
             Err(e) => {

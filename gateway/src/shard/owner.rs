@@ -284,14 +284,18 @@ impl Shard {
     fn route_stored(&self, user: &Arc<str>, stored: &Stored) {
         let shards = self.tables.borrow().user_shards(user);
         let nodes = self.remote_nodes(Kind::User, user);
-        if shards.is_empty() && nodes.is_empty() {
+        if shards.is_empty() && !self.has_peers() {
             return;
         }
         let frame = stored.to_frame(Qos::AtLeastOnce);
-        if !nodes.is_empty() {
-            let env = envelope::stored(user, stored.seq, envelope::frame_bytes(&frame));
-            for node in nodes {
-                self.bus_send(&node, &env);
+        if self.has_peers() {
+            let bytes = envelope::frame_bytes(&frame);
+            self.remember_stored(user, stored.seq, &bytes);
+            if !nodes.is_empty() {
+                let env = envelope::stored(user, stored.seq, bytes);
+                for node in nodes {
+                    self.bus_send(&node, &env);
+                }
             }
         }
         let msg = Outbound::new(frame);

@@ -50,6 +50,7 @@ impl Shard {
                 // SAFETY: mi_collect only walks the calling thread's heap.
                 unsafe { libmimalloc_sys::mi_collect(true) };
                 self.publish_bus_stats();
+                self.prune_recent();
             }
             let now = self.tick_clock();
             // Collects store completions whose wake-up found the queue full.

@@ -80,6 +80,28 @@ fn the_replay_comes_before_live_messages_in_order() {
 }
 
 #[test]
+fn a_message_announced_past_the_replay_is_read_next() {
+    let mut h = Harness::open(Transport::Tcp);
+    h.routes();
+    // From a peer node: stored after the read, announced while it is out.
+    live(&mut h, 3);
+    h.deliver(replay(1..=2, 2));
+    assert_eq!(delivered(&mut h), [1, 2]);
+    assert_eq!(reads(&h.routes()), [Some(2)], "read on for seq 3");
+    h.deliver(replay(3..=3, 3));
+    assert_eq!(delivered(&mut h), [3]);
+    // Announced and in the replay (this node's owner): no second read.
+    live(&mut h, 4);
+    assert_eq!(delivered(&mut h), [4]);
+    h.send(client_frame::Frame::Resume(Resume { last_seq: 4 }));
+    assert_eq!(reads(&h.routes()), [Some(4)]);
+    live(&mut h, 5);
+    h.deliver(replay(5..=5, 5));
+    assert_eq!(delivered(&mut h), [5]);
+    assert!(reads(&h.routes()).is_empty());
+}
+
+#[test]
 fn unacked_messages_are_retransmitted_with_backoff() {
     let mut h = Harness::open(Transport::Tcp);
     h.deliver(replay(1..=2, 2));

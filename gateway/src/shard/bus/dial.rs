@@ -61,6 +61,10 @@ impl Shard {
             }
             self.link_events(pl);
             let now = self.tick_clock();
+            // Whatever the router queued since the last write goes out now:
+            // the task runs once the router yields, so this is one batch
+            // per routing round (the link's own deadline is the backstop).
+            pl.link.borrow_mut().flush(now);
             loop {
                 let bytes = pl.link.borrow_mut().poll_transmit(now);
                 match bytes {

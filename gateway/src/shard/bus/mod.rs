@@ -20,6 +20,7 @@
 mod dial;
 mod inbound;
 mod peer;
+mod recent;
 mod sock;
 
 use std::cell::{Cell, RefCell};
@@ -64,6 +65,7 @@ pub(super) struct Bus {
     inbound: RefCell<Vec<Rc<InboundHandle>>>,
     seen: RefCell<relay::Seen>,
     pub(super) remote: RefCell<RemoteInterest>,
+    recent: RefCell<recent::Recent>,
 }
 
 impl Bus {
@@ -76,6 +78,7 @@ impl Bus {
             inbound: RefCell::new(Vec::new()),
             seen: RefCell::new(relay::Seen::new()),
             remote: RefCell::new(RemoteInterest::default()),
+            recent: RefCell::new(recent::Recent::new()),
         }
     }
 }
@@ -156,6 +159,11 @@ impl Shard {
             ShardStats::inc(&self.stats.bus_refused);
         }
         sent
+    }
+
+    /// True when this node has peers (a cluster).
+    pub(super) fn has_peers(&self) -> bool {
+        !self.bus.links.borrow().is_empty()
     }
 
     /// Queues `env` for every peer.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::cluster::envelope::{self, PeerMsg};
+use crate::cluster::remote::Kind;
 use crate::control::metrics::ShardStats;
 use crate::mesh::{Command, DataMsg};
 use crate::shard::Shard;
@@ -63,7 +64,16 @@ impl Shard {
                 name,
                 origin,
                 on,
-            } => self.bus.remote.borrow_mut().set(kind, name, origin, on),
+            } => {
+                let node = origin.node.clone();
+                self.bus
+                    .remote
+                    .borrow_mut()
+                    .set(kind, name.clone(), origin, on);
+                if on && kind == Kind::User {
+                    self.resend_recent(&name, &node);
+                }
+            }
             PeerMsg::Reset {
                 node,
                 shard,
