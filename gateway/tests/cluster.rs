@@ -134,11 +134,25 @@ fn direct_reaches_every_device_on_every_node(driver: Driver) {
         assert_deliver(&bob.deliver(), "alice", "", b"again", &id);
         assert!(bob.take_stashed().is_empty());
     }
-    // Presence answers for the cluster: three devices on three nodes.
+    // Presence answers for the cluster: three devices on three nodes (each
+    // node writes its part to Redis within a timer tick).
+    wait_for("bob's three devices listed on the third node", || {
+        let p = cc.get("/presence/bob").json();
+        p["connections"].as_array().map(Vec::len) == Some(3)
+    });
     let p = cc.get("/presence/bob").json();
     assert_eq!(p["online"], true, "{p}");
-    assert_eq!(p["connections"].as_array().map(Vec::len), Some(3), "{p}");
     assert_eq!(p["unreachable"].as_array().map(Vec::len), Some(0), "{p}");
+    let mut on: Vec<&str> = p["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["node"].as_str().unwrap())
+        .collect();
+    on.sort();
+    let mut want = vec![a.node_id.as_str(), b.node_id.as_str(), cc.node_id.as_str()];
+    want.sort();
+    assert_eq!(on, want, "{p}");
     // A device leaving its node withdraws the interest.
     drop(bob_desk);
     wait_for("bob gone from the third node", || {

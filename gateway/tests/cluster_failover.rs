@@ -78,6 +78,9 @@ fn uring_a_killed_node_leaves_and_its_clients_resume_elsewhere() {
     wait_for("the dead node leaves /nodes", || {
         !node_ids(a).contains(&victim.node_id)
     });
+    // Its presence went with it: bob is offline until he reconnects.
+    let p = a.get("/presence/bob").json();
+    assert_eq!(p["online"], false, "{p}");
     let to = routed(&c, a, &victim.node_id);
     let mut bob = to.connect(WS, "bob", "phone");
     bob.send(&resume(20));

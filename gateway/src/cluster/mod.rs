@@ -37,6 +37,7 @@
 //!   (they have their own heartbeats); routing goes on between the nodes it
 //!   knew. When Redis answers again the entries are written at once.
 pub mod envelope;
+pub mod presence;
 pub mod registry;
 pub mod remote;
 pub mod route;

@@ -108,7 +108,11 @@ pub(super) fn render(o: &mut String, shards: &[Arc<ShardStats>]) {
 }
 
 /// Appends the registry's counters to `o`.
-pub(super) fn render_registry(o: &mut String, view: &crate::cluster::View) {
+pub(super) fn render_registry(
+    o: &mut String,
+    view: &crate::cluster::View,
+    presence: Option<&crate::cluster::presence::Presence>,
+) {
     counter_header(
         o,
         "gateway_registry_refreshes_total",
@@ -135,4 +139,26 @@ pub(super) fn render_registry(o: &mut String, view: &crate::cluster::View) {
         "Nodes the registry lists, this one included.",
     );
     let _ = writeln!(o, "gateway_registry_nodes {}", view.nodes().len());
+    let Some(p) = presence else { return };
+    let rows: [Row<crate::cluster::presence::Presence>; 3] = [
+        (
+            "gateway_presence_writes_total",
+            "Users whose presence was written to Redis.",
+            |p| p.writes.load(Relaxed),
+        ),
+        (
+            "gateway_presence_errors_total",
+            "Presence pipelines Redis refused or did not answer.",
+            |p| p.errors.load(Relaxed),
+        ),
+        (
+            "gateway_presence_dropped_total",
+            "Presence batches dropped: the writer's queue was full.",
+            |p| p.dropped.load(Relaxed),
+        ),
+    ];
+    for (name, help, field) in rows {
+        counter_header(o, name, help);
+        let _ = writeln!(o, "{name} {}", field(p));
+    }
 }

@@ -1,9 +1,9 @@
 //! The admin API's cluster-wide answers: `GET /presence/{user}` and
-//! `GET /rooms/{room}`. This node answers for itself from its shards; for
-//! the peers its interest tables name (the nodes that have the user or
-//! members of the room) it asks each peer's admin API for its local part
-//! (`?local=1`), with a short timeout: a peer that does not answer is
-//! listed under `unreachable`, never waited on for long.
+//! `GET /rooms/{room}`. This node answers for itself from its shards. For
+//! its peers, presence comes from Redis (`cluster::presence`), and room
+//! counts from the peers its interest tables name (the nodes with members),
+//! each asked for its local part (`?local=1`) with a short timeout: a peer
+//! (or Redis) that does not answer is listed under `unreachable`.
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -35,21 +35,49 @@ pub(super) fn presence(
         vec![me.clone()]
     };
     let mut unreachable = Vec::new();
-    if !local_only {
-        let path = format!("/presence/{}?local=1", percent_encode(user));
-        for (node, answer) in ask_peers(control, &p.nodes, &path) {
-            match answer.as_ref().and_then(|v| v["connections"].as_array()) {
-                Some(list) => {
-                    conns.extend(list.iter().cloned());
-                    nodes.push(node.to_string());
+    match (&control.node().presence, local_only) {
+        (_, true) => {}
+        // On a cluster: the peers' part from Redis (live nodes only).
+        (Some(store), false) => {
+            let view = control.node().view.nodes();
+            let live: Vec<(String, u64)> =
+                view.iter().map(|n| (n.id.clone(), n.incarnation)).collect();
+            match store.read(user, &live) {
+                Ok(parts) => {
+                    // This node's part came from its shards, fresher.
+                    for (node, list) in parts.into_iter().filter(|(n, _)| n != me) {
+                        nodes.push(node.clone());
+                        conns.extend(list.into_iter().map(|mut c| {
+                            c["node"] = json!(node);
+                            c
+                        }));
+                    }
                 }
-                None => unreachable.push(node.to_string()),
+                Err(e) => {
+                    tracing::debug!("presence read failed: {e}");
+                    unreachable.push("redis".to_owned());
+                }
+            }
+        }
+        (None, false) => {
+            let path = format!("/presence/{}?local=1", percent_encode(user));
+            for (node, answer) in ask_peers(control, &p.nodes, &path) {
+                match answer.as_ref().and_then(|v| v["connections"].as_array()) {
+                    Some(list) => {
+                        conns.extend(list.iter().cloned());
+                        nodes.push(node.to_string());
+                    }
+                    None => unreachable.push(node.to_string()),
+                }
             }
         }
     }
     nodes.sort();
+    // The peers this node routes the user's messages to (its interest
+    // table): the same as `nodes` but for the moments interest travels.
+    let routed_to: Vec<&str> = p.nodes.iter().map(|n| &**n).collect();
     Ok(
-        json!({ "user": user, "online": !conns.is_empty(), "nodes": nodes, "connections": conns, "unreachable": unreachable }),
+        json!({ "user": user, "online": !conns.is_empty(), "nodes": nodes, "routed_to": routed_to, "connections": conns, "unreachable": unreachable }),
     )
 }
 

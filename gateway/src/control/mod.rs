@@ -189,7 +189,7 @@ impl Control {
     /// Prometheus text of every shard's counters.
     pub fn metrics(&self) -> String {
         let mut text = metrics::render(&self.node.stats, self.is_draining());
-        bus_metrics::render_registry(&mut text, &self.node.view);
+        bus_metrics::render_registry(&mut text, &self.node.view, self.node.presence.as_deref());
         text
     }
 

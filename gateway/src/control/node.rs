@@ -16,6 +16,7 @@ use anyhow::{bail, Context};
 
 use crate::auth::Verifier;
 use crate::clock::Clock;
+use crate::cluster::presence::Presence;
 use crate::cluster::registry::Registry;
 use crate::cluster::{NodeInfo, View};
 use crate::config::Config;
@@ -65,6 +66,8 @@ pub struct Node {
     pub bus_addrs: Vec<SocketAddr>,
     /// The registry's last reading (this node alone on a single node).
     pub view: View,
+    /// Cluster presence in Redis (none on a single node).
+    pub presence: Option<Arc<Presence>>,
 }
 
 /// Runs a node until it has drained.
@@ -83,14 +86,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (TCP)", config.tcp_listen))?;
     let bus = bind_bus(&config, shards)?;
     let clock = Clock::system();
+    let incarnation = clock.unix_ms(clock.now()) << 16 | u64::from(fastrand::u16(..));
     let node = Arc::new(Node {
-        incarnation: clock.unix_ms(clock.now()) << 16 | u64::from(fastrand::u16(..)),
+        incarnation,
         bus_fds: bus.iter().map(|l| l.as_raw_fd()).collect(),
         bus_addrs: bus
             .iter()
             .map(|l| l.local_addr())
             .collect::<std::io::Result<_>>()?,
         view: View::default(),
+        presence: match (&config.redis, config.cluster.enabled()) {
+            (Some(url), true) => Some(Arc::new(
+                Presence::new(&config.node_id, incarnation, url).context("redis url (presence)")?,
+            )),
+            _ => None,
+        },
         verifier,
         mesh: Mesh::new(shards, QUEUE_CAPACITY).context("cannot create shard queues")?,
         stats: (0..shards)
@@ -144,6 +154,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     admin::spawn(admin, control.clone())?;
     spawn_signal_thread(control)?;
     let me = node_info(&node, admin_addr);
+    if let Some(p) = &node.presence {
+        p.start()?;
+    }
     let registry = match node.config.cluster.enabled() {
         true => Some(Registry::start(node.clone(), me)?),
         false => {

@@ -89,6 +89,7 @@ impl Shard {
             }
             DataMsg::RoomLocal { room, msg } => self.fan_out(&room, &msg),
             DataMsg::Online { user, entry } => {
+                self.mark_presence(&user);
                 if self.tables.borrow_mut().online(user.clone(), entry) {
                     self.announce(Kind::User, &user, true);
                 }
@@ -98,6 +99,7 @@ impl Shard {
                 shard,
                 conn_id,
             } => {
+                self.mark_presence(&user);
                 if self.tables.borrow_mut().offline(&user, shard, conn_id) {
                     self.announce(Kind::User, &user, false);
                 }

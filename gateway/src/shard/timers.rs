@@ -53,6 +53,7 @@ impl Shard {
                 self.prune_recent();
             }
             let now = self.tick_clock();
+            self.flush_presence();
             // Collects store completions whose wake-up found the queue full.
             self.drain_store();
             self.retry_appends(now);

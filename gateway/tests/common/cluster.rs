@@ -105,23 +105,37 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Waits until `at` knows that every node of `on` has a device of `user`.
+/// Waits until `at` routes `user`'s messages to every node of `on` (its
+/// interest table, `routed_to`; `at` itself when it is in `on`: the user
+/// is connected there), and its presence lists them all.
 #[track_caller]
 pub fn wait_user_known(at: &Gateway, user: &str, on: &[&Gateway]) {
     let want: Vec<&str> = on.iter().map(|g| g.node_id.as_str()).collect();
-    wait_for(
-        &format!("{user} known on {want:?} at {}", at.node_id),
-        || {
-            let p = at.get(&format!("/presence/{user}")).json();
-            let nodes: Vec<String> = p["nodes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|n| n.as_str().map(str::to_owned))
-                .collect();
-            want.iter().all(|w| nodes.iter().any(|n| n == w))
-        },
-    );
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect()
+    };
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        let p = at.get(&format!("/presence/{user}")).json();
+        let (nodes, routed) = (names(&p["nodes"]), names(&p["routed_to"]));
+        let known = want.iter().all(|w| {
+            nodes.iter().any(|n| n == w) && (*w == at.node_id || routed.iter().any(|n| n == w))
+        });
+        if known {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{user} never known on {want:?} at {}: {p}",
+            at.node_id
+        );
+        // Polling an HTTP endpoint for a condition: a short pause.
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
 /// Waits until `at` counts `members` members of `room` in the cluster.

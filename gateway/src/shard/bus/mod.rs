@@ -20,6 +20,7 @@
 mod dial;
 mod inbound;
 mod peer;
+mod presence;
 mod recent;
 mod sock;
 
@@ -66,6 +67,8 @@ pub(super) struct Bus {
     seen: RefCell<relay::Seen>,
     pub(super) remote: RefCell<RemoteInterest>,
     recent: RefCell<recent::Recent>,
+    /// Owned users whose connections changed since the last tick.
+    presence_dirty: RefCell<std::collections::HashSet<Arc<str>>>,
 }
 
 impl Bus {
@@ -79,6 +82,7 @@ impl Bus {
             seen: RefCell::new(relay::Seen::new()),
             remote: RefCell::new(RemoteInterest::default()),
             recent: RefCell::new(recent::Recent::new()),
+            presence_dirty: RefCell::new(Default::default()),
         }
     }
 }

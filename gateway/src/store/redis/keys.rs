@@ -13,9 +13,15 @@
 //! {prefix}:{<tag>}:cursors              HASH device -> acked seq
 //! {prefix}:{<tag>}:dropped              highest seq dropped by the per-user bound
 //! {prefix}:{<tag>}:d:<from>:<client id> "seq:msg_id", for dedupe (both base64url)
+//! {prefix}:{<tag>}:presence             HASH node id -> the node's connections (JSON), on a cluster
 //! ```
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+
+/// The cluster presence of `user` (`crate::cluster::presence`).
+pub fn presence_key(prefix: &str, user: &str) -> String {
+    format!("{prefix}:{{{}}}:presence", encode(user))
+}
 
 /// The keys of one user.
 pub(super) struct UserKeys {

@@ -32,6 +32,7 @@
 mod coalesce;
 pub mod conn;
 mod keys;
+pub use keys::presence_key;
 mod scripts;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,215 @@
+//! Cluster presence in Redis: for each user, a hash `im:{<user>}:presence`
+//! (the user's hash tag, so its slot is the user's) of node id -> that
+//! node's incarnation and connections of the user (JSON
+//! `{"inc": N, "conns": [{conn_id, shard, device, transport}]}`).
+//!
+//! Written in batches: a user's owner shard marks the user when a
+//! connection comes or goes and, once per timer tick, hands the writer
+//! thread (`presence`) the new value of every user it marked (coalesced:
+//! one write per user per tick, whatever the number of connection events);
+//! the thread sends each batch as one pipeline. Nothing is written per
+//! heartbeat or per message. When Redis is down the latest value of each
+//! user waits (one per user) and is written once Redis is back.
+//!
+//! A node that dies leaves its fields behind: readers keep only fields of
+//! nodes the registry lists (a dead node leaves it within its TTL), and
+//! delete a field written by an earlier incarnation of a listed node (it
+//! restarted: the field is stale). A field of a node not listed is left
+//! alone (a node that just joined may not be in every view yet) and
+//! expires a day after its last write. A node that stops gracefully closes
+//! its connections, which deletes its fields.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use serde_json::Value;
+
+use crate::store::redis::conn::{Client, Conn};
+use crate::store::redis::presence_key;
+
+/// One user's new value on this node: its connections as JSON, or `None`
+/// when it has none left here.
+pub type Update = (Arc<str>, Option<String>);
+
+/// Batches queued for the writer at most (each is one shard's tick).
+const QUEUE: usize = 4096;
+/// Redis timeouts of the writer and readers.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// Presence keys outlive their last write by this much (a whole cluster
+/// that died leaves nothing forever).
+const KEY_TTL_MS: u64 = 86_400_000;
+
+/// The node's presence in Redis: the writer's queue, and reads.
+pub struct Presence {
+    node_id: String,
+    incarnation: u64,
+    tx: Sender<Vec<Update>>,
+    rx: Mutex<Option<Receiver<Vec<Update>>>>,
+    client: Client,
+    reader: Mutex<Option<Conn>>,
+    /// Users written (set or deleted).
+    pub writes: AtomicU64,
+    /// Pipelines Redis refused or did not answer.
+    pub errors: AtomicU64,
+    /// Batches dropped because the writer's queue was full.
+    pub dropped: AtomicU64,
+}
+
+impl Presence {
+    /// The presence of node `node_id` on `redis` (not yet writing: `start`).
+    pub fn new(node_id: &str, incarnation: u64, redis: &str) -> anyhow::Result<Presence> {
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        Ok(Presence {
+            node_id: node_id.to_owned(),
+            incarnation,
+            tx,
+            rx: Mutex::new(Some(rx)),
+            client: Client::open(redis, TIMEOUT)?,
+            reader: Mutex::new(None),
+            writes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Queues one shard's batch (never blocks a shard).
+    pub fn submit(&self, batch: Vec<Update>) {
+        if self.tx.try_send(batch).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts the writer thread.
+    pub fn start(self: &Arc<Self>) -> anyhow::Result<()> {
+        let Some(rx) = self.rx.lock().ok().and_then(|mut r| r.take()) else {
+            anyhow::bail!("presence writer already started");
+        };
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("presence".into())
+            .spawn(move || me.write_loop(rx))?;
+        Ok(())
+    }
+
+    fn write_loop(&self, rx: Receiver<Vec<Update>>) {
+        let mut pending: HashMap<Arc<str>, Option<String>> = HashMap::new();
+        let mut conn: Option<Conn> = None;
+        let mut down = false;
+        loop {
+            let wait = if pending.is_empty() {
+                Duration::from_secs(3600)
+            } else {
+                Duration::from_millis(200)
+            };
+            match rx.recv_timeout(wait) {
+                Ok(batch) => pending.extend(batch),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            while let Ok(batch) = rx.try_recv() {
+                pending.extend(batch);
+            }
+            if pending.is_empty() {
+                continue;
+            }
+            let cmds: Vec<redis::Cmd> = pending.iter().map(|(u, v)| self.command(u, v)).collect();
+            let result = match conn.as_mut() {
+                Some(c) => c.pipeline(cmds),
+                None => self
+                    .client
+                    .connect(TIMEOUT, TIMEOUT)
+                    .and_then(|c| conn.insert(c).pipeline(cmds)),
+            };
+            match result {
+                Ok(_) => {
+                    self.writes
+                        .fetch_add(pending.len() as u64, Ordering::Relaxed);
+                    pending.clear();
+                    if std::mem::take(&mut down) {
+                        tracing::info!("presence: redis answers again");
+                    }
+                }
+                Err(e) => {
+                    conn = None;
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    if !std::mem::replace(&mut down, true) {
+                        tracing::warn!("presence: cannot write (kept, retrying): {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn command(&self, user: &str, value: &Option<String>) -> redis::Cmd {
+        let key = presence_key("im", user);
+        match value {
+            Some(v) => {
+                // HSET and PEXPIRE in one atomic step, one reply.
+                let mut c = redis::cmd("EVAL");
+                c.arg("redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return redis.call('PEXPIRE', KEYS[1], ARGV[3])")
+                    .arg(1)
+                    .arg(key)
+                    .arg(&self.node_id)
+                    .arg(format!("{{\"inc\":{},\"conns\":{v}}}", self.incarnation))
+                    .arg(KEY_TTL_MS);
+                c
+            }
+            None => {
+                let mut c = redis::cmd("HDEL");
+                c.arg(key).arg(&self.node_id);
+                c
+            }
+        }
+    }
+
+    /// The user's connections on every node `live` lists (id and
+    /// incarnation), from Redis; fields of an earlier incarnation of a
+    /// listed node are deleted.
+    pub fn read(
+        &self,
+        user: &str,
+        live: &[(String, u64)],
+    ) -> anyhow::Result<Vec<(String, Vec<Value>)>> {
+        let mut guard = self
+            .reader
+            .lock()
+            .map_err(|_| anyhow::anyhow!("presence reader poisoned"))?;
+        if guard.is_none() {
+            *guard = Some(self.client.connect(TIMEOUT, TIMEOUT)?);
+        }
+        let conn = guard.as_mut().expect("just set");
+        let key = presence_key("im", user);
+        let mut hgetall = redis::cmd("HGETALL");
+        hgetall.arg(&key);
+        let fields: HashMap<String, String> = match conn.query(&hgetall) {
+            Ok(f) => f,
+            Err(e) => {
+                *guard = None;
+                return Err(e.into());
+            }
+        };
+        let mut out = Vec::new();
+        let mut stale = Vec::new();
+        for (node, json) in fields {
+            let Some((_, inc)) = live.iter().find(|(id, _)| *id == node) else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(&json).unwrap_or_default();
+            if v["inc"].as_u64() != Some(*inc) {
+                stale.push(node);
+                continue;
+            }
+            let conns = v["conns"].as_array().cloned().unwrap_or_default();
+            out.push((node, conns));
+        }
+        if !stale.is_empty() {
+            let mut hdel = redis::cmd("HDEL");
+            hdel.arg(&key).arg(&stale);
+            let _ = conn.query::<()>(&hdel);
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+}
