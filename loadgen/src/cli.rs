@@ -3,6 +3,7 @@
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
+use crate::nodes::Placement;
 use crate::target::{Target, Wire};
 
 /// `loadgen [COMMON FLAGS] <SCENARIO> [SCENARIO FLAGS]`
@@ -37,6 +38,10 @@ pub struct Common {
     /// Client address to connect to (the WebSocket, or raw TCP, listener)
     #[arg(long, default_value = "127.0.0.1:8080", global = true)]
     pub addr: SocketAddrV4,
+    /// Several nodes' client addresses (comma-separated or repeated; replaces
+    /// --addr): connections spread over them by connection index
+    #[arg(long, value_delimiter = ',', global = true)]
+    pub addrs: Vec<SocketAddrV4>,
     /// Spread connections over this many consecutive IPv4 addresses from
     /// --addr's (the server must listen on 0.0.0.0); keeps each
     /// (source, destination, port) class under ~12k connections
@@ -71,6 +76,15 @@ pub struct Common {
     /// Gateway admin address (push API, /metrics scrape)
     #[arg(long, default_value = "127.0.0.1:8082", global = true)]
     pub admin: SocketAddr,
+    /// Every node's admin address, in --addrs order (comma-separated or
+    /// repeated): presence checks at each sender's node, bus metrics summed
+    /// over the nodes; --admin stays the publisher's node
+    #[arg(long, value_delimiter = ',', global = true)]
+    pub admins: Vec<SocketAddr>,
+    /// Longest wait for the cluster to know every member (GET /rooms) or
+    /// receiver (GET /presence) before sending, in seconds
+    #[arg(long, default_value_t = 60, global = true)]
+    pub interest_timeout_secs: u64,
     /// nchan publisher address (HTTP; default: --addr)
     #[arg(long, global = true)]
     pub nchan_pub: Option<SocketAddr>,
@@ -86,6 +100,26 @@ pub struct Common {
     /// Suffix of the result directory name (e.g. run1)
     #[arg(long, global = true)]
     pub label: Option<String>,
+}
+
+impl Common {
+    /// The nodes' client addresses (`--addrs`, else `--addr`).
+    pub fn client_addrs(&self) -> Vec<SocketAddrV4> {
+        if self.addrs.is_empty() {
+            vec![self.addr]
+        } else {
+            self.addrs.clone()
+        }
+    }
+
+    /// The nodes' admin addresses (`--admins`, else `--admin`).
+    pub fn admin_addrs(&self) -> Vec<SocketAddr> {
+        if self.admins.is_empty() {
+            vec![self.admin]
+        } else {
+            self.admins.clone()
+        }
+    }
 }
 
 /// The scenarios.
@@ -117,6 +151,15 @@ pub enum Scenario {
         /// Message body bytes (at least 32)
         #[arg(long, default_value_t = 64)]
         size: usize,
+        /// Nodes of a pair's users with several --addrs: round-robin by
+        /// connection index, split (user 2k on node k%N, 2k+1 on (k+1)%N),
+        /// or together (both on node k%N)
+        #[arg(long, value_enum, default_value = "round-robin")]
+        pairs: Placement,
+        /// With several nodes, check this many receivers (evenly spaced) at
+        /// their sender's node before sending; 0: every receiver
+        #[arg(long, default_value_t = 0)]
+        presence_sample: u64,
     },
     /// Rooms of S members, a publisher sending numbered messages to each
     Fanout {

@@ -4,6 +4,7 @@
 mod cli;
 mod http;
 mod monitor;
+mod nodes;
 mod payload;
 mod publish;
 mod report;
@@ -35,7 +36,19 @@ fn main() -> ExitCode {
             msg_rate,
             secs,
             size,
-        } => direct::run(c, conns, msg_rate, secs, size),
+            pairs,
+            presence_sample,
+        } => direct::run(
+            c,
+            &direct::Direct {
+                conns,
+                msg_rate,
+                secs,
+                size,
+                pairs,
+                presence_sample,
+            },
+        ),
         Scenario::Fanout {
             conns,
             room_size,

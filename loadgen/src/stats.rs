@@ -14,6 +14,9 @@ use hdrhistogram::Histogram;
 pub struct Shared {
     /// Set by the main thread: close everything and finish.
     pub stop: AtomicBool,
+    /// Set by the main thread: direct senders may start (every connection
+    /// is up and, on a cluster, known where it is sent to).
+    pub go: AtomicBool,
     /// Bumped by the main thread to drop `storm_permille` of connections.
     pub storm_gen: AtomicU64,
     /// Thousandths of the connections a storm drops.

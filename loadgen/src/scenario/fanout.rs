@@ -1,10 +1,13 @@
 //! `fanout`: subscribers in rooms of S members, one publisher sending
 //! numbered, timestamped messages to every room; deliveries per second,
 //! publish-to-delivery latency, loss and duplicates, and the server's CPU
-//! per delivery.
+//! per delivery. With several gateway nodes (`--addrs`) the members spread
+//! over them and the publisher posts to `--admin`'s node; with `--admins`
+//! the bus traffic of every node is reported.
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use super::cluster::{self, Bus};
 use super::{scrape_metrics, Run, Shape};
 use crate::cli::Common;
 use crate::publish::Publisher;
@@ -56,6 +59,23 @@ pub fn run(common: &Common, f: &Fanout) -> anyhow::Result<Outcome> {
     let all = run.ramp(Duration::from_secs(600));
     let mut pubr = publisher(common)?;
     let members = run.shared().connected();
+    // Interest reaches the other nodes asynchronously: publish once the
+    // publisher's node counts every member, cluster-wide.
+    let gateway = common.target == Target::Gateway;
+    let mut interest = Ok(0.0);
+    if gateway {
+        run.mon.phase("interest", members);
+        let timeout = Duration::from_secs(common.interest_timeout_secs);
+        interest = cluster::wait_rooms(common.admin, rooms, members, timeout);
+    }
+    let admins = common.admin_addrs();
+    let cluster = gateway && admins.len() > 1;
+    let bus0 = if cluster {
+        std::thread::sleep(cluster::METRICS_SETTLE);
+        Bus::scrape(&admins)
+    } else {
+        Bus::default()
+    };
     let expected = members * f.messages;
     let before = run.mon.sample();
     let machine0 = sys::machine_busy_secs().unwrap_or(0.0);
@@ -108,6 +128,7 @@ pub fn run(common: &Common, f: &Fanout) -> anyhow::Result<Outcome> {
         std::thread::sleep(Duration::from_millis(500));
         settled = run.mon.sample();
     }
+    let bus = cluster.then(|| Bus::scrape(&admins).since(bus0));
     let metrics = scrape_metrics(common);
     let report = run.stop();
     let mut o = run.outcome("fanout", &report, members);
@@ -143,6 +164,19 @@ pub fn run(common: &Common, f: &Fanout) -> anyhow::Result<Outcome> {
             .unwrap_or(0)
             .into(),
     );
+    if cluster {
+        o.extra.insert("nodes".into(), admins.len().into());
+    }
+    if let Some(bus) = bus {
+        bus.record(&mut o);
+    }
+    match interest {
+        Ok(s) if gateway => {
+            o.extra.insert("interest_wait_secs".into(), s.into());
+        }
+        Ok(_) => {}
+        Err(e) => o.problem(e),
+    }
     if let Some(e) = publish_error {
         o.problem(e);
     }

@@ -1,5 +1,6 @@
 //! What every scenario shares: starting the workers with a plan, the ramp,
 //! the stop, and turning the counters into an [`Outcome`].
+pub mod cluster;
 pub mod connect;
 pub mod direct;
 pub mod fanout;
@@ -14,6 +15,7 @@ use anyhow::bail;
 
 use crate::cli::Common;
 use crate::monitor::Monitor;
+use crate::nodes::Placement;
 use crate::report::{Outcome, Pcts};
 use crate::stats::{Shared, WorkerReport};
 use crate::target::{Spec, Target};
@@ -32,6 +34,8 @@ pub struct Shape {
     pub max_seq: u64,
     /// Direct messages per second, body size, and sending time.
     pub direct: Option<(f64, usize, Duration)>,
+    /// How users are placed on the nodes (`--addrs`).
+    pub placement: Placement,
 }
 
 /// A running scenario.
@@ -75,7 +79,8 @@ impl Run {
         };
         let plan = Arc::new(Plan {
             spec: Arc::new(spec),
-            dest: common.addr,
+            dests: common.client_addrs(),
+            placement: shape.placement,
             spread: common.spread,
             conns: shape.conns,
             rate: common.rate,
@@ -191,14 +196,18 @@ impl Run {
     }
 }
 
-/// Fetches the gateway's `/metrics` text (empty when unreachable).
+/// Fetches the gateway's `/metrics` text (empty when unreachable); with
+/// several `--admins`, every node's, each after a `# node ADDR` line.
 pub fn scrape_metrics(common: &Common) -> String {
     if common.target != Target::Gateway {
         return String::new();
     }
-    let mut c = crate::http::Client::new(common.admin);
-    match c.request("GET", "/metrics", b"") {
-        Ok((200, body)) => String::from_utf8_lossy(&body).into_owned(),
-        _ => String::new(),
+    let admins = common.admin_addrs();
+    if let [one] = admins.as_slice() {
+        return cluster::metrics_of(*one);
     }
+    admins
+        .iter()
+        .map(|&a| format!("# node {a}\n{}", cluster::metrics_of(a)))
+        .collect()
 }

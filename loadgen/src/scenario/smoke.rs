@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use super::cluster::metric_sum;
 use super::{connect, direct, fanout, storm};
 use crate::cli::Common;
 use crate::report::Outcome;
@@ -113,22 +114,6 @@ fn start(bin: &Path) -> anyhow::Result<(Gateway, Ready)> {
     Ok((gw, ready))
 }
 
-/// The sum of every series of `name` in Prometheus text; None if there is
-/// none or one does not parse.
-fn metric_sum(text: &str, name: &str) -> Option<f64> {
-    let values: Vec<Option<f64>> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(k, _)| k.split('{').next() == Some(name))
-        .map(|(_, v)| v.parse::<f64>().ok())
-        .collect();
-    if values.is_empty() {
-        return None;
-    }
-    values.into_iter().sum()
-}
-
 fn common(base: &Common, ready: &Ready, pid: u32, wire: Wire, qos: u8) -> Common {
     let mut c = base.clone();
     c.qos = qos;
@@ -139,8 +124,10 @@ fn common(base: &Common, ready: &Ready, pid: u32, wire: Wire, qos: u8) -> Common
     } else {
         ready.ws
     };
+    c.addrs = Vec::new();
     c.spread = 1;
     c.admin = ready.admin;
+    c.admins = Vec::new();
     c.jwt_secret = Some(SECRET.into());
     c.server_pids = vec![pid];
     c.heartbeat_ms = 500;
@@ -172,16 +159,16 @@ pub fn run(base: &Common, gateway_bin: &Path, conns: u64) -> anyhow::Result<()> 
         ),
         (
             "direct ws",
-            Box::new(|| direct::run(&c(Wire::Ws), conns, 2000.0, 1, 64)),
+            Box::new(|| direct::run(&c(Wire::Ws), &direct::Direct::new(conns, 2000.0, 1))),
         ),
         (
             "direct ws-json",
-            Box::new(|| direct::run(&c(Wire::WsJson), conns, 1000.0, 1, 64)),
+            Box::new(|| direct::run(&c(Wire::WsJson), &direct::Direct::new(conns, 1000.0, 1))),
         ),
         (
             "direct tcp qos1",
             Box::new(|| {
-                let mut o = direct::run(&q1(Wire::Tcp), conns, 1000.0, 1, 64)?;
+                let mut o = direct::run(&q1(Wire::Tcp), &direct::Direct::new(conns, 1000.0, 1))?;
                 // The only QoS 1 step on this gateway: every accepted send
                 // was stored, once.
                 let stored = metric_sum(&o.metrics, "gateway_qos_appends_total");
@@ -277,13 +264,5 @@ mod tests {
         let mut o = outcome(1000, &[("send_501", 1)]);
         check_refusals(&mut o);
         assert!(!o.ok);
-    }
-
-    #[test]
-    fn metric_sums() {
-        let text = "# HELP x\nx{shard=\"0\"} 2\nx{shard=\"1\"} 3\nxy 7\n";
-        assert_eq!(metric_sum(text, "x"), Some(5.0));
-        assert_eq!(metric_sum(text, "xy"), Some(7.0));
-        assert_eq!(metric_sum(text, "z"), None);
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use slab::Slab;
 
+use crate::nodes::Placement;
 use crate::stats::{Shared, WorkerReport};
 use crate::target::Spec;
 
@@ -23,9 +24,12 @@ use crate::target::Spec;
 pub struct Plan {
     /// The server and its protocol.
     pub spec: Arc<Spec>,
-    /// First destination address; user `i` connects to the
-    /// `i % spread`-th address after it (127.0.0.1 .. 127.0.0.spread).
-    pub dest: SocketAddrV4,
+    /// The nodes' client addresses; user `i` connects to node
+    /// `placement.node_of(i, N)`, at the `(i / N) % spread`-th IPv4 address
+    /// after that node's (127.0.0.1 .. 127.0.0.spread).
+    pub dests: Vec<SocketAddrV4>,
+    /// How users are placed on the nodes.
+    pub placement: Placement,
     /// How many consecutive IPv4 destinations to spread over.
     pub spread: u32,
     /// Connections in all.
@@ -52,10 +56,21 @@ pub struct Plan {
 impl Plan {
     /// The address user `user` connects to.
     fn dest_for(&self, user: u64) -> SocketAddr {
-        let base = u32::from(*self.dest.ip());
-        let off = u32::try_from(user % u64::from(self.spread.max(1))).unwrap_or(0);
-        let ip = Ipv4Addr::from(base.wrapping_add(off));
-        SocketAddr::V4(SocketAddrV4::new(ip, self.dest.port()))
+        let n = self.dests.len().max(1);
+        let dest = self
+            .dests
+            .get(self.node_of(user))
+            .copied()
+            .unwrap_or(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
+        let base = u32::from(*dest.ip());
+        let off = (user / n as u64) % u64::from(self.spread.max(1));
+        let ip = Ipv4Addr::from(base.wrapping_add(u32::try_from(off).unwrap_or(0)));
+        SocketAddr::V4(SocketAddrV4::new(ip, dest.port()))
+    }
+
+    /// The node (index into `dests`) user `user` connects to.
+    pub fn node_of(&self, user: u64) -> usize {
+        self.placement.node_of(user, self.dests.len())
     }
 
     /// The room (or channel, or subject) of `user`.

@@ -127,9 +127,10 @@ pub(super) async fn direct(w: Rc<Worker>, rate: f64, size: usize, secs: Duration
     let mut body = Vec::new();
     while !w.shared.stopping() {
         monoio::time::sleep(Duration::from_millis(5)).await;
-        // Start the clock once this worker has every connection up.
+        // Start the clock once the main thread says go (every connection
+        // up and, on a cluster, every receiver known at its sender's node).
         if started.is_none() {
-            if w.shared.connected() < w.plan.conns {
+            if !w.shared.go.load(Relaxed) {
                 continue;
             }
             started = Some(Instant::now());
