@@ -37,6 +37,8 @@ pub struct Claims {
     pub device: Option<String>,
     /// Expiry, unix seconds, from `exp`.
     pub exp: u64,
+    /// Room permissions, from the optional `rooms` claim (`crate::grants`).
+    pub rooms: Option<std::sync::Arc<crate::grants::Grants>>,
 }
 
 impl Claims {
@@ -82,6 +84,9 @@ pub enum AuthError {
     /// `device` is not a string, is empty, too long or has control characters.
     #[error("invalid device claim")]
     InvalidDevice,
+    /// The `rooms` claim is not a list of patterns or a join/publish object.
+    #[error("invalid rooms claim")]
+    InvalidRooms,
 }
 
 impl AuthError {
@@ -98,6 +103,7 @@ impl AuthError {
             AuthError::MissingSub => "missing sub claim",
             AuthError::InvalidSub => "invalid sub claim",
             AuthError::InvalidDevice => "invalid device claim",
+            AuthError::InvalidRooms => "invalid rooms claim",
         }
     }
 }
@@ -270,7 +276,18 @@ impl Verifier {
             Some(Value::String(s)) if self.valid_name(&s) => Some(s),
             Some(_) => return Err(AuthError::InvalidDevice),
         };
-        Ok(Claims { user, device, exp })
+        let rooms = match raw.rooms {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(std::sync::Arc::new(
+                crate::grants::Grants::from_claim(&v).map_err(|_| AuthError::InvalidRooms)?,
+            )),
+        };
+        Ok(Claims {
+            user,
+            device,
+            exp,
+            rooms,
+        })
     }
 
     fn valid_name(&self, name: &str) -> bool {
@@ -290,6 +307,8 @@ struct RawClaims {
     exp: Option<Value>,
     #[serde(default)]
     nbf: Option<Value>,
+    #[serde(default)]
+    rooms: Option<Value>,
 }
 
 #[derive(serde::Serialize)]

@@ -260,7 +260,8 @@ fn rsa_algorithms() {
             Claims {
                 user: "u".into(),
                 device: Some("d".into()),
-                exp: NOW + 10
+                exp: NOW + 10,
+                rooms: None,
             }
         );
     }

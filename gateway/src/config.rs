@@ -9,8 +9,10 @@
 //! one day), `send_queue_bytes` can hold at least one maximal frame, and at
 //! most one JWT key is configured. Errors are one line an operator can act on.
 
+mod backend;
 mod cluster;
 mod qos;
+pub use backend::BackendConfig;
 pub use cluster::{ClusterConfig, RoutePolicy};
 pub use qos::QosConfig;
 mod cli;
@@ -107,6 +109,8 @@ pub struct Config {
     pub qos: QosConfig,
     /// `[cluster]`: the bus to other nodes, the registry, client routing.
     pub cluster: ClusterConfig,
+    /// `[backend]`: the streams to and from the chat backend, rate limits.
+    pub backend: BackendConfig,
 }
 
 /// `[auth]`: the JWT verification key. Set at most one of the two; with
@@ -120,6 +124,10 @@ pub struct AuthConfig {
     /// relative path in the config file is relative to that file's directory.
     /// Default: unset.
     pub jwt_public_key: Option<PathBuf>,
+    /// Room permissions in tokens (a `rooms` claim, see `crate::grants`):
+    /// `"enforce"` when a token has one, `"require"` (no claim: no room),
+    /// or `"ignore"`. Default `"enforce"`.
+    pub rooms_claim: crate::grants::RoomsClaim,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -130,6 +138,7 @@ impl std::fmt::Debug for AuthConfig {
                 &self.jwt_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("jwt_public_key", &self.jwt_public_key)
+            .field("rooms_claim", &self.rooms_claim)
             .finish()
     }
 }
@@ -246,6 +255,7 @@ impl Default for Config {
             redis: None,
             qos: QosConfig::default(),
             cluster: ClusterConfig::default(),
+            backend: BackendConfig::default(),
         }
     }
 }

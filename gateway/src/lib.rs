@@ -18,10 +18,12 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod backend;
 pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod grants;
 pub mod mesh;
 pub mod outbound;
 pub mod session;

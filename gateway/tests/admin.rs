@@ -240,12 +240,12 @@ fn push_validation_errors(driver: Driver) {
         (
             r#"{"text":"to nobody"}"#,
             400,
-            "give exactly one of user or room",
+            "give a user, a room, or users/rooms lists",
         ),
         (
-            r#"{"user":"alice","room":"r1","text":"x"}"#,
+            r#"{"users":["alice",""],"text":"x"}"#,
             400,
-            "give exactly one of user or room",
+            "give a user, a room, or users/rooms lists",
         ),
         (
             r#"{"user":"alice"}"#,

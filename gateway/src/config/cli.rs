@@ -110,6 +110,24 @@ pub struct RunArgs {
     /// Registry entry lifetime in ms (cluster.registry_ttl_ms)
     #[arg(long, value_name = "MS", global = true)]
     pub registry_ttl_ms: Option<u64>,
+    /// Write lifecycle events to the events stream (backend.events)
+    #[arg(long, global = true)]
+    pub events: bool,
+    /// Downstream claim idle time in ms (backend.claim_idle_ms)
+    #[arg(long, value_name = "MS", global = true)]
+    pub claim_idle_ms: Option<u64>,
+    /// Client sends per second per connection, 0 = none (backend.rate_per_conn)
+    #[arg(long, value_name = "N", global = true)]
+    pub rate_per_conn: Option<u32>,
+    /// Client messages per second per room, 0 = none (backend.rate_per_room)
+    #[arg(long, value_name = "N", global = true)]
+    pub rate_per_room: Option<u32>,
+    /// Backend pushes per second per target, 0 = none (backend.rate_per_target)
+    #[arg(long, value_name = "N", global = true)]
+    pub rate_per_target: Option<u32>,
+    /// Room permissions in tokens: enforce, require or ignore (auth.rooms_claim)
+    #[arg(long, value_enum, global = true)]
+    pub rooms_claim: Option<crate::grants::RoomsClaim>,
 }
 
 impl std::fmt::Debug for RunArgs {
@@ -140,6 +158,12 @@ impl std::fmt::Debug for RunArgs {
             .field("bus_advertise", &self.bus_advertise)
             .field("route_policy", &self.route_policy)
             .field("registry_ttl_ms", &self.registry_ttl_ms)
+            .field("events", &self.events)
+            .field("claim_idle_ms", &self.claim_idle_ms)
+            .field("rate_per_conn", &self.rate_per_conn)
+            .field("rate_per_room", &self.rate_per_room)
+            .field("rate_per_target", &self.rate_per_target)
+            .field("rooms_claim", &self.rooms_claim)
             .finish()
     }
 }
@@ -185,6 +209,15 @@ impl RunArgs {
         }
         set(&self.route_policy, &mut cluster.route_policy);
         set(&self.registry_ttl_ms, &mut cluster.registry_ttl_ms);
+        let backend = &mut config.backend;
+        if self.events {
+            backend.events = true;
+        }
+        set(&self.claim_idle_ms, &mut backend.claim_idle_ms);
+        set(&self.rate_per_conn, &mut backend.rate_per_conn);
+        set(&self.rate_per_room, &mut backend.rate_per_room);
+        set(&self.rate_per_target, &mut backend.rate_per_target);
+        set(&self.rooms_claim, &mut config.auth.rooms_claim);
     }
 }
 

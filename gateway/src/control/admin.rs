@@ -136,6 +136,10 @@ fn read_request(stream: &mut TcpStream) -> Result<(String, String, Vec<u8>), Res
 struct PushBody {
     user: Option<String>,
     room: Option<String>,
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    rooms: Vec<String>,
     text: Option<String>,
     payload_b64: Option<String>,
     #[serde(default)]
@@ -213,11 +217,25 @@ fn push(control: &Control, body: &[u8]) -> Response {
         Ok(r) => r,
         Err(e) => return error(400, &format!("bad JSON: {e}")),
     };
-    let target = match (req.user, req.room) {
-        (Some(u), None) if !u.is_empty() => Target::User(u),
-        (None, Some(r)) if !r.is_empty() => Target::Room(r),
-        _ => return error(400, "give exactly one of user or room"),
+    let batch = !req.users.is_empty() || !req.rooms.is_empty();
+    let mut targets: Vec<Target> = Vec::new();
+    targets.extend(req.user.into_iter().map(Target::User));
+    targets.extend(req.room.into_iter().map(Target::Room));
+    targets.extend(req.users.into_iter().map(Target::User));
+    targets.extend(req.rooms.into_iter().map(Target::Room));
+    let max_name = control.node().config.limits.max_name_bytes;
+    let name_ok = |t: &Target| match t {
+        Target::User(n) | Target::Room(n) => !n.is_empty() && n.len() <= max_name,
     };
+    if targets.is_empty() || !targets.iter().all(name_ok) {
+        return error(
+            400,
+            "give a user, a room, or users/rooms lists of non-empty names",
+        );
+    }
+    if targets.len() > 1000 {
+        return error(413, "at most 1000 targets per push");
+    }
     let payload = match (req.text, req.payload_b64) {
         (Some(t), None) => t.into_bytes(),
         (None, Some(b)) => match base64::engine::general_purpose::STANDARD.decode(b) {
@@ -239,8 +257,37 @@ fn push(control: &Control, body: &[u8]) -> Response {
     if req.qos > 1 {
         return error(400, "qos is 0 or 1");
     }
-    match control.push(target, payload, req.qos == 1) {
-        Ok(msg_id) => reply(200, json!({ "accepted": true, "msg_id": msg_id })),
-        Err(e) => error(503, &e.to_string()),
+    if !batch && targets.len() == 1 {
+        let target = targets.pop().expect("one target");
+        if let Err(wait) = control.take_rate(&target) {
+            let ms = wait.as_millis().max(1) as u64;
+            return reply(
+                429,
+                json!({ "accepted": false, "error": "RATE_LIMITED", "retry_after_ms": ms }),
+            );
+        }
+        return match control.push(target, payload, req.qos == 1) {
+            Ok(msg_id) => reply(200, json!({ "accepted": true, "msg_id": msg_id })),
+            Err(e) => error(503, &e.to_string()),
+        };
     }
+    // A batch: one result per target, in order.
+    let results: Vec<_> = targets
+        .into_iter()
+        .map(|t| {
+            let name = match &t {
+                Target::User(u) => json!({ "user": u }),
+                Target::Room(r) => json!({ "room": r }),
+            };
+            if let Err(wait) = control.take_rate(&t) {
+                let ms = wait.as_millis().max(1) as u64;
+                return json!({ "target": name, "accepted": false, "error": "RATE_LIMITED", "retry_after_ms": ms });
+            }
+            match control.push(t, payload.clone(), req.qos == 1) {
+                Ok(msg_id) => json!({ "target": name, "accepted": true, "msg_id": msg_id }),
+                Err(e) => json!({ "target": name, "accepted": false, "error": e.to_string() }),
+            }
+        })
+        .collect();
+    reply(200, json!({ "results": results }))
 }

@@ -162,3 +162,45 @@ pub(super) fn render_registry(
         let _ = writeln!(o, "{name} {}", field(p));
     }
 }
+
+/// Appends the backend streams' counters to `o`.
+pub(super) fn render_backend(o: &mut String, node: &crate::control::node::Node) {
+    let d = &node.downstream;
+    let rows: [Row<crate::backend::downstream::Counters>; 4] = [
+        (
+            "gateway_downstream_entries_total",
+            "Downstream entries pushed and acknowledged.",
+            |c| c.entries.load(Relaxed),
+        ),
+        (
+            "gateway_downstream_claimed_total",
+            "Downstream entries claimed from a consumer that stopped.",
+            |c| c.claimed.load(Relaxed),
+        ),
+        (
+            "gateway_downstream_malformed_total",
+            "Downstream entries with no target or payload.",
+            |c| c.malformed.load(Relaxed),
+        ),
+        (
+            "gateway_downstream_errors_total",
+            "Failed downstream Redis calls.",
+            |c| c.errors.load(Relaxed),
+        ),
+    ];
+    for (name, help, field) in rows {
+        counter_header(o, name, help);
+        let _ = writeln!(o, "{name} {}", field(d));
+    }
+    counter_header(
+        o,
+        "gateway_events_dropped_total",
+        "Lifecycle events dropped (the upstream writer was behind).",
+    );
+    let n: u64 = node
+        .stats
+        .iter()
+        .map(|s| s.events_dropped.load(Relaxed))
+        .sum();
+    let _ = writeln!(o, "gateway_events_dropped_total {n}");
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 use proto::v1::{ErrorCode, GoAwayReason};
 
 /// Error codes counted in `gateway_errors_total{code}`.
-const ERROR_CODES: [ErrorCode; 13] = [
+const ERROR_CODES: [ErrorCode; 15] = [
     ErrorCode::BadFrame,
     ErrorCode::Unauthenticated,
     ErrorCode::NotAuthenticated,
@@ -26,6 +26,8 @@ const ERROR_CODES: [ErrorCode; 13] = [
     ErrorCode::Overloaded,
     ErrorCode::Unavailable,
     ErrorCode::InboxFull,
+    ErrorCode::Forbidden,
+    ErrorCode::RateLimited,
 ];
 
 /// Go-away reasons counted in `gateway_go_away_total{reason}`.
@@ -88,6 +90,8 @@ pub struct ShardStats {
     pub qos_append_dropped: AtomicU64,
     /// Direct QoS 1 sends refused because the recipient's inbox was full.
     pub qos_inbox_full: AtomicU64,
+    /// Lifecycle events dropped: the upstream writer's queue was full.
+    pub events_dropped: AtomicU64,
     /// Envelopes a bus link refused (its queue full: QoS 0 lost).
     pub bus_refused: AtomicU64,
     /// Envelopes received over the bus.

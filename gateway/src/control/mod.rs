@@ -71,8 +71,26 @@ impl Control {
         payload: Vec<u8>,
         qos1: bool,
     ) -> Result<String, ControlError> {
-        let n = self.node.admin_msgs.fetch_add(1, Ordering::Relaxed);
-        let msg_id = format!("{}-{}-admin-{n}", self.node.config.node_id, self.node.boot);
+        self.push_with(target, payload, qos1, None)
+    }
+
+    /// `push`, with the message id given (`id`): a QoS 1 push with an id
+    /// already stored for the recipient is stored once (the downstream
+    /// stream's entries, which a claim can hand to a second node).
+    pub fn push_with(
+        &self,
+        target: Target,
+        payload: Vec<u8>,
+        qos1: bool,
+        id: Option<&str>,
+    ) -> Result<String, ControlError> {
+        let msg_id = match id {
+            Some(id) => id.to_owned(),
+            None => {
+                let n = self.node.admin_msgs.fetch_add(1, Ordering::Relaxed);
+                format!("{}-{}-admin-{n}", self.node.config.node_id, self.node.boot)
+            }
+        };
         let (name, room) = match &target {
             Target::User(u) => (u.as_str(), String::new()),
             Target::Room(r) => (r.as_str(), r.clone()),
@@ -167,6 +185,40 @@ impl Control {
             .map_err(|_| ControlError::Overloaded)
     }
 
+    /// Takes a token of `target`'s push bucket (`backend.rate_per_target`),
+    /// or says how long until one is there.
+    pub fn take_rate(&self, target: &Target) -> Result<(), Duration> {
+        let rate = self.node.config.backend.rate_per_target;
+        if rate == 0 {
+            return Ok(());
+        }
+        let key = match target {
+            Target::User(u) => format!("u:{u}"),
+            Target::Room(r) => format!("r:{r}"),
+        };
+        let now = std::time::Instant::now();
+        let mut buckets = self
+            .node
+            .push_buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if buckets.len() > 100_000 {
+            buckets.retain(|_, b| !b.is_full(rate, now));
+        }
+        let b = buckets
+            .entry(key)
+            .or_insert_with(|| crate::backend::rate::Bucket::new(rate, now));
+        b.take(rate, now)
+    }
+
+    /// Waits until `target`'s push bucket has a token (the downstream
+    /// consumer: its stream is the queue).
+    pub fn wait_for_rate(&self, target: &Target) {
+        while let Err(wait) = self.take_rate(target) {
+            std::thread::sleep(wait);
+        }
+    }
+
     /// Starts draining every shard (idempotent).
     pub fn drain(&self) {
         if self.node.draining.swap(true, Ordering::SeqCst) {
@@ -190,6 +242,7 @@ impl Control {
     pub fn metrics(&self) -> String {
         let mut text = metrics::render(&self.node.stats, self.is_draining());
         bus_metrics::render_registry(&mut text, &self.node.view, self.node.presence.as_deref());
+        bus_metrics::render_backend(&mut text, &self.node);
         text
     }
 

@@ -68,6 +68,11 @@ pub struct Node {
     pub view: View,
     /// Cluster presence in Redis (none on a single node).
     pub presence: Option<Arc<Presence>>,
+    /// Token buckets of push targets (`backend.rate_per_target`).
+    pub push_buckets:
+        std::sync::Mutex<std::collections::HashMap<String, crate::backend::rate::Bucket>>,
+    /// The downstream consumer's counters.
+    pub downstream: Arc<crate::backend::downstream::Counters>,
 }
 
 /// Runs a node until it has drained.
@@ -95,6 +100,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .map(|l| l.local_addr())
             .collect::<std::io::Result<_>>()?,
         view: View::default(),
+        push_buckets: Default::default(),
+        downstream: Default::default(),
         presence: match (&config.redis, config.cluster.enabled()) {
             (Some(url), true) => Some(Arc::new(
                 Presence::new(&config.node_id, incarnation, url).context("redis url (presence)")?,
@@ -152,6 +159,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let admin_addr = admin.local_addr()?;
     let control = Control::new(node.clone());
     admin::spawn(admin, control.clone())?;
+    if node.config.backend.downstream && node.config.redis.is_some() {
+        crate::backend::downstream::start(control.clone(), node.downstream.clone())?;
+    }
     spawn_signal_thread(control)?;
     let me = node_info(&node, admin_addr);
     if let Some(p) = &node.presence {

@@ -83,6 +83,11 @@ impl Session {
         if self.phase >= Phase::Closing {
             return;
         }
+        self.bye = match last.and_then(|f| f.frame.as_ref()) {
+            Some(Frame::GoAway(g)) => 1000 + g.reason as u16,
+            Some(Frame::Error(e)) => u16::try_from(e.code).unwrap_or(0),
+            _ => 0,
+        };
         if let Some(frame) = last {
             if self.out.capacity() == 0 {
                 self.out = cx.fx.pool.take();
@@ -142,5 +147,27 @@ pub(crate) fn go_away_frame(
             reconnect_after_ms,
             reconnect_to: String::new(),
         })),
+    }
+}
+
+impl Session {
+    /// Why the connection ended, for the backend's disconnect event: the
+    /// go-away reason or error code it was closed with, else whether the
+    /// client closed it.
+    pub fn close_reason(&self) -> String {
+        if self.bye >= 1000 {
+            if let Ok(r) = GoAwayReason::try_from(i32::from(self.bye - 1000)) {
+                return r.as_str_name().to_ascii_lowercase();
+            }
+        }
+        if let Ok(code) = ErrorCode::try_from(i32::from(self.bye)) {
+            if code != ErrorCode::Unspecified {
+                return code.as_str_name().to_ascii_lowercase();
+            }
+        }
+        match self.peer_closed {
+            true => "client_closed".into(),
+            false => "server_closed".into(),
+        }
     }
 }

@@ -37,6 +37,14 @@ pub struct Env {
     pub id_prefix: String,
     /// The device name of connections that name none (shared).
     pub no_device: Arc<str>,
+    /// How `rooms` claims are enforced.
+    pub rooms_claim: crate::grants::RoomsClaim,
+    /// `backend.rate_per_conn` (0: none).
+    pub rate_per_conn: u32,
+    /// This shard's share of `backend.rate_per_room` (0: none).
+    pub rate_per_room: u32,
+    /// True when sends to the backend go to a stream (Redis configured).
+    pub backend: bool,
     /// Answers plain `GET`s on the client port (`/route`): the request
     /// target to a status and a JSON body, or `None` for a target it does
     /// not serve (the upgrade error is answered). None: upgrades only.
@@ -57,10 +65,36 @@ pub struct Effects {
     /// Client sends are refused with `OVERLOADED` while set (the driver's
     /// mesh backlog is over its bound).
     pub overloaded: bool,
+    /// Room permissions of the connections whose token carried a `rooms`
+    /// claim, by connection id (kept here, not in every session: most
+    /// connections have none, and a session stays small).
+    pub grants: std::collections::HashMap<u64, Arc<crate::grants::Grants>>,
+    /// Send rate of the connections under `backend.rate_per_conn`, by id.
+    pub buckets: std::collections::HashMap<u64, crate::backend::rate::Bucket>,
+    /// This shard's share of each room's `backend.rate_per_room`.
+    pub room_buckets: std::collections::HashMap<Arc<str>, crate::backend::rate::Bucket>,
     next_msg: u64,
 }
 
 impl Effects {
+    /// Sets (or clears) the room permissions of connection `id`.
+    pub fn set_grants(&mut self, id: u64, grants: Option<Arc<crate::grants::Grants>>) {
+        match grants {
+            Some(g) => {
+                self.grants.insert(id, g);
+            }
+            None => {
+                self.grants.remove(&id);
+            }
+        }
+    }
+
+    /// Forgets connection `id` (closed).
+    pub fn forget(&mut self, id: u64) {
+        self.grants.remove(&id);
+        self.buckets.remove(&id);
+    }
+
     /// A new message id, unique on the node and across restarts.
     pub(super) fn message_id(&mut self, env: &Env) -> String {
         self.next_msg += 1;

@@ -9,7 +9,16 @@ use proto::v1::{
     SendResult, ServerFrame,
 };
 
-use super::{error_frame, Ctx, Route, Session};
+use super::{error_frame, Ctx, Event, Route, Session};
+use crate::backend::rate::Bucket;
+use crate::grants::RoomsClaim;
+
+/// Why a send was refused: its code, the text, and a retry hint in ms.
+type Refusal = (ErrorCode, &'static str, u32);
+
+fn refusal(code: ErrorCode, why: &'static str) -> Refusal {
+    (code, why, 0)
+}
 use crate::outbound::Outbound;
 use crate::store::Stored;
 
@@ -29,6 +38,7 @@ impl Session {
             F::Ack(a) => self.qos_ack(cx, a.seq),
             F::Resume(r) => self.qos_resume(cx, r.last_seq),
             F::Auth(_) => self.refuse(cx, ErrorCode::AlreadyAuthenticated, "already authenticated"),
+            F::Refresh(r) => self.on_refresh(cx, &r.token),
         }
     }
 
@@ -42,49 +52,118 @@ impl Session {
         let client_msg_id = send.client_msg_id.clone();
         let outcome = match self.route_send(cx, send) {
             Ok(Some(msg_id)) => Ok(msg_id),
-            // QoS 1 to a user: answered once the owner has stored it.
+            // QoS 1 to a user, or to the backend: answered once stored.
             Ok(None) => return,
-            Err((code, why)) => {
-                cx.env.stats.error(code);
-                Err((code, why))
+            Err(refusal) => {
+                cx.env.stats.error(refusal.0);
+                Err(refusal)
             }
         };
         self.send_result(cx, client_msg_id, outcome);
     }
 
+    /// The connection's own rate (`backend.rate_per_conn`), and the room's
+    /// (`backend.rate_per_room`, this shard's share of it).
+    fn over_rate(&mut self, cx: &mut Ctx, room: Option<&Arc<str>>) -> Option<u32> {
+        let (now, env) = (cx.now, cx.env);
+        let mut wait = None;
+        if env.rate_per_conn > 0 {
+            let rate = env.rate_per_conn;
+            let b = cx
+                .fx
+                .buckets
+                .entry(self.id)
+                .or_insert_with(|| Bucket::new(rate, now));
+            wait = b.take(rate, now).err();
+        }
+        if let (None, Some(room), true) = (wait, room, env.rate_per_room > 0) {
+            let rate = env.rate_per_room;
+            let b = cx
+                .fx
+                .room_buckets
+                .entry(room.clone())
+                .or_insert_with(|| Bucket::new(rate, now));
+            wait = b.take(rate, now).err();
+        }
+        wait.map(|w| u32::try_from(w.as_millis()).unwrap_or(u32::MAX).max(1))
+    }
+
+    /// May this connection use `room` (join, or publish)?
+    pub(super) fn room_allowed(&self, cx: &Ctx, room: &str, publish: bool) -> bool {
+        match (cx.env.rooms_claim, cx.fx.grants.get(&self.id)) {
+            (RoomsClaim::Ignore, _) => true,
+            (_, Some(g)) if publish => g.may_publish(room),
+            (_, Some(g)) => g.may_join(room),
+            (RoomsClaim::Require, None) => false,
+            (RoomsClaim::Enforce, None) => true,
+        }
+    }
+
     /// Routes a client's send. `Ok(Some(id))`: handed on, answer now.
     /// `Ok(None)`: QoS 1 to a user, answered by the user's owner when stored.
-    fn route_send(
-        &mut self,
-        cx: &mut Ctx,
-        send: Send,
-    ) -> Result<Option<String>, (ErrorCode, &'static str)> {
+    fn route_send(&mut self, cx: &mut Ctx, send: Send) -> Result<Option<String>, Refusal> {
         let max_name = cx.env.limits.max_name_bytes;
         let qos1 = send.qos() == Qos::AtLeastOnce;
+        let backend = matches!(send.to, Some(send::To::Backend(_)));
         let (name, is_room) = match send.to {
             None => {
-                return Err((
+                return Err(refusal(
                     ErrorCode::InvalidArgument,
                     "send needs a user, room or backend",
                 ))
             }
-            Some(send::To::Backend(_)) => {
-                return Err((ErrorCode::Unavailable, "no backend stream is configured"))
+            Some(send::To::Backend(_)) if !cx.env.backend => {
+                return Err(refusal(
+                    ErrorCode::Unavailable,
+                    "no backend stream is configured",
+                ))
             }
+            Some(send::To::Backend(_)) => (String::new(), false),
             Some(send::To::User(u)) => (u, false),
             Some(send::To::Room(r)) => (r, true),
         };
-        if name.is_empty() || name.len() > max_name {
-            return Err((ErrorCode::InvalidArgument, "target name empty or too long"));
+        if !backend && (name.is_empty() || name.len() > max_name) {
+            return Err(refusal(
+                ErrorCode::InvalidArgument,
+                "target name empty or too long",
+            ));
         }
         if send.client_msg_id.len() > max_name {
-            return Err((ErrorCode::InvalidArgument, "client_msg_id too long"));
+            return Err(refusal(
+                ErrorCode::InvalidArgument,
+                "client_msg_id too long",
+            ));
+        }
+        if is_room && !self.room_allowed(cx, &name, true) {
+            return Err(refusal(
+                ErrorCode::Forbidden,
+                "the token does not allow publishing to this room",
+            ));
         }
         if cx.fx.overloaded {
-            return Err((ErrorCode::Overloaded, "node overloaded: retry later"));
+            return Err(refusal(
+                ErrorCode::Overloaded,
+                "node overloaded: retry later",
+            ));
+        }
+        let name: Arc<str> = Arc::from(name);
+        if let Some(ms) = self.over_rate(cx, is_room.then_some(&name)) {
+            return Err((
+                ErrorCode::RateLimited,
+                "over the send rate: retry later",
+                ms,
+            ));
         }
         let msg_id = cx.fx.message_id(cx.env);
-        let name: Arc<str> = Arc::from(name);
+        if backend {
+            cx.fx.routes.push(Route::ToBackend {
+                client_msg_id: send.client_msg_id,
+                msg_id,
+                qos1,
+                payload: send.payload,
+            });
+            return Ok(None);
+        }
         let stored = Stored {
             seq: 0,
             msg_id: msg_id.clone(),
@@ -123,7 +202,7 @@ impl Session {
         &mut self,
         cx: &mut Ctx,
         client_msg_id: String,
-        outcome: Result<String, (ErrorCode, &str)>,
+        outcome: Result<String, Refusal>,
     ) {
         let result = match outcome {
             Ok(msg_id) => SendResult {
@@ -132,13 +211,15 @@ impl Session {
                 code: 0,
                 message: String::new(),
                 msg_id,
+                retry_after_ms: 0,
             },
-            Err((code, why)) => SendResult {
+            Err((code, why, retry_after_ms)) => SendResult {
                 client_msg_id,
                 accepted: false,
                 code: code as i32,
                 message: why.to_owned(),
                 msg_id: String::new(),
+                retry_after_ms,
             },
         };
         self.send_frame(
@@ -158,6 +239,13 @@ impl Session {
                 "room name empty or too long",
             );
         }
+        if !self.room_allowed(cx, &room, false) {
+            return self.refuse(
+                cx,
+                ErrorCode::Forbidden,
+                "the token does not allow joining this room",
+            );
+        }
         let room: Arc<str> = Arc::from(room);
         if !self.rooms.contains(&room) {
             if self.rooms.len() >= limits.max_rooms_per_conn {
@@ -172,6 +260,7 @@ impl Session {
             rooms.push(room.clone());
             self.rooms = rooms.into_boxed_slice();
             cx.fx.routes.push(Route::Joined(room.clone()));
+            cx.fx.routes.push(Route::Event(Event::Joined(room.clone())));
         }
         self.send_frame(
             cx,
@@ -188,6 +277,7 @@ impl Session {
             let mut rooms = std::mem::take(&mut self.rooms).into_vec();
             let left = rooms.remove(i);
             self.rooms = rooms.into_boxed_slice();
+            cx.fx.routes.push(Route::Event(Event::Left(left.clone())));
             cx.fx.routes.push(Route::Left(left));
         }
         self.send_frame(

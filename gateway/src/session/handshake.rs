@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use proto::codec::{self, Encoding};
 use proto::handshake::{self, UpgradeRequest};
-use proto::v1::{client_frame, server_frame::Frame, AuthOk, ClientFrame, ErrorCode, ServerFrame};
+use proto::v1::{
+    client_frame, server_frame::Frame, AuthOk, ClientFrame, ErrorCode, Refreshed, ServerFrame,
+};
 
 use super::input::Fatal;
 use super::{Ctx, Phase, Route, Session};
@@ -136,20 +138,14 @@ impl Session {
         self.device = device.clone();
         self.stamp = cx.now;
         self.timeout_moved = true;
-        // A token may say it never expires (`exp` far away, or past what
-        // fits in u32 Unix seconds): no expiry deadline then.
-        let exp_ms = claims.exp.saturating_mul(1000);
-        let far = env.clock.unix_ms(cx.now) + MAX_EXPIRY.as_millis() as u64;
-        self.expires_at = if exp_ms > far {
-            0
-        } else {
-            u32::try_from(claims.exp.max(1)).unwrap_or(0)
-        };
+        self.expires_at = expiry(cx, claims.exp);
+        cx.fx.set_grants(self.id, claims.rooms.clone());
         cx.fx.routes.push(Route::Online {
             user: user.clone(),
             device: device.clone(),
             wire: self.wire,
         });
+        cx.fx.routes.push(Route::Event(super::Event::Connected));
         let ok = AuthOk {
             user: user.to_string(),
             device: device.to_string(),
@@ -167,5 +163,56 @@ impl Session {
         );
         // Offline messages and anything unacknowledged, before live ones.
         self.qos_sync(cx, None);
+    }
+}
+
+impl Session {
+    /// A `Refresh` frame: a new token for the same user moves the
+    /// connection's expiry (and its grants) to the new token's.
+    pub(super) fn on_refresh(&mut self, cx: &mut Ctx, token: &str) {
+        let claims = match cx
+            .env
+            .verifier
+            .verify_at(token, cx.env.clock.unix_secs(cx.now))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                cx.env.stats.error(ErrorCode::Unauthenticated);
+                let err = super::error_frame(ErrorCode::Unauthenticated, e.reason(), false);
+                return self.send_frame(cx, &err);
+            }
+        };
+        if self.user.as_deref() != Some(claims.user.as_str()) {
+            cx.env.stats.error(ErrorCode::Forbidden);
+            let why = "a refreshed token must be for the same user";
+            return self.send_frame(cx, &super::error_frame(ErrorCode::Forbidden, why, false));
+        }
+        self.expires_at = expiry(cx, claims.exp);
+        self.timeout_moved = true;
+        cx.fx.set_grants(self.id, claims.rooms.clone());
+        cx.fx
+            .routes
+            .push(Route::Event(super::Event::Refreshed { exp: claims.exp }));
+        let ok = Refreshed {
+            expires_at: claims.exp,
+        };
+        self.send_frame(
+            cx,
+            &ServerFrame {
+                frame: Some(Frame::Refreshed(ok)),
+            },
+        );
+    }
+}
+
+/// A token's `exp` as the session keeps it: Unix seconds, or 0 for a token
+/// that says it never expires (`exp` further than ten years, or past what
+/// fits in u32 Unix seconds): no expiry deadline then.
+fn expiry(cx: &Ctx, exp: u64) -> u32 {
+    let far = cx.env.clock.unix_ms(cx.now) + MAX_EXPIRY.as_millis() as u64;
+    if exp.saturating_mul(1000) > far {
+        0
+    } else {
+        u32::try_from(exp.max(1)).unwrap_or(0)
     }
 }

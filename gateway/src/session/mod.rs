@@ -50,7 +50,7 @@ use crate::outbound::Wire;
 pub use backoff::Backoff;
 pub(crate) use close::{error_frame, go_away_frame};
 pub use context::{BufPool, Ctx, Effects, Env, HttpHook};
-pub use route::{Delivery, Route};
+pub use route::{Delivery, Event, Route};
 
 /// Which listener accepted the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +103,9 @@ pub struct Session {
     stamp: Instant,
     /// Token expiry, Unix seconds (0: never).
     expires_at: u32,
+    /// What it was closed with (`close_reason`): 1000 + a go-away reason,
+    /// an error code, or 0.
+    bye: u16,
     /// QoS 1 state while messages are in flight or a replay is pending.
     qos: Option<Box<qos::QosState>>,
     /// Highest sequence the client is known to have (its resume point and
@@ -121,6 +124,7 @@ impl Session {
             wire,
             phase,
             syncing: false,
+            bye: 0,
             timeout_moved: true,
             peer_closed: false,
             fin_sent: false,

@@ -56,6 +56,20 @@ pub enum Route {
         /// Most messages to read.
         max: usize,
     },
+    /// A send to the backend: append it to the upstream stream, answer
+    /// this connection once it is there.
+    ToBackend {
+        /// The sender's id (a retry of a QoS 1 send is deduplicated on it).
+        client_msg_id: String,
+        /// The server message id given to it.
+        msg_id: String,
+        /// QoS 1 (deduplicated by `client_msg_id`).
+        qos1: bool,
+        /// The payload.
+        payload: bytes::Bytes,
+    },
+    /// A lifecycle event for the backend's events stream.
+    Event(Event),
     /// The device acknowledged up to `seq`.
     Ack {
         /// The user.
@@ -64,6 +78,22 @@ pub enum Route {
         device: Arc<str>,
         /// Cumulative sequence.
         seq: u64,
+    },
+}
+
+/// What happened to a connection, for the backend (`backend.events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Authenticated.
+    Connected,
+    /// Joined a room.
+    Joined(Arc<str>),
+    /// Left a room.
+    Left(Arc<str>),
+    /// A new token was accepted; it expires at `exp` (Unix seconds).
+    Refreshed {
+        /// The new expiry.
+        exp: u64,
     },
 }
 

@@ -71,7 +71,9 @@ impl Shard {
         for room in s.rooms() {
             self.leave_room(key, room);
         }
+        self.fx.borrow_mut().forget(s.id());
         if let Some(user) = s.user() {
+            self.disconnect_event(user, s.device(), s.id(), s.close_reason());
             self.tables.borrow_mut().remove_user(user, key);
             let owner = self.node.mesh.owner(user);
             let msg = DataMsg::Offline {

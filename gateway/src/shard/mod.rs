@@ -17,6 +17,7 @@
 //!   another method that borrows the same cell.
 //! - An idle connection holds no read or write buffer and no task; readiness
 //!   comes from the shard's epoll set (`poller`).
+mod backend;
 mod bus;
 mod conn;
 mod outbox;
@@ -110,6 +111,8 @@ pub(crate) struct Shard {
     append_retry: RefCell<retry::AppendRetry>,
     /// Links to the other nodes and what they want (empty on a single node).
     bus: bus::Bus,
+    /// The upstream streams' writer (with `redis`).
+    upstream: Option<crate::backend::upstream::Upstream>,
 }
 
 impl Shard {
@@ -133,6 +136,13 @@ impl Shard {
             id_prefix: format!("{}-{}-{id}", node.config.node_id, node.boot),
             no_device: Arc::from(""),
             http: Some(crate::cluster::route::http_hook(node.clone())),
+            rooms_claim: node.config.auth.rooms_claim,
+            rate_per_conn: node.config.backend.rate_per_conn,
+            rate_per_room: match node.config.backend.rate_per_room {
+                0 => 0,
+                r => (r / node.mesh.len() as u32).max(1),
+            },
+            backend: node.config.redis.is_some(),
         };
         let identity = relay::Identity {
             node_id: node.config.node_id.clone(),
@@ -140,8 +150,16 @@ impl Shard {
             shard: id as u16,
             shards: node.mesh.len() as u16,
         };
+        let upstream = match &node.config.redis {
+            Some(url) => Some(
+                crate::backend::upstream::Upstream::start(node.clone(), id, url)
+                    .map_err(|e| std::io::Error::other(format!("upstream writer: {e}")))?,
+            ),
+            None => None,
+        };
         Ok(Shard {
             bus: bus::Bus::new(identity, bus_listener),
+            upstream,
             id,
             poller: poller::Poller::new()?,
             stats,

@@ -240,6 +240,7 @@ impl Shard {
                             code: 0,
                             message: String::new(),
                             msg_id: stored.msg_id,
+                            retry_after_ms: 0,
                         }
                     }
                     Err(e) if e.kind == StoreErrorKind::Full => {
@@ -318,5 +319,6 @@ pub(super) fn rejected(client_msg_id: String, code: ErrorCode, why: &str) -> Sen
         code: code as i32,
         message: why.to_owned(),
         msg_id: String::new(),
+        retry_after_ms: 0,
     }
 }

@@ -80,6 +80,7 @@ impl Shard {
                 };
                 self.send_to(owner, read);
             }
+            r @ (Route::ToBackend { .. } | Route::Event(_)) => self.backend_route(key, me, r),
             Route::Ack { user, device, seq } => {
                 let owner = mesh.owner(&user);
                 self.send_to(owner, DataMsg::Qos1Ack { user, device, seq });

@@ -366,6 +366,7 @@ expect_methods! {
     joined => Joined(proto::v1::RoomJoined),
     left => Left(proto::v1::RoomLeft),
     gap => Gap(proto::v1::Gap),
+    refreshed => Refreshed(proto::v1::Refreshed),
 }
 
 #[track_caller]

@@ -69,7 +69,12 @@ impl Gateway {
     /// token in the Authorization header, or TCP with an Auth first frame.
     #[track_caller]
     pub fn connect(&self, t: Transport, user: &str, device: &str) -> Client {
-        let token = user_token(user, device);
+        self.connect_with(t, &user_token(user, device), user, device)
+    }
+
+    /// `connect` with a given token (claims of the test's choosing).
+    #[track_caller]
+    pub fn connect_with(&self, t: Transport, token: &str, user: &str, device: &str) -> Client {
         let mut c = match t {
             Transport::Ws(enc) => {
                 let bearer = format!("Bearer {token}");
@@ -80,7 +85,7 @@ impl Gateway {
             }
             Transport::Tcp => {
                 let mut c = Client::from_tcp(TcpStream::connect(self.tcp).expect("connect tcp"));
-                c.send(&auth(&token, ""));
+                c.send(&auth(token, ""));
                 c
             }
         };

@@ -61,6 +61,7 @@ fn json_server_frames_use_canonical_names() {
         code: 0,
         message: String::new(),
         msg_id: "m1".into(),
+        retry_after_ms: 0,
     }));
     encode_server(Encoding::Json, &frame, &mut out);
     assert_eq!(

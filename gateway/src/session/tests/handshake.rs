@@ -28,7 +28,8 @@ fn token_in_the_authorization_header() {
     assert_eq!(ok.conn_id, 7);
     assert_eq!(h.s.phase(), Phase::Open);
     match &h.routes()[..] {
-        [Route::Online { user, device, wire }, Route::Read { after: None, .. }] => {
+        [Route::Online { user, device, wire }, Route::Event(crate::session::Event::Connected), Route::Read { after: None, .. }] =>
+        {
             assert_eq!(
                 (&**user, &**device, *wire),
                 ("alice", "phone", Wire::WsProto)

@@ -54,6 +54,10 @@ impl Harness {
             id_prefix: "test-node-0-0".into(),
             no_device: Arc::from(""),
             http: None,
+            rooms_claim: Default::default(),
+            rate_per_conn: 0,
+            rate_per_room: 0,
+            backend: false,
         };
         let s = Session::new(transport, 7, now, &env);
         Harness {
@@ -156,7 +160,11 @@ impl Harness {
         ));
         assert!(matches!(
             self.routes()[..],
-            [Route::Online { .. }, Route::Read { .. }]
+            [
+                Route::Online { .. },
+                Route::Event(crate::session::Event::Connected),
+                Route::Read { .. }
+            ]
         ));
     }
 

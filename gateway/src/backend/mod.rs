@@ -1,0 +1,5 @@
+//! Fronting a chat backend: Redis streams up (client sends to `backend`,
+//! lifecycle events) and down (the backend's pushes), and rate limits.
+pub mod downstream;
+pub mod rate;
+pub mod upstream;
