@@ -170,6 +170,11 @@ pub struct Limits {
     /// Largest WebSocket upgrade request (headers included), in bytes,
     /// 1024 to 1048576. Default `8192`.
     pub max_handshake_bytes: usize,
+    /// Largest frame accepted before authentication (an `Auth` frame), in
+    /// bytes; a bigger one closes the connection with FRAME_TOO_LARGE
+    /// (1009), so an unauthenticated client cannot pin a large buffer.
+    /// At least 256. Default `4096`.
+    pub max_preauth_frame_bytes: usize,
 }
 
 impl Default for Limits {
@@ -183,6 +188,7 @@ impl Default for Limits {
             max_rooms_per_conn: 64,
             max_name_bytes: 128,
             max_handshake_bytes: 8192,
+            max_preauth_frame_bytes: 4096,
         }
     }
 }

@@ -119,14 +119,16 @@ fn every_policy_answers_and_never_a_draining_node(driver: Driver) {
         }
         other => panic!("expected a go-away, got {other:?}"),
     }
-    wait_for("the registry lists the drain", || {
-        let nodes = least.get("/nodes").json();
-        nodes["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|n| n["id"] == rr.node_id.as_str() && n["draining"] == true)
-    });
+    for gw in [least, hash] {
+        wait_for("every node's registry view lists the drain", || {
+            let nodes = gw.get("/nodes").json();
+            nodes["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|n| n["id"] == rr.node_id.as_str() && n["draining"] == true)
+        });
+    }
     for gw in [least, hash] {
         for i in 0..30 {
             for answer in [

@@ -107,6 +107,14 @@ impl Config {
             "must be 1024 to 1048576",
         )?;
 
+        let pre = l.max_preauth_frame_bytes;
+        check(
+            pre >= 256,
+            "limits.max_preauth_frame_bytes",
+            pre,
+            "must be at least 256",
+        )?;
+
         let dl = self.drain.deadline_ms;
         let dl_ok = dl <= MAX_TIMEOUT_MS;
         check(

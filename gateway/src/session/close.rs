@@ -44,6 +44,12 @@ impl Session {
         self.close_with(cx, None);
     }
 
+    /// The node stops (a drain's deadline passed): close with 1001 (going
+    /// away) on WebSocket.
+    pub fn close_going_away(&mut self, cx: &mut Ctx) {
+        self.close_with_code(cx, None, Some(proto::ws::close_code::GOING_AWAY));
+    }
+
     /// An operator kicked the user: go away and close.
     pub fn kick(&mut self, cx: &mut Ctx) {
         let bye = go_away_frame(GoAwayReason::Kicked, "kicked by an operator", 0);
@@ -80,6 +86,18 @@ impl Session {
     /// send-queue cap) and the WebSocket close; the driver then writes them
     /// and half-closes, and the session lingers until the client closes.
     pub(super) fn close_with(&mut self, cx: &mut Ctx, last: Option<&ServerFrame>) {
+        self.close_with_code(cx, last, None);
+    }
+
+    /// `close_with`, with the WebSocket close code given (else chosen from
+    /// `last`: 1009 frame too large, 1008 another error, 1001 a go-away,
+    /// 1000 none).
+    pub(super) fn close_with_code(
+        &mut self,
+        cx: &mut Ctx,
+        last: Option<&ServerFrame>,
+        ws_code: Option<u16>,
+    ) {
         if self.phase >= Phase::Closing {
             return;
         }
@@ -99,12 +117,12 @@ impl Session {
             }
         }
         if self.wire != Wire::Tcp && self.phase != Phase::Upgrade {
-            let code = match last.and_then(|f| f.frame.as_ref()) {
+            let code = ws_code.unwrap_or(match last.and_then(|f| f.frame.as_ref()) {
                 Some(Frame::Error(e)) if e.code() == ErrorCode::FrameTooLarge => 1009,
                 Some(Frame::Error(_)) => 1008,
                 Some(Frame::GoAway(_)) => 1001,
                 _ => 1000,
-            };
+            });
             if self.out.capacity() == 0 {
                 self.out = cx.fx.pool.take();
             }

@@ -96,9 +96,12 @@ impl Session {
     ) -> Result<(), Fatal> {
         ShardStats::inc(&cx.env.stats.frames_in);
         let frame: ClientFrame = codec::decode_client(enc, bytes)
-            .map_err(|e| Fatal(ErrorCode::BadFrame, e.to_string()))?;
+            .map_err(|e| Fatal::app(ErrorCode::BadFrame, e.to_string()))?;
         let Some(frame) = frame.frame else {
-            return Err(Fatal(ErrorCode::UnknownFrame, "unknown frame type".into()));
+            return Err(Fatal::app(
+                ErrorCode::UnknownFrame,
+                "unknown frame type".into(),
+            ));
         };
         match (self.phase, frame) {
             (Phase::Auth, client_frame::Frame::Auth(auth)) => {
@@ -108,10 +111,13 @@ impl Session {
                         self.authenticate(cx, claims, &auth.device);
                         Ok(())
                     }
-                    Err(e) => Err(Fatal(ErrorCode::Unauthenticated, e.reason().into())),
+                    Err(e) => Err(Fatal::app(ErrorCode::Unauthenticated, e.reason().into())),
                 }
             }
-            (Phase::Auth, _) => Err(Fatal(ErrorCode::NotAuthenticated, "send Auth first".into())),
+            (Phase::Auth, _) => Err(Fatal::app(
+                ErrorCode::NotAuthenticated,
+                "send Auth first".into(),
+            )),
             (Phase::Open, frame) => {
                 self.on_frame(cx, frame);
                 Ok(())

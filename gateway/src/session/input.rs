@@ -14,8 +14,17 @@ use proto::ws::{self, Assembler, Event, Role};
 use super::{Ctx, Phase, Session};
 use crate::outbound::Wire;
 
-/// A fatal protocol error: the client gets this code and the connection closes.
-pub(super) struct Fatal(pub ErrorCode, pub String);
+/// A fatal protocol error: the client gets this code and the connection
+/// closes (with this WebSocket close code, for a WebSocket protocol error:
+/// RFC 6455 section 7.4.1).
+pub(super) struct Fatal(pub ErrorCode, pub String, pub Option<u16>);
+
+impl Fatal {
+    /// An error of the client protocol (closed with 1008 on WebSocket).
+    pub(super) fn app(code: ErrorCode, why: String) -> Fatal {
+        Fatal(code, why, None)
+    }
+}
 
 /// Read state that outlives one read: a partial frame, and a fragmented
 /// WebSocket message in progress. Boxed into the session only while
@@ -40,14 +49,12 @@ impl Partial {
 impl Session {
     /// Bytes arrived from the client: every complete frame is processed;
     /// an incomplete one is kept (copied) until the rest arrives. Bytes that
-    /// arrive while closing are discarded. Any bytes count as liveness.
+    /// arrive while closing are discarded. Only complete frames count as
+    /// liveness: a client trickling an incomplete frame is closed at its
+    /// heartbeat deadline.
     pub fn handle_bytes(&mut self, cx: &mut Ctx, bytes: &mut [u8]) {
         if self.phase >= Phase::Closing {
             return;
-        }
-        if self.phase == Phase::Open {
-            // Later deadline: re-armed lazily, no `timeout_moved`.
-            self.stamp = cx.now;
         }
         let max = cx.env.limits.max_frame_bytes;
         let mut st = match self.partial.take() {
@@ -72,8 +79,8 @@ impl Session {
             st.buf = if buf.is_empty() { Vec::new() } else { buf };
             result
         };
-        if let Err(Fatal(code, msg)) = result {
-            self.fail(cx, code, &msg);
+        if let Err(Fatal(code, msg, ws_code)) = result {
+            self.fail_with(cx, code, &msg, ws_code);
         }
         if self.phase < Phase::Closing && !st.is_empty() {
             self.partial = Some(Box::new(st));
@@ -88,7 +95,16 @@ impl Session {
         ws: &mut Option<Assembler>,
         buf: &mut [u8],
     ) -> (usize, Result<(), Fatal>) {
-        let max = cx.env.limits.max_frame_bytes;
+        // Before authentication, frames are small (an Auth frame): an
+        // unauthenticated client cannot make the node hold a large one.
+        let max = match self.phase {
+            Phase::Auth => cx
+                .env
+                .limits
+                .max_frame_bytes
+                .min(cx.env.limits.max_preauth_frame_bytes),
+            _ => cx.env.limits.max_frame_bytes,
+        };
         let mut pos = 0;
         let result = loop {
             match self.phase {
@@ -118,7 +134,14 @@ impl Session {
                         None => self.tcp_step(cx, &buf[pos..], max),
                     };
                     match step {
-                        Ok(Some(used)) => pos += used,
+                        Ok(Some(used)) => {
+                            pos += used;
+                            if self.phase == Phase::Open {
+                                // A complete frame: the client is alive.
+                                // (A later deadline is re-armed lazily.)
+                                self.stamp = cx.now;
+                            }
+                        }
                         Ok(None) => break Ok(()),
                         Err(e) => break Err(e),
                     }
@@ -135,7 +158,7 @@ impl Session {
                 Ok(Some(used))
             }
             Ok(None) => Ok(None),
-            Err(e) => Err(Fatal(ErrorCode::FrameTooLarge, e.to_string())),
+            Err(e) => Err(Fatal::app(ErrorCode::FrameTooLarge, e.to_string())),
         }
     }
 
@@ -156,6 +179,11 @@ impl Session {
         match asm.push(head, payload).map_err(ws_fatal)? {
             None | Some(Event::Pong(_)) => {}
             Some(Event::Data { text, payload }) => {
+                // RFC 6455 section 8.1: a text message is UTF-8 (checked on
+                // the whole message, so also across fragments).
+                if text && std::str::from_utf8(&payload).is_err() {
+                    return Err(ws_fatal(proto::ws::WsError::InvalidUtf8));
+                }
                 let enc = if text {
                     Encoding::Json
                 } else {
@@ -181,5 +209,5 @@ fn ws_fatal(e: proto::ws::WsError) -> Fatal {
     } else {
         ErrorCode::BadFrame
     };
-    Fatal(code, e.to_string())
+    Fatal(code, e.to_string(), Some(e.close_code()))
 }

@@ -259,6 +259,12 @@ impl Session {
 
     /// Sends a fatal error and closes.
     fn fail(&mut self, cx: &mut Ctx, code: ErrorCode, message: &str) {
+        self.fail_with(cx, code, message, None);
+    }
+
+    /// `fail`, closing a WebSocket with `ws_code` when given (a WebSocket
+    /// protocol error: 1002, 1007 or 1009) instead of 1008.
+    fn fail_with(&mut self, cx: &mut Ctx, code: ErrorCode, message: &str, ws_code: Option<u16>) {
         tracing::debug!(
             shard = cx.env.shard,
             conn = self.id,
@@ -266,6 +272,6 @@ impl Session {
             "closing connection: {message}"
         );
         cx.env.stats.error(code);
-        self.close_with(cx, Some(&error_frame(code, message, true)));
+        self.close_with_code(cx, Some(&error_frame(code, message, true)), ws_code);
     }
 }

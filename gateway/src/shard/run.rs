@@ -146,7 +146,7 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
         );
         let keys: Vec<usize> = shard.conns.borrow().iter().map(|(k, _)| k).collect();
         for key in keys {
-            shard.drive(key, |s, cx| s.close(cx));
+            shard.drive(key, |s, cx| s.close_going_away(cx));
         }
         let _ = monoio::time::timeout(FORCE_CLOSE_GRACE, shard.done.wait()).await;
     }

@@ -195,7 +195,7 @@ fn decode_errors() {
         None
     );
     // An unknown protobuf field (a future frame member) is skipped.
-    let unknown = [0x42, 0x00]; // field 8, length-delimited, empty
+    let unknown = [0xFA, 0x07, 0x00]; // field 127, length-delimited, empty
     assert_eq!(
         decode_client(Encoding::Proto, &unknown).unwrap().frame,
         None

@@ -68,6 +68,9 @@ pub enum HandshakeError {
     /// No `Connection: upgrade` header.
     #[error("missing 'Connection: upgrade'")]
     MissingConnectionUpgrade,
+    /// No `Host` header (RFC 6455 section 4.2.1, and RFC 7230 section 5.4).
+    #[error("missing Host header")]
+    MissingHost,
     /// No `Sec-WebSocket-Key` header.
     #[error("missing Sec-WebSocket-Key")]
     MissingKey,

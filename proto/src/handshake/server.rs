@@ -2,7 +2,7 @@
 //! request, and write the `101 Switching Protocols` or error response.
 //!
 //! Invariants: a request is accepted only if it is `GET` over HTTP/1.1 with an
-//! origin-form target, `Upgrade: websocket`, `Connection: upgrade`, a
+//! origin-form target, a `Host`, `Upgrade: websocket`, `Connection: upgrade`, a
 //! `Sec-WebSocket-Key` that is the base64 of 16 bytes, and
 //! `Sec-WebSocket-Version: 13`. Authentication is not checked here, only
 //! extracted (query `token` or `Authorization: Bearer`).
@@ -67,6 +67,9 @@ pub fn parse_request(
     }
     if !has_token(headers, "connection", "upgrade") {
         return Err(HandshakeError::MissingConnectionUpgrade);
+    }
+    if header(headers, "host")?.is_none_or(|h| h.trim().is_empty()) {
+        return Err(HandshakeError::MissingHost);
     }
     let key = header(headers, "sec-websocket-key")?.ok_or(HandshakeError::MissingKey)?;
     match base64::engine::general_purpose::STANDARD.decode(key) {

@@ -84,7 +84,7 @@ fn head_limit() {
 #[test]
 fn rejections_and_statuses() {
     let ok = request("");
-    let cases: [(String, HandshakeError, u16); 9] = [
+    let cases: [(String, HandshakeError, u16); 10] = [
         (
             ok.replacen("GET", "POST", 1),
             HandshakeError::MethodNotAllowed,
@@ -113,6 +113,11 @@ fn rejections_and_statuses() {
         (
             ok.replace("Sec-WebSocket-Key", "X-Key"),
             HandshakeError::MissingKey,
+            400,
+        ),
+        (
+            ok.replace("Host:", "X-Host:"),
+            HandshakeError::MissingHost,
             400,
         ),
         (ok.replace(KEY, "c2hvcnQ="), HandshakeError::BadKey, 400),

@@ -3,6 +3,7 @@
 //! the clock from deadline to deadline (quinn's `Pair::step`), and the test
 //! plays the router (it reads routes and feeds deliveries back).
 mod close;
+mod conformance;
 mod handshake;
 mod limits;
 mod liveness;
