@@ -9,6 +9,7 @@
 //! one day), `send_queue_bytes` can hold at least one maximal frame, and at
 //! most one JWT key is configured. Errors are one line an operator can act on.
 
+pub mod admin;
 mod backend;
 mod cluster;
 mod qos;
@@ -111,6 +112,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// `[backend]`: the streams to and from the chat backend, rate limits.
     pub backend: BackendConfig,
+    /// `[admin]`: the admin API's token and allowed hosts and origins.
+    pub admin: admin::AdminConfig,
 }
 
 /// `[auth]`: the JWT verification key. Set at most one of the two; with
@@ -128,6 +131,14 @@ pub struct AuthConfig {
     /// `"enforce"` when a token has one, `"require"` (no claim: no room),
     /// or `"ignore"`. Default `"enforce"`.
     pub rooms_claim: crate::grants::RoomsClaim,
+    /// Required `aud` of every token (it must name this). Default: unset.
+    pub audience: Option<String>,
+    /// Required `iss` of every token. Default: unset.
+    pub issuer: Option<String>,
+    /// Tokens whose `exp` is further away than this are refused, in
+    /// seconds (0: any lifetime; `exp` past ten years then means "never
+    /// expires"). Default `0`.
+    pub max_lifetime_secs: u64,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -139,6 +150,9 @@ impl std::fmt::Debug for AuthConfig {
             )
             .field("jwt_public_key", &self.jwt_public_key)
             .field("rooms_claim", &self.rooms_claim)
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
+            .field("max_lifetime_secs", &self.max_lifetime_secs)
             .finish()
     }
 }
@@ -175,6 +189,15 @@ pub struct Limits {
     /// (1009), so an unauthenticated client cannot pin a large buffer.
     /// At least 256. Default `4096`.
     pub max_preauth_frame_bytes: usize,
+    /// Connections the node holds at most; past it new ones are closed at
+    /// accept (0: no cap but the descriptor limit). Default `0`.
+    pub max_conns: u64,
+    /// Concurrent connections from one IP address at most (0: none; off by
+    /// default: carriers put many phones behind one address). Default `0`.
+    pub max_conns_per_ip: u32,
+    /// New connections per second from one IP address (a burst of twice
+    /// that; 0: none). Default `0`.
+    pub connect_rate_per_ip: u32,
 }
 
 impl Default for Limits {
@@ -189,6 +212,9 @@ impl Default for Limits {
             max_name_bytes: 128,
             max_handshake_bytes: 8192,
             max_preauth_frame_bytes: 4096,
+            max_conns: 0,
+            max_conns_per_ip: 0,
+            connect_rate_per_ip: 0,
         }
     }
 }
@@ -262,6 +288,7 @@ impl Default for Config {
             qos: QosConfig::default(),
             cluster: ClusterConfig::default(),
             backend: BackendConfig::default(),
+            admin: admin::AdminConfig::default(),
         }
     }
 }
@@ -328,8 +355,15 @@ impl Config {
             path: self.auth.jwt_public_key.clone().unwrap_or_default(),
             source,
         })?;
+        let a = &self.auth;
         Ok((
-            verifier.with_max_name_bytes(self.limits.max_name_bytes),
+            verifier
+                .with_max_name_bytes(self.limits.max_name_bytes)
+                .with_claims_policy(
+                    a.audience.as_deref(),
+                    a.issuer.as_deref(),
+                    a.max_lifetime_secs,
+                ),
             dev,
         ))
     }

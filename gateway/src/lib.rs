@@ -17,6 +17,7 @@
 //! let one client's input grow memory without bound.
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod auth;
 pub mod backend;
 pub mod clock;

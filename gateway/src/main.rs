@@ -33,7 +33,11 @@ fn main() -> ExitCode {
         Some(Command::Token { user, device, ttl }) => {
             print_token(&config, &user, device.as_deref(), ttl)
         }
-        None => gateway::control::node::run(config),
+        None => {
+            let args = cli.run.clone();
+            let reload = Box::new(move || config::load(&args).map_err(anyhow::Error::from));
+            gateway::control::node::run(config, reload)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -57,8 +57,18 @@ impl Client {
         let Some(stream) = self.stream.as_mut() else {
             bail!("no stream")
         };
+        // JSON bodies say so (the gateway's admin API refuses other types);
+        // GATEWAY_ADMIN_TOKEN, when set, is sent as the admin bearer token.
+        let content_type = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/json\r\n"
+        };
+        let auth = std::env::var("GATEWAY_ADMIN_TOKEN")
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{content_type}{auth}Content-Length: {}\r\n\r\n",
             self.addr,
             body.len()
         )

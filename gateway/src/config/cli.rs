@@ -128,6 +128,34 @@ pub struct RunArgs {
     /// Room permissions in tokens: enforce, require or ignore (auth.rooms_claim)
     #[arg(long, value_enum, global = true)]
     pub rooms_claim: Option<crate::grants::RoomsClaim>,
+    /// Connections the node holds at most, 0 = no cap (limits.max_conns)
+    #[arg(long, value_name = "N", global = true)]
+    pub max_conns: Option<u64>,
+    /// Concurrent connections per IP, 0 = none (limits.max_conns_per_ip)
+    #[arg(long, value_name = "N", global = true)]
+    pub max_conns_per_ip: Option<u32>,
+    /// New connections per second per IP, 0 = none (limits.connect_rate_per_ip)
+    #[arg(long, value_name = "N", global = true)]
+    pub connect_rate_per_ip: Option<u32>,
+    /// Required token audience (auth.audience)
+    #[arg(long, value_name = "AUD", global = true)]
+    pub audience: Option<String>,
+    /// Required token issuer (auth.issuer)
+    #[arg(long, value_name = "ISS", global = true)]
+    pub issuer: Option<String>,
+    /// Longest token lifetime accepted in seconds, 0 = any (auth.max_lifetime_secs)
+    #[arg(long, value_name = "SECS", global = true)]
+    pub max_token_lifetime_secs: Option<u64>,
+    /// Bearer token for the admin API (admin.token); visible in `ps`,
+    /// prefer GATEWAY_ADMIN_TOKEN or the config file
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "GATEWAY_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<String>,
 }
 
 impl std::fmt::Debug for RunArgs {
@@ -164,6 +192,16 @@ impl std::fmt::Debug for RunArgs {
             .field("rate_per_room", &self.rate_per_room)
             .field("rate_per_target", &self.rate_per_target)
             .field("rooms_claim", &self.rooms_claim)
+            .field("max_conns", &self.max_conns)
+            .field("max_conns_per_ip", &self.max_conns_per_ip)
+            .field("connect_rate_per_ip", &self.connect_rate_per_ip)
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
+            .field("max_token_lifetime_secs", &self.max_token_lifetime_secs)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -218,6 +256,25 @@ impl RunArgs {
         set(&self.rate_per_room, &mut backend.rate_per_room);
         set(&self.rate_per_target, &mut backend.rate_per_target);
         set(&self.rooms_claim, &mut config.auth.rooms_claim);
+        set(&self.max_conns, &mut config.limits.max_conns);
+        set(&self.max_conns_per_ip, &mut config.limits.max_conns_per_ip);
+        set(
+            &self.connect_rate_per_ip,
+            &mut config.limits.connect_rate_per_ip,
+        );
+        if self.audience.is_some() {
+            config.auth.audience = self.audience.clone();
+        }
+        if self.issuer.is_some() {
+            config.auth.issuer = self.issuer.clone();
+        }
+        set(
+            &self.max_token_lifetime_secs,
+            &mut config.auth.max_lifetime_secs,
+        );
+        if self.admin_token.is_some() {
+            config.admin.token = self.admin_token.clone();
+        }
     }
 }
 

@@ -169,6 +169,8 @@ impl Config {
             )?;
         }
 
+        self.admin.validate(self.admin_listen)?;
+
         match (&self.auth.jwt_secret, &self.auth.jwt_public_key) {
             (Some(_), Some(_)) => Err(ConfigError::ConflictingKeys),
             (Some(secret), None) if secret.is_empty() => Err(ConfigError::EmptySecret),

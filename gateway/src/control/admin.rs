@@ -1,293 +1,301 @@
 //! The admin HTTP server (loopback by default): health, metrics, push,
 //! presence, kick and drain.
 //!
-//! It runs on its own thread with blocking sockets, one request per
-//! connection (`Connection: close`), requests handled in turn: admin traffic
-//! is an operator's, never a client's. Request heads are capped at 16 KiB and
-//! bodies at 1 MiB; a client that stalls is cut off after 5 s.
+//! HTTP/1.1 by hyper (keep-alive) on the `admin` thread's own tokio
+//! current-thread runtime, one task per connection, so a slow client never
+//! delays another. A request head must arrive within 10 s (an idle
+//! keep-alive connection is closed after as long) and fit in 16 KiB; a body
+//! (`Content-Length` or chunked) must arrive within 10 s and fit in 1 MiB
+//! (413). Handlers that call [`Control`] (which may wait up to 2 s on a shard
+//! or 1 s per peer) run on a blocking pool of 8 threads; `GET /healthz` is
+//! answered on the runtime itself. At most 256 connections are served at
+//! once; further ones wait in the accept queue.
+//!
+//! Who may call it (`[admin]`, see `guard`), checked in this order:
+//! - `Host` must be `localhost`, `127.0.0.1`, `[::1]`, the listen address
+//!   or `cluster.bus_advertise` with the admin port, or in `admin.hosts`
+//!   (`"*"`: any): else 403, and 400 without a `Host`. Defeats DNS rebinding.
+//! - An `Origin` header must be in `admin.origins` (default none): else 403.
+//!   Browsers send `Origin` on every cross-origin POST, so a page the
+//!   operator opens cannot push, kick or drain. Listed origins get CORS
+//!   headers and their preflight (`OPTIONS`) answered with 204.
+//! - With `admin.token` set, every request but `GET /healthz` (and a
+//!   preflight) needs `Authorization: Bearer <token>`: else 401. A node whose
+//!   `admin_listen` is not loopback does not start without a token.
+//! - `POST /push` needs `Content-Type: application/json` (415).
+//!   `POST /drain` and `POST /kick/{user}` take no body: JSON, or no
+//!   `Content-Type` with an empty body (`curl -X POST`); anything else is
+//!   415 (a form or text/plain body is never accepted).
 //!
 //! | method | path | answer |
 //! | --- | --- | --- |
 //! | GET | `/healthz` | 200 `ok`, or 503 `draining` |
 //! | GET | `/metrics` | Prometheus text |
-//! | POST | `/push` | body `{"user"|"room": name, "text": s | "payload_b64": b, "qos": 0|1}`; 200 `{"accepted":true,"msg_id":..}` |
-//! | GET | `/presence/{user}` | 200 `{"user","online","connections":[{conn_id,shard,device,transport}]}` |
+//! | GET | `/nodes` | the registry's nodes |
+//! | GET | `/route` | the node a client should use |
+//! | POST | `/push` | body `{"user"|"room": name, "text": s | "payload_b64": b, "qos": 0|1}` or `users`/`rooms` lists; 200 `{"accepted":true,"msg_id":..}`, 429 `RATE_LIMITED` |
+//! | GET | `/presence/{user}` | 200 `{"user","online","connections":[{conn_id,shard,device,transport}]}` (`?local=1`: this node only) |
+//! | GET | `/rooms/{room}` | 200 `{"room","members","nodes"}` (`?local=1`: this node only) |
 //! | POST | `/kick/{user}` | 200 `{"kicked": n}` |
 //! | POST | `/drain` | 202 `{"draining":true}` |
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod guard;
+mod routes;
+
+use std::convert::Infallible;
+use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use serde::Deserialize;
-use serde_json::json;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
 
-use crate::control::{Control, Target};
+use crate::control::Control;
+use guard::{Guard, Head};
+use routes::BodyRule;
 
+/// Largest request head (request line and headers).
 const MAX_HEAD: usize = 16 * 1024;
+/// Largest request body.
 const MAX_BODY: usize = 1024 * 1024;
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request head, or a body, may take to arrive.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once.
+const MAX_CONNS: usize = 256;
+/// Threads that run handlers which may block.
+const BLOCKING_THREADS: usize = 8;
 
-/// Serves admin requests on `listener` from a new thread.
+/// What every connection's task shares.
+struct Shared {
+    control: Control,
+    guard: Guard,
+}
+
+/// Serves admin requests on `listener` from a new thread with its own
+/// runtime. Errors (no runtime, no thread) are the operator's at start-up.
 pub fn spawn(listener: TcpListener, control: Control) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let config = &control.node().config;
+    let guard = Guard::new(&config.admin, addr, config.cluster.bus_advertise.as_deref());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .thread_name("admin-blocking")
+        .build()?;
+    listener.set_nonblocking(true)?;
+    let listener = {
+        let _entered = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    let shared = Arc::new(Shared { control, guard });
     std::thread::Builder::new()
         .name("admin".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(s) => serve(s, &control),
-                    Err(e) => tracing::warn!("admin accept failed: {e}"),
-                }
-            }
-        })?;
+        .spawn(move || runtime.block_on(accept_loop(listener, shared)))?;
     Ok(())
 }
 
-struct Response {
-    status: u16,
-    content_type: &'static str,
-    body: String,
-}
-
-fn reply(status: u16, body: serde_json::Value) -> Response {
-    Response {
-        status,
-        content_type: "application/json",
-        body: body.to_string() + "\n",
-    }
-}
-
-fn error(status: u16, message: &str) -> Response {
-    reply(status, json!({ "error": message }))
-}
-
-fn serve(mut stream: TcpStream, control: &Control) {
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let response = match read_request(&mut stream) {
-        Ok((method, path, body)) => route(control, &method, &path, &body),
-        Err(r) => r,
-    };
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        response.status,
-        proto::handshake::reason_phrase(response.status),
-        response.content_type,
-        response.body.len()
-    );
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(response.body.as_bytes());
-}
-
-fn read_request(stream: &mut TcpStream) -> Result<(String, String, Vec<u8>), Response> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
+async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNS));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
+        .max_header_size(MAX_HEAD)
+        .max_headers(64);
     loop {
-        let n = stream
-            .read(&mut chunk)
-            .map_err(|_| error(408, "request not received in time"))?;
-        if n == 0 {
-            return Err(error(400, "connection closed before a full request"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf) {
-            Ok(httparse::Status::Complete(head_len)) => {
-                let length = req
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|h| {
-                        std::str::from_utf8(h.value)
-                            .ok()?
-                            .trim()
-                            .parse::<usize>()
-                            .ok()
-                    })
-                    .unwrap_or(0);
-                if length > MAX_BODY {
-                    return Err(error(413, "body over 1 MiB"));
-                }
-                let method = req.method.unwrap_or("").to_owned();
-                let path = req.path.unwrap_or("/").to_owned();
-                let mut body = buf.split_off(head_len);
-                while body.len() < length {
-                    let n = stream
-                        .read(&mut chunk)
-                        .map_err(|_| error(408, "body not received in time"))?;
-                    if n == 0 {
-                        return Err(error(400, "body shorter than Content-Length"));
-                    }
-                    body.extend_from_slice(&chunk[..n]);
-                }
-                body.truncate(length);
-                return Ok((method, path, body));
-            }
-            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => continue,
-            Ok(httparse::Status::Partial) => return Err(error(431, "request head over 16 KiB")),
-            Err(e) => return Err(error(400, &format!("bad request: {e}"))),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PushBody {
-    user: Option<String>,
-    room: Option<String>,
-    #[serde(default)]
-    users: Vec<String>,
-    #[serde(default)]
-    rooms: Vec<String>,
-    text: Option<String>,
-    payload_b64: Option<String>,
-    #[serde(default)]
-    qos: u8,
-}
-
-fn route(control: &Control, method: &str, path: &str, body: &[u8]) -> Response {
-    let (path, query) = path.split_once('?').unwrap_or((path, ""));
-    match (method, path) {
-        ("GET", "/nodes") => {
-            let nodes = control.node().view.nodes();
-            reply(200, json!({ "nodes": &*nodes }))
-        }
-        ("GET", "/route") => match crate::cluster::route::answer(control.node(), query) {
-            Ok(Some(r)) => reply(200, json!(r)),
-            Ok(None) => error(503, "no node accepts clients (all draining)"),
-            Err(e) => error(400, e),
-        },
-        ("GET", "/healthz") if control.is_draining() => Response {
-            status: 503,
-            content_type: "text/plain",
-            body: "draining\n".into(),
-        },
-        ("GET", "/healthz") => Response {
-            status: 200,
-            content_type: "text/plain",
-            body: "ok\n".into(),
-        },
-        ("GET", "/metrics") => Response {
-            status: 200,
-            content_type: "text/plain; version=0.0.4",
-            body: control.metrics(),
-        },
-        ("POST", "/push") => push(control, body),
-        ("POST", "/drain") => {
-            control.drain();
-            reply(202, json!({ "draining": true }))
-        }
-        ("GET", p) if p.starts_with("/presence/") => with_user(p, "/presence/", |user| {
-            let local = query.split('&').any(|q| q == "local=1");
-            super::cluster_api::presence(control, user, local).map(|v| reply(200, v))
-        }),
-        ("GET", p) if p.starts_with("/rooms/") => with_user(p, "/rooms/", |room| {
-            let local = query.split('&').any(|q| q == "local=1");
-            super::cluster_api::room(control, room, local).map(|v| reply(200, v))
-        }),
-        ("POST", p) if p.starts_with("/kick/") => with_user(p, "/kick/", |user| {
-            control
-                .kick(user)
-                .map(|n| reply(200, json!({ "kicked": n })))
-        }),
-        (_, "/healthz" | "/metrics" | "/push" | "/drain" | "/nodes" | "/route") => {
-            error(405, "method not allowed")
-        }
-        _ => error(404, "not found"),
-    }
-}
-
-fn with_user(
-    path: &str,
-    prefix: &str,
-    f: impl FnOnce(&str) -> Result<Response, crate::control::ControlError>,
-) -> Response {
-    let Ok(user) = proto::handshake::percent_decode(&path[prefix.len()..]) else {
-        return error(400, "bad percent-encoding in the user id");
-    };
-    if user.is_empty() || user.contains('/') {
-        return error(400, "expected a user id after the prefix");
-    }
-    f(&user).unwrap_or_else(|e| error(503, &e.to_string()))
-}
-
-fn push(control: &Control, body: &[u8]) -> Response {
-    let req: PushBody = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(e) => return error(400, &format!("bad JSON: {e}")),
-    };
-    let batch = !req.users.is_empty() || !req.rooms.is_empty();
-    let mut targets: Vec<Target> = Vec::new();
-    targets.extend(req.user.into_iter().map(Target::User));
-    targets.extend(req.room.into_iter().map(Target::Room));
-    targets.extend(req.users.into_iter().map(Target::User));
-    targets.extend(req.rooms.into_iter().map(Target::Room));
-    let max_name = control.node().config.limits.max_name_bytes;
-    let name_ok = |t: &Target| match t {
-        Target::User(n) | Target::Room(n) => !n.is_empty() && n.len() <= max_name,
-    };
-    if targets.is_empty() || !targets.iter().all(name_ok) {
-        return error(
-            400,
-            "give a user, a room, or users/rooms lists of non-empty names",
-        );
-    }
-    if targets.len() > 1000 {
-        return error(413, "at most 1000 targets per push");
-    }
-    let payload = match (req.text, req.payload_b64) {
-        (Some(t), None) => t.into_bytes(),
-        (None, Some(b)) => match base64::engine::general_purpose::STANDARD.decode(b) {
-            Ok(p) => p,
-            Err(e) => return error(400, &format!("bad payload_b64: {e}")),
-        },
-        _ => return error(400, "give exactly one of text or payload_b64"),
-    };
-    if payload.len()
-        > control
-            .node()
-            .config
-            .limits
-            .max_frame_bytes
-            .saturating_sub(256)
-    {
-        return error(413, "payload over the node's frame limit");
-    }
-    if req.qos > 1 {
-        return error(400, "qos is 0 or 1");
-    }
-    if !batch && targets.len() == 1 {
-        let target = targets.pop().expect("one target");
-        if let Err(wait) = control.take_rate(&target) {
-            let ms = wait.as_millis().max(1) as u64;
-            return reply(
-                429,
-                json!({ "accepted": false, "error": "RATE_LIMITED", "retry_after_ms": ms }),
-            );
-        }
-        return match control.push(target, payload, req.qos == 1) {
-            Ok(msg_id) => reply(200, json!({ "accepted": true, "msg_id": msg_id })),
-            Err(e) => error(503, &e.to_string()),
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
         };
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of descriptors, most likely: let some close.
+                tracing::warn!("admin accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let conn = http.serve_connection(
+            TokioIo::new(stream),
+            hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(shared, req).await) }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "admin connection: {e}");
+            }
+            drop(permit);
+        });
     }
-    // A batch: one result per target, in order.
-    let results: Vec<_> = targets
-        .into_iter()
-        .map(|t| {
-            let name = match &t {
-                Target::User(u) => json!({ "user": u }),
-                Target::Room(r) => json!({ "room": r }),
-            };
-            if let Err(wait) = control.take_rate(&t) {
-                let ms = wait.as_millis().max(1) as u64;
-                return json!({ "target": name, "accepted": false, "error": "RATE_LIMITED", "retry_after_ms": ms });
+}
+
+/// One request: the guard, the body, then the handler.
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let method = parts.method.as_str().to_owned();
+    let path = parts.uri.path().to_owned();
+    let headers = &parts.headers;
+    // An Origin that is not text is refused like a repeated one.
+    let origin = match one(headers, header::ORIGIN) {
+        Ok(Some(v)) => v.to_str().map(Some).map_err(|_| ()),
+        Ok(None) => Ok(None),
+        Err(()) => Err(()),
+    };
+    let host = match parts.uri.authority() {
+        Some(a) => Ok(Some(a.as_str())),
+        None => one(headers, header::HOST).map(|h| h.and_then(|v| v.to_str().ok())),
+    };
+    let preflight = method == "OPTIONS"
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        && headers.contains_key(header::ORIGIN);
+    let head = Head {
+        method: &method,
+        path: &path,
+        host,
+        origin,
+        authorization: headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+        preflight,
+    };
+    let cors = match origin {
+        Ok(Some(o)) if shared.guard.origin_allowed(o) => HeaderValue::from_str(o).ok(),
+        _ => None,
+    };
+    let response = match shared.guard.check(&head) {
+        Err(refusal) => {
+            let (status, message) = refusal.status();
+            tracing::debug!(%method, %path, status, "admin request refused: {message}");
+            let mut r = to_http(routes::error(status, message));
+            if refusal == guard::Refusal::Token {
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            match control.push(t, payload.clone(), req.qos == 1) {
-                Ok(msg_id) => json!({ "target": name, "accepted": true, "msg_id": msg_id }),
-                Err(e) => json!({ "target": name, "accepted": false, "error": e.to_string() }),
-            }
-        })
-        .collect();
-    reply(200, json!({ "results": results }))
+            r
+        }
+        Ok(()) if preflight => preflight_response(),
+        Ok(()) => dispatch(&shared, parts.method, &parts.uri, headers, body).await,
+    };
+    with_cors(response, cors)
+}
+
+/// Reads the body a route needs and runs the route.
+async fn dispatch(
+    shared: &Arc<Shared>,
+    method: hyper::Method,
+    uri: &hyper::Uri,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Response<Full<Bytes>> {
+    let path = uri.path();
+    let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
+    let rule = routes::body_rule(method.as_str(), path);
+    if rule == Some(BodyRule::Json) && !guard::is_json(content_type) {
+        return to_http(routes::error(
+            415,
+            "expected Content-Type: application/json",
+        ));
+    }
+    if method == hyper::Method::GET && path == "/healthz" {
+        // An atomic read: answered here, even while the pool is busy.
+        return to_http(routes::route(&shared.control, "GET", path, &[]));
+    }
+    let body = match method == hyper::Method::POST {
+        true => match read_body(body).await {
+            Ok(b) => b,
+            Err(r) => return to_http(r),
+        },
+        false => Bytes::new(),
+    };
+    let no_body = content_type.is_none() && body.is_empty();
+    if rule == Some(BodyRule::JsonOrEmpty) && !guard::is_json(content_type) && !no_body {
+        return to_http(routes::error(
+            415,
+            "expected Content-Type: application/json, or no body",
+        ));
+    }
+    let target = uri
+        .path_and_query()
+        .map_or_else(|| path.to_owned(), |p| p.as_str().to_owned());
+    let control = shared.control.clone();
+    let method = method.as_str().to_owned();
+    let handler = move || routes::route(&control, &method, &target, &body);
+    match tokio::task::spawn_blocking(handler).await {
+        Ok(r) => to_http(r),
+        Err(e) => {
+            tracing::error!("admin handler failed: {e}");
+            to_http(routes::error(500, "internal error"))
+        }
+    }
+}
+
+/// The whole body, within [`MAX_BODY`] and [`READ_TIMEOUT`].
+async fn read_body(body: Incoming) -> Result<Bytes, routes::Response> {
+    let collect = Limited::new(body, MAX_BODY).collect();
+    match tokio::time::timeout(READ_TIMEOUT, collect).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(routes::error(413, "body over 1 MiB"))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!("admin body: {e}");
+            Err(routes::error(400, "body not received"))
+        }
+        Err(_) => Err(routes::error(408, "body not received in time")),
+    }
+}
+
+/// The value of `name` when it appears at most once; `Err` when repeated.
+fn one(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<&HeaderValue>, ()> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (first, None) => Ok(first),
+        _ => Err(()),
+    }
+}
+
+fn to_http(r: routes::Response) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(r.body)));
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(r.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(r.content_type),
+    );
+    response
+}
+
+/// 204 to the preflight of an allowed origin (the guard checked it).
+fn preflight_response() -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = hyper::StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    r
+}
+
+/// Names an allowed origin in the answer, so its page may read it.
+fn with_cors(mut r: Response<Full<Bytes>>, origin: Option<HeaderValue>) -> Response<Full<Bytes>> {
+    if let Some(o) = origin {
+        let h = r.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    r
 }

@@ -204,3 +204,22 @@ pub(super) fn render_backend(o: &mut String, node: &crate::control::node::Node) 
         .sum();
     let _ = writeln!(o, "gateway_events_dropped_total {n}");
 }
+
+/// Appends the accept-time refusals to `o`.
+pub(super) fn render_admission(o: &mut String, a: &crate::admission::Admission) {
+    counter_header(
+        o,
+        "gateway_refused_conns_total",
+        "Connections closed at accept, by limit.",
+    );
+    for (i, reason) in ["max_conns", "max_conns_per_ip", "connect_rate_per_ip"]
+        .iter()
+        .enumerate()
+    {
+        let _ = writeln!(
+            o,
+            "gateway_refused_conns_total{{limit=\"{reason}\"}} {}",
+            a.refused[i].load(Relaxed)
+        );
+    }
+}

@@ -117,18 +117,25 @@ fn ask_peers(control: &Control, nodes: &[Arc<str>], path: &str) -> Vec<(Arc<str>
                 .iter()
                 .find(|n| *n.id == **node)
                 .map(|n| n.admin.clone());
-            (node.clone(), addr.and_then(|a| get_json(&a, path)))
+            let token = control.node().config.admin.token.as_deref();
+            (node.clone(), addr.and_then(|a| get_json(&a, path, token)))
         })
         .collect()
 }
 
 /// A bounded GET of a JSON body from a peer's admin API.
-fn get_json(addr: &str, path: &str) -> Option<Value> {
-    let addr = addr.to_socket_addrs().ok()?.next()?;
+/// The peer's `Host` is its registry address (what it accepts for itself),
+/// and this node's admin token goes along (the nodes of one cluster share
+/// it).
+fn get_json(host: &str, path: &str, token: Option<&str>) -> Option<Value> {
+    let addr = host.to_socket_addrs().ok()?.next()?;
     let mut s = TcpStream::connect_timeout(&addr, PEER_TIMEOUT).ok()?;
     s.set_read_timeout(Some(PEER_TIMEOUT)).ok()?;
     s.set_write_timeout(Some(PEER_TIMEOUT)).ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).ok()?;
     let mut raw = Vec::new();
     s.take(1 << 20).read_to_end(&mut raw).ok()?;

@@ -219,6 +219,32 @@ impl Control {
         }
     }
 
+    /// Reads the configuration again and puts its JWT key and token policy
+    /// in force; an invalid one is refused (one log line) and the old kept.
+    pub fn reload(&self) -> Result<(), String> {
+        let guard = self.node.reload.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(read) = guard.as_ref() else {
+            return Err("not running yet".into());
+        };
+        let result = read()
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|c| c.verifier().map_err(|e| e.to_string()));
+        match result {
+            Ok((verifier, dev)) => {
+                self.node.verifier.replace(verifier);
+                tracing::info!(
+                    dev_secret = dev,
+                    "reloaded: the JWT key and token policy are in force"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!("reload refused, the old keys stay in force: {e}");
+                Err(e)
+            }
+        }
+    }
+
     /// Starts draining every shard (idempotent).
     pub fn drain(&self) {
         if self.node.draining.swap(true, Ordering::SeqCst) {
@@ -243,6 +269,7 @@ impl Control {
         let mut text = metrics::render(&self.node.stats, self.is_draining());
         bus_metrics::render_registry(&mut text, &self.node.view, self.node.presence.as_deref());
         bus_metrics::render_backend(&mut text, &self.node);
+        bus_metrics::render_admission(&mut text, &self.node.admission);
         text
     }
 

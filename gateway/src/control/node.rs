@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::auth::Verifier;
 use crate::clock::Clock;
 use crate::cluster::presence::Presence;
 use crate::cluster::registry::Registry;
@@ -36,7 +35,7 @@ pub struct Node {
     /// The configuration in force.
     pub config: Config,
     /// Verifies client tokens.
-    pub verifier: Verifier,
+    pub verifier: crate::auth::Keys,
     /// The shards' queues.
     pub mesh: Mesh,
     /// Per-shard counters.
@@ -73,10 +72,19 @@ pub struct Node {
         std::sync::Mutex<std::collections::HashMap<String, crate::backend::rate::Bucket>>,
     /// The downstream consumer's counters.
     pub downstream: Arc<crate::backend::downstream::Counters>,
+    /// Connection caps checked at accept.
+    pub admission: crate::admission::Admission,
+    /// How to read the configuration again (set once running).
+    pub reload: std::sync::Mutex<Option<Reload>>,
 }
 
-/// Runs a node until it has drained.
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// Reads the configuration again (the same file and flags), for a reload.
+pub type Reload = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
+
+/// Runs a node until it has drained. `reload` re-reads the configuration on
+/// SIGHUP (and `POST /reload`): the JWT key and the token policy are replaced;
+/// other settings need a restart.
+pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     let (verifier, dev_secret) = config.verifier()?;
     if dev_secret {
         tracing::warn!(
@@ -101,6 +109,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .collect::<std::io::Result<_>>()?,
         view: View::default(),
         push_buckets: Default::default(),
+        reload: std::sync::Mutex::new(None),
+        admission: crate::admission::Admission::new(
+            config.limits.max_conns,
+            config.limits.max_conns_per_ip,
+            config.limits.connect_rate_per_ip,
+        ),
         downstream: Default::default(),
         presence: match (&config.redis, config.cluster.enabled()) {
             (Some(url), true) => Some(Arc::new(
@@ -108,7 +122,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             )),
             _ => None,
         },
-        verifier,
+        verifier: crate::auth::Keys::new(verifier),
         mesh: Mesh::new(shards, QUEUE_CAPACITY).context("cannot create shard queues")?,
         stats: (0..shards)
             .map(|_| Arc::new(ShardStats::default()))
@@ -162,6 +176,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if node.config.backend.downstream && node.config.redis.is_some() {
         crate::backend::downstream::start(control.clone(), node.downstream.clone())?;
     }
+    *node.reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(reload);
     spawn_signal_thread(control)?;
     let me = node_info(&node, admin_addr);
     if let Some(p) = &node.presence {
@@ -247,13 +262,18 @@ fn resolve(addr: SocketAddr) -> std::io::Result<(SocketAddr, Option<OwnedFd>)> {
 
 /// SIGTERM and SIGINT start a drain; a second SIGINT exits at once.
 fn spawn_signal_thread(control: Control) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("cannot install signal handlers")?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             for sig in signals.forever() {
+                if sig == SIGHUP {
+                    // A reload never stops the node, whatever it finds.
+                    let _ = control.reload();
+                    continue;
+                }
                 if sig == SIGINT && control.is_draining() {
                     tracing::warn!("second interrupt: exiting without drain");
                     std::process::exit(130);

@@ -72,6 +72,8 @@ impl Session {
                 }
                 self.send_frame(cx, &bye);
                 cx.env.stats.go_away(GoAwayReason::Draining);
+                // The client leaves because of it: that is the reason.
+                self.bye = 1000 + GoAwayReason::Draining as u16;
                 true
             }
             Phase::Upgrade | Phase::Auth => {

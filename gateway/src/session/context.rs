@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::auth::Verifier;
+use crate::auth::Keys;
 use crate::clock::Clock;
 use crate::config::{Limits, QosConfig};
 use crate::control::metrics::ShardStats;
@@ -24,7 +24,7 @@ pub struct Env {
     /// QoS 1 settings.
     pub qos: QosConfig,
     /// Verifies client tokens.
-    pub verifier: Verifier,
+    pub verifier: Keys,
     /// Maps `now` to Unix time.
     pub clock: Clock,
     /// This node's id (in `AuthOk`).

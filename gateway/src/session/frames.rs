@@ -19,6 +19,11 @@ type Refusal = (ErrorCode, &'static str, u32);
 fn refusal(code: ErrorCode, why: &'static str) -> Refusal {
     (code, why, 0)
 }
+
+/// A user, room or device name: 1 to `max` bytes, no control characters.
+pub(super) fn valid_name(name: &str, max: usize) -> bool {
+    !name.is_empty() && name.len() <= max && !name.chars().any(char::is_control)
+}
 use crate::outbound::Outbound;
 use crate::store::Stored;
 
@@ -232,11 +237,11 @@ impl Session {
 
     fn on_join(&mut self, cx: &mut Ctx, room: String) {
         let limits = &cx.env.limits;
-        if room.is_empty() || room.len() > limits.max_name_bytes {
+        if !valid_name(&room, limits.max_name_bytes) {
             return self.refuse(
                 cx,
                 ErrorCode::InvalidArgument,
-                "room name empty or too long",
+                "room name empty, too long or with control characters",
             );
         }
         if !self.room_allowed(cx, &room, false) {

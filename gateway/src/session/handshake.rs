@@ -133,8 +133,12 @@ impl Session {
             Some(d) if !d.is_empty() => Arc::from(d),
             _ => env.no_device.clone(),
         };
-        if device.len() > env.limits.max_name_bytes {
-            return self.fail(cx, ErrorCode::InvalidArgument, "device name too long");
+        if !super::frames::valid_name(&device, env.limits.max_name_bytes) && !device.is_empty() {
+            return self.fail(
+                cx,
+                ErrorCode::InvalidArgument,
+                "device name too long or with control characters",
+            );
         }
         let user: Arc<str> = Arc::from(claims.user.as_str());
         env.stats

@@ -22,7 +22,7 @@ impl Shard {
     /// Takes over an accepted socket: a slab entry with a new session (its
     /// handshake deadline on the wheel) and its place in the shard's epoll
     /// set. Nothing else (no task, no buffer).
-    pub(super) fn accept_conn(&self, fd: RawFd, transport: Transport) {
+    pub(super) fn accept_conn(&self, fd: RawFd, transport: Transport, ip: std::net::IpAddr) {
         sys::set_nodelay(fd);
         let id = self.next_conn_id();
         let now = self.tick_clock();
@@ -35,6 +35,9 @@ impl Shard {
             timer: TimerKey::NONE,
             session: Session::new(transport, id, now, &self.env),
         });
+        if self.node.admission.tracks_ips() {
+            self.ips.borrow_mut().insert(key, ip);
+        }
         // Arms the handshake deadline.
         self.drive(key, |_, _| ());
         ShardStats::inc(&self.stats.accepted);
@@ -66,6 +69,9 @@ impl Shard {
             return;
         };
         sys::close(c.fd);
+        if let Some(ip) = self.ips.borrow_mut().remove(&key) {
+            self.node.admission.release(ip, self.now.get());
+        }
         self.wheel.borrow_mut().cancel(c.timer);
         let s = &mut c.session;
         for room in s.rooms() {

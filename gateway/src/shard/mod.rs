@@ -113,6 +113,8 @@ pub(crate) struct Shard {
     bus: bus::Bus,
     /// The upstream streams' writer (with `redis`).
     upstream: Option<crate::backend::upstream::Upstream>,
+    /// Source address of each connection, only when per-IP limits are on.
+    ips: RefCell<std::collections::HashMap<ConnKey, std::net::IpAddr>>,
 }
 
 impl Shard {
@@ -160,6 +162,7 @@ impl Shard {
         Ok(Shard {
             bus: bus::Bus::new(identity, bus_listener),
             upstream,
+            ips: RefCell::new(std::collections::HashMap::new()),
             id,
             poller: poller::Poller::new()?,
             stats,

@@ -195,7 +195,26 @@ impl Shard {
                 _ = self.draining.wait() => return,
             };
             match accepted {
-                Ok((stream, _)) => self.accept_conn(stream.into_raw_fd(), transport),
+                Ok((stream, peer)) => {
+                    let fd = stream.into_raw_fd();
+                    let open = self
+                        .node
+                        .stats
+                        .iter()
+                        .map(|s| s.conns().max(0) as u64)
+                        .sum();
+                    match self
+                        .node
+                        .admission
+                        .admit(peer.ip(), open, self.tick_clock())
+                    {
+                        Ok(()) => self.accept_conn(fd, transport, peer.ip()),
+                        Err(why) => {
+                            tracing::debug!(shard = self.id, %peer, ?why, "connection refused at accept");
+                            sys::close(fd);
+                        }
+                    }
+                }
                 Err(e) => {
                     // Out of descriptors or memory: back off instead of spinning.
                     tracing::warn!(shard = self.id, "accept failed: {e}");

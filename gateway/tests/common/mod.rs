@@ -101,6 +101,14 @@ impl Gateway {
     /// `extra` says `--shards`) and the test secret, and waits for its ready
     /// line.
     pub fn start(driver: Driver, extra: &[&str]) -> Gateway {
+        let mut args = vec!["--jwt-secret", SECRET];
+        args.extend(extra);
+        Gateway::start_keyless(driver, &args)
+    }
+
+    /// `start` without the test secret flag: the key comes from `extra`
+    /// (e.g. a `--config` file, as a reload test needs).
+    pub fn start_keyless(driver: Driver, extra: &[&str]) -> Gateway {
         let mut args: Vec<&str> = vec![
             "--ws-listen",
             "127.0.0.1:0",
@@ -110,8 +118,6 @@ impl Gateway {
             "127.0.0.1:0",
             "--driver",
             driver.name(),
-            "--jwt-secret",
-            SECRET,
         ];
         assert!(
             driver != Driver::Uring || io_uring_available(),

@@ -68,6 +68,42 @@ fn defaults() {
         (4_096, 600, 65_536)
     );
     assert_eq!(q.direct_when_full, crate::store::WhenFull::Refuse);
+    assert_eq!(
+        (
+            l.max_preauth_frame_bytes,
+            l.max_conns,
+            l.max_conns_per_ip,
+            l.connect_rate_per_ip
+        ),
+        (4096, 0, 0, 0)
+    );
+    let a = &c.auth;
+    assert_eq!(
+        (
+            a.audience.as_deref(),
+            a.issuer.as_deref(),
+            a.max_lifetime_secs
+        ),
+        (None, None, 0)
+    );
+    assert_eq!(a.rooms_claim, crate::grants::RoomsClaim::Enforce);
+    let b = &c.backend;
+    assert_eq!(
+        (
+            b.upstream_stream.as_str(),
+            b.events_stream.as_str(),
+            b.downstream_stream.as_str()
+        ),
+        ("gw:upstream", "gw:events", "gw:downstream")
+    );
+    assert_eq!(
+        (b.events, b.downstream, b.claim_idle_ms),
+        (false, true, 15_000)
+    );
+    assert_eq!(
+        (b.rate_per_conn, b.rate_per_room, b.rate_per_target),
+        (0, 0, 0)
+    );
     assert_eq!(c.drain.deadline(), Duration::from_secs(30));
     assert_eq!(c.drain.reconnect_after(), Duration::from_secs(1));
     let (source, dev) = c.key_source().unwrap();

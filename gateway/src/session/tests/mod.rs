@@ -47,7 +47,9 @@ impl Harness {
         let env = Env {
             limits,
             qos,
-            verifier: Verifier::new(KeySource::Secret(SECRET.to_vec())).unwrap(),
+            verifier: crate::auth::Keys::new(
+                Verifier::new(KeySource::Secret(SECRET.to_vec())).unwrap(),
+            ),
             clock: Clock::anchored(now, T0_UNIX_MS),
             node_id: "test-node".into(),
             shard: 0,

@@ -87,6 +87,15 @@ pub enum AuthError {
     /// The `rooms` claim is not a list of patterns or a join/publish object.
     #[error("invalid rooms claim")]
     InvalidRooms,
+    /// `aud` is missing or names another audience (`auth.audience`).
+    #[error("wrong audience")]
+    WrongAudience,
+    /// `iss` is missing or names another issuer (`auth.issuer`).
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// `exp` is further away than `auth.max_lifetime_secs`.
+    #[error("token lifetime too long")]
+    LifetimeTooLong,
 }
 
 impl AuthError {
@@ -104,6 +113,9 @@ impl AuthError {
             AuthError::InvalidSub => "invalid sub claim",
             AuthError::InvalidDevice => "invalid device claim",
             AuthError::InvalidRooms => "invalid rooms claim",
+            AuthError::WrongAudience => "wrong audience",
+            AuthError::WrongIssuer => "wrong issuer",
+            AuthError::LifetimeTooLong => "token lifetime too long",
         }
     }
 }
@@ -140,12 +152,40 @@ pub enum KeyError {
     UnsupportedPem(String),
 }
 
+/// The node's verifier, replaceable while it runs (a reload): every shard
+/// holds a clone; a verification takes the read side of the lock once per
+/// authentication or refresh, never per message.
+#[derive(Clone, Debug)]
+pub struct Keys(std::sync::Arc<std::sync::RwLock<Verifier>>);
+
+impl Keys {
+    /// Starts with `v`.
+    pub fn new(v: Verifier) -> Keys {
+        Keys(std::sync::Arc::new(std::sync::RwLock::new(v)))
+    }
+
+    /// Verifies `token` with the verifier in force.
+    pub fn verify_at(&self, token: &str, now_unix: u64) -> Result<Claims, AuthError> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .verify_at(token, now_unix)
+    }
+
+    /// Puts `v` in force (tokens are verified with it from now on).
+    pub fn replace(&self, v: Verifier) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = v;
+    }
+}
+
 /// Verifies tokens against one key. Cheap to clone; build once per shard.
 #[derive(Clone)]
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
     max_name_bytes: usize,
+    /// Longest `exp - now` accepted, in seconds (0: any).
+    max_lifetime: u64,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -194,7 +234,30 @@ impl Verifier {
             key,
             validation,
             max_name_bytes: DEFAULT_MAX_NAME_BYTES,
+            max_lifetime: 0,
         })
+    }
+
+    /// Requires `aud` to name `audience` and `iss` to be `issuer`, when
+    /// given; refuses tokens whose `exp` is more than `max_lifetime_secs`
+    /// away (0: any).
+    pub fn with_claims_policy(
+        mut self,
+        audience: Option<&str>,
+        issuer: Option<&str>,
+        max_lifetime_secs: u64,
+    ) -> Self {
+        if let Some(aud) = audience {
+            self.validation.set_audience(&[aud]);
+            self.validation.validate_aud = true;
+            self.validation.required_spec_claims.insert("aud".into());
+        }
+        if let Some(iss) = issuer {
+            self.validation.set_issuer(&[iss]);
+            self.validation.required_spec_claims.insert("iss".into());
+        }
+        self.max_lifetime = max_lifetime_secs;
+        self
     }
 
     /// Sets the longest `sub` and `device` accepted (default 128 bytes).
@@ -247,6 +310,10 @@ impl Verifier {
                     ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
                         AuthError::WrongAlgorithm
                     }
+                    ErrorKind::InvalidAudience => AuthError::WrongAudience,
+                    ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+                    ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::WrongAudience,
+                    ErrorKind::MissingRequiredClaim(c) if c == "iss" => AuthError::WrongIssuer,
                     _ => AuthError::Malformed,
                 }
             })?;
@@ -260,6 +327,9 @@ impl Verifier {
         };
         if now_unix >= exp {
             return Err(AuthError::Expired);
+        }
+        if self.max_lifetime > 0 && exp - now_unix > self.max_lifetime {
+            return Err(AuthError::LifetimeTooLong);
         }
         if let Some(nbf) = raw.nbf.as_ref().filter(|v| !v.is_null()) {
             if numeric_date(nbf).is_none_or(|nbf| nbf > now_unix) {
@@ -350,47 +420,8 @@ pub fn unix_now() -> u64 {
     crate::clock::unix_ms_now() / 1000
 }
 
-/// A JWT NumericDate: a non-negative JSON number, fractions truncated.
-fn numeric_date(v: &Value) -> Option<u64> {
-    if let Some(n) = v.as_u64() {
-        return Some(n);
-    }
-    let f = v.as_f64()?;
-    // `as` saturates: huge values become u64::MAX ("never expires").
-    (f.is_finite() && f >= 0.0).then_some(f as u64)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Decodes unpadded base64url (RFC 7515 section 2); `None` on any bad input.
-fn b64url_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(s.len() / 4 * 3 + 2);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for b in s.bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
+mod decode;
+use decode::{b64url_decode, contains, numeric_date};
 
 #[cfg(test)]
-#[path = "auth_tests.rs"]
 mod tests;

@@ -370,3 +370,42 @@ fn b64url_decoder() {
     assert!(b64url_decode("Zm9=").is_none());
     assert!(b64url_decode("Zm+v").is_none());
 }
+
+#[test]
+fn audience_issuer_and_lifetime_policy() {
+    let v = secret_verifier().with_claims_policy(Some("chat"), Some("https://id.example"), 3600);
+    let ok = json!({"sub": "u", "exp": NOW + 60, "aud": "chat", "iss": "https://id.example"});
+    assert!(v.verify_at(&hs(ok.clone()), NOW).is_ok());
+    let with = |k: &str, val: Value| {
+        let mut c = ok.clone();
+        c[k] = val;
+        c
+    };
+    let without = |k: &str| {
+        let mut c = ok.clone();
+        c.as_object_mut().unwrap().remove(k);
+        c
+    };
+    let cases = [
+        (with("aud", json!("other")), AuthError::WrongAudience),
+        (with("aud", json!(["other", "x"])), AuthError::WrongAudience),
+        (without("aud"), AuthError::WrongAudience),
+        (
+            with("iss", json!("https://evil.example")),
+            AuthError::WrongIssuer,
+        ),
+        (without("iss"), AuthError::WrongIssuer),
+        (with("exp", json!(NOW + 3601)), AuthError::LifetimeTooLong),
+        (with("exp", json!(1e20)), AuthError::LifetimeTooLong),
+    ];
+    for (claims, want) in cases {
+        assert_eq!(v.verify_at(&hs(claims.clone()), NOW), Err(want), "{claims}");
+    }
+    // An `aud` list naming us is fine; without a policy nothing is checked.
+    assert!(v
+        .verify_at(&hs(with("aud", json!(["x", "chat"]))), NOW)
+        .is_ok());
+    assert!(secret_verifier()
+        .verify_at(&hs(with("aud", json!("other"))), NOW)
+        .is_ok());
+}

@@ -1,0 +1,360 @@
+//! Who may use the admin API: the checks every request passes before any
+//! handler runs, as pure functions of the request head (no sockets).
+//!
+//! In order: the `Host` (against DNS rebinding: a page on an attacker's
+//! name that resolves to this node still sends that name), the `Origin`
+//! (a page the operator opens cannot send a "simple" cross-origin POST,
+//! which needs no preflight), then the bearer token (compared in constant
+//! time). `GET /healthz` and the CORS preflight of an allowed origin need no
+//! token; nothing is exempt from the Host and Origin checks.
+use std::net::SocketAddr;
+
+use crate::config::admin::AdminConfig;
+
+/// The parts of a request head the checks read.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Head<'a> {
+    /// `GET`, `POST`, ...
+    pub method: &'a str,
+    /// The path without the query.
+    pub path: &'a str,
+    /// The authority: the request target's in absolute form, else `Host`.
+    /// `Err(())` when there are several `Host` headers.
+    pub host: Result<Option<&'a str>, ()>,
+    /// The `Origin` header (several: `Err`).
+    pub origin: Result<Option<&'a str>, ()>,
+    /// The `Authorization` header.
+    pub authorization: Option<&'a [u8]>,
+    /// Whether this is a CORS preflight (`OPTIONS` with
+    /// `Access-Control-Request-Method`).
+    pub preflight: bool,
+}
+
+/// Why a request is refused before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// No `Host` (or several): 400.
+    NoHost,
+    /// A `Host` not in the allowed list: 403.
+    Host,
+    /// An `Origin` not in `admin.origins`: 403.
+    Origin,
+    /// A token is configured and the request lacks it or has another: 401.
+    Token,
+}
+
+impl Refusal {
+    /// The HTTP status and the JSON `error` message.
+    pub(super) fn status(self) -> (u16, &'static str) {
+        match self {
+            Refusal::NoHost => (400, "expected exactly one Host header"),
+            Refusal::Host => (403, "Host not allowed (see admin.hosts)"),
+            Refusal::Origin => (403, "Origin not allowed (see admin.origins)"),
+            Refusal::Token => (401, "missing or wrong admin token"),
+        }
+    }
+}
+
+/// A `Host` the API answers to: a lower-case name, and the port (none:
+/// any port, or no port at all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HostRule {
+    name: String,
+    port: Option<u16>,
+}
+
+/// The checks, built once from the config and the bound address.
+#[derive(Debug)]
+pub(super) struct Guard {
+    token: Option<Vec<u8>>,
+    any_host: bool,
+    hosts: Vec<HostRule>,
+    origins: Vec<String>,
+}
+
+impl Guard {
+    /// `listen` is the bound admin address (its port resolved);
+    /// `advertise` is `cluster.bus_advertise`.
+    pub(super) fn new(admin: &AdminConfig, listen: SocketAddr, advertise: Option<&str>) -> Guard {
+        let port = listen.port();
+        let mut hosts: Vec<HostRule> = ["localhost", "127.0.0.1", "[::1]"]
+            .into_iter()
+            .map(|name| HostRule {
+                name: name.into(),
+                port: Some(port),
+            })
+            .collect();
+        let mut names = Vec::new();
+        if !listen.ip().is_unspecified() {
+            names.push(SocketAddr::new(listen.ip(), port).to_string());
+        }
+        if let Some(h) = advertise {
+            match h.contains(':') && !h.starts_with('[') {
+                true => names.push(format!("[{h}]:{port}")),
+                false => names.push(format!("{h}:{port}")),
+            }
+        }
+        let mut any_host = false;
+        for entry in &admin.hosts {
+            if entry == "*" {
+                any_host = true;
+            } else {
+                names.push(entry.clone());
+            }
+        }
+        hosts.extend(names.iter().filter_map(|n| {
+            let (name, port) = split_host(n)?;
+            Some(HostRule { name, port })
+        }));
+        Guard {
+            token: admin.token.as_ref().map(|t| t.as_bytes().to_vec()),
+            any_host,
+            hosts,
+            origins: admin
+                .origins
+                .iter()
+                .map(|o| o.to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
+    /// Passes a request on, or says why not.
+    pub(super) fn check(&self, head: &Head<'_>) -> Result<(), Refusal> {
+        let host = head.host.ok().flatten().ok_or(Refusal::NoHost)?;
+        if !self.any_host && !self.host_allowed(host) {
+            return Err(Refusal::Host);
+        }
+        match head.origin {
+            Ok(None) => {}
+            Ok(Some(o)) if self.origin_allowed(o) => {}
+            _ => return Err(Refusal::Origin),
+        }
+        let exempt = (head.method == "GET" && head.path == "/healthz") || head.preflight;
+        match &self.token {
+            Some(token) if !exempt && !bearer_matches(head.authorization, token) => {
+                Err(Refusal::Token)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `origin` is in `admin.origins` (the CORS headers name it).
+    pub(super) fn origin_allowed(&self, origin: &str) -> bool {
+        self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        let Some((name, port)) = split_host(host) else {
+            return false;
+        };
+        let port = port.unwrap_or(80);
+        self.hosts
+            .iter()
+            .any(|r| r.name == name && r.port.is_none_or(|p| p == port))
+    }
+}
+
+/// `name[:port]` or `[v6][:port]`, the name lower-cased; `None` when
+/// malformed.
+fn split_host(host: &str) -> Option<(String, Option<u16>)> {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => {
+            let (v6, after) = rest.split_once(']')?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':')?),
+            };
+            (&host[..v6.len() + 2], port)
+        }
+        None => match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
+    };
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok()?),
+        None => None,
+    };
+    let valid =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':');
+    if name.is_empty() || !name.bytes().all(valid) {
+        return None;
+    }
+    Some((name.to_ascii_lowercase(), port))
+}
+
+/// Whether `Authorization` is `Bearer <token>`. The time taken depends on
+/// the configured token's length only.
+fn bearer_matches(header: Option<&[u8]>, token: &[u8]) -> bool {
+    let Some(value) = header else {
+        return false;
+    };
+    let given = match value.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => value[7..].trim_ascii(),
+        _ => return false,
+    };
+    let mut diff = u8::from(given.len() != token.len());
+    for (i, t) in token.iter().enumerate() {
+        diff |= t ^ given.get(i).copied().unwrap_or(0);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Whether a `Content-Type` value is JSON (`application/json`, any
+/// parameters).
+pub(super) fn is_json(content_type: Option<&[u8]>) -> bool {
+    content_type.is_some_and(|ct| {
+        let media = ct.split(|b| *b == b';').next().unwrap_or_default();
+        media.trim_ascii().eq_ignore_ascii_case(b"application/json")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "0123456789abcdef-token";
+
+    fn guard(token: bool, hosts: &[&str], origins: &[&str]) -> Guard {
+        let admin = AdminConfig {
+            token: token.then(|| TOKEN.to_owned()),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            origins: origins.iter().map(|o| o.to_string()).collect(),
+        };
+        Guard::new(
+            &admin,
+            "127.0.0.1:8082".parse().unwrap(),
+            Some("gw1.internal"),
+        )
+    }
+
+    fn head<'a>(method: &'a str, path: &'a str, host: &'a str) -> Head<'a> {
+        Head {
+            method,
+            path,
+            host: Ok(Some(host)),
+            origin: Ok(None),
+            authorization: None,
+            preflight: false,
+        }
+    }
+
+    #[test]
+    fn host_is_one_of_the_listen_forms() {
+        let g = guard(false, &[], &[]);
+        for ok in [
+            "127.0.0.1:8082",
+            "localhost:8082",
+            "LOCALHOST:8082",
+            "[::1]:8082",
+            "gw1.internal:8082",
+        ] {
+            assert_eq!(g.check(&head("GET", "/metrics", ok)), Ok(()), "{ok}");
+        }
+        for bad in [
+            "evil.example:8082",
+            "localhost:8083",
+            "localhost",
+            "127.0.0.1",
+            "[::1]",
+            "localhost:x",
+            "",
+            "[::1",
+        ] {
+            let r = g.check(&head("GET", "/metrics", bad));
+            assert_eq!(r, Err(Refusal::Host), "{bad:?}");
+        }
+        let mut h = head("GET", "/metrics", "x");
+        h.host = Ok(None);
+        assert_eq!(g.check(&h), Err(Refusal::NoHost));
+        h.host = Err(());
+        assert_eq!(g.check(&h), Err(Refusal::NoHost));
+    }
+
+    #[test]
+    fn configured_hosts_add_to_the_defaults() {
+        let g = guard(false, &["admin.example.com", "ops:9000"], &[]);
+        for ok in [
+            "admin.example.com",
+            "admin.example.com:443",
+            "ops:9000",
+            "localhost:8082",
+        ] {
+            assert_eq!(g.check(&head("GET", "/", ok)), Ok(()), "{ok}");
+        }
+        assert_eq!(g.check(&head("GET", "/", "ops:9001")), Err(Refusal::Host));
+        let any = guard(false, &["*"], &[]);
+        assert_eq!(any.check(&head("GET", "/", "anything:1")), Ok(()));
+    }
+
+    #[test]
+    fn origin_must_be_listed() {
+        let g = guard(false, &[], &["https://ops.example.com"]);
+        let mut h = head("POST", "/push", "localhost:8082");
+        for (origin, want) in [
+            (Ok(Some("https://ops.example.com")), Ok(())),
+            (Ok(Some("HTTPS://OPS.example.com")), Ok(())),
+            (Ok(Some("https://evil.example")), Err(Refusal::Origin)),
+            (Ok(Some("null")), Err(Refusal::Origin)),
+            (Err(()), Err(Refusal::Origin)),
+            (Ok(None), Ok(())),
+        ] {
+            h.origin = origin;
+            assert_eq!(g.check(&h), want, "{origin:?}");
+        }
+    }
+
+    #[test]
+    fn token_is_required_but_for_healthz_and_preflight() {
+        let g = guard(true, &[], &["https://ops.example.com"]);
+        let auth = format!("Bearer {TOKEN}");
+        let lower = format!("bearer {TOKEN}");
+        let mut h = head("POST", "/drain", "localhost:8082");
+        for (value, want) in [
+            (None, Err(Refusal::Token)),
+            (Some(auth.as_str()), Ok(())),
+            (Some(lower.as_str()), Ok(())),
+            (Some("Bearer 0123456789abcdef-toke"), Err(Refusal::Token)),
+            (Some("Bearer 0123456789abcdef-tokenX"), Err(Refusal::Token)),
+            (Some("Bearer 0123456789abcdef-tokeN"), Err(Refusal::Token)),
+            (
+                Some("Basic MDEyMzQ1Njc4OWFiY2RlZi10b2tlbg=="),
+                Err(Refusal::Token),
+            ),
+            (Some("Bearer"), Err(Refusal::Token)),
+        ] {
+            h.authorization = value.map(str::as_bytes);
+            assert_eq!(g.check(&h), want, "{value:?}");
+        }
+        let healthz = head("GET", "/healthz", "localhost:8082");
+        assert_eq!(g.check(&healthz), Ok(()));
+        assert_eq!(
+            g.check(&head("POST", "/healthz", "localhost:8082")),
+            Err(Refusal::Token)
+        );
+        let mut pre = head("OPTIONS", "/push", "localhost:8082");
+        pre.preflight = true;
+        pre.origin = Ok(Some("https://ops.example.com"));
+        assert_eq!(g.check(&pre), Ok(()));
+        // Host and Origin apply to healthz too.
+        assert_eq!(
+            g.check(&head("GET", "/healthz", "evil:8082")),
+            Err(Refusal::Host)
+        );
+    }
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+        ] {
+            assert!(is_json(Some(ok.as_bytes())), "{ok}");
+        }
+        for bad in ["text/plain", "application/jsonx", "", "multipart/form-data"] {
+            assert!(!is_json(Some(bad.as_bytes())), "{bad}");
+        }
+        assert!(!is_json(None));
+    }
+}
