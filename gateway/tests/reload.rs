@@ -70,11 +70,18 @@ fn sighup_rotates_the_jwt_key(driver: Driver) {
     );
     live.ping(1);
 
-    // An invalid config is refused; the key in force stays.
+    // An invalid config is refused; the key in force stays (by signal,
+    // and by the admin API, which says why).
     std::fs::write(&path, "[auth\n").unwrap();
     gw.signal(libc::SIGHUP);
     wait_log(&gw, "reload refused", 1);
+    let r = gw.post("/reload", "");
+    assert_eq!(r.status, 422, "{r:?}");
+    assert_eq!(r.json()["reloaded"], false);
     assert_eq!(upgrade_status(&gw, &token_for("new-secret", "y")), 101);
     live.ping(2);
+    write_config(&path, "third-secret");
+    assert_eq!(gw.post("/reload", "").status, 200);
+    assert_eq!(upgrade_status(&gw, &token_for("third-secret", "z")), 101);
     let _ = std::fs::remove_dir_all(&dir);
 }

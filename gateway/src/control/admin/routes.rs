@@ -22,6 +22,7 @@ pub(super) fn body_rule(method: &str, path: &str) -> Option<BodyRule> {
     match (method, path) {
         ("POST", "/push") => Some(BodyRule::Json),
         ("POST", "/drain") => Some(BodyRule::JsonOrEmpty),
+        ("POST", "/reload") => Some(BodyRule::JsonOrEmpty),
         ("POST", p) if p.starts_with("/kick/") => Some(BodyRule::JsonOrEmpty),
         _ => None,
     }
@@ -94,6 +95,10 @@ pub(super) fn route(control: &Control, method: &str, path: &str, body: &[u8]) ->
             control.drain();
             reply(202, json!({ "draining": true }))
         }
+        ("POST", "/reload") => match control.reload() {
+            Ok(()) => reply(200, json!({ "reloaded": true })),
+            Err(e) => reply(422, json!({ "reloaded": false, "error": e })),
+        },
         ("GET", p) if p.starts_with("/presence/") => with_user(p, "/presence/", |user| {
             let local = query.split('&').any(|q| q == "local=1");
             crate::control::cluster_api::presence(control, user, local).map(|v| reply(200, v))
@@ -107,7 +112,7 @@ pub(super) fn route(control: &Control, method: &str, path: &str, body: &[u8]) ->
                 .kick(user)
                 .map(|n| reply(200, json!({ "kicked": n })))
         }),
-        (_, "/healthz" | "/metrics" | "/push" | "/drain" | "/nodes" | "/route") => {
+        (_, "/healthz" | "/metrics" | "/push" | "/drain" | "/reload" | "/nodes" | "/route") => {
             error(405, "method not allowed")
         }
         _ => error(404, "not found"),
