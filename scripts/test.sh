@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: formatting, lints, unit and integration tests (the real
-# binaries on loopback), the loadgen smoke, and a bounded fuzz run.
+# binaries on loopback), the JS SDK's tests and a headless-Chromium test of
+# the example backend, the loadgen smoke, and a bounded fuzz run.
 # Installs what the tests need when it is missing (needs root for apt-get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,8 @@ rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup com
 echo "== fmt"; cargo fmt --all --check
 echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== tests"; cargo test --workspace
+echo "== JS client SDK against the real binary"; scripts/test-js.sh
+echo "== browser: the example chat backend in headless Chromium"; scripts/test-browser.sh
 echo "== loadgen smoke (every scenario, small, exact counts)"; PROFILE=debug scripts/bench-smoke.sh
 skipped=""
 if [ "${SKIP_FUZZ:-0}" = 1 ]; then

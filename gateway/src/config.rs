@@ -131,6 +131,11 @@ pub struct AuthConfig {
     /// `"enforce"` when a token has one, `"require"` (no claim: no room),
     /// or `"ignore"`. Default `"enforce"`.
     pub rooms_claim: crate::grants::RoomsClaim,
+    /// Browser origins (`https://chat.example.com`) allowed to open a
+    /// WebSocket; an upgrade with another `Origin` gets 403 (cross-site
+    /// WebSocket hijacking). Clients that send no `Origin` (apps, servers)
+    /// are not affected. Empty: any origin. Default empty.
+    pub origins: Vec<String>,
     /// Required `aud` of every token (it must name this). Default: unset.
     pub audience: Option<String>,
     /// Required `iss` of every token. Default: unset.
@@ -150,6 +155,7 @@ impl std::fmt::Debug for AuthConfig {
             )
             .field("jwt_public_key", &self.jwt_public_key)
             .field("rooms_claim", &self.rooms_claim)
+            .field("origins", &self.origins)
             .field("audience", &self.audience)
             .field("issuer", &self.issuer)
             .field("max_lifetime_secs", &self.max_lifetime_secs)

@@ -99,7 +99,9 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (TCP)", config.tcp_listen))?;
     let bus = bind_bus(&config, shards)?;
     let clock = Clock::system();
-    let incarnation = clock.unix_ms(clock.now()) << 16 | u64::from(fastrand::u16(..));
+    // Unix ms and three random digits: unique per start, and below 2^53 so
+    // JSON readers (JavaScript) read it exactly.
+    let incarnation = clock.unix_ms(clock.now()) * 1000 + fastrand::u64(..1000);
     let node = Arc::new(Node {
         incarnation,
         bus_fds: bus.iter().map(|l| l.as_raw_fd()).collect(),

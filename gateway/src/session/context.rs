@@ -37,6 +37,9 @@ pub struct Env {
     pub id_prefix: String,
     /// The device name of connections that name none (shared).
     pub no_device: Arc<str>,
+    /// `auth.origins`: browser origins allowed to open a WebSocket (empty:
+    /// any).
+    pub origins: Arc<[String]>,
     /// How `rooms` claims are enforced.
     pub rooms_claim: crate::grants::RoomsClaim,
     /// `backend.rate_per_conn` (0: none).

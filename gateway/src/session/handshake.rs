@@ -57,6 +57,17 @@ impl Session {
         if req.path != "/ws" {
             return self.reject_upgrade(cx, 404, "no such endpoint: use /ws");
         }
+        // A browser page from another site (cross-site WebSocket hijacking):
+        // only listed origins, when a list is configured.
+        let origins = &cx.env.origins;
+        if let Some(o) = req.origin.as_deref().filter(|_| !origins.is_empty()) {
+            if !origins
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(o))
+            {
+                return self.reject_upgrade(cx, 403, "origin not allowed");
+            }
+        }
         // None offered means binary protobuf.
         let (wire, protocol) = if req.protocols.is_empty() {
             (Wire::WsProto, None)
@@ -83,7 +94,7 @@ impl Session {
         self.phase = Phase::Auth;
         self.queue(cx, &response);
         if let Some(claims) = claims {
-            self.authenticate(cx, claims, "");
+            self.authenticate(cx, claims, "", req.last_seq);
         }
     }
 
@@ -108,7 +119,7 @@ impl Session {
                 let now_unix = cx.env.clock.unix_secs(cx.now);
                 match cx.env.verifier.verify_at(&auth.token, now_unix) {
                     Ok(claims) => {
-                        self.authenticate(cx, claims, &auth.device);
+                        self.authenticate(cx, claims, &auth.device, auth.last_seq);
                         Ok(())
                     }
                     Err(e) => Err(Fatal::app(ErrorCode::Unauthenticated, e.reason().into())),
@@ -126,7 +137,8 @@ impl Session {
         }
     }
 
-    fn authenticate(&mut self, cx: &mut Ctx, claims: Claims, device: &str) {
+    /// Opens the session; `last_seq` is the client's resume point (0: none).
+    fn authenticate(&mut self, cx: &mut Ctx, claims: Claims, device: &str, last_seq: u64) {
         let env = cx.env;
         let device: Arc<str> = match claims.device.as_deref() {
             _ if !device.is_empty() => Arc::from(device),
@@ -171,8 +183,10 @@ impl Session {
                 frame: Some(Frame::AuthOk(ok)),
             },
         );
-        // Offline messages and anything unacknowledged, before live ones.
-        self.qos_sync(cx, None);
+        // Offline messages and anything unacknowledged, before live ones
+        // (after the client's resume point when it gave one).
+        self.known = last_seq;
+        self.qos_sync(cx, (last_seq > 0).then_some(last_seq));
     }
 }
 

@@ -139,6 +139,7 @@ impl Shard {
             no_device: Arc::from(""),
             http: Some(crate::cluster::route::http_hook(node.clone())),
             rooms_claim: node.config.auth.rooms_claim,
+            origins: node.config.auth.origins.clone().into(),
             rate_per_conn: node.config.backend.rate_per_conn,
             rate_per_room: match node.config.backend.rate_per_room {
                 0 => 0,

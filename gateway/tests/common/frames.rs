@@ -23,6 +23,7 @@ pub fn auth(token: &str, device: &str) -> ClientFrame {
     frame(client_frame::Frame::Auth(proto::v1::Auth {
         token: token.into(),
         device: device.into(),
+        last_seq: 0,
     }))
 }
 

@@ -42,6 +42,7 @@ pub(super) fn start(s: &mut Session, user: &str, out: &mut Vec<u8>) -> anyhow::R
             let auth = client_frame::Frame::Auth(Auth {
                 token,
                 device: String::new(),
+                last_seq: 0,
             });
             put(Wire::Tcp, &ClientFrame { frame: Some(auth) }, out);
         }

@@ -46,7 +46,8 @@ fn json_forms_clients_write() {
         json_client(r#"{"auth":{"token":"t"}}"#),
         client(C::Auth(v1::Auth {
             token: "t".into(),
-            device: String::new()
+            device: String::new(),
+            last_seq: 0,
         }))
     );
     assert_eq!(json_client("{}"), v1::ClientFrame { frame: None });

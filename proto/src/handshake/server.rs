@@ -30,6 +30,12 @@ pub struct UpgradeRequest {
     /// Always true for a returned request: a version other than 13 is the
     /// error [`HandshakeError::BadVersion`]. Kept for API stability.
     pub version_ok: bool,
+    /// The `Origin` header (browsers send it; checked against an allowlist
+    /// against cross-site WebSocket hijacking).
+    pub origin: Option<String>,
+    /// The `last_seq` query parameter: the highest QoS 1 seq the client
+    /// has (a resume point given with the upgrade). 0 when absent.
+    pub last_seq: u64,
 }
 
 /// Parses the upgrade request at the front of `buf`, looking at no more than
@@ -60,6 +66,10 @@ pub fn parse_request(
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let query_token = query_param(query, "token")?;
+    let last_seq = match query_param(query, "last_seq")? {
+        Some(v) => v.parse().map_err(|_| HandshakeError::BadQuery)?,
+        None => 0,
+    };
 
     let headers = req.headers;
     if !has_token(headers, "upgrade", "websocket") {
@@ -88,6 +98,7 @@ pub fn parse_request(
         },
         None => None,
     };
+    let origin = header(headers, "origin")?.map(|o| o.trim().to_owned());
     let mut protocols = Vec::new();
     for h in headers
         .iter()
@@ -111,6 +122,8 @@ pub fn parse_request(
             key: key.to_owned(),
             protocols,
             version_ok: true,
+            origin,
+            last_seq,
         },
     )))
 }

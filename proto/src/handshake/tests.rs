@@ -43,6 +43,8 @@ fn parses_a_full_request() {
                 "im.gateway.v1+proto".into()
             ],
             version_ok: true,
+            origin: None,
+            last_seq: 0,
         }
     );
 }

@@ -58,6 +58,7 @@ impl Harness {
             no_device: Arc::from(""),
             http: None,
             rooms_claim: Default::default(),
+            origins: Arc::from(Vec::<String>::new()),
             rate_per_conn: 0,
             rate_per_room: 0,
             backend: false,
@@ -209,6 +210,7 @@ pub(super) fn auth_frame(token: &str, device: &str) -> client_frame::Frame {
     client_frame::Frame::Auth(proto::v1::Auth {
         token: token.into(),
         device: device.into(),
+        last_seq: 0,
     })
 }
 

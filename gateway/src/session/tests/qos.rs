@@ -298,3 +298,23 @@ fn a_read_on_after_a_full_window_is_no_gap_for_a_client_that_resumed() {
     );
     assert_eq!(frames.len(), 34);
 }
+
+#[test]
+fn a_resume_point_given_at_auth_starts_the_replay_after_it() {
+    let mut h = Harness::new(Transport::Tcp);
+    let token = h.token("alice", Some("phone"), 3600);
+    h.send(client_frame::Frame::Auth(proto::v1::Auth {
+        token,
+        device: String::new(),
+        last_seq: 40,
+    }));
+    h.frames();
+    assert_eq!(
+        reads(&h.routes()),
+        [Some(40)],
+        "read after the client's point"
+    );
+    // A replay that still holds older messages (a lagging cursor) skips them.
+    h.deliver(replay(35..=42, 42));
+    assert_eq!(delivered(&mut h), [41, 42]);
+}

@@ -1,0 +1,269 @@
+// The chat page: sign in (the backend mints a token), connect to the
+// gateway with the SDK, join rooms, load their history from the backend and
+// append what is delivered live, deduplicated by message id.
+import { GatewayClient } from '/sdk/index.js';
+
+const $ = (sel) => document.querySelector(sel);
+
+/** Per-tab state that survives a reload: user, device, rooms, last QoS 1 seq. */
+const saved = {
+  get: (k, fallback) => JSON.parse(sessionStorage.getItem(`chat.${k}`) ?? 'null') ?? fallback,
+  set: (k, v) => sessionStorage.setItem(`chat.${k}`, JSON.stringify(v)),
+  clear: () => Object.keys(sessionStorage).filter((k) => k.startsWith('chat.')).forEach((k) => sessionStorage.removeItem(k)),
+};
+
+const state = {
+  user: '',
+  rooms: /** @type {string[]} */ ([]),
+  joined: new Set(),
+  joining: new Set(),
+  current: '',
+  /** room -> Map(id -> {id, room, user, text, ts}) */
+  messages: new Map(),
+  unread: new Map(),
+  /** @type {GatewayClient | null} */
+  client: null,
+};
+
+// One device id per tab (kept across reloads): the gateway tracks QoS 1 acks per device.
+function deviceId() {
+  let d = saved.get('device', '');
+  if (!d) saved.set('device', (d = `tab-${Math.random().toString(36).slice(2, 10)}`));
+  return d;
+}
+
+async function login(user) {
+  const res = await fetch('/api/login', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ user, device: deviceId() }),
+  });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(body.error ?? `login: HTTP ${res.status}`);
+  return body;
+}
+
+async function start(user) {
+  const first = await login(user);
+  Object.assign(state, { user, rooms: first.rooms });
+  saved.set('user', user);
+  let unused = first.token; // for the first connect; reconnects and refreshes ask again
+  const getToken = async () => {
+    const token = unused || (await login(user)).token;
+    unused = '';
+    return token;
+  };
+  const client = new GatewayClient({
+    url: first.ws,
+    getToken,
+    lastSeq: saved.get('lastSeq', 0),
+  });
+  state.client = client;
+  client.on('connected', () => {
+    setStatus('connected', 'connected');
+    refreshOnline();
+    for (const room of state.joined) loadHistory(room); // fills anything missed while away
+  });
+  client.on('disconnected', (e) => {
+    if (e.reconnectInMs !== null) setStatus('connecting', `reconnecting (${e.reason || e.code})`);
+  });
+  client.on('message', onMessage);
+  client.on('error', (e) => notice(e.message));
+  $('#me').textContent = user;
+  $('#login-view').hidden = true;
+  $('#chat-view').hidden = false;
+  $('#logout').hidden = false;
+  setStatus('connecting', 'connecting');
+  renderRooms();
+  client.connect();
+  const rooms = saved.get('rooms', [state.rooms[0]]);
+  const current = saved.get('current', rooms[0]);
+  await Promise.all(rooms.filter((r) => state.rooms.includes(r)).map(join));
+  if (state.joined.has(current)) select(current);
+}
+
+function onMessage(m) {
+  saved.set('lastSeq', state.client?.lastSeq ?? 0);
+  let body;
+  try {
+    body = JSON.parse(m.text);
+  } catch {
+    return;
+  }
+  if (body.type === 'msg') addMessage(body);
+  else if (body.type === 'presence') renderOnline(body.online);
+  else if (body.type === 'error') notice(body.text);
+}
+
+async function join(room) {
+  if (state.joined.has(room) || state.joining.has(room)) return;
+  state.joining.add(room);
+  renderRooms();
+  try {
+    await state.client.join(room); // joined first, history second: nothing falls between
+    state.joined.add(room);
+    state.messages.set(room, new Map());
+    await loadHistory(room);
+    if (!state.current) select(room);
+  } catch (e) {
+    notice(`cannot join ${room}: ${e.message}`);
+  } finally {
+    state.joining.delete(room);
+    saved.set('rooms', [...state.joined]);
+    renderRooms();
+  }
+}
+
+async function leave(room) {
+  state.joined.delete(room);
+  state.messages.delete(room);
+  state.unread.delete(room);
+  saved.set('rooms', [...state.joined]);
+  if (state.current === room) select([...state.joined][0] ?? '');
+  renderRooms();
+  await state.client.leave(room).catch((e) => notice(e.message));
+}
+
+async function loadHistory(room) {
+  try {
+    const res = await fetch(`/api/history?room=${encodeURIComponent(room)}&limit=50`);
+    const body = await res.json();
+    for (const m of body.messages ?? []) addMessage(m);
+  } catch (e) {
+    notice(`history of ${room}: ${e.message}`);
+  }
+}
+
+function addMessage(m) {
+  const list = state.messages.get(m.room);
+  if (!list || list.has(m.id)) return; // not joined, or seen already (history and live overlap)
+  list.set(m.id, m);
+  if (m.room === state.current) {
+    const ol = $('#messages');
+    const last = ol.lastElementChild;
+    const atBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 40;
+    if (!last || Number(last.dataset.ts) <= m.ts) ol.append(messageItem(m));
+    else renderMessages(); // an older one (history after live): put it in its place
+    if (atBottom || m.user === state.user) ol.scrollTop = ol.scrollHeight;
+  } else {
+    state.unread.set(m.room, (state.unread.get(m.room) ?? 0) + 1);
+    renderRooms();
+  }
+}
+
+function select(room) {
+  state.current = room;
+  state.unread.delete(room);
+  saved.set('current', room);
+  $('#room-title').textContent = room ? `# ${room}` : 'join a room';
+  $('#text').disabled = $('#composer button').disabled = !room;
+  renderMessages();
+  renderRooms();
+  if (room) $('#text').focus();
+}
+
+async function send(text) {
+  const room = state.current;
+  try {
+    // QoS 1: the SDK retries it (same clientMsgId) until the gateway has stored it.
+    await state.client.send({ backend: true }, JSON.stringify({ room, text }), { qos: 1 });
+  } catch (e) {
+    notice(`not sent: ${e.message}`);
+  }
+}
+
+async function refreshOnline() {
+  try {
+    renderOnline((await (await fetch('/api/online')).json()).online);
+  } catch (e) {
+    notice(`online: ${e.message}`);
+  }
+}
+
+// ---- rendering (textContent only: what users type is never HTML)
+
+function el(tag, props = {}, ...children) {
+  const e = Object.assign(document.createElement(tag), props);
+  e.append(...children);
+  return e;
+}
+
+function messageItem(m) {
+  const li = el('li', { className: m.user === state.user ? 'mine' : '' },
+    el('time', { textContent: new Date(m.ts).toLocaleTimeString() }),
+    el('span', { className: 'user', textContent: m.user }),
+    el('span', { className: 'text', textContent: m.text }));
+  Object.assign(li.dataset, { id: m.id, ts: String(m.ts) });
+  return li;
+}
+
+function renderMessages() {
+  const msgs = [...(state.messages.get(state.current)?.values() ?? [])].sort((a, b) => a.ts - b.ts);
+  const ol = $('#messages');
+  ol.replaceChildren(...msgs.map(messageItem));
+  ol.scrollTop = ol.scrollHeight;
+}
+
+function renderRooms() {
+  $('#rooms').replaceChildren(...state.rooms.map((room) => {
+    const joined = state.joined.has(room);
+    const busy = state.joining.has(room);
+    const li = el('li', { className: [joined && 'joined', room === state.current && 'current'].filter(Boolean).join(' ') },
+      el('span', { className: 'name', textContent: `# ${room}`, onclick: () => joined && select(room) }));
+    const n = state.unread.get(room);
+    if (n) li.append(el('span', { className: 'badge', textContent: String(n) }));
+    li.append(el('button', {
+      type: 'button', disabled: busy, className: joined ? 'leave' : 'join',
+      textContent: busy ? '…' : joined ? 'leave' : 'join',
+      onclick: () => (joined ? leave(room) : join(room).then(() => state.joined.has(room) && select(room))),
+    }));
+    li.dataset.room = room;
+    return li;
+  }));
+}
+
+function renderOnline(online = []) {
+  $('#online').replaceChildren(...online.map((o) => {
+    const li = el('li', { textContent: o.user }, el('span', { className: 'count', textContent: o.connections > 1 ? ` ×${o.connections}` : '' }));
+    li.dataset.user = o.user;
+    return li;
+  }));
+}
+
+function setStatus(kind, text) {
+  const s = $('#status');
+  s.dataset.state = kind;
+  s.textContent = text;
+}
+
+function notice(text) {
+  $('#notice').textContent = text;
+}
+
+// ---- wiring
+
+$('#login-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  $('#login-error').textContent = '';
+  try {
+    await start(new FormData(ev.target).get('user').trim());
+  } catch (e) {
+    $('#login-error').textContent = e.message;
+  }
+});
+
+$('#composer').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const text = $('#text').value.trim();
+  if (!text || !state.current) return;
+  $('#text').value = '';
+  send(text);
+});
+
+$('#logout').addEventListener('click', () => {
+  state.client?.close();
+  saved.clear();
+  location.reload();
+});
+
+if (saved.get('user', '')) start(saved.get('user', '')).catch((e) => ($('#login-error').textContent = e.message));

@@ -1,0 +1,150 @@
+// The chat example in headless Chromium: redis-server, the gateway (debug
+// build) and the backend on free loopback ports; two users sign in in two
+// browser contexts, join a room, one writes, the other sees it live and,
+// after a reload, from the history; the gateway restarts and they go on.
+// Screenshots: target/chat-backend-test/.
+//
+//   node --test examples/chat-backend/test/browser.test.mjs   (scripts/test-browser.sh installs what it needs)
+// Env: GATEWAY_BIN (default target/debug/gateway), CHROMIUM (/usr/bin/chromium),
+//      REDIS_SERVER (redis-server), PYTHON (python3), KEEP_LOGS=1.
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { freePort, start, stop, tail } from './harness.mjs';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const EXAMPLE = resolve(HERE, '..');
+const REPO = resolve(EXAMPLE, '../..');
+const SECRET = 'browser-test-secret';
+const WAIT = 15_000; // every wait on the page has this deadline; nothing sleeps
+const SHOT_DIR = join(REPO, 'target', 'chat-backend-test');
+
+test('two users chat through the gateway in headless Chromium', { timeout: 120_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'chat-browser-'));
+  const procs = [];
+  let browser;
+  let failed = true;
+  t.after(async () => {
+    await browser?.close().catch(() => {});
+    for (const p of procs.reverse()) await stop(p.proc);
+    if (failed || process.env.KEEP_LOGS) {
+      for (const p of procs) console.error(`--- ${p.log}:\n${tail(p.log)}`);
+      console.error(`logs kept in ${dir}`);
+    } else rmSync(dir, { recursive: true, force: true });
+  });
+
+  const redisPort = await freePort();
+  procs.push(await start('redis', process.env.REDIS_SERVER ?? 'redis-server',
+    ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { dir, ready: /Ready to accept connections/ }));
+  const redisUrl = `redis://127.0.0.1:${redisPort}/`;
+
+  // A fixed WebSocket port, so that a restarted gateway is where the pages reconnect.
+  const wsAddr = `127.0.0.1:${await freePort()}`;
+  const startGateway = async (name) => {
+    const gw = await start(name, process.env.GATEWAY_BIN ?? join(REPO, 'target/debug/gateway'),
+      ['--redis', redisUrl, '--events', '--jwt-secret', SECRET,
+        '--ws-listen', wsAddr, '--tcp-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
+      { dir, ready: /^ready ws=(\S+) tcp=\S+ admin=\S+/ });
+    procs.push(gw);
+    return gw;
+  };
+  const gw = await startGateway('gateway');
+  const wsUrl = `ws://${wsAddr}/ws`;
+
+  const be = await start('backend', process.env.PYTHON ?? 'python3',
+    [join(EXAMPLE, 'backend.py'), '--redis', redisUrl, '--jwt-secret', SECRET, '--port', '0',
+      '--gateway-ws', wsUrl, '--db', join(dir, 'chat.db')],
+    { dir, ready: /^ready http=(\S+)/ });
+  procs.push(be);
+  const site = `http://${be.match[1]}/`;
+
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+  });
+  const pageErrors = [];
+  const open = async (user) => {
+    const ctx = await browser.newContext({ viewport: { width: 900, height: 560 } });
+    const page = await ctx.newPage();
+    page.setDefaultTimeout(WAIT);
+    page.on('pageerror', (e) => pageErrors.push(`${user}: ${e.message}`));
+    page.on('console', (m) => m.type() === 'error' && pageErrors.push(`${user} console: ${m.text()}`));
+    await page.goto(site);
+    await page.fill('#login-form input[name=user]', user);
+    await page.click('#login-form button[type=submit]');
+    await page.waitForSelector('#status[data-state=connected]');
+    await page.waitForSelector('#login-form', { state: 'hidden' });
+    await page.waitForSelector('#rooms li[data-room=lobby].joined'); // joined by default
+    return page;
+  };
+  const alice = await open('alice');
+  const bob = await open('bob');
+
+  // Both join #general with the button; it becomes their current room.
+  for (const page of [alice, bob]) {
+    await page.click('#rooms li[data-room=general] button.join');
+    await page.waitForSelector('#rooms li[data-room=general].joined.current');
+    await page.waitForSelector('#room-title:text-is("# general")');
+  }
+  // Presence from the gateway's lifecycle events: each sees the other.
+  await alice.waitForSelector('#online li[data-user=bob]');
+  await bob.waitForSelector('#online li[data-user=alice]');
+
+  const hello = `hello bob, it is ${Date.now()}`;
+  await alice.fill('#text', hello);
+  await alice.press('#text', 'Enter');
+  const line = (text) => `#messages li:has(.text:text-is("${text}"))`;
+  await bob.waitForSelector(`${line(hello)} .user:text-is("alice")`);
+  await alice.waitForSelector(line(hello)); // the sender is a member too
+  // Not in the other rooms.
+  await bob.click('#rooms li[data-room=lobby] .name');
+  await bob.waitForSelector('#room-title:text-is("# lobby")');
+  assert.equal(await bob.locator(line(hello)).count(), 0, 'the message leaked into #lobby');
+  await bob.click('#rooms li[data-room=general] .name');
+  await bob.waitForSelector(line(hello));
+
+  // A reload: bob signs in again by himself (session storage), re-joins his
+  // rooms, and the message is there from the history, once.
+  await bob.reload();
+  await bob.waitForSelector('#status[data-state=connected]');
+  await bob.waitForSelector('#login-form', { state: 'hidden' });
+  await bob.waitForSelector('#rooms li[data-room=general].joined.current');
+  await bob.waitForSelector(line(hello));
+  assert.equal(await bob.locator(line(hello)).count(), 1, 'shown twice after the reload');
+  const history = await (await fetch(`${site}api/history?room=general`)).json();
+  assert.deepEqual(history.messages.map((m) => [m.user, m.text]), [['alice', hello]]);
+
+  // And back the other way after the reload.
+  const reply = 'hi alice, back from a reload';
+  await bob.fill('#text', reply);
+  await bob.press('#text', 'Enter');
+  await alice.waitForSelector(`${line(reply)} .user:text-is("bob")`);
+  assert.equal(await alice.locator(line(hello)).count(), 1, 'alice has a duplicate');
+
+  // The gateway restarts (SIGTERM: drain, go-away): both pages reconnect by
+  // themselves, re-join their rooms, and the chat goes on.
+  await stop(gw.proc);
+  await alice.waitForSelector('#status[data-state=connecting]');
+  await startGateway('gateway-2');
+  for (const page of [alice, bob]) await page.waitForSelector('#status[data-state=connected]');
+  const after = 'still here after the gateway restarted';
+  await alice.fill('#text', after);
+  await alice.press('#text', 'Enter');
+  await bob.waitForSelector(`${line(after)} .user:text-is("alice")`);
+  await alice.waitForSelector(line(after));
+  await alice.waitForSelector('#online li[data-user=bob]');
+
+  mkdirSync(SHOT_DIR, { recursive: true });
+  const shot = join(SHOT_DIR, 'screenshot.png');
+  await alice.screenshot({ path: shot });
+  await bob.screenshot({ path: join(SHOT_DIR, 'screenshot-bob.png') });
+  console.log(`screenshot: ${shot}`);
+
+  assert.deepEqual(pageErrors, [], 'errors in the pages');
+  failed = false;
+});
