@@ -12,6 +12,7 @@ use std::net::TcpStream;
 use common::*;
 
 driver_tests!(
+    only_listed_browser_origins_may_upgrade,
     an_upgrade_without_host_is_400,
     violations_close_with_their_codes,
     a_first_frame_over_the_preauth_limit_is_refused,
@@ -30,6 +31,50 @@ fn an_upgrade_without_host_is_400(driver: Driver) {
     s.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
     assert!(out.contains("missing Host header"), "{out}");
+}
+
+/// The HTTP status of an upgrade with `Origin: origin` (none when `None`).
+fn upgrade_with_origin(gw: &Gateway, origin: Option<&str>) -> u16 {
+    let mut s = TcpStream::connect(gw.ws).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET /ws?token={} HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n",
+        user_token("o", "d")
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
+}
+
+fn only_listed_browser_origins_may_upgrade(driver: Driver) {
+    let dir = std::env::temp_dir().join(format!(
+        "gateway-origins-{}-{}",
+        std::process::id(),
+        driver.name()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("g.toml");
+    std::fs::write(&path, "[auth]\norigins = [\"https://chat.example.com\"]\n").unwrap();
+    let gw = Gateway::start(driver, &["--config", path.to_str().unwrap()]);
+    assert_eq!(
+        upgrade_with_origin(&gw, Some("https://chat.example.com")),
+        101
+    );
+    assert_eq!(upgrade_with_origin(&gw, Some("https://evil.example")), 403);
+    assert_eq!(upgrade_with_origin(&gw, None), 101, "apps send no Origin");
+    // Without a list, any origin.
+    let open = Gateway::start(driver, &[]);
+    assert_eq!(
+        upgrade_with_origin(&open, Some("https://evil.example")),
+        101
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An authenticated raw WebSocket on `subprotocol`, its AuthOk read.
