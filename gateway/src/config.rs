@@ -131,6 +131,12 @@ pub struct AuthConfig {
     /// `"enforce"` when a token has one, `"require"` (no claim: no room),
     /// or `"ignore"`. Default `"enforce"`.
     pub rooms_claim: crate::grants::RoomsClaim,
+    /// A JSON Web Key Set file (RFC 7517): each token's `kid` header picks
+    /// its key (RSA, EC or HMAC; a key's `alg`, when given, is the only one
+    /// it verifies). Replaces `jwt_secret` / `jwt_public_key` (set one of
+    /// the three). Re-read on reload (SIGHUP). A relative path in the config
+    /// file is relative to that file's directory. Default: unset.
+    pub jwks_file: Option<PathBuf>,
     /// Browser origins (`https://chat.example.com`) allowed to open a
     /// WebSocket; an upgrade with another `Origin` gets 403 (cross-site
     /// WebSocket hijacking). Clients that send no `Origin` (apps, servers)
@@ -155,6 +161,7 @@ impl std::fmt::Debug for AuthConfig {
             )
             .field("jwt_public_key", &self.jwt_public_key)
             .field("rooms_claim", &self.rooms_claim)
+            .field("jwks_file", &self.jwks_file)
             .field("origins", &self.origins)
             .field("audience", &self.audience)
             .field("issuer", &self.issuer)
@@ -305,9 +312,12 @@ impl Config {
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let mut config: Config =
             toml::from_str(text).map_err(|e| ConfigError::parse(path, text, &e))?;
+        let dir = path.parent().unwrap_or(Path::new(""));
         if let Some(key) = config.auth.jwt_public_key.take() {
-            let dir = path.parent().unwrap_or(Path::new(""));
             config.auth.jwt_public_key = Some(dir.join(key));
+        }
+        if let Some(jwks) = config.auth.jwks_file.take() {
+            config.auth.jwks_file = Some(dir.join(jwks));
         }
         Ok(config)
     }
@@ -338,6 +348,18 @@ impl Config {
     /// The JWT key to verify with, reading the public key file if one is
     /// configured, and whether it is [`DEV_SECRET`] (the caller warns).
     pub fn key_source(&self) -> Result<(KeySource, bool), ConfigError> {
+        if let Some(path) = &self.auth.jwks_file {
+            if self.auth.jwt_secret.is_some() || self.auth.jwt_public_key.is_some() {
+                return Err(ConfigError::ConflictingKeys);
+            }
+            return match std::fs::read(path) {
+                Ok(json) => Ok((KeySource::Jwks(json), false)),
+                Err(source) => Err(ConfigError::ReadKey {
+                    path: path.clone(),
+                    source,
+                }),
+            };
+        }
         match (&self.auth.jwt_secret, &self.auth.jwt_public_key) {
             (Some(_), Some(_)) => Err(ConfigError::ConflictingKeys),
             (Some(secret), None) if secret.is_empty() => Err(ConfigError::EmptySecret),
@@ -358,7 +380,9 @@ impl Config {
     pub fn verifier(&self) -> Result<(Verifier, bool), ConfigError> {
         let (source, dev) = self.key_source()?;
         let verifier = Verifier::new(source).map_err(|source| ConfigError::Key {
-            path: self.auth.jwt_public_key.clone().unwrap_or_default(),
+            path: (self.auth.jwks_file.clone())
+                .or_else(|| self.auth.jwt_public_key.clone())
+                .unwrap_or_default(),
             source,
         })?;
         let a = &self.auth;

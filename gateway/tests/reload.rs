@@ -85,3 +85,38 @@ fn sighup_rotates_the_jwt_key(driver: Driver) {
     assert_eq!(upgrade_status(&gw, &token_for("third-secret", "z")), 101);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A JWKS file: tokens are verified by the key their `kid` names, and a
+/// reload picks up a rotated set (the retired key refused, the new one
+/// accepted).
+#[test]
+fn uring_a_jwks_rotates_keys_by_kid() {
+    use base64::Engine as _;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let dir = std::env::temp_dir().join(format!("gateway-jwks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let set = dir.join("keys.json");
+    let write_set = |kids: &[(&str, &[u8])]| {
+        let keys: Vec<_> = kids
+            .iter()
+            .map(|(kid, k)| serde_json::json!({"kty": "oct", "kid": kid, "k": b64(k)}))
+            .collect();
+        std::fs::write(&set, serde_json::json!({ "keys": keys }).to_string()).unwrap();
+    };
+    let signed = |kid: &str, secret: &[u8]| {
+        let mut h = jsonwebtoken::Header::default();
+        h.kid = Some(kid.into());
+        let claims = serde_json::json!({"sub": "k", "exp": now_secs() + 600});
+        jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap()
+    };
+    write_set(&[("k1", b"one"), ("k2", b"two")]);
+    let gw = Gateway::start_keyless(Driver::Uring, &["--jwks-file", set.to_str().unwrap()]);
+    assert_eq!(upgrade_status(&gw, &signed("k1", b"one")), 101);
+    assert_eq!(upgrade_status(&gw, &signed("k2", b"two")), 101);
+    assert_eq!(upgrade_status(&gw, &signed("k2", b"one")), 401);
+    write_set(&[("k2", b"two"), ("k3", b"three")]);
+    assert_eq!(gw.post("/reload", "").status, 200);
+    assert_eq!(upgrade_status(&gw, &signed("k1", b"one")), 401, "retired");
+    assert_eq!(upgrade_status(&gw, &signed("k3", b"three")), 101, "added");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
 use serde_json::Value;
 
 /// Longest token accepted; anything longer is rejected before decoding.
@@ -96,6 +96,9 @@ pub enum AuthError {
     /// `exp` is further away than `auth.max_lifetime_secs`.
     #[error("token lifetime too long")]
     LifetimeTooLong,
+    /// The `kid` names no key of the set (or a set of several needs one).
+    #[error("unknown key id")]
+    UnknownKey,
 }
 
 impl AuthError {
@@ -116,6 +119,7 @@ impl AuthError {
             AuthError::WrongAudience => "wrong audience",
             AuthError::WrongIssuer => "wrong issuer",
             AuthError::LifetimeTooLong => "token lifetime too long",
+            AuthError::UnknownKey => "unknown key id",
         }
     }
 }
@@ -127,6 +131,8 @@ pub enum KeySource {
     Secret(Vec<u8>),
     /// The contents of a PEM public key file (RSA or EC).
     PublicKeyPem(Vec<u8>),
+    /// The contents of a JSON Web Key Set file: the token's `kid` picks.
+    Jwks(Vec<u8>),
 }
 
 impl std::fmt::Debug for KeySource {
@@ -134,6 +140,7 @@ impl std::fmt::Debug for KeySource {
         match self {
             KeySource::Secret(_) => f.write_str("Secret(<redacted>)"),
             KeySource::PublicKeyPem(pem) => write!(f, "PublicKeyPem({} bytes)", pem.len()),
+            KeySource::Jwks(json) => write!(f, "Jwks({} bytes)", json.len()),
         }
     }
 }
@@ -150,6 +157,9 @@ pub enum KeyError {
     /// The PEM is neither an RSA nor an EC public key.
     #[error("not an RSA or EC public key in PEM format ({0})")]
     UnsupportedPem(String),
+    /// The JWKS file is not a usable key set.
+    #[error("bad JWKS: {0}")]
+    BadJwks(String),
 }
 
 /// The node's verifier, replaceable while it runs (a reload): every shard
@@ -181,7 +191,7 @@ impl Keys {
 /// Verifies tokens against one key. Cheap to clone; build once per shard.
 #[derive(Clone)]
 pub struct Verifier {
-    key: DecodingKey,
+    keys: Vec<keys::Keyed>,
     validation: Validation,
     max_name_bytes: usize,
     /// Longest `exp - now` accepted, in seconds (0: any).
@@ -201,28 +211,15 @@ impl Verifier {
     /// Builds a verifier; with a PEM, detects whether it is an RSA or an EC
     /// public key and allows that family's algorithms.
     pub fn new(key: KeySource) -> Result<Verifier, KeyError> {
-        let (key, algorithms) = match key {
-            KeySource::Secret(secret) if secret.is_empty() => return Err(KeyError::EmptySecret),
-            KeySource::Secret(secret) => (
-                DecodingKey::from_secret(&secret),
-                vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
-            ),
-            KeySource::PublicKeyPem(pem) => {
-                if contains(&pem, b"PRIVATE KEY-----") {
-                    return Err(KeyError::PrivateKey);
-                }
-                if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
-                    let rsa = [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512];
-                    let pss = [Algorithm::PS256, Algorithm::PS384, Algorithm::PS512];
-                    (key, rsa.into_iter().chain(pss).collect())
-                } else {
-                    match DecodingKey::from_ec_pem(&pem) {
-                        Ok(key) => (key, vec![Algorithm::ES256, Algorithm::ES384]),
-                        Err(e) => return Err(KeyError::UnsupportedPem(e.to_string())),
-                    }
+        let keys = keys::load(key)?;
+        let mut algorithms: Vec<Algorithm> = Vec::new();
+        for k in &keys {
+            for a in &k.algorithms {
+                if !algorithms.contains(a) {
+                    algorithms.push(*a);
                 }
             }
-        };
+        }
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms;
         validation.leeway = 0;
@@ -231,7 +228,7 @@ impl Verifier {
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
         Ok(Verifier {
-            key,
+            keys,
             validation,
             max_name_bytes: DEFAULT_MAX_NAME_BYTES,
             max_lifetime: 0,
@@ -299,23 +296,27 @@ impl Verifier {
             .get("alg")
             .and_then(Value::as_str)
             .ok_or(AuthError::Malformed)?;
+        let kid = header.get("kid").and_then(Value::as_str);
+        let key = keys::pick(&self.keys, kid).ok_or(AuthError::UnknownKey)?;
         match alg.parse::<Algorithm>() {
-            Ok(alg) if self.validation.algorithms.contains(&alg) => {}
+            Ok(alg) if key.algorithms.contains(&alg) => {}
             _ => return Err(AuthError::WrongAlgorithm),
         }
+        let mut validation = self.validation.clone();
+        validation.algorithms.clone_from(&key.algorithms);
         let data =
-            jsonwebtoken::decode::<RawClaims>(token, &self.key, &self.validation).map_err(|e| {
-                match e.kind() {
-                    ErrorKind::InvalidSignature | ErrorKind::Crypto(_) => AuthError::BadSignature,
-                    ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
-                        AuthError::WrongAlgorithm
-                    }
-                    ErrorKind::InvalidAudience => AuthError::WrongAudience,
-                    ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
-                    ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::WrongAudience,
-                    ErrorKind::MissingRequiredClaim(c) if c == "iss" => AuthError::WrongIssuer,
-                    _ => AuthError::Malformed,
+            jsonwebtoken::decode::<RawClaims>(token, &key.key, &validation).map_err(|e| match e
+                .kind()
+            {
+                ErrorKind::InvalidSignature | ErrorKind::Crypto(_) => AuthError::BadSignature,
+                ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
+                    AuthError::WrongAlgorithm
                 }
+                ErrorKind::InvalidAudience => AuthError::WrongAudience,
+                ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+                ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::WrongAudience,
+                ErrorKind::MissingRequiredClaim(c) if c == "iss" => AuthError::WrongIssuer,
+                _ => AuthError::Malformed,
             })?;
         self.check(data.claims, now_unix)
     }
@@ -421,6 +422,7 @@ pub fn unix_now() -> u64 {
 }
 
 mod decode;
+mod keys;
 use decode::{b64url_decode, contains, numeric_date};
 
 #[cfg(test)]

@@ -409,3 +409,64 @@ fn audience_issuer_and_lifetime_policy() {
         .verify_at(&hs(with("aud", json!("other"))), NOW)
         .is_ok());
 }
+
+#[test]
+fn a_jwks_picks_the_key_by_kid() {
+    let b64 = |s: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    use base64::Engine as _;
+    let set = json!({"keys": [
+        {"kty": "oct", "kid": "a", "k": b64(b"secret-a")},
+        {"kty": "oct", "kid": "b", "alg": "HS256", "k": b64(b"secret-b")},
+    ]});
+    let v = Verifier::new(KeySource::Jwks(set.to_string().into_bytes())).unwrap();
+    let sign_kid = |kid: Option<&str>, alg: Algorithm, secret: &[u8]| {
+        let mut h = Header::new(alg);
+        h.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(
+            &h,
+            &json!({"sub": "u", "exp": NOW + 60}),
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    assert!(v
+        .verify_at(&sign_kid(Some("a"), Algorithm::HS384, b"secret-a"), NOW)
+        .is_ok());
+    assert!(v
+        .verify_at(&sign_kid(Some("b"), Algorithm::HS256, b"secret-b"), NOW)
+        .is_ok());
+    let cases = [
+        (
+            sign_kid(Some("b"), Algorithm::HS256, b"secret-a"),
+            AuthError::BadSignature,
+        ),
+        (
+            sign_kid(Some("b"), Algorithm::HS512, b"secret-b"),
+            AuthError::WrongAlgorithm,
+        ),
+        (
+            sign_kid(Some("zz"), Algorithm::HS256, b"secret-a"),
+            AuthError::UnknownKey,
+        ),
+        (
+            sign_kid(None, Algorithm::HS256, b"secret-a"),
+            AuthError::UnknownKey,
+        ),
+    ];
+    for (token, want) in cases {
+        assert_eq!(v.verify_at(&token, NOW), Err(want));
+    }
+    for bad in [
+        json!({"keys": []}),
+        json!({"keys": [{"kty": "oct", "k": "eA"}, {"kty": "oct", "k": "eQ"}]}),
+        json!("x"),
+    ] {
+        assert!(
+            matches!(
+                Verifier::new(KeySource::Jwks(bad.to_string().into_bytes())),
+                Err(KeyError::BadJwks(_))
+            ),
+            "{bad}"
+        );
+    }
+}

@@ -143,6 +143,9 @@ pub struct RunArgs {
     /// Required token issuer (auth.issuer)
     #[arg(long, value_name = "ISS", global = true)]
     pub issuer: Option<String>,
+    /// JSON Web Key Set file; the token's kid picks the key (auth.jwks_file)
+    #[arg(long, value_name = "PATH", global = true)]
+    pub jwks_file: Option<PathBuf>,
     /// Longest token lifetime accepted in seconds, 0 = any (auth.max_lifetime_secs)
     #[arg(long, value_name = "SECS", global = true)]
     pub max_token_lifetime_secs: Option<u64>,
@@ -192,6 +195,7 @@ impl std::fmt::Debug for RunArgs {
             .field("rate_per_room", &self.rate_per_room)
             .field("rate_per_target", &self.rate_per_target)
             .field("rooms_claim", &self.rooms_claim)
+            .field("jwks_file", &self.jwks_file)
             .field("max_conns", &self.max_conns)
             .field("max_conns_per_ip", &self.max_conns_per_ip)
             .field("connect_rate_per_ip", &self.connect_rate_per_ip)
@@ -222,9 +226,10 @@ impl RunArgs {
         set(&self.admin_listen, &mut config.admin_listen);
         set(&self.shards, &mut config.shards);
         set(&self.driver, &mut config.driver);
-        if self.jwt_secret.is_some() || self.jwt_public_key.is_some() {
+        if self.jwt_secret.is_some() || self.jwt_public_key.is_some() || self.jwks_file.is_some() {
             config.auth.jwt_secret = self.jwt_secret.clone();
             config.auth.jwt_public_key = self.jwt_public_key.clone();
+            config.auth.jwks_file = self.jwks_file.clone();
         }
         let limits = &mut config.limits;
         set(&self.max_frame_bytes, &mut limits.max_frame_bytes);

@@ -37,8 +37,9 @@ pub enum ConfigError {
         /// What is required.
         reason: String,
     },
-    /// Both `auth.jwt_secret` and `auth.jwt_public_key` are set.
-    #[error("auth: set jwt_secret or jwt_public_key, not both")]
+    /// More than one of `auth.jwt_secret`, `auth.jwt_public_key` and
+    /// `auth.jwks_file` is set.
+    #[error("auth: set one of jwt_secret, jwt_public_key or jwks_file")]
     ConflictingKeys,
     /// `auth.jwt_secret` is set but empty.
     #[error("auth.jwt_secret is empty")]

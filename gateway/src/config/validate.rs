@@ -171,6 +171,10 @@ impl Config {
 
         self.admin.validate(self.admin_listen)?;
 
+        let a = &self.auth;
+        if a.jwks_file.is_some() && (a.jwt_secret.is_some() || a.jwt_public_key.is_some()) {
+            return Err(ConfigError::ConflictingKeys);
+        }
         match (&self.auth.jwt_secret, &self.auth.jwt_public_key) {
             (Some(_), Some(_)) => Err(ConfigError::ConflictingKeys),
             (Some(secret), None) if secret.is_empty() => Err(ConfigError::EmptySecret),
