@@ -104,8 +104,10 @@ fn uring_a_jwks_rotates_keys_by_kid() {
         std::fs::write(&set, serde_json::json!({ "keys": keys }).to_string()).unwrap();
     };
     let signed = |kid: &str, secret: &[u8]| {
-        let mut h = jsonwebtoken::Header::default();
-        h.kid = Some(kid.into());
+        let h = jsonwebtoken::Header {
+            kid: Some(kid.into()),
+            ..Default::default()
+        };
         let claims = serde_json::json!({"sub": "k", "exp": now_secs() + 600});
         jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap()
     };
