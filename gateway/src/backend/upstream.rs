@@ -107,6 +107,12 @@ struct Writer {
     down: bool,
 }
 
+/// The append script's SHA1 (loaded at every connect; EVALSHA per send).
+fn append_sha() -> &'static str {
+    static SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SHA.get_or_init(|| redis::Script::new(APPEND).get_hash().to_owned())
+}
+
 impl Writer {
     fn run(mut self, rx: Receiver<Op>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -134,14 +140,14 @@ impl Writer {
                     msg_id,
                     ..
                 } => {
-                    let mut c = redis::cmd("EVAL");
+                    let mut c = redis::cmd("EVALSHA");
                     let key = format!(
                         "{{{}}}:d:{}:{}",
                         b.upstream_stream,
                         URL_SAFE_NO_PAD.encode(user),
                         URL_SAFE_NO_PAD.encode(id)
                     );
-                    c.arg(APPEND).arg(2).arg(&b.upstream_stream).arg(key);
+                    c.arg(append_sha()).arg(2).arg(&b.upstream_stream).arg(key);
                     c.arg(b.upstream_maxlen).arg(dedupe_ms).arg(msg_id);
                     for (k, v) in fields {
                         c.arg(*k).arg(v.as_ref());
@@ -158,6 +164,13 @@ impl Writer {
         };
         let replies = match replies {
             Ok(r) if r.len() == batch.len() => {
+                // The scripts were flushed: load them again on a new
+                // connection (the refused sends are retried by their clients).
+                if r.iter()
+                    .any(|v| matches!(v, redis::Value::ServerError(e) if e.code() == "NOSCRIPT"))
+                {
+                    self.conn = None;
+                }
                 if std::mem::take(&mut self.down) {
                     tracing::info!("upstream: redis answers again");
                 }
@@ -210,7 +223,11 @@ impl Writer {
 
     fn connection(&mut self) -> redis::RedisResult<&mut Conn> {
         if self.conn.is_none() {
-            self.conn = Some(self.client.connect(TIMEOUT, TIMEOUT)?);
+            let mut conn = self.client.connect(TIMEOUT, TIMEOUT)?;
+            let mut load = redis::cmd("SCRIPT");
+            load.arg("LOAD").arg(APPEND);
+            conn.query::<redis::Value>(&load)?;
+            self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("just set"))
     }
