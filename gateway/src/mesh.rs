@@ -153,6 +153,15 @@ pub enum DataMsg {
     },
     /// At a shard: its QoS 1 store has completions to collect.
     StoreReady,
+    /// At the connection's shard: the backend's decision on a join or a
+    /// publish (`backend::hook`).
+    Authorized {
+        reply: ReplyTo,
+        action: crate::backend::hook::Action,
+        room: Arc<str>,
+        allow: bool,
+        send: Option<Box<proto::v1::Send>>,
+    },
 }
 
 /// Operator commands, each answered (where it has an answer) on its channel.

@@ -149,9 +149,11 @@ fn uring_a_cut_bus_link_loses_nothing() {
     }
     carol.ping(1);
     assert!(carol.take_stashed().is_empty());
-    // The cuts happened: the links came up again (3 cuts, one link per shard).
-    assert!(ups(a) >= before + 3 * a.shards as usize, "{}", a.stderr());
-    let _ = b;
+    // The cuts happened: the links came up again. (A cut that lands while
+    // a link is still reconnecting from the previous one finds nothing to
+    // cut, so not every cut is one more "up" per shard.)
+    wait_for("the cut links up again", || ups(a) > before && ups(b) > 0);
+    assert!(ups(a) > before, "{}", a.stderr());
 }
 
 #[test]

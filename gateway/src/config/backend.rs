@@ -40,6 +40,27 @@ pub struct BackendConfig {
     /// Backend pushes per second to one user or room (admin API and
     /// downstream, per node; burst twice that); 0: no limit. Default `0`.
     pub rate_per_target: u32,
+    /// The backend's authorization hook for joins and publishes to rooms
+    /// (`http://host:port/path`, see `backend::hook`); asked after the
+    /// token's `rooms` claim allows. Default: unset (no hook).
+    pub authorize_url: Option<String>,
+    /// How long the hook may take, in ms. Default `1000`.
+    pub authorize_timeout_ms: u64,
+    /// Hook requests in flight at most (worker threads). Default `16`.
+    pub authorize_concurrency: usize,
+    /// How long an answer is reused for the same user, action and room, in
+    /// seconds (0: never). Default `30`.
+    pub authorize_cache_secs: u64,
+    /// When the hook cannot answer (unreachable, timeout, behind):
+    /// `"deny"` or `"allow"`. Default `"deny"`.
+    pub authorize_when_down: String,
+}
+
+impl BackendConfig {
+    /// True when `authorize_when_down` is `"allow"`.
+    pub fn authorize_when_down_allows(&self) -> bool {
+        self.authorize_when_down == "allow"
+    }
 }
 
 impl Default for BackendConfig {
@@ -57,6 +78,11 @@ impl Default for BackendConfig {
             rate_per_conn: 0,
             rate_per_room: 0,
             rate_per_target: 0,
+            authorize_url: None,
+            authorize_timeout_ms: 1_000,
+            authorize_concurrency: 16,
+            authorize_cache_secs: 30,
+            authorize_when_down: "deny".into(),
         }
     }
 }

@@ -171,6 +171,21 @@ impl Config {
 
         self.admin.validate(self.admin_listen)?;
 
+        let down = &self.backend.authorize_when_down;
+        check(
+            down == "deny" || down == "allow",
+            "backend.authorize_when_down",
+            down,
+            "must be \"deny\" or \"allow\"",
+        )?;
+        if let Some(url) = &self.backend.authorize_url {
+            check(
+                url.starts_with("http://") && url.len() > 7,
+                "backend.authorize_url",
+                url,
+                "must be an http://host:port/path URL",
+            )?;
+        }
         let a = &self.auth;
         if a.jwks_file.is_some() && (a.jwt_secret.is_some() || a.jwt_public_key.is_some()) {
             return Err(ConfigError::ConflictingKeys);

@@ -76,6 +76,8 @@ pub struct Node {
     pub admission: crate::admission::Admission,
     /// How to read the configuration again (set once running).
     pub reload: std::sync::Mutex<Option<Reload>>,
+    /// The backend's authorization hook (with `backend.authorize_url`).
+    pub hook: std::sync::OnceLock<crate::backend::hook::Hook>,
 }
 
 /// Reads the configuration again (the same file and flags), for a reload.
@@ -112,6 +114,7 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         view: View::default(),
         push_buckets: Default::default(),
         reload: std::sync::Mutex::new(None),
+        hook: std::sync::OnceLock::new(),
         admission: crate::admission::Admission::new(
             config.limits.max_conns,
             config.limits.max_conns_per_ip,
@@ -139,6 +142,9 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         config,
     });
 
+    if let Some(hook) = crate::backend::hook::Hook::start(node.clone())? {
+        let _ = node.hook.set(hook);
+    }
     let probes: Vec<OwnedFd> = [ws_probe, tcp_probe].into_iter().flatten().collect();
     let inherited: Vec<i32> = probes.iter().map(|p| p.as_raw_fd()).collect();
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();

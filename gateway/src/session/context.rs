@@ -48,6 +48,8 @@ pub struct Env {
     pub rate_per_room: u32,
     /// True when sends to the backend go to a stream (Redis configured).
     pub backend: bool,
+    /// True when joins and room publishes are asked of the backend's hook.
+    pub hook: bool,
     /// Answers plain `GET`s on the client port (`/route`): the request
     /// target to a status and a JSON body, or `None` for a target it does
     /// not serve (the upgrade error is answered). None: upgrades only.

@@ -10,6 +10,7 @@ use proto::v1::{
 };
 
 use super::{error_frame, Ctx, Event, Route, Session};
+use crate::backend::hook::Action;
 use crate::backend::rate::Bucket;
 use crate::grants::RoomsClaim;
 
@@ -54,8 +55,14 @@ impl Session {
     }
 
     fn on_send(&mut self, cx: &mut Ctx, send: Send) {
+        self.send_checked(cx, send, false);
+    }
+
+    /// A send, once the backend's hook allowed it (`authorized`) or when
+    /// no hook is asked.
+    fn send_checked(&mut self, cx: &mut Ctx, send: Send, authorized: bool) {
         let client_msg_id = send.client_msg_id.clone();
-        let outcome = match self.route_send(cx, send) {
+        let outcome = match self.route_send(cx, send, authorized) {
             Ok(Some(msg_id)) => Ok(msg_id),
             // QoS 1 to a user, or to the backend: answered once stored.
             Ok(None) => return,
@@ -105,8 +112,14 @@ impl Session {
     }
 
     /// Routes a client's send. `Ok(Some(id))`: handed on, answer now.
-    /// `Ok(None)`: QoS 1 to a user, answered by the user's owner when stored.
-    fn route_send(&mut self, cx: &mut Ctx, send: Send) -> Result<Option<String>, Refusal> {
+    /// `Ok(None)`: answered later (QoS 1 to a user once its owner stored
+    /// it, to the backend once appended, to a room once the hook allowed).
+    fn route_send(
+        &mut self,
+        cx: &mut Ctx,
+        mut send: Send,
+        authorized: bool,
+    ) -> Result<Option<String>, Refusal> {
         let max_name = cx.env.limits.max_name_bytes;
         let qos1 = send.qos() == Qos::AtLeastOnce;
         let backend = matches!(send.to, Some(send::To::Backend(_)));
@@ -152,6 +165,18 @@ impl Session {
             ));
         }
         let name: Arc<str> = Arc::from(name);
+        if is_room && cx.env.hook && !authorized {
+            // Answered once the backend's hook has decided.
+            let room = name.clone();
+            send.to = Some(send::To::Room(room.to_string()));
+            let send = Some(Box::new(send));
+            cx.fx.routes.push(Route::Authorize {
+                action: Action::Publish,
+                room,
+                send,
+            });
+            return Ok(None);
+        }
         if let Some(ms) = self.over_rate(cx, is_room.then_some(&name)) {
             return Err((
                 ErrorCode::RateLimited,
@@ -252,6 +277,53 @@ impl Session {
             );
         }
         let room: Arc<str> = Arc::from(room);
+        if cx.env.hook && !self.rooms.contains(&room) {
+            // Joined once the backend's hook has decided.
+            cx.fx.routes.push(Route::Authorize {
+                action: Action::Join,
+                room,
+                send: None,
+            });
+            return;
+        }
+        self.join_now(cx, room);
+    }
+
+    /// The backend's hook decided on a join or a publish.
+    pub(super) fn on_authorized(
+        &mut self,
+        cx: &mut Ctx,
+        action: Action,
+        room: Arc<str>,
+        allow: bool,
+        send: Option<Box<Send>>,
+    ) {
+        if self.phase != super::Phase::Open {
+            return;
+        }
+        match (action, allow, send) {
+            (Action::Join, true, _) => self.join_now(cx, room),
+            (Action::Join, false, _) => self.refuse(
+                cx,
+                ErrorCode::Forbidden,
+                "the backend does not allow joining this room",
+            ),
+            (Action::Publish, true, Some(send)) => self.send_checked(cx, *send, true),
+            (Action::Publish, false, Some(send)) => {
+                cx.env.stats.error(ErrorCode::Forbidden);
+                let why = "the backend does not allow publishing to this room";
+                self.send_result(
+                    cx,
+                    send.client_msg_id,
+                    Err(refusal(ErrorCode::Forbidden, why)),
+                );
+            }
+            (Action::Publish, _, None) => {}
+        }
+    }
+
+    fn join_now(&mut self, cx: &mut Ctx, room: Arc<str>) {
+        let limits = &cx.env.limits;
         if !self.rooms.contains(&room) {
             if self.rooms.len() >= limits.max_rooms_per_conn {
                 return self.refuse(

@@ -222,6 +222,12 @@ impl Session {
                 };
                 self.send_frame(cx, &frame);
             }
+            Delivery::Authorized {
+                action,
+                room,
+                allow,
+                send,
+            } => self.on_authorized(cx, action, room, allow, send),
         }
     }
 

@@ -70,6 +70,16 @@ pub enum Route {
     },
     /// A lifecycle event for the backend's events stream.
     Event(Event),
+    /// Ask the backend's hook whether this connection may join or publish
+    /// to `room` (the answer comes back as `Delivery::Authorized`).
+    Authorize {
+        /// Join or publish.
+        action: crate::backend::hook::Action,
+        /// The room.
+        room: Arc<str>,
+        /// The send waiting for the answer (publish).
+        send: Option<Box<proto::v1::Send>>,
+    },
     /// The device acknowledged up to `seq`.
     Ack {
         /// The user.
@@ -112,4 +122,15 @@ pub enum Delivery<'a> {
     Replay(Result<Replay, StoreError>),
     /// The outcome of a QoS 1 send (answer to `Route::Append`).
     SendResult(proto::v1::SendResult),
+    /// The backend's decision (answer to `Route::Authorize`).
+    Authorized {
+        /// Join or publish.
+        action: crate::backend::hook::Action,
+        /// The room.
+        room: Arc<str>,
+        /// Allowed.
+        allow: bool,
+        /// The send that waited (publish).
+        send: Option<Box<proto::v1::Send>>,
+    },
 }

@@ -12,6 +12,45 @@ use crate::session::{Event, Route};
 use crate::store::ReplyTo;
 
 impl Shard {
+    /// Asks the backend's hook whether the connection at `key` may join or
+    /// publish to `room` (no hook: allowed at once).
+    pub(super) fn authorize(
+        &self,
+        key: ConnKey,
+        me: ReplyTo,
+        action: crate::backend::hook::Action,
+        room: std::sync::Arc<str>,
+        send: Option<Box<proto::v1::Send>>,
+    ) {
+        let who = {
+            let conns = self.conns.borrow();
+            conns
+                .get(key)
+                .and_then(|c| Some((c.session.user()?.clone(), c.session.device().clone())))
+        };
+        let Some((user, device)) = who else { return };
+        match self.node.hook.get() {
+            Some(hook) => hook.ask(crate::backend::hook::Ask {
+                action,
+                user,
+                device,
+                room,
+                reply: me,
+                send,
+            }),
+            None => {
+                let msg = DataMsg::Authorized {
+                    reply: me,
+                    action,
+                    room,
+                    allow: true,
+                    send,
+                };
+                self.send_to(me.shard as usize, msg);
+            }
+        }
+    }
+
     /// Carries out a `ToBackend` or `Event` route of the connection at `key`.
     pub(super) fn backend_route(&self, key: ConnKey, me: ReplyTo, route: Route) {
         let Some(up) = &self.upstream else { return };

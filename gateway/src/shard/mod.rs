@@ -146,6 +146,7 @@ impl Shard {
                 r => (r / node.mesh.len() as u32).max(1),
             },
             backend: node.config.redis.is_some(),
+            hook: node.config.backend.authorize_url.is_some(),
         };
         let identity = relay::Identity {
             node_id: node.config.node_id.clone(),

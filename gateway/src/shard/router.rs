@@ -143,6 +143,23 @@ impl Shard {
                 });
             }
             DataMsg::StoreReady => self.drain_store(),
+            DataMsg::Authorized {
+                reply,
+                action,
+                room,
+                allow,
+                send,
+            } => {
+                let decided = Delivery::Authorized {
+                    action,
+                    room,
+                    allow,
+                    send,
+                };
+                self.drive_if(reply.key, Some(reply.conn_id), |s, cx| {
+                    s.handle_routed(cx, decided)
+                });
+            }
         }
     }
 

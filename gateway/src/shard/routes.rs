@@ -81,6 +81,7 @@ impl Shard {
                 self.send_to(owner, read);
             }
             r @ (Route::ToBackend { .. } | Route::Event(_)) => self.backend_route(key, me, r),
+            Route::Authorize { action, room, send } => self.authorize(key, me, action, room, send),
             Route::Ack { user, device, seq } => {
                 let owner = mesh.owner(&user);
                 self.send_to(owner, DataMsg::Qos1Ack { user, device, seq });

@@ -62,6 +62,7 @@ impl Harness {
             rate_per_conn: 0,
             rate_per_room: 0,
             backend: false,
+            hook: false,
         };
         let s = Session::new(transport, 7, now, &env);
         Harness {
