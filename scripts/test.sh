@@ -15,6 +15,7 @@ need_pkg() { # need_pkg <command> <debian package>
 need_pkg redis-server redis-server
 need_pkg redis-cli redis-tools
 need_pkg ss iproute2
+need_pkg openssl openssl
 
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 

@@ -13,9 +13,11 @@ pub mod admin;
 mod backend;
 mod cluster;
 mod qos;
+mod tls;
 pub use backend::BackendConfig;
 pub use cluster::{ClusterConfig, RoutePolicy};
 pub use qos::QosConfig;
+pub use tls::TlsConfig;
 mod cli;
 mod error;
 #[cfg(test)]
@@ -112,6 +114,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// `[backend]`: the streams to and from the chat backend, rate limits.
     pub backend: BackendConfig,
+    /// `[tls]`: wss and TLS on the client ports.
+    pub tls: TlsConfig,
     /// `[admin]`: the admin API's token and allowed hosts and origins.
     pub admin: admin::AdminConfig,
 }
@@ -301,6 +305,7 @@ impl Default for Config {
             qos: QosConfig::default(),
             cluster: ClusterConfig::default(),
             backend: BackendConfig::default(),
+            tls: TlsConfig::default(),
             admin: admin::AdminConfig::default(),
         }
     }
@@ -318,6 +323,11 @@ impl Config {
         }
         if let Some(jwks) = config.auth.jwks_file.take() {
             config.auth.jwks_file = Some(dir.join(jwks));
+        }
+        for f in [&mut config.tls.cert_file, &mut config.tls.key_file] {
+            if let Some(p) = f.take() {
+                *f = Some(dir.join(p));
+            }
         }
         Ok(config)
     }

@@ -143,6 +143,12 @@ pub struct RunArgs {
     /// Required token issuer (auth.issuer)
     #[arg(long, value_name = "ISS", global = true)]
     pub issuer: Option<String>,
+    /// TLS certificate chain, PEM: wss and TLS on the client ports (tls.cert_file)
+    #[arg(long, value_name = "PATH", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM (tls.key_file)
+    #[arg(long, value_name = "PATH", global = true)]
+    pub tls_key: Option<PathBuf>,
     /// JSON Web Key Set file; the token's kid picks the key (auth.jwks_file)
     #[arg(long, value_name = "PATH", global = true)]
     pub jwks_file: Option<PathBuf>,
@@ -196,6 +202,8 @@ impl std::fmt::Debug for RunArgs {
             .field("rate_per_target", &self.rate_per_target)
             .field("rooms_claim", &self.rooms_claim)
             .field("jwks_file", &self.jwks_file)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .field("max_conns", &self.max_conns)
             .field("max_conns_per_ip", &self.max_conns_per_ip)
             .field("connect_rate_per_ip", &self.connect_rate_per_ip)
@@ -261,6 +269,12 @@ impl RunArgs {
         set(&self.rate_per_room, &mut backend.rate_per_room);
         set(&self.rate_per_target, &mut backend.rate_per_target);
         set(&self.rooms_claim, &mut config.auth.rooms_claim);
+        if self.tls_cert.is_some() {
+            config.tls.cert_file = self.tls_cert.clone();
+        }
+        if self.tls_key.is_some() {
+            config.tls.key_file = self.tls_key.clone();
+        }
         set(&self.max_conns, &mut config.limits.max_conns);
         set(&self.max_conns_per_ip, &mut config.limits.max_conns_per_ip);
         set(

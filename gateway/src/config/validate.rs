@@ -171,6 +171,13 @@ impl Config {
 
         self.admin.validate(self.admin_listen)?;
 
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(ConfigError::invalid(
+                "tls",
+                "cert_file / key_file",
+                "set both (or neither)".to_owned(),
+            ));
+        }
         let down = &self.backend.authorize_when_down;
         check(
             down == "deny" || down == "allow",

@@ -78,6 +78,8 @@ pub struct Node {
     pub reload: std::sync::Mutex<Option<Reload>>,
     /// The backend's authorization hook (with `backend.authorize_url`).
     pub hook: std::sync::OnceLock<crate::backend::hook::Hook>,
+    /// TLS for the client ports (with `tls.cert_file`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Reads the configuration again (the same file and flags), for a reload.
@@ -99,6 +101,7 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (WebSocket)", config.ws_listen))?;
     let (tcp_addr, tcp_probe) = resolve(config.tcp_listen)
         .with_context(|| format!("cannot listen on {} (TCP)", config.tcp_listen))?;
+    let tls = config.tls.server_config().map_err(anyhow::Error::msg)?;
     let bus = bind_bus(&config, shards)?;
     let clock = Clock::system();
     // Unix ms and three random digits: unique per start, and below 2^53 so
@@ -115,6 +118,7 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         push_buckets: Default::default(),
         reload: std::sync::Mutex::new(None),
         hook: std::sync::OnceLock::new(),
+        tls,
         admission: crate::admission::Admission::new(
             config.limits.max_conns,
             config.limits.max_conns_per_ip,

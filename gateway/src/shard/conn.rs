@@ -10,7 +10,7 @@
 use std::os::fd::RawFd;
 
 use super::tables::ConnKey;
-use super::{Conn, Shard};
+use super::{tls, Conn, Shard};
 use crate::control::metrics::ShardStats;
 use crate::mesh::DataMsg;
 use crate::outbound::Wire;
@@ -37,6 +37,9 @@ impl Shard {
         });
         if self.node.admission.tracks_ips() {
             self.ips.borrow_mut().insert(key, ip);
+        }
+        if let Err(e) = self.tls_accept(key) {
+            tracing::warn!(shard = self.id, "cannot start TLS on a connection: {e}");
         }
         // Arms the handshake deadline.
         self.drive(key, |_, _| ());
@@ -69,6 +72,7 @@ impl Shard {
             return;
         };
         sys::close(c.fd);
+        self.tls_forget(key);
         if let Some(ip) = self.ips.borrow_mut().remove(&key) {
             self.node.admission.release(ip, self.now.get());
         }
@@ -100,8 +104,33 @@ impl Shard {
         let mut conns = self.conns.borrow_mut();
         let Some(c) = conns.get_mut(key) else { return };
         c.in_dirty = false;
-        let out = c.session.output();
-        if !out.is_empty() {
+        if self.is_tls(key) {
+            let mut sent = 0;
+            let fin = c.session.wants_fin();
+            let r = self.tls_flush(key, c.fd, c.session.output(), fin, &mut sent);
+            if sent > 0 {
+                ShardStats::inc(&self.stats.writes);
+                ShardStats::add(&self.stats.bytes_out, sent as u64);
+                c.session.transmitted(sent, &mut self.fx.borrow_mut().pool);
+            }
+            match r {
+                tls::Flushed::Blocked => {
+                    c.write_blocked = true;
+                    return;
+                }
+                tls::Flushed::Failed => {
+                    let mut fx = self.fx.borrow_mut();
+                    let mut cx = Ctx {
+                        now: self.now.get(),
+                        env: &self.env,
+                        fx: &mut fx,
+                    };
+                    c.session.handle_write_error(&mut cx);
+                }
+                tls::Flushed::Done => {}
+            }
+        } else if !c.session.output().is_empty() {
+            let out = c.session.output();
             ShardStats::inc(&self.stats.writes);
             let len = out.len();
             match sys::send(c.fd, out) {

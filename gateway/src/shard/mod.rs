@@ -31,6 +31,7 @@ mod run;
 mod store;
 pub mod tables;
 mod timers;
+mod tls;
 pub mod wake;
 
 use std::cell::{Cell, RefCell};
@@ -115,6 +116,10 @@ pub(crate) struct Shard {
     upstream: Option<crate::backend::upstream::Upstream>,
     /// Source address of each connection, only when per-IP limits are on.
     ips: RefCell<std::collections::HashMap<ConnKey, std::net::IpAddr>>,
+    /// TLS state of each connection (with `tls.cert_file`).
+    tls: RefCell<tls::Tls>,
+    /// Deciphered input, lent to the session like the scratch buffer.
+    plain: RefCell<Vec<u8>>,
 }
 
 impl Shard {
@@ -165,6 +170,8 @@ impl Shard {
             bus: bus::Bus::new(identity, bus_listener),
             upstream,
             ips: RefCell::new(std::collections::HashMap::new()),
+            tls: RefCell::new(tls::Tls::default()),
+            plain: RefCell::new(Vec::new()),
             id,
             poller: poller::Poller::new()?,
             stats,
@@ -262,6 +269,13 @@ impl Shard {
             // Input held back by backpressure is still read (and
             // discarded): it may end with the client's FIN.
             self.read_again(key, c.session.id());
+        }
+    }
+
+    /// `mark_dirty` by key (TLS records to send with no session output).
+    fn mark_dirty_key(&self, key: ConnKey) {
+        if let Some(c) = self.conns.borrow_mut().get_mut(key) {
+            self.mark_dirty(key, c);
         }
     }
 

@@ -43,10 +43,35 @@ pub(super) fn read(shard: &Shard, key: ConnKey) -> ReadEnd {
             Ok(Io::Done(n)) => n,
         };
         ShardStats::add(&shard.stats.bytes_in, n as u64);
-        let closing = shard.drive(key, |s, cx| {
-            s.handle_bytes(cx, &mut scratch[..n]);
-            s.is_closing()
-        });
+        let closing = if shard.is_tls(key) {
+            let mut plain = shard.plain.borrow_mut();
+            plain.clear();
+            match shard.tls_input(key, &scratch[..n], &mut plain) {
+                Ok(wants_write) => {
+                    if wants_write {
+                        shard.mark_dirty_key(key);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(shard = shard.id, "TLS refused: {e}");
+                    // The alert goes out; the session closes with it.
+                    shard.mark_dirty_key(key);
+                    shard.drive(key, |s, cx| s.close(cx));
+                    return ReadEnd::Yield;
+                }
+            }
+            shard.drive(key, |s, cx| {
+                if !plain.is_empty() {
+                    s.handle_bytes(cx, &mut plain[..]);
+                }
+                s.is_closing()
+            })
+        } else {
+            shard.drive(key, |s, cx| {
+                s.handle_bytes(cx, &mut scratch[..n]);
+                s.is_closing()
+            })
+        };
         match closing {
             None => return ReadEnd::Again,
             // What is left is discarded from the next round on.

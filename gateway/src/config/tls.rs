@@ -1,0 +1,55 @@
+//! `[tls]`: transport security for the client ports. With a certificate and
+//! key, the WebSocket port speaks `wss` and the raw TCP port TLS; without,
+//! both are plaintext (put a TLS-terminating proxy in front, see README).
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+/// `[tls]`: certificate files (PEM), re-read at start-up only.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM (leaf first). A relative path in the config
+    /// file is relative to that file's directory. Default: unset.
+    pub cert_file: Option<PathBuf>,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1). Default: unset.
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// True when both files are set.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
+    }
+
+    /// The rustls server configuration from the files (TLS 1.2 and 1.3,
+    /// no client certificates, ALPN `http/1.1`); one clear line on error.
+    pub fn server_config(&self) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) else {
+            return Ok(None);
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .and_then(|i| i.collect::<Result<_, _>>())
+            .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "tls.cert_file {}: no certificate in it",
+                cert.display()
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| format!("tls.key_file {}: {e}", key.display()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("tls: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("tls: the key does not fit the certificate: {e}"))?;
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Some(Arc::new(cfg)))
+    }
+}
