@@ -215,6 +215,10 @@ pub struct Limits {
     /// New connections per second from one IP address (a burst of twice
     /// that; 0: none). Default `0`.
     pub connect_rate_per_ip: u32,
+    /// Frames per second one authenticated connection may send (a burst of
+    /// twice that); a client past it is closed with RATE_LIMITED. No app
+    /// sends anywhere near it: it stops floods. 0: none. Default `10000`.
+    pub max_frames_per_sec: u32,
 }
 
 impl Default for Limits {
@@ -232,6 +236,7 @@ impl Default for Limits {
             max_conns: 0,
             max_conns_per_ip: 0,
             connect_rate_per_ip: 0,
+            max_frames_per_sec: 10_000,
         }
     }
 }

@@ -76,6 +76,8 @@ pub struct Effects {
     pub grants: std::collections::HashMap<u64, Arc<crate::grants::Grants>>,
     /// Send rate of the connections under `backend.rate_per_conn`, by id.
     pub buckets: std::collections::HashMap<u64, crate::backend::rate::Bucket>,
+    /// Inbound frame rate of each connection (`limits.max_frames_per_sec`).
+    pub frame_buckets: std::collections::HashMap<u64, crate::backend::rate::Bucket>,
     /// This shard's share of each room's `backend.rate_per_room`.
     pub room_buckets: std::collections::HashMap<Arc<str>, crate::backend::rate::Bucket>,
     next_msg: u64,
@@ -98,6 +100,7 @@ impl Effects {
     pub fn forget(&mut self, id: u64) {
         self.grants.remove(&id);
         self.buckets.remove(&id);
+        self.frame_buckets.remove(&id);
     }
 
     /// A new message id, unique on the node and across restarts.

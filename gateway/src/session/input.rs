@@ -129,6 +129,7 @@ impl Session {
                     }
                 }
                 Phase::Auth | Phase::Open => {
+                    let was_open = self.phase == Phase::Open;
                     let step = match ws {
                         Some(asm) => self.ws_step(cx, asm, &mut buf[pos..], max),
                         None => self.tcp_step(cx, &buf[pos..], max),
@@ -136,10 +137,13 @@ impl Session {
                     match step {
                         Ok(Some(used)) => {
                             pos += used;
-                            if self.phase == Phase::Open {
+                            if was_open && self.phase == Phase::Open {
                                 // A complete frame: the client is alive.
                                 // (A later deadline is re-armed lazily.)
                                 self.stamp = cx.now;
+                                if let Err(e) = self.frame_rate(cx) {
+                                    break Err(e);
+                                }
                             }
                         }
                         Ok(None) => break Ok(()),
@@ -149,6 +153,28 @@ impl Session {
             }
         };
         (pos, result)
+    }
+
+    /// `limits.max_frames_per_sec`: a client flooding frames (a token
+    /// bucket, burst twice the rate) is closed with RATE_LIMITED.
+    fn frame_rate(&mut self, cx: &mut Ctx) -> Result<(), Fatal> {
+        let rate = cx.env.limits.max_frames_per_sec;
+        if rate == 0 {
+            return Ok(());
+        }
+        let now = cx.now;
+        let bucket = cx
+            .fx
+            .frame_buckets
+            .entry(self.id)
+            .or_insert_with(|| crate::backend::rate::Bucket::new(rate, now));
+        match bucket.take(rate, now) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(Fatal::app(
+                ErrorCode::RateLimited,
+                format!("more than {rate} frames a second"),
+            )),
+        }
     }
 
     fn tcp_step(&mut self, cx: &mut Ctx, buf: &[u8], max: usize) -> Result<Option<usize>, Fatal> {

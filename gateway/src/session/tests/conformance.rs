@@ -176,3 +176,36 @@ fn a_trickled_partial_frame_is_not_liveness() {
         "closed at the heartbeat deadline of its last complete frame"
     );
 }
+
+#[test]
+fn a_client_flooding_frames_is_closed_rate_limited() {
+    let limits = crate::config::Limits {
+        max_frames_per_sec: 10,
+        ..Default::default()
+    };
+    let mut h = Harness::with(Transport::Tcp, limits, Default::default());
+    h.authenticate("alice", "phone", 3600);
+    let rate = h.env.limits.max_frames_per_sec as usize;
+    let ping = client_bytes(
+        Wire::Tcp,
+        proto::v1::client_frame::Frame::Ping(proto::v1::Ping { nonce: 1 }),
+    );
+    // The burst (twice the rate) at one instant is fine...
+    let burst: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 2 * rate)
+        .collect();
+    h.feed(&burst);
+    assert!(!h.s.is_closing());
+    h.output();
+    // ...one more is a flood.
+    h.feed(&ping);
+    assert!(h.s.is_closing());
+    let frames = h.frames();
+    assert_eq!(
+        error_code(frames.last().unwrap()),
+        Some((ErrorCode::RateLimited, true))
+    );
+}
