@@ -10,6 +10,14 @@ use super::metrics::{counter_header, gauge_header, ShardStats};
 /// A metric: name, help, and how to read it.
 type Row<T> = (&'static str, &'static str, fn(&T) -> u64);
 
+/// Appends one counter per row, each read from `of`.
+fn counters<T>(o: &mut String, rows: &[Row<T>], of: &T) {
+    for (name, help, field) in rows {
+        counter_header(o, name, help);
+        let _ = writeln!(o, "{name} {}", field(of));
+    }
+}
+
 /// Appends the bus metrics of every shard to `o`.
 pub(super) fn render(o: &mut String, shards: &[Arc<ShardStats>]) {
     let node: [Row<ShardStats>; 3] = [
@@ -113,26 +121,19 @@ pub(super) fn render_registry(
     view: &crate::cluster::View,
     presence: Option<&crate::cluster::presence::Presence>,
 ) {
-    counter_header(
-        o,
-        "gateway_registry_refreshes_total",
-        "Registry refreshes written and read.",
-    );
-    let _ = writeln!(
-        o,
-        "gateway_registry_refreshes_total {}",
-        view.refreshes.load(Relaxed)
-    );
-    counter_header(
-        o,
-        "gateway_registry_errors_total",
-        "Registry refreshes that failed.",
-    );
-    let _ = writeln!(
-        o,
-        "gateway_registry_errors_total {}",
-        view.errors.load(Relaxed)
-    );
+    let rows: [Row<crate::cluster::View>; 2] = [
+        (
+            "gateway_registry_refreshes_total",
+            "Registry refreshes written and read.",
+            |v| v.refreshes.load(Relaxed),
+        ),
+        (
+            "gateway_registry_errors_total",
+            "Registry refreshes that failed.",
+            |v| v.errors.load(Relaxed),
+        ),
+    ];
+    counters(o, &rows, view);
     gauge_header(
         o,
         "gateway_registry_nodes",
@@ -157,10 +158,7 @@ pub(super) fn render_registry(
             |p| p.dropped.load(Relaxed),
         ),
     ];
-    for (name, help, field) in rows {
-        counter_header(o, name, help);
-        let _ = writeln!(o, "{name} {}", field(p));
-    }
+    counters(o, &rows, p);
 }
 
 /// Appends the backend streams' counters to `o`.
@@ -188,10 +186,7 @@ pub(super) fn render_backend(o: &mut String, node: &crate::control::node::Node) 
             |c| c.errors.load(Relaxed),
         ),
     ];
-    for (name, help, field) in rows {
-        counter_header(o, name, help);
-        let _ = writeln!(o, "{name} {}", field(d));
-    }
+    counters(o, &rows, &**d);
     counter_header(
         o,
         "gateway_events_dropped_total",

@@ -119,13 +119,7 @@ impl Shard {
                     return;
                 }
                 tls::Flushed::Failed => {
-                    let mut fx = self.fx.borrow_mut();
-                    let mut cx = Ctx {
-                        now: self.now.get(),
-                        env: &self.env,
-                        fx: &mut fx,
-                    };
-                    c.session.handle_write_error(&mut cx);
+                    self.write_failed(c);
                 }
                 tls::Flushed::Done => {}
             }
@@ -150,13 +144,7 @@ impl Shard {
                 }
                 Err(_) => {
                     // The peer is gone: nothing more can be written.
-                    let mut fx = self.fx.borrow_mut();
-                    let mut cx = Ctx {
-                        now: self.now.get(),
-                        env: &self.env,
-                        fx: &mut fx,
-                    };
-                    c.session.handle_write_error(&mut cx);
+                    self.write_failed(c);
                 }
             }
         }
@@ -168,6 +156,17 @@ impl Shard {
             drop(conns);
             self.remove_conn(key);
         }
+    }
+
+    /// The peer is gone (or TLS failed): nothing more can be written.
+    fn write_failed(&self, c: &mut Conn) {
+        let mut fx = self.fx.borrow_mut();
+        let mut cx = Ctx {
+            now: self.now.get(),
+            env: &self.env,
+            fx: &mut fx,
+        };
+        c.session.handle_write_error(&mut cx);
     }
 
     /// The socket is writable again: flush from the shard's next round, and
