@@ -137,6 +137,9 @@ pub struct RunArgs {
     /// New connections per second per IP, 0 = none (limits.connect_rate_per_ip)
     #[arg(long, value_name = "N", global = true)]
     pub connect_rate_per_ip: Option<u32>,
+    /// Frames per second per connection, 0 = none (limits.max_frames_per_sec)
+    #[arg(long, value_name = "N", global = true)]
+    pub max_frames_per_sec: Option<u32>,
     /// Required token audience (auth.audience)
     #[arg(long, value_name = "AUD", global = true)]
     pub audience: Option<String>,
@@ -207,6 +210,7 @@ impl std::fmt::Debug for RunArgs {
             .field("max_conns", &self.max_conns)
             .field("max_conns_per_ip", &self.max_conns_per_ip)
             .field("connect_rate_per_ip", &self.connect_rate_per_ip)
+            .field("max_frames_per_sec", &self.max_frames_per_sec)
             .field("audience", &self.audience)
             .field("issuer", &self.issuer)
             .field("max_token_lifetime_secs", &self.max_token_lifetime_secs)
@@ -276,6 +280,10 @@ impl RunArgs {
             config.tls.key_file = self.tls_key.clone();
         }
         set(&self.max_conns, &mut config.limits.max_conns);
+        set(
+            &self.max_frames_per_sec,
+            &mut config.limits.max_frames_per_sec,
+        );
         set(&self.max_conns_per_ip, &mut config.limits.max_conns_per_ip);
         set(
             &self.connect_rate_per_ip,

@@ -89,9 +89,15 @@ impl Shard {
                 self.on_event(key, id, ev.events);
             }
             if n == EVENTS || !self.poller.again.borrow().is_empty() {
-                // More is waiting: let the shard's other tasks (the flusher,
-                // the inbox) run first, then come back without sleeping.
+                // More is waiting. Let the shard's other tasks (the flusher,
+                // the router) run, and let the runtime poll its driver too:
+                // a yield alone keeps a task always ready, and on the epoll
+                // driver that starves every other socket's readiness (the
+                // listeners', the bus links') while one client floods.
+                // A timer of zero makes the runtime park once, without
+                // waiting.
                 yield_now().await;
+                monoio::time::sleep(std::time::Duration::ZERO).await;
                 continue;
             }
             if waiter.readable(false).await.is_err() {

@@ -89,6 +89,14 @@ impl Write for Socket {
 }
 
 impl Client {
+    /// The raw TCP socket of a TCP client (to write from another thread).
+    pub fn tcp_stream(&self) -> &TcpStream {
+        match &self.conn {
+            Conn::Tcp(s, _) => &s.0,
+            Conn::Ws(_) => panic!("not a raw TCP client"),
+        }
+    }
+
     /// Wraps an upgraded WebSocket; not yet authenticated.
     pub fn from_ws(ws: WebSocket<Socket>, enc: Encoding) -> Client {
         Client::new(Conn::Ws(Box::new(ws)), enc)
