@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use proto::v1::{ErrorCode, GoAwayReason};
 
+use super::histogram::{render_histogram, Histogram};
+
 /// Error codes counted in `gateway_errors_total{code}`.
 const ERROR_CODES: [ErrorCode; 15] = [
     ErrorCode::BadFrame,
@@ -36,11 +38,6 @@ const GO_AWAY: [GoAwayReason; 4] = [
     GoAwayReason::Kicked,
     GoAwayReason::TokenExpired,
     GoAwayReason::HeartbeatTimeout,
-];
-
-/// Upper bounds (seconds) of the handshake latency histogram buckets.
-const BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
 /// One bus link of a shard: the peer, its state and its counters.
@@ -106,25 +103,6 @@ pub struct ShardStats {
     errors: [AtomicU64; ERROR_CODES.len()],
     go_aways: [AtomicU64; GO_AWAY.len()],
     handshake: Histogram,
-}
-
-/// A latency histogram with fixed buckets (seconds).
-#[derive(Default)]
-struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_us: AtomicU64,
-}
-
-impl Histogram {
-    fn record(&self, took: Duration) {
-        let secs = took.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            self.buckets[i].fetch_add(1, Relaxed);
-        }
-        self.count.fetch_add(1, Relaxed);
-        self.sum_us.fetch_add(took.as_micros() as u64, Relaxed);
-    }
 }
 
 impl ShardStats {
@@ -364,30 +342,6 @@ pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
     gauge_header(&mut o, "gateway_draining", "1 while the node drains.");
     let _ = writeln!(o, "gateway_draining {}", u8::from(draining));
     o
-}
-
-fn render_histogram(
-    o: &mut String,
-    shards: &[Arc<ShardStats>],
-    name: &str,
-    help: &str,
-    h: fn(&ShardStats) -> &Histogram,
-) {
-    let _ = writeln!(o, "# HELP {name} {help}");
-    let _ = writeln!(o, "# TYPE {name} histogram");
-    let mut cumulative = 0u64;
-    for (i, le) in BUCKETS.iter().enumerate() {
-        cumulative += shards
-            .iter()
-            .map(|s| h(s).buckets[i].load(Relaxed))
-            .sum::<u64>();
-        let _ = writeln!(o, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
-    }
-    let count: u64 = shards.iter().map(|s| h(s).count.load(Relaxed)).sum();
-    let sum_us: u64 = shards.iter().map(|s| h(s).sum_us.load(Relaxed)).sum();
-    let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {count}");
-    let _ = writeln!(o, "{name}_sum {}", sum_us as f64 / 1e6);
-    let _ = writeln!(o, "{name}_count {count}");
 }
 
 pub(super) fn counter_header(o: &mut String, name: &str, help: &str) {

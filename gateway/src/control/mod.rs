@@ -10,6 +10,7 @@
 pub mod admin;
 mod bus_metrics;
 mod cluster_api;
+mod histogram;
 pub mod metrics;
 pub mod node;
 

@@ -18,6 +18,7 @@ mod frames;
 mod http;
 mod qos1;
 mod redis_cluster;
+mod socket;
 // The same helper the library's own Redis tests use.
 #[path = "../../src/store/redis/testutil.rs"]
 mod redis_server;
