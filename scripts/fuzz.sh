@@ -41,8 +41,32 @@ fi
 if [ "${#targets[@]}" -eq 0 ]; then
     mapfile -t targets < <(cargo +nightly fuzz list --fuzz-dir fuzz)
 fi
+# Each run's libFuzzer output goes to fuzz/logs/<target>.log; the summary
+# at the end is one line per target: executions, seconds, coverage (edges),
+# features and corpus entries, taken from libFuzzer's last status line.
+mkdir -p fuzz/logs
+summary=()
+status=0
 for target in "${targets[@]}"; do
     echo "== fuzzing $target for ${FUZZ_SECONDS:-20}s"
-    cargo +nightly fuzz run --fuzz-dir fuzz "$target" -- \
-        -max_total_time="${FUZZ_SECONDS:-20}"
+    log="fuzz/logs/$target.log"
+    if ! cargo +nightly fuzz run --fuzz-dir fuzz "$target" -- \
+        -max_total_time="${FUZZ_SECONDS:-20}" -print_final_stats=1 >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "fuzz.sh: $target failed; see $log and fuzz/artifacts/$target/" >&2
+        status=1
+    fi
+    runs=$(grep -oE '^stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -n1)
+    secs=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | grep -oE 'in [0-9]+' | grep -oE '[0-9]+' | tail -n1)
+    last=$(grep -E '^#[0-9]+' "$log" | tail -n1)
+    cov=$(grep -oE 'cov: [0-9]+' <<<"$last" | grep -oE '[0-9]+')
+    ft=$(grep -oE 'ft: [0-9]+' <<<"$last" | grep -oE '[0-9]+')
+    corp=$(grep -oE 'corp: [0-9]+' <<<"$last" | grep -oE '[0-9]+')
+    line=$(printf '%-18s %12s runs %6s s  cov %6s  ft %7s  corpus %6s' \
+        "$target" "${runs:-?}" "${secs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}")
+    echo "$line"
+    summary+=("$line")
 done
+echo "== fuzz summary"
+printf '%s\n' "${summary[@]}"
+exit "$status"

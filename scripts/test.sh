@@ -16,6 +16,11 @@ need_pkg redis-server redis-server
 need_pkg redis-cli redis-tools
 need_pkg ss iproute2
 need_pkg openssl openssl
+# The wss test's independent client: Python's `websockets` (Debian's package
+# serves /usr/bin/python3; the test also tries $PYTHON and python3).
+if ! python3 -c 'import websockets' 2>/dev/null && ! /usr/bin/python3 -c 'import websockets' 2>/dev/null; then
+  need_pkg /nonexistent/python3-websockets python3-websockets
+fi
 
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 

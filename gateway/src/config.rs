@@ -277,7 +277,11 @@ impl Config {
         if let Some(jwks) = config.auth.jwks_file.take() {
             config.auth.jwks_file = Some(dir.join(jwks));
         }
-        for f in [&mut config.tls.cert_file, &mut config.tls.key_file] {
+        for f in [
+            &mut config.tls.cert_file,
+            &mut config.tls.key_file,
+            &mut config.admin.token_file,
+        ] {
             if let Some(p) = f.take() {
                 *f = Some(dir.join(p));
             }
@@ -370,6 +374,7 @@ pub fn load(args: &RunArgs) -> Result<Config, ConfigError> {
         None => Config::default(),
     };
     args.apply(&mut config);
+    config.admin.read_token_file()?;
     config.validate()?;
     Ok(config)
 }

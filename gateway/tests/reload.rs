@@ -1,22 +1,16 @@
 //! SIGHUP reloads the JWT key from the config file without stopping the
 //! node: new connections need the new key, a live one stays; an invalid new
-//! config is refused and the old key kept.
+//! config is refused and the old key kept. The admin token rotates the
+//! same way, from `admin.token_file`.
 
 mod common;
 
 use common::*;
 
-driver_tests!(sighup_rotates_the_jwt_key);
+driver_tests!(sighup_rotates_the_jwt_key, sighup_rotates_the_admin_token);
 
 fn write_config(path: &std::path::Path, secret: &str) {
     std::fs::write(path, format!("[auth]\njwt_secret = \"{secret}\"\n")).unwrap();
-}
-
-/// Waits until the gateway's log has `n` lines containing `needle`.
-fn wait_log(gw: &Gateway, needle: &str, n: usize) {
-    wait_for(&format!("{n}x {needle:?} in the log"), || {
-        gw.stderr().matches(needle).count() >= n
-    });
 }
 
 fn token_for(secret: &str, user: &str) -> String {
@@ -57,7 +51,7 @@ fn sighup_rotates_the_jwt_key(driver: Driver) {
 
     write_config(&path, "new-secret");
     gw.signal(libc::SIGHUP);
-    wait_log(&gw, "reloaded", 1);
+    gw.wait_log("reloaded", 1);
     assert_eq!(
         upgrade_status(&gw, &token_for("old-secret", "x")),
         401,
@@ -74,7 +68,7 @@ fn sighup_rotates_the_jwt_key(driver: Driver) {
     // and by the admin API, which says why).
     std::fs::write(&path, "[auth\n").unwrap();
     gw.signal(libc::SIGHUP);
-    wait_log(&gw, "reload refused", 1);
+    gw.wait_log("reload refused", 1);
     let r = gw.post("/reload", "");
     assert_eq!(r.status, 422, "{r:?}");
     assert_eq!(r.json()["reloaded"], false);
@@ -120,5 +114,52 @@ fn uring_a_jwks_rotates_keys_by_kid() {
     assert_eq!(gw.post("/reload", "").status, 200);
     assert_eq!(upgrade_status(&gw, &signed("k1", b"one")), 401, "retired");
     assert_eq!(upgrade_status(&gw, &signed("k3", b"three")), 101, "added");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The status of `GET /metrics` with `Authorization: Bearer <token>`.
+fn metrics_status(gw: &Gateway, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(gw.admin).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\n\r\n",
+        gw.admin.port()
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
+}
+
+fn sighup_rotates_the_admin_token(driver: Driver) {
+    let dir = std::env::temp_dir().join(format!(
+        "gateway-reload-token-{}-{}",
+        std::process::id(),
+        driver.name()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (config, file) = (dir.join("gateway.toml"), dir.join("admin-token"));
+    std::fs::write(&config, "[admin]\ntoken_file = \"admin-token\"\n").unwrap();
+    let (old, new) = ("old-admin-token-0123456789", "new-admin-token-0123456789");
+    std::fs::write(&file, format!("{old}\n")).unwrap();
+    let gw = Gateway::start(driver, &["--config", config.to_str().unwrap()]);
+    assert_eq!(metrics_status(&gw, old), 200);
+    assert_eq!(metrics_status(&gw, new), 401);
+
+    std::fs::write(&file, format!("{new}\n")).unwrap();
+    gw.signal(libc::SIGHUP);
+    gw.wait_log("reloaded", 1);
+    assert_eq!(metrics_status(&gw, old), 401, "the old token is retired");
+    assert_eq!(metrics_status(&gw, new), 200, "the new one is in force");
+
+    // A token that breaks the rules (too short): refused, the new one stays.
+    std::fs::write(&file, "short\n").unwrap();
+    gw.signal(libc::SIGHUP);
+    gw.wait_log("reload refused", 1);
+    assert_eq!(metrics_status(&gw, new), 200);
+    assert_eq!(metrics_status(&gw, "short"), 401);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,74 +1,18 @@
 //! TLS on the client ports (`--tls-cert`, `--tls-key`): a raw TCP client
 //! and a WebSocket client over TLS authenticate and get answers, on both
-//! drivers; plaintext is refused on a TLS port.
+//! drivers; plaintext is refused on a TLS port; SIGHUP rotates the
+//! certificate for new connections while open ones carry on.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Arc;
 
 use common::*;
 use proto::codec::Encoding;
 
-driver_tests!(tcp_and_websocket_over_tls);
-
-/// A self-signed certificate for `localhost` (openssl), in a fresh dir.
-fn cert(tag: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("gateway-tls-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-        ])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{out:?}");
-    (cert, key)
-}
-
-type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-fn connect_tls(addr: std::net::SocketAddr, cert: &PathBuf) -> Tls {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let conn =
-        rustls::ClientConnection::new(Arc::new(cfg), "localhost".try_into().unwrap()).unwrap();
-    let tcp = TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    rustls::StreamOwned::new(conn, tcp)
-}
+driver_tests!(tcp_and_websocket_over_tls, sighup_rotates_the_certificate);
 
 /// Reads one length-prefixed server frame.
 fn read_tcp_frame(s: &mut Tls) -> proto::v1::ServerFrame {
@@ -152,4 +96,76 @@ fn tcp_and_websocket_over_tls(driver: Driver) {
     )))
     .unwrap();
     assert!(matches!(read_tcp_frame(&mut s).frame, Some(F::AuthOk(_))));
+}
+
+/// Authenticates as `user` over raw TCP on `s` and checks a ping's answer.
+fn auth_and_ping(s: &mut Tls, user: &str, nonce: u64) {
+    use proto::v1::server_frame::Frame as F;
+    for f in [auth(&user_token(user, "d"), ""), ping(nonce)] {
+        s.write_all(&length_prefixed(&encode_client(&f, Encoding::Proto)))
+            .unwrap();
+    }
+    assert!(matches!(read_tcp_frame(s).frame, Some(F::AuthOk(_))));
+    assert!(matches!(read_tcp_frame(s).frame, Some(F::Pong(p)) if p.nonce == nonce));
+}
+
+/// Whether a client trusting only `cert` completes a TLS handshake.
+fn handshake_ok(addr: std::net::SocketAddr, cert: &PathBuf) -> bool {
+    let mut s = connect_tls(addr, cert);
+    s.conn.complete_io(&mut s.sock).is_ok()
+}
+
+fn write_tls_config(path: &std::path::Path, tls: Option<(&PathBuf, &PathBuf)>) {
+    let text = match tls {
+        Some((cert, key)) => format!(
+            "[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap()
+        ),
+        None => String::new(),
+    };
+    std::fs::write(path, text).unwrap();
+}
+
+fn sighup_rotates_the_certificate(driver: Driver) {
+    let (cert_a, key_a) = cert(&format!("{}-a", driver.name()));
+    let (cert_b, key_b) = cert(&format!("{}-b", driver.name()));
+    let config = cert_a.with_file_name("gateway.toml");
+    write_tls_config(&config, Some((&cert_a, &key_a)));
+    let gw = Gateway::start(driver, &["--config", config.to_str().unwrap()]);
+    let mut live = connect_tls(gw.tcp, &cert_a);
+    auth_and_ping(&mut live, "live", 1);
+    assert!(!handshake_ok(gw.tcp, &cert_b), "B is not served yet");
+
+    write_tls_config(&config, Some((&cert_b, &key_b)));
+    gw.signal(libc::SIGHUP);
+    gw.wait_log("reloaded", 1);
+    assert!(
+        !handshake_ok(gw.tcp, &cert_a),
+        "A is retired for new connections"
+    );
+    assert!(handshake_ok(gw.ws, &cert_b), "wss serves B");
+    let mut fresh = connect_tls(gw.tcp, &cert_b);
+    auth_and_ping(&mut fresh, "fresh", 2);
+    // The open connection keeps its session (and its certificate).
+    live.write_all(&length_prefixed(&encode_client(&ping(3), Encoding::Proto)))
+        .unwrap();
+    use proto::v1::server_frame::Frame as F;
+    assert!(matches!(read_tcp_frame(&mut live).frame, Some(F::Pong(p)) if p.nonce == 3));
+
+    // A key file that is gone: refused, B stays in force.
+    let gone = cert_b.with_file_name("missing-key.pem");
+    write_tls_config(&config, Some((&cert_b, &gone)));
+    gw.signal(libc::SIGHUP);
+    gw.wait_log("reload refused", 1);
+    assert!(handshake_ok(gw.tcp, &cert_b));
+    // Turning TLS off takes a restart: refused, and said so.
+    write_tls_config(&config, None);
+    let r = gw.post("/reload", "");
+    assert_eq!(r.status, 422, "{r:?}");
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("restart"),
+        "{r:?}"
+    );
+    assert!(handshake_ok(gw.ws, &cert_b));
 }

@@ -4,6 +4,7 @@
 //!
 //! Invariant: a node whose admin listener is not loopback has a token.
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -22,6 +23,11 @@ pub struct AdminConfig {
     /// Required when `admin_listen` is not a loopback address. Default:
     /// unset (no credentials: loopback only).
     pub token: Option<String>,
+    /// A file holding the token instead (a mounted secret; one trailing
+    /// newline is dropped). Read at start and on every reload, so rotating
+    /// the token is: write the file, `kill -HUP`. Not with `token`. A
+    /// relative path is relative to the config file. Default: unset.
+    pub token_file: Option<PathBuf>,
     /// Extra `Host` header values accepted (`name` for any port, or
     /// `name:port`; `"*"` accepts any Host). Always accepted: `localhost`,
     /// `127.0.0.1`, `[::1]`, the listen address and `cluster.bus_advertise`,
@@ -38,6 +44,7 @@ impl std::fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminConfig")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
             .field("hosts", &self.hosts)
             .field("origins", &self.origins)
             .finish()
@@ -45,6 +52,37 @@ impl std::fmt::Debug for AdminConfig {
 }
 
 impl AdminConfig {
+    /// Reads `token_file` into `token` (a missing or unreadable file is the
+    /// operator's error, so a reload with one keeps the old token).
+    pub fn read_token_file(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = &self.token_file else {
+            return Ok(());
+        };
+        if self.token.is_some() {
+            return Err(ConfigError::invalid(
+                "admin.token_file",
+                path.display().to_string(),
+                "set admin.token or admin.token_file, not both".to_owned(),
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::invalid(
+                "admin.token_file",
+                path.display().to_string(),
+                format!("cannot read it: {e}"),
+            )
+        })?;
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        self.token = Some(text.to_owned());
+        Ok(())
+    }
+
+    /// The token as the guard compares it.
+    pub fn token_bytes(&self) -> Option<Vec<u8>> {
+        self.token.as_ref().map(|t| t.as_bytes().to_vec())
+    }
+
     /// Checks the token's form, the host and origin lists, and that a
     /// non-loopback `admin_listen` has a token. The token never appears in
     /// an error.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-/// `[tls]`: certificate files (PEM), re-read at start-up only.
+/// `[tls]`: certificate files (PEM), read at start-up and on every reload
+/// (SIGHUP, `POST /reload`; see `Control::reload`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {

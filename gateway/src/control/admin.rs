@@ -79,7 +79,12 @@ struct Shared {
 pub fn spawn(listener: TcpListener, control: Control) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let config = &control.node().config;
-    let guard = Guard::new(&config.admin, addr, config.cluster.bus_advertise.as_deref());
+    let guard = Guard::new(
+        &config.admin,
+        control.node().admin_token.clone(),
+        addr,
+        config.cluster.bus_advertise.as_deref(),
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()

@@ -220,22 +220,39 @@ impl Control {
         }
     }
 
-    /// Reads the configuration again and puts its JWT key and token policy
-    /// in force; an invalid one is refused (one log line) and the old kept.
+    /// Reads the configuration again and puts in force, all together or
+    /// none: the JWT key and token policy, the TLS certificate and key (for
+    /// connections accepted from now on; open ones keep theirs) and the
+    /// admin token. An invalid one is refused (one log line) and the old
+    /// kept. Turning TLS on or off takes a restart (the listeners' protocol
+    /// would change under clients), so it is refused too.
     pub fn reload(&self) -> Result<(), String> {
         let guard = self.node.reload.lock().unwrap_or_else(|e| e.into_inner());
         let Some(read) = guard.as_ref() else {
             return Err("not running yet".into());
         };
-        let result = read()
-            .map_err(|e| format!("{e:#}"))
-            .and_then(|c| c.verifier().map_err(|e| e.to_string()));
+        let result = read().map_err(|e| format!("{e:#}")).and_then(|c| {
+            let (verifier, dev) = c.verifier().map_err(|e| e.to_string())?;
+            let tls = match (&self.node.tls, c.tls.server_config()?) {
+                (Some(_), Some(tls)) => Some(tls),
+                (None, None) => None,
+                _ => return Err("turning TLS on or off takes a restart".into()),
+            };
+            Ok((verifier, dev, tls, c.admin.token_bytes()))
+        });
         match result {
-            Ok((verifier, dev)) => {
+            Ok((verifier, dev, tls, token)) => {
                 self.node.verifier.replace(verifier);
+                if let (Some(hot), Some(tls)) = (&self.node.tls, tls) {
+                    hot.set(tls);
+                }
+                let admin_token = token.is_some();
+                self.node.admin_token.set(token);
                 tracing::info!(
                     dev_secret = dev,
-                    "reloaded: the JWT key and token policy are in force"
+                    tls = self.node.tls.is_some(),
+                    admin_token,
+                    "reloaded: the JWT key and token policy, TLS certificate and admin token are in force"
                 );
                 Ok(())
             }

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::control::admin;
 use crate::control::metrics::ShardStats;
 use crate::control::Control;
+use crate::hot::Hot;
 use crate::mesh::Mesh;
 use crate::{shard, sys};
 
@@ -78,16 +79,20 @@ pub struct Node {
     pub reload: std::sync::Mutex<Option<Reload>>,
     /// The backend's authorization hook (with `backend.authorize_url`).
     pub hook: std::sync::OnceLock<crate::backend::hook::Hook>,
-    /// TLS for the client ports (with `tls.cert_file`).
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS for the client ports (with `tls.cert_file`); a reload replaces
+    /// the certificate for connections accepted after it.
+    pub tls: Option<Hot<Arc<rustls::ServerConfig>>>,
+    /// The admin API's bearer token (`admin.token`); a reload replaces it.
+    pub admin_token: Arc<Hot<Option<Vec<u8>>>>,
 }
 
 /// Reads the configuration again (the same file and flags), for a reload.
 pub type Reload = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 
 /// Runs a node until it has drained. `reload` re-reads the configuration on
-/// SIGHUP (and `POST /reload`): the JWT key and the token policy are replaced;
-/// other settings need a restart.
+/// SIGHUP (and `POST /reload`): the JWT key and token policy, the TLS
+/// certificate and key, and the admin token are replaced together (see
+/// `Control::reload`); other settings need a restart.
 pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     let (verifier, dev_secret) = config.verifier()?;
     if dev_secret {
@@ -118,7 +123,8 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         push_buckets: Default::default(),
         reload: std::sync::Mutex::new(None),
         hook: std::sync::OnceLock::new(),
-        tls,
+        tls: tls.map(Hot::new),
+        admin_token: Arc::new(Hot::new(config.admin.token_bytes())),
         admission: crate::admission::Admission::new(
             config.limits.max_conns,
             config.limits.max_conns_per_ip,

@@ -59,7 +59,7 @@ impl Shard {
     /// A TLS connection was accepted at `key`.
     pub(super) fn tls_accept(&self, key: ConnKey) -> Result<(), rustls::Error> {
         if let Some(cfg) = &self.node.tls {
-            let mut conn = ServerConnection::new(cfg.clone())?;
+            let mut conn = ServerConnection::new(cfg.get())?;
             conn.set_buffer_limit(Some(self.env.limits.send_queue_bytes));
             self.tls.borrow_mut().conns.insert(key, Box::new(conn));
         }

@@ -19,6 +19,7 @@ mod http;
 mod qos1;
 mod redis_cluster;
 mod socket;
+mod tls;
 // The same helper the library's own Redis tests use.
 #[path = "../../src/store/redis/testutil.rs"]
 mod redis_server;
@@ -32,6 +33,7 @@ pub use http::*;
 pub use qos1::*;
 pub use redis_cluster::*;
 pub use redis_server::*;
+pub use tls::*;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -238,6 +240,13 @@ impl Gateway {
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
     }
+
+    /// Waits until the gateway's log has `n` lines containing `needle`.
+    pub fn wait_log(&self, needle: &str, n: usize) {
+        wait_for(&format!("{n}x {needle:?} in the log"), || {
+            self.stderr().matches(needle).count() >= n
+        });
+    }
 }
 
 impl Drop for Gateway {
@@ -277,29 +286,32 @@ fn io_uring_available() -> bool {
 
 /// Runs `gateway ARGS` (e.g. the `token` subcommand) to completion.
 pub fn run_cli(args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(args)
+    run_with_deadline(Command::new(env!("CARGO_BIN_EXE_gateway")).args(args))
+}
+
+/// Runs `cmd` to its end (stdout and stderr captured), killed and failed
+/// if it takes longer than `IO_TIMEOUT`.
+pub fn run_with_deadline(cmd: &mut Command) -> Output {
+    let what = format!("{cmd:?}");
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn the gateway binary");
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     let pid = child.id() as i32;
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
     match rx.recv_timeout(IO_TIMEOUT) {
-        Ok(output) => output.expect("gateway CLI output"),
+        Ok(output) => output.expect("command output"),
         Err(RecvTimeoutError::Timeout) => {
             // SAFETY: our child has not been reaped (no output was sent yet).
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!(
-                "`gateway {}` did not finish within {IO_TIMEOUT:?}",
-                args.join(" ")
-            )
+            panic!("{what} did not finish within {IO_TIMEOUT:?}")
         }
-        Err(e) => panic!("gateway CLI waiter: {e}"),
+        Err(e) => panic!("waiter of {what}: {e}"),
     }
 }
 

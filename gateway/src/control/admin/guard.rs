@@ -8,8 +8,10 @@
 //! time). `GET /healthz` and the CORS preflight of an allowed origin need no
 //! token; nothing is exempt from the Host and Origin checks.
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::config::admin::AdminConfig;
+use crate::hot::Hot;
 
 /// The parts of a request head the checks read.
 #[derive(Debug, Clone, Copy)]
@@ -66,7 +68,8 @@ struct HostRule {
 /// The checks, built once from the config and the bound address.
 #[derive(Debug)]
 pub(super) struct Guard {
-    token: Option<Vec<u8>>,
+    /// Shared with the node: a reload replaces it.
+    token: Arc<Hot<Option<Vec<u8>>>>,
     any_host: bool,
     hosts: Vec<HostRule>,
     origins: Vec<String>,
@@ -75,7 +78,13 @@ pub(super) struct Guard {
 impl Guard {
     /// `listen` is the bound admin address (its port resolved);
     /// `advertise` is `cluster.bus_advertise`.
-    pub(super) fn new(admin: &AdminConfig, listen: SocketAddr, advertise: Option<&str>) -> Guard {
+    /// `token` is the node's (`Node::admin_token`).
+    pub(super) fn new(
+        admin: &AdminConfig,
+        token: Arc<Hot<Option<Vec<u8>>>>,
+        listen: SocketAddr,
+        advertise: Option<&str>,
+    ) -> Guard {
         let port = listen.port();
         let mut hosts: Vec<HostRule> = ["localhost", "127.0.0.1", "[::1]"]
             .into_iter()
@@ -107,7 +116,7 @@ impl Guard {
             Some(HostRule { name, port })
         }));
         Guard {
-            token: admin.token.as_ref().map(|t| t.as_bytes().to_vec()),
+            token,
             any_host,
             hosts,
             origins: admin
@@ -130,11 +139,13 @@ impl Guard {
             _ => return Err(Refusal::Origin),
         }
         let exempt = (head.method == "GET" && head.path == "/healthz") || head.preflight;
-        match &self.token {
-            Some(token) if !exempt && !bearer_matches(head.authorization, token) => {
-                Err(Refusal::Token)
-            }
-            _ => Ok(()),
+        let refused = self.token.with(|token| match token {
+            Some(token) => !exempt && !bearer_matches(head.authorization, token),
+            None => false,
+        });
+        match refused {
+            true => Err(Refusal::Token),
+            false => Ok(()),
         }
     }
 
@@ -218,11 +229,13 @@ mod tests {
     fn guard(token: bool, hosts: &[&str], origins: &[&str]) -> Guard {
         let admin = AdminConfig {
             token: token.then(|| TOKEN.to_owned()),
+            token_file: None,
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
             origins: origins.iter().map(|o| o.to_string()).collect(),
         };
         Guard::new(
             &admin,
+            Arc::new(Hot::new(admin.token_bytes())),
             "127.0.0.1:8082".parse().unwrap(),
             Some("gw1.internal"),
         )
