@@ -2,11 +2,13 @@
 //! parse that attacker bytes reach before authentication: never panics;
 //! whatever it accepts is a token the server may act on (a valid user and
 //! device name within the server's `max_name_bytes`, not expired); and a
-//! token minted with the secret verifies exactly when its names are valid,
-//! to the same names.
+//! token minted with the secret verifies exactly when its names are valid
+//! and it fits `MAX_TOKEN_BYTES`, to the same names.
 #![no_main]
 
-use gateway::auth::{mint_hs256, unix_now, AuthError, Claims, KeySource, Verifier};
+use gateway::auth::{
+    mint_hs256, unix_now, AuthError, Claims, KeySource, Verifier, MAX_TOKEN_BYTES,
+};
 use gateway::config::Config;
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
@@ -47,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let token = mint_hs256(SECRET, user, device, Duration::from_secs(3600)).expect("mint");
     let got = verifier.verify_at(&token, unix_now());
-    if !valid_name(user, max) {
+    if token.len() > MAX_TOKEN_BYTES {
+        // Refused before it is split: too long to be one of ours.
+        assert_eq!(got, Err(AuthError::Malformed), "{} bytes", token.len());
+    } else if !valid_name(user, max) {
         assert!(
             matches!(got, Err(AuthError::InvalidSub) | Err(AuthError::Malformed)),
             "sub {user:?}: {got:?}"
