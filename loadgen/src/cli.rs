@@ -55,6 +55,13 @@ pub struct Common {
         hide_env_values = true
     )]
     pub jwt_secret: Option<String>,
+    /// Speak TLS to the gateway (wss, or TLS on raw TCP), trusting only the
+    /// certificates in this PEM file (the gateway's --tls-cert)
+    #[arg(long, value_name = "PEM", global = true)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Server name the certificate must carry (SNI), with --tls-ca
+    #[arg(long, default_value = "localhost", global = true)]
+    pub tls_name: String,
     /// Worker threads, each with its own fd table (0: one per 12,500 connections, at least 2)
     #[arg(long, default_value_t = 0, global = true)]
     pub workers: u64,

@@ -12,6 +12,7 @@ mod scenario;
 mod stats;
 mod sys;
 mod target;
+mod tls;
 mod token;
 mod worker;
 

@@ -76,6 +76,13 @@ impl Run {
                 .as_deref()
                 .map(|s| crate::token::Minter::new(s, 86_400)),
             max_message: 1 << 20,
+            tls: match &common.tls_ca {
+                Some(ca) if common.target == Target::Gateway => {
+                    Some(crate::tls::Client::new(ca, &common.tls_name)?)
+                }
+                Some(_) => anyhow::bail!("--tls-ca is for the gateway target"),
+                None => None,
+            },
         };
         let plan = Arc::new(Plan {
             spec: Arc::new(spec),

@@ -66,6 +66,8 @@ pub struct Spec {
     pub minter: Option<Minter>,
     /// Largest message accepted from the server.
     pub max_message: usize,
+    /// TLS to the gateway's client ports (`--tls-ca`).
+    pub tls: Option<crate::tls::Client>,
 }
 
 /// Why a connection failed; the key it is counted under.

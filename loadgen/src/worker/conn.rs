@@ -13,6 +13,7 @@ use super::io::{self, Recv};
 use super::{user_name, Slot, Worker};
 use crate::stats::Seen;
 use crate::target::{Event, Session};
+use crate::tls::Tls;
 
 /// How a connection's life ended.
 enum End {
@@ -68,8 +69,13 @@ async fn once(w: &Rc<Worker>, user: u64) -> End {
     };
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
+    let tls = match w.plan.spec.tls.as_ref().map(|c| c.connect()).transpose() {
+        Ok(t) => t,
+        Err(e) => return done_connecting(w, End::Failed(io::cause("tls_setup", &e))),
+    };
     let slot = w.slots.borrow_mut().insert(Slot {
         fd,
+        tls: tls.clone(),
         user,
         ready: false,
         stormed: false,
@@ -77,7 +83,7 @@ async fn once(w: &Rc<Worker>, user: u64) -> End {
     if let Some(s) = w.by_user.borrow_mut().get_mut((user - w.first) as usize) {
         *s = Some(slot);
     }
-    let end = session(w, &stream, user, slot, started).await;
+    let end = session(w, &stream, tls.as_ref(), user, slot, started).await;
     if let Some(s) = w.by_user.borrow_mut().get_mut((user - w.first) as usize) {
         *s = None;
     }
@@ -99,6 +105,20 @@ async fn once(w: &Rc<Worker>, user: u64) -> End {
     }
 }
 
+/// Writes `plain`, enciphered first on TLS (with any handshake records
+/// rustls has queued).
+async fn send(stream: &TcpStream, tls: Option<&Tls>, plain: &[u8]) -> std::io::Result<()> {
+    let Some(tls) = tls else {
+        return io::send_all(stream, plain).await;
+    };
+    let mut cipher = Vec::with_capacity(plain.len() + 64);
+    crate::tls::seal(tls, plain, &mut cipher)?;
+    match cipher.is_empty() {
+        true => Ok(()),
+        false => io::send_all(stream, &cipher).await,
+    }
+}
+
 fn done_connecting(w: &Worker, end: End) -> End {
     w.connecting.set(w.connecting.get() - 1);
     end
@@ -107,6 +127,7 @@ fn done_connecting(w: &Worker, end: End) -> End {
 async fn session(
     w: &Rc<Worker>,
     stream: &TcpStream,
+    tls: Option<&Tls>,
     user: u64,
     slot: usize,
     started: Instant,
@@ -123,7 +144,7 @@ async fn session(
         Ok(s) => s,
         Err(e) => return End::Failed(format!("setup: {e}")),
     };
-    if let Err(e) = io::send_all(stream, &out).await {
+    if let Err(e) = send(stream, tls, &out).await {
         return End::Failed(io::cause("write", &e));
     }
     out = Vec::new();
@@ -154,6 +175,7 @@ async fn session(
             let step = read_once(
                 w,
                 fd,
+                tls,
                 &mut sess,
                 &mut pending,
                 &mut out,
@@ -161,8 +183,8 @@ async fn session(
                 slot,
                 started,
             );
-            if !out.is_empty() {
-                if let Err(e) = io::send_all(stream, &out).await {
+            if !out.is_empty() || tls.is_some_and(|t| t.borrow().wants_write()) {
+                if let Err(e) = send(stream, tls, &out).await {
                     return End::Failed(io::cause("write", &e));
                 }
                 out = Vec::new();
@@ -182,6 +204,7 @@ async fn session(
 fn read_once(
     w: &Worker,
     fd: i32,
+    tls: Option<&Tls>,
     sess: &mut Session,
     pending: &mut Vec<u8>,
     out: &mut Vec<u8>,
@@ -197,17 +220,25 @@ fn read_once(
         Err(e) => return Err(End::Failed(io::cause("read", &e))),
     };
     let full = n == buf.len();
+    let mut deciphered = Vec::new();
+    let data: &mut [u8] = match tls {
+        None => buf.get_mut(..n).unwrap_or_default(),
+        Some(t) => {
+            crate::tls::open(t, buf.get(..n).unwrap_or_default(), &mut deciphered)
+                .map_err(|e| End::Failed(format!("tls: {e}")))?;
+            &mut deciphered
+        }
+    };
     let mut deliveries = 0u64;
     let mut on = |ev: Event<'_>| on_event(w, ev, rx, slot, started, &mut deliveries);
     let res = if pending.is_empty() {
-        let data = buf.get_mut(..n).unwrap_or_default();
         sess.feed(data, out, &mut on).map(|used| {
             if let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
                 pending.extend_from_slice(rest);
             }
         })
     } else {
-        pending.extend_from_slice(buf.get(..n).unwrap_or_default());
+        pending.extend_from_slice(data);
         let mut data = std::mem::take(pending);
         sess.feed(&mut data, out, &mut on).map(|used| {
             data.drain(..used);

@@ -93,10 +93,32 @@ pub fn user_name(user: u64) -> String {
 /// A connection the worker's sweeper can reach.
 struct Slot {
     fd: i32,
+    /// The connection's TLS state (with `--tls-ca`).
+    tls: Option<crate::tls::Tls>,
     user: u64,
     ready: bool,
     /// Closed by a storm (reconnect without counting a failure).
     stormed: bool,
+}
+
+impl Slot {
+    /// Writes `frame` (plaintext) in one non-blocking send, enciphered
+    /// first on TLS; false if it did not all fit (the connection's stream
+    /// would be corrupt, so it is shut down).
+    fn send_whole(&self, frame: &[u8]) -> bool {
+        let ok = match &self.tls {
+            None => io::send_now(self.fd, frame).is_ok_and(|n| n == frame.len()),
+            Some(tls) => {
+                let mut cipher = Vec::with_capacity(frame.len() + 64);
+                crate::tls::seal(tls, frame, &mut cipher).is_ok()
+                    && io::send_now(self.fd, &cipher).is_ok_and(|n| n == cipher.len())
+            }
+        };
+        if !ok {
+            io::shutdown(self.fd);
+        }
+        ok
+    }
 }
 
 /// One worker's state, owned by its thread.

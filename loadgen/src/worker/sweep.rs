@@ -63,7 +63,7 @@ pub(super) async fn run(w: Rc<Worker>) {
                 }
                 frame.clear();
                 heartbeat(&w.plan.spec, tick, &mut frame);
-                if send_whole(s.fd, &frame) {
+                if s.send_whole(&frame) {
                     pings += 1;
                 } else {
                     w.shared.note("heartbeat_send_blocked");
@@ -95,18 +95,6 @@ impl Phases {
     /// True when `user`'s phase is among them.
     fn includes(&self, user: u64) -> bool {
         (user % self.every + self.every - self.first) % self.every < self.count
-    }
-}
-
-/// Writes `bytes` in one non-blocking send; false if it did not all fit
-/// (the connection's stream would be corrupt, so it is shut down).
-fn send_whole(fd: i32, bytes: &[u8]) -> bool {
-    match io::send_now(fd, bytes) {
-        Ok(n) if n == bytes.len() => true,
-        _ => {
-            io::shutdown(fd);
-            false
-        }
     }
 }
 
@@ -146,9 +134,9 @@ pub(super) async fn direct(w: Rc<Worker>, rate: f64, size: usize, secs: Duration
             next_pair = (next_pair + 1) % pairs;
             tries += 1;
             let (from, to) = (pair * 2, pair * 2 + 1);
-            let Some(fd) = ready_fd(&w, from).filter(|_| ready_fd(&w, to).is_some()) else {
+            if !is_ready(&w, from) || !is_ready(&w, to) {
                 continue;
-            };
+            }
             let Some(seq) = seqs.get_mut(pair as usize) else {
                 continue;
             };
@@ -165,7 +153,7 @@ pub(super) async fn direct(w: Rc<Worker>, rate: f64, size: usize, secs: Duration
                     crate::target::nats_pub(&user_name(w.first + to), &body, &mut frame)
                 }
             }
-            if send_whole(fd, &frame) {
+            if send_from(&w, from, &frame) {
                 *seq += 1;
                 sent += 1;
                 tries = 0;
@@ -177,9 +165,20 @@ pub(super) async fn direct(w: Rc<Worker>, rate: f64, size: usize, secs: Duration
     }
 }
 
-fn ready_fd(w: &Worker, local: u64) -> Option<i32> {
-    let slot = (*w.by_user.borrow().get(local as usize)?)?;
-    w.slots.borrow().get(slot).filter(|s| s.ready).map(|s| s.fd)
+fn is_ready(w: &Worker, local: u64) -> bool {
+    slot_of(w, local).is_some_and(|slot| w.slots.borrow().get(slot).is_some_and(|s| s.ready))
+}
+
+fn slot_of(w: &Worker, local: u64) -> Option<usize> {
+    *w.by_user.borrow().get(local as usize)?
+}
+
+/// Sends `frame` on user `local`'s connection (see `Slot::send_whole`).
+fn send_from(w: &Worker, local: u64, frame: &[u8]) -> bool {
+    let slots = w.slots.borrow();
+    slot_of(w, local)
+        .and_then(|slot| slots.get(slot))
+        .is_some_and(|s| s.send_whole(frame))
 }
 
 #[cfg(test)]
