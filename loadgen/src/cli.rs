@@ -201,6 +201,28 @@ pub enum Scenario {
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
     },
+    /// Pairs exchange numbered messages for a long time while a fraction of
+    /// the connections is cut at intervals; every accepted message checked
+    Soak {
+        /// Connections (pairs x 2)
+        #[arg(long, default_value_t = 10_000)]
+        conns: u64,
+        /// Messages per second, all pairs together
+        #[arg(long, default_value_t = 2_000.0)]
+        msg_rate: f64,
+        /// Seconds of sending
+        #[arg(long, default_value_t = 3_600)]
+        secs: u64,
+        /// Seconds between cuts (0: none)
+        #[arg(long, default_value_t = 60)]
+        cut_every_secs: u64,
+        /// Fraction of the connections each cut closes
+        #[arg(long, default_value_t = 0.05)]
+        cut_fraction: f64,
+        /// Seconds per row of windows.csv
+        #[arg(long, default_value_t = 10)]
+        window_secs: u64,
+    },
     /// Start a gateway and run every scenario small; exit non-zero unless
     /// every count matches
     Smoke {

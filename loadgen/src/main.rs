@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{Cli, Scenario};
-use scenario::{connect, direct, fanout, smoke, storm};
+use scenario::{connect, direct, fanout, smoke, soak, storm};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -73,6 +73,24 @@ fn main() -> ExitCode {
             fraction,
             timeout_secs,
         } => storm::run(c, conns, fraction, timeout_secs),
+        Scenario::Soak {
+            conns,
+            msg_rate,
+            secs,
+            cut_every_secs,
+            cut_fraction,
+            window_secs,
+        } => soak::run(
+            c,
+            &soak::Soak {
+                conns,
+                msg_rate,
+                secs,
+                cut_every_secs,
+                cut_fraction,
+                window_secs,
+            },
+        ),
         Scenario::Smoke { gateway_bin, conns } => {
             return match smoke::run(c, &gateway_bin, conns) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -41,6 +41,11 @@ pub struct Shared {
     pub warnings: AtomicU64,
     /// Sends the server refused (never accepted, so not owed a delivery).
     pub rejected: AtomicU64,
+    /// Sends the server accepted (answered by a send result).
+    pub accepted: AtomicU64,
+    /// With `Plan::audit`: the latencies of deliveries since the monitor
+    /// last took them (workers add theirs every sweeper tick).
+    pub window: Mutex<Option<Histogram<u64>>>,
     /// Workers whose runtime has finished.
     pub workers_done: AtomicU32,
     causes: Mutex<BTreeMap<String, u64>>,
@@ -93,6 +98,9 @@ pub struct WorkerReport {
     pub duplicates: u64,
     /// Deliveries whose body was not one of ours.
     pub bad_payload: u64,
+    /// With `Plan::audit`: sends the server accepted whose message never
+    /// reached its receiver.
+    pub missing: u64,
 }
 
 impl WorkerReport {
@@ -104,6 +112,7 @@ impl WorkerReport {
             distinct: 0,
             duplicates: 0,
             bad_payload: 0,
+            missing: 0,
         }
     }
 
@@ -114,6 +123,7 @@ impl WorkerReport {
         self.distinct += other.distinct;
         self.duplicates += other.duplicates;
         self.bad_payload += other.bad_payload;
+        self.missing += other.missing;
     }
 }
 
@@ -140,5 +150,22 @@ impl Seen {
         let new = *w & bit == 0;
         *w |= bit;
         Some(new)
+    }
+
+    /// Whether `seq` was recorded.
+    pub fn contains(&self, seq: u64) -> bool {
+        usize::try_from(seq / 64)
+            .ok()
+            .and_then(|w| self.bits.get(w))
+            .is_some_and(|w| w & (1u64 << (seq % 64)) != 0)
+    }
+
+    /// Every recorded number, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.bits.iter().enumerate().flat_map(|(i, &w)| {
+            (0..64u64)
+                .filter(move |b| w & (1 << b) != 0)
+                .map(move |b| i as u64 * 64 + b)
+        })
     }
 }

@@ -45,6 +45,35 @@ impl Pcts {
     }
 }
 
+/// One row of a long run (`soak`): what happened in its window.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Window {
+    /// Seconds from the start of sending to the window's end.
+    pub t: f64,
+    /// Ready connections at its end.
+    pub connected: u64,
+    /// Sends accepted in it.
+    pub accepted: u64,
+    /// Sends refused in it.
+    pub rejected: u64,
+    /// Deliveries in it.
+    pub deliveries: u64,
+    /// Failed connection attempts in it.
+    pub failed: u64,
+    /// Cuts made in it.
+    pub cuts: u64,
+    /// Latency of its deliveries, microseconds.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Largest.
+    pub max_us: u64,
+    /// Server RSS at its end, bytes.
+    pub server_rss: u64,
+    /// Server CPU in it, percent of one core.
+    pub server_cpu_pct: f64,
+}
+
 /// Everything `result.json` holds.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Outcome {
@@ -98,6 +127,9 @@ pub struct Outcome {
     pub samples: Vec<Sample>,
     #[serde(skip)]
     pub latency_hist: Option<Histogram<u64>>,
+    /// Rows of a long run (`soak`), also `windows.csv` and `soak.png`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
     #[serde(skip)]
     pub metrics: String,
 }
@@ -171,6 +203,29 @@ pub fn write(o: &Outcome, common: &Common) -> anyhow::Result<Option<PathBuf>> {
     if !o.metrics.is_empty() {
         std::fs::write(dir.join("metrics.txt"), &o.metrics)?;
     }
+    if !o.windows.is_empty() {
+        let mut csv = String::from(
+            "t_secs,connected,accepted,rejected,deliveries,failed,cuts,p50_us,p99_us,max_us,server_rss_bytes,server_cpu_pct\n",
+        );
+        for w in &o.windows {
+            csv.push_str(&format!(
+                "{:.1},{},{},{},{},{},{},{},{},{},{},{:.1}\n",
+                w.t,
+                w.connected,
+                w.accepted,
+                w.rejected,
+                w.deliveries,
+                w.failed,
+                w.cuts,
+                w.p50_us,
+                w.p99_us,
+                w.max_us,
+                w.server_rss,
+                w.server_cpu_pct
+            ));
+        }
+        std::fs::write(dir.join("windows.csv"), csv)?;
+    }
     plot_all(o, &dir);
     Ok(Some(dir))
 }
@@ -178,6 +233,11 @@ pub fn write(o: &Outcome, common: &Common) -> anyhow::Result<Option<PathBuf>> {
 fn plot_all(o: &Outcome, dir: &Path) {
     if let Err(e) = plot::timeline(&o.samples, &dir.join("connections-rss.png")) {
         eprintln!("loadgen: plot connections-rss.png: {e}");
+    }
+    if !o.windows.is_empty() {
+        if let Err(e) = plot::soak(&o.windows, &dir.join("soak.png")) {
+            eprintln!("loadgen: plot soak.png: {e}");
+        }
     }
     if let Some(h) = &o.latency_hist {
         if !h.is_empty() {

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
 
+use super::Window;
 use crate::monitor::Sample;
 
 type Res = Result<(), Box<dyn std::error::Error>>;
@@ -130,6 +131,70 @@ pub fn latency(h: &Histogram<u64>, path: &Path) -> Res {
         chart.configure_mesh().x_labels(0).y_labels(0).draw()?;
     }
     chart.draw_series(LineSeries::new(points, &BLUE))?;
+    root.present()?;
+    Ok(())
+}
+
+/// A long run's windows: latency p50 and p99 (us, log scale, left) and
+/// server RSS in MiB (right) over time; cuts as grey ticks at the bottom.
+pub fn soak(windows: &[Window], path: &Path) -> Res {
+    let text = font();
+    let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let t_max = windows.last().map_or(1.0, |w| w.t).max(1.0);
+    let l_max = windows.iter().map(|w| w.p99_us).max().unwrap_or(1).max(10) as f64 * 2.0;
+    let r_max = windows
+        .iter()
+        .map(|w| w.server_rss)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        / 1048576.0;
+    let mut b = ChartBuilder::on(&root);
+    b.margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .right_y_label_area_size(70);
+    if text {
+        b.caption(
+            "latency p50 (blue) and p99 (purple), us; server RSS MiB (red); cuts (grey)",
+            ("sans-serif", 18),
+        );
+    }
+    let mut chart = b
+        .build_cartesian_2d(0.0..t_max, (10.0..l_max).log_scale())?
+        .set_secondary_coord(0.0..t_max, 0.0..r_max * 1.2);
+    if text {
+        chart
+            .configure_mesh()
+            .x_desc("seconds")
+            .y_desc("us")
+            .draw()?;
+        chart.configure_secondary_axes().y_desc("RSS MiB").draw()?;
+    } else {
+        chart.configure_mesh().x_labels(0).y_labels(0).draw()?;
+    }
+    let series = |f: fn(&Window) -> u64| {
+        windows
+            .iter()
+            .filter(|w| f(w) > 0)
+            .map(move |w| (w.t, f(w) as f64))
+            .collect::<Vec<_>>()
+    };
+    chart.draw_series(LineSeries::new(series(|w| w.p50_us), &BLUE))?;
+    chart.draw_series(LineSeries::new(series(|w| w.p99_us), &MAGENTA))?;
+    chart.draw_series(
+        windows
+            .iter()
+            .filter(|w| w.cuts > 0)
+            .map(|w| PathElement::new(vec![(w.t, 10.0), (w.t, 14.0)], BLACK.mix(0.4))),
+    )?;
+    chart.draw_secondary_series(LineSeries::new(
+        windows
+            .iter()
+            .map(|w| (w.t, w.server_rss as f64 / 1048576.0)),
+        &RED,
+    ))?;
     root.present()?;
     Ok(())
 }

@@ -136,10 +136,13 @@ pub fn markdown(o: &Outcome) -> String {
     let _ = writeln!(
         s,
         "\nPlots: `connections-rss.png` (connections and server RSS over time){}.",
-        if o.latency_hist.is_some() {
-            ", `latency.png` (latency percentiles)"
-        } else {
-            ""
+        match (o.latency_hist.is_some(), o.windows.is_empty()) {
+            (true, true) => ", `latency.png` (latency percentiles)",
+            (true, false) => {
+                ", `latency.png` (latency percentiles), `soak.png` and `windows.csv` \
+                 (latency, RSS and cuts per window)"
+            }
+            _ => "",
         }
     );
     s

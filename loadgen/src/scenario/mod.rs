@@ -5,6 +5,7 @@ pub mod connect;
 pub mod direct;
 pub mod fanout;
 pub mod smoke;
+pub mod soak;
 pub mod storm;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -36,6 +37,8 @@ pub struct Shape {
     pub direct: Option<(f64, usize, Duration)>,
     /// How users are placed on the nodes (`--addrs`).
     pub placement: Placement,
+    /// Account for every message (`Plan::audit`).
+    pub audit: bool,
 }
 
 /// A running scenario.
@@ -99,6 +102,7 @@ impl Run {
             max_seq: shape.max_seq.max(1),
             direct: shape.direct,
             handshake_timeout: Duration::from_millis(common.handshake_timeout_ms),
+            audit: shape.audit,
         });
         let shared = Arc::new(Shared::default());
         let mut mon = Monitor::new(shared.clone(), common.server_pids.clone());

@@ -29,7 +29,12 @@ fn put(wire: Wire, frame: &ClientFrame, out: &mut Vec<u8>) {
     }
 }
 
-pub(super) fn start(s: &mut Session, user: &str, out: &mut Vec<u8>) -> anyhow::Result<()> {
+pub(super) fn start(
+    s: &mut Session,
+    user: &str,
+    last_seq: u64,
+    out: &mut Vec<u8>,
+) -> anyhow::Result<()> {
     let minter = s
         .spec
         .minter
@@ -42,13 +47,17 @@ pub(super) fn start(s: &mut Session, user: &str, out: &mut Vec<u8>) -> anyhow::R
             let auth = client_frame::Frame::Auth(Auth {
                 token,
                 device: String::new(),
-                last_seq: 0,
+                last_seq,
             });
             put(Wire::Tcp, &ClientFrame { frame: Some(auth) }, out);
         }
         wire => {
             let proto = encoding(wire).subprotocol();
-            out.extend(ws::request("/ws", Some(proto), Some(&token)));
+            let path = match last_seq {
+                0 => "/ws".to_owned(),
+                n => format!("/ws?last_seq={n}"),
+            };
+            out.extend(ws::request(&path, Some(proto), Some(&token)));
         }
     }
     Ok(())
@@ -105,14 +114,20 @@ pub(super) fn on_message(
                 let ack = client_frame::Frame::Ack(Ack { seq: d.seq });
                 put(s.spec.wire, &ClientFrame { frame: Some(ack) }, out);
             }
-            on(Event::Delivery(&d.payload))
+            let seq = if d.qos == Qos::AtLeastOnce as i32 {
+                d.seq
+            } else {
+                0
+            };
+            on(Event::Delivery(&d.payload, seq))
         }
         Some(F::Pong(_)) => on(Event::Pong),
         Some(F::Error(e)) if e.fatal => return Err(Fail::ServerError(e.code.to_string())),
         Some(F::Error(e)) => on(Event::Warning(format!("error_{}", e.code))),
         Some(F::GoAway(g)) => return Err(Fail::Closed(format!("goaway_{}", g.reason))),
         Some(F::SendResult(r)) if !r.accepted => on(Event::Rejected(r.code)),
-        Some(F::SendResult(_)) | Some(F::Left(_)) => {}
+        Some(F::SendResult(r)) => on(Event::Accepted(&r.client_msg_id)),
+        Some(F::Left(_)) => {}
         // QoS 1 gap notices: counted, the QoS 0 scenarios never expect one.
         Some(F::Gap(_)) => on(Event::Warning("gap".into())),
         Some(other) => return Err(Fail::Protocol(format!("unexpected frame {other:?}"))),
@@ -132,15 +147,17 @@ pub(super) fn ping(wire: Wire, nonce: u64, out: &mut Vec<u8>) {
 pub struct Encoder(pub Wire, pub bool);
 
 impl Encoder {
-    /// Appends a send of `body` to user `to`.
-    pub fn to_user(&self, to: &str, body: &[u8], out: &mut Vec<u8>) {
-        self.send(send::To::User(to.into()), body, out);
+    /// Appends a send of `body` to user `to`, with `id` as its
+    /// `client_msg_id` (the send result names it).
+    pub fn to_user(&self, to: &str, id: Option<u64>, body: &[u8], out: &mut Vec<u8>) {
+        let id = id.map(|i| i.to_string()).unwrap_or_default();
+        self.send(send::To::User(to.into()), id, body, out);
     }
 
-    fn send(&self, to: send::To, body: &[u8], out: &mut Vec<u8>) {
+    fn send(&self, to: send::To, client_msg_id: String, body: &[u8], out: &mut Vec<u8>) {
         let send = Send {
             to: Some(to),
-            client_msg_id: String::new(),
+            client_msg_id,
             qos: if self.1 { Qos::AtLeastOnce as i32 } else { 0 },
             payload: bytes::Bytes::copy_from_slice(body),
         };

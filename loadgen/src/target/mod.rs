@@ -101,8 +101,11 @@ impl Fail {
 pub enum Event<'a> {
     /// Authenticated and subscribed: the connection counts as held.
     Ready,
-    /// A message body delivered to this connection.
-    Delivery(&'a [u8]),
+    /// A message body delivered to this connection, and its QoS 1 seq (0
+    /// at QoS 0 and on the peers).
+    Delivery(&'a [u8], u64),
+    /// A send the server accepted, by the `client_msg_id` it was sent with.
+    Accepted(&'a str),
     /// An answer to a heartbeat.
     Pong,
     /// A non-fatal error frame (counted, the connection stays).
@@ -136,11 +139,14 @@ pub struct Session {
 
 impl Session {
     /// A session for `user` subscribing to `room`; appends its first bytes
-    /// to `out`.
+    /// to `out`. `last_seq` is the highest QoS 1 seq the user has had (the
+    /// gateway's replay starts after it, as the README asks clients to do
+    /// on every reconnect).
     pub fn start(
         spec: Arc<Spec>,
         user: &str,
         room: Option<&str>,
+        last_seq: u64,
         out: &mut Vec<u8>,
     ) -> anyhow::Result<Self> {
         let max = spec.max_message;
@@ -154,7 +160,7 @@ impl Session {
             spec,
         };
         match s.spec.target {
-            Target::Gateway => gateway::start(&mut s, user, out)?,
+            Target::Gateway => gateway::start(&mut s, user, last_seq, out)?,
             Target::Nchan => {
                 let chan = s.room.as_deref().unwrap_or(user);
                 out.extend(ws::request(&format!("/sub/{chan}"), None, None));
@@ -223,7 +229,7 @@ impl Session {
         match self.spec.target {
             Target::Gateway => gateway::on_message(self, msg, out, on),
             Target::Nchan => {
-                on(Event::Delivery(msg));
+                on(Event::Delivery(msg, 0));
                 Ok(())
             }
             Target::Nats => nats::on_bytes(self, msg, out, on),

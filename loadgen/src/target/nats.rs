@@ -65,7 +65,7 @@ fn parse(
                 if rest.get(start + len..start + len + 2).is_none() {
                     return Ok(used);
                 }
-                on(Event::Delivery(payload));
+                on(Event::Delivery(payload, 0));
                 used += start + len + 2;
                 continue;
             }

@@ -42,7 +42,14 @@ fn feed_all(s: &mut Session, mut bytes: Vec<u8>) -> (Vec<String>, Vec<u8>) {
 #[test]
 fn gateway_ws_joins_room_then_delivers() {
     let mut out = Vec::new();
-    let mut s = Session::start(spec(Target::Gateway, Wire::Ws), "u1", Some("r"), &mut out).unwrap();
+    let mut s = Session::start(
+        spec(Target::Gateway, Wire::Ws),
+        "u1",
+        Some("r"),
+        0,
+        &mut out,
+    )
+    .unwrap();
     assert!(out.starts_with(b"GET /ws HTTP/1.1\r\n"));
     let mut bytes = switching(Some("im.gateway.v1+proto"));
     server_frame(Frame::AuthOk(AuthOk::default()), &mut bytes);
@@ -61,20 +68,20 @@ fn gateway_ws_joins_room_then_delivers() {
     let (events, _) = feed_all(&mut s, bytes);
     assert_eq!(
         events,
-        vec!["Ready".to_string(), "Delivery([104, 105])".to_string()]
+        vec!["Ready".to_string(), "Delivery([104, 105], 0)".to_string()]
     );
 }
 
 #[test]
 fn gateway_refusal_and_garbage_are_failures_not_panics() {
     let mut out = Vec::new();
-    let mut s = Session::start(spec(Target::Gateway, Wire::Ws), "u1", None, &mut out).unwrap();
+    let mut s = Session::start(spec(Target::Gateway, Wire::Ws), "u1", None, 0, &mut out).unwrap();
     let mut bytes = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec();
     assert_eq!(
         s.feed(&mut bytes, &mut out, &mut |_| {}),
         Err(Fail::Status(401))
     );
-    let mut s = Session::start(spec(Target::Gateway, Wire::Tcp), "u1", None, &mut out).unwrap();
+    let mut s = Session::start(spec(Target::Gateway, Wire::Tcp), "u1", None, 0, &mut out).unwrap();
     let mut bytes = vec![0xff; 16];
     assert!(matches!(
         s.feed(&mut bytes, &mut out, &mut |_| {}),
@@ -85,8 +92,14 @@ fn gateway_refusal_and_garbage_are_failures_not_panics() {
 #[test]
 fn nats_subscribes_and_parses_split_messages() {
     let mut out = Vec::new();
-    let mut s =
-        Session::start(spec(Target::Nats, Wire::Ws), "u1", Some("room0"), &mut out).unwrap();
+    let mut s = Session::start(
+        spec(Target::Nats, Wire::Ws),
+        "u1",
+        Some("room0"),
+        0,
+        &mut out,
+    )
+    .unwrap();
     let mut bytes = switching(None);
     ws::encode_frame(Opcode::Text, b"INFO {}\r\n", None, &mut bytes);
     let (events, out) = feed_all(&mut s, bytes);
@@ -105,7 +118,7 @@ fn nats_subscribes_and_parses_split_messages() {
         events,
         vec![
             "Ready".to_string(),
-            "Delivery([104, 101, 108, 108, 111])".to_string()
+            "Delivery([104, 101, 108, 108, 111], 0)".to_string()
         ]
     );
     assert!(!out.is_empty(), "PING is answered");

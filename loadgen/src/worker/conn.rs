@@ -11,7 +11,6 @@ use monoio::net::TcpStream;
 
 use super::io::{self, Recv};
 use super::{user_name, Slot, Worker};
-use crate::stats::Seen;
 use crate::target::{Event, Session};
 use crate::tls::Tls;
 
@@ -54,7 +53,8 @@ pub(super) async fn run(w: Rc<Worker>, user: u64) {
 
 /// Per-connection receive state (besides the protocol session).
 struct Rx {
-    seen: Seen,
+    /// The user's index in this worker (`user - first`).
+    local: usize,
     ready_at: Option<Instant>,
 }
 
@@ -135,10 +135,12 @@ async fn session(
     let fd = stream.as_raw_fd();
     let mut out = Vec::new();
     let room = w.plan.room_of(user);
+    let local = (user - w.first) as usize;
     let mut sess = match Session::start(
         w.plan.spec.clone(),
         &user_name(user),
         room.as_deref(),
+        w.users.borrow().get(local).map_or(0, |u| u.last_seq),
         &mut out,
     ) {
         Ok(s) => s,
@@ -150,7 +152,7 @@ async fn session(
     out = Vec::new();
     let mut pending: Vec<u8> = Vec::new();
     let mut rx = Rx {
-        seen: Seen::default(),
+        local,
         ready_at: None,
     };
     let deadline = started + w.plan.handshake_timeout;
@@ -278,14 +280,22 @@ fn on_event(
             w.shared.connected.fetch_add(1, Relaxed);
             w.shared.readied.fetch_add(1, Relaxed);
         }
-        Event::Delivery(body) => {
+        Event::Delivery(body, qos_seq) => {
             *deliveries += 1;
             let mut report = w.report.borrow_mut();
+            let mut users = w.users.borrow_mut();
+            let Some(u) = users.get_mut(rx.local) else {
+                return;
+            };
+            u.last_seq = u.last_seq.max(qos_seq);
             match crate::payload::decode(body) {
                 Some((seq, ts)) => {
                     let us = crate::payload::now_ns().saturating_sub(ts) / 1000;
                     let _ = report.latency.record(us.max(1));
-                    match rx.seen.insert(seq, w.plan.max_seq) {
+                    if w.plan.audit {
+                        let _ = w.window.borrow_mut().record(us.max(1));
+                    }
+                    match u.seen.insert(seq, w.plan.max_seq) {
                         Some(true) => report.distinct += 1,
                         Some(false) => report.duplicates += 1,
                         None => report.bad_payload += 1,
@@ -300,6 +310,14 @@ fn on_event(
         Event::Warning(cause) => {
             w.shared.warnings.fetch_add(1, Relaxed);
             w.shared.note(&cause);
+        }
+        Event::Accepted(id) => {
+            w.shared.accepted.fetch_add(1, Relaxed);
+            if let Some(u) = w.users.borrow_mut().get_mut(rx.local) {
+                if let Ok(seq) = id.parse::<u64>() {
+                    u.accepted.insert(seq, w.plan.max_seq);
+                }
+            }
         }
         Event::Rejected(code) => {
             w.shared.rejected.fetch_add(1, Relaxed);

@@ -17,7 +17,7 @@ use std::time::Duration;
 use slab::Slab;
 
 use crate::nodes::Placement;
-use crate::stats::{Shared, WorkerReport};
+use crate::stats::{Seen, Shared, WorkerReport};
 use crate::target::Spec;
 
 /// What every worker does, fixed for the run.
@@ -51,6 +51,21 @@ pub struct Plan {
     pub direct: Option<(f64, usize, Duration)>,
     /// Ready deadline of a connection (connect + upgrade + auth + join).
     pub handshake_timeout: Duration,
+    /// Account for every message (the soak): direct sends carry their
+    /// number as `client_msg_id`, accepted ones are remembered and checked
+    /// against what the receiver got, and latencies are kept per window.
+    pub audit: bool,
+}
+
+/// What a worker keeps of one of its users across reconnects.
+#[derive(Default)]
+struct User {
+    /// Numbered messages received (on any of its connections).
+    seen: Seen,
+    /// Highest QoS 1 seq received: the resume point of a reconnect.
+    last_seq: u64,
+    /// Numbered messages it sent that the server accepted (`audit`).
+    accepted: Seen,
 }
 
 impl Plan {
@@ -128,6 +143,10 @@ struct Worker {
     slots: RefCell<Slab<Slot>>,
     /// Slot of each of this worker's users, by `user - first`.
     by_user: RefCell<Vec<Option<usize>>>,
+    /// Each of this worker's users, by `user - first`.
+    users: RefCell<Vec<User>>,
+    /// Latencies since the sweeper last handed them over (`audit`).
+    window: RefCell<hdrhistogram::Histogram<u64>>,
     first: u64,
     /// The shared read buffer: connections hold none while idle.
     buf: RefCell<Box<[u8]>>,
@@ -194,6 +213,8 @@ fn run_thread(plan: Arc<Plan>, shared: Arc<Shared>, first: u64, last: u64) -> Wo
         shared,
         slots: RefCell::new(Slab::new()),
         by_user: RefCell::new(vec![None; usize::try_from(last - first).unwrap_or(0)]),
+        users: RefCell::new((first..last).map(|_| User::default()).collect::<Vec<_>>()),
+        window: RefCell::new(crate::stats::histogram()),
         first,
         buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
         report: RefCell::new(WorkerReport::new()),
@@ -201,8 +222,27 @@ fn run_thread(plan: Arc<Plan>, shared: Arc<Shared>, first: u64, last: u64) -> Wo
         connecting: Cell::new(0),
     });
     rt.block_on(run(worker.clone(), first, last));
-    let report = std::mem::replace(&mut *worker.report.borrow_mut(), WorkerReport::new());
+    let mut report = std::mem::replace(&mut *worker.report.borrow_mut(), WorkerReport::new());
+    if worker.plan.audit {
+        report.missing = missing(&worker.users.borrow());
+    }
     report
+}
+
+/// Accepted sends of each sender `2k` whose message its receiver `2k+1`
+/// never got.
+fn missing(users: &[User]) -> u64 {
+    users
+        .chunks(2)
+        .map(|pair| match pair {
+            [from, to] => from
+                .accepted
+                .iter()
+                .filter(|s| !to.seen.contains(*s))
+                .count() as u64,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Ramps this worker's users up, then waits for the stop and for every

@@ -40,12 +40,21 @@ pub(super) async fn run(w: Rc<Worker>) {
             }
             continue;
         }
+        if w.plan.audit {
+            hand_over_window(&w);
+        }
         let gen = w.shared.storm_gen.load(Relaxed);
         if gen != storm_gen {
             storm_gen = gen;
             let permille = w.shared.storm_permille.load(Relaxed);
+            // A long run (`audit`) cuts another set of users each time.
+            let shift = if w.plan.audit {
+                gen.wrapping_mul(104_729)
+            } else {
+                0
+            };
             for (_, s) in w.slots.borrow_mut().iter_mut() {
-                if s.ready && super::stormed(s.user, permille) {
+                if s.ready && super::stormed(s.user.wrapping_add(shift), permille) {
                     s.stormed = true;
                     io::shutdown(s.fd);
                 }
@@ -72,6 +81,23 @@ pub(super) async fn run(w: Rc<Worker>) {
             w.shared.pings.fetch_add(pings, Relaxed);
         }
     }
+}
+
+/// Adds the worker's latencies since the last tick to the shared window.
+fn hand_over_window(w: &Worker) {
+    let mut mine = w.window.borrow_mut();
+    if mine.is_empty() {
+        return;
+    }
+    if let Ok(mut shared) = w.shared.window.lock() {
+        match shared.as_mut() {
+            Some(h) => {
+                let _ = h.add(&*mine);
+            }
+            None => *shared = Some(mine.clone()),
+        }
+    }
+    mine.reset();
 }
 
 /// The heartbeat phases due at a wake-up: those of every tick after the
@@ -146,6 +172,7 @@ pub(super) async fn direct(w: Rc<Worker>, rate: f64, size: usize, secs: Duration
             match w.plan.spec.target {
                 Target::Gateway => Encoder(w.plan.spec.wire, w.plan.spec.qos1).to_user(
                     &user_name(w.first + to),
+                    w.plan.audit.then_some(*seq),
                     &body,
                     &mut frame,
                 ),
