@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use common::*;
 use proto::codec::Encoding;
 
-driver_tests!(tcp_and_websocket_over_tls, sighup_rotates_the_certificate);
+driver_tests!(
+    tcp_and_websocket_over_tls,
+    sighup_rotates_the_certificate,
+    large_messages_through_a_full_socket
+);
 
 /// Reads one length-prefixed server frame.
 fn read_tcp_frame(s: &mut Tls) -> proto::v1::ServerFrame {
@@ -168,4 +172,61 @@ fn sighup_rotates_the_certificate(driver: Driver) {
         "{r:?}"
     );
     assert!(handshake_ok(gw.ws, &cert_b));
+}
+
+/// Frames of many TLS records each, both ways, to a receiver that reads
+/// nothing until 6 MB are on their way: the gateway's socket fills (records
+/// wait, enciphered a record at a time), and then everything arrives
+/// intact and in order.
+fn large_messages_through_a_full_socket(driver: Driver) {
+    use proto::v1::server_frame::Frame as F;
+    let (cert, key) = cert(&format!("large-{}", driver.name()));
+    let gw = Gateway::start(
+        driver,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--max-frame-bytes",
+            "262144",
+            "--send-queue-bytes",
+            "16777216",
+        ],
+    );
+    let (mut a, mut b) = (connect_tls(gw.tcp, &cert), connect_tls(gw.tcp, &cert));
+    auth_and_ping(&mut a, "big-a", 1);
+    auth_and_ping(&mut b, "big-b", 2);
+    let body = |i: u32| -> Vec<u8> {
+        (0..200_000u32)
+            .map(|j| (j.wrapping_mul(31) ^ i) as u8)
+            .collect()
+    };
+    const N: u32 = 30;
+    for i in 0..N {
+        let f = to_user("big-b", &format!("m{i}"), &body(i));
+        a.write_all(&length_prefixed(&encode_client(&f, Encoding::Proto)))
+            .unwrap();
+    }
+    a.write_all(&length_prefixed(&encode_client(&ping(3), Encoding::Proto)))
+        .unwrap();
+    // A's pong comes after the gateway routed all of A's sends.
+    let mut results = 0;
+    loop {
+        match read_tcp_frame(&mut a).frame {
+            Some(F::SendResult(r)) => {
+                assert!(r.accepted, "{r:?}");
+                results += 1;
+            }
+            Some(F::Pong(p)) if p.nonce == 3 => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(results, N);
+    for i in 0..N {
+        match read_tcp_frame(&mut b).frame {
+            Some(F::Deliver(d)) => assert!(d.payload[..] == body(i)[..], "message {i} differs"),
+            other => panic!("message {i}: {other:?}"),
+        }
+    }
 }

@@ -15,8 +15,10 @@ use proto::codec::Encoding;
 
 driver_tests!(openssl_s_client_over_tcp, python_websockets_over_wss);
 
-fn tls_args(driver: Driver) -> (Gateway, std::path::PathBuf) {
-    let (cert, key) = cert(&format!("clients-{}", driver.name()));
+/// A TLS gateway with its own certificate (`tag` keeps parallel tests'
+/// files apart).
+fn tls_gateway(driver: Driver, tag: &str) -> (Gateway, std::path::PathBuf) {
+    let (cert, key) = cert(&format!("{tag}-{}", driver.name()));
     let gw = Gateway::start(
         driver,
         &[
@@ -30,7 +32,7 @@ fn tls_args(driver: Driver) -> (Gateway, std::path::PathBuf) {
 }
 
 fn openssl_s_client_over_tcp(driver: Driver) {
-    let (gw, cert) = tls_args(driver);
+    let (gw, cert) = tls_gateway(driver, "ossl");
     let mut child = Command::new("openssl")
         .args(["s_client", "-quiet", "-verify_return_error", "-servername"])
         .arg("localhost")
@@ -118,7 +120,7 @@ asyncio.run(main(*sys.argv[1:]))
 "#;
 
 fn python_websockets_over_wss(driver: Driver) {
-    let (gw, cert) = tls_args(driver);
+    let (gw, cert) = tls_gateway(driver, "py");
     let url = format!("wss://localhost:{}/ws", gw.ws.port());
     let out = run_with_deadline(
         Command::new(python())
