@@ -32,6 +32,8 @@ mod store;
 pub mod tables;
 mod timers;
 mod tls;
+#[cfg(test)]
+mod tls_tests;
 pub mod wake;
 
 use std::cell::{Cell, RefCell};

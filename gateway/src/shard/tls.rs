@@ -34,16 +34,16 @@ pub(super) struct Tls {
 }
 
 /// One connection's TLS state and the bytes it holds between calls.
-struct Conn {
+pub(super) struct Conn {
     tls: UnbufferedServerConnection,
     /// Ciphertext of an incomplete record (empty, unallocated, while idle).
-    incoming: Vec<u8>,
+    pub(super) incoming: Vec<u8>,
     /// Records not yet taken by the socket, from `sent` on (unallocated
     /// while idle).
-    outgoing: Vec<u8>,
-    sent: usize,
+    pub(super) outgoing: Vec<u8>,
+    pub(super) sent: usize,
     /// A close_notify is enciphered.
-    closing: bool,
+    pub(super) closing: bool,
 }
 
 /// What writing a TLS connection came to.
@@ -98,9 +98,20 @@ fn encrypt_needs(e: &EncryptError) -> Option<usize> {
 }
 
 impl Conn {
+    /// A connection that has seen no bytes yet.
+    pub(super) fn new(tls: UnbufferedServerConnection) -> Conn {
+        Conn {
+            tls,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+            sent: 0,
+            closing: false,
+        }
+    }
+
     /// Runs the records in `incoming` through rustls: application data to
     /// `plain`, handshake records to `outgoing`, until it needs more bytes.
-    fn input(&mut self, plain: &mut Vec<u8>) -> Result<(), rustls::Error> {
+    pub(super) fn input(&mut self, plain: &mut Vec<u8>) -> Result<(), rustls::Error> {
         loop {
             let UnbufferedStatus { mut discard, state } =
                 self.tls.process_tls_records(&mut self.incoming);
@@ -137,13 +148,17 @@ impl Conn {
             }
             self.incoming.drain(..discard.min(self.incoming.len()));
             if !progress {
+                if self.incoming.is_empty() {
+                    // Idle: hold no buffer.
+                    self.incoming = Vec::new();
+                }
                 return Ok(());
             }
         }
     }
 
     /// Collects what rustls queued after a failure (its alert).
-    fn alert(&mut self) {
+    pub(super) fn alert(&mut self) {
         for _ in 0..4 {
             let UnbufferedStatus { state, .. } = self.tls.process_tls_records(&mut []);
             match state {
@@ -159,7 +174,7 @@ impl Conn {
     /// Enciphers the next record of `rest` (or, with nothing left and
     /// `fin`, a close_notify) into `outgoing`; returns the plaintext bytes
     /// taken, or `None` when nothing can be enciphered now.
-    fn encipher(&mut self, rest: &[u8], fin: bool) -> Result<Option<usize>, ()> {
+    pub(super) fn encipher(&mut self, rest: &[u8], fin: bool) -> Result<Option<usize>, ()> {
         let UnbufferedStatus { discard, state } = self.tls.process_tls_records(&mut self.incoming);
         let taken = match state.map_err(|_| ())? {
             ConnectionState::WriteTraffic(mut w) if !rest.is_empty() => {
@@ -224,13 +239,7 @@ impl Shard {
     /// A TLS connection was accepted at `key`.
     pub(super) fn tls_accept(&self, key: ConnKey) -> Result<(), rustls::Error> {
         if let Some(cfg) = &self.node.tls {
-            let conn = Conn {
-                tls: UnbufferedServerConnection::new(cfg.get())?,
-                incoming: Vec::new(),
-                outgoing: Vec::new(),
-                sent: 0,
-                closing: false,
-            };
+            let conn = Conn::new(UnbufferedServerConnection::new(cfg.get())?);
             self.tls.borrow_mut().conns.insert(key, Box::new(conn));
         }
         Ok(())
@@ -256,9 +265,6 @@ impl Shard {
         };
         conn.incoming.extend_from_slice(cipher);
         let r = conn.input(plain);
-        if conn.incoming.is_empty() {
-            conn.incoming = Vec::new();
-        }
         if r.is_err() {
             conn.incoming = Vec::new();
             conn.alert();
