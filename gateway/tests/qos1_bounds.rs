@@ -13,7 +13,6 @@ driver_tests!(
     at_most_the_window_in_flight,
     room_qos1_is_stored_for_members_connected_then,
     the_defaults_are_the_readmes,
-    #[ignore = "server gap: a device pushed out of the 32 tracked and back with resume{3} gets no Gap for its freed 4..=6 when its first read (no resume yet) re-tracks it"]
     past_32_devices_the_furthest_behind_gets_a_gap,
 );
 

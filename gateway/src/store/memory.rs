@@ -37,6 +37,11 @@ struct UserInbox {
     /// Highest sequence dropped by a bound (not by acknowledgement).
     dropped_upto: u64,
     cursors: Vec<(Arc<str>, u64)>,
+    /// Tracked devices whose cursor the store set (where it started them)
+    /// and that have not acknowledged since: their cursor is a guess, so a
+    /// resume point below it is believed, and what is gone past that point
+    /// is a gap (a device pushed out of the 32 and back).
+    unconfirmed: Vec<Arc<str>>,
     dedupe: HashMap<(String, String), (u64, String)>,
     dedupe_order: VecDeque<(String, String)>,
 }
@@ -59,18 +64,28 @@ impl UserInbox {
 /// new device and may be told of a gap).
 const DEVICES_PER_USER: usize = 32;
 
-fn track(cursors: &mut Vec<(Arc<str>, u64)>, device: &Arc<str>, at: u64) {
-    if cursors.len() >= DEVICES_PER_USER {
-        if let Some(i) = cursors
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, (_, c))| *c)
-            .map(|(i, _)| i)
-        {
-            cursors.swap_remove(i);
+impl UserInbox {
+    /// Tracks `device` from `at`; past `DEVICES_PER_USER` the device
+    /// furthest behind stops being tracked. `confirmed`: `at` is what the
+    /// device acknowledged (else the store's guess, see `unconfirmed`).
+    fn track(&mut self, device: &Arc<str>, at: u64, confirmed: bool) {
+        if self.cursors.len() >= DEVICES_PER_USER {
+            if let Some(i) = self
+                .cursors
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (_, c))| *c)
+                .map(|(i, _)| i)
+            {
+                let (gone, _) = self.cursors.swap_remove(i);
+                self.unconfirmed.retain(|d| *d != gone);
+            }
+        }
+        self.cursors.push((device.clone(), at));
+        if !confirmed {
+            self.unconfirmed.push(device.clone());
         }
     }
-    cursors.push((device.clone(), at));
 }
 
 /// A bounded in-process inbox store for the users one shard owns.
@@ -115,7 +130,7 @@ impl MemoryStore {
         let untracked_from = inbox.untracked_start();
         for device in online {
             if !inbox.cursors.iter().any(|(d, _)| d == device) {
-                track(&mut inbox.cursors, device, untracked_from);
+                inbox.track(device, untracked_from, false);
             }
         }
         let key = (msg.from.clone(), client_msg_id.to_owned());
@@ -210,8 +225,9 @@ impl MemoryStore {
         let seq = seq.min(inbox.last_seq);
         match inbox.cursors.iter_mut().find(|(d, _)| d == device) {
             Some((_, c)) => *c = (*c).max(seq),
-            None => track(&mut inbox.cursors, device, seq),
+            None => inbox.track(device, seq, true),
         }
+        inbox.unconfirmed.retain(|d| d != device);
         let floor = inbox.cursors.iter().map(|(_, c)| *c).min().unwrap_or(0);
         while inbox.msgs.front().is_some_and(|m| m.seq <= floor) {
             if let Some(m) = inbox.msgs.pop_front() {
@@ -235,11 +251,16 @@ impl MemoryStore {
             // A device seen for the first time is tracked from now on: the
             // messages it has not acknowledged are kept for it. This read
             // tells it of what is gone, so its cursor starts past that.
+            // With a resume point the read tells it of what is gone, so
+            // the cursor is what it knows; without, it is a guess.
             let held_from = inbox.msgs.front().map_or(inbox.last_seq, |m| m.seq - 1);
-            track(&mut inbox.cursors, device, held_from);
+            inbox.track(device, held_from, after.is_some());
         }
-        // Resume from what the client says it has, never before what it acked.
+        let unconfirmed = cursor.is_some() && inbox.unconfirmed.contains(device);
+        // Resume from what the client says it has, never before what it
+        // acked (a cursor the store guessed is no such floor).
         let from = match (after, cursor) {
+            (Some(a), Some(_)) if unconfirmed => a,
             (Some(a), Some(c)) => a.max(c),
             (Some(a), None) => a,
             (None, Some(c)) => c,
@@ -249,7 +270,7 @@ impl MemoryStore {
         // Gone past the resume point: dropped by a bound, or freed while
         // the device was not tracked (pushed out by newer devices) once
         // every tracked one had acked them.
-        let untracked_behind = cursor.is_none() && after.is_some();
+        let untracked_behind = (cursor.is_none() || unconfirmed) && after.is_some();
         let gap = ((inbox.dropped_upto > from || untracked_behind) && first_available > from + 1)
             .then_some((from + 1, first_available));
         let msgs = inbox

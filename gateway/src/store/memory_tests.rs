@@ -276,3 +276,41 @@ fn a_full_inbox_refuses_before_storing_and_takes_the_retry_after_an_ack() {
     assert_eq!(append_or_refuse(&mut s, "bob", "4"), Ok(4), "deduped");
     assert_eq!(seqs(&read(&mut s, "bob", "phone", Some(2))), vec![3, 4]);
 }
+
+/// A device pushed out of the 32 tracked whose messages were freed meanwhile
+/// comes back: its first read (no resume point yet) starts it at what is
+/// held, a guess; its resume then says what it really has, and what went
+/// while it was out is a gap, never a silent hole. Once it acks, its cursor
+/// is a floor again.
+#[test]
+fn a_device_pushed_out_and_back_is_told_what_went() {
+    let (mut s, _) = store(100, 1 << 20);
+    for i in 1..=3 {
+        append(&mut s, "bob", "a", &format!("c{i}"), "x", 1_000_000);
+    }
+    assert_eq!(seqs(&read(&mut s, "bob", "d0", Some(0))), vec![1, 2, 3]);
+    ack(&mut s, "bob", "d0", 3);
+    for i in 4..=6 {
+        append(&mut s, "bob", "a", &format!("c{i}"), "x", 1_000_000);
+    }
+    for n in 1..=32 {
+        let d = format!("d{n}");
+        read(&mut s, "bob", &d, Some(3));
+        ack(&mut s, "bob", &d, 6);
+    }
+    assert_eq!(
+        s.held(),
+        (0, 0),
+        "4..=6 freed once every tracked device had them"
+    );
+    let first = read(&mut s, "bob", "d0", None);
+    assert_eq!((first.gap, seqs(&first)), (None, vec![]));
+    let resumed = read(&mut s, "bob", "d0", Some(3));
+    assert_eq!(resumed.gap, Some((4, 7)));
+    ack(&mut s, "bob", "d0", 6);
+    assert_eq!(
+        read(&mut s, "bob", "d0", Some(3)).gap,
+        None,
+        "acked: a floor"
+    );
+}
