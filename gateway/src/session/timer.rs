@@ -69,6 +69,17 @@ impl Session {
             .min()
     }
 
+    /// Whether a deadline that the peer's bytes could move (the handshake,
+    /// the heartbeat) has passed at `now`. The driver then reads what
+    /// waits on the socket before `handle_timeout`, so a shard that was
+    /// busy (a connect storm on a saturated box) never times out a peer
+    /// whose bytes it simply had not read yet.
+    pub fn silence_due(&self, env: &Env, now: Instant) -> bool {
+        [Timer::Handshake, Timer::Heartbeat]
+            .into_iter()
+            .any(|t| self.deadline(env, t).is_some_and(|at| at <= now))
+    }
+
     /// Acts on every deadline that has passed at `cx.now`.
     pub fn handle_timeout(&mut self, cx: &mut Ctx) {
         for timer in Timer::ALL {

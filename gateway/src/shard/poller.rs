@@ -127,7 +127,7 @@ impl Shard {
     }
 
     /// Input may be waiting on `key`: read it, unless writes are blocked.
-    fn on_input(&self, key: ConnKey, id: u32) {
+    pub(super) fn on_input(&self, key: ConnKey, id: u32) {
         let (closing, conn_id) = {
             let mut conns = self.conns.borrow_mut();
             let Some(c) = conns.get_mut(key).filter(|c| c.session.id() as u32 == id) else {

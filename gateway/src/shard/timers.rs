@@ -66,15 +66,23 @@ impl Shard {
 
     /// A connection's deadline came: the session acts on it, and the entry
     /// is placed again at its next deadline (`settle`, since it is unset).
+    /// A deadline about the peer's silence first reads what the peer sent
+    /// (see `Session::silence_due`).
     fn fire(&self, t: Timer) {
         let key = t.key as ConnKey;
-        {
+        let silence = {
             let mut conns = self.conns.borrow_mut();
             match conns.get_mut(key) {
-                Some(c) if c.session.id() == t.conn_id => c.timer = TimerKey::NONE,
+                Some(c) if c.session.id() == t.conn_id => {
+                    c.timer = TimerKey::NONE;
+                    c.session.silence_due(&self.env, self.now.get())
+                }
                 _ => return,
             }
+        };
+        if silence {
+            self.on_input(key, t.conn_id as u32);
         }
-        self.drive(key, |s, cx| s.handle_timeout(cx));
+        self.drive_if(key, Some(t.conn_id), |s, cx| s.handle_timeout(cx));
     }
 }
