@@ -9,7 +9,12 @@
 #   SCENARIO=storm: drop FRACTION (0.5) of the connections at once instead
 #   of holding, and wait up to HOLD_SECS for all of them to be back.
 # Env: SHARDS (80), RATE (connects/s, 20000), WORKERS (0 = one per 12.5k),
-#      HEARTBEAT_MS (25000), DRIVER (auto).
+#      IN_FLIGHT (connects in flight per loadgen worker, 64), HEARTBEAT_MS
+#      (25000), DRIVER (auto).
+# The ramp goes as fast as the box takes it: RATE is a ceiling, IN_FLIGHT
+# bounds the attempts waiting (80 workers x 64 = 5,120), so on a saturated
+# box a connect waits about a second in the queue instead of piling up
+# past the handshake deadlines (a client's own 30 s, the gateway's 10 s).
 # Needs root (unshare -n). Memory: about 10 GB at a million.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +49,6 @@ case "${SCENARIO:-connect}" in
     *) echo "bench-million: SCENARIO is connect or storm" >&2; exit 2 ;;
 esac
 LOADGEN_JWT_SECRET=$secret target/release/loadgen --target gateway --addr 127.0.0.1:8080 \
-    --spread 100 --rate "${RATE:-20000}" --workers "${WORKERS:-0}" \
+    --spread 100 --rate "${RATE:-20000}" --workers "${WORKERS:-0}" --in-flight "${IN_FLIGHT:-64}" \
     --heartbeat-ms "${HEARTBEAT_MS:-25000}" --handshake-timeout-ms 30000 \
     --server-pid "$gw" --admin 127.0.0.1:8082 --label "$label" "${args[@]}"

@@ -28,16 +28,7 @@ fn read_tcp_frame(s: &mut Tls) -> proto::v1::ServerFrame {
 }
 
 fn tcp_and_websocket_over_tls(driver: Driver) {
-    let (cert, key) = cert(driver.name());
-    let gw = Gateway::start(
-        driver,
-        &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let (gw, cert) = tls_gateway(driver, "both", &[]);
     // Raw TCP over TLS: Auth, then a ping.
     let mut s = connect_tls(gw.tcp, &cert);
     for f in [auth(&user_token("tls", "d"), ""), ping(7)] {
@@ -180,14 +171,10 @@ fn sighup_rotates_the_certificate(driver: Driver) {
 /// intact and in order.
 fn large_messages_through_a_full_socket(driver: Driver) {
     use proto::v1::server_frame::Frame as F;
-    let (cert, key) = cert(&format!("large-{}", driver.name()));
-    let gw = Gateway::start(
+    let (gw, cert) = tls_gateway(
         driver,
+        "large",
         &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
             "--max-frame-bytes",
             "262144",
             "--send-queue-bytes",

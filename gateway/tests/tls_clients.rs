@@ -15,24 +15,8 @@ use proto::codec::Encoding;
 
 driver_tests!(openssl_s_client_over_tcp, python_websockets_over_wss);
 
-/// A TLS gateway with its own certificate (`tag` keeps parallel tests'
-/// files apart).
-fn tls_gateway(driver: Driver, tag: &str) -> (Gateway, std::path::PathBuf) {
-    let (cert, key) = cert(&format!("{tag}-{}", driver.name()));
-    let gw = Gateway::start(
-        driver,
-        &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
-    (gw, cert)
-}
-
 fn openssl_s_client_over_tcp(driver: Driver) {
-    let (gw, cert) = tls_gateway(driver, "ossl");
+    let (gw, cert) = tls_gateway(driver, "ossl", &[]);
     let mut child = Command::new("openssl")
         .args(["s_client", "-quiet", "-verify_return_error", "-servername"])
         .arg("localhost")
@@ -120,7 +104,7 @@ asyncio.run(main(*sys.argv[1:]))
 "#;
 
 fn python_websockets_over_wss(driver: Driver) {
-    let (gw, cert) = tls_gateway(driver, "py");
+    let (gw, cert) = tls_gateway(driver, "py", &[]);
     let url = format!("wss://localhost:{}/ws", gw.ws.port());
     let out = run_with_deadline(
         Command::new(python())

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-use super::IO_TIMEOUT;
+use super::{Driver, Gateway, IO_TIMEOUT};
 
 /// A self-signed certificate for `localhost` (openssl), in a fresh dir.
 pub fn cert(tag: &str) -> (PathBuf, PathBuf) {
@@ -63,4 +63,19 @@ pub fn connect_tls(addr: std::net::SocketAddr, cert: &PathBuf) -> Tls {
     let tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     rustls::StreamOwned::new(conn, tcp)
+}
+
+/// A gateway with TLS on both client ports and a certificate of its own
+/// (`tag`, with the driver's name, keeps parallel tests' files apart);
+/// `extra` flags follow. Returns the certificate clients should trust.
+pub fn tls_gateway(driver: Driver, tag: &str, extra: &[&str]) -> (Gateway, PathBuf) {
+    let (cert, key) = cert(&format!("{tag}-{}", driver.name()));
+    let mut args = vec![
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    (Gateway::start(driver, &args), cert)
 }
