@@ -10,8 +10,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${BENCH_IN_NETNS:-}" != 1 ]; then
     cargo build --release -q -p gateway -p loadgen
-    scripts/tune-host.sh >/dev/null
-    exec unshare -n env BENCH_IN_NETNS=1 "$0" "$@"
+    # Host-wide knobs (tcp_mem, file-max, nr_open), put back on exit.
+    saved=$(mktemp)
+    TUNE_HOST_SAVE=$saved scripts/tune-host.sh >/dev/null
+    status=0
+    unshare -n env BENCH_IN_NETNS=1 "$0" "$@" || status=$?
+    scripts/tune-host.sh --restore "$saved" >/dev/null
+    rm -f "$saved"
+    exit "$status"
 fi
 ip link set lo up
 scripts/tune-host.sh >/dev/null

@@ -21,9 +21,12 @@ loadgen=target/release/loadgen
 gateway=target/release/gateway
 [ -x "$loadgen" ] && [ -x "$gateway" ] || cargo build --release -p gateway -p loadgen
 
-scripts/tune-host.sh || true
+saved=$(mktemp)
+TUNE_HOST_SAVE=$saved scripts/tune-host.sh || true
 gw_pid=
 cleanup() {
+    scripts/tune-host.sh --restore "$saved" >/dev/null
+    rm -f "$saved"
     [ -n "$gw_pid" ] && kill "$gw_pid" 2>/dev/null && wait "$gw_pid" 2>/dev/null
     scripts/peers.sh stop >/dev/null 2>&1 || true
 }

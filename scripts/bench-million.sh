@@ -23,8 +23,14 @@ conns=${1:-1000000}
 hold=${2:-60}
 if [ "${BENCH_IN_NETNS:-}" != 1 ]; then
     cargo build --release -q -p gateway -p loadgen
-    scripts/tune-host.sh # host-wide knobs (tcp_mem, file-max, nr_open)
-    exec unshare -n env BENCH_IN_NETNS=1 "$0" "$@"
+    # Host-wide knobs (tcp_mem, file-max, nr_open), put back on exit.
+    saved=$(mktemp)
+    TUNE_HOST_SAVE=$saved scripts/tune-host.sh >/dev/null
+    status=0
+    unshare -n env BENCH_IN_NETNS=1 "$0" "$@" || status=$?
+    scripts/tune-host.sh --restore "$saved" >/dev/null
+    rm -f "$saved"
+    exit "$status"
 fi
 
 # Inside the namespace: loopback up, every 127/8 address local.

@@ -11,7 +11,24 @@
 #   net.ipv4.tcp_mem              6G/8G/12G   TCP memory (pages of 4 KiB)
 #   fs.file-max                   4194304     system-wide descriptors
 #   fs.nr_open                    1048576     largest per-process limit
+#
+# With TUNE_HOST_SAVE=FILE the old value of each knob it changes is appended
+# to FILE; `scripts/tune-host.sh --restore FILE` writes them back (the
+# benchmark scripts do so on exit, so a host is left as it was found).
 set -uo pipefail
+
+if [ "${1:-}" = --restore ]; then
+    [ -f "${2:-}" ] || exit 0
+    while IFS='=' read -r key value; do
+        path=/proc/sys/${key//./\/}
+        echo "$value" >"$path" 2>/dev/null && echo "tune-host: $key restored to '$value'"
+    done <"$2"
+    exit 0
+fi
+save() { # key old-value
+    [ -n "${TUNE_HOST_SAVE:-}" ] && echo "$1=$2" >>"$TUNE_HOST_SAVE"
+    return 0
+}
 
 changed=0
 set_min() { # key wanted-value (single number): raise only
@@ -21,6 +38,7 @@ set_min() { # key wanted-value (single number): raise only
     [ -w "$path" ] || { echo "tune-host: cannot write $key (skipped)"; return; }
     cur=$(cat "$path")
     if [ "$cur" -lt "$want" ]; then
+        save "$key" "$cur"
         echo "$want" >"$path" && echo "tune-host: $key $cur -> $want" && changed=1
     fi
 }
@@ -31,6 +49,7 @@ set_exact() { # key "value with spaces"
     [ -w "$path" ] || { echo "tune-host: cannot write $key (skipped)"; return; }
     cur=$(tr -s '[:space:]' ' ' <"$path" | sed 's/ $//')
     if [ "$cur" != "$want" ]; then
+        save "$key" "$cur"
         echo "$want" >"$path" && echo "tune-host: $key '$cur' -> '$want'" && changed=1
     fi
 }
