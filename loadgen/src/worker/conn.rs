@@ -25,6 +25,11 @@ enum End {
 }
 
 /// Runs user `user`'s connection until the stop.
+///
+/// This future lives as long as the connection, so its size is memory per
+/// connection: what is awaited only now and then (connecting, the
+/// handshake deadline, a send, the reconnect backoff) is boxed, which keeps
+/// the idle state at about 670 B (was 1.5 KB).
 pub(super) async fn run(w: Rc<Worker>, user: u64) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -40,7 +45,7 @@ pub(super) async fn run(w: Rc<Worker>, user: u64) {
                     break;
                 }
                 let jitter = fastrand::u64(0..=backoff.as_millis() as u64);
-                monoio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+                Box::pin(monoio::time::sleep(backoff + Duration::from_millis(jitter))).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
@@ -62,7 +67,7 @@ async fn once(w: &Rc<Worker>, user: u64) -> End {
     let started = Instant::now();
     let dest = w.plan.dest_for(user);
     let connecting = monoio::time::timeout(w.plan.handshake_timeout, TcpStream::connect_addr(dest));
-    let stream = match connecting.await {
+    let stream = match Box::pin(connecting).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return done_connecting(w, End::Failed(io::cause("connect", &e))),
         Err(_) => return done_connecting(w, End::Failed("connect_timeout".into())),
@@ -146,7 +151,7 @@ async fn session(
         Ok(s) => s,
         Err(e) => return End::Failed(format!("setup: {e}")),
     };
-    if let Err(e) = send(stream, tls, &out).await {
+    if let Err(e) = Box::pin(send(stream, tls, &out)).await {
         return End::Failed(io::cause("write", &e));
     }
     out = Vec::new();
@@ -165,7 +170,7 @@ async fn session(
             wait.await
         } else {
             let left = deadline.saturating_duration_since(Instant::now());
-            match monoio::time::timeout(left, wait).await {
+            match Box::pin(monoio::time::timeout(left, wait)).await {
                 Ok(r) => r,
                 Err(_) => return End::Failed("handshake_timeout".into()),
             }
@@ -186,7 +191,7 @@ async fn session(
                 started,
             );
             if !out.is_empty() || tls.is_some_and(|t| t.borrow().wants_write()) {
-                if let Err(e) = send(stream, tls, &out).await {
+                if let Err(e) = Box::pin(send(stream, tls, &out)).await {
                     return End::Failed(io::cause("write", &e));
                 }
                 out = Vec::new();
