@@ -25,6 +25,7 @@ use scenario::{connect, direct, fanout, smoke, soak, storm};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    sys::Machine::at_start();
     let c = &cli.common;
     let outcome = match cli.scenario {
         Scenario::Connect {

@@ -103,6 +103,13 @@ fn run(cmd: &str, args: &[&str]) -> String {
 }
 
 impl Machine {
+    /// The facts as they were at start-up (`main` reads them first thing),
+    /// so a commit made while a long run goes is not credited with it.
+    pub fn at_start() -> &'static Machine {
+        static AT_START: std::sync::OnceLock<Machine> = std::sync::OnceLock::new();
+        AT_START.get_or_init(Machine::probe)
+    }
+
     /// Reads the facts now.
     pub fn probe() -> Self {
         let mut commit = run("git", &["rev-parse", "--short", "HEAD"]);

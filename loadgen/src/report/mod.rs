@@ -137,7 +137,7 @@ pub struct Outcome {
 impl Outcome {
     /// An outcome with the run's identity and machine filled in.
     pub fn new(scenario: &str, common: &Common) -> Self {
-        let m = Machine::probe();
+        let m = Machine::at_start().clone();
         let command = std::env::args()
             .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
             .collect::<Vec<_>>()
