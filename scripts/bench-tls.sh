@@ -31,10 +31,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ws_port=$(free_port); tcp_port=$(free_port); admin_port=$(free_port)
+
 start_gateway() { # start_gateway plain|tls
     local tls=()
     [ "$1" = tls ] && tls=(--tls-cert "$dir/cert.pem" --tls-key "$dir/key.pem")
-    "$gateway" --ws-listen 127.0.0.1:8080 --tcp-listen 127.0.0.1:8081 --admin-listen 127.0.0.1:8082 \
+    "$gateway" --ws-listen "127.0.0.1:$ws_port" --tcp-listen "127.0.0.1:$tcp_port" \
+        --admin-listen "127.0.0.1:$admin_port" \
         --shards "${SHARDS:-2}" --jwt-secret "$secret" "${tls[@]}" >"$dir/out" 2>"$dir/err" &
     gw_pid=$!
     for _ in $(seq 100); do grep -q '^ready ' "$dir/out" 2>/dev/null && return 0; sleep 0.1; done
@@ -47,13 +51,13 @@ stop_gateway() {
 }
 
 wire=${WIRE:-ws}
-addr=127.0.0.1:8080
-[ "$wire" = tcp ] && addr=127.0.0.1:8081
+addr=127.0.0.1:$ws_port
+[ "$wire" = tcp ] && addr=127.0.0.1:$tcp_port
 for run in $(seq "$runs"); do
     for mode in plain tls; do
         ca=()
         [ "$mode" = tls ] && ca=(--tls-ca "$dir/cert.pem")
-        common=(--target gateway --wire "$wire" --addr "$addr" "${ca[@]}")
+        common=(--target gateway --wire "$wire" --addr "$addr" --admin "127.0.0.1:$admin_port" "${ca[@]}")
         start_gateway "$mode"
         LOADGEN_JWT_SECRET=$secret "$loadgen" "${common[@]}" --server-pid "$gw_pid" \
             fanout --conns "$n" --room-size "$n" --messages "$messages" --size 64 \
