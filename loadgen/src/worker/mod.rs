@@ -260,6 +260,9 @@ async fn run(w: Rc<Worker>, first: u64, last: u64) {
         let due = first + (start.elapsed().as_secs_f64() * rate) as u64;
         while next < last.min(due + 1) && w.connecting.get() < w.plan.in_flight {
             w.live.set(w.live.get() + 1);
+            // Counted now, not when the task first runs: the bound holds
+            // however many are spawned in one pass.
+            w.connecting.set(w.connecting.get() + 1);
             monoio::spawn(conn::run(w.clone(), next));
             next += 1;
         }
