@@ -15,7 +15,16 @@ fn closed_at_accept(addr: std::net::SocketAddr) -> bool {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     let mut b = [0u8; 1];
-    matches!(s.read(&mut b), Ok(0) | Err(_))
+    loop {
+        return match s.read(&mut b) {
+            // A signal came (EINTR): read again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            // A byte, or nothing within the timeout: not closed.
+            Ok(_) => false,
+        };
+    }
 }
 
 fn per_ip_and_node_caps_refuse_at_accept(driver: Driver) {

@@ -25,7 +25,10 @@ fn spawn_hook() -> (
             let mut chunk = [0u8; 4096];
             // Read the head, then Content-Length bytes of body.
             let body = loop {
-                let n = s.read(&mut chunk).unwrap_or(0);
+                let n = match s.read(&mut chunk) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    r => r.unwrap_or(0),
+                };
                 if n == 0 {
                     break None;
                 }

@@ -97,7 +97,11 @@ fn close_code(s: &mut TcpStream) -> Option<u16> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        let n = s.read(&mut chunk).unwrap_or(0);
+        let n = match s.read(&mut chunk) {
+            // A signal came (EINTR): read again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.unwrap_or(0),
+        };
         if n == 0 {
             return None;
         }

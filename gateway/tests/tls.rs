@@ -52,7 +52,10 @@ fn tcp_and_websocket_over_tls(driver: Driver) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let auth_ok = loop {
-        let n = w.read(&mut chunk).unwrap();
+        let n = match w.read(&mut chunk) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.unwrap(),
+        };
         assert!(n > 0, "closed: {}", String::from_utf8_lossy(&buf));
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = buf.windows(4).position(|x| x == b"\r\n\r\n") {

@@ -202,6 +202,8 @@ impl Client {
                         return Event::Closed(None);
                     }
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    // A signal came (EINTR): read again.
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => return io_end(e),
                 }
             },

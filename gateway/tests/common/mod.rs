@@ -152,8 +152,13 @@ impl Gateway {
         let sink = Arc::clone(&stderr);
         thread::spawn(move || {
             let mut chunk = [0u8; 4096];
-            while let Ok(n @ 1..) = err_pipe.read(&mut chunk) {
-                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            loop {
+                match err_pipe.read(&mut chunk) {
+                    Ok(n @ 1..) => sink.lock().unwrap().extend_from_slice(&chunk[..n]),
+                    // A signal came (EINTR): read again.
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    _ => break,
+                }
             }
         });
         let (line_tx, lines) = mpsc::channel();
