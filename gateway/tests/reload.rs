@@ -22,15 +22,21 @@ fn token_for(secret: &str, user: &str) -> String {
 
 /// The HTTP status of an upgrade with `token` (101: accepted).
 fn upgrade_status(gw: &Gateway, token: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(gw.ws).unwrap();
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    write!(
-        s,
-        "GET /ws?token={token} HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    status_of(
+        gw.ws,
+        &format!(
+            "GET /ws?token={token} HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ),
     )
-    .unwrap();
+}
+
+/// Sends `request` to `addr` and returns the status of the answer.
+fn status_of(addr: std::net::SocketAddr, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
     let mut head = [0u8; 12];
     s.read_exact(&mut head).unwrap();
     std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
@@ -119,19 +125,14 @@ fn uring_a_jwks_rotates_keys_by_kid() {
 
 /// The status of `GET /metrics` with `Authorization: Bearer <token>`.
 fn metrics_status(gw: &Gateway, token: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(gw.admin).unwrap();
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {token}\r\n\
-         Connection: close\r\n\r\n",
-        gw.admin.port()
+    status_of(
+        gw.admin,
+        &format!(
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {token}\r\n\
+             Connection: close\r\n\r\n",
+            gw.admin.port()
+        ),
     )
-    .unwrap();
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).unwrap();
-    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
 }
 
 fn sighup_rotates_the_admin_token(driver: Driver) {
