@@ -10,7 +10,8 @@
 //! reordering.
 //!
 //! What the client says while a replay is pending is kept, not dropped: a
-//! Resume raises `known` (the client has everything up to it) and an Ack
+//! Resume raises `known` (the client has everything up to it; a replay that
+//! starts past it is read again from it, see `resumed`) and an Ack
 //! goes to the owner at once and is applied to the window when the replay
 //! lands (`replay`). The replay skips what
 //! the client already has (`seq <= known`), so a store cursor that fell
@@ -50,6 +51,10 @@ pub(super) struct QosState {
     /// peer node it may have been stored after the read: when the replay
     /// ends below it, the inbox is read again.
     pub(super) announced: u64,
+    /// A Resume came while the read was out. If the replay starts past
+    /// what the client says it has (the store's guess for a device it had
+    /// stopped tracking), it is read again from the client's point.
+    pub(super) resumed: bool,
 }
 
 impl QosState {
@@ -79,6 +84,7 @@ impl Session {
                 lagging: false,
                 read_failed: false,
                 announced: 0,
+                resumed: false,
             })
         })
     }
@@ -237,6 +243,7 @@ impl Session {
     pub(super) fn qos_resume(&mut self, cx: &mut Ctx, last_seq: u64) {
         if self.syncing {
             self.known = self.known.max(last_seq);
+            self.qos_state(cx).resumed = true;
             return;
         }
         self.known = last_seq;
@@ -253,13 +260,15 @@ impl Session {
     /// order, within the byte budget), or retry a failed read, or resume a
     /// read that waited for room.
     pub(super) fn qos_timer(&mut self, cx: &mut Ctx) {
-        let (syncing, room) = (self.syncing, self.qos_room(cx.env));
+        let (syncing, room, known) = (self.syncing, self.qos_room(cx.env), self.known);
         let now = cx.now;
         let Some(q) = self.qos.as_mut() else { return };
         q.armed = false;
         if q.inflight.is_empty() {
             let read = if syncing && q.read_failed {
-                Some(None)
+                // Again from what the client has (its resume point, acks).
+                let has = known.max(q.delivered);
+                Some((has > 0).then_some(has))
             } else if !syncing && q.lagging && room {
                 Some(Some(q.delivered))
             } else {

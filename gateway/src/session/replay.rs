@@ -14,6 +14,16 @@ impl Session {
     /// that the replay does not reach (stored on a peer node after the
     /// read) is read next, so none waits for a later one.
     pub(super) fn qos_replay(&mut self, cx: &mut Ctx, replay: Result<Replay, StoreError>) {
+        if let (Ok(r), Some(q)) = (&replay, self.qos.as_mut()) {
+            // Read before the client's Resume arrived, from further on than
+            // it has: what lies between may be gone (freed while the device
+            // was not tracked), which only a read from its point can tell.
+            if std::mem::take(&mut q.resumed) && r.from > self.known && self.phase == Phase::Open {
+                let after = self.known;
+                self.qos_sync(cx, Some(after));
+                return;
+            }
+        }
         let last = replay.as_ref().map_or(0, |r| r.last_seq);
         let announced = match (&replay, self.qos.as_mut()) {
             (Ok(_), Some(q)) => std::mem::take(&mut q.announced),

@@ -174,6 +174,45 @@ fn resume_and_ack_sent_during_the_replay_are_kept() {
 }
 
 #[test]
+fn a_resume_below_where_the_replay_started_reads_again_from_it() {
+    // A device the store had stopped tracking (pushed out of its 32) is
+    // read for as new, from what is held (6): the client's resume point
+    // (3), sent right after AuthOk, came while that read was out.
+    let mut h = Harness::open(Transport::Tcp);
+    h.routes();
+    h.send(client_frame::Frame::Resume(Resume { last_seq: 3 }));
+    live(&mut h, 7);
+    h.deliver(Delivery::Replay(Ok(Replay {
+        last_seq: 6,
+        from: 6,
+        ..Replay::default()
+    })));
+    // Nothing is sent from a point the client never had: it is read again.
+    assert!(h.frames().is_empty());
+    assert_eq!(reads(&h.routes()), [Some(3)]);
+    h.deliver(Delivery::Replay(Ok(Replay {
+        msgs: vec![stored(7)],
+        gap: Some((4, 7)),
+        last_seq: 7,
+        from: 3,
+    })));
+    let frames = h.frames();
+    assert!(
+        matches!(
+            frames[0].frame,
+            Some(Frame::Gap(proto::v1::Gap {
+                from_seq: 4,
+                first_available: 7
+            }))
+        ),
+        "{frames:?}"
+    );
+    assert!(matches!(&frames[1].frame, Some(Frame::Deliver(d)) if d.seq == 7));
+    // Read once more only when a Resume comes during a read again.
+    assert!(reads(&h.routes()).is_empty());
+}
+
+#[test]
 fn an_ack_never_moves_backwards_and_is_clamped_to_what_was_sent() {
     let mut h = Harness::open(Transport::Tcp);
     h.deliver(replay(1..=5, 5));
