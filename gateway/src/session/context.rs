@@ -80,6 +80,8 @@ pub struct Effects {
     pub frame_buckets: std::collections::HashMap<u64, crate::backend::rate::Bucket>,
     /// This shard's share of each room's `backend.rate_per_room`.
     pub room_buckets: std::collections::HashMap<Arc<str>, crate::backend::rate::Bucket>,
+    /// `room_buckets`' size after it was last pruned.
+    room_buckets_kept: usize,
     next_msg: u64,
 }
 
@@ -101,6 +103,18 @@ impl Effects {
         self.grants.remove(&id);
         self.buckets.remove(&id);
         self.frame_buckets.remove(&id);
+    }
+
+    /// Forgets the room buckets that are full again (as a new one would
+    /// be) once the map has doubled since the last time: rooms come and go,
+    /// and each one published to must not stay for ever. Amortized O(1).
+    pub(super) fn prune_room_buckets(&mut self, rate: u32, now: std::time::Instant) {
+        if self.room_buckets.len() < (2 * self.room_buckets_kept).max(1024) {
+            return;
+        }
+        self.room_buckets.retain(|_, b| !b.is_full(rate, now));
+        self.room_buckets.shrink_to_fit();
+        self.room_buckets_kept = self.room_buckets.len();
     }
 
     /// A new message id, unique on the node and across restarts.
@@ -147,5 +161,33 @@ impl BufPool {
     /// (the level before the burst) keeping none.
     pub fn clear(&mut self) {
         self.0.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::rate::Bucket;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn room_buckets_of_rooms_gone_quiet_are_forgotten() {
+        let mut fx = Effects::default();
+        let t0 = Instant::now();
+        for i in 0..1023 {
+            let mut b = Bucket::new(5, t0);
+            b.take(5, t0).unwrap();
+            fx.room_buckets.insert(format!("old-{i}").into(), b);
+        }
+        // Below the first bound nothing is looked at.
+        fx.prune_room_buckets(5, t0 + Duration::from_secs(60));
+        assert_eq!(fx.room_buckets.len(), 1023);
+        let now = t0 + Duration::from_secs(60);
+        let mut busy = Bucket::new(5, now);
+        busy.take(5, now).unwrap();
+        fx.room_buckets.insert("busy".into(), busy);
+        fx.prune_room_buckets(5, now);
+        // The quiet ones are full again: gone; the one just used stays.
+        assert_eq!(fx.room_buckets.keys().collect::<Vec<_>>(), [&Arc::from("busy")]);
     }
 }

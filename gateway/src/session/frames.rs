@@ -90,6 +90,7 @@ impl Session {
         }
         if let (None, Some(room), true) = (wait, room, env.rate_per_room > 0) {
             let rate = env.rate_per_room;
+            cx.fx.prune_room_buckets(rate, now);
             let b = cx
                 .fx
                 .room_buckets
