@@ -8,19 +8,9 @@
 # holds at most ~20,000 connections here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${BENCH_IN_NETNS:-}" != 1 ]; then
-    cargo build --release -q -p gateway -p loadgen
-    # Host-wide knobs (tcp_mem, file-max, nr_open), put back on exit.
-    saved=$(mktemp)
-    TUNE_HOST_SAVE=$saved scripts/tune-host.sh >/dev/null
-    status=0
-    unshare -n env BENCH_IN_NETNS=1 "$0" "$@" || status=$?
-    scripts/tune-host.sh --restore "$saved" >/dev/null
-    rm -f "$saved"
-    exit "$status"
-fi
-ip link set lo up
-scripts/tune-host.sh >/dev/null
+. scripts/lib/netns.sh
+[ "${BENCH_IN_NETNS:-}" = 1 ] || cargo build --release -q -p gateway -p loadgen
+in_netns "$0" "$@"
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=(gateway nchan)
 if [ "${SKIP_FANOUT:-0}" != 1 ]; then

@@ -21,22 +21,12 @@ cd "$(dirname "$0")/.."
 
 conns=${1:-1000000}
 hold=${2:-60}
-if [ "${BENCH_IN_NETNS:-}" != 1 ]; then
-    cargo build --release -q -p gateway -p loadgen
-    # Host-wide knobs (tcp_mem, file-max, nr_open), put back on exit.
-    saved=$(mktemp)
-    TUNE_HOST_SAVE=$saved scripts/tune-host.sh >/dev/null
-    status=0
-    unshare -n env BENCH_IN_NETNS=1 "$0" "$@" || status=$?
-    scripts/tune-host.sh --restore "$saved" >/dev/null
-    rm -f "$saved"
-    exit "$status"
-fi
+. scripts/lib/netns.sh
+[ "${BENCH_IN_NETNS:-}" = 1 ] || cargo build --release -q -p gateway -p loadgen
+in_netns "$0" "$@"
 
-# Inside the namespace: loopback up, every 127/8 address local.
-ip link set lo up
+# Inside the namespace (loopback up, knobs tuned): every 127/8 address local.
 ip addr add 127.0.0.2/8 dev lo 2>/dev/null || true
-scripts/tune-host.sh
 
 secret=million-$$
 out=$(mktemp)

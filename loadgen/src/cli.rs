@@ -222,6 +222,12 @@ pub enum Scenario {
         /// Seconds per row of windows.csv
         #[arg(long, default_value_t = 10)]
         window_secs: u64,
+        /// Members per room (every connection joins its user's room)
+        #[arg(long, default_value_t = 100)]
+        room_size: u64,
+        /// QoS 0 room pushes per second through the admin API (0: none)
+        #[arg(long, default_value_t = 0.0)]
+        room_rate: f64,
     },
     /// Start a gateway and run every scenario small; exit non-zero unless
     /// every count matches

@@ -81,6 +81,8 @@ fn main() -> ExitCode {
             cut_every_secs,
             cut_fraction,
             window_secs,
+            room_size,
+            room_rate,
         } => soak::run(
             c,
             &soak::Soak {
@@ -90,6 +92,8 @@ fn main() -> ExitCode {
                 cut_every_secs,
                 cut_fraction,
                 window_secs,
+                room_size,
+                room_rate,
             },
         ),
         Scenario::Smoke { gateway_bin, conns } => {

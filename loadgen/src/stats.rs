@@ -31,6 +31,9 @@ pub struct Shared {
     pub dropped: AtomicU64,
     /// Messages delivered to our connections.
     pub deliveries: AtomicU64,
+    /// With `Plan::audit`: QoS 0 room messages delivered (counted apart
+    /// from the audited direct ones).
+    pub room_deliveries: AtomicU64,
     /// Messages sent by our connections (direct scenario).
     pub sent: AtomicU64,
     /// Heartbeat answers received.

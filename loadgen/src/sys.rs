@@ -34,6 +34,43 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / ticks_per_sec())
 }
 
+/// Open file descriptors of `pid`, over every descriptor table its
+/// threads hold (a shard's own after `unshare(CLONE_FILES)`, each counted
+/// once). Threads sharing a table list the same entries; two tables are
+/// told apart by size and by what their highest descriptors point at
+/// (sockets of their own connections).
+pub fn fd_count(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    for t in tasks.flatten() {
+        let dir = t.path().join("fd");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut fds: Vec<u32> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        fds.sort_unstable();
+        let top: Vec<_> = fds
+            .iter()
+            .rev()
+            .take(2)
+            .map(|fd| std::fs::read_link(dir.join(fd.to_string())).ok())
+            .collect();
+        if seen.insert((fds.len(), top)) {
+            total += fds.len() as u64;
+        }
+    }
+    Some(total)
+}
+
+/// Sum of [`fd_count`] over `pids`.
+pub fn fd_sum(pids: &[u32]) -> u64 {
+    pids.iter().filter_map(|&p| fd_count(p)).sum()
+}
+
 /// Sum of [`rss_bytes`] over `pids` (missing processes count 0).
 pub fn rss_sum(pids: &[u32]) -> u64 {
     pids.iter().filter_map(|&p| rss_bytes(p)).sum()

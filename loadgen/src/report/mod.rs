@@ -2,6 +2,7 @@
 //! with `result.json` (machine-readable), `summary.md` (for people: machine,
 //! kernel, commit, exact command) and PNG plots.
 mod plot;
+mod plot_soak;
 mod summary;
 
 use std::collections::BTreeMap;
@@ -72,6 +73,18 @@ pub struct Window {
     pub server_rss: u64,
     /// Server CPU in it, percent of one core.
     pub server_cpu_pct: f64,
+    /// Server open file descriptors at its end.
+    pub server_fds: u64,
+    /// QoS 0 room pushes accepted by the admin API in it.
+    pub room_pushes: u64,
+    /// Room messages delivered to our connections in it.
+    pub room_deliveries: u64,
+    /// The gateway's counters over the window: error frames sent
+    /// (`gateway_errors_total`), store errors, slow-consumer closes, gaps.
+    pub errors: u64,
+    pub store_errors: u64,
+    pub slow_closes: u64,
+    pub gaps: u64,
 }
 
 /// Everything `result.json` holds.
@@ -205,11 +218,13 @@ pub fn write(o: &Outcome, common: &Common) -> anyhow::Result<Option<PathBuf>> {
     }
     if !o.windows.is_empty() {
         let mut csv = String::from(
-            "t_secs,connected,accepted,rejected,deliveries,failed,cuts,p50_us,p99_us,max_us,server_rss_bytes,server_cpu_pct\n",
+            "t_secs,connected,accepted,rejected,deliveries,failed,cuts,p50_us,p99_us,max_us,\
+             server_rss_bytes,server_cpu_pct,server_fds,room_pushes,room_deliveries,errors,\
+             store_errors,slow_closes,gaps\n",
         );
         for w in &o.windows {
             csv.push_str(&format!(
-                "{:.1},{},{},{},{},{},{},{},{},{},{},{:.1}\n",
+                "{:.1},{},{},{},{},{},{},{},{},{},{},{:.1},{},{},{},{},{},{},{}\n",
                 w.t,
                 w.connected,
                 w.accepted,
@@ -221,7 +236,14 @@ pub fn write(o: &Outcome, common: &Common) -> anyhow::Result<Option<PathBuf>> {
                 w.p99_us,
                 w.max_us,
                 w.server_rss,
-                w.server_cpu_pct
+                w.server_cpu_pct,
+                w.server_fds,
+                w.room_pushes,
+                w.room_deliveries,
+                w.errors,
+                w.store_errors,
+                w.slow_closes,
+                w.gaps,
             ));
         }
         std::fs::write(dir.join("windows.csv"), csv)?;
@@ -237,6 +259,9 @@ fn plot_all(o: &Outcome, dir: &Path) {
     if !o.windows.is_empty() {
         if let Err(e) = plot::soak(&o.windows, &dir.join("soak.png")) {
             eprintln!("loadgen: plot soak.png: {e}");
+        }
+        if let Err(e) = plot_soak::resources(&o.windows, &dir.join("soak-resources.png")) {
+            eprintln!("loadgen: plot soak-resources.png: {e}");
         }
     }
     if let Some(h) = &o.latency_hist {

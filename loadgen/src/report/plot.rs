@@ -19,7 +19,7 @@ const FONTS: &[&str] = &[
 ];
 
 /// Whether a font is registered (text can be drawn).
-fn font() -> bool {
+pub(super) fn font() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(|| {
         for path in FONTS {

@@ -139,8 +139,9 @@ pub fn markdown(o: &Outcome) -> String {
         match (o.latency_hist.is_some(), o.windows.is_empty()) {
             (true, true) => ", `latency.png` (latency percentiles)",
             (true, false) => {
-                ", `latency.png` (latency percentiles), `soak.png` and `windows.csv` \
-                 (latency, RSS and cuts per window)"
+                ", `latency.png` (latency percentiles), `soak.png` (latency, RSS and cuts per \
+                 window), `soak-resources.png` (RSS, descriptors, CPU, traffic, error counters) \
+                 and `windows.csv`"
             }
             _ => "",
         }

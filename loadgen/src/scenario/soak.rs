@@ -1,12 +1,17 @@
 //! `soak`: pairs of users exchange numbered messages for a long time
 //! (`direct`, usually at QoS 1 on Redis) while a fraction of every
 //! connection is cut at intervals and comes back with `last_seq` (as the
-//! README tells clients to). Every `window_secs` a row is kept: connections,
-//! sends accepted and refused, deliveries, latency percentiles of that
-//! window, server RSS and CPU. At the end every accepted message is checked
-//! against what its receiver got: none missing, none twice. The rows go to
-//! `windows.csv` and `soak.png` in the result directory.
-use std::sync::atomic::Ordering::Relaxed;
+//! README tells clients to). With `room_rate`, every connection is also in
+//! a room of `room_size` and QoS 0 pushes go to the rooms through the admin
+//! API (counted, not audited: a cut member misses them by design). Every
+//! `window_secs` a row is kept: connections, sends accepted and refused,
+//! deliveries, latency percentiles of that window, room pushes and
+//! deliveries, server RSS, CPU and descriptors, and the gateway's error
+//! counters. At the end every accepted message is checked against what its
+//! receiver got: none missing, none twice. The rows go to `windows.csv`,
+//! `soak.png` and `soak-resources.png` in the result directory.
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{scrape_metrics, Run, Shape};
@@ -29,6 +34,69 @@ pub struct Soak {
     pub cut_fraction: f64,
     /// Seconds per row.
     pub window_secs: u64,
+    /// Members per room.
+    pub room_size: u64,
+    /// Room pushes per second (0: no rooms).
+    pub room_rate: f64,
+}
+
+/// The gateway counters a row reports, read from `/metrics`.
+#[derive(Default, Clone, Copy)]
+struct Counters {
+    errors: u64,
+    store_errors: u64,
+    slow_closes: u64,
+    gaps: u64,
+}
+
+impl Counters {
+    fn scrape(common: &Common) -> Counters {
+        let text = scrape_metrics(common);
+        Counters {
+            errors: counter(&text, "gateway_errors_total"),
+            store_errors: counter(&text, "gateway_qos_store_errors_total"),
+            slow_closes: counter(&text, "gateway_slow_consumer_closes_total"),
+            gaps: counter(&text, "gateway_qos_gaps_total"),
+        }
+    }
+}
+
+/// The sum of `name` over its label sets in a Prometheus text page.
+fn counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Room pushes made and refused, by the publisher thread.
+#[derive(Default)]
+struct Pushes {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Pushes QoS 0 messages to the rooms in turn at `rate` a second until
+/// `until` (or the stop), through the gateway's admin API.
+fn publish(common: &Common, rooms: u64, rate: f64, until: Instant, p: Arc<Pushes>) {
+    let mut pubr = crate::publish::Publisher::gateway(common.admin);
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    while Instant::now() < until {
+        let body = crate::payload::make(n, 64);
+        match pubr.publish(&format!("room{}", n % rooms.max(1)), &body) {
+            Ok(()) => p.ok.fetch_add(1, Relaxed),
+            Err(_) => p.failed.fetch_add(1, Relaxed),
+        };
+        n += 1;
+        let due = t0 + Duration::from_secs_f64(n as f64 / rate);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
 }
 
 /// Counters at the start of a window.
@@ -39,9 +107,12 @@ struct Mark {
     deliveries: u64,
     failed: u64,
     server_cpu: f64,
+    room_pushes: u64,
+    room_deliveries: u64,
+    counters: Counters,
 }
 
-fn mark(run: &Run) -> Mark {
+fn mark(run: &Run, pushes: &Pushes) -> Mark {
     let s = run.shared();
     Mark {
         at: Instant::now(),
@@ -50,13 +121,17 @@ fn mark(run: &Run) -> Mark {
         deliveries: s.deliveries.load(Relaxed),
         failed: s.failed.load(Relaxed),
         server_cpu: sys::cpu_sum(&run.mon.pids),
+        room_pushes: pushes.ok.load(Relaxed),
+        room_deliveries: s.room_deliveries.load(Relaxed),
+        counters: Counters::scrape(&run.common),
     }
 }
 
 /// The row of the window that began at `m`, ending now.
-fn row(run: &Run, t0: Instant, m: &Mark, cuts: u64) -> Window {
+fn row(run: &Run, t0: Instant, m: &Mark, cuts: u64, pushes: &Pushes) -> Window {
     let s = run.shared();
-    let now = mark(run);
+    let now = mark(run, pushes);
+    let (c, c0) = (now.counters, m.counters);
     let secs = now.at.duration_since(m.at).as_secs_f64().max(1e-6);
     let latency = s
         .window
@@ -78,6 +153,13 @@ fn row(run: &Run, t0: Instant, m: &Mark, cuts: u64) -> Window {
         max_us: latency.max,
         server_rss: sys::rss_sum(&run.mon.pids),
         server_cpu_pct: 100.0 * (now.server_cpu - m.server_cpu) / secs,
+        server_fds: sys::fd_sum(&run.mon.pids),
+        room_pushes: now.room_pushes - m.room_pushes,
+        room_deliveries: now.room_deliveries - m.room_deliveries,
+        errors: c.errors.saturating_sub(c0.errors),
+        store_errors: c.store_errors.saturating_sub(c0.store_errors),
+        slow_closes: c.slow_closes.saturating_sub(c0.slow_closes),
+        gaps: c.gaps.saturating_sub(c0.gaps),
     }
 }
 
@@ -93,6 +175,7 @@ pub fn run(common: &Common, d: &Soak) -> anyhow::Result<Outcome> {
         direct: Some((d.msg_rate, 64, Duration::from_secs(d.secs))),
         reconnect: true,
         audit: true,
+        room_size: (d.room_rate > 0.0).then_some(d.room_size.max(1)),
         ..Shape::default()
     };
     let mut run = Run::start(common, shape)?;
@@ -106,13 +189,20 @@ pub fn run(common: &Common, d: &Soak) -> anyhow::Result<Outcome> {
         sys::machine_busy_secs().unwrap_or(0.0),
     );
     let t0 = Instant::now();
+    let pushes = Arc::new(Pushes::default());
+    let publisher = (d.room_rate > 0.0).then(|| {
+        let (common, p) = (common.clone(), pushes.clone());
+        let rooms = conns.div_ceil(d.room_size.max(1));
+        let (rate, until) = (d.room_rate, t0 + Duration::from_secs(d.secs));
+        std::thread::spawn(move || publish(&common, rooms, rate, until, p))
+    });
     let mut windows = Vec::new();
     let mut cuts = 0u64;
     let mut next_cut = d.cut_every_secs;
     let window = Duration::from_secs(d.window_secs.max(1));
     run.mon.phase("soak", d.secs);
     while t0.elapsed().as_secs() < d.secs {
-        let m = mark(&run);
+        let m = mark(&run, &pushes);
         let until = m.at + window;
         let mut cut_here = 0;
         run.mon.wait(
@@ -129,7 +219,10 @@ pub fn run(common: &Common, d: &Soak) -> anyhow::Result<Outcome> {
             |_| t0.elapsed().as_secs(),
         );
         cuts += cut_here;
-        windows.push(row(&run, t0, &m, cut_here));
+        windows.push(row(&run, t0, &m, cut_here, &pushes));
+    }
+    if let Some(h) = publisher {
+        let _ = h.join();
     }
     // Drain: every accepted message delivered, or 60 s.
     run.mon.phase("drain", run.shared().accepted.load(Relaxed));
@@ -170,6 +263,14 @@ pub fn run(common: &Common, d: &Soak) -> anyhow::Result<Outcome> {
     o.extra.insert("cuts".into(), cuts.into());
     o.extra.insert("cut_fraction".into(), d.cut_fraction.into());
     o.extra.insert("accepted".into(), accepted.into());
+    o.extra.insert("room_size".into(), d.room_size.into());
+    o.extra.insert("room_rate".into(), d.room_rate.into());
+    o.extra.insert("room_pushes".into(), pushes.ok.load(Relaxed).into());
+    o.extra.insert("room_push_failures".into(), pushes.failed.load(Relaxed).into());
+    o.extra.insert(
+        "room_deliveries".into(),
+        s.room_deliveries.load(Relaxed).into(),
+    );
     o.extra.insert(
         "unanswered_sends".into(),
         sent.saturating_sub(accepted + rejected).into(),

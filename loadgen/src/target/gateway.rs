@@ -114,12 +114,13 @@ pub(super) fn on_message(
                 let ack = client_frame::Frame::Ack(Ack { seq: d.seq });
                 put(s.spec.wire, &ClientFrame { frame: Some(ack) }, out);
             }
-            let seq = if d.qos == Qos::AtLeastOnce as i32 {
-                d.seq
+            if d.qos == Qos::AtLeastOnce as i32 {
+                on(Event::Delivery(&d.payload, d.seq))
+            } else if !d.room.is_empty() {
+                on(Event::RoomDelivery(&d.payload))
             } else {
-                0
-            };
-            on(Event::Delivery(&d.payload, seq))
+                on(Event::Delivery(&d.payload, 0))
+            }
         }
         Some(F::Pong(_)) => on(Event::Pong),
         Some(F::Error(e)) if e.fatal => return Err(Fail::ServerError(e.code.to_string())),

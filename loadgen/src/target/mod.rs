@@ -104,6 +104,9 @@ pub enum Event<'a> {
     /// A message body delivered to this connection, and its QoS 1 seq (0
     /// at QoS 0 and on the peers).
     Delivery(&'a [u8], u64),
+    /// A QoS 0 room message on the gateway (the soak counts these apart
+    /// from its numbered direct messages; elsewhere it is a `Delivery`).
+    RoomDelivery(&'a [u8]),
     /// A send the server accepted, by the `client_msg_id` it was sent with.
     Accepted(&'a str),
     /// An answer to a heartbeat.

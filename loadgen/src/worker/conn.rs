@@ -270,6 +270,32 @@ fn read_once(
     Ok(full)
 }
 
+/// A numbered message for this connection's user.
+fn delivery(w: &Worker, body: &[u8], qos_seq: u64, rx: &Rx, deliveries: &mut u64) {
+    *deliveries += 1;
+    let mut report = w.report.borrow_mut();
+    let mut users = w.users.borrow_mut();
+    let Some(u) = users.get_mut(rx.local) else {
+        return;
+    };
+    u.last_seq = u.last_seq.max(qos_seq);
+    match crate::payload::decode(body) {
+        Some((seq, ts)) => {
+            let us = crate::payload::now_ns().saturating_sub(ts) / 1000;
+            let _ = report.latency.record(us.max(1));
+            if w.plan.audit {
+                let _ = w.window.borrow_mut().record(us.max(1));
+            }
+            match u.seen.insert(seq, w.plan.max_seq) {
+                Some(true) => report.distinct += 1,
+                Some(false) => report.duplicates += 1,
+                None => report.bad_payload += 1,
+            }
+        }
+        None => report.bad_payload += 1,
+    }
+}
+
 fn on_event(
     w: &Worker,
     ev: Event<'_>,
@@ -291,30 +317,12 @@ fn on_event(
             w.shared.connected.fetch_add(1, Relaxed);
             w.shared.readied.fetch_add(1, Relaxed);
         }
-        Event::Delivery(body, qos_seq) => {
-            *deliveries += 1;
-            let mut report = w.report.borrow_mut();
-            let mut users = w.users.borrow_mut();
-            let Some(u) = users.get_mut(rx.local) else {
-                return;
-            };
-            u.last_seq = u.last_seq.max(qos_seq);
-            match crate::payload::decode(body) {
-                Some((seq, ts)) => {
-                    let us = crate::payload::now_ns().saturating_sub(ts) / 1000;
-                    let _ = report.latency.record(us.max(1));
-                    if w.plan.audit {
-                        let _ = w.window.borrow_mut().record(us.max(1));
-                    }
-                    match u.seen.insert(seq, w.plan.max_seq) {
-                        Some(true) => report.distinct += 1,
-                        Some(false) => report.duplicates += 1,
-                        None => report.bad_payload += 1,
-                    }
-                }
-                None => report.bad_payload += 1,
-            }
+        // The audit numbers direct messages only; room ones are counted.
+        Event::RoomDelivery(_) if w.plan.audit => {
+            w.shared.room_deliveries.fetch_add(1, Relaxed);
         }
+        Event::RoomDelivery(body) => delivery(w, body, 0, rx, deliveries),
+        Event::Delivery(body, qos_seq) => delivery(w, body, qos_seq, rx, deliveries),
         Event::Pong => {
             w.shared.pongs.fetch_add(1, Relaxed);
         }
