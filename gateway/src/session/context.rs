@@ -188,6 +188,9 @@ mod tests {
         fx.room_buckets.insert("busy".into(), busy);
         fx.prune_room_buckets(5, now);
         // The quiet ones are full again: gone; the one just used stays.
-        assert_eq!(fx.room_buckets.keys().collect::<Vec<_>>(), [&Arc::from("busy")]);
+        assert_eq!(
+            fx.room_buckets.keys().collect::<Vec<_>>(),
+            [&Arc::from("busy")]
+        );
     }
 }

@@ -83,7 +83,7 @@ fn panel(
     let t_max = windows.last().map_or(1.0, |w| w.t).max(1.0);
     let y_max = lines
         .iter()
-        .flat_map(|(_, _, f)| windows.iter().map(|w| f(w)))
+        .flat_map(|(_, _, f)| windows.iter().map(f))
         .fold(1.0f64, f64::max);
     let mut b = ChartBuilder::on(area);
     b.margin(12).x_label_area_size(30).y_label_area_size(60);
@@ -97,10 +97,7 @@ fn panel(
         chart.configure_mesh().x_labels(0).y_labels(0).draw()?;
     }
     for (_, colour, f) in lines {
-        chart.draw_series(LineSeries::new(
-            windows.iter().map(|w| (w.t, f(w))),
-            colour,
-        ))?;
+        chart.draw_series(LineSeries::new(windows.iter().map(|w| (w.t, f(w))), colour))?;
     }
     Ok(())
 }

@@ -265,8 +265,12 @@ pub fn run(common: &Common, d: &Soak) -> anyhow::Result<Outcome> {
     o.extra.insert("accepted".into(), accepted.into());
     o.extra.insert("room_size".into(), d.room_size.into());
     o.extra.insert("room_rate".into(), d.room_rate.into());
-    o.extra.insert("room_pushes".into(), pushes.ok.load(Relaxed).into());
-    o.extra.insert("room_push_failures".into(), pushes.failed.load(Relaxed).into());
+    o.extra
+        .insert("room_pushes".into(), pushes.ok.load(Relaxed).into());
+    o.extra.insert(
+        "room_push_failures".into(),
+        pushes.failed.load(Relaxed).into(),
+    );
     o.extra.insert(
         "room_deliveries".into(),
         s.room_deliveries.load(Relaxed).into(),
