@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod grants;
+pub mod heap;
 pub mod hot;
 pub mod mesh;
 pub mod outbound;

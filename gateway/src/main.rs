@@ -5,7 +5,8 @@ use clap::Parser;
 use gateway::config::{self, Cli, Command};
 
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: gateway::heap::Counting<mimalloc::MiMalloc> =
+    gateway::heap::Counting(mimalloc::MiMalloc);
 
 fn main() -> ExitCode {
     // No transparent huge pages: an idle connection's few hundred bytes are

@@ -339,6 +339,12 @@ pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
         "Time a QoS 1 append spent in the inbox store.",
         |s| &s.store_latency,
     );
+    gauge_header(
+        &mut o,
+        "gateway_heap_live_bytes",
+        "Heap bytes allocated and not freed (RSS minus this is allocator slack and stacks).",
+    );
+    let _ = writeln!(o, "gateway_heap_live_bytes {}", crate::heap::live_bytes());
     gauge_header(&mut o, "gateway_draining", "1 while the node drains.");
     let _ = writeln!(o, "gateway_draining {}", u8::from(draining));
     o

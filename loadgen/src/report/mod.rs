@@ -85,6 +85,8 @@ pub struct Window {
     pub store_errors: u64,
     pub slow_closes: u64,
     pub gaps: u64,
+    /// The gateway's live heap at its end (`gateway_heap_live_bytes`).
+    pub server_heap: u64,
 }
 
 /// Everything `result.json` holds.
@@ -220,11 +222,11 @@ pub fn write(o: &Outcome, common: &Common) -> anyhow::Result<Option<PathBuf>> {
         let mut csv = String::from(
             "t_secs,connected,accepted,rejected,deliveries,failed,cuts,p50_us,p99_us,max_us,\
              server_rss_bytes,server_cpu_pct,server_fds,room_pushes,room_deliveries,errors,\
-             store_errors,slow_closes,gaps\n",
+             store_errors,slow_closes,gaps,server_heap_bytes\n",
         );
         for w in &o.windows {
             csv.push_str(&format!(
-                "{:.1},{},{},{},{},{},{},{},{},{},{},{:.1},{},{},{},{},{},{},{}\n",
+                "{:.1},{},{},{},{},{},{},{},{},{},{},{:.1},{},{},{},{},{},{},{},{}\n",
                 w.t,
                 w.connected,
                 w.accepted,
@@ -244,6 +246,7 @@ pub fn write(o: &Outcome, common: &Common) -> anyhow::Result<Option<PathBuf>> {
                 w.store_errors,
                 w.slow_closes,
                 w.gaps,
+                w.server_heap,
             ));
         }
         std::fs::write(dir.join("windows.csv"), csv)?;

@@ -21,6 +21,7 @@ pub fn resources(windows: &[Window], path: &Path) -> Res {
     let panels = root.split_evenly((4, 1));
     let per_sec = |w: &Window, n: u64| n as f64 / span(windows, w);
     let rss = |w: &Window| w.server_rss as f64 / 1048576.0;
+    let heap = |w: &Window| w.server_heap as f64 / 1048576.0;
     let fds = |w: &Window| w.server_fds as f64 / 1000.0;
     let cpu = |w: &Window| w.server_cpu_pct;
     let accepted = |w: &Window| per_sec(w, w.accepted);
@@ -33,9 +34,10 @@ pub fn resources(windows: &[Window], path: &Path) -> Res {
     let failed = |w: &Window| w.failed as f64;
     let rows: [(&str, Vec<Line>); 4] = [
         (
-            "server RSS MiB (red), descriptors x1000 (black), connections x1000 (blue)",
+            "server RSS MiB (red), live heap MiB (magenta), descriptors x1000 (black), connections x1000 (blue)",
             vec![
                 ("rss", RED, &rss),
+                ("heap", MAGENTA, &heap),
                 ("fds", BLACK, &fds),
                 ("connected", BLUE, &connected),
             ],

@@ -47,6 +47,8 @@ struct Counters {
     store_errors: u64,
     slow_closes: u64,
     gaps: u64,
+    /// A gauge: the gateway's live heap bytes.
+    heap: u64,
 }
 
 impl Counters {
@@ -57,6 +59,7 @@ impl Counters {
             store_errors: counter(&text, "gateway_qos_store_errors_total"),
             slow_closes: counter(&text, "gateway_slow_consumer_closes_total"),
             gaps: counter(&text, "gateway_qos_gaps_total"),
+            heap: counter(&text, "gateway_heap_live_bytes"),
         }
     }
 }
@@ -160,6 +163,7 @@ fn row(run: &Run, t0: Instant, m: &Mark, cuts: u64, pushes: &Pushes) -> Window {
         store_errors: c.store_errors.saturating_sub(c0.store_errors),
         slow_closes: c.slow_closes.saturating_sub(c0.slow_closes),
         gaps: c.gaps.saturating_sub(c0.gaps),
+        server_heap: c.heap,
     }
 }
 
