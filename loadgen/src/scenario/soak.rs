@@ -130,10 +130,10 @@ fn mark(run: &Run, pushes: &Pushes) -> Mark {
     }
 }
 
-/// The row of the window that began at `m`, ending now.
-fn row(run: &Run, t0: Instant, m: &Mark, cuts: u64, pushes: &Pushes) -> Window {
+/// The row of the window from mark `m` to mark `now` (the next window
+/// starts at `now`: the time spent sampling belongs to one of them).
+fn row(run: &Run, t0: Instant, m: &Mark, now: &Mark, cuts: u64) -> Window {
     let s = run.shared();
-    let now = mark(run, pushes);
     let (c, c0) = (now.counters, m.counters);
     let secs = now.at.duration_since(m.at).as_secs_f64().max(1e-6);
     let latency = s
@@ -205,8 +205,8 @@ pub fn run(common: &Common, d: &Soak) -> anyhow::Result<Outcome> {
     let mut next_cut = d.cut_every_secs;
     let window = Duration::from_secs(d.window_secs.max(1));
     run.mon.phase("soak", d.secs);
+    let mut m = mark(&run, &pushes);
     while t0.elapsed().as_secs() < d.secs {
-        let m = mark(&run, &pushes);
         let until = m.at + window;
         let mut cut_here = 0;
         run.mon.wait(
@@ -223,7 +223,9 @@ pub fn run(common: &Common, d: &Soak) -> anyhow::Result<Outcome> {
             |_| t0.elapsed().as_secs(),
         );
         cuts += cut_here;
-        windows.push(row(&run, t0, &m, cut_here, &pushes));
+        let now = mark(&run, &pushes);
+        windows.push(row(&run, t0, &m, &now, cut_here));
+        m = now;
     }
     if let Some(h) = publisher {
         let _ = h.join();
