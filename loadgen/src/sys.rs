@@ -35,35 +35,37 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
 }
 
 /// Open file descriptors of `pid`, over every descriptor table its
-/// threads hold (a shard's own after `unshare(CLONE_FILES)`, each counted
-/// once). Threads sharing a table list the same entries; two tables are
-/// told apart by size and by what their highest descriptors point at
-/// (sockets of their own connections).
+/// threads hold (a shard's own after `unshare(CLONE_FILES)`), each table
+/// counted once: threads are grouped by `kcmp(KCMP_FILES)`, which says
+/// whether two tasks share one (where it is refused, each thread's table
+/// counts as its own: an over-count, never an under-count).
 pub fn fd_count(pid: u32) -> Option<u64> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let mut seen = std::collections::HashSet::new();
+    let mut tables: Vec<libc::pid_t> = Vec::new();
     let mut total = 0;
     for t in tasks.flatten() {
-        let dir = t.path().join("fd");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+        let Some(tid) = t.file_name().to_str().and_then(|s| s.parse().ok()) else {
             continue;
         };
-        let mut fds: Vec<u32> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect();
-        fds.sort_unstable();
-        let top: Vec<_> = fds
-            .iter()
-            .rev()
-            .take(2)
-            .map(|fd| std::fs::read_link(dir.join(fd.to_string())).ok())
-            .collect();
-        if seen.insert((fds.len(), top)) {
-            total += fds.len() as u64;
+        if tables.iter().any(|&other| same_files(tid, other)) {
+            continue;
         }
+        let Ok(entries) = std::fs::read_dir(t.path().join("fd")) else {
+            continue;
+        };
+        tables.push(tid);
+        total += entries.count() as u64;
     }
     Some(total)
+}
+
+/// Whether tasks `a` and `b` share one descriptor table.
+fn same_files(a: libc::pid_t, b: libc::pid_t) -> bool {
+    const KCMP_FILES: libc::c_long = 2;
+    // SAFETY: kcmp only compares kernel objects of the two tasks; it reads
+    // and writes no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_FILES, 0, 0) };
+    r == 0
 }
 
 /// Sum of [`fd_count`] over `pids`.
@@ -204,4 +206,48 @@ pub fn raise_nofile() -> u64 {
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
     lim.rlim_cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn every_descriptor_table_counts_once() {
+        let pid = std::process::id();
+        // Threads sharing the main table (the harness's, these two) add
+        // nothing; one that unshared adds its copy, once.
+        let idle: Vec<_> = (0..2)
+            .map(|_| {
+                std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(300)))
+            })
+            .collect();
+        let shared = fd_count(pid).unwrap();
+        // This thread's table is the shared one: counted once, not per thread.
+        let direct = std::fs::read_dir("/proc/thread-self/fd").unwrap().count() as u64;
+        assert!(
+            shared.abs_diff(direct) <= 8,
+            "{shared} counted, {direct} in the table"
+        );
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let own = std::thread::spawn(move || {
+            unshare_files().unwrap();
+            ready_tx.send(()).unwrap();
+            let _ = done_rx.recv();
+        });
+        ready_rx.recv().unwrap();
+        let with_own = fd_count(pid).unwrap();
+        done_tx.send(()).unwrap();
+        own.join().unwrap();
+        idle.into_iter().for_each(|t| t.join().unwrap());
+        assert!(shared >= 3, "{shared}");
+        // The copy holds what the main table held then (other tests may
+        // open a few files meanwhile).
+        assert!(
+            with_own >= shared + 3 && with_own <= 2 * shared + 16,
+            "{shared} shared, {with_own} with a thread's own"
+        );
+    }
 }
