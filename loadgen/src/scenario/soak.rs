@@ -64,15 +64,9 @@ impl Counters {
     }
 }
 
-/// The sum of `name` over its label sets in a Prometheus text page.
+/// The sum of `name` over its label sets (0 when absent).
 fn counter(text: &str, name: &str) -> u64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    super::cluster::metric_sum(text, name).unwrap_or(0.0) as u64
 }
 
 /// Room pushes made and refused, by the publisher thread.
@@ -83,7 +77,7 @@ struct Pushes {
 }
 
 /// Pushes QoS 0 messages to the rooms in turn at `rate` a second until
-/// `until` (or the stop), through the gateway's admin API.
+/// `until`, through the gateway's admin API.
 fn publish(common: &Common, rooms: u64, rate: f64, until: Instant, p: Arc<Pushes>) {
     let mut pubr = crate::publish::Publisher::gateway(common.admin);
     let t0 = Instant::now();
