@@ -34,12 +34,7 @@ enum End {
 /// the idle state at about 670 B (was 1.5 KB).
 pub(super) async fn run(w: Rc<Worker>, user: u64) {
     let mut backoff = Duration::from_millis(100);
-    let mut first = true;
     loop {
-        if !first {
-            w.connecting.set(w.connecting.get() + 1);
-        }
-        first = false;
         match once(&w, user).await {
             End::Stopped => break,
             End::Stormed => backoff = Duration::from_millis(100),
@@ -58,6 +53,7 @@ pub(super) async fn run(w: Rc<Worker>, user: u64) {
         if w.shared.stopping() {
             break;
         }
+        w.connecting.set(w.connecting.get() + 1);
     }
     w.live.set(w.live.get() - 1);
 }
