@@ -23,7 +23,7 @@ use std::rc::Rc;
 
 use super::reader::{self, ReadEnd};
 use super::tables::ConnKey;
-use super::wake::yield_now;
+use super::wake::{runtime_turn, waited};
 use super::Shard;
 use crate::sys;
 
@@ -90,19 +90,24 @@ impl Shard {
             }
             if n == EVENTS || !self.poller.again.borrow().is_empty() {
                 // More is waiting. Let the shard's other tasks (the flusher,
-                // the router) run, and let the runtime poll its driver too:
-                // a yield alone keeps a task always ready, and on the epoll
-                // driver that starves every other socket's readiness (the
-                // listeners', the bus links') while one client floods.
-                // A timer of zero makes the runtime park once, without
-                // waiting.
-                yield_now().await;
-                monoio::time::sleep(std::time::Duration::ZERO).await;
+                // the router, the listeners' accepts) and the runtime's
+                // driver and timers run first.
+                runtime_turn().await;
                 continue;
             }
-            if waiter.readable(false).await.is_err() {
+            let (ready, waited) = waited(waiter.readable(false)).await;
+            if ready.is_err() {
                 tracing::error!(shard = self.id, "epoll set poll failed");
                 return;
+            }
+            if !waited {
+                // The set was already known readable: the legacy driver
+                // answers that without a turn of the runtime (io_uring
+                // always goes through the ring). A client writing without
+                // pause keeps it readable, so without this turn the loop
+                // would never give one, and the listeners and timers would
+                // starve.
+                runtime_turn().await;
             }
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use proto::v1::{server_frame::Frame, Qos};
 
 use super::tables::ConnKey;
-use super::wake::yield_now;
+use super::wake::{runtime_turn, waited, yield_now};
 use super::Shard;
 use crate::cluster::envelope;
 use crate::cluster::remote::Kind;
@@ -49,11 +49,17 @@ impl Shard {
             if !mesh.park(self.id) {
                 continue;
             }
-            if waiter.readable(false).await.is_err() {
+            let (ready, waited) = waited(waiter.readable(false)).await;
+            if ready.is_err() {
                 tracing::error!(shard = self.id, "eventfd poll failed");
                 return;
             }
             sys::eventfd_drain(efd);
+            if !waited {
+                // Already readable: the legacy driver answered without a
+                // turn of the runtime (see the poller); give it one.
+                runtime_turn().await;
+            }
         }
     }
 

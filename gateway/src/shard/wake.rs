@@ -107,3 +107,29 @@ pub fn yield_now() -> impl Future<Output = ()> {
     }
     Yield(false)
 }
+
+/// Gives the runtime a full turn: the shard's other tasks run, and the
+/// runtime polls its driver and fires due timers. A yield alone is not
+/// enough: it keeps the task always ready, and a runtime with a ready task
+/// only submits (the legacy driver's zero-timeout epoll), never firing
+/// timers. A timer of zero makes the runtime park once, without waiting.
+pub async fn runtime_turn() {
+    yield_now().await;
+    monoio::time::sleep(std::time::Duration::ZERO).await;
+}
+
+/// Awaits `fut` and says whether it had to wait (returned `Pending` at
+/// least once), i.e. whether the runtime got a turn meanwhile.
+pub async fn waited<F: Future>(fut: F) -> (F::Output, bool) {
+    let mut fut = std::pin::pin!(fut);
+    let mut pending = false;
+    let out = poll_fn(|cx| match fut.as_mut().poll(cx) {
+        Poll::Ready(out) => Poll::Ready(out),
+        Poll::Pending => {
+            pending = true;
+            Poll::Pending
+        }
+    })
+    .await;
+    (out, pending)
+}
