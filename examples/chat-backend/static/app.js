@@ -91,7 +91,10 @@ function onMessage(m) {
     return;
   }
   if (body.type === 'msg') addMessage(body);
-  else if (body.type === 'presence') renderOnline(body.online);
+  else if (body.type === 'presence') {
+    presencePushes += 1;
+    renderOnline(body.online);
+  }
   else if (body.type === 'error') notice(body.text);
 }
 
@@ -172,9 +175,17 @@ async function send(text) {
   }
 }
 
+// Presence pushes seen so far. A push that arrives while `/api/online` is in
+// flight was made after a change the answer may not include, so the answer
+// is dropped then: the push is at least as new, and every later change
+// brings its own push.
+let presencePushes = 0;
+
 async function refreshOnline() {
+  const seen = presencePushes;
   try {
-    renderOnline((await (await fetch('/api/online')).json()).online);
+    const { online } = await (await fetch('/api/online')).json();
+    if (presencePushes === seen) renderOnline(online);
   } catch (e) {
     notice(`online: ${e.message}`);
   }
