@@ -10,7 +10,8 @@
 #   of holding, and wait up to HOLD_SECS for all of them to be back.
 # Env: SHARDS (80), RATE (connects/s, 20000), WORKERS (0 = one per 12.5k),
 #      IN_FLIGHT (connects in flight per loadgen worker, 64), HEARTBEAT_MS
-#      (25000), DRIVER (auto).
+#      (25000), DRIVER (auto), READ_COALESCE_US (0: the gateway's
+#      read_coalesce_us).
 # The ramp goes as fast as the box takes it: RATE is a ceiling, IN_FLIGHT
 # bounds the attempts waiting (80 workers x 64 = 5,120), so on a saturated
 # box a connect waits about a second in the queue instead of piling up
@@ -32,6 +33,7 @@ secret=million-$$
 out=$(mktemp)
 target/release/gateway --ws-listen 0.0.0.0:8080 --tcp-listen 0.0.0.0:8081 \
     --admin-listen 127.0.0.1:8082 --shards "${SHARDS:-80}" --driver "${DRIVER:-auto}" \
+    --read-coalesce-us "${READ_COALESCE_US:-0}" \
     --jwt-secret "$secret" --heartbeat-timeout-ms 120000 >"$out" 2>"$out.err" &
 gw=$!
 trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true; rm -f "$out" "$out.err"' EXIT

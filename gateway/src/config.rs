@@ -100,6 +100,15 @@ pub struct Config {
     /// deadline (handshake, heartbeat, token expiry, retransmit), 1 to 1000.
     /// Default `50`.
     pub timer_tick_ms: u64,
+    /// Read coalescing in microseconds, 0 to 100000: after a round that
+    /// read input, a shard waits this long before it looks for more, so one
+    /// wake-up reads what many connections sent meanwhile; it goes back to
+    /// waking on readiness once a look finds nothing. For a node whose
+    /// connections are mostly idle (heartbeats), at the price of up to this
+    /// much added to the read of a frame that arrives during the wait (the
+    /// runtime's timers round it up to whole milliseconds). Default `0`:
+    /// every readiness is read at once.
+    pub read_coalesce_us: u64,
     /// `[auth]`: how client tokens are verified.
     pub auth: AuthConfig,
     /// `[limits]`: per-connection limits.
@@ -251,6 +260,7 @@ impl Default for Config {
             driver: Driver::Auto,
             pin_shards: true,
             timer_tick_ms: 50,
+            read_coalesce_us: 0,
             auth: AuthConfig::default(),
             limits: Limits::default(),
             drain: DrainConfig::default(),

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use common::*;
 use proto::codec::Encoding;
 
-driver_tests!(a_flooding_client_does_not_stall_its_shard);
+driver_tests!(
+    a_flooding_client_does_not_stall_its_shard,
+    coalesced_reads_answer_and_route
+);
 
 fn a_flooding_client_does_not_stall_its_shard(driver: Driver) {
     // One shard: both clients share it. No frame rate cap, or the flooder
@@ -51,4 +54,21 @@ fn a_flooding_client_does_not_stall_its_shard(driver: Driver) {
         "answered while {during} bytes of flood were written"
     );
     drop(flooder);
+}
+
+/// Read coalescing (`read_coalesce_us`) changes when a shard reads, not
+/// what: pings are answered and messages routed, in order, across
+/// transports and shards.
+fn coalesced_reads_answer_and_route(driver: Driver) {
+    let gw = Gateway::start(driver, &["--read-coalesce-us", "20000"]);
+    let mut alice = gw.connect(WS, "alice", "d");
+    let mut bob = gw.connect(TCP, "bob", "d");
+    for i in 0..20 {
+        alice.ping(i);
+        bob.ping(i);
+        let id = format!("m{i}");
+        bob.send(&to_user("alice", &id, id.as_bytes()));
+        assert!(bob.result_for(&id).accepted);
+        assert_eq!(&alice.deliver().payload[..], id.as_bytes());
+    }
 }

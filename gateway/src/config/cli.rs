@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Runtime driver (driver)
     #[arg(long, value_enum, global = true)]
     pub driver: Option<Driver>,
+    /// Microseconds a shard waits after a round that read input before it
+    /// reads again, 0 = off (read_coalesce_us)
+    #[arg(long, value_name = "US", global = true)]
+    pub read_coalesce_us: Option<u64>,
     /// HMAC secret for client JWTs (auth.jwt_secret); visible in `ps`, prefer the config file
     #[arg(long, value_name = "SECRET", global = true)]
     pub jwt_secret: Option<String>,
@@ -179,6 +183,7 @@ impl std::fmt::Debug for RunArgs {
             .field("admin_listen", &self.admin_listen)
             .field("shards", &self.shards)
             .field("driver", &self.driver)
+            .field("read_coalesce_us", &self.read_coalesce_us)
             .field(
                 "jwt_secret",
                 &self.jwt_secret.as_ref().map(|_| "<redacted>"),
@@ -238,6 +243,7 @@ impl RunArgs {
         set(&self.admin_listen, &mut config.admin_listen);
         set(&self.shards, &mut config.shards);
         set(&self.driver, &mut config.driver);
+        set(&self.read_coalesce_us, &mut config.read_coalesce_us);
         if self.jwt_secret.is_some() || self.jwt_public_key.is_some() || self.jwks_file.is_some() {
             config.auth.jwt_secret = self.jwt_secret.clone();
             config.auth.jwt_public_key = self.jwt_public_key.clone();

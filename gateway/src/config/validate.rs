@@ -42,6 +42,13 @@ impl Config {
             tick,
             "must be 1 to 1000",
         )?;
+        let coalesce = self.read_coalesce_us;
+        check(
+            coalesce <= 100_000,
+            "read_coalesce_us",
+            coalesce,
+            "must be at most 100000 (100 ms)",
+        )?;
 
         let l = &self.limits;
         let frame = l.max_frame_bytes;

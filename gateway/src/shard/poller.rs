@@ -76,6 +76,7 @@ impl Shard {
         };
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
         let mut again = Vec::new();
+        let coalesce = std::time::Duration::from_micros(self.node.config.read_coalesce_us);
         loop {
             self.tick_clock();
             std::mem::swap(&mut again, &mut *self.poller.again.borrow_mut());
@@ -93,6 +94,13 @@ impl Shard {
                 // the router, the listeners' accepts) and the runtime's
                 // driver and timers run first.
                 runtime_turn().await;
+                continue;
+            }
+            if n > 0 && !coalesce.is_zero() {
+                // Read coalescing: look again after the wait instead of
+                // waking on the next readiness; a look that finds nothing
+                // goes back to waiting on readiness.
+                monoio::time::sleep(coalesce).await;
                 continue;
             }
             let (ready, waited) = waited(waiter.readable(false)).await;

@@ -39,6 +39,7 @@ fn defaults() {
         (c.shards, c.driver, c.pin_shards, c.timer_tick_ms),
         (0, Driver::Auto, true, 50)
     );
+    assert_eq!(c.read_coalesce_us, 0, "read coalescing is off by default");
     assert!(c.shard_count() >= 1);
     assert_eq!(c.timer_tick(), Duration::from_millis(50));
     let l = &c.limits;
@@ -135,6 +136,7 @@ fn toml_with_sections() {
         driver = "legacy"
         pin_shards = false
         timer_tick_ms = 10
+        read_coalesce_us = 5000
 
         [auth]
         jwt_secret = "s3cret"
@@ -161,7 +163,7 @@ fn toml_with_sections() {
         (c.shards, c.shard_count(), c.driver, c.pin_shards),
         (4, 4, Driver::Legacy, false)
     );
-    assert_eq!(c.timer_tick_ms, 10);
+    assert_eq!((c.timer_tick_ms, c.read_coalesce_us), (10, 5000));
     assert_eq!(c.auth.jwt_secret.as_deref(), Some("s3cret"));
     assert_eq!(c.limits.max_frame_bytes, 1024);
     assert_eq!(c.limits.send_queue_bytes, 262_144);

@@ -4,7 +4,7 @@ use super::*;
 #[test]
 fn validation_errors() {
     type Edit = fn(&mut Config);
-    let cases: [(Edit, &str); 18] = [
+    let cases: [(Edit, &str); 19] = [
         (|c| c.node_id = String::new(), "invalid node_id"),
         (|c| c.node_id = "has space".into(), "invalid node_id"),
         (|c| c.node_id = "x".repeat(129), "invalid node_id"),
@@ -14,6 +14,10 @@ fn validation_errors() {
         ),
         (|c| c.shards = 1025, "invalid shards = 1025"),
         (|c| c.timer_tick_ms = 0, "invalid timer_tick_ms"),
+        (
+            |c| c.read_coalesce_us = 100_001,
+            "invalid read_coalesce_us = 100001",
+        ),
         (
             |c| c.limits.max_frame_bytes = 0,
             "invalid limits.max_frame_bytes = 0",
