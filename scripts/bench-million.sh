@@ -31,10 +31,10 @@ ip addr add 127.0.0.2/8 dev lo 2>/dev/null || true
 
 secret=million-$$
 out=$(mktemp)
-target/release/gateway --ws-listen 0.0.0.0:8080 --tcp-listen 0.0.0.0:8081 \
-    --admin-listen 127.0.0.1:8082 --shards "${SHARDS:-80}" --driver "${DRIVER:-auto}" \
-    --read-coalesce-us "${READ_COALESCE_US:-0}" \
-    --jwt-secret "$secret" --heartbeat-timeout-ms 120000 >"$out" 2>"$out.err" &
+gateway=(target/release/gateway --ws-listen 0.0.0.0:8080 --tcp-listen 0.0.0.0:8081
+    --admin-listen 127.0.0.1:8082 --shards "${SHARDS:-80}" --driver "${DRIVER:-auto}"
+    --read-coalesce-us "${READ_COALESCE_US:-0}" --heartbeat-timeout-ms 120000)
+"${gateway[@]}" --jwt-secret "$secret" >"$out" 2>"$out.err" &
 gw=$!
 trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true; rm -f "$out" "$out.err"' EXIT
 for _ in $(seq 300); do grep -q '^ready ' "$out" && break; sleep 0.1; done
@@ -49,4 +49,9 @@ esac
 LOADGEN_JWT_SECRET=$secret target/release/loadgen --target gateway --addr 127.0.0.1:8080 \
     --spread 100 --rate "${RATE:-20000}" --workers "${WORKERS:-0}" --in-flight "${IN_FLIGHT:-64}" \
     --heartbeat-ms "${HEARTBEAT_MS:-25000}" --handshake-timeout-ms 30000 \
-    --server-pid "$gw" --admin 127.0.0.1:8082 --label "$label" "${args[@]}"
+    --server-pid "$gw" --admin 127.0.0.1:8082 --label "$label" "${args[@]}" | tee "$out.loadgen" || status=$?
+# The summary names the loadgen's command; the gateway's goes beside it.
+dir=$(sed -n 's/^results: //p' "$out.loadgen" | tail -1)
+[ -n "$dir" ] && echo "- gateway: \`${gateway[*]} --jwt-secret <secret>\`" >>"$dir/summary.md"
+rm -f "$out.loadgen"
+exit "${status:-0}"
