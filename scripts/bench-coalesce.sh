@@ -27,6 +27,6 @@ for d in 0 "$us"; do
     LOADGEN_JWT_SECRET=$secret target/release/loadgen --target gateway --wire ws --addr "$ws" \
         --server-pid "$gw_pid" --admin "$admin" --label "coalesce-$d" \
         direct --conns "$conns" --msg-rate "$rate" --secs "$secs"
-    kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; gw_pid=
-    : >"$out"
+    kill "$gw_pid" 2>/dev/null || { echo "bench-coalesce: the gateway exited during the run" >&2; cat "$out.err" >&2; exit 1; }
+    wait "$gw_pid" 2>/dev/null || true; gw_pid=
 done

@@ -36,7 +36,7 @@ gateway=(target/release/gateway --ws-listen 0.0.0.0:8080 --tcp-listen 0.0.0.0:80
     --read-coalesce-us "${READ_COALESCE_US:-0}" --heartbeat-timeout-ms 120000)
 "${gateway[@]}" --jwt-secret "$secret" >"$out" 2>"$out.err" &
 gw=$!
-trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true; rm -f "$out" "$out.err"' EXIT
+trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true; rm -f "$out" "$out.err" "$out.loadgen"' EXIT
 for _ in $(seq 300); do grep -q '^ready ' "$out" && break; sleep 0.1; done
 grep '^ready ' "$out" || { echo "bench-million: gateway did not start" >&2; cat "$out.err" >&2; exit 1; }
 
@@ -53,5 +53,4 @@ LOADGEN_JWT_SECRET=$secret target/release/loadgen --target gateway --addr 127.0.
 # The summary names the loadgen's command; the gateway's goes beside it.
 dir=$(sed -n 's/^results: //p' "$out.loadgen" | tail -1)
 [ -n "$dir" ] && echo "- gateway: \`${gateway[*]} --jwt-secret <secret>\`" >>"$dir/summary.md"
-rm -f "$out.loadgen"
 exit "${status:-0}"

@@ -105,9 +105,10 @@ pub struct Config {
     /// wake-up reads what many connections sent meanwhile; it goes back to
     /// waking on readiness once a look finds nothing. For a node whose
     /// connections are mostly idle (heartbeats), at the price of up to this
-    /// much added to the read of a frame that arrives during the wait (the
-    /// runtime's timers round it up to whole milliseconds). Default `0`:
-    /// every readiness is read at once.
+    /// much added to the read of a frame that arrives during the wait (and
+    /// to noticing that a blocked client's socket can take output again, or
+    /// that a peer hung up); the runtime's timers round it up to whole
+    /// milliseconds. Default `0`: every readiness is read at once.
     pub read_coalesce_us: u64,
     /// `[auth]`: how client tokens are verified.
     pub auth: AuthConfig,

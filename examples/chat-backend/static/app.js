@@ -175,17 +175,20 @@ async function send(text) {
   }
 }
 
-// Presence pushes seen so far. A push that arrives while `/api/online` is in
-// flight was made after a change the answer may not include, so the answer
-// is dropped then: the push is at least as new, and every later change
-// brings its own push.
+// Presence pushes seen so far, and `/api/online` asks made. A push that
+// arrives while an ask is in flight was made after a change the answer may
+// not include, so the answer is dropped then: the push is at least as new,
+// and every later change brings its own push. So is the answer to an ask
+// overtaken by a later ask (two quick reconnects).
 let presencePushes = 0;
+let onlineAsks = 0;
 
 async function refreshOnline() {
   const seen = presencePushes;
+  const ask = ++onlineAsks;
   try {
     const { online } = await (await fetch('/api/online')).json();
-    if (presencePushes === seen) renderOnline(online);
+    if (presencePushes === seen && ask === onlineAsks) renderOnline(online);
   } catch (e) {
     notice(`online: ${e.message}`);
   }

@@ -23,7 +23,7 @@ use std::rc::Rc;
 
 use super::reader::{self, ReadEnd};
 use super::tables::ConnKey;
-use super::wake::{runtime_turn, waited};
+use super::wake::{runtime_turn, waited, Turns};
 use super::Shard;
 use crate::sys;
 
@@ -77,6 +77,7 @@ impl Shard {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
         let mut again = Vec::new();
         let coalesce = std::time::Duration::from_micros(self.node.config.read_coalesce_us);
+        let turns = Turns::default();
         loop {
             self.tick_clock();
             std::mem::swap(&mut again, &mut *self.poller.again.borrow_mut());
@@ -103,20 +104,14 @@ impl Shard {
                 monoio::time::sleep(coalesce).await;
                 continue;
             }
-            let (ready, waited) = waited(waiter.readable(false)).await;
+            let (ready, did_wait) = waited(waiter.readable(false)).await;
             if ready.is_err() {
                 tracing::error!(shard = self.id, "epoll set poll failed");
                 return;
             }
-            if !waited {
-                // The set was already known readable: the legacy driver
-                // answers that without a turn of the runtime (io_uring
-                // always goes through the ring). A client writing without
-                // pause keeps it readable, so without this turn the loop
-                // would never give one, and the listeners and timers would
-                // starve.
-                runtime_turn().await;
-            }
+            // A client writing without pause keeps the set readable; on the
+            // legacy driver that wait then gave the runtime no turn.
+            turns.after_wait(did_wait).await;
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use proto::v1::{server_frame::Frame, Qos};
 
 use super::tables::ConnKey;
-use super::wake::{runtime_turn, waited, yield_now};
+use super::wake::{waited, yield_now, Turns};
 use super::Shard;
 use crate::cluster::envelope;
 use crate::cluster::remote::Kind;
@@ -33,6 +33,7 @@ impl Shard {
                 return;
             }
         };
+        let turns = Turns::default();
         loop {
             self.tick_clock();
             let mut handled = 0;
@@ -49,17 +50,15 @@ impl Shard {
             if !mesh.park(self.id) {
                 continue;
             }
-            let (ready, waited) = waited(waiter.readable(false)).await;
+            let (ready, did_wait) = waited(waiter.readable(false)).await;
             if ready.is_err() {
                 tracing::error!(shard = self.id, "eventfd poll failed");
                 return;
             }
             sys::eventfd_drain(efd);
-            if !waited {
-                // Already readable: the legacy driver answered without a
-                // turn of the runtime (see the poller); give it one.
-                runtime_turn().await;
-            }
+            // Other shards writing without pause keep the eventfd readable
+            // (see `Turns`).
+            turns.after_wait(did_wait).await;
         }
     }
 

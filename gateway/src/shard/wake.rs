@@ -109,17 +109,19 @@ pub fn yield_now() -> impl Future<Output = ()> {
 }
 
 /// Gives the runtime a full turn: the shard's other tasks run, and the
-/// runtime polls its driver and fires due timers. A yield alone is not
-/// enough: it keeps the task always ready, and a runtime with a ready task
-/// only submits (the legacy driver's zero-timeout epoll), never firing
-/// timers. A timer of zero makes the runtime park once, without waiting.
+/// runtime polls its driver and fires due timers. A yield alone lets the
+/// runtime poll its driver (with a task ready it submits: the legacy
+/// driver's zero-timeout epoll) but never fire timers: those fire when it
+/// parks. A timer of zero makes it park once; monoio rounds that timer up
+/// to the next millisecond, so this can take up to 1 ms.
 pub async fn runtime_turn() {
     yield_now().await;
     monoio::time::sleep(std::time::Duration::ZERO).await;
 }
 
 /// Awaits `fut` and says whether it had to wait (returned `Pending` at
-/// least once), i.e. whether the runtime got a turn meanwhile.
+/// least once). A wait answered at once gave the runtime no turn at all;
+/// one that waited let other tasks run, though not necessarily timers.
 pub async fn waited<F: Future>(fut: F) -> (F::Output, bool) {
     let mut fut = std::pin::pin!(fut);
     let mut pending = false;
@@ -132,4 +134,36 @@ pub async fn waited<F: Future>(fut: F) -> (F::Output, bool) {
     })
     .await;
     (out, pending)
+}
+
+/// Rounds in a row answered without a turn between two full turns.
+const FULL_TURN_EVERY: u32 = 16;
+
+/// The runtime's turns in a loop that waits on readiness. The legacy driver
+/// answers a readiness it already knows at once, without `Pending`: a peer
+/// that keeps a socket readable would keep such a loop from ever giving
+/// the runtime a turn, and the listeners, the other sockets and the timers
+/// would starve (io_uring always goes through the ring and always waits).
+#[derive(Default)]
+pub struct Turns {
+    unanswered: Cell<u32>,
+}
+
+impl Turns {
+    /// After a wait that reported `waited`: when it gave no turn, yields
+    /// (the runtime polls its driver), and every `FULL_TURN_EVERY`th time in
+    /// a row gives a full turn (timers too).
+    pub async fn after_wait(&self, waited: bool) {
+        if waited {
+            self.unanswered.set(0);
+            return;
+        }
+        let n = self.unanswered.get() + 1;
+        self.unanswered.set(n);
+        if n.is_multiple_of(FULL_TURN_EVERY) {
+            runtime_turn().await;
+        } else {
+            yield_now().await;
+        }
+    }
 }

@@ -2,20 +2,24 @@
 //! descriptor, and readiness waits through the shard's runtime (a poll on a
 //! duplicate, `wake::readiness`), which may be dropped at any time: no
 //! bytes are ever in flight inside a cancelled future.
+use std::cell::Cell;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use super::super::wake::{self, Notify};
+use super::super::wake::{self, Notify, Turns};
 use crate::sys::{self, Io};
 
 /// Largest read per call.
 const READ_CHUNK: usize = 64 * 1024;
+/// Reads between two waits: a peer streaming without pause gets this much
+/// of its shard's time before the shard's other tasks run.
+const READS_PER_TURN: u32 = 16;
 
 /// What a read found.
 pub(super) enum Read {
     /// Bytes are in the buffer (and more may follow).
     Data,
-    /// Nothing more for now.
+    /// Nothing more for now, or the turn's share was read: wait.
     Empty,
     /// The peer closed, or the socket failed.
     Closed,
@@ -26,6 +30,9 @@ pub(super) struct Sock {
     carrier: monoio::net::TcpStream,
     out: Vec<u8>,
     sent: usize,
+    /// Reads since the last wait.
+    reads: Cell<u32>,
+    turns: Turns,
 }
 
 impl Sock {
@@ -37,12 +44,19 @@ impl Sock {
             carrier,
             out: Vec::new(),
             sent: 0,
+            reads: Cell::new(0),
+            turns: Turns::default(),
         })
     }
 
     /// Reads what is there into `buf` (cleared first).
     pub(super) fn read(&self, buf: &mut Vec<u8>) -> Read {
         buf.clear();
+        if self.reads.get() >= READS_PER_TURN {
+            // The rest is read after the wait, which finds it readable.
+            return Read::Empty;
+        }
+        self.reads.set(self.reads.get() + 1);
         buf.reserve(READ_CHUNK);
         match sys::recv(self.fd.as_raw_fd(), buf) {
             Ok(Io::Done(0)) | Err(_) => Read::Closed,
@@ -97,12 +111,18 @@ impl Sock {
                 None => std::future::pending::<()>().await,
             }
         };
-        monoio::select! {
-            _ = self.carrier.readable(false) => {}
-            _ = writable => {}
-            _ = wake.notified() => {}
-            _ = sleep => {}
-        }
+        let ((), did_wait) = wake::waited(async {
+            monoio::select! {
+                _ = self.carrier.readable(false) => {}
+                _ = writable => {}
+                _ = wake.notified() => {}
+                _ = sleep => {}
+            }
+        })
+        .await;
+        self.reads.set(0);
+        // A peer that keeps the socket readable: see `Turns`.
+        self.turns.after_wait(did_wait).await;
     }
 }
 
