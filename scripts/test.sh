@@ -25,6 +25,7 @@ fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 
 echo "== fmt"; cargo fmt --all --check
+echo "== layers (gateway/src: no module imports a higher layer; see gateway/src/lib.rs)"; cargo test -q -p gateway --test layers
 echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== tests"; cargo test --workspace
 echo "== JS client SDK against the real binary"; scripts/test-js.sh

@@ -20,7 +20,7 @@ pub use auth::AuthConfig;
 pub use backend::BackendConfig;
 pub use cluster::{ClusterConfig, RoutePolicy};
 pub use limits::{DrainConfig, Limits};
-pub use qos::QosConfig;
+pub use qos::{QosConfig, WhenFull};
 pub use tls::TlsConfig;
 mod cli;
 mod error;

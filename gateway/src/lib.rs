@@ -12,6 +12,18 @@
 //! shards. `clock` is the one clock; `proto` (another crate) holds every
 //! parser of network bytes.
 //!
+//! Layers, from the bottom. A module imports only modules of its own layer
+//! or below, and no two modules import each other, directly or around a
+//! circle (`tests/layers.rs` reads this list and checks every `crate::`
+//! path of every file against it):
+//!
+//! 0. base: clock, wheel, sys, stats, rate, heap, hot, outbound, grants
+//! 1. settings: config, auth, admission
+//! 2. protocol: session, store, cluster
+//! 3. queues: mesh
+//! 4. services: backend, shard
+//! 5. composition: control
+//!
 //! This crate must never: block a shard thread, share shard state across
 //! threads behind a lock on the per-message path, panic on client input, or
 //! let one client's input grow memory without bound.
@@ -29,8 +41,10 @@ pub mod heap;
 pub mod hot;
 pub mod mesh;
 pub mod outbound;
+pub mod rate;
 pub mod session;
 mod shard;
+pub mod stats;
 pub mod store;
 pub mod sys;
 pub mod wheel;

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use crossbeam_queue::ArrayQueue;
+use crossbeam_queue::{ArrayQueue, SegQueue};
 
 use crate::cluster::envelope::PeerMsg;
 use crate::cluster::Peers;
@@ -153,14 +153,30 @@ pub enum DataMsg {
     },
     /// At a shard: its QoS 1 store has completions to collect.
     StoreReady,
-    /// At the connection's shard: the backend's decision on a join or a
-    /// publish (`backend::hook`).
+}
+
+/// What a backend service (a thread: the authorization hook's workers, a
+/// shard's upstream writer) answers a connection. Replies have their own
+/// queue per shard, apart from `ShardMsg`, because their senders must never
+/// wait or drop them: pushing one never fails and never blocks (see
+/// `Mesh::reply`). Each is the answer to one request a shard made, and each
+/// service bounds its own requests in flight, so the queue is bounded by
+/// what the services hold (`backend::hook`'s queue and workers, the upstream
+/// writer's queue).
+#[allow(missing_docs)]
+pub enum Reply {
+    /// The backend's decision on a join or a publish (`backend::hook`).
     Authorized {
         reply: ReplyTo,
-        action: crate::backend::hook::Action,
+        action: crate::session::Action,
         room: Arc<str>,
         allow: bool,
         send: Option<Box<proto::v1::Send>>,
+    },
+    /// The outcome of a send to the backend stream (`backend::upstream`).
+    SendDone {
+        reply: ReplyTo,
+        result: Box<proto::v1::SendResult>,
     },
 }
 
@@ -190,14 +206,30 @@ pub enum Command {
     },
     /// At a holding shard: kick the user's local connections.
     KickLocal { user: Arc<str> },
-    /// Stop accepting, send go-away to everyone, exit when empty.
-    Drain,
+    /// Stop accepting, send go-away to everyone (naming where to go), exit
+    /// when empty.
+    Drain(Redirect),
     /// The registry's live peers changed: open and drop links to match.
     Peers(Peers),
 }
 
+/// Where a draining shard sends its clients: the nodes `GET /route` would
+/// choose from (the registry's view without this node), by `policy`. Built
+/// by the control plane when the drain starts; empty on a single node
+/// (clients then get no address and reconnect where they came from).
+#[derive(Debug, Clone, Default)]
+pub struct Redirect {
+    /// The other live nodes, sorted by id.
+    pub nodes: Arc<[crate::cluster::NodeInfo]>,
+    /// How `/route` picks among them.
+    pub policy: crate::config::RoutePolicy,
+    /// The reconnect hint of the go-away (`drain.reconnect_after_ms`).
+    pub reconnect_after_ms: u32,
+}
+
 struct Queue {
     ring: ArrayQueue<ShardMsg>,
+    replies: SegQueue<Reply>,
     parked: AtomicBool,
     eventfd: OwnedFd,
 }
@@ -215,6 +247,7 @@ impl Mesh {
             .map(|_| {
                 Ok(Queue {
                     ring: ArrayQueue::new(capacity.max(1)),
+                    replies: SegQueue::new(),
                     parked: AtomicBool::new(false),
                     eventfd: sys::eventfd()?,
                 })
@@ -244,10 +277,22 @@ impl Mesh {
     pub fn try_push(&self, to: usize, msg: ShardMsg) -> Result<(), ShardMsg> {
         let q = &self.queues[to];
         q.ring.push(msg)?;
+        self.wake(q);
+        Ok(())
+    }
+
+    /// Hands a backend service's reply to shard `to`: never blocks, never
+    /// fails (see `Reply` for what bounds the queue).
+    pub fn reply(&self, to: usize, reply: Reply) {
+        let q = &self.queues[to];
+        q.replies.push(reply);
+        self.wake(q);
+    }
+
+    fn wake(&self, q: &Queue) {
         if q.parked.load(Ordering::Acquire) && q.parked.swap(false, Ordering::AcqRel) {
             sys::eventfd_signal(q.eventfd.as_raw_fd());
         }
-        Ok(())
     }
 
     /// Pushes from a thread that may block (the control thread), retrying a
@@ -277,9 +322,15 @@ impl Mesh {
         self.queues[me].ring.pop()
     }
 
-    /// True when shard `me`'s queue holds nothing.
+    /// Takes the next backend reply for shard `me`.
+    pub fn pop_reply(&self, me: usize) -> Option<Reply> {
+        self.queues[me].replies.pop()
+    }
+
+    /// True when shard `me`'s queues hold nothing.
     pub fn is_idle(&self, me: usize) -> bool {
-        self.queues[me].ring.is_empty()
+        let q = &self.queues[me];
+        q.ring.is_empty() && q.replies.is_empty()
     }
 
     /// Marks shard `me` as about to sleep. Returns false when a message
@@ -287,7 +338,7 @@ impl Mesh {
     pub fn park(&self, me: usize) -> bool {
         let q = &self.queues[me];
         q.parked.store(true, Ordering::SeqCst);
-        if q.ring.is_empty() {
+        if q.ring.is_empty() && q.replies.is_empty() {
             return true;
         }
         q.parked.store(false, Ordering::SeqCst);
@@ -307,10 +358,12 @@ mod tests {
     #[test]
     fn a_full_queue_gives_the_message_back() {
         let mesh = Mesh::new(2, 1).unwrap();
-        assert!(mesh.try_push(1, Command::Drain.into()).is_ok());
+        assert!(mesh
+            .try_push(1, Command::Drain(Redirect::default()).into())
+            .is_ok());
         assert!(matches!(
-            mesh.try_push(1, Command::Drain.into()),
-            Err(ShardMsg::Command(Command::Drain))
+            mesh.try_push(1, Command::Drain(Redirect::default()).into()),
+            Err(ShardMsg::Command(Command::Drain(_)))
         ));
         assert!(mesh.pop(1).is_some());
         assert!(mesh.pop(1).is_none());
@@ -320,8 +373,10 @@ mod tests {
     fn one_wake_per_batch() {
         let mesh = Mesh::new(1, 8).unwrap();
         assert!(mesh.park(0));
-        mesh.try_push(0, Command::Drain.into()).ok();
-        mesh.try_push(0, Command::Drain.into()).ok();
+        mesh.try_push(0, Command::Drain(Redirect::default()).into())
+            .ok();
+        mesh.try_push(0, Command::Drain(Redirect::default()).into())
+            .ok();
         let mut buf = [0u8; 8];
         // SAFETY: reads 8 bytes into a live buffer from our eventfd.
         let n = unsafe { libc::read(mesh.eventfd(0), buf.as_mut_ptr().cast(), 8) };
@@ -330,9 +385,45 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_is_taken_when_the_queue_is_full_and_wakes_the_shard() {
+        let mesh = Mesh::new(1, 1).unwrap();
+        assert!(mesh
+            .try_push(0, Command::Drain(Redirect::default()).into())
+            .is_ok());
+        assert!(!mesh.park(0), "a message waits");
+        assert!(mesh.pop(0).is_some());
+        assert!(mesh
+            .try_push(0, Command::Drain(Redirect::default()).into())
+            .is_ok());
+        assert!(
+            mesh.try_push(0, Command::Drain(Redirect::default()).into())
+                .is_err(),
+            "full"
+        );
+        assert!(mesh.pop(0).is_some());
+        assert!(mesh.park(0));
+        let reply = ReplyTo {
+            shard: 0,
+            key: 1,
+            conn_id: 7,
+        };
+        let result = Box::new(proto::v1::SendResult::default());
+        mesh.reply(0, Reply::SendDone { reply, result });
+        let mut buf = [0u8; 8];
+        // SAFETY: reads 8 bytes into a live buffer from our eventfd.
+        let n = unsafe { libc::read(mesh.eventfd(0), buf.as_mut_ptr().cast(), 8) };
+        assert_eq!(n, 8, "the parked shard was woken");
+        assert!(!mesh.park(0), "park refuses while a reply waits");
+        assert!(!mesh.is_idle(0));
+        assert!(matches!(mesh.pop_reply(0), Some(Reply::SendDone { .. })));
+        assert!(mesh.is_idle(0));
+    }
+
+    #[test]
     fn park_refuses_when_messages_wait() {
         let mesh = Mesh::new(1, 8).unwrap();
-        mesh.try_push(0, Command::Drain.into()).ok();
+        mesh.try_push(0, Command::Drain(Redirect::default()).into())
+            .ok();
         assert!(!mesh.park(0));
     }
 

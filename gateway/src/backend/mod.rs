@@ -1,6 +1,4 @@
 //! Fronting a chat backend: Redis streams up (client sends to `backend`,
 //! lifecycle events) and down (the backend's pushes), and rate limits.
-pub mod downstream;
 pub mod hook;
-pub mod rate;
 pub mod upstream;

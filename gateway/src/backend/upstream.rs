@@ -26,8 +26,8 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use proto::v1::{ErrorCode, SendResult};
 
-use crate::control::node::Node;
-use crate::mesh::DataMsg;
+use crate::config::BackendConfig;
+use crate::mesh::{Mesh, Reply};
 use crate::store::redis::conn::{Client, Conn};
 use crate::store::ReplyTo;
 
@@ -74,15 +74,25 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Starts the writer of shard `shard`.
-    pub fn start(node: Arc<Node>, shard: usize, url: &str) -> anyhow::Result<Upstream> {
+    /// Starts the writer of shard `shard`: `backend` names the streams,
+    /// `dedupe_secs` is how long a QoS 1 send's id is remembered, and the
+    /// results of sends go back to the shard through `mesh`'s replies.
+    pub fn start(
+        shard: usize,
+        url: &str,
+        backend: BackendConfig,
+        dedupe_secs: u64,
+        mesh: Arc<Mesh>,
+    ) -> Result<Upstream, UpstreamError> {
         let client = Client::open(url, TIMEOUT)?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         std::thread::Builder::new()
             .name(format!("upstream-{shard}"))
             .spawn(move || {
                 Writer {
-                    node,
+                    backend,
+                    dedupe_ms: dedupe_secs.saturating_mul(1000).max(1),
+                    mesh,
                     client,
                     conn: None,
                     down: false,
@@ -100,8 +110,21 @@ impl Upstream {
     }
 }
 
+/// Why a shard's upstream writer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The Redis URL is not one.
+    #[error("redis url: {0}")]
+    Url(#[from] redis::RedisError),
+    /// The writer's thread could not be started.
+    #[error("cannot start the upstream writer: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
 struct Writer {
-    node: Arc<Node>,
+    backend: BackendConfig,
+    dedupe_ms: u64,
+    mesh: Arc<Mesh>,
     client: Client,
     conn: Option<Conn>,
     down: bool,
@@ -129,8 +152,8 @@ impl Writer {
     }
 
     fn write(&mut self, batch: &mut Vec<Op>) {
-        let b = &self.node.config.backend;
-        let dedupe_ms = self.node.config.qos.dedupe_secs.saturating_mul(1000).max(1);
+        let b = &self.backend;
+        let dedupe_ms = self.dedupe_ms;
         let cmds: Vec<redis::Cmd> = batch
             .iter()
             .map(|op| match op {
@@ -210,14 +233,12 @@ impl Writer {
                 },
                 None => rejected(client_msg_id, "backend stream unavailable: retry"),
             };
-            let done = DataMsg::SendDone {
+            let done = Reply::SendDone {
                 reply: to,
                 result: Box::new(result),
             };
-            let _ = self
-                .node
-                .mesh
-                .push_blocking(to.shard as usize, done.into(), TIMEOUT);
+            // Never blocks, never lost: the sender waits for this answer.
+            self.mesh.reply(to.shard as usize, done);
         }
     }
 

@@ -1,9 +1,10 @@
-//! Many nodes: the registry, the peers' interest, the bus envelopes and
-//! client routing. The links themselves are `relay`'s state machines, driven
-//! by the shards (`shard::bus`); this module holds what is not per shard.
+//! Many nodes: the registry's view, the peers' interest, the bus envelopes
+//! and client routing, as values and pure functions. The links themselves
+//! are `relay`'s state machines, driven by the shards (`shard::bus`); the
+//! registry's thread is `control::registry`.
 //!
 //! The design, in the order a message meets it:
-//! - **Registry** (`registry`): every node keeps an entry in Redis
+//! - **Registry** (`control::registry`): every node keeps an entry in Redis
 //!   (`im:{cluster}:node:ID`, a JSON [`NodeInfo`] with a TTL, indexed by the
 //!   `im:{cluster}:nodes` set; one hash tag, so it works on Redis Cluster).
 //!   The control thread refreshes it every third of the TTL and reads the
@@ -38,7 +39,6 @@
 //!   knew. When Redis answers again the entries are written at once.
 pub mod envelope;
 pub mod presence;
-pub mod registry;
 pub mod remote;
 pub mod route;
 

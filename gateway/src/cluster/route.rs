@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::NodeInfo;
+use super::{NodeInfo, View};
 use crate::config::RoutePolicy;
-use crate::control::node::Node;
 
 /// The answer: `{"node": ID, "ws": "ws://HOST:PORT/ws", "tcp": "HOST:PORT"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -33,7 +32,11 @@ impl Route {
 
 /// Answers `GET /route?user=U&room=R` from the node's registry view:
 /// `Ok(None)` when every node drains, `Err` for a malformed query.
-pub fn answer(node: &Node, query: &str) -> Result<Option<Route>, &'static str> {
+pub fn answer(
+    view: &View,
+    policy: RoutePolicy,
+    query: &str,
+) -> Result<Option<Route>, &'static str> {
     let (mut user, mut room) = (None, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -44,20 +47,19 @@ pub fn answer(node: &Node, query: &str) -> Result<Option<Route>, &'static str> {
             _ => {}
         }
     }
-    let nodes = node.view.nodes();
-    let policy = node.config.cluster.route_policy;
-    let turn = node.view.next_turn();
+    let nodes = view.nodes();
+    let turn = view.next_turn();
     Ok(pick(policy, &nodes, user.as_deref(), room.as_deref(), turn).map(Route::to))
 }
 
 /// `GET /route` on the client port (plain HTTP, no upgrade), for sessions.
-pub fn http_hook(node: Arc<Node>) -> crate::session::HttpHook {
+pub fn http_hook(view: Arc<View>, policy: RoutePolicy) -> crate::session::HttpHook {
     Arc::new(move |target: &str| {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         if path != "/route" {
             return None;
         }
-        Some(match answer(&node, query) {
+        Some(match answer(&view, policy, query) {
             Ok(Some(r)) => (200, serde_json::to_string(&r).unwrap_or_default()),
             Ok(None) => (
                 503,

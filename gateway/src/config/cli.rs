@@ -77,7 +77,7 @@ pub struct RunArgs {
     /// A direct QoS 1 send to a full inbox: refuse (INBOX_FULL) or drop the
     /// oldest (qos.direct_when_full)
     #[arg(long, value_name = "POLICY", global = true)]
-    pub direct_when_full: Option<crate::store::WhenFull>,
+    pub direct_when_full: Option<crate::config::WhenFull>,
     /// First QoS 1 retransmit timeout in ms (qos.retransmit_ms)
     #[arg(long, value_name = "MS", global = true)]
     pub retransmit_ms: Option<u64>,

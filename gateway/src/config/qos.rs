@@ -42,7 +42,17 @@ pub struct QosConfig {
     pub direct_when_full: WhenFull,
 }
 
-pub use crate::store::WhenFull;
+/// What an append does when the user's inbox is at its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Store it and drop the oldest (devices that had not acked it are told
+    /// with a `gap`).
+    DropOldest,
+    /// Refuse it (`StoreErrorKind::Full`), nothing stored.
+    Refuse,
+}
 
 impl Default for QosConfig {
     fn default() -> Self {

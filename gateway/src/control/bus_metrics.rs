@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use super::metrics::{counter_header, gauge_header, ShardStats};
+use super::metrics::{counter_header, gauge_header};
+use crate::stats::ShardStats;
 
 /// A metric: name, help, and how to read it.
 type Row<T> = (&'static str, &'static str, fn(&T) -> u64);
@@ -164,7 +165,7 @@ pub(super) fn render_registry(
 /// Appends the backend streams' counters to `o`.
 pub(super) fn render_backend(o: &mut String, node: &crate::control::node::Node) {
     let d = &node.downstream;
-    let rows: [Row<crate::backend::downstream::Counters>; 4] = [
+    let rows: [Row<crate::control::downstream::Counters>; 4] = [
         (
             "gateway_downstream_entries_total",
             "Downstream entries pushed and acknowledged.",

@@ -1,5 +1,7 @@
 //! Tests of `metrics`.
 use super::*;
+use proto::v1::ErrorCode;
+use std::time::Duration;
 
 #[test]
 fn sums_shards_and_names_codes() {

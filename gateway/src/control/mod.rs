@@ -3,16 +3,25 @@
 //!
 //! - `node`: start-up order, the shards, the admin and signal threads, drain.
 //! - `admin`: the admin HTTP server (its own thread).
-//! - `metrics`: every metric name, in one place, and the Prometheus text.
+//! - `metrics`: every metric name, in one place, and the Prometheus text
+//!   (the counters themselves are `crate::stats`, written by the shards).
+//! - `registry`, `downstream`: the node's threads that talk to Redis (its
+//!   registry entry and the peers' view; the backend's downstream stream).
+//!   The presence writer is `cluster::presence`, fed by the shards.
+//!
+//! This is the composition root: `node` builds each part's narrow
+//! dependencies (`shard::Deps`, the hook's and writers' settings), never
+//! handing out the `Node` itself, and changes reach shards as commands.
 //! - `Control` (here): push, presence, kick and drain, as commands into the
 //!   shards' queues. Used by the admin HTTP server and the signal thread;
 //!   safe to call from any non-shard thread (it may block briefly).
 pub mod admin;
 mod bus_metrics;
 mod cluster_api;
-mod histogram;
+pub mod downstream;
 pub mod metrics;
 pub mod node;
+pub mod registry;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,7 +32,7 @@ use proto::v1::Qos;
 use crate::store::Stored;
 
 use crate::control::node::Node;
-use crate::mesh::{Command, DataMsg, Presence, ShardMsg};
+use crate::mesh::{Command, DataMsg, Presence, Redirect, ShardMsg};
 use crate::outbound::Outbound;
 
 /// How long an admin call waits for a full inbox or a shard's reply.
@@ -208,7 +217,7 @@ impl Control {
         }
         let b = buckets
             .entry(key)
-            .or_insert_with(|| crate::backend::rate::Bucket::new(rate, now));
+            .or_insert_with(|| crate::rate::Bucket::new(rate, now));
         b.take(rate, now)
     }
 
@@ -268,9 +277,25 @@ impl Control {
         if self.node.draining.swap(true, Ordering::SeqCst) {
             return;
         }
+        // Where clients go: the node `/route` would name, never this one
+        // (the registry may not list it as draining yet).
+        let me = &self.node.config.node_id;
+        let nodes: Vec<_> = self
+            .node
+            .view
+            .nodes()
+            .iter()
+            .filter(|n| n.id != *me)
+            .cloned()
+            .collect();
+        let redirect = Redirect {
+            nodes: nodes.into(),
+            policy: self.node.config.cluster.route_policy,
+            reconnect_after_ms: self.node.config.drain.reconnect_after_ms,
+        };
         for shard in 0..self.node.mesh.len() {
             // Drain must not be lost to a full inbox: wait as long as it takes.
-            let mut msg = ShardMsg::Command(Command::Drain);
+            let mut msg = ShardMsg::Command(Command::Drain(redirect.clone()));
             while let Err(back) = self.node.mesh.push_blocking(shard, msg, TIMEOUT) {
                 msg = back;
             }

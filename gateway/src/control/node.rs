@@ -16,14 +16,14 @@ use anyhow::{bail, Context};
 
 use crate::clock::Clock;
 use crate::cluster::presence::Presence;
-use crate::cluster::registry::Registry;
 use crate::cluster::{NodeInfo, View};
 use crate::config::Config;
 use crate::control::admin;
-use crate::control::metrics::ShardStats;
+use crate::control::registry::Registry;
 use crate::control::Control;
 use crate::hot::Hot;
 use crate::mesh::Mesh;
+use crate::stats::ShardStats;
 use crate::{shard, sys};
 
 /// Messages each shard queue holds before senders back off.
@@ -38,7 +38,7 @@ pub struct Node {
     /// Verifies client tokens.
     pub verifier: crate::auth::Keys,
     /// The shards' queues.
-    pub mesh: Mesh,
+    pub mesh: Arc<Mesh>,
     /// Per-shard counters.
     pub stats: Vec<Arc<ShardStats>>,
     /// WebSocket address every shard listens on (port resolved).
@@ -56,7 +56,7 @@ pub struct Node {
     /// The node's clock (Unix time derives from its anchor).
     pub clock: Clock,
     /// Shards that still hold connections during a drain.
-    pub shards_busy: AtomicUsize,
+    pub shards_busy: Arc<AtomicUsize>,
     /// Changes every time the process starts (the bus hello, the registry).
     pub incarnation: u64,
     /// Bus listeners, one per shard (none on a single node); each shard
@@ -65,23 +65,22 @@ pub struct Node {
     /// The addresses of `bus_fds`.
     pub bus_addrs: Vec<SocketAddr>,
     /// The registry's last reading (this node alone on a single node).
-    pub view: View,
+    pub view: Arc<View>,
     /// Cluster presence in Redis (none on a single node).
     pub presence: Option<Arc<Presence>>,
     /// Token buckets of push targets (`backend.rate_per_target`).
-    pub push_buckets:
-        std::sync::Mutex<std::collections::HashMap<String, crate::backend::rate::Bucket>>,
+    pub push_buckets: std::sync::Mutex<std::collections::HashMap<String, crate::rate::Bucket>>,
     /// The downstream consumer's counters.
-    pub downstream: Arc<crate::backend::downstream::Counters>,
+    pub downstream: Arc<crate::control::downstream::Counters>,
     /// Connection caps checked at accept.
-    pub admission: crate::admission::Admission,
+    pub admission: Arc<crate::admission::Admission>,
     /// How to read the configuration again (set once running).
     pub reload: std::sync::Mutex<Option<Reload>>,
     /// The backend's authorization hook (with `backend.authorize_url`).
-    pub hook: std::sync::OnceLock<crate::backend::hook::Hook>,
+    pub hook: Option<Arc<crate::backend::hook::Hook>>,
     /// TLS for the client ports (with `tls.cert_file`); a reload replaces
     /// the certificate for connections accepted after it.
-    pub tls: Option<Hot<Arc<rustls::ServerConfig>>>,
+    pub tls: Option<Arc<Hot<Arc<rustls::ServerConfig>>>>,
     /// The admin API's bearer token (`admin.token`); a reload replaces it.
     pub admin_token: Arc<Hot<Option<Vec<u8>>>>,
 }
@@ -112,6 +111,9 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     // Unix ms and three random digits: unique per start, and below 2^53 so
     // JSON readers (JavaScript) read it exactly.
     let incarnation = clock.unix_ms(clock.now()) * 1000 + fastrand::u64(..1000);
+    let mesh = Arc::new(Mesh::new(shards, QUEUE_CAPACITY).context("cannot create shard queues")?);
+    let hook = crate::backend::hook::Hook::start(&config.backend, &config.node_id, mesh.clone())?
+        .map(Arc::new);
     let node = Arc::new(Node {
         incarnation,
         bus_fds: bus.iter().map(|l| l.as_raw_fd()).collect(),
@@ -119,17 +121,17 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
             .iter()
             .map(|l| l.local_addr())
             .collect::<std::io::Result<_>>()?,
-        view: View::default(),
+        view: Arc::new(View::default()),
         push_buckets: Default::default(),
         reload: std::sync::Mutex::new(None),
-        hook: std::sync::OnceLock::new(),
-        tls: tls.map(Hot::new),
+        hook,
+        tls: tls.map(|t| Arc::new(Hot::new(t))),
         admin_token: Arc::new(Hot::new(config.admin.token_bytes())),
-        admission: crate::admission::Admission::new(
+        admission: Arc::new(crate::admission::Admission::new(
             config.limits.max_conns,
             config.limits.max_conns_per_ip,
             config.limits.connect_rate_per_ip,
-        ),
+        )),
         downstream: Default::default(),
         presence: match (&config.redis, config.cluster.enabled()) {
             (Some(url), true) => Some(Arc::new(
@@ -138,7 +140,7 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
             _ => None,
         },
         verifier: crate::auth::Keys::new(verifier),
-        mesh: Mesh::new(shards, QUEUE_CAPACITY).context("cannot create shard queues")?,
+        mesh,
         stats: (0..shards)
             .map(|_| Arc::new(ShardStats::default()))
             .collect(),
@@ -148,13 +150,11 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         admin_msgs: AtomicU64::new(0),
         boot: format!("{:x}", clock.unix_ms(clock.now())),
         clock,
-        shards_busy: AtomicUsize::new(shards),
+        shards_busy: Arc::new(AtomicUsize::new(shards)),
         config,
     });
 
-    if let Some(hook) = crate::backend::hook::Hook::start(node.clone())? {
-        let _ = node.hook.set(hook);
-    }
+    let deps = Arc::new(shard_deps(&node));
     let probes: Vec<OwnedFd> = [ws_probe, tcp_probe].into_iter().flatten().collect();
     let inherited: Vec<i32> = probes.iter().map(|p| p.as_raw_fd()).collect();
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
@@ -170,7 +170,7 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
                 .map(|(_, fd)| *fd),
         );
         threads.push(
-            shard::spawn(node.clone(), id, close, ready_tx.clone())
+            shard::spawn(deps.clone(), id, close, ready_tx.clone())
                 .context("cannot start a shard thread")?,
         );
     }
@@ -192,7 +192,7 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     let control = Control::new(node.clone());
     admin::spawn(admin, control.clone())?;
     if node.config.backend.downstream && node.config.redis.is_some() {
-        crate::backend::downstream::start(control.clone(), node.downstream.clone())?;
+        crate::control::downstream::start(control.clone(), node.downstream.clone())?;
     }
     *node.reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(reload);
     spawn_signal_thread(control)?;
@@ -228,6 +228,42 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     }
     tracing::info!("drained: exiting");
     Ok(())
+}
+
+/// What the shards get of the node (never the node itself).
+fn shard_deps(node: &Arc<Node>) -> shard::Deps {
+    let c = &node.config;
+    shard::Deps {
+        node_id: c.node_id.clone(),
+        incarnation: node.incarnation,
+        boot: node.boot.clone(),
+        clock: node.clock,
+        driver: c.driver,
+        pin_shards: c.pin_shards,
+        timer_tick_ms: c.timer_tick_ms,
+        read_coalesce_us: c.read_coalesce_us,
+        limits: c.limits.clone(),
+        qos: c.qos.clone(),
+        auth: c.auth.clone(),
+        backend: c.backend.clone(),
+        drain: c.drain.clone(),
+        redis: c.redis.clone(),
+        mesh: node.mesh.clone(),
+        stats: node.stats.clone(),
+        verifier: node.verifier.clone(),
+        tls: node.tls.clone(),
+        admission: node.admission.clone(),
+        presence: node.presence.clone(),
+        hook: node.hook.clone(),
+        http: Some(crate::cluster::route::http_hook(
+            node.view.clone(),
+            c.cluster.route_policy,
+        )),
+        shards_busy: node.shards_busy.clone(),
+        ws_addr: node.ws_addr,
+        tcp_addr: node.tcp_addr,
+        bus_fds: node.bus_fds.clone(),
+    }
 }
 
 /// Binds one bus listener per shard (port + shard, or free ports for 0).

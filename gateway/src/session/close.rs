@@ -4,8 +4,8 @@
 use proto::v1::{server_frame::Frame, ErrorCode, GoAway, GoAwayReason, ServerFrame};
 
 use super::{Ctx, Phase, Session};
-use crate::control::metrics::ShardStats;
 use crate::outbound::Wire;
+use crate::stats::ShardStats;
 
 impl Session {
     /// Closing, output flushed, FIN not yet sent: the driver half-closes.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::auth::Keys;
 use crate::clock::Clock;
 use crate::config::{Limits, QosConfig};
-use crate::control::metrics::ShardStats;
+use crate::stats::ShardStats;
 
 use super::Route;
 
@@ -75,11 +75,11 @@ pub struct Effects {
     /// connections have none, and a session stays small).
     pub grants: std::collections::HashMap<u64, Arc<crate::grants::Grants>>,
     /// Send rate of the connections under `backend.rate_per_conn`, by id.
-    pub buckets: std::collections::HashMap<u64, crate::backend::rate::Bucket>,
+    pub buckets: std::collections::HashMap<u64, crate::rate::Bucket>,
     /// Inbound frame rate of each connection (`limits.max_frames_per_sec`).
-    pub frame_buckets: std::collections::HashMap<u64, crate::backend::rate::Bucket>,
+    pub frame_buckets: std::collections::HashMap<u64, crate::rate::Bucket>,
     /// This shard's share of each room's `backend.rate_per_room`.
-    pub room_buckets: std::collections::HashMap<Arc<str>, crate::backend::rate::Bucket>,
+    pub room_buckets: std::collections::HashMap<Arc<str>, crate::rate::Bucket>,
     /// `room_buckets`' size after it was last pruned.
     room_buckets_kept: usize,
     next_msg: u64,
@@ -167,7 +167,7 @@ impl BufPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::rate::Bucket;
+    use crate::rate::Bucket;
     use std::time::{Duration, Instant};
 
     #[test]

@@ -9,10 +9,10 @@ use proto::v1::{
     SendResult, ServerFrame,
 };
 
+use super::route::Action;
 use super::{error_frame, Ctx, Event, Route, Session};
-use crate::backend::hook::Action;
-use crate::backend::rate::Bucket;
 use crate::grants::RoomsClaim;
+use crate::rate::Bucket;
 
 /// Why a send was refused: its code, the text, and a retry hint in ms.
 type Refusal = (ErrorCode, &'static str, u32);

@@ -13,8 +13,8 @@ use proto::v1::{
 use super::input::Fatal;
 use super::{Ctx, Phase, Route, Session};
 use crate::auth::Claims;
-use crate::control::metrics::ShardStats;
 use crate::outbound::Wire;
+use crate::stats::ShardStats;
 
 /// Token lifetimes beyond this (ten years) count as "never expires".
 const MAX_EXPIRY: Duration = Duration::from_secs(10 * 365 * 86_400);

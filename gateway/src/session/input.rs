@@ -167,7 +167,7 @@ impl Session {
             .fx
             .frame_buckets
             .entry(self.id)
-            .or_insert_with(|| crate::backend::rate::Bucket::new(rate, now));
+            .or_insert_with(|| crate::rate::Bucket::new(rate, now));
         match bucket.take(rate, now) {
             Ok(()) => Ok(()),
             Err(_) => Err(Fatal::app(

@@ -44,13 +44,13 @@ use std::time::Instant;
 
 use proto::v1::{server_frame::Frame, ErrorCode, ServerFrame};
 
-use crate::control::metrics::ShardStats;
 use crate::outbound::Wire;
+use crate::stats::ShardStats;
 
 pub use backoff::Backoff;
 pub(crate) use close::{error_frame, go_away_frame};
 pub use context::{BufPool, Ctx, Effects, Env, HttpHook};
-pub use route::{Delivery, Event, Route};
+pub use route::{Action, Delivery, Event, Route};
 
 /// Which listener accepted the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

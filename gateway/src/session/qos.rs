@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use super::backoff::Backoff;
 use super::{Ctx, Env, Phase, Route, Session};
-use crate::control::metrics::ShardStats;
 use crate::outbound::Outbound;
+use crate::stats::ShardStats;
 
 /// QoS 1 state of a session with messages in flight or a replay pending.
 pub(super) struct QosState {

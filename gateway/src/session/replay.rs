@@ -5,8 +5,8 @@
 use proto::v1::{server_frame::Frame, ErrorCode, Gap, Qos, ServerFrame};
 
 use super::{error_frame, Ctx, Phase, Session};
-use crate::control::metrics::ShardStats;
 use crate::outbound::Outbound;
+use crate::stats::ShardStats;
 use crate::store::{Replay, StoreError};
 
 impl Session {

@@ -74,7 +74,7 @@ pub enum Route {
     /// to `room` (the answer comes back as `Delivery::Authorized`).
     Authorize {
         /// Join or publish.
-        action: crate::backend::hook::Action,
+        action: Action,
         /// The room.
         room: Arc<str>,
         /// The send waiting for the answer (publish).
@@ -125,7 +125,7 @@ pub enum Delivery<'a> {
     /// The backend's decision (answer to `Route::Authorize`).
     Authorized {
         /// Join or publish.
-        action: crate::backend::hook::Action,
+        action: Action,
         /// The room.
         room: Arc<str>,
         /// Allowed.
@@ -133,4 +133,13 @@ pub enum Delivery<'a> {
         /// The send that waited (publish).
         send: Option<Box<proto::v1::Send>>,
     },
+}
+
+/// What a `Route::Authorize` asks the backend's hook (`backend::hook`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Join a room.
+    Join,
+    /// Send to a room.
+    Publish,
 }

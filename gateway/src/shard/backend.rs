@@ -7,7 +7,7 @@ use proto::v1::{ErrorCode, SendResult};
 use super::tables::ConnKey;
 use super::Shard;
 use crate::backend::upstream::{Fields, Op};
-use crate::mesh::DataMsg;
+use crate::mesh::Reply;
 use crate::session::{Event, Route};
 use crate::store::ReplyTo;
 
@@ -18,7 +18,7 @@ impl Shard {
         &self,
         key: ConnKey,
         me: ReplyTo,
-        action: crate::backend::hook::Action,
+        action: crate::session::Action,
         room: std::sync::Arc<str>,
         send: Option<Box<proto::v1::Send>>,
     ) {
@@ -29,7 +29,7 @@ impl Shard {
                 .and_then(|c| Some((c.session.user()?.clone(), c.session.device().clone())))
         };
         let Some((user, device)) = who else { return };
-        match self.node.hook.get() {
+        match &self.deps.hook {
             Some(hook) => hook.ask(crate::backend::hook::Ask {
                 action,
                 user,
@@ -39,14 +39,14 @@ impl Shard {
                 send,
             }),
             None => {
-                let msg = DataMsg::Authorized {
+                let msg = Reply::Authorized {
                     reply: me,
                     action,
                     room,
                     allow: true,
                     send,
                 };
-                self.send_to(me.shard as usize, msg);
+                self.deps.mesh.reply(me.shard as usize, msg);
             }
         }
     }
@@ -67,10 +67,10 @@ impl Shard {
         let mut fields: Fields = vec![
             ("user", Bytes::from(user.to_string())),
             ("device", Bytes::from(device.to_string())),
-            ("node", Bytes::from(self.node.config.node_id.clone())),
+            ("node", Bytes::from(self.deps.node_id.clone())),
             ("conn", Bytes::from(me.conn_id.to_string())),
         ];
-        let ts = Bytes::from(self.node.clock.unix_ms(self.now.get()).to_string());
+        let ts = Bytes::from(self.deps.clock.unix_ms(self.now.get()).to_string());
         let op = match route {
             Route::ToBackend {
                 client_msg_id,
@@ -96,7 +96,7 @@ impl Shard {
                 }
             }
             Route::Event(e) => {
-                if !self.node.config.backend.events {
+                if !self.deps.backend.events {
                     return;
                 }
                 let (kind, extra) = match e {
@@ -120,15 +120,15 @@ impl Shard {
     /// A connection closed: its disconnect event, with the reason.
     pub(super) fn disconnect_event(&self, user: &str, device: &str, conn_id: u64, reason: String) {
         let Some(up) = &self.upstream else { return };
-        if !self.node.config.backend.events {
+        if !self.deps.backend.events {
             return;
         }
-        let ts = self.node.clock.unix_ms(self.now.get()).to_string();
+        let ts = self.deps.clock.unix_ms(self.now.get()).to_string();
         let fields: Fields = vec![
             ("type", Bytes::from_static(b"disconnect")),
             ("user", Bytes::from(user.to_owned())),
             ("device", Bytes::from(device.to_owned())),
-            ("node", Bytes::from(self.node.config.node_id.clone())),
+            ("node", Bytes::from(self.deps.node_id.clone())),
             ("conn", Bytes::from(conn_id.to_string())),
             ("ts", Bytes::from(ts)),
             ("reason", Bytes::from(reason)),
@@ -155,14 +155,14 @@ impl Shard {
                     retry_after_ms: 100,
                     ..Default::default()
                 };
-                let done = DataMsg::SendDone {
+                let done = Reply::SendDone {
                     reply,
                     result: Box::new(result),
                 };
-                self.send_to(reply.shard as usize, done);
+                self.deps.mesh.reply(reply.shard as usize, done);
             }
             Op::Event(_) => {
-                crate::control::metrics::ShardStats::inc(&self.stats.events_dropped);
+                crate::stats::ShardStats::inc(&self.stats.events_dropped);
             }
         }
     }

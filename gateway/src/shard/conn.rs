@@ -11,10 +11,10 @@ use std::os::fd::RawFd;
 
 use super::tables::ConnKey;
 use super::{tls, Conn, Shard};
-use crate::control::metrics::ShardStats;
 use crate::mesh::DataMsg;
 use crate::outbound::Wire;
 use crate::session::{Ctx, Session, Transport};
+use crate::stats::ShardStats;
 use crate::sys::{self, Io};
 use crate::wheel::TimerKey;
 
@@ -35,7 +35,7 @@ impl Shard {
             timer: TimerKey::NONE,
             session: Session::new(transport, id, now, &self.env),
         });
-        if self.node.admission.tracks_ips() {
+        if self.deps.admission.tracks_ips() {
             self.ips.borrow_mut().insert(key, ip);
         }
         if let Err(e) = self.tls_accept(key) {
@@ -74,7 +74,7 @@ impl Shard {
         sys::close(c.fd);
         self.tls_forget(key);
         if let Some(ip) = self.ips.borrow_mut().remove(&key) {
-            self.node.admission.release(ip, self.now.get());
+            self.deps.admission.release(ip, self.now.get());
         }
         self.wheel.borrow_mut().cancel(c.timer);
         let s = &mut c.session;
@@ -85,7 +85,7 @@ impl Shard {
         if let Some(user) = s.user() {
             self.disconnect_event(user, s.device(), s.id(), s.close_reason());
             self.tables.borrow_mut().remove_user(user, key);
-            let owner = self.node.mesh.owner(user);
+            let owner = self.deps.mesh.owner(user);
             let msg = DataMsg::Offline {
                 user: user.clone(),
                 shard: self.id as u16,

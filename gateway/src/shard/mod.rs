@@ -20,6 +20,7 @@
 mod backend;
 mod bus;
 mod conn;
+pub mod deps;
 mod outbox;
 mod owner;
 mod poller;
@@ -44,12 +45,12 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use crate::control::metrics::ShardStats;
-use crate::control::node::Node;
 use crate::session::{Ctx, Effects, Env, Session};
+use crate::stats::ShardStats;
 use crate::store::{Done, Store};
 use crate::wheel::{TimerKey, TimingWheel};
 
+pub use deps::Deps;
 pub use run::spawn;
 use tables::{ConnKey, Tables};
 use timers::Timer;
@@ -80,7 +81,7 @@ pub(crate) struct Conn {
 /// The state of one shard, owned by its thread.
 pub(crate) struct Shard {
     id: usize,
-    node: Arc<Node>,
+    deps: Arc<Deps>,
     stats: Arc<ShardStats>,
     /// What every session reads.
     env: Env,
@@ -122,49 +123,57 @@ pub(crate) struct Shard {
     tls: RefCell<tls::Tls>,
     /// Deciphered input, lent to the session like the scratch buffer.
     plain: RefCell<Vec<u8>>,
+    /// The round-robin turn of drain redirects.
+    redirect_turn: Cell<usize>,
 }
 
 impl Shard {
     fn new(
         id: usize,
-        node: Arc<Node>,
+        deps: Arc<Deps>,
         store: Box<dyn Store>,
         bus_listener: Option<RawFd>,
     ) -> std::io::Result<Shard> {
         let now = Instant::now();
-        let tick = std::time::Duration::from_millis(node.config.timer_tick_ms.max(1));
-        let stats = node.stats[id].clone();
+        let tick = std::time::Duration::from_millis(deps.timer_tick_ms.max(1));
+        let stats = deps.stats[id].clone();
         let env = Env {
-            limits: node.config.limits.clone(),
-            qos: node.config.qos.clone(),
-            verifier: node.verifier.clone(),
-            clock: node.clock,
-            node_id: node.config.node_id.clone(),
+            limits: deps.limits.clone(),
+            qos: deps.qos.clone(),
+            verifier: deps.verifier.clone(),
+            clock: deps.clock,
+            node_id: deps.node_id.clone(),
             shard: id as u16,
             stats: stats.clone(),
-            id_prefix: format!("{}-{}-{id}", node.config.node_id, node.boot),
+            id_prefix: format!("{}-{}-{id}", deps.node_id, deps.boot),
             no_device: Arc::from(""),
-            http: Some(crate::cluster::route::http_hook(node.clone())),
-            rooms_claim: node.config.auth.rooms_claim,
-            origins: node.config.auth.origins.clone().into(),
-            rate_per_conn: node.config.backend.rate_per_conn,
-            rate_per_room: match node.config.backend.rate_per_room {
+            http: deps.http.clone(),
+            rooms_claim: deps.auth.rooms_claim,
+            origins: deps.auth.origins.clone().into(),
+            rate_per_conn: deps.backend.rate_per_conn,
+            rate_per_room: match deps.backend.rate_per_room {
                 0 => 0,
-                r => (r / node.mesh.len() as u32).max(1),
+                r => (r / deps.mesh.len() as u32).max(1),
             },
-            backend: node.config.redis.is_some(),
-            hook: node.config.backend.authorize_url.is_some(),
+            backend: deps.redis.is_some(),
+            hook: deps.backend.authorize_url.is_some(),
         };
         let identity = relay::Identity {
-            node_id: node.config.node_id.clone(),
-            incarnation: node.incarnation,
+            node_id: deps.node_id.clone(),
+            incarnation: deps.incarnation,
             shard: id as u16,
-            shards: node.mesh.len() as u16,
+            shards: deps.mesh.len() as u16,
         };
-        let upstream = match &node.config.redis {
+        let upstream = match &deps.redis {
             Some(url) => Some(
-                crate::backend::upstream::Upstream::start(node.clone(), id, url)
-                    .map_err(|e| std::io::Error::other(format!("upstream writer: {e}")))?,
+                crate::backend::upstream::Upstream::start(
+                    id,
+                    url,
+                    deps.backend.clone(),
+                    deps.qos.dedupe_secs,
+                    deps.mesh.clone(),
+                )
+                .map_err(std::io::Error::other)?,
             ),
             None => None,
         };
@@ -185,7 +194,7 @@ impl Shard {
             now: Cell::new(now),
             dirty: RefCell::new(Vec::new()),
             flush: Notify::default(),
-            outbox: outbox::Outbox::new(node.mesh.len()),
+            outbox: outbox::Outbox::new(deps.mesh.len()),
             scratch: RefCell::new(Vec::with_capacity(SCRATCH)),
             draining: Flag::default(),
             done: Flag::default(),
@@ -195,9 +204,10 @@ impl Shard {
             store_started: RefCell::new(VecDeque::new()),
             pending_appends: Cell::new(0),
             append_retry: RefCell::new(retry::AppendRetry::new(std::time::Duration::from_secs(
-                node.config.qos.dedupe_secs,
+                deps.qos.dedupe_secs,
             ))),
-            node,
+            redirect_turn: Cell::new(id),
+            deps,
         })
     }
 

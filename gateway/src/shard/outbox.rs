@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use super::wake::Notify;
 use super::Shard;
-use crate::control::metrics::ShardStats;
 use crate::mesh::ShardMsg;
+use crate::stats::ShardStats;
 
 /// Backlogged messages above which client sends are refused.
 const OVERLOAD_BACKLOG: usize = 65_536;
@@ -52,7 +52,7 @@ impl Shard {
         let mut backlog = self.outbox.backlog.borrow_mut();
         let queue = &mut backlog[to];
         let msg = if queue.is_empty() {
-            match self.node.mesh.try_push(to, msg) {
+            match self.deps.mesh.try_push(to, msg) {
                 Ok(()) => return,
                 Err(msg) => msg,
             }
@@ -82,7 +82,7 @@ impl Shard {
         let mut backlog = self.outbox.backlog.borrow_mut();
         for (to, queue) in backlog.iter_mut().enumerate() {
             while let Some(msg) = queue.pop_front() {
-                if let Err(msg) = self.node.mesh.try_push(to, msg) {
+                if let Err(msg) = self.deps.mesh.try_push(to, msg) {
                     queue.push_front(msg);
                     break;
                 }

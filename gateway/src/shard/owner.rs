@@ -14,9 +14,9 @@ use super::retry::Pending;
 use super::Shard;
 use crate::cluster::envelope;
 use crate::cluster::remote::Kind;
-use crate::control::metrics::ShardStats;
 use crate::mesh::DataMsg;
 use crate::outbound::Outbound;
+use crate::stats::ShardStats;
 use crate::store::{Done, Op, ReplyTo, StoreErrorKind, Stored, WhenFull};
 
 impl Shard {
@@ -47,7 +47,7 @@ impl Shard {
             }
             return;
         }
-        if self.pending_appends.get() >= self.node.config.qos.max_pending_appends {
+        if self.pending_appends.get() >= self.deps.qos.max_pending_appends {
             if let Some(r) = reply {
                 self.stats.error(ErrorCode::Overloaded);
                 let result = rejected(
@@ -93,7 +93,7 @@ impl Shard {
         self.store_started.borrow_mut().push_back(self.now.get());
         // A sender can retry a refusal; a room member or an admin push cannot.
         let when_full = match reply {
-            Some(_) => self.node.config.qos.direct_when_full,
+            Some(_) => self.deps.qos.direct_when_full,
             None => WhenFull::DropOldest,
         };
         self.store.borrow_mut().submit(Op::Append {

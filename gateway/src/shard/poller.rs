@@ -76,7 +76,7 @@ impl Shard {
         };
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
         let mut again = Vec::new();
-        let coalesce = std::time::Duration::from_micros(self.node.config.read_coalesce_us);
+        let coalesce = std::time::Duration::from_micros(self.deps.read_coalesce_us);
         let turns = Turns::default();
         loop {
             self.tick_clock();

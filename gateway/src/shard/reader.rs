@@ -7,7 +7,7 @@
 //! client streaming frames cannot stall the others.
 use super::tables::ConnKey;
 use super::Shard;
-use crate::control::metrics::ShardStats;
+use crate::stats::ShardStats;
 use crate::sys::{self, Io};
 
 /// Reads one connection may do before the rest of its shard gets a turn

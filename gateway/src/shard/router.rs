@@ -11,7 +11,7 @@ use super::Shard;
 use crate::cluster::envelope;
 use crate::cluster::remote::Kind;
 use crate::cluster::route;
-use crate::mesh::{Command, DataMsg, Presence, ShardMsg};
+use crate::mesh::{Command, DataMsg, Presence, Redirect, Reply, ShardMsg};
 use crate::outbound::Outbound;
 use crate::outbound::Wire;
 use crate::session::{Ctx, Delivery};
@@ -24,7 +24,7 @@ const BATCH: usize = 1024;
 impl Shard {
     /// Drains the shard's queue, then sleeps on its eventfd until woken.
     pub(super) async fn router_task(self: Rc<Self>) {
-        let mesh = &self.node.mesh;
+        let mesh = &self.deps.mesh;
         let efd = mesh.eventfd(self.id);
         let waiter = match super::wake::readiness(efd) {
             Ok(w) => w,
@@ -44,6 +44,9 @@ impl Shard {
                     self.flush_store();
                     yield_now().await;
                 }
+            }
+            while let Some(reply) = mesh.pop_reply(self.id) {
+                self.handle_reply(reply);
             }
             // One pipeline per round for a remote inbox store.
             self.flush_store();
@@ -142,13 +145,18 @@ impl Shard {
                 });
             }
             DataMsg::SendDone { reply, result } => {
-                let result = Delivery::SendResult(*result);
-                self.drive_if(reply.key, Some(reply.conn_id), |s, cx| {
-                    s.handle_routed(cx, result)
-                });
+                self.handle_reply(Reply::SendDone { reply, result })
             }
             DataMsg::StoreReady => self.drain_store(),
-            DataMsg::Authorized {
+        }
+    }
+
+    /// A backend service's answer (or a QoS 1 send's outcome from its
+    /// owner shard) for one connection.
+    fn handle_reply(&self, reply: Reply) {
+        let (to, delivery) = match reply {
+            Reply::SendDone { reply, result } => (reply, Delivery::SendResult(*result)),
+            Reply::Authorized {
                 reply,
                 action,
                 room,
@@ -161,11 +169,12 @@ impl Shard {
                     allow,
                     send,
                 };
-                self.drive_if(reply.key, Some(reply.conn_id), |s, cx| {
-                    s.handle_routed(cx, decided)
-                });
+                (reply, decided)
             }
-        }
+        };
+        self.drive_if(to.key, Some(to.conn_id), |s, cx| {
+            s.handle_routed(cx, delivery)
+        });
     }
 
     fn handle_command(self: &Rc<Self>, cmd: Command) {
@@ -202,7 +211,7 @@ impl Shard {
                     self.drive(key, |s, cx| s.kick(cx));
                 }
             }
-            Command::Drain => self.start_drain(),
+            Command::Drain(redirect) => self.start_drain(redirect),
             Command::Peers(peers) => self.on_peers(peers),
         }
     }
@@ -256,7 +265,7 @@ impl Shard {
                 timestamp_ms: d.timestamp_ms,
             };
             let client_msg_id = format!("room:{}", d.msg_id);
-            let owner = self.node.mesh.owner(&user);
+            let owner = self.deps.mesh.owner(&user);
             self.send_to(
                 owner,
                 DataMsg::Qos1Append {
@@ -290,41 +299,35 @@ impl Shard {
         debug_assert!(cx.fx.routes.is_empty(), "a live delivery routed something");
     }
 
-    /// Stops accepting and asks every client to go away; the shard exits when
-    /// its last connection closes or the drain deadline passes.
-    pub(super) fn start_drain(&self) {
+    /// Stops accepting and asks every client to go away, each told the
+    /// node `/route` would name for it (`redirect`, never this node); the
+    /// shard exits when its last connection closes or the drain deadline
+    /// passes.
+    pub(super) fn start_drain(&self, redirect: Redirect) {
         if self.draining.is_set() {
             return;
         }
         self.draining.set();
-        let reconnect_after_ms = self.node.config.drain.reconnect_after_ms;
         let keys: Vec<usize> = self.conns.borrow().iter().map(|(k, _)| k).collect();
-        // Where each client should go: the node `/route` would name for it,
-        // never this one (the registry may not list it as draining yet).
-        let me = &self.node.config.node_id;
-        let nodes: Vec<_> = self
-            .node
-            .view
-            .nodes()
-            .iter()
-            .filter(|n| n.id != *me)
-            .cloned()
-            .collect();
-        let policy = self.node.config.cluster.route_policy;
         for key in keys {
             let to = {
                 let conns = self.conns.borrow();
                 conns.get(key).and_then(|c| {
                     let user = c.session.user().map(|u| &**u);
-                    let turn = self.node.view.next_turn();
-                    route::pick(policy, &nodes, user, None, turn).map(|n| match c.session.wire() {
+                    let turn = self.redirect_turn.get();
+                    self.redirect_turn.set(turn.wrapping_add(1));
+                    route::pick(redirect.policy, &redirect.nodes, user, None, turn).map(|n| match c
+                        .session
+                        .wire()
+                    {
                         Wire::Tcp => n.tcp.clone(),
                         _ => format!("ws://{}/ws", n.ws),
                     })
                 })
             };
             let to = to.unwrap_or_default();
-            self.drive(key, |s, cx| s.drain(cx, reconnect_after_ms, &to));
+            let after = redirect.reconnect_after_ms;
+            self.drive(key, |s, cx| s.drain(cx, after, &to));
         }
         self.check_done();
     }

@@ -16,7 +16,7 @@ impl Shard {
             key,
             conn_id,
         };
-        let mesh = &self.node.mesh;
+        let mesh = &self.deps.mesh;
         match route {
             Route::Online { user, device, wire } => {
                 self.tables.borrow_mut().add_user(&user, key);
@@ -92,7 +92,7 @@ impl Shard {
     /// Drops a local membership; withdraws interest when it was the last.
     pub(super) fn leave_room(&self, key: ConnKey, room: &str) {
         if self.tables.borrow_mut().leave(room, key) {
-            let owner = self.node.mesh.owner(room);
+            let owner = self.deps.mesh.owner(room);
             self.send_to(
                 owner,
                 DataMsg::Interest {

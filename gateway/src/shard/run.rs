@@ -12,9 +12,9 @@ use crossbeam_channel::Sender;
 use monoio::net::{ListenerOpts, TcpListener};
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
+use super::deps::Deps;
 use super::Shard;
 use crate::config::Driver;
-use crate::control::node::Node;
 use crate::session::Transport;
 use crate::sys;
 
@@ -33,7 +33,7 @@ static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
 /// Starts shard `id` on its own thread. `inherited` are descriptors of the
 /// parent's table the shard must close in its private copy.
 pub fn spawn(
-    node: Arc<Node>,
+    deps: Arc<Deps>,
     id: usize,
     inherited: Vec<RawFd>,
     ready: Sender<Ready>,
@@ -48,22 +48,22 @@ pub fn spawn(
             for fd in inherited {
                 sys::close(fd);
             }
-            if node.config.pin_shards {
+            if deps.pin_shards {
                 let _ = sys::pin_to_cpu(id % sys::online_cpus());
             }
-            run(node, id, ready);
+            run(deps, id, ready);
         })
 }
 
-fn run(node: Arc<Node>, id: usize, ready: Sender<Ready>) {
-    let want = node.config.driver;
+fn run(deps: Arc<Deps>, id: usize, ready: Sender<Ready>) {
+    let want = deps.driver;
     if want != Driver::Legacy {
         match RuntimeBuilder::<IoUringDriver>::new()
             .with_entries(RING_ENTRIES)
             .enable_timer()
             .build()
         {
-            Ok(mut rt) => return rt.block_on(main(node, id, ready, "uring")),
+            Ok(mut rt) => return rt.block_on(main(deps, id, ready, "uring")),
             Err(e) if want == Driver::Uring => {
                 let _ = ready.send(Err(format!("shard {id}: io_uring unavailable: {e}")));
                 return;
@@ -76,7 +76,7 @@ fn run(node: Arc<Node>, id: usize, ready: Sender<Ready>) {
         }
     }
     match RuntimeBuilder::<LegacyDriver>::new().enable_timer().build() {
-        Ok(mut rt) => rt.block_on(main(node, id, ready, "legacy")),
+        Ok(mut rt) => rt.block_on(main(deps, id, ready, "legacy")),
         Err(e) => {
             let _ = ready.send(Err(format!("shard {id}: cannot start a runtime: {e}")));
         }
@@ -91,13 +91,13 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind_with_config(addr, &opts)
 }
 
-async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static str) {
-    let listeners = bind(node.ws_addr)
-        .map_err(|e| format!("cannot listen on {} (WebSocket): {e}", node.ws_addr))
+async fn main(deps: Arc<Deps>, id: usize, ready: Sender<Ready>, driver: &'static str) {
+    let listeners = bind(deps.ws_addr)
+        .map_err(|e| format!("cannot listen on {} (WebSocket): {e}", deps.ws_addr))
         .and_then(|ws| {
-            bind(node.tcp_addr)
+            bind(deps.tcp_addr)
                 .map(|tcp| (ws, tcp))
-                .map_err(|e| format!("cannot listen on {} (TCP): {e}", node.tcp_addr))
+                .map_err(|e| format!("cannot listen on {} (TCP): {e}", deps.tcp_addr))
         });
     let (ws, tcp) = match listeners {
         Ok(l) => l,
@@ -106,15 +106,15 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
             return;
         }
     };
-    let store = match super::store::open(&node, id) {
+    let store = match super::store::open(&deps, id) {
         Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(format!("shard {id}: {e}")));
             return;
         }
     };
-    let bus_listener = node.bus_fds.get(id).copied();
-    let shard = match Shard::new(id, node.clone(), store, bus_listener) {
+    let bus_listener = deps.bus_fds.get(id).copied();
+    let shard = match Shard::new(id, deps.clone(), store, bus_listener) {
         Ok(s) => Rc::new(s),
         Err(e) => {
             let _ = ready.send(Err(format!("shard {id}: cannot create its epoll set: {e}")));
@@ -133,7 +133,7 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
 
     shard.draining.wait().await;
     let started = std::time::Instant::now();
-    let deadline = Duration::from_millis(node.config.drain.deadline_ms);
+    let deadline = Duration::from_millis(deps.drain.deadline_ms);
     if monoio::time::timeout(deadline, shard.done.wait())
         .await
         .is_err()
@@ -153,9 +153,9 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
     // This shard still owns users and rooms that other shards' clients use
     // (presence, routing, QoS 1 inboxes): keep serving its inbox until every
     // shard is empty, or until the deadline (and the grace) has passed.
-    node.shards_busy.fetch_sub(1, Ordering::AcqRel);
+    deps.shards_busy.fetch_sub(1, Ordering::AcqRel);
     let last_call = deadline + FORCE_CLOSE_GRACE;
-    while node.shards_busy.load(Ordering::Acquire) > 0 && started.elapsed() < last_call {
+    while deps.shards_busy.load(Ordering::Acquire) > 0 && started.elapsed() < last_call {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
     // Messages already on their way (an ack to its user's owner, a store
@@ -165,7 +165,7 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
     let mut quiet = 0;
     while quiet < 3 && started.elapsed() < last_call {
         monoio::time::sleep(Duration::from_millis(20)).await;
-        if shard.outbox.is_idle() && node.mesh.is_idle(id) {
+        if shard.outbox.is_idle() && deps.mesh.is_idle(id) {
             quiet += 1;
         } else {
             quiet = 0;
@@ -176,7 +176,7 @@ async fn main(node: Arc<Node>, id: usize, ready: Sender<Ready>, driver: &'static
     shard.drain_store();
     let (unstored, unanswered) = shard.append_retry.borrow().unsettled();
     if unstored > 0 || unanswered > 0 {
-        crate::control::metrics::ShardStats::add(&shard.stats.qos_append_dropped, unstored as u64);
+        crate::stats::ShardStats::add(&shard.stats.qos_append_dropped, unstored as u64);
         tracing::error!(
             shard = id,
             unstored,
@@ -198,13 +198,13 @@ impl Shard {
                 Ok((stream, peer)) => {
                     let fd = stream.into_raw_fd();
                     let open = self
-                        .node
+                        .deps
                         .stats
                         .iter()
                         .map(|s| s.conns().max(0) as u64)
                         .sum();
                     match self
-                        .node
+                        .deps
                         .admission
                         .admit(peer.ip(), open, self.tick_clock())
                     {

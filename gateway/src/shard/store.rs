@@ -2,16 +2,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::control::node::Node;
+use super::deps::Deps;
 use crate::mesh::DataMsg;
 use crate::store::memory::{MemoryLimits, MemoryStore};
 use crate::store::redis::{RedisLimits, RedisStore};
 use crate::store::{Store, StoreError};
 
 /// The in-process store, or Redis when the config names one.
-pub(super) fn open(node: &Arc<Node>, shard: usize) -> Result<Box<dyn Store>, StoreError> {
-    let qos = &node.config.qos;
-    if let Some(url) = &node.config.redis {
+pub(super) fn open(deps: &Arc<Deps>, shard: usize) -> Result<Box<dyn Store>, StoreError> {
+    let qos = &deps.qos;
+    if let Some(url) = &deps.redis {
         let limits = RedisLimits {
             per_user: qos.inbox_per_user,
             retention: qos.retention(),
@@ -20,9 +20,9 @@ pub(super) fn open(node: &Arc<Node>, shard: usize) -> Result<Box<dyn Store>, Sto
         };
         // Completions wake the shard through its inbox; if the inbox is full
         // the shard still collects them on its next timer tick.
-        let n = node.clone();
+        let mesh = deps.mesh.clone();
         let notify = Box::new(move || {
-            let _ = n.mesh.try_push(shard, DataMsg::StoreReady.into());
+            let _ = mesh.try_push(shard, DataMsg::StoreReady.into());
         });
         return Ok(Box::new(RedisStore::start(url, shard, limits, notify)?));
     }
@@ -32,7 +32,7 @@ pub(super) fn open(node: &Arc<Node>, shard: usize) -> Result<Box<dyn Store>, Sto
         retention: qos.retention(),
         dedupe_window: qos.dedupe_window,
     };
-    let node_clock = node.clock;
+    let node_clock = deps.clock;
     let clock = Box::new(move || node_clock.unix_ms(Instant::now()));
     Ok(Box::new(MemoryStore::new(limits, clock)))
 }

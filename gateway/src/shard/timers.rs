@@ -36,7 +36,7 @@ impl Timer {
 impl Shard {
     /// Advances the wheel every tick and acts on what expired.
     pub(super) async fn ticker_task(self: Rc<Self>) {
-        let tick = Duration::from_millis(self.node.config.timer_tick_ms.max(1));
+        let tick = Duration::from_millis(self.deps.timer_tick_ms.max(1));
         let mut expired = Vec::new();
         let collect_every = (COLLECT_PERIOD.as_millis() / tick.as_millis().max(1)).max(1) as u64;
         let mut ticks = 0u64;

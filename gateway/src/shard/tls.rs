@@ -238,7 +238,7 @@ impl Shard {
 
     /// A TLS connection was accepted at `key`.
     pub(super) fn tls_accept(&self, key: ConnKey) -> Result<(), rustls::Error> {
-        if let Some(cfg) = &self.node.tls {
+        if let Some(cfg) = &self.deps.tls {
             let conn = Conn::new(UnbufferedServerConnection::new(cfg.get())?);
             self.tls.borrow_mut().conns.insert(key, Box::new(conn));
         }

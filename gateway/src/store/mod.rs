@@ -77,17 +77,7 @@ impl Stored {
     }
 }
 
-/// What an append does when the user's inbox is at its bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-pub enum WhenFull {
-    /// Store it and drop the oldest (devices that had not acked it are told
-    /// with a `gap`).
-    DropOldest,
-    /// Refuse it (`StoreErrorKind::Full`), nothing stored.
-    Refuse,
-}
+pub use crate::config::WhenFull;
 
 /// An operation on a user's inbox.
 #[derive(Debug)]

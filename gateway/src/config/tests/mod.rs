@@ -68,7 +68,7 @@ fn defaults() {
         (q.dedupe_window, q.dedupe_secs, q.max_pending_appends),
         (4_096, 600, 65_536)
     );
-    assert_eq!(q.direct_when_full, crate::store::WhenFull::Refuse);
+    assert_eq!(q.direct_when_full, crate::config::WhenFull::Refuse);
     assert_eq!(
         (
             l.max_preauth_frame_bytes,
@@ -120,10 +120,10 @@ fn defaults() {
 #[test]
 fn the_full_inbox_policy_from_toml_and_flags() {
     let c = parse("[qos]\ndirect_when_full = \"drop_oldest\"\n").unwrap();
-    assert_eq!(c.qos.direct_when_full, crate::store::WhenFull::DropOldest);
+    assert_eq!(c.qos.direct_when_full, crate::config::WhenFull::DropOldest);
     assert!(parse("[qos]\ndirect_when_full = \"maybe\"\n").is_err());
     let c = load(&cli(&["--direct-when-full", "drop_oldest"]).run).unwrap();
-    assert_eq!(c.qos.direct_when_full, crate::store::WhenFull::DropOldest);
+    assert_eq!(c.qos.direct_when_full, crate::config::WhenFull::DropOldest);
 }
 
 #[test]

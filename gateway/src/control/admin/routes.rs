@@ -70,7 +70,11 @@ pub(super) fn route(control: &Control, method: &str, path: &str, body: &[u8]) ->
             let nodes = control.node().view.nodes();
             reply(200, json!({ "nodes": &*nodes }))
         }
-        ("GET", "/route") => match crate::cluster::route::answer(control.node(), query) {
+        ("GET", "/route") => match crate::cluster::route::answer(
+            &control.node().view,
+            control.node().config.cluster.route_policy,
+            query,
+        ) {
             Ok(Some(r)) => reply(200, json!(r)),
             Ok(None) => error(503, "no node accepts clients (all draining)"),
             Err(e) => error(400, e),

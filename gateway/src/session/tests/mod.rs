@@ -20,8 +20,8 @@ use super::{Ctx, Delivery, Effects, Env, Phase, Route, Session, Transport};
 use crate::auth::{KeySource, Verifier};
 use crate::clock::Clock;
 use crate::config::{Limits, QosConfig};
-use crate::control::metrics::ShardStats;
 use crate::outbound::Wire;
+use crate::stats::ShardStats;
 
 const SECRET: &[u8] = b"session-test-secret";
 /// Unix time at the harness's start (ms).

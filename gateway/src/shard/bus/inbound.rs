@@ -12,8 +12,8 @@ use relay::InboundEvent;
 
 use super::sock::{Read, Sock};
 use super::InboundHandle;
-use crate::control::metrics::ShardStats;
 use crate::shard::Shard;
+use crate::stats::ShardStats;
 
 impl Shard {
     pub(super) async fn accept_bus(self: Rc<Self>, fd: RawFd) {

@@ -36,7 +36,7 @@ use super::Shard;
 use crate::cluster::envelope;
 use crate::cluster::remote::{Kind, RemoteInterest};
 use crate::cluster::{Peer, Peers};
-use crate::control::metrics::ShardStats;
+use crate::stats::ShardStats;
 
 /// One peer as this shard's link to it.
 pub(super) struct PeerLink {
@@ -194,7 +194,7 @@ impl Shard {
     /// Queues a `Reset` and every name this shard owns with local interest.
     fn snapshot(&self, pl: &PeerLink) {
         let now = self.now.get();
-        let shards = self.node.mesh.len() as u16;
+        let shards = self.deps.mesh.len() as u16;
         let mut link = pl.link.borrow_mut();
         let mut refused = 0u64;
         let mut send = |env: Vec<u8>| {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use crate::cluster::envelope::{self, PeerMsg};
 use crate::cluster::remote::Kind;
-use crate::control::metrics::ShardStats;
 use crate::mesh::{Command, DataMsg};
 use crate::shard::Shard;
+use crate::stats::ShardStats;
 
 impl Shard {
     /// An envelope from peer `node`'s shard `shard`.
@@ -20,7 +20,7 @@ impl Shard {
                 return;
             }
         };
-        let mesh = &self.node.mesh;
+        let mesh = &self.deps.mesh;
         let to = match &msg {
             PeerMsg::Reset { .. } => {
                 for s in 0..mesh.len() {

@@ -8,14 +8,14 @@ use crate::shard::Shard;
 impl Shard {
     /// A connection of `user` (owned here) came or went.
     pub(in crate::shard) fn mark_presence(&self, user: &Arc<str>) {
-        if self.node.presence.is_some() {
+        if self.deps.presence.is_some() {
             self.bus.presence_dirty.borrow_mut().insert(user.clone());
         }
     }
 
     /// Hands the writer the new value of every marked user (each tick).
     pub(in crate::shard) fn flush_presence(&self) {
-        let Some(presence) = &self.node.presence else {
+        let Some(presence) = &self.deps.presence else {
             return;
         };
         let dirty = std::mem::take(&mut *self.bus.presence_dirty.borrow_mut());

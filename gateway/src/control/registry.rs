@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::Context;
 use crossbeam_channel::{Receiver, Sender};
 
-use super::{NodeInfo, Peer, Peers};
+use crate::cluster::{NodeInfo, Peer, Peers};
 use crate::control::node::Node;
 use crate::mesh::Command;
 use crate::store::redis::conn::{Client, Conn};

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::metrics::ShardStats;
+use super::ShardStats;
 
 /// Upper bounds (seconds) of the handshake latency histogram buckets.
 const BUCKETS: [f64; 12] = [
@@ -14,14 +14,14 @@ const BUCKETS: [f64; 12] = [
 
 /// A latency histogram with fixed buckets (seconds).
 #[derive(Default)]
-pub(super) struct Histogram {
-    pub(super) buckets: [AtomicU64; BUCKETS.len()],
-    pub(super) count: AtomicU64,
-    pub(super) sum_us: AtomicU64,
+pub(crate) struct Histogram {
+    pub(crate) buckets: [AtomicU64; BUCKETS.len()],
+    pub(crate) count: AtomicU64,
+    pub(crate) sum_us: AtomicU64,
 }
 
 impl Histogram {
-    pub(super) fn record(&self, took: Duration) {
+    pub(crate) fn record(&self, took: Duration) {
         let secs = took.as_secs_f64();
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
             self.buckets[i].fetch_add(1, Relaxed);
@@ -31,7 +31,7 @@ impl Histogram {
     }
 }
 
-pub(super) fn render_histogram(
+pub(crate) fn render_histogram(
     o: &mut String,
     shards: &[Arc<ShardStats>],
     name: &str,

@@ -1,0 +1,77 @@
+//! What a shard is given by the node that starts it: its own settings (the
+//! config sections it reads, copied), the queues and counters it shares with
+//! other threads, and handles on the node's backend services. `control`
+//! builds one `Deps` for all shards; a shard never sees the node itself, and
+//! what changes while it runs (a drain's redirect targets) reaches it as a
+//! `mesh::Command`.
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use crate::admission::Admission;
+use crate::auth::Keys;
+use crate::backend::hook::Hook;
+use crate::clock::Clock;
+use crate::cluster::presence::Presence;
+use crate::config::{AuthConfig, BackendConfig, DrainConfig, Driver, Limits, QosConfig};
+use crate::hot::Hot;
+use crate::mesh::Mesh;
+use crate::session::HttpHook;
+use crate::stats::ShardStats;
+
+/// A shard's dependencies (see the module header).
+pub struct Deps {
+    /// This node's id (`node_id`).
+    pub node_id: String,
+    /// Changes every time the process starts (the bus hello).
+    pub incarnation: u64,
+    /// This process's start (hex Unix ms), in every message id it makes.
+    pub boot: String,
+    /// The node's clock.
+    pub clock: Clock,
+    /// Which monoio driver to run.
+    pub driver: Driver,
+    /// Pin each shard to a core.
+    pub pin_shards: bool,
+    /// The timing wheel's tick.
+    pub timer_tick_ms: u64,
+    /// `read_coalesce_us` (0: off).
+    pub read_coalesce_us: u64,
+    /// Per-connection limits.
+    pub limits: Limits,
+    /// QoS 1 settings.
+    pub qos: QosConfig,
+    /// Token policy (origins, the rooms claim).
+    pub auth: AuthConfig,
+    /// Streams, hooks and rate limits of the backend.
+    pub backend: BackendConfig,
+    /// Drain timing (`drain.deadline_ms`, `drain.reconnect_after_ms`).
+    pub drain: DrainConfig,
+    /// Redis (inboxes, streams, presence), if any.
+    pub redis: Option<String>,
+    /// The shards' queues.
+    pub mesh: Arc<Mesh>,
+    /// Per-shard counters (shard `i` writes `stats[i]`).
+    pub stats: Vec<Arc<ShardStats>>,
+    /// Verifies client tokens (a reload replaces its key).
+    pub verifier: Keys,
+    /// TLS for the client ports; a reload replaces the certificate.
+    pub tls: Option<Arc<Hot<Arc<rustls::ServerConfig>>>>,
+    /// Connection caps checked at accept.
+    pub admission: Arc<Admission>,
+    /// The writer of cluster presence to Redis (many nodes only).
+    pub presence: Option<Arc<Presence>>,
+    /// The backend's authorization hook (with `backend.authorize_url`).
+    pub hook: Option<Arc<Hook>>,
+    /// Answers plain HTTP requests on the client port (`GET /route`).
+    pub http: Option<HttpHook>,
+    /// Shards that still hold connections during a drain.
+    pub shards_busy: Arc<AtomicUsize>,
+    /// WebSocket address every shard listens on (port resolved).
+    pub ws_addr: SocketAddr,
+    /// Raw TCP address every shard listens on (port resolved).
+    pub tcp_addr: SocketAddr,
+    /// Bus listeners, one per shard (none on a single node).
+    pub bus_fds: Vec<RawFd>,
+}
