@@ -21,8 +21,9 @@
 //! 1. settings: config, auth, admission
 //! 2. protocol: session, store, cluster
 //! 3. queues: mesh
-//! 4. services: backend, shard
-//! 5. composition: control
+//! 4. routing: router
+//! 5. services: backend, shard
+//! 6. composition: control
 //!
 //! This crate must never: block a shard thread, share shard state across
 //! threads behind a lock on the per-message path, panic on client input, or
@@ -42,6 +43,7 @@ pub mod hot;
 pub mod mesh;
 pub mod outbound;
 pub mod rate;
+pub mod router;
 pub mod session;
 mod shard;
 pub mod stats;

@@ -227,6 +227,14 @@ pub struct Redirect {
     pub reconnect_after_ms: u32,
 }
 
+/// The shard (of `shards`) that owns `name`: the same on every thread and
+/// for the life of the process.
+pub fn owner(name: &str, shards: usize) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    (h.finish() % shards.max(1) as u64) as usize
+}
+
 struct Queue {
     ring: ArrayQueue<ShardMsg>,
     replies: SegQueue<Reply>,
@@ -268,9 +276,7 @@ impl Mesh {
 
     /// The shard that owns `name` (a user or a room).
     pub fn owner(&self, name: &str) -> usize {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        name.hash(&mut h);
-        (h.finish() % self.queues.len() as u64) as usize
+        owner(name, self.queues.len())
     }
 
     /// Pushes without waiting; gives the message back when the queue is full.

@@ -167,12 +167,11 @@ impl Config {
             "must be 300 to 60000",
         )?;
         if let Some(host) = &c.bus_advertise {
-            let ok = !host.is_empty() && host.len() <= 253 && !host.contains(['/', ' ']);
             check(
-                ok,
+                is_host(host),
                 "cluster.bus_advertise",
                 host,
-                "must be a host name or address",
+                "must be a host name or an IP address, without a port (each listener's own port is added)",
             )?;
         }
 
@@ -227,4 +226,23 @@ fn check(
 
 pub(super) fn is_node_id_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
+}
+
+/// A host as `cluster.bus_advertise` takes it: an IP address (IPv6 bare or
+/// in brackets) or a DNS name (RFC 1123 labels), never `host:port`.
+pub(super) fn is_host(h: &str) -> bool {
+    let bare = h
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .unwrap_or(h);
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return bare == h || bare.contains(':');
+    }
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    h.len() <= 253 && h.trim_end_matches('.').split('.').all(label)
 }

@@ -4,10 +4,10 @@
 use bytes::Bytes;
 use proto::v1::{ErrorCode, SendResult};
 
-use super::tables::ConnKey;
 use super::Shard;
 use crate::backend::upstream::{Fields, Op};
 use crate::mesh::Reply;
+use crate::router::tables::ConnKey;
 use crate::session::{Event, Route};
 use crate::store::ReplyTo;
 

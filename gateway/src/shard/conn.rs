@@ -9,10 +9,9 @@
 //! `is_closed` (the client's FIN came, or the linger deadline passed).
 use std::os::fd::RawFd;
 
-use super::tables::ConnKey;
 use super::{tls, Conn, Shard};
-use crate::mesh::DataMsg;
 use crate::outbound::Wire;
+use crate::router::tables::ConnKey;
 use crate::session::{Ctx, Session, Transport};
 use crate::stats::ShardStats;
 use crate::sys::{self, Io};
@@ -84,14 +83,8 @@ impl Shard {
         self.fx.borrow_mut().forget(s.id());
         if let Some(user) = s.user() {
             self.disconnect_event(user, s.device(), s.id(), s.close_reason());
-            self.tables.borrow_mut().remove_user(user, key);
-            let owner = self.deps.mesh.owner(user);
-            let msg = DataMsg::Offline {
-                user: user.clone(),
-                shard: self.id as u16,
-                conn_id: s.id(),
-            };
-            self.send_to(owner, msg);
+            self.router.borrow_mut().closed(key, user, s.id());
+            self.run_actions();
         }
         s.recycle(&mut self.fx.borrow_mut().pool);
         self.gauge(s.wire() == Wire::Tcp, -1);

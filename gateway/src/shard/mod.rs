@@ -3,13 +3,14 @@
 //! thread but the mesh queues and the statistics counters.
 //!
 //! The protocol of a connection lives in its `Session` (`crate::session`,
-//! sans-IO). The shard keeps only what moves bytes and messages: the epoll
-//! set and the syscalls (`poller`, `reader`, `conn`), the slab of
-//! connections, the timing wheel (one entry per connection, at the session's
-//! `poll_timeout`), the write-buffer pool, the routing tables (`tables`),
-//! the mesh (`router` drains this shard's queue, `outbox` feeds the
-//! others'), the QoS 1 store of the users it owns (`owner`, `retry`), and
-//! its end of the bus to other nodes (`bus`).
+//! sans-IO), the routing state and decisions in its `Router`
+//! (`crate::router`, sans-IO). The shard drives both: the epoll set and the
+//! syscalls (`poller`, `reader`, `conn`), the slab of connections, the
+//! timing wheel (one entry per connection, at the session's
+//! `poll_timeout`), the write-buffer pool, the mesh (`queue` drains this
+//! shard's queue, `outbox` feeds the others'), the router's actions
+//! (`actions`), the QoS 1 store of the users it owns (`owner`, `retry`),
+//! and its end of the bus to other nodes (`bus`).
 //!
 //! Invariants:
 //! - A connection never leaves the shard that accepted it.
@@ -17,6 +18,7 @@
 //!   another method that borrows the same cell.
 //! - An idle connection holds no read or write buffer and no task; readiness
 //!   comes from the shard's epoll set (`poller`).
+mod actions;
 mod backend;
 mod bus;
 mod conn;
@@ -24,13 +26,13 @@ pub mod deps;
 mod outbox;
 mod owner;
 mod poller;
+mod queue;
 mod reader;
 mod retry;
-mod router;
 mod routes;
 mod run;
 mod store;
-pub mod tables;
+
 mod timers;
 mod tls;
 #[cfg(test)]
@@ -50,9 +52,10 @@ use crate::stats::ShardStats;
 use crate::store::{Done, Store};
 use crate::wheel::{TimerKey, TimingWheel};
 
+use crate::router::tables::ConnKey;
+use crate::router::{Action, Router};
 pub use deps::Deps;
 pub use run::spawn;
-use tables::{ConnKey, Tables};
 use timers::Timer;
 use wake::{Flag, Notify};
 
@@ -90,7 +93,11 @@ pub(crate) struct Shard {
     conns: RefCell<Slab<Conn>>,
     /// Readiness of every connection of the shard.
     poller: poller::Poller,
-    tables: RefCell<Tables>,
+    /// The routing state and decisions (sans-IO); the shard carries out
+    /// its actions (`actions`).
+    router: RefCell<Router>,
+    /// Actions being carried out (kept for its allocation).
+    actions: RefCell<Vec<Action>>,
     wheel: RefCell<TimingWheel<Timer>>,
     /// The shard's clock, read when it wakes (epoll, queue, tick) and passed
     /// to every session call.
@@ -189,7 +196,12 @@ impl Shard {
             env,
             fx: RefCell::new(Effects::default()),
             conns: RefCell::new(Slab::new()),
-            tables: RefCell::new(Tables::default()),
+            router: RefCell::new(Router::new(
+                id as u16,
+                deps.mesh.len(),
+                deps.presence.is_some(),
+            )),
+            actions: RefCell::new(Vec::new()),
             wheel: RefCell::new(TimingWheel::new(tick, now)),
             now: Cell::new(now),
             dirty: RefCell::new(Vec::new()),

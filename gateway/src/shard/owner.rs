@@ -81,8 +81,9 @@ impl Shard {
         reply: Option<ReplyTo>,
     ) {
         let mut online: Vec<Arc<str>> = self
-            .tables
+            .router
             .borrow()
+            .tables()
             .presence(&user)
             .iter()
             .map(|e| e.device.clone())
@@ -283,7 +284,7 @@ impl Shard {
     /// Peers interested in the user get one envelope each: the inbox is
     /// shared, so a peer's holders see the same sequence.
     fn route_stored(&self, user: &Arc<str>, stored: &Stored) {
-        let shards = self.tables.borrow().user_shards(user);
+        let shards = self.router.borrow().tables().user_shards(user);
         let nodes = self.remote_nodes(Kind::User, user);
         if shards.is_empty() && !self.has_peers() {
             return;

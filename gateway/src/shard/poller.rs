@@ -22,9 +22,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
 use super::reader::{self, ReadEnd};
-use super::tables::ConnKey;
 use super::wake::{runtime_turn, waited, Turns};
 use super::Shard;
+use crate::router::tables::ConnKey;
 use crate::sys;
 
 /// Events collected per `epoll_wait`.

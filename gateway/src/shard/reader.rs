@@ -5,8 +5,8 @@
 //! The scratch buffer is the shard's: an idle connection holds no read
 //! buffer. A connection gets `READS_PER_TURN` reads per shard round, so one
 //! client streaming frames cannot stall the others.
-use super::tables::ConnKey;
 use super::Shard;
+use crate::router::tables::ConnKey;
 use crate::stats::ShardStats;
 use crate::sys::{self, Io};
 

@@ -1,10 +1,7 @@
-//! What sessions ask of the router (`session::Route`), turned into table
-//! updates and mesh messages to the owner shards of the names involved.
-use std::sync::Arc;
-
-use super::tables::ConnKey;
+//! What sessions ask for (`session::Route`): the router takes the routing
+//! ones (tables, owner shards), the backend services the rest.
 use super::Shard;
-use crate::mesh::{DataMsg, PresenceEntry};
+use crate::router::tables::ConnKey;
 use crate::session::Route;
 use crate::store::ReplyTo;
 
@@ -16,91 +13,20 @@ impl Shard {
             key,
             conn_id,
         };
-        let mesh = &self.deps.mesh;
-        match route {
-            Route::Online { user, device, wire } => {
-                self.tables.borrow_mut().add_user(&user, key);
-                let entry = PresenceEntry {
-                    shard: self.id as u16,
-                    conn_id,
-                    device,
-                    wire,
-                };
-                self.send_to(mesh.owner(&user), DataMsg::Online { user, entry });
+        let rest = self.router.borrow_mut().route(me, route);
+        self.run_actions();
+        match rest {
+            Some(r @ (Route::ToBackend { .. } | Route::Event(_))) => self.backend_route(key, me, r),
+            Some(Route::Authorize { action, room, send }) => {
+                self.authorize(key, me, action, room, send)
             }
-            Route::Joined(room) => {
-                if self.tables.borrow_mut().join(&room, key) {
-                    let owner = mesh.owner(&room);
-                    let shard = self.id as u16;
-                    self.send_to(
-                        owner,
-                        DataMsg::Interest {
-                            room,
-                            shard,
-                            on: true,
-                        },
-                    );
-                }
-            }
-            Route::Left(room) => self.leave_room(key, &room),
-            Route::ToUser { user, msg } => {
-                self.send_to(mesh.owner(&user), DataMsg::ToUser { user, msg })
-            }
-            Route::ToRoom { room, msg } => {
-                self.send_to(mesh.owner(&room), DataMsg::ToRoom { room, msg })
-            }
-            Route::Append {
-                user,
-                msg,
-                client_msg_id,
-            } => {
-                let owner = mesh.owner(&user);
-                let reply = Some(me);
-                let append = DataMsg::Qos1Append {
-                    user,
-                    msg,
-                    client_msg_id,
-                    reply,
-                };
-                self.send_to(owner, append);
-            }
-            Route::Read {
-                user,
-                device,
-                after,
-                max,
-            } => {
-                let owner = mesh.owner(&user);
-                let read = DataMsg::Qos1Read {
-                    user,
-                    device,
-                    after,
-                    max,
-                    conn: me,
-                };
-                self.send_to(owner, read);
-            }
-            r @ (Route::ToBackend { .. } | Route::Event(_)) => self.backend_route(key, me, r),
-            Route::Authorize { action, room, send } => self.authorize(key, me, action, room, send),
-            Route::Ack { user, device, seq } => {
-                let owner = mesh.owner(&user);
-                self.send_to(owner, DataMsg::Qos1Ack { user, device, seq });
-            }
+            _ => {}
         }
     }
 
     /// Drops a local membership; withdraws interest when it was the last.
     pub(super) fn leave_room(&self, key: ConnKey, room: &str) {
-        if self.tables.borrow_mut().leave(room, key) {
-            let owner = self.deps.mesh.owner(room);
-            self.send_to(
-                owner,
-                DataMsg::Interest {
-                    room: Arc::from(room),
-                    shard: self.id as u16,
-                    on: false,
-                },
-            );
-        }
+        self.router.borrow_mut().leave(key, room);
+        self.run_actions();
     }
 }

@@ -8,8 +8,8 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::tables::ConnKey;
 use super::Shard;
+use crate::router::tables::ConnKey;
 use crate::wheel::TimerKey;
 
 /// How often a shard returns freed memory to the OS.

@@ -20,8 +20,8 @@ use rustls::unbuffered::{
     ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
 };
 
-use super::tables::ConnKey;
 use super::Shard;
+use crate::router::tables::ConnKey;
 use crate::sys::{self, Io};
 
 /// Plaintext enciphered per step: one full TLS record.

@@ -146,7 +146,7 @@ fn cluster_settings() {
     assert_eq!(d.cluster.route_policy, RoutePolicy::LeastConns);
     let bus = |c: &mut Config| c.cluster.bus_listen = Some("127.0.0.1:7000".parse().unwrap());
     type Edit = fn(&mut Config);
-    let cases: [(Edit, &str); 5] = [
+    let cases: [(Edit, &str); 8] = [
         (
             |c| c.cluster.bus_listen = Some("127.0.0.1:0".parse().unwrap()),
             "a cluster needs redis",
@@ -173,6 +173,18 @@ fn cluster_settings() {
         (
             |c| c.cluster.bus_advertise = Some("has space".into()),
             "invalid cluster.bus_advertise",
+        ),
+        (
+            |c| c.cluster.bus_advertise = Some("127.0.0.1:46385".into()),
+            "without a port",
+        ),
+        (
+            |c| c.cluster.bus_advertise = Some("gw-1.internal:7000".into()),
+            "without a port",
+        ),
+        (
+            |c| c.cluster.bus_advertise = Some("[::1]:7000".into()),
+            "without a port",
         ),
     ];
     for (edit, want) in cases {
@@ -218,4 +230,31 @@ fn cluster_settings() {
     );
     assert_eq!(flags.cluster.route_policy, RoutePolicy::RoundRobin);
     assert_eq!(flags.cluster.bus_advertise.as_deref(), Some("h1"));
+}
+
+#[test]
+fn bus_advertise_takes_hosts_and_addresses() {
+    use crate::config::validate::is_host;
+    for ok in [
+        "10.0.0.7",
+        "::1",
+        "[fd00::7]",
+        "gw-1",
+        "gw-1.pods.cluster.local",
+        "a.",
+    ] {
+        assert!(is_host(ok), "{ok}");
+    }
+    for bad in [
+        "",
+        "10.0.0.7:7000",
+        "[::1]:7000",
+        "-gw",
+        "gw_1",
+        "a..b",
+        "[10.0.0.7]",
+        "x/y",
+    ] {
+        assert!(!is_host(bad), "{bad}");
+    }
 }

@@ -1,7 +1,7 @@
 //! The shard's end of the bus (`crate::cluster` has the design): a link to
 //! every peer (this shard dials shard `self.id % n` of each), the links
-//! peers opened to this shard's own bus port, and the remote interest of
-//! the names this shard owns.
+//! peers opened to this shard's own bus port (the remote interest of the
+//! names this shard owns is the router's).
 //!
 //! Every link is a `relay` state machine driven by one task (`dial`,
 //! `inbound`). Routing code only calls `bus_send`/`bus_broadcast`, which
@@ -34,7 +34,7 @@ use std::sync::Arc;
 use super::wake::Notify;
 use super::Shard;
 use crate::cluster::envelope;
-use crate::cluster::remote::{Kind, RemoteInterest};
+use crate::cluster::remote::Kind;
 use crate::cluster::{Peer, Peers};
 use crate::stats::ShardStats;
 
@@ -65,10 +65,7 @@ pub(super) struct Bus {
     links: RefCell<HashMap<Arc<str>, Rc<PeerLink>>>,
     inbound: RefCell<Vec<Rc<InboundHandle>>>,
     seen: RefCell<relay::Seen>,
-    pub(super) remote: RefCell<RemoteInterest>,
     recent: RefCell<recent::Recent>,
-    /// Owned users whose connections changed since the last tick.
-    presence_dirty: RefCell<std::collections::HashSet<Arc<str>>>,
 }
 
 impl Bus {
@@ -80,9 +77,7 @@ impl Bus {
             links: RefCell::new(HashMap::new()),
             inbound: RefCell::new(Vec::new()),
             seen: RefCell::new(relay::Seen::new()),
-            remote: RefCell::new(RemoteInterest::default()),
             recent: RefCell::new(recent::Recent::new()),
-            presence_dirty: RefCell::new(Default::default()),
         }
     }
 }
@@ -109,7 +104,7 @@ impl Shard {
                 pl.removed.set(true);
                 pl.wake.notify();
             }
-            self.bus.remote.borrow_mut().forget(&id);
+            self.router.borrow_mut().forget_peer(&id);
             self.bus.seen.borrow_mut().forget(&id);
             // Its links to us start again, so it sends its snapshot again.
             for h in self.bus.inbound.borrow().iter() {
@@ -119,6 +114,7 @@ impl Shard {
                 }
             }
         }
+        self.router.borrow_mut().set_peered(!peers.is_empty());
         for p in peers.iter() {
             let addr = p.bus[self.id % p.bus.len()];
             if let Some(old) = links.get(&p.id) {
@@ -178,17 +174,9 @@ impl Shard {
         }
     }
 
-    /// Tells every peer this node gained or lost interest in a name this
-    /// shard owns.
-    pub(super) fn announce(&self, kind: Kind, name: &str, on: bool) {
-        if !self.bus.links.borrow().is_empty() {
-            self.bus_broadcast(&envelope::interest(kind, name, on));
-        }
-    }
-
     /// The peers interested in `name` (owner side).
     pub(super) fn remote_nodes(&self, kind: Kind, name: &str) -> smallvec::SmallVec<[Arc<str>; 4]> {
-        self.bus.remote.borrow().nodes(kind, name)
+        self.router.borrow().remote_nodes(kind, name)
     }
 
     /// Queues a `Reset` and every name this shard owns with local interest.
@@ -203,7 +191,8 @@ impl Shard {
             }
         };
         send(envelope::reset(self.id as u16, shards));
-        let tables = self.tables.borrow();
+        let router = self.router.borrow();
+        let tables = router.tables();
         for user in tables.owned_users() {
             send(envelope::interest(Kind::User, user, true));
         }

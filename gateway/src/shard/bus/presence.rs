@@ -1,28 +1,20 @@
 //! The owner shard's side of cluster presence (`crate::cluster::presence`):
-//! users whose connections changed are marked, and once per timer tick
+//! the router marks users whose connections changed, and once per tick
 //! their new values go to the writer as one batch.
-use std::sync::Arc;
-
 use crate::shard::Shard;
 
 impl Shard {
-    /// A connection of `user` (owned here) came or went.
-    pub(in crate::shard) fn mark_presence(&self, user: &Arc<str>) {
-        if self.deps.presence.is_some() {
-            self.bus.presence_dirty.borrow_mut().insert(user.clone());
-        }
-    }
-
     /// Hands the writer the new value of every marked user (each tick).
     pub(in crate::shard) fn flush_presence(&self) {
         let Some(presence) = &self.deps.presence else {
             return;
         };
-        let dirty = std::mem::take(&mut *self.bus.presence_dirty.borrow_mut());
+        let dirty = self.router.borrow_mut().take_presence_dirty();
         if dirty.is_empty() {
             return;
         }
-        let tables = self.tables.borrow();
+        let router = self.router.borrow();
+        let tables = router.tables();
         let batch = dirty
             .into_iter()
             .map(|user| {

@@ -42,7 +42,7 @@ impl Shard {
 
     /// A peer now wants `user`: send it the last message stored for the
     /// user here, if it is recent.
-    pub(super) fn resend_recent(&self, user: &str, node: &str) {
+    pub(in crate::shard) fn resend_recent(&self, user: &str, node: &str) {
         let entry = self.bus.recent.borrow().get(user).cloned();
         if let Some((at, seq, frame)) = entry {
             if self.now.get().saturating_duration_since(at) <= WINDOW {

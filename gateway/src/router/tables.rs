@@ -1,4 +1,4 @@
-//! A shard's routing tables: who is connected here, who is in which room
+//! The router's tables: who is connected here, who is in which room
 //! here, and, for the names this shard owns, the node-wide view.
 //!
 //! Local tables map names to connection keys of this shard. Owner tables hold

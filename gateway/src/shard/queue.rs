@@ -1,11 +1,8 @@
-//! The shard's router: drains its mesh queue, routes what it owns and
-//! hands what is local to the sessions.
+//! The shard's queues: drains its mesh queue and its backend replies,
+//! feeding routing messages to the router (`crate::router`) and the rest to
+//! the sessions and the QoS 1 owner side.
 use std::rc::Rc;
-use std::sync::Arc;
 
-use proto::v1::{server_frame::Frame, Qos};
-
-use super::tables::ConnKey;
 use super::wake::{waited, yield_now, Turns};
 use super::Shard;
 use crate::cluster::envelope;
@@ -14,8 +11,8 @@ use crate::cluster::route;
 use crate::mesh::{Command, DataMsg, Presence, Redirect, Reply, ShardMsg};
 use crate::outbound::Outbound;
 use crate::outbound::Wire;
+use crate::router::tables::ConnKey;
 use crate::session::{Ctx, Delivery};
-use crate::store::Stored;
 use crate::sys;
 
 /// Messages handled before letting connections run.
@@ -74,62 +71,16 @@ impl Shard {
     }
 
     fn handle_data(&self, msg: DataMsg) {
+        let rest = self.router.borrow_mut().handle(msg);
+        self.run_actions();
+        let Some(msg) = rest else { return };
         match msg {
-            DataMsg::ToUser { user, msg } => {
-                let shards = self.tables.borrow().user_shards(&user);
-                self.relay_out(Kind::User, &user, &msg);
-                for s in shards {
-                    let (user, msg) = (user.clone(), msg.clone());
-                    self.send_to(s as usize, DataMsg::UserLocal { user, msg });
-                }
-            }
-            DataMsg::UserLocal { user, msg } => {
-                let tables = self.tables.borrow();
-                self.deliver_live(tables.user_conns(&user).iter().copied(), &msg);
-            }
-            DataMsg::ToRoom { room, msg } => {
-                self.relay_out(Kind::Room, &room, &msg);
-                let shards = self.tables.borrow().room_shards(&room).to_vec();
-                for s in shards {
-                    let (room, msg) = (room.clone(), msg.clone());
-                    self.send_to(s as usize, DataMsg::RoomLocal { room, msg });
-                }
-            }
-            DataMsg::RoomLocal { room, msg } => self.fan_out(&room, &msg),
-            DataMsg::Online { user, entry } => {
-                self.mark_presence(&user);
-                if self.tables.borrow_mut().online(user.clone(), entry) {
-                    self.announce(Kind::User, &user, true);
-                }
-            }
-            DataMsg::Offline {
-                user,
-                shard,
-                conn_id,
-            } => {
-                self.mark_presence(&user);
-                if self.tables.borrow_mut().offline(&user, shard, conn_id) {
-                    self.announce(Kind::User, &user, false);
-                }
-            }
-            DataMsg::Interest { room, shard, on } => {
-                if self.tables.borrow_mut().interest(room.clone(), shard, on) {
-                    self.announce(Kind::Room, &room, on);
-                }
-            }
             DataMsg::Qos1Append {
                 user,
                 msg,
                 client_msg_id,
                 reply,
             } => self.owner_append(user, *msg, client_msg_id, reply),
-            DataMsg::Qos1Deliver { user, seq, msg } => {
-                let keys = self.tables.borrow().user_conns(&user).to_vec();
-                for key in keys {
-                    let stored = Delivery::Stored { seq, msg: &msg };
-                    self.drive(key, |s, cx| s.handle_routed(cx, stored));
-                }
-            }
             DataMsg::Qos1Ack { user, device, seq } => self.owner_ack(user, device, seq),
             DataMsg::Qos1Read {
                 user,
@@ -148,6 +99,15 @@ impl Shard {
                 self.handle_reply(Reply::SendDone { reply, result })
             }
             DataMsg::StoreReady => self.drain_store(),
+            // Decided by the router.
+            DataMsg::ToUser { .. }
+            | DataMsg::UserLocal { .. }
+            | DataMsg::ToRoom { .. }
+            | DataMsg::RoomLocal { .. }
+            | DataMsg::Online { .. }
+            | DataMsg::Offline { .. }
+            | DataMsg::Interest { .. }
+            | DataMsg::Qos1Deliver { .. } => {}
         }
     }
 
@@ -180,7 +140,7 @@ impl Shard {
     fn handle_command(self: &Rc<Self>, cmd: Command) {
         match cmd {
             Command::Presence { user, reply } => {
-                let local = self.tables.borrow().presence(&user).to_vec();
+                let local = self.router.borrow().tables().presence(&user).to_vec();
                 let nodes = self.remote_nodes(Kind::User, &user).into_vec();
                 let _ = reply.try_send(Presence { local, nodes });
             }
@@ -188,11 +148,13 @@ impl Shard {
                 let _ = reply.try_send(self.remote_nodes(Kind::Room, &room).into_vec());
             }
             Command::RoomMembers { room, reply } => {
-                let _ = reply.try_send(self.tables.borrow().room_members(&room).count());
+                let count = self.router.borrow().tables().room_members(&room).count();
+                let _ = reply.try_send(count);
             }
             Command::Kick { user, reply } => {
                 let (count, shards) = {
-                    let t = self.tables.borrow();
+                    let r = self.router.borrow();
+                    let t = r.tables();
                     (t.presence(&user).len(), t.user_shards(&user))
                 };
                 for s in shards {
@@ -206,7 +168,7 @@ impl Shard {
                 }
             }
             Command::KickLocal { user } => {
-                let keys = self.tables.borrow().user_conns(&user).to_vec();
+                let keys = self.router.borrow().tables().user_conns(&user).to_vec();
                 for key in keys {
                     self.drive(key, |s, cx| s.kick(cx));
                 }
@@ -216,73 +178,11 @@ impl Shard {
         }
     }
 
-    /// Sends a live message for a name this shard owns to every peer
-    /// interested in it: one envelope per node, the frame encoded once.
-    fn relay_out(&self, kind: Kind, name: &str, msg: &Outbound) {
-        let nodes = self.remote_nodes(kind, name);
-        if nodes.is_empty() {
-            return;
-        }
-        let frame = envelope::frame_bytes(msg.frame());
-        let env = match kind {
-            Kind::User => envelope::to_user(name, frame),
-            Kind::Room => envelope::to_room(name, frame),
-        };
-        for node in nodes {
-            self.bus_send(&node, &env);
-        }
-    }
-
-    /// Delivers to every local member of `room`. A QoS 1 room message is
-    /// stored in each local member's inbox instead (once per user: the
-    /// message id dedupes the copies other shards store for the same user).
-    fn fan_out(&self, room: &Arc<str>, msg: &Outbound) {
-        let Some(Frame::Deliver(d)) = msg.frame().frame.as_ref() else {
-            return;
-        };
-        if d.qos() != Qos::AtLeastOnce {
-            let tables = self.tables.borrow();
-            self.deliver_live(tables.room_members(room), msg);
-            return;
-        }
-        let mut users: Vec<Arc<str>> = {
-            let tables = self.tables.borrow();
-            let conns = self.conns.borrow();
-            tables
-                .room_members(room)
-                .filter_map(|k| conns.get(k).and_then(|c| c.session.user().cloned()))
-                .collect()
-        };
-        users.sort_unstable();
-        users.dedup();
-        for user in users {
-            let stored = Stored {
-                seq: 0,
-                msg_id: d.msg_id.clone(),
-                from: d.from.clone(),
-                room: d.room.clone(),
-                payload: d.payload.clone(),
-                timestamp_ms: d.timestamp_ms,
-            };
-            let client_msg_id = format!("room:{}", d.msg_id);
-            let owner = self.deps.mesh.owner(&user);
-            self.send_to(
-                owner,
-                DataMsg::Qos1Append {
-                    user,
-                    msg: Box::new(stored),
-                    client_msg_id,
-                    reply: None,
-                },
-            );
-        }
-    }
-
     /// Hands a live frame to each of `keys` (room fan-out, a user's
     /// connections): one borrow of the slab for all of them. A live
     /// delivery never routes anything and never removes a connection (a
     /// slow consumer starts closing), so the sessions are settled in place.
-    fn deliver_live(&self, keys: impl Iterator<Item = ConnKey>, msg: &Outbound) {
+    pub(super) fn deliver_live(&self, keys: impl Iterator<Item = ConnKey>, msg: &Outbound) {
         let mut conns = self.conns.borrow_mut();
         let mut fx = self.fx.borrow_mut();
         let mut cx = Ctx {
