@@ -21,7 +21,7 @@ pub use backend::BackendConfig;
 pub use cluster::{ClusterConfig, RoutePolicy};
 pub use limits::{DrainConfig, Limits};
 pub use qos::{QosConfig, WhenFull};
-pub use tls::TlsConfig;
+pub use tls::{TlsConfig, TlsError};
 mod cli;
 mod error;
 #[cfg(test)]

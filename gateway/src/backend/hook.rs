@@ -4,24 +4,36 @@
 //!
 //! A request is `POST <url>` with `{"action": "join"|"publish", "user",
 //! "device", "room", "node", "conn"}`; the answer is `200 {"allow": bool}`
-//! (any other answer is "no"). Answers are cached per (user, action, room)
+//! (any other status is "no"; a body past 64 KiB or one that is not that
+//! JSON counts as no answer). Answers are cached per (user, action, room)
 //! for `backend.authorize_cache_secs`. At most
-//! `backend.authorize_concurrency` requests are in flight (that many worker
-//! threads); each waits `backend.authorize_timeout_ms` at most. When the
-//! backend cannot be reached (refused, timeout, the queue full), the policy
-//! `backend.authorize_when_down` decides: `deny` (default) or `allow`.
+//! `backend.authorize_concurrency` requests are in flight: that many worker
+//! threads, each asking one question at a time with hyper's HTTP/1.1 client
+//! on its own current-thread tokio runtime. Each worker keeps its
+//! connection open between questions (keep-alive) and reuses it; a kept
+//! connection the backend has closed meanwhile is found on use, and the
+//! question is asked once more on a new connection. Each question waits
+//! `backend.authorize_timeout_ms` at most, all included (name lookup,
+//! connect, the retry, the answer); a question that timed out or failed
+//! closes its connection. When the backend cannot be reached (refused,
+//! timeout, the queue full), the policy `backend.authorize_when_down`
+//! decides: `deny` (default) or `allow`.
 //! The decision goes back to the connection's shard as a `mesh::Reply`,
 //! which never blocks and is never dropped: a shard asking with a cached
 //! answer (or a full queue) is answered through its own reply queue, not by
 //! waiting on its own full mesh queue.
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
 use serde_json::json;
 
 use crate::config::BackendConfig;
@@ -32,6 +44,8 @@ use crate::store::ReplyTo;
 const QUEUE: usize = 4096;
 /// Cached answers at most.
 const MAX_CACHED: usize = 100_000;
+/// An answer's body is read up to this many bytes.
+const MAX_BODY: usize = 64 * 1024;
 
 pub use crate::session::Action;
 
@@ -85,21 +99,33 @@ impl Hook {
         let Some(url) = b.authorize_url.clone() else {
             return Ok(None);
         };
-        let target = Target::parse(&url)?;
+        let target = Arc::new(Target::parse(&url)?);
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let cache: Arc<Cache> = Arc::default();
         let counters: Arc<Counters> = Arc::default();
         for i in 0..b.authorize_concurrency.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                // Name lookups of a host name (an IP address needs none).
+                .max_blocking_threads(1)
+                .thread_name(format!("hook-{i}-dns"))
+                .build()
+                .map_err(HookError::Runtime)?;
             let w = Worker {
                 mesh: mesh.clone(),
                 node_id: node_id.to_owned(),
-                timeout: Duration::from_millis(b.authorize_timeout_ms.max(1)),
                 ttl: Duration::from_secs(b.authorize_cache_secs),
                 when_down_allows: b.authorize_when_down_allows(),
                 rx: rx.clone(),
-                target: target.clone(),
                 cache: cache.clone(),
                 counters: counters.clone(),
+                runtime,
+                client: Client {
+                    target: target.clone(),
+                    timeout: Duration::from_millis(b.authorize_timeout_ms.max(1)),
+                    conn: None,
+                },
             };
             std::thread::Builder::new()
                 .name(format!("hook-{i}"))
@@ -152,23 +178,50 @@ pub enum HookError {
     /// A worker thread could not be started.
     #[error("cannot start the hook's workers: {0}")]
     Thread(std::io::Error),
+    /// A worker's runtime could not be built.
+    #[error("cannot start the hook's workers: no runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
-#[derive(Clone)]
+/// Where the questions go, parsed once.
 struct Target {
+    /// The host to connect to (no brackets around an IPv6 address).
     host: String,
-    path: String,
+    port: u16,
+    /// The `Host` header.
+    authority: HeaderValue,
+    /// The request target: path and query.
+    path: Uri,
 }
 
 impl Target {
     fn parse(url: &str) -> Result<Target, HookError> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| HookError::Url(url.to_owned()))?;
-        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let bad = || HookError::Url(url.to_owned());
+        let uri: Uri = url.parse().map_err(|_| bad())?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad());
+        }
+        let auth = uri.authority().ok_or_else(bad)?;
+        if auth.host().is_empty() {
+            return Err(bad());
+        }
+        let authority = match auth.port() {
+            Some(port) => format!("{}:{port}", auth.host()),
+            None => auth.host().to_owned(),
+        };
+        let path = match uri.path_and_query().map(|p| p.as_str()) {
+            None | Some("") => "/",
+            Some(p) => p,
+        };
         Ok(Target {
-            host: host.to_owned(),
-            path: format!("/{path}"),
+            host: auth
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port: auth.port_u16().unwrap_or(80),
+            authority: HeaderValue::from_str(&authority).map_err(|_| bad())?,
+            path: path.parse().map_err(|_| bad())?,
         })
     }
 }
@@ -176,18 +229,18 @@ impl Target {
 struct Worker {
     mesh: Arc<Mesh>,
     node_id: String,
-    timeout: Duration,
     ttl: Duration,
     when_down_allows: bool,
     rx: Receiver<Ask>,
-    target: Target,
     cache: Arc<Cache>,
     counters: Arc<Counters>,
+    runtime: tokio::runtime::Runtime,
+    client: Client,
 }
 
 impl Worker {
-    fn run(self) {
-        let (timeout, ttl) = (self.timeout, self.ttl);
+    fn run(mut self) {
+        let ttl = self.ttl;
         while let Ok(ask) = self.rx.recv() {
             let body = json!({
                 "action": match ask.action { Action::Join => "join", Action::Publish => "publish" },
@@ -198,7 +251,7 @@ impl Worker {
                 "conn": ask.reply.conn_id,
             })
             .to_string();
-            let allow = match self.post(&body, timeout) {
+            let allow = match self.runtime.block_on(self.client.post(Bytes::from(body))) {
                 Some(allow) => {
                     self.counters.asked.fetch_add(1, Ordering::Relaxed);
                     if !ttl.is_zero() {
@@ -222,106 +275,100 @@ impl Worker {
             answer(&self.mesh, ask, allow);
         }
     }
+}
 
+/// One worker's HTTP/1.1 client: one kept connection at most.
+struct Client {
+    target: Arc<Target>,
+    timeout: Duration,
+    conn: Option<SendRequest<Full<Bytes>>>,
+}
+
+/// Why a question got no answer.
+enum Failed {
+    /// The connection gave no answer at all (closed, reset, refused): on a
+    /// kept connection, the backend may have closed it while it was idle.
+    NoAnswer,
+    /// An answer came but could not be read or understood.
+    Unreadable,
+}
+
+impl Client {
     /// The backend's answer, or `None` when it could not be had in time.
-    fn post(&self, body: &str, timeout: Duration) -> Option<bool> {
-        let addr = self.target.host.to_socket_addrs().ok()?.next()?;
-        let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
-        s.set_read_timeout(Some(timeout)).ok()?;
-        s.set_write_timeout(Some(timeout)).ok()?;
-        let req = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.target.path,
-            self.target.host,
-            body.len()
-        );
-        s.write_all(req.as_bytes()).ok()?;
-        let mut raw = Vec::new();
-        s.take(64 * 1024).read_to_end(&mut raw).ok()?;
-        let text = String::from_utf8_lossy(&raw);
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-            return Some(false);
+    async fn post(&mut self, body: Bytes) -> Option<bool> {
+        match tokio::time::timeout(self.timeout, self.exchange(body)).await {
+            Ok(Ok(allow)) => Some(allow),
+            Ok(Err(_)) | Err(_) => {
+                // Mid-question or broken: never reused.
+                self.conn = None;
+                None
+            }
         }
-        let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
-        Some(v["allow"].as_bool() == Some(true))
+    }
+
+    /// Asks on the kept connection, or (when there is none, or it gave no
+    /// answer) on a new one.
+    async fn exchange(&mut self, body: Bytes) -> Result<bool, Failed> {
+        if let Some(mut conn) = self.conn.take() {
+            if conn.ready().await.is_ok() {
+                match self.request(&mut conn, body.clone()).await {
+                    Ok((allow, keep)) => {
+                        self.conn = keep.then_some(conn);
+                        return Ok(allow);
+                    }
+                    Err(Failed::NoAnswer) => {} // once more, on a new one
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let mut conn = self.connect().await?;
+        let (allow, keep) = self.request(&mut conn, body).await?;
+        self.conn = keep.then_some(conn);
+        Ok(allow)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, Failed> {
+        let t = &*self.target;
+        let tcp = tokio::net::TcpStream::connect((t.host.as_str(), t.port))
+            .await
+            .map_err(|_| Failed::NoAnswer)?;
+        let _ = tcp.set_nodelay(true);
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|_| Failed::NoAnswer)?;
+        // Runs while the worker's runtime does (during its questions);
+        // ends when `send` is dropped or the backend closes.
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(send)
+    }
+
+    /// One question on `conn`: the decision, and whether `conn` can be kept.
+    async fn request(
+        &self,
+        conn: &mut SendRequest<Full<Bytes>>,
+        body: Bytes,
+    ) -> Result<(bool, bool), Failed> {
+        let t = &*self.target;
+        let req = Request::post(t.path.clone())
+            .header(HOST, t.authority.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(|_| Failed::Unreadable)?;
+        let resp = conn.send_request(req).await.map_err(|_| Failed::NoAnswer)?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), MAX_BODY).collect().await;
+        if status != StatusCode::OK {
+            // "No", whatever the body; read so that the connection is kept.
+            return Ok((false, body.is_ok()));
+        }
+        let body = body.map_err(|_| Failed::Unreadable)?.to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|_| Failed::Unreadable)?;
+        Ok((v["allow"].as_bool() == Some(true), true))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mesh::{Command, ShardMsg};
-
-    fn ask(shard: u16) -> Ask {
-        Ask {
-            action: Action::Join,
-            user: Arc::from("u"),
-            device: Arc::from("d"),
-            room: Arc::from("r"),
-            reply: ReplyTo {
-                shard,
-                key: 3,
-                conn_id: 9,
-            },
-            send: None,
-        }
-    }
-
-    /// The stall this module once had: a cached answer asked for on a shard
-    /// whose own mesh queue is full was pushed to that queue with a blocking
-    /// retry (the shard slept up to 2 s) and then dropped, so the join was
-    /// never answered. The answer now goes to the reply queue at once.
-    #[test]
-    fn a_cached_answer_reaches_a_shard_whose_queue_is_full() {
-        let mesh = Arc::new(Mesh::new(1, 1).unwrap());
-        assert!(mesh
-            .try_push(0, Command::Drain(Default::default()).into())
-            .is_ok());
-        assert!(
-            mesh.try_push(0, Command::Drain(Default::default()).into())
-                .is_err(),
-            "full"
-        );
-        let cfg = BackendConfig {
-            // Nothing listens there: only the cache answers.
-            authorize_url: Some("http://127.0.0.1:9/authorize".into()),
-            authorize_cache_secs: 60,
-            ..BackendConfig::default()
-        };
-        let hook = Hook::start(&cfg, "n1", mesh.clone()).unwrap().unwrap();
-        let key = (Arc::from("u"), Action::Join, Arc::from("r"));
-        let until = Instant::now() + Duration::from_secs(60);
-        hook.cache.lock().unwrap().insert(key, (true, until));
-
-        hook.ask(ask(0));
-
-        match mesh.pop_reply(0) {
-            Some(Reply::Authorized {
-                allow, reply, room, ..
-            }) => {
-                assert!(allow);
-                assert_eq!((reply.key, reply.conn_id), (3, 9));
-                assert_eq!(&*room, "r");
-            }
-            _ => panic!("the decision was not delivered"),
-        }
-        assert_eq!(hook.counters.cached.load(Ordering::Relaxed), 1);
-        // The full data queue was left as it was.
-        assert!(matches!(
-            mesh.pop(0),
-            Some(ShardMsg::Command(Command::Drain(_)))
-        ));
-    }
-
-    #[test]
-    fn a_url_that_is_not_http_is_refused() {
-        let mesh = Arc::new(Mesh::new(1, 1).unwrap());
-        let cfg = BackendConfig {
-            authorize_url: Some("https://backend/authorize".into()),
-            ..BackendConfig::default()
-        };
-        let err = Hook::start(&cfg, "n1", mesh).err().expect("refused");
-        assert!(matches!(err, HookError::Url(_)), "{err}");
-    }
-}
+#[path = "hook_tests.rs"]
+mod tests;

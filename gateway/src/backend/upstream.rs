@@ -28,7 +28,7 @@ use proto::v1::{ErrorCode, SendResult};
 
 use crate::config::BackendConfig;
 use crate::mesh::{Mesh, Reply};
-use crate::store::redis::conn::{Client, Conn};
+use crate::store::redis::conn::{Client, Lazy};
 use crate::store::ReplyTo;
 
 /// Most operations in one pipeline.
@@ -85,6 +85,13 @@ impl Upstream {
         mesh: Arc<Mesh>,
     ) -> Result<Upstream, UpstreamError> {
         let client = Client::open(url, TIMEOUT)?;
+        let redis = Lazy::new(client, TIMEOUT, TIMEOUT)
+            .logged("upstream", "cannot append (sends refused UNAVAILABLE)")
+            .on_connect(|conn| {
+                let mut load = redis::cmd("SCRIPT");
+                load.arg("LOAD").arg(APPEND);
+                conn.query::<redis::Value>(&load).map(drop)
+            });
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         std::thread::Builder::new()
             .name(format!("upstream-{shard}"))
@@ -93,9 +100,7 @@ impl Upstream {
                     backend,
                     dedupe_ms: dedupe_secs.saturating_mul(1000).max(1),
                     mesh,
-                    client,
-                    conn: None,
-                    down: false,
+                    redis,
                 }
                 .run(rx)
             })?;
@@ -125,9 +130,24 @@ struct Writer {
     backend: BackendConfig,
     dedupe_ms: u64,
     mesh: Arc<Mesh>,
-    client: Client,
-    conn: Option<Conn>,
-    down: bool,
+    redis: Lazy,
+}
+
+/// Why a batch was not appended.
+#[derive(Debug, thiserror::Error)]
+enum AppendError {
+    /// Redis failed or refused the pipeline.
+    #[error("{0}")]
+    Redis(redis::RedisError),
+    /// Redis answered with the wrong number of replies.
+    #[error("redis: {got} replies to {sent} commands")]
+    Replies { got: usize, sent: usize },
+}
+
+impl From<redis::RedisError> for AppendError {
+    fn from(e: redis::RedisError) -> Self {
+        AppendError::Redis(e)
+    }
 }
 
 /// The append script's SHA1 (loaded at every connect; EVALSHA per send).
@@ -181,32 +201,23 @@ impl Writer {
                 Op::Event(fields) => xadd(&b.events_stream, b.events_maxlen, fields),
             })
             .collect();
-        let replies = match self.connection() {
-            Ok(conn) => conn.pipeline(cmds),
-            Err(e) => Err(e),
-        };
+        let sent = batch.len();
+        let replies = self.redis.with(|conn| match conn.pipeline(cmds)? {
+            r if r.len() == sent => Ok(r),
+            r => Err(AppendError::Replies { got: r.len(), sent }),
+        });
         let replies = match replies {
-            Ok(r) if r.len() == batch.len() => {
+            Ok(r) => {
                 // The scripts were flushed: load them again on a new
                 // connection (the refused sends are retried by their clients).
                 if r.iter()
                     .any(|v| matches!(v, redis::Value::ServerError(e) if e.code() == "NOSCRIPT"))
                 {
-                    self.conn = None;
-                }
-                if std::mem::take(&mut self.down) {
-                    tracing::info!("upstream: redis answers again");
+                    self.redis.reset();
                 }
                 r.into_iter().map(Some).collect()
             }
-            other => {
-                self.conn = None;
-                if !std::mem::replace(&mut self.down, true) {
-                    let e = other.err().map(|e| e.to_string()).unwrap_or_default();
-                    tracing::warn!("upstream: cannot append (sends refused UNAVAILABLE): {e}");
-                }
-                vec![None; batch.len()]
-            }
+            Err(_) => vec![None; sent],
         };
         for (op, reply) in batch.drain(..).zip(replies) {
             let Op::Send {
@@ -240,17 +251,6 @@ impl Writer {
             // Never blocks, never lost: the sender waits for this answer.
             self.mesh.reply(to.shard as usize, done);
         }
-    }
-
-    fn connection(&mut self) -> redis::RedisResult<&mut Conn> {
-        if self.conn.is_none() {
-            let mut conn = self.client.connect(TIMEOUT, TIMEOUT)?;
-            let mut load = redis::cmd("SCRIPT");
-            load.arg("LOAD").arg(APPEND);
-            conn.query::<redis::Value>(&load)?;
-            self.conn = Some(conn);
-        }
-        Ok(self.conn.as_mut().expect("just set"))
     }
 }
 

@@ -26,7 +26,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde_json::Value;
 
-use crate::store::redis::conn::{Client, Conn};
+use crate::store::redis::conn::{Client, Lazy};
 use crate::store::redis::presence_key;
 
 /// One user's new value on this node: its connections as JSON, or `None`
@@ -48,7 +48,7 @@ pub struct Presence {
     tx: Sender<Vec<Update>>,
     rx: Mutex<Option<Receiver<Vec<Update>>>>,
     client: Client,
-    reader: Mutex<Option<Conn>>,
+    reader: Mutex<Lazy>,
     /// Users written (set or deleted).
     pub writes: AtomicU64,
     /// Pipelines Redis refused or did not answer.
@@ -59,15 +59,16 @@ pub struct Presence {
 
 impl Presence {
     /// The presence of node `node_id` on `redis` (not yet writing: `start`).
-    pub fn new(node_id: &str, incarnation: u64, redis: &str) -> anyhow::Result<Presence> {
+    pub fn new(node_id: &str, incarnation: u64, redis: &str) -> Result<Presence, PresenceError> {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let client = Client::open(redis, TIMEOUT).map_err(PresenceError::Url)?;
         Ok(Presence {
             node_id: node_id.to_owned(),
             incarnation,
             tx,
             rx: Mutex::new(Some(rx)),
-            client: Client::open(redis, TIMEOUT)?,
-            reader: Mutex::new(None),
+            reader: Mutex::new(Lazy::new(client.clone(), TIMEOUT, TIMEOUT)),
+            client,
             writes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -82,21 +83,22 @@ impl Presence {
     }
 
     /// Starts the writer thread.
-    pub fn start(self: &Arc<Self>) -> anyhow::Result<()> {
+    pub fn start(self: &Arc<Self>) -> Result<(), PresenceError> {
         let Some(rx) = self.rx.lock().ok().and_then(|mut r| r.take()) else {
-            anyhow::bail!("presence writer already started");
+            return Err(PresenceError::Started);
         };
         let me = self.clone();
         std::thread::Builder::new()
             .name("presence".into())
-            .spawn(move || me.write_loop(rx))?;
+            .spawn(move || me.write_loop(rx))
+            .map_err(PresenceError::Thread)?;
         Ok(())
     }
 
     fn write_loop(&self, rx: Receiver<Vec<Update>>) {
         let mut pending: HashMap<Arc<str>, Option<String>> = HashMap::new();
-        let mut conn: Option<Conn> = None;
-        let mut down = false;
+        let mut redis = Lazy::new(self.client.clone(), TIMEOUT, TIMEOUT)
+            .logged("presence", "cannot write (kept, retrying)");
         loop {
             let wait = if pending.is_empty() {
                 Duration::from_secs(3600)
@@ -115,28 +117,14 @@ impl Presence {
                 continue;
             }
             let cmds: Vec<redis::Cmd> = pending.iter().map(|(u, v)| self.command(u, v)).collect();
-            let result = match conn.as_mut() {
-                Some(c) => c.pipeline(cmds),
-                None => self
-                    .client
-                    .connect(TIMEOUT, TIMEOUT)
-                    .and_then(|c| conn.insert(c).pipeline(cmds)),
-            };
-            match result {
+            match redis.with(|c| c.pipeline(cmds)) {
                 Ok(_) => {
                     self.writes
                         .fetch_add(pending.len() as u64, Ordering::Relaxed);
                     pending.clear();
-                    if std::mem::take(&mut down) {
-                        tracing::info!("presence: redis answers again");
-                    }
                 }
-                Err(e) => {
-                    conn = None;
+                Err(_) => {
                     self.errors.fetch_add(1, Ordering::Relaxed);
-                    if !std::mem::replace(&mut down, true) {
-                        tracing::warn!("presence: cannot write (kept, retrying): {e}");
-                    }
                 }
             }
         }
@@ -171,25 +159,14 @@ impl Presence {
         &self,
         user: &str,
         live: &[(String, u64)],
-    ) -> anyhow::Result<Vec<(String, Vec<Value>)>> {
-        let mut guard = self
-            .reader
-            .lock()
-            .map_err(|_| anyhow::anyhow!("presence reader poisoned"))?;
-        if guard.is_none() {
-            *guard = Some(self.client.connect(TIMEOUT, TIMEOUT)?);
-        }
-        let conn = guard.as_mut().expect("just set");
+    ) -> Result<Vec<(String, Vec<Value>)>, PresenceError> {
+        let mut reader = self.reader.lock().map_err(|_| PresenceError::Poisoned)?;
         let key = presence_key("im", user);
         let mut hgetall = redis::cmd("HGETALL");
         hgetall.arg(&key);
-        let fields: HashMap<String, String> = match conn.query(&hgetall) {
-            Ok(f) => f,
-            Err(e) => {
-                *guard = None;
-                return Err(e.into());
-            }
-        };
+        let fields: HashMap<String, String> = reader
+            .with(|c| c.query(&hgetall))
+            .map_err(PresenceError::Read)?;
         let mut out = Vec::new();
         let mut stale = Vec::new();
         for (node, json) in fields {
@@ -207,9 +184,32 @@ impl Presence {
         if !stale.is_empty() {
             let mut hdel = redis::cmd("HDEL");
             hdel.arg(&key).arg(&stale);
-            let _ = conn.query::<()>(&hdel);
+            // Best effort, as before: a failure here keeps the connection.
+            if let Ok(conn) = reader.get() {
+                let _ = conn.query::<()>(&hdel);
+            }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
+}
+
+/// Why presence could not start or be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PresenceError {
+    /// `redis` is not a Redis URL (the operator's config).
+    #[error("redis url (presence): {0}")]
+    Url(redis::RedisError),
+    /// `start` was called twice (a bug of the caller).
+    #[error("presence writer already started")]
+    Started,
+    /// The writer's thread could not be started (the OS).
+    #[error("cannot start the presence writer: {0}")]
+    Thread(std::io::Error),
+    /// A reader panicked while holding the connection (a bug).
+    #[error("presence reader poisoned")]
+    Poisoned,
+    /// Redis did not answer the read (down, unreachable or refusing).
+    #[error("{0}")]
+    Read(redis::RedisError),
 }

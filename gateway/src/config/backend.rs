@@ -44,9 +44,11 @@ pub struct BackendConfig {
     /// (`http://host:port/path`, see `backend::hook`); asked after the
     /// token's `rooms` claim allows. Default: unset (no hook).
     pub authorize_url: Option<String>,
-    /// How long the hook may take, in ms. Default `1000`.
+    /// How long one hook question may take, in ms, all included (connect
+    /// and answer). Default `1000`.
     pub authorize_timeout_ms: u64,
-    /// Hook requests in flight at most (worker threads). Default `16`.
+    /// Hook requests in flight at most (worker threads, each keeping one
+    /// connection to the backend open). Default `16`.
     pub authorize_concurrency: usize,
     /// How long an answer is reused for the same user, action and room, in
     /// seconds (0: never). Default `30`.

@@ -26,7 +26,7 @@ impl TlsConfig {
 
     /// The rustls server configuration from the files (TLS 1.2 and 1.3,
     /// no client certificates, ALPN `http/1.1`); one clear line on error.
-    pub fn server_config(&self) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    pub fn server_config(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) else {
@@ -34,23 +34,60 @@ impl TlsConfig {
         };
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
             .and_then(|i| i.collect::<Result<_, _>>())
-            .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))?;
+            .map_err(|error| TlsError::Cert {
+                path: cert.clone(),
+                error,
+            })?;
         if certs.is_empty() {
-            return Err(format!(
-                "tls.cert_file {}: no certificate in it",
-                cert.display()
-            ));
+            return Err(TlsError::NoCert { path: cert.clone() });
         }
-        let key = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| format!("tls.key_file {}: {e}", key.display()))?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|error| TlsError::Key {
+            path: key.clone(),
+            error,
+        })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("tls: {e}"))?
+            .map_err(TlsError::Provider)?
             .with_no_client_auth()
             .with_single_cert(certs, key)
-            .map_err(|e| format!("tls: the key does not fit the certificate: {e}"))?;
+            .map_err(TlsError::Mismatch)?;
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Some(Arc::new(cfg)))
     }
+}
+
+/// Why the TLS certificate and key cannot be used: the operator's files.
+/// Each message is the whole line, cause included (no `source()`, so an
+/// error chain printed in full does not repeat it).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// `tls.cert_file` cannot be read or is not PEM.
+    #[error("tls.cert_file {}: {error}", .path.display())]
+    Cert {
+        /// `tls.cert_file`.
+        path: PathBuf,
+        /// What is wrong with it.
+        error: rustls::pki_types::pem::Error,
+    },
+    /// `tls.cert_file` holds no certificate.
+    #[error("tls.cert_file {}: no certificate in it", .path.display())]
+    NoCert {
+        /// `tls.cert_file`.
+        path: PathBuf,
+    },
+    /// `tls.key_file` cannot be read or holds no private key.
+    #[error("tls.key_file {}: {error}", .path.display())]
+    Key {
+        /// `tls.key_file`.
+        path: PathBuf,
+        /// What is wrong with it.
+        error: rustls::pki_types::pem::Error,
+    },
+    /// The crypto provider refused the protocol versions (a build fault).
+    #[error("tls: {0}")]
+    Provider(rustls::Error),
+    /// The private key is not the certificate's.
+    #[error("tls: the key does not fit the certificate: {0}")]
+    Mismatch(rustls::Error),
 }

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::RedisResult;
 
 use crate::control::{Control, Target};
-use crate::store::redis::conn::{Client, Conn};
+use crate::store::redis::conn::{Client, Conn, Lazy};
 
 /// Entries read per call.
 const COUNT: usize = 256;
@@ -44,89 +45,102 @@ pub struct Counters {
 }
 
 /// Starts the consumer thread of this node.
-pub fn start(control: Control, counters: Arc<Counters>) -> anyhow::Result<()> {
+pub fn start(control: Control, counters: Arc<Counters>) -> Result<(), DownstreamError> {
     let node = control.node();
     let Some(url) = node.config.redis.clone() else {
         return Ok(());
     };
     let timeout = Duration::from_millis(BLOCK_MS * 3);
-    let client = Client::open(&url, timeout)?;
+    let client = Client::open(&url, timeout).map_err(DownstreamError::Url)?;
+    let b = &node.config.backend;
+    let mut create = redis::cmd("XGROUP");
+    create
+        .arg("CREATE")
+        .arg(&b.downstream_stream)
+        .arg(&b.downstream_group)
+        .arg("0")
+        .arg("MKSTREAM");
+    let redis = Lazy::new(client, timeout, timeout)
+        .logged("downstream", "cannot read the stream (retrying)")
+        // Every new connection makes sure the group exists.
+        .on_connect(move |conn| match conn.query::<()>(&create) {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(e),
+            _ => Ok(()),
+        });
     std::thread::Builder::new()
         .name("downstream".into())
         .spawn(move || {
             Consumer {
                 control,
-                client,
                 counters,
-                conn: None,
+                redis,
             }
             .run()
-        })?;
+        })
+        .map_err(DownstreamError::Thread)?;
     Ok(())
+}
+
+/// Why the consumer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DownstreamError {
+    /// `redis` is not a Redis URL (the operator's config).
+    #[error("redis url (downstream): {0}")]
+    Url(redis::RedisError),
+    /// The consumer's thread could not be started (the OS).
+    #[error("cannot start the downstream consumer: {0}")]
+    Thread(std::io::Error),
 }
 
 struct Consumer {
     control: Control,
-    client: Client,
     counters: Arc<Counters>,
-    conn: Option<Conn>,
+    redis: Lazy,
 }
 
 impl Consumer {
     fn run(mut self) {
         let mut backoff = Duration::from_millis(100);
         let mut next_claim = Instant::now();
-        let mut down = false;
         loop {
             let claim = Instant::now() >= next_claim;
-            match self.round(claim) {
+            let (control, counters) = (&self.control, &*self.counters);
+            let round = |conn: &mut Conn| {
+                Round {
+                    conn,
+                    control,
+                    counters,
+                }
+                .run(claim)
+            };
+            match self.redis.with(round) {
                 Ok(()) => {
                     backoff = Duration::from_millis(100);
-                    if std::mem::take(&mut down) {
-                        tracing::info!("downstream: redis answers again");
-                    }
                     if claim {
                         let idle = self.control.node().config.backend.claim_idle_ms;
                         next_claim = Instant::now() + Duration::from_millis((idle / 2).max(100));
                     }
                 }
-                Err(e) => {
-                    self.conn = None;
+                Err(_) => {
                     self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                    if !std::mem::replace(&mut down, true) {
-                        tracing::warn!("downstream: cannot read the stream (retrying): {e}");
-                    }
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
     }
+}
 
-    fn conn(&mut self) -> anyhow::Result<&mut Conn> {
-        if self.conn.is_none() {
-            let t = Duration::from_millis(BLOCK_MS * 3);
-            let mut conn = self.client.connect(t, t)?;
-            let b = &self.control.node().config.backend;
-            let mut create = redis::cmd("XGROUP");
-            create
-                .arg("CREATE")
-                .arg(&b.downstream_stream)
-                .arg(&b.downstream_group)
-                .arg("0")
-                .arg("MKSTREAM");
-            match conn.query::<()>(&create) {
-                Ok(()) => {}
-                Err(e) if e.code() == Some("BUSYGROUP") => {}
-                Err(e) => return Err(e.into()),
-            }
-            self.conn = Some(conn);
-        }
-        Ok(self.conn.as_mut().expect("just set"))
-    }
+/// One round on a connection.
+struct Round<'a> {
+    conn: &'a mut Conn,
+    control: &'a Control,
+    counters: &'a Counters,
+}
 
+impl Round<'_> {
     /// One read (and, when due, one claim of idle entries).
-    fn round(&mut self, claim: bool) -> anyhow::Result<()> {
+    fn run(&mut self, claim: bool) -> RedisResult<()> {
         let node = self.control.node();
         let b = node.config.backend.clone();
         let me = node.config.node_id.clone();
@@ -136,7 +150,7 @@ impl Consumer {
                 .arg(&b.downstream_group)
                 .arg(&me);
             c.arg(b.claim_idle_ms).arg("0-0").arg("COUNT").arg(COUNT);
-            let reply: StreamAutoClaimReply = self.conn()?.query(&c)?;
+            let reply: StreamAutoClaimReply = self.conn.query(&c)?;
             self.counters
                 .claimed
                 .fetch_add(reply.claimed.len() as u64, Ordering::Relaxed);
@@ -153,7 +167,7 @@ impl Consumer {
             .arg("STREAMS")
             .arg(&b.downstream_stream)
             .arg(">");
-        let reply: Option<StreamReadReply> = self.conn()?.query(&c)?;
+        let reply: Option<StreamReadReply> = self.conn.query(&c)?;
         let entries = reply
             .into_iter()
             .flat_map(|r| r.keys)
@@ -163,7 +177,7 @@ impl Consumer {
     }
 
     /// Pushes each entry, then acknowledges what was pushed (one XACK).
-    fn handle(&mut self, stream: &str, group: &str, entries: Vec<StreamId>) -> anyhow::Result<()> {
+    fn handle(&mut self, stream: &str, group: &str, entries: Vec<StreamId>) -> RedisResult<()> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -182,7 +196,7 @@ impl Consumer {
         if !done.is_empty() {
             let mut ack = redis::cmd("XACK");
             ack.arg(stream).arg(group).arg(&done);
-            self.conn()?.query::<()>(&ack)?;
+            self.conn.query::<()>(&ack)?;
             self.counters
                 .entries
                 .fetch_add(done.len() as u64, Ordering::Relaxed);

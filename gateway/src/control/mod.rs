@@ -31,6 +31,7 @@ use proto::v1::Qos;
 
 use crate::store::Stored;
 
+use crate::config::{ConfigError, TlsError};
 use crate::control::node::Node;
 use crate::mesh::{Command, DataMsg, Presence, Redirect, ShardMsg};
 use crate::outbound::Outbound;
@@ -44,6 +45,24 @@ pub enum ControlError {
     /// A shard's inbox stayed full or it did not answer in time.
     #[error("node overloaded: a shard did not take the request in time")]
     Overloaded,
+}
+
+/// Why a reload was refused (the configuration in force stays). Each
+/// message is one line for the operator, cause included.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The node is still starting: nothing to reload yet.
+    #[error("not running yet")]
+    NotRunning,
+    /// The new configuration is invalid (the operator's file or flags).
+    #[error("{0}")]
+    Config(ConfigError),
+    /// The new TLS certificate or key cannot be used (the operator's files).
+    #[error("{0}")]
+    Tls(TlsError),
+    /// The new configuration turns TLS on or off.
+    #[error("turning TLS on or off takes a restart")]
+    TlsToggle,
 }
 
 /// Where a pushed message goes.
@@ -235,17 +254,20 @@ impl Control {
     /// admin token. An invalid one is refused (one log line) and the old
     /// kept. Turning TLS on or off takes a restart (the listeners' protocol
     /// would change under clients), so it is refused too.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), ReloadError> {
         let guard = self.node.reload.lock().unwrap_or_else(|e| e.into_inner());
         let Some(read) = guard.as_ref() else {
-            return Err("not running yet".into());
+            return Err(ReloadError::NotRunning);
         };
-        let result = read().map_err(|e| format!("{e:#}")).and_then(|c| {
-            let (verifier, dev) = c.verifier().map_err(|e| e.to_string())?;
-            let tls = match (&self.node.tls, c.tls.server_config()?) {
+        let result = read().map_err(ReloadError::Config).and_then(|c| {
+            let (verifier, dev) = c.verifier().map_err(ReloadError::Config)?;
+            let tls = match (
+                &self.node.tls,
+                c.tls.server_config().map_err(ReloadError::Tls)?,
+            ) {
                 (Some(_), Some(tls)) => Some(tls),
                 (None, None) => None,
-                _ => return Err("turning TLS on or off takes a restart".into()),
+                _ => return Err(ReloadError::TlsToggle),
             };
             Ok((verifier, dev, tls, c.admin.token_bytes()))
         });

@@ -12,14 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-
+use crate::backend::hook::HookError;
 use crate::clock::Clock;
-use crate::cluster::presence::Presence;
+use crate::cluster::presence::{Presence, PresenceError};
 use crate::cluster::{NodeInfo, View};
-use crate::config::Config;
+use crate::config::{Config, ConfigError, TlsError};
 use crate::control::admin;
-use crate::control::registry::Registry;
+use crate::control::downstream::DownstreamError;
+use crate::control::registry::{Registry, RegistryError};
 use crate::control::Control;
 use crate::hot::Hot;
 use crate::mesh::Mesh;
@@ -86,14 +86,75 @@ pub struct Node {
 }
 
 /// Reads the configuration again (the same file and flags), for a reload.
-pub type Reload = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
+pub type Reload = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+
+/// Why a node could not start. Each message is one line for the operator,
+/// cause included (no `source()`).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The JWT key is unusable (the operator's config).
+    #[error("{0}")]
+    Config(ConfigError),
+    /// The TLS certificate or key is unusable (the operator's files).
+    #[error("{0}")]
+    Tls(TlsError),
+    /// A listener could not be bound: the address is in use or not this
+    /// host's, or needs a privilege (the operator's config).
+    #[error("cannot listen on {addr} ({what}): {error}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Which listener.
+        what: String,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// The OS refused a resource (a thread, an eventfd, signal handlers).
+    #[error("cannot {what}: {error}")]
+    Os {
+        /// What could not be done.
+        what: &'static str,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// A shard failed to start (its own line, e.g. io_uring refused).
+    #[error("{0}")]
+    Shard(String),
+    /// The shards did not all report within the start timeout.
+    #[error("shards did not start within {0:?}")]
+    ShardsLate(Duration),
+    /// The authorization hook could not start.
+    #[error("{0}")]
+    Hook(HookError),
+    /// Cluster presence could not start.
+    #[error("{0}")]
+    Presence(PresenceError),
+    /// The registry could not start.
+    #[error("{0}")]
+    Registry(RegistryError),
+    /// The downstream consumer could not start.
+    #[error("{0}")]
+    Downstream(DownstreamError),
+}
+
+fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> NodeError {
+    move |error| NodeError::Os { what, error }
+}
+
+fn listen(addr: SocketAddr, what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NodeError {
+    move |error| NodeError::Listen {
+        addr,
+        what: what.into(),
+        error,
+    }
+}
 
 /// Runs a node until it has drained. `reload` re-reads the configuration on
 /// SIGHUP (and `POST /reload`): the JWT key and token policy, the TLS
 /// certificate and key, and the admin token are replaced together (see
 /// `Control::reload`); other settings need a restart.
-pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
-    let (verifier, dev_secret) = config.verifier()?;
+pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
+    let (verifier, dev_secret) = config.verifier().map_err(NodeError::Config)?;
     if dev_secret {
         tracing::warn!(
             "NO JWT KEY CONFIGURED: using the public development secret; anyone can mint tokens. \
@@ -101,18 +162,19 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         );
     }
     let shards = config.shard_count();
-    let (ws_addr, ws_probe) = resolve(config.ws_listen)
-        .with_context(|| format!("cannot listen on {} (WebSocket)", config.ws_listen))?;
-    let (tcp_addr, tcp_probe) = resolve(config.tcp_listen)
-        .with_context(|| format!("cannot listen on {} (TCP)", config.tcp_listen))?;
-    let tls = config.tls.server_config().map_err(anyhow::Error::msg)?;
+    let (ws_addr, ws_probe) =
+        resolve(config.ws_listen).map_err(listen(config.ws_listen, "WebSocket"))?;
+    let (tcp_addr, tcp_probe) =
+        resolve(config.tcp_listen).map_err(listen(config.tcp_listen, "TCP"))?;
+    let tls = config.tls.server_config().map_err(NodeError::Tls)?;
     let bus = bind_bus(&config, shards)?;
     let clock = Clock::system();
     // Unix ms and three random digits: unique per start, and below 2^53 so
     // JSON readers (JavaScript) read it exactly.
     let incarnation = clock.unix_ms(clock.now()) * 1000 + fastrand::u64(..1000);
-    let mesh = Arc::new(Mesh::new(shards, QUEUE_CAPACITY).context("cannot create shard queues")?);
-    let hook = crate::backend::hook::Hook::start(&config.backend, &config.node_id, mesh.clone())?
+    let mesh = Arc::new(Mesh::new(shards, QUEUE_CAPACITY).map_err(os("create shard queues"))?);
+    let hook = crate::backend::hook::Hook::start(&config.backend, &config.node_id, mesh.clone())
+        .map_err(NodeError::Hook)?
         .map(Arc::new);
     let node = Arc::new(Node {
         incarnation,
@@ -120,7 +182,8 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         bus_addrs: bus
             .iter()
             .map(|l| l.local_addr())
-            .collect::<std::io::Result<_>>()?,
+            .collect::<std::io::Result<_>>()
+            .map_err(os("read the bus listeners' addresses"))?,
         view: Arc::new(View::default()),
         push_buckets: Default::default(),
         reload: std::sync::Mutex::new(None),
@@ -135,7 +198,7 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         downstream: Default::default(),
         presence: match (&config.redis, config.cluster.enabled()) {
             (Some(url), true) => Some(Arc::new(
-                Presence::new(&config.node_id, incarnation, url).context("redis url (presence)")?,
+                Presence::new(&config.node_id, incarnation, url).map_err(NodeError::Presence)?,
             )),
             _ => None,
         },
@@ -171,37 +234,40 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         );
         threads.push(
             shard::spawn(deps.clone(), id, close, ready_tx.clone())
-                .context("cannot start a shard thread")?,
+                .map_err(os("start a shard thread"))?,
         );
     }
     let mut driver = "";
     for _ in 0..shards {
         match ready_rx.recv_timeout(START_TIMEOUT) {
             Ok(Ok(d)) => driver = d,
-            Ok(Err(e)) => bail!("{e}"),
-            Err(_) => bail!("shards did not start within {START_TIMEOUT:?}"),
+            Ok(Err(e)) => return Err(NodeError::Shard(e)),
+            Err(_) => return Err(NodeError::ShardsLate(START_TIMEOUT)),
         }
     }
     drop(probes);
     // The shards own their copies now.
     drop(bus);
 
-    let admin = std::net::TcpListener::bind(node.config.admin_listen)
-        .with_context(|| format!("cannot listen on {} (admin)", node.config.admin_listen))?;
-    let admin_addr = admin.local_addr()?;
+    let admin_listen = node.config.admin_listen;
+    let admin = std::net::TcpListener::bind(admin_listen).map_err(listen(admin_listen, "admin"))?;
+    let admin_addr = admin
+        .local_addr()
+        .map_err(os("read the admin listener's address"))?;
     let control = Control::new(node.clone());
-    admin::spawn(admin, control.clone())?;
+    admin::spawn(admin, control.clone()).map_err(os("start the admin server"))?;
     if node.config.backend.downstream && node.config.redis.is_some() {
-        crate::control::downstream::start(control.clone(), node.downstream.clone())?;
+        crate::control::downstream::start(control.clone(), node.downstream.clone())
+            .map_err(NodeError::Downstream)?;
     }
     *node.reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(reload);
     spawn_signal_thread(control)?;
     let me = node_info(&node, admin_addr);
     if let Some(p) = &node.presence {
-        p.start()?;
+        p.start().map_err(NodeError::Presence)?;
     }
     let registry = match node.config.cluster.enabled() {
-        true => Some(Registry::start(node.clone(), me)?),
+        true => Some(Registry::start(node.clone(), me).map_err(NodeError::Registry)?),
         false => {
             node.view.set(vec![me]);
             None
@@ -267,7 +333,7 @@ fn shard_deps(node: &Arc<Node>) -> shard::Deps {
 }
 
 /// Binds one bus listener per shard (port + shard, or free ports for 0).
-fn bind_bus(config: &Config, shards: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
+fn bind_bus(config: &Config, shards: usize) -> Result<Vec<std::net::TcpListener>, NodeError> {
     let Some(base) = config.cluster.bus_listen else {
         return Ok(Vec::new());
     };
@@ -277,9 +343,9 @@ fn bind_bus(config: &Config, shards: usize) -> anyhow::Result<Vec<std::net::TcpL
             if base.port() != 0 {
                 addr.set_port(base.port() + i as u16);
             }
-            let l = std::net::TcpListener::bind(addr)
-                .with_context(|| format!("cannot listen on {addr} (bus, shard {i})"))?;
-            l.set_nonblocking(true)?;
+            let what = || format!("bus, shard {i}");
+            let l = std::net::TcpListener::bind(addr).map_err(listen(addr, what()))?;
+            l.set_nonblocking(true).map_err(listen(addr, what()))?;
             Ok(l)
         })
         .collect()
@@ -315,10 +381,10 @@ fn resolve(addr: SocketAddr) -> std::io::Result<(SocketAddr, Option<OwnedFd>)> {
 }
 
 /// SIGTERM and SIGINT start a drain; a second SIGINT exits at once.
-fn spawn_signal_thread(control: Control) -> anyhow::Result<()> {
+fn spawn_signal_thread(control: Control) -> Result<(), NodeError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .context("cannot install signal handlers")?;
+        .map_err(os("install signal handlers"))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -335,6 +401,7 @@ fn spawn_signal_thread(control: Control) -> anyhow::Result<()> {
                 tracing::info!(signal = sig, "draining");
                 control.drain();
             }
-        })?;
+        })
+        .map_err(os("start the signal thread"))?;
     Ok(())
 }

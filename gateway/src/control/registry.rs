@@ -18,13 +18,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::Context;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::cluster::{NodeInfo, Peer, Peers};
 use crate::control::node::Node;
 use crate::mesh::Command;
-use crate::store::redis::conn::{Client, Conn};
+use crate::store::redis::conn::{Client, Conn, Lazy};
 
 const NODES: &str = "im:{cluster}:nodes";
 
@@ -41,26 +40,24 @@ pub struct Registry {
 impl Registry {
     /// Starts the thread; the first refresh happens before it returns, so a
     /// node is listed (and knows its peers) once it prints `ready`.
-    pub fn start(node: Arc<Node>, me: NodeInfo) -> anyhow::Result<Registry> {
-        let url = node.config.redis.clone().context("a cluster needs redis")?;
+    pub fn start(node: Arc<Node>, me: NodeInfo) -> Result<Registry, RegistryError> {
+        let url = node.config.redis.clone().ok_or(RegistryError::NoRedis)?;
         let timeout = (node.config.cluster.registry_ttl() / 3).max(Duration::from_millis(100));
-        let client = Client::open(&url, timeout).context("redis url")?;
+        let client = Client::open(&url, timeout).map_err(RegistryError::Url)?;
         let (stop, stopped) = crossbeam_channel::bounded(1);
         let mut r = Refresher {
             node,
             me,
-            client,
-            conn: None,
+            redis: Lazy::new(client, timeout, timeout)
+                .logged("registry", "cannot refresh (keeping the last view)"),
             peers: None,
-            down: false,
         };
-        if let Err(e) = r.refresh() {
-            tracing::warn!("registry: first refresh failed (will retry): {e}");
-            r.down = true;
-        }
+        // A failure is logged (once for the outage) and retried.
+        let _ = r.refresh();
         let thread = std::thread::Builder::new()
             .name("registry".into())
-            .spawn(move || r.run(stopped))?;
+            .spawn(move || r.run(stopped))
+            .map_err(RegistryError::Thread)?;
         Ok(Registry {
             stop,
             thread: Some(thread),
@@ -76,14 +73,49 @@ impl Registry {
     }
 }
 
+/// Why the registry could not start, or a refresh failed. Each message is
+/// one line, cause included (no `source()`).
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A cluster without `redis` (the operator's config; validation
+    /// refuses it first).
+    #[error("a cluster needs redis")]
+    NoRedis,
+    /// `redis` is not a Redis URL (the operator's config).
+    #[error("redis url: {0}")]
+    Url(redis::RedisError),
+    /// The registry's thread could not be started (the OS).
+    #[error("cannot start the registry: {0}")]
+    Thread(std::io::Error),
+    /// Redis failed, refused or gave an unreadable reply.
+    #[error("{0}")]
+    Redis(redis::RedisError),
+    /// The SMEMBERS reply is not a list of ids.
+    #[error("{0}")]
+    Reply(redis::ParsingError),
+    /// Redis answered the pipeline without the SMEMBERS reply.
+    #[error("redis: no reply to SMEMBERS")]
+    NoMembers,
+    /// This node's entry could not be encoded (a bug).
+    #[error("{0}")]
+    Encode(serde_json::Error),
+    /// A shard's queue stayed full: the peers are sent again next time.
+    #[error("shard {0} did not take the new peer set")]
+    Shard(usize),
+}
+
+impl From<redis::RedisError> for RegistryError {
+    fn from(e: redis::RedisError) -> Self {
+        RegistryError::Redis(e)
+    }
+}
+
 struct Refresher {
     node: Arc<Node>,
     me: NodeInfo,
-    client: Client,
-    conn: Option<Conn>,
+    redis: Lazy,
     /// The peers last sent to the shards.
     peers: Option<Vec<Peer>>,
-    down: bool,
 }
 
 impl Refresher {
@@ -95,29 +127,14 @@ impl Refresher {
         while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
             stopped.recv_timeout(self.period())
         {
-            let result = self.refresh();
-            let counter = match result {
+            let counter = match self.refresh() {
                 Ok(()) => &self.node.view.refreshes,
                 Err(_) => &self.node.view.errors,
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            match result {
-                Ok(()) if self.down => {
-                    self.down = false;
-                    tracing::info!("registry: redis answers again");
-                }
-                Ok(()) => {}
-                Err(e) => {
-                    self.conn = None;
-                    if !self.down {
-                        self.down = true;
-                        tracing::warn!("registry: cannot refresh (keeping the last view): {e}");
-                    }
-                }
-            }
         }
         let id = self.me.id.clone();
-        if let Ok(conn) = self.connection() {
+        if let Ok(conn) = self.redis.get() {
             let mut del = redis::cmd("DEL");
             del.arg(entry_key(&id));
             let mut srem = redis::cmd("SREM");
@@ -126,76 +143,78 @@ impl Refresher {
         }
     }
 
-    fn connection(&mut self) -> redis::RedisResult<&mut Conn> {
-        if self.conn.is_none() {
-            let timeout = self.period().max(Duration::from_millis(100));
-            self.conn = Some(self.client.connect(timeout, timeout)?);
-        }
-        Ok(self.conn.as_mut().expect("just set"))
-    }
-
     /// Writes this node's entry, reads everyone's, and hands the shards the
-    /// peers when they changed.
-    fn refresh(&mut self) -> anyhow::Result<()> {
-        let node = self.node.clone();
-        self.me.conns = node.stats.iter().map(|s| s.conns()).sum::<i64>().max(0) as u64;
-        self.me.draining = node.draining.load(Ordering::Relaxed);
-        let json = serde_json::to_string(&self.me)?;
-        let ttl_ms = node.config.cluster.registry_ttl_ms;
-        let (id, key) = (self.me.id.clone(), entry_key(&self.me.id));
-        let conn = self.connection()?;
-        let mut set = redis::cmd("SET");
-        set.arg(&key).arg(json).arg("PX").arg(ttl_ms);
-        let mut sadd = redis::cmd("SADD");
-        sadd.arg(NODES).arg(&id);
-        let mut smembers = redis::cmd("SMEMBERS");
-        smembers.arg(NODES);
-        let replies = conn.pipeline(vec![set, sadd, smembers])?;
-        let ids: Vec<String> = match replies.into_iter().nth(2) {
-            Some(v) => redis::from_redis_value(v)?,
-            None => anyhow::bail!("redis: no reply to SMEMBERS"),
-        };
-        let keys: Vec<String> = ids.iter().map(|i| entry_key(i)).collect();
-        let mut mget = redis::cmd("MGET");
-        mget.arg(&keys);
-        let entries: Vec<Option<String>> = conn.query(&mget)?;
-        let mut nodes = Vec::with_capacity(ids.len());
-        let mut gone = Vec::new();
-        for (id, entry) in ids.iter().zip(entries) {
-            match entry.as_deref().map(serde_json::from_str::<NodeInfo>) {
-                Some(Ok(n)) if n.id == *id => nodes.push(n),
-                Some(Ok(_)) | Some(Err(_)) => {
-                    tracing::warn!(node = %id, "registry: unreadable entry ignored")
-                }
-                None => gone.push(id.clone()),
-            }
-        }
-        if !gone.is_empty() {
-            let mut srem = redis::cmd("SREM");
-            srem.arg(NODES).arg(&gone);
-            conn.query::<()>(&srem)?;
-            tracing::info!(nodes = ?gone, "registry: nodes gone (entry expired)");
-        }
-        nodes.sort_by(|a, b| a.id.cmp(&b.id));
-        let peers = peers_of(&nodes, &self.me);
-        node.view.set(nodes);
-        if self.peers.as_ref() != Some(&peers) {
-            tracing::info!(peers = ?peers.iter().map(|p| &*p.id).collect::<Vec<_>>(), "registry: peers changed");
-            let set: Peers = peers.clone().into();
-            for shard in 0..node.mesh.len() {
-                let cmd = Command::Peers(set.clone()).into();
-                if node
-                    .mesh
-                    .push_blocking(shard, cmd, Duration::from_secs(2))
-                    .is_err()
-                {
-                    anyhow::bail!("shard {shard} did not take the new peer set");
-                }
-            }
-            self.peers = Some(peers);
-        }
-        Ok(())
+    /// peers when they changed. Any failure drops the connection; an outage
+    /// is logged once.
+    fn refresh(&mut self) -> Result<(), RegistryError> {
+        let (node, me, peers) = (&self.node, &mut self.me, &mut self.peers);
+        self.redis.with(|conn| refresh(conn, node, me, peers))
     }
+}
+
+/// One refresh on `conn` (see `Refresher::refresh`).
+fn refresh(
+    conn: &mut Conn,
+    node: &Node,
+    me: &mut NodeInfo,
+    last: &mut Option<Vec<Peer>>,
+) -> Result<(), RegistryError> {
+    me.conns = node.stats.iter().map(|s| s.conns()).sum::<i64>().max(0) as u64;
+    me.draining = node.draining.load(Ordering::Relaxed);
+    let json = serde_json::to_string(&*me).map_err(RegistryError::Encode)?;
+    let ttl_ms = node.config.cluster.registry_ttl_ms;
+    let (id, key) = (me.id.clone(), entry_key(&me.id));
+    let mut set = redis::cmd("SET");
+    set.arg(&key).arg(json).arg("PX").arg(ttl_ms);
+    let mut sadd = redis::cmd("SADD");
+    sadd.arg(NODES).arg(&id);
+    let mut smembers = redis::cmd("SMEMBERS");
+    smembers.arg(NODES);
+    let replies = conn.pipeline(vec![set, sadd, smembers])?;
+    let ids: Vec<String> = match replies.into_iter().nth(2) {
+        Some(v) => redis::from_redis_value(v).map_err(RegistryError::Reply)?,
+        None => return Err(RegistryError::NoMembers),
+    };
+    let keys: Vec<String> = ids.iter().map(|i| entry_key(i)).collect();
+    let mut mget = redis::cmd("MGET");
+    mget.arg(&keys);
+    let entries: Vec<Option<String>> = conn.query(&mget)?;
+    let mut nodes = Vec::with_capacity(ids.len());
+    let mut gone = Vec::new();
+    for (id, entry) in ids.iter().zip(entries) {
+        match entry.as_deref().map(serde_json::from_str::<NodeInfo>) {
+            Some(Ok(n)) if n.id == *id => nodes.push(n),
+            Some(Ok(_)) | Some(Err(_)) => {
+                tracing::warn!(node = %id, "registry: unreadable entry ignored")
+            }
+            None => gone.push(id.clone()),
+        }
+    }
+    if !gone.is_empty() {
+        let mut srem = redis::cmd("SREM");
+        srem.arg(NODES).arg(&gone);
+        conn.query::<()>(&srem)?;
+        tracing::info!(nodes = ?gone, "registry: nodes gone (entry expired)");
+    }
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    let peers = peers_of(&nodes, me);
+    node.view.set(nodes);
+    if last.as_ref() != Some(&peers) {
+        tracing::info!(peers = ?peers.iter().map(|p| &*p.id).collect::<Vec<_>>(), "registry: peers changed");
+        let set: Peers = peers.clone().into();
+        for shard in 0..node.mesh.len() {
+            let cmd = Command::Peers(set.clone()).into();
+            if node
+                .mesh
+                .push_blocking(shard, cmd, Duration::from_secs(2))
+                .is_err()
+            {
+                return Err(RegistryError::Shard(shard));
+            }
+        }
+        *last = Some(peers);
+    }
+    Ok(())
 }
 
 /// The peers in `nodes`: every other node whose bus addresses resolve.

@@ -101,7 +101,7 @@ pub(super) fn route(control: &Control, method: &str, path: &str, body: &[u8]) ->
         }
         ("POST", "/reload") => match control.reload() {
             Ok(()) => reply(200, json!({ "reloaded": true })),
-            Err(e) => reply(422, json!({ "reloaded": false, "error": e })),
+            Err(e) => reply(422, json!({ "reloaded": false, "error": e.to_string() })),
         },
         ("GET", p) if p.starts_with("/presence/") => with_user(p, "/presence/", |user| {
             let local = query.split('&').any(|q| q == "local=1");

@@ -16,6 +16,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
 use redis::{Cmd, ConnectionLike, FromRedisValue, RedisResult, Value};
 
 /// A client for the configured Redis or Redis Cluster.
+#[derive(Clone)]
 pub enum Client {
     /// One Redis.
     Single(redis::Client),
@@ -106,5 +107,102 @@ impl Conn {
                 pipe.query(c)
             }
         }
+    }
+}
+
+/// Runs on every new connection before it is used (e.g. loading a script).
+type OnConnect = Box<dyn Fn(&mut Conn) -> RedisResult<()> + Send>;
+
+/// A connection made when first needed and dropped after any failed call
+/// (its reply stream may be out of step), for a thread that retries on its
+/// own schedule: the next call connects again. With a name, an outage is
+/// logged once, when a call first fails (`{name}: {down}: {error}`), and
+/// its end once, when a call next succeeds (`{name}: redis answers again`).
+pub struct Lazy {
+    client: Client,
+    connect_timeout: Duration,
+    timeout: Duration,
+    on_connect: Option<OnConnect>,
+    log: Option<(&'static str, &'static str)>,
+    conn: Option<Conn>,
+    down: bool,
+}
+
+impl Lazy {
+    /// Connects through `client` when needed, with these timeouts (see
+    /// [`Client::connect`]); logs nothing.
+    pub fn new(client: Client, connect_timeout: Duration, timeout: Duration) -> Lazy {
+        Lazy {
+            client,
+            connect_timeout,
+            timeout,
+            on_connect: None,
+            log: None,
+            conn: None,
+            down: false,
+        }
+    }
+
+    /// Logs outages as `{name}: {down}: {error}` and their ends.
+    pub fn logged(mut self, name: &'static str, down: &'static str) -> Lazy {
+        self.log = Some((name, down));
+        self
+    }
+
+    /// Runs `f` on each new connection first; a failure is the call's.
+    pub fn on_connect(mut self, f: impl Fn(&mut Conn) -> RedisResult<()> + Send + 'static) -> Lazy {
+        self.on_connect = Some(Box::new(f));
+        self
+    }
+
+    /// The connection, made now if there is none. Neither drops it on
+    /// failure nor logs: see [`Lazy::with`].
+    pub fn get(&mut self) -> RedisResult<&mut Conn> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let mut conn = self.client.connect(self.connect_timeout, self.timeout)?;
+                if let Some(f) = &self.on_connect {
+                    f(&mut conn)?;
+                }
+                conn
+            }
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    /// Runs `f` on the connection (made now if there is none). Any failure,
+    /// connecting or `f`'s, drops the connection.
+    pub fn with<T, E>(&mut self, f: impl FnOnce(&mut Conn) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<redis::RedisError> + std::fmt::Display,
+    {
+        let result = match self.get() {
+            Ok(conn) => f(conn),
+            Err(e) => Err(e.into()),
+        };
+        match &result {
+            Ok(_) => {
+                if std::mem::take(&mut self.down) {
+                    if let Some((name, _)) = self.log {
+                        tracing::info!("{name}: redis answers again");
+                    }
+                }
+            }
+            Err(e) => {
+                self.conn = None;
+                if !std::mem::replace(&mut self.down, true) {
+                    if let Some((name, down)) = self.log {
+                        tracing::warn!("{name}: {down}: {e}");
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    /// Drops the connection (the next call connects again); not an outage.
+    pub fn reset(&mut self) {
+        self.conn = None;
     }
 }
