@@ -47,7 +47,8 @@ fn seed() -> u64 {
 }
 
 /// Runs sender and receiver to the end; `kill`, when given, runs once the
-/// receiver's app holds `kill.0` messages.
+/// sender has SendResults for `kill.0` messages, the sender waiting for it
+/// (so it is still sending, with messages in flight, when `kill` runs).
 fn run(
     slot: &Arc<Slot>,
     kind: ReceiverKind,
@@ -60,25 +61,41 @@ fn run(
         .map(|_| 1 + rng.below(N as u64 - 1) as usize)
         .collect();
     cut_at.sort_unstable();
-    let (tx, progress) = mpsc::channel();
-    let notify_at = kill.as_ref().map_or(usize::MAX, |k| k.0);
+    // The receiver's progress is not waited on: nothing to notify.
+    let (no_progress, _) = mpsc::channel();
     let receiver = {
         let slot = slot.clone();
         thread::spawn(move || {
             let mut rng = rng;
-            run_receiver(&slot, kind, N, &cut_at, &mut rng, (notify_at, tx), deadline)
+            run_receiver(
+                &slot,
+                kind,
+                N,
+                &cut_at,
+                &mut rng,
+                (usize::MAX, no_progress),
+                deadline,
+            )
         })
     };
+    let (reached, progress) = mpsc::channel();
+    let (resume, resumed) = mpsc::channel();
+    let pause = kill.as_ref().map(|k| Pause {
+        at: k.0,
+        reached,
+        resume: resumed,
+    });
     let sender = {
         let slot = slot.clone();
-        thread::spawn(move || run_sender(&slot, "receiver", N, WINDOW, deadline))
+        thread::spawn(move || run_sender_pausing(&slot, "receiver", N, WINDOW, deadline, pause))
     };
     if let Some((at, kill)) = kill {
         let left = deadline.saturating_duration_since(Instant::now());
         match progress.recv_timeout(left) {
             Ok(()) => kill(),
-            Err(e) => panic!("the receiver never reached {at} messages: {e:?} (seed {seed})"),
+            Err(e) => panic!("the sender never reached {at} SendResults: {e:?} (seed {seed})"),
         }
+        let _ = resume.send(());
     }
     let app = join(receiver);
     let log = join(sender);
@@ -180,8 +197,9 @@ fn uring_gateway_killed_mid_run_redis_store() {
             slot.replace(start_qos1(Driver::Uring, Some(&url)));
         }
     };
-    // Early in the receiver's run, so the sender (which may run far ahead
-    // of a receiver being cut) is still sending when the gateway dies.
+    // Early in the sender's run, the sender waiting: it has messages to
+    // send and answers to read when the gateway dies, so it sees it die;
+    // and the receiver cannot have all of them before the new gateway.
     let (log, app) = run(&slot, ReceiverKind::Literal, Some((N / 10, Box::new(kill))));
     assert!(log.reconnects >= 1, "the sender never saw the gateway die");
     let (generation, gw) = slot.current();

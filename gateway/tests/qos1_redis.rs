@@ -13,6 +13,15 @@ use std::time::{Duration, Instant};
 /// How long a client may retry a send once Redis is back.
 const RETRY_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// A QoS 1 gateway on `redis` whose retransmits cannot fire while a test
+/// runs: these are about the store going away and the gateway stopping
+/// (what comes once Redis is back comes from the gateway's append retries
+/// and from replay), and a retransmitted copy crossing an ack would be one
+/// more frame before the Pong or the next message.
+fn start(redis: &RedisServer) -> Gateway {
+    start_qos1_with(Driver::Uring, Some(&redis.url()), &QOS1_NO_RETRANSMIT_FLAGS)
+}
+
 /// Redis is killed; a QoS 1 room broadcast (to a member online) and a QoS 1
 /// admin push (to a user never connected) are accepted meanwhile. Nobody can
 /// retry them but the gateway: once Redis is back, both are stored and
@@ -20,7 +29,7 @@ const RETRY_TIMEOUT: Duration = Duration::from_secs(600);
 #[test]
 fn uring_room_and_admin_pushes_survive_a_redis_outage() {
     let mut redis = RedisServer::start();
-    let mut gw = start_qos1(Driver::Uring, Some(&redis.url()));
+    let mut gw = start(&redis);
     let mut bob = gw.connect(WS, "bob", "desk");
     bob.join("ops");
     bob.ping(1);
@@ -85,7 +94,7 @@ fn uring_room_and_admin_pushes_survive_a_redis_outage() {
     drop((bob, zoe));
     gw.signal(libc::SIGTERM);
     assert_eq!(gw.wait_exit(IO_TIMEOUT).code(), Some(0));
-    let gw = start_qos1(Driver::Uring, Some(&redis.url()));
+    let gw = start(&redis);
     for ((user, device, t), first) in [("bob", "desk", WS), ("zoe", "phone", TCP)]
         .into_iter()
         .zip(first_ids)
@@ -110,7 +119,7 @@ fn uring_room_and_admin_pushes_survive_a_redis_outage() {
 #[test]
 fn uring_acks_survive_a_graceful_restart() {
     let redis = RedisServer::start();
-    let mut gw = start_qos1(Driver::Uring, Some(&redis.url()));
+    let mut gw = start(&redis);
     for round in 1..=20u64 {
         let mut zoe = gw.connect(TCP, "zoe", "phone");
         let body = format!(r#"{{"user":"zoe","text":"m{round}","qos":1}}"#);
@@ -127,7 +136,7 @@ fn uring_acks_survive_a_graceful_restart() {
         drop(zoe);
         gw.signal(libc::SIGTERM);
         assert_eq!(gw.wait_exit(IO_TIMEOUT).code(), Some(0), "round {round}");
-        gw = start_qos1(Driver::Uring, Some(&redis.url()));
+        gw = start(&redis);
     }
 }
 
@@ -139,7 +148,7 @@ fn uring_acks_survive_a_graceful_restart() {
 #[test]
 fn uring_client_qos1_send_is_unavailable_while_redis_is_down() {
     let mut redis = RedisServer::start();
-    let gw = start_qos1(Driver::Uring, Some(&redis.url()));
+    let gw = start(&redis);
     let mut bob = gw.connect(WS, "bob", "desk");
     let mut alice = gw.connect(TCP, "alice", "phone");
     alice.ping(1);

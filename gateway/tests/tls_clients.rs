@@ -9,6 +9,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::*;
 use proto::codec::Encoding;
@@ -103,14 +104,19 @@ async def main(url, cafile, token):
 asyncio.run(main(*sys.argv[1:]))
 "#;
 
+/// The whole Python run: an interpreter start and `websockets` import on
+/// a loaded machine, the client's own 10 s waits, and some.
+const PYTHON_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn python_websockets_over_wss(driver: Driver) {
     let (gw, cert) = tls_gateway(driver, "py", &[]);
     let url = format!("wss://localhost:{}/ws", gw.ws.port());
-    let out = run_with_deadline(
+    let out = run_within(
         Command::new(python())
             .args(["-c", WSS_CLIENT, &url])
             .arg(&cert)
             .arg(user_token("py", "d")),
+        PYTHON_TIMEOUT,
     );
     assert!(out.status.success(), "{out:?}\n{}", gw.stderr());
     let text = String::from_utf8(out.stdout).unwrap();

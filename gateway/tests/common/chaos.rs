@@ -141,7 +141,29 @@ pub struct SendLog {
 /// `to` with at most `window` unanswered; after a reconnect, resends every
 /// message it has no SendResult for, with the same client_msg_id.
 pub fn run_sender(slot: &Slot, to: &str, n: usize, window: usize, deadline: Instant) -> SendLog {
+    run_sender_pausing(slot, to, n, window, deadline, None)
+}
+
+/// A point in the sender's run: once it has SendResults for `at` messages
+/// it tells `reached`, then waits for `resume` (or its end) before it goes
+/// on, e.g. while the test kills the gateway under it.
+pub struct Pause {
+    pub at: usize,
+    pub reached: mpsc::Sender<()>,
+    pub resume: mpsc::Receiver<()>,
+}
+
+/// `run_sender`, stopping once at `pause`.
+pub fn run_sender_pausing(
+    slot: &Slot,
+    to: &str,
+    n: usize,
+    window: usize,
+    deadline: Instant,
+    mut pause: Option<Pause>,
+) -> SendLog {
     let mut msg_ids: Vec<Option<String>> = vec![None; n];
+    let mut answered = 0;
     let mut next = 0;
     let mut reconnects = 0;
     let (_, mut c) = slot.connect(TCP, "sender", "desk", Some(0), deadline);
@@ -169,9 +191,18 @@ pub fn run_sender(slot: &Slot, to: &str, n: usize, window: usize, deadline: Inst
                     assert!(r.accepted && !r.msg_id.is_empty(), "message {i}: {r:?}");
                     if let Some(first) = &msg_ids[i] {
                         assert_eq!(first, &r.msg_id, "a retry of {i} got a new msg_id");
+                    } else {
+                        answered += 1;
                     }
                     msg_ids[i] = Some(r.msg_id);
                     open.remove(&i);
+                    if let Some(p) = pause.take_if(|p| answered >= p.at) {
+                        let _ = p.reached.send(());
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        // Err: the test ended its part (it failed, or it
+                        // has nothing to wait for).
+                        let _ = p.resume.recv_timeout(left);
+                    }
                 }
                 Event::Frame(f) => panic!("sender: unexpected {f:?}"),
                 Event::Closed(_) => ok = false,

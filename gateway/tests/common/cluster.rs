@@ -5,8 +5,16 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-/// The registry TTL the test clusters run with (a dead node leaves within it).
-pub const TTL_MS: u64 = 900;
+/// The registry TTL the test clusters run with (a dead node leaves within
+/// it and a reading, `LEAVE_TIMEOUT` at most). Refreshed every third of it,
+/// each refresh with a third of it as its Redis timeout: long enough that a
+/// live node stalled on a loaded machine does not expire.
+pub const TTL_MS: u64 = 3000;
+
+/// How long a test waits for a killed node to leave `/nodes`: its entry
+/// expires within `TTL_MS`, and a peer reads the registry every third of
+/// it; the rest is slack for a loaded machine.
+pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Cluster {
     /// The single Redis (None on a Redis Cluster).
@@ -96,8 +104,14 @@ pub fn node_ids(gw: &Gateway) -> Vec<String> {
 
 /// Polls `cond` until it holds, with a hard deadline.
 #[track_caller]
-pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + IO_TIMEOUT;
+pub fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    wait_for_within(what, IO_TIMEOUT, cond)
+}
+
+/// `wait_for` with the deadline `timeout` from now.
+#[track_caller]
+pub fn wait_for_within(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
     while !cond() {
         assert!(Instant::now() < deadline, "never happened: {what}");
         // Polling an HTTP endpoint for a condition: a short pause.

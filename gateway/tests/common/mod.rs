@@ -297,6 +297,11 @@ pub fn run_cli(args: &[&str]) -> Output {
 /// Runs `cmd` to its end (stdout and stderr captured), killed and failed
 /// if it takes longer than `IO_TIMEOUT`.
 pub fn run_with_deadline(cmd: &mut Command) -> Output {
+    run_within(cmd, IO_TIMEOUT)
+}
+
+/// `run_with_deadline` with the deadline `timeout`.
+pub fn run_within(cmd: &mut Command, timeout: Duration) -> Output {
     let what = format!("{cmd:?}");
     let child = cmd
         .stdin(Stdio::null())
@@ -309,12 +314,12 @@ pub fn run_with_deadline(cmd: &mut Command) -> Output {
     thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(IO_TIMEOUT) {
+    match rx.recv_timeout(timeout) {
         Ok(output) => output.expect("command output"),
         Err(RecvTimeoutError::Timeout) => {
             // SAFETY: our child has not been reaped (no output was sent yet).
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("{what} did not finish within {IO_TIMEOUT:?}")
+            panic!("{what} did not finish within {timeout:?}")
         }
         Err(e) => panic!("waiter of {what}: {e}"),
     }

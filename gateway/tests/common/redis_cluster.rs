@@ -35,6 +35,31 @@ fn cli(port: u16, args: &[&str]) -> String {
 }
 
 impl RedisCluster {
+    /// Starts one cluster-enabled `redis-server` on a free port pair, in
+    /// its own directory under the cluster's.
+    fn spawn_node(&self) -> (u16, Child) {
+        let port = free_port_pair();
+        let node_dir = self.dir.join(port.to_string());
+        std::fs::create_dir_all(&node_dir).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&node_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        (port, child)
+    }
+
     pub fn start() -> RedisCluster {
         let dir = std::env::temp_dir().join(format!(
             "gateway-test-rcluster-{}-{}",
@@ -47,36 +72,37 @@ impl RedisCluster {
             ports: Vec::new(),
             children: Vec::new(),
         };
+        let deadline = Instant::now() + READY;
         for _ in 0..3 {
-            let port = free_port_pair();
-            let node_dir = c.dir.join(port.to_string());
-            std::fs::create_dir_all(&node_dir).unwrap();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .arg("--dir")
-                .arg(&node_dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server");
+            let (port, child) = c.spawn_node();
             c.ports.push(port);
             c.children.push(child);
         }
-        let deadline = Instant::now() + READY;
-        for &p in &c.ports {
-            while !cli(p, &["ping"]).contains("PONG") {
+        // A port found free may be taken before the child binds it (by
+        // another test's server): that child exits, and another server
+        // would answer on its port. Each node is ours once it answers with
+        // our child's pid; a child that exited starts again on new ports.
+        for i in 0..3 {
+            loop {
                 assert!(
                     Instant::now() < deadline,
-                    "redis cluster node {p} never answered"
+                    "redis cluster node {} never answered",
+                    c.ports[i]
                 );
+                if let Ok(Some(status)) = c.children[i].try_wait() {
+                    eprintln!(
+                        "redis cluster node on port {} exited ({status}): new ports",
+                        c.ports[i]
+                    );
+                    let (port, child) = c.spawn_node();
+                    (c.ports[i], c.children[i]) = (port, child);
+                    continue;
+                }
+                let pid = format!("process_id:{}", c.children[i].id());
+                let info = cli(c.ports[i], &["info", "server"]);
+                if info.lines().any(|l| l.trim() == pid) {
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
