@@ -67,7 +67,7 @@ impl Clock {
 /// Unix milliseconds now, from the wall clock: for what runs outside any
 /// shard and has no clock passed in (the CLI's token minting, the control
 /// thread's admin pushes).
-pub fn unix_ms_now() -> u64 {
+pub(crate) fn unix_ms_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

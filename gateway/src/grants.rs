@@ -10,11 +10,11 @@
 use serde_json::Value;
 
 /// Most patterns one claim may list (a bigger claim is refused).
-pub const MAX_PATTERNS: usize = 256;
+pub(crate) const MAX_PATTERNS: usize = 256;
 
 /// One pattern of a `rooms` claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pattern {
+pub(crate) enum Pattern {
     /// Exactly this room.
     Exact(String),
     /// Every room starting with this (the pattern ended with `*`).

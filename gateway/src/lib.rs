@@ -29,24 +29,25 @@
 //! threads behind a lock on the per-message path, panic on client input, or
 //! let one client's input grow memory without bound.
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
-pub mod admission;
+pub(crate) mod admission;
 pub mod auth;
-pub mod backend;
-pub mod clock;
-pub mod cluster;
+pub(crate) mod backend;
+pub(crate) mod clock;
+pub(crate) mod cluster;
 pub mod config;
 pub mod control;
-pub mod grants;
+pub(crate) mod grants;
 pub mod heap;
-pub mod hot;
-pub mod mesh;
-pub mod outbound;
-pub mod rate;
-pub mod router;
-pub mod session;
+pub(crate) mod hot;
+pub(crate) mod mesh;
+pub(crate) mod outbound;
+pub(crate) mod rate;
+pub(crate) mod router;
+pub(crate) mod session;
 mod shard;
-pub mod stats;
-pub mod store;
-pub mod sys;
-pub mod wheel;
+pub(crate) mod stats;
+pub(crate) mod store;
+pub(crate) mod sys;
+pub(crate) mod wheel;

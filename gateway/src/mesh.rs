@@ -30,7 +30,7 @@ use crate::store::{Replay, ReplyTo, StoreError, Stored};
 use crate::sys;
 
 /// A shard index.
-pub type ShardId = u16;
+pub(crate) type ShardId = u16;
 
 /// One connection as the owner shard of its user records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +211,9 @@ pub enum Command {
     Drain(Redirect),
     /// The registry's live peers changed: open and drop links to match.
     Peers(Peers),
+    /// A reload (SIGHUP, `POST /reload`): put these keys (and TLS
+    /// certificate, with TLS on) in force, then answer on `done`.
+    Reload(Box<Reload>),
 }
 
 /// Where a draining shard sends its clients: the nodes `GET /route` would
@@ -229,10 +232,21 @@ pub struct Redirect {
 
 /// The shard (of `shards`) that owns `name`: the same on every thread and
 /// for the life of the process.
-pub fn owner(name: &str, shards: usize) -> usize {
+pub(crate) fn owner(name: &str, shards: usize) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     name.hash(&mut h);
     (h.finish() % shards.max(1) as u64) as usize
+}
+
+/// What a reload hands every shard (`Command::Reload`).
+pub struct Reload {
+    /// Verifies client tokens from now on.
+    pub verifier: crate::auth::Verifier,
+    /// The certificate for TLS connections accepted from now on (`None`:
+    /// TLS is off, as it was).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Told once the shard has them in force.
+    pub done: Sender<()>,
 }
 
 struct Queue {

@@ -15,13 +15,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 ///
 /// Must run before the thread builds its io_uring ring: io_uring's worker
 /// threads inherit the table of the thread that created them.
-pub fn unshare_files() -> io::Result<()> {
+pub(crate) fn unshare_files() -> io::Result<()> {
     // SAFETY: unshare only changes the calling thread's kernel state.
     cvt(unsafe { libc::unshare(libc::CLONE_FILES) }).map(|_| ())
 }
 
 /// Pins the calling thread to one CPU.
-pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+pub(crate) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     // SAFETY: cpu_set_t is plain data; CPU_SET bounds-checks against its size.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
@@ -36,12 +36,12 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
 }
 
 /// Number of CPUs this process may run on.
-pub fn online_cpus() -> usize {
+pub(crate) fn online_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// A new non-blocking eventfd.
-pub fn eventfd() -> io::Result<OwnedFd> {
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd returns a new fd or -1.
     let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
     // SAFETY: fd was just created and is owned by nobody else.
@@ -49,7 +49,7 @@ pub fn eventfd() -> io::Result<OwnedFd> {
 }
 
 /// Adds one to an eventfd (wakes whoever polls it). Never blocks.
-pub fn eventfd_signal(fd: RawFd) {
+pub(crate) fn eventfd_signal(fd: RawFd) {
     let one = 1u64.to_ne_bytes();
     // SAFETY: writes 8 bytes from a live stack buffer; EAGAIN (counter full)
     // means the reader is already due to wake, so the result is ignored.
@@ -57,14 +57,14 @@ pub fn eventfd_signal(fd: RawFd) {
 }
 
 /// Resets an eventfd's counter. Never blocks.
-pub fn eventfd_drain(fd: RawFd) {
+pub(crate) fn eventfd_drain(fd: RawFd) {
     let mut buf = [0u8; 8];
     // SAFETY: reads at most 8 bytes into a live stack buffer.
     unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
 }
 
 /// Duplicates a descriptor into the calling thread's table.
-pub fn dup(fd: RawFd) -> io::Result<OwnedFd> {
+pub(crate) fn dup(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC returns a new fd or -1.
     let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })?;
     // SAFETY: new was just created and is owned by nobody else.
@@ -72,13 +72,13 @@ pub fn dup(fd: RawFd) -> io::Result<OwnedFd> {
 }
 
 /// Closes a descriptor number in the calling thread's table.
-pub fn close(fd: RawFd) {
+pub(crate) fn close(fd: RawFd) {
     // SAFETY: the caller names an fd it inherited and no longer uses.
     unsafe { libc::close(fd) };
 }
 
 /// A new epoll set.
-pub fn epoll_create() -> io::Result<OwnedFd> {
+pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
     // SAFETY: epoll_create1 returns a new fd or -1.
     let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
     // SAFETY: fd was just created and is owned by nobody else.
@@ -87,7 +87,7 @@ pub fn epoll_create() -> io::Result<OwnedFd> {
 
 /// Adds `fd` to an epoll set, edge-triggered, for input, output and hang-up,
 /// reporting `token` with its events. Closing `fd` removes it again.
-pub fn epoll_add(epfd: RawFd, fd: RawFd, token: u64) -> io::Result<()> {
+pub(crate) fn epoll_add(epfd: RawFd, fd: RawFd, token: u64) -> io::Result<()> {
     let mut ev = libc::epoll_event {
         events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
         u64: token,
@@ -97,7 +97,7 @@ pub fn epoll_add(epfd: RawFd, fd: RawFd, token: u64) -> io::Result<()> {
 }
 
 /// Collects ready events without waiting; returns how many were filled in.
-pub fn epoll_poll(epfd: RawFd, events: &mut [libc::epoll_event]) -> usize {
+pub(crate) fn epoll_poll(epfd: RawFd, events: &mut [libc::epoll_event]) -> usize {
     let max = events.len().min(i32::MAX as usize) as i32;
     // SAFETY: the kernel writes at most `max` entries into the live slice.
     let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), max, 0) };
@@ -105,7 +105,7 @@ pub fn epoll_poll(epfd: RawFd, events: &mut [libc::epoll_event]) -> usize {
 }
 
 /// Disables Nagle's algorithm: frames are coalesced by the shard instead.
-pub fn set_nodelay(fd: RawFd) {
+pub(crate) fn set_nodelay(fd: RawFd) {
     // SAFETY: passes a pointer to a live i32 with its exact size; a failure
     // (socket already gone) is caught by the next read or write.
     unsafe {
@@ -122,7 +122,7 @@ pub fn set_nodelay(fd: RawFd) {
 
 /// Outcome of a non-blocking socket call.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Io {
+pub(crate) enum Io {
     /// This many bytes moved (0 on recv means the peer closed).
     Done(usize),
     /// Nothing to do now: wait for readiness.
@@ -130,7 +130,7 @@ pub enum Io {
 }
 
 /// Non-blocking `recv` into the spare capacity of `buf`.
-pub fn recv(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<Io> {
+pub(crate) fn recv(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<Io> {
     let spare = buf.spare_capacity_mut();
     // SAFETY: the kernel writes at most spare.len() bytes into spare, which
     // is owned, allocated capacity of buf.
@@ -153,7 +153,7 @@ pub fn recv(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<Io> {
 }
 
 /// Non-blocking `send` of `data`; never raises SIGPIPE.
-pub fn send(fd: RawFd, data: &[u8]) -> io::Result<Io> {
+pub(crate) fn send(fd: RawFd, data: &[u8]) -> io::Result<Io> {
     // SAFETY: reads data.len() bytes from a live slice.
     let n = unsafe {
         libc::send(
@@ -167,13 +167,18 @@ pub fn send(fd: RawFd, data: &[u8]) -> io::Result<Io> {
 }
 
 /// Half-closes the write side (sends FIN after queued bytes).
-pub fn shutdown_write(fd: RawFd) {
+pub(crate) fn shutdown_write(fd: RawFd) {
     // SAFETY: shutdown on a socket fd we own; errors (already closed) are moot.
     unsafe { libc::shutdown(fd, libc::SHUT_WR) };
 }
 
 /// Sets an integer socket option.
-pub fn setsockopt_int(fd: &impl AsRawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+pub(crate) fn setsockopt_int(
+    fd: &impl AsRawFd,
+    level: i32,
+    name: i32,
+    value: i32,
+) -> io::Result<()> {
     // SAFETY: passes a pointer to a live i32 with its exact size.
     cvt(unsafe {
         libc::setsockopt(
@@ -209,7 +214,9 @@ fn cvt(ret: i32) -> io::Result<i32> {
 /// Binds (without listening) a socket with `SO_REUSEPORT` to `addr`, so a
 /// port 0 is resolved once and every shard can then bind the same port.
 /// A socket that never listens never receives a connection.
-pub fn bind_probe(addr: std::net::SocketAddr) -> io::Result<(std::net::SocketAddr, OwnedFd)> {
+pub(crate) fn bind_probe(
+    addr: std::net::SocketAddr,
+) -> io::Result<(std::net::SocketAddr, OwnedFd)> {
     let family = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -276,7 +283,7 @@ pub fn bind_probe(addr: std::net::SocketAddr) -> io::Result<(std::net::SocketAdd
 /// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread, so they are
 /// handled on a thread that shares the process's original fd table (the
 /// signal handler writes to a self-pipe by fd number).
-pub fn block_shutdown_signals() -> io::Result<()> {
+pub(crate) fn block_shutdown_signals() -> io::Result<()> {
     // SAFETY: sigset_t is plain data initialised by sigemptyset; the mask
     // change affects only the calling thread.
     unsafe {

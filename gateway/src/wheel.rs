@@ -26,9 +26,9 @@
 use std::time::{Duration, Instant};
 
 /// Number of levels in the wheel.
-pub const LEVELS: usize = 6;
+pub(crate) const LEVELS: usize = 6;
 /// Slots per level (a base-64 digit of the tick count per level).
-pub const SLOTS: usize = 64;
+pub(crate) const SLOTS: usize = 64;
 const SLOT_BITS: u32 = 6;
 const SLOT_MASK: u64 = SLOTS as u64 - 1;
 /// Ticks covered by one top-level slot.
@@ -44,7 +44,7 @@ const NIL: u32 = u32::MAX;
 /// It carries a generation, so a key whose timer has fired or been cancelled
 /// (and whose slab entry may since have been reused) is recognised as stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TimerKey {
+pub(crate) struct TimerKey {
     index: u32,
     generation: u32,
 }
@@ -52,7 +52,7 @@ pub struct TimerKey {
 impl TimerKey {
     /// A key that names no timer: cancelling it is a no-op, `contains` is
     /// false. Lets a holder keep a key without an `Option` around it.
-    pub const NONE: TimerKey = TimerKey {
+    pub(crate) const NONE: TimerKey = TimerKey {
         index: NIL,
         generation: 0,
     };
@@ -80,7 +80,7 @@ struct Entry<T> {
 
 /// A hierarchical timing wheel holding values of type `T` until their
 /// deadline passes. See the module documentation for its guarantees.
-pub struct TimingWheel<T> {
+pub(crate) struct TimingWheel<T> {
     start: Instant,
     tick_nanos: u128,
     /// Every tick `< elapsed` has been processed; `elapsed` is the current tick.
@@ -96,7 +96,7 @@ pub struct TimingWheel<T> {
 impl<T> TimingWheel<T> {
     /// Creates an empty wheel whose tick 0 is `now`. A zero `tick` is treated
     /// as one nanosecond.
-    pub fn new(tick: Duration, now: Instant) -> Self {
+    pub(crate) fn new(tick: Duration, now: Instant) -> Self {
         TimingWheel {
             start: now,
             tick_nanos: tick.as_nanos().max(1),
@@ -111,22 +111,26 @@ impl<T> TimingWheel<T> {
     }
 
     /// The tick (granularity) of this wheel.
-    pub fn tick(&self) -> Duration {
+    #[cfg(test)]
+    pub(crate) fn tick(&self) -> Duration {
         duration_from_nanos(self.tick_nanos)
     }
 
     /// Number of pending timers.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether no timer is pending.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Whether `key` names a pending timer.
-    pub fn contains(&self, key: TimerKey) -> bool {
+    #[cfg(test)]
+    pub(crate) fn contains(&self, key: TimerKey) -> bool {
         self.live(key).is_some()
     }
 
@@ -138,7 +142,7 @@ impl<T> TimingWheel<T> {
     ///
     /// If more than `u32::MAX - 1` timers are pending at once (about 100 GiB
     /// of entries: far beyond any shard's memory).
-    pub fn insert(&mut self, deadline: Instant, value: T) -> TimerKey {
+    pub(crate) fn insert(&mut self, deadline: Instant, value: T) -> TimerKey {
         let when = self.ticks_ceil(deadline);
         let slot = Slot::Occupied {
             value,
@@ -176,7 +180,7 @@ impl<T> TimingWheel<T> {
 
     /// Cancels a pending timer and returns its value; `None` (and no effect)
     /// if the key is stale: already fired, already cancelled, or reused.
-    pub fn cancel(&mut self, key: TimerKey) -> Option<T> {
+    pub(crate) fn cancel(&mut self, key: TimerKey) -> Option<T> {
         self.live(key)?;
         self.unlink(key.index);
         self.release(key.index)
@@ -188,7 +192,7 @@ impl<T> TimingWheel<T> {
     /// was inserted in). Time never
     /// goes backwards: a `now` earlier than a previous one is treated as the
     /// latest seen.
-    pub fn advance(&mut self, now: Instant, expired: &mut Vec<T>) {
+    pub(crate) fn advance(&mut self, now: Instant, expired: &mut Vec<T>) {
         let now_tick = self.ticks_floor(now).max(self.elapsed);
         while let Some((level, slot, deadline)) = self.next_expiration() {
             if deadline > now_tick {
@@ -223,7 +227,8 @@ impl<T> TimingWheel<T> {
     /// timers due within the next 64 ticks; otherwise the start of the slot
     /// holding the earliest timer. Never later than the earliest deadline
     /// rounded up to a tick.
-    pub fn next_expiry(&self) -> Option<Instant> {
+    #[cfg(test)]
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
         let (_, _, deadline) = self.next_expiration()?;
         let nanos = u128::from(deadline).saturating_mul(self.tick_nanos);
         let at_elapsed = u128::from(self.elapsed).saturating_mul(self.tick_nanos);
@@ -353,6 +358,7 @@ impl<T> TimingWheel<T> {
     }
 }
 
+#[cfg(test)]
 fn duration_from_nanos(nanos: u128) -> Duration {
     const NANOS_PER_SEC: u128 = 1_000_000_000;
     let secs = u64::try_from(nanos / NANOS_PER_SEC).unwrap_or(u64::MAX);

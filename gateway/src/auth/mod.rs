@@ -49,29 +49,28 @@ impl Claims {
     }
 }
 
-/// The node's verifier, replaceable while it runs (a reload): every shard
-/// holds a clone; a verification takes the read side of the lock once per
-/// authentication or refresh, never per message.
+/// One shard's verifier, replaceable while it runs: a reload reaches each
+/// shard as a command (`mesh::Command::Reload`) carrying the new
+/// `Verifier`, which the shard puts in force here. Never shared between
+/// threads, so no lock: a verification borrows it once per authentication
+/// or refresh, never per message.
 #[derive(Clone, Debug)]
-pub struct Keys(std::sync::Arc<std::sync::RwLock<Verifier>>);
+pub struct Keys(std::rc::Rc<std::cell::RefCell<Verifier>>);
 
 impl Keys {
     /// Starts with `v`.
     pub fn new(v: Verifier) -> Keys {
-        Keys(std::sync::Arc::new(std::sync::RwLock::new(v)))
+        Keys(std::rc::Rc::new(std::cell::RefCell::new(v)))
     }
 
     /// Verifies `token` with the verifier in force.
     pub fn verify_at(&self, token: &str, now_unix: u64) -> Result<Claims, AuthError> {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .verify_at(token, now_unix)
+        self.0.borrow().verify_at(token, now_unix)
     }
 
     /// Puts `v` in force (tokens are verified with it from now on).
     pub fn replace(&self, v: Verifier) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = v;
+        *self.0.borrow_mut() = v;
     }
 }
 

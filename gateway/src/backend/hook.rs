@@ -47,7 +47,7 @@ const MAX_CACHED: usize = 100_000;
 /// An answer's body is read up to this many bytes.
 const MAX_BODY: usize = 64 * 1024;
 
-pub use crate::session::Action;
+pub(crate) use crate::session::Action;
 
 /// One question for the backend.
 pub struct Ask {

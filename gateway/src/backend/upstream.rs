@@ -32,7 +32,7 @@ use crate::store::redis::conn::{Client, Lazy};
 use crate::store::ReplyTo;
 
 /// Most operations in one pipeline.
-pub const MAX_BATCH: usize = 512;
+pub(crate) const MAX_BATCH: usize = 512;
 /// Operations queued per shard at most (past it, sends get OVERLOADED).
 const QUEUE: usize = 16_384;
 /// Redis timeouts.
@@ -47,10 +47,10 @@ const APPEND: &str = "local prev = redis.call('GET', KEYS[2]) \
     return ARGV[3]";
 
 /// One entry's fields, in order.
-pub type Fields = Vec<(&'static str, Bytes)>;
+pub(crate) type Fields = Vec<(&'static str, Bytes)>;
 
 /// What the writer is asked to do.
-pub enum Op {
+pub(crate) enum Op {
     /// A client's send to the backend.
     Send {
         /// The entry.
@@ -69,7 +69,7 @@ pub enum Op {
 }
 
 /// A shard's handle on its writer.
-pub struct Upstream {
+pub(crate) struct Upstream {
     tx: Sender<Op>,
 }
 
@@ -77,7 +77,7 @@ impl Upstream {
     /// Starts the writer of shard `shard`: `backend` names the streams,
     /// `dedupe_secs` is how long a QoS 1 send's id is remembered, and the
     /// results of sends go back to the shard through `mesh`'s replies.
-    pub fn start(
+    pub(crate) fn start(
         shard: usize,
         url: &str,
         backend: BackendConfig,
@@ -108,7 +108,7 @@ impl Upstream {
     }
 
     /// Queues `op`; gives it back when the queue is full.
-    pub fn submit(&self, op: Op) -> Result<(), Box<Op>> {
+    pub(crate) fn submit(&self, op: Op) -> Result<(), Box<Op>> {
         self.tx.try_send(op).map_err(|e| match e {
             TrySendError::Full(op) | TrySendError::Disconnected(op) => Box::new(op),
         })
@@ -117,7 +117,7 @@ impl Upstream {
 
 /// Why a shard's upstream writer could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     /// The Redis URL is not one.
     #[error("redis url: {0}")]
     Url(#[from] redis::RedisError),

@@ -47,7 +47,7 @@ pub enum PeerMsg {
 /// Why an envelope was not understood (the link goes on: one bad envelope
 /// is logged and counted, not fatal).
 #[derive(Debug, thiserror::Error)]
-pub enum EnvelopeError {
+pub(crate) enum EnvelopeError {
     /// Not a valid `Envelope`, or its frame not a valid `ServerFrame`.
     #[error("malformed envelope: {0}")]
     Malformed(#[from] prost::DecodeError),
@@ -57,7 +57,7 @@ pub enum EnvelopeError {
 }
 
 /// A frame encoded for the bus, once per message.
-pub fn frame_bytes(frame: &ServerFrame) -> Bytes {
+pub(crate) fn frame_bytes(frame: &ServerFrame) -> Bytes {
     Bytes::from(frame.encode_to_vec())
 }
 
@@ -66,25 +66,25 @@ fn to_vec(kind: envelope::Kind) -> Vec<u8> {
 }
 
 /// A live message for `user`'s devices on the peer.
-pub fn to_user(user: &str, frame: Bytes) -> Vec<u8> {
+pub(crate) fn to_user(user: &str, frame: Bytes) -> Vec<u8> {
     let name = user.to_owned();
     to_vec(envelope::Kind::ToUser(ToName { name, frame }))
 }
 
 /// A live message for `room`'s members on the peer.
-pub fn to_room(room: &str, frame: Bytes) -> Vec<u8> {
+pub(crate) fn to_room(room: &str, frame: Bytes) -> Vec<u8> {
     let name = room.to_owned();
     to_vec(envelope::Kind::ToRoom(ToName { name, frame }))
 }
 
 /// A stored QoS 1 message for `user`'s devices on the peer.
-pub fn stored(user: &str, seq: u64, frame: Bytes) -> Vec<u8> {
+pub(crate) fn stored(user: &str, seq: u64, frame: Bytes) -> Vec<u8> {
     let user = user.to_owned();
     to_vec(envelope::Kind::Stored(Stored { user, seq, frame }))
 }
 
 /// This node gained (`on`) or lost interest in a name.
-pub fn interest(kind: Kind, name: &str, on: bool) -> Vec<u8> {
+pub(crate) fn interest(kind: Kind, name: &str, on: bool) -> Vec<u8> {
     let kind = match kind {
         Kind::User => interest::Kind::User,
         Kind::Room => interest::Kind::Room,
@@ -98,7 +98,7 @@ pub fn interest(kind: Kind, name: &str, on: bool) -> Vec<u8> {
 }
 
 /// The sending shard's snapshot follows.
-pub fn reset(shard: u16, shards: u16) -> Vec<u8> {
+pub(crate) fn reset(shard: u16, shards: u16) -> Vec<u8> {
     to_vec(envelope::Kind::Reset(Reset {
         shard: u32::from(shard),
         shards: u32::from(shards),
@@ -106,13 +106,13 @@ pub fn reset(shard: u16, shards: u16) -> Vec<u8> {
 }
 
 /// Kick `user`'s connections on the peer.
-pub fn kick(user: &str) -> Vec<u8> {
+pub(crate) fn kick(user: &str) -> Vec<u8> {
     let user = user.to_owned();
     to_vec(envelope::Kind::Kick(Kick { user }))
 }
 
 /// Decodes an envelope from peer `node`'s shard `shard`.
-pub fn decode(bytes: &[u8], node: &Arc<str>, shard: u16) -> Result<PeerMsg, EnvelopeError> {
+pub(crate) fn decode(bytes: &[u8], node: &Arc<str>, shard: u16) -> Result<PeerMsg, EnvelopeError> {
     let frame = |b: &Bytes| ServerFrame::decode(b.as_ref()).map(Outbound::new);
     let kind = Envelope::decode(bytes)?
         .kind

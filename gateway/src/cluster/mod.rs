@@ -37,10 +37,10 @@
 //! - **Redis down**: the registry keeps its last view and links stay up
 //!   (they have their own heartbeats); routing goes on between the nodes it
 //!   knew. When Redis answers again the entries are written at once.
-pub mod envelope;
-pub mod presence;
-pub mod remote;
-pub mod route;
+pub(crate) mod envelope;
+pub(crate) mod presence;
+pub(crate) mod remote;
+pub(crate) mod route;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -80,7 +80,7 @@ pub struct Peer {
 }
 
 /// Every live peer (this node excluded), sorted by id.
-pub type Peers = Arc<[Peer]>;
+pub(crate) type Peers = Arc<[Peer]>;
 
 /// The registry's last reading, for the admin API (`/nodes`, `/route`).
 #[derive(Default)]

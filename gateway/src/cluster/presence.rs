@@ -31,7 +31,7 @@ use crate::store::redis::presence_key;
 
 /// One user's new value on this node: its connections as JSON, or `None`
 /// when it has none left here.
-pub type Update = (Arc<str>, Option<String>);
+pub(crate) type Update = (Arc<str>, Option<String>);
 
 /// Batches queued for the writer at most (each is one shard's tick).
 const QUEUE: usize = 4096;

@@ -32,7 +32,7 @@ type Origins = SmallVec<[Origin; 1]>;
 
 /// The remote interest of the names one shard owns.
 #[derive(Default)]
-pub struct RemoteInterest {
+pub(crate) struct RemoteInterest {
     users: HashMap<Arc<str>, Origins>,
     rooms: HashMap<Arc<str>, Origins>,
 }
@@ -46,7 +46,7 @@ impl RemoteInterest {
     }
 
     /// `origin` gained (`on`) or lost its interest in `name`.
-    pub fn set(&mut self, kind: Kind, name: Arc<str>, origin: Origin, on: bool) {
+    pub(crate) fn set(&mut self, kind: Kind, name: Arc<str>, origin: Origin, on: bool) {
         let map = self.map(kind);
         if on {
             let origins = map.entry(name).or_default();
@@ -63,12 +63,12 @@ impl RemoteInterest {
 
     /// Forgets what `node`'s shard `shard` said, and what its shards at or
     /// above `shards` said (the peer restarted with fewer shards).
-    pub fn reset(&mut self, node: &str, shard: u16, shards: u16) {
+    pub(crate) fn reset(&mut self, node: &str, shard: u16, shards: u16) {
         self.retain(|o| !(&*o.node == node && (o.shard == shard || o.shard >= shards)));
     }
 
     /// Forgets everything `node` said (it left the registry).
-    pub fn forget(&mut self, node: &str) {
+    pub(crate) fn forget(&mut self, node: &str) {
         self.retain(|o| &*o.node != node);
     }
 
@@ -82,7 +82,7 @@ impl RemoteInterest {
     }
 
     /// The distinct peer nodes interested in `name`.
-    pub fn nodes(&self, kind: Kind, name: &str) -> SmallVec<[Arc<str>; 4]> {
+    pub(crate) fn nodes(&self, kind: Kind, name: &str) -> SmallVec<[Arc<str>; 4]> {
         let map = match kind {
             Kind::User => &self.users,
             Kind::Room => &self.rooms,
@@ -96,8 +96,9 @@ impl RemoteInterest {
         nodes
     }
 
-    /// Names with remote interest, users and rooms (for metrics).
-    pub fn len(&self) -> (usize, usize) {
+    /// Names with remote interest, users and rooms.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> (usize, usize) {
         (self.users.len(), self.rooms.len())
     }
 }

@@ -10,7 +10,7 @@ use crate::config::RoutePolicy;
 
 /// The answer: `{"node": ID, "ws": "ws://HOST:PORT/ws", "tcp": "HOST:PORT"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Route {
+pub(crate) struct Route {
     /// The chosen node's id.
     pub node: String,
     /// Its WebSocket URL.
@@ -21,7 +21,7 @@ pub struct Route {
 
 impl Route {
     /// The answer naming `n`.
-    pub fn to(n: &NodeInfo) -> Route {
+    pub(crate) fn to(n: &NodeInfo) -> Route {
         Route {
             node: n.id.clone(),
             ws: format!("ws://{}/ws", n.ws),
@@ -32,7 +32,7 @@ impl Route {
 
 /// Answers `GET /route?user=U&room=R` from the node's registry view:
 /// `Ok(None)` when every node drains, `Err` for a malformed query.
-pub fn answer(
+pub(crate) fn answer(
     view: &View,
     policy: RoutePolicy,
     query: &str,
@@ -53,7 +53,7 @@ pub fn answer(
 }
 
 /// `GET /route` on the client port (plain HTTP, no upgrade), for sessions.
-pub fn http_hook(view: Arc<View>, policy: RoutePolicy) -> crate::session::HttpHook {
+pub(crate) fn http_hook(view: Arc<View>, policy: RoutePolicy) -> crate::session::HttpHook {
     Arc::new(move |target: &str| {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         if path != "/route" {
@@ -72,7 +72,7 @@ pub fn http_hook(view: Arc<View>, policy: RoutePolicy) -> crate::session::HttpHo
 
 /// Picks a node for a client of `user` that wants `room`; `None` when every
 /// node drains. `nodes` must be sorted by id (the registry's order).
-pub fn pick<'a>(
+pub(crate) fn pick<'a>(
     policy: RoutePolicy,
     nodes: &'a [NodeInfo],
     user: Option<&str>,

@@ -38,6 +38,8 @@ use crate::outbound::Outbound;
 
 /// How long an admin call waits for a full inbox or a shard's reply.
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a reload waits for every shard to confirm the new keys.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why an operator's request could not be carried out.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,10 @@ pub enum ReloadError {
     /// The new configuration turns TLS on or off.
     #[error("turning TLS on or off takes a restart")]
     TlsToggle,
+    /// A shard did not confirm the new keys in time (it is stuck or the
+    /// node is stopping): some shards may verify with the old ones.
+    #[error("not every shard confirmed the new keys within {RELOAD_TIMEOUT:?}")]
+    NotConfirmed,
 }
 
 /// Where a pushed message goes.
@@ -273,10 +279,7 @@ impl Control {
         });
         match result {
             Ok((verifier, dev, tls, token)) => {
-                self.node.verifier.replace(verifier);
-                if let (Some(hot), Some(tls)) = (&self.node.tls, tls) {
-                    hot.set(tls);
-                }
+                self.reload_shards(verifier, tls)?;
                 let admin_token = token.is_some();
                 self.node.admin_token.set(token);
                 tracing::info!(
@@ -292,6 +295,37 @@ impl Control {
                 Err(e)
             }
         }
+    }
+
+    /// Hands every shard the new keys and certificate and waits until
+    /// each has them in force, so a token signed with the new key verifies
+    /// on any shard once the reload has answered.
+    fn reload_shards(
+        &self,
+        verifier: crate::auth::Verifier,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<(), ReloadError> {
+        let shards = self.node.mesh.len();
+        let (done, confirmed) = crossbeam_channel::bounded(shards);
+        for shard in 0..shards {
+            let reload = crate::mesh::Reload {
+                verifier: verifier.clone(),
+                tls: tls.clone(),
+                done: done.clone(),
+            };
+            let mut msg = ShardMsg::Command(Command::Reload(Box::new(reload)));
+            // Like a drain, a reload must not be lost to a full queue.
+            while let Err(back) = self.node.mesh.push_blocking(shard, msg, TIMEOUT) {
+                msg = back;
+            }
+        }
+        let deadline = std::time::Instant::now() + RELOAD_TIMEOUT;
+        for _ in 0..shards {
+            confirmed
+                .recv_deadline(deadline)
+                .map_err(|_| ReloadError::NotConfirmed)?;
+        }
+        Ok(())
     }
 
     /// Starts draining every shard (idempotent).

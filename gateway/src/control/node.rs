@@ -35,8 +35,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Node {
     /// The configuration in force.
     pub config: Config,
-    /// Verifies client tokens.
-    pub verifier: crate::auth::Keys,
+    /// Verifies client tokens (as at start; see `Control::reload`).
+    pub verifier: crate::auth::Verifier,
     /// The shards' queues.
     pub mesh: Arc<Mesh>,
     /// Per-shard counters.
@@ -78,9 +78,9 @@ pub struct Node {
     pub reload: std::sync::Mutex<Option<Reload>>,
     /// The backend's authorization hook (with `backend.authorize_url`).
     pub hook: Option<Arc<crate::backend::hook::Hook>>,
-    /// TLS for the client ports (with `tls.cert_file`); a reload replaces
-    /// the certificate for connections accepted after it.
-    pub tls: Option<Arc<Hot<Arc<rustls::ServerConfig>>>>,
+    /// TLS for the client ports (with `tls.cert_file`), as at start; a
+    /// reload hands the shards a new certificate (`Command::Reload`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The admin API's bearer token (`admin.token`); a reload replaces it.
     pub admin_token: Arc<Hot<Option<Vec<u8>>>>,
 }
@@ -188,7 +188,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
         push_buckets: Default::default(),
         reload: std::sync::Mutex::new(None),
         hook,
-        tls: tls.map(|t| Arc::new(Hot::new(t))),
+        tls,
         admin_token: Arc::new(Hot::new(config.admin.token_bytes())),
         admission: Arc::new(crate::admission::Admission::new(
             config.limits.max_conns,
@@ -202,7 +202,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
             )),
             _ => None,
         },
-        verifier: crate::auth::Keys::new(verifier),
+        verifier,
         mesh,
         stats: (0..shards)
             .map(|_| Arc::new(ShardStats::default()))

@@ -12,35 +12,43 @@
 //! envelopes for peers. It opens no socket, reads no clock, holds no
 //! `RefCell` and no handle on the node; `tests` drive it alone.
 //!
-//! Not here yet: the owner side of QoS 1 (the store submissions, the retry
-//! queue of sender-less appends, recent-message resend) and drain
-//! redirects still live in the shard (`shard::owner`, `shard::retry`,
-//! `shard::bus::recent`); they move here next, as the issue that made this
-//! module says.
+//! It is also the owner side of QoS 1 (`owner`): appends, acks and reads
+//! for the users this shard owns become store requests, and the store's
+//! completions come back to it to be routed; sender-less appends the store
+//! refused wait in `retry`, and the last stored message per user in
+//! `recent` (both on the router's clock: the `now` it is fed). And it picks
+//! where a draining shard sends each client (`redirect`).
 //!
 //! Order: every action is produced in the order of the input that caused
 //! it, and the driver carries them out in that order, so a sender's
 //! messages to one name keep their order through the owner's FIFO queue.
-pub mod tables;
+mod owner;
+mod recent;
+mod retry;
+pub(crate) mod tables;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use proto::v1::{server_frame::Frame, Qos};
 use smallvec::SmallVec;
 
 use crate::cluster::envelope::{self, PeerMsg};
 use crate::cluster::remote::{Kind, RemoteInterest};
-use crate::mesh::{owner, Command, DataMsg, PresenceEntry, ShardId, ShardMsg};
-use crate::outbound::Outbound;
+use crate::cluster::route;
+use crate::config::{QosConfig, WhenFull};
+use crate::mesh::{owner, Command, DataMsg, PresenceEntry, Redirect, ShardId, ShardMsg};
+use crate::outbound::{Outbound, Wire};
 use crate::session::Route;
-use crate::store::ReplyTo;
+use crate::stats::ShardStats;
+use crate::store::{Op, ReplyTo};
 use tables::{ConnKey, Tables};
 
 /// What the router asks its driver to do.
-pub enum Action {
+pub(crate) enum Action {
     /// Push to shard `to`'s queue (possibly this shard's own), in order.
     Send(usize, ShardMsg),
     /// A live frame for this shard's connections of `user`.
@@ -57,13 +65,24 @@ pub enum Action {
     Bus(SmallVec<[Arc<str>; 4]>, Vec<u8>),
     /// One envelope for every peer this shard has a link to.
     BusAll(Vec<u8>),
-    /// `node` just became interested in `user`: send it the last message
-    /// stored for the user here, if recent.
-    ResendRecent(Arc<str>, Arc<str>),
+    /// A request for this shard's QoS 1 store; its completion comes back
+    /// through `Router::stored`, in order.
+    Store(Op),
+}
+
+/// The owner side's state (see `owner`).
+struct OwnerState {
+    retry: retry::AppendRetry,
+    /// Appends at the store, and when each was submitted (latency metric).
+    pending_appends: usize,
+    store_started: VecDeque<Instant>,
+    recent: recent::Recent,
+    max_pending_appends: usize,
+    direct_when_full: WhenFull,
 }
 
 /// One shard's router (see the module header).
-pub struct Router {
+pub(crate) struct Router {
     me: ShardId,
     shards: usize,
     tables: Tables,
@@ -73,14 +92,35 @@ pub struct Router {
     presence_dirty: Option<HashSet<Arc<str>>>,
     /// The shard has links to peers: interest changes are announced.
     peered: bool,
+    owner: OwnerState,
+    /// The round-robin turn of drain redirects.
+    redirect_turn: usize,
+    stats: Arc<ShardStats>,
     out: Vec<Action>,
 }
 
 impl Router {
     /// The router of shard `me` of `shards`; `presence` keeps the users
-    /// whose presence changed for a presence writer (many nodes).
-    pub fn new(me: ShardId, shards: usize, presence: bool) -> Router {
+    /// whose presence changed for a presence writer (many nodes); `qos`
+    /// bounds the owner side; counters go to `stats`.
+    pub(crate) fn new(
+        me: ShardId,
+        shards: usize,
+        presence: bool,
+        qos: &QosConfig,
+        stats: Arc<ShardStats>,
+    ) -> Router {
         Router {
+            owner: OwnerState {
+                retry: retry::AppendRetry::new(Duration::from_secs(qos.dedupe_secs)),
+                pending_appends: 0,
+                store_started: VecDeque::new(),
+                recent: recent::Recent::default(),
+                max_pending_appends: qos.max_pending_appends,
+                direct_when_full: qos.direct_when_full,
+            },
+            redirect_turn: me as usize,
+            stats,
             me,
             shards: shards.max(1),
             tables: Tables::default(),
@@ -93,52 +133,49 @@ impl Router {
 
     /// Whether the shard has links to peers (it announces interest changes
     /// only then; a link that comes up gets a snapshot instead).
-    pub fn set_peered(&mut self, peered: bool) {
+    pub(crate) fn set_peered(&mut self, peered: bool) {
         self.peered = peered;
     }
 
     /// The shard that owns `name`.
-    pub fn owner(&self, name: &str) -> usize {
+    pub(crate) fn owner(&self, name: &str) -> usize {
         owner(name, self.shards)
     }
 
     /// The tables (read-only: changes go through the router's inputs).
-    pub fn tables(&self) -> &Tables {
+    pub(crate) fn tables(&self) -> &Tables {
         &self.tables
     }
 
     /// The peer nodes interested in `name` (owner side).
-    pub fn remote_nodes(&self, kind: Kind, name: &str) -> SmallVec<[Arc<str>; 4]> {
+    pub(crate) fn remote_nodes(&self, kind: Kind, name: &str) -> SmallVec<[Arc<str>; 4]> {
         self.remote.nodes(kind, name)
-    }
-
-    /// Names with remote interest, users and rooms (for metrics).
-    pub fn remote_len(&self) -> (usize, usize) {
-        self.remote.len()
     }
 
     /// Moves the actions produced so far into `into` (in order), keeping
     /// the router's allocation.
-    pub fn drain(&mut self, into: &mut Vec<Action>) {
+    pub(crate) fn drain(&mut self, into: &mut Vec<Action>) {
         into.append(&mut self.out);
     }
 
     /// True when no action waits.
-    pub fn is_idle(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_idle(&self) -> bool {
         self.out.is_empty()
     }
 
     /// The users whose presence changed since the last call.
-    pub fn take_presence_dirty(&mut self) -> HashSet<Arc<str>> {
+    pub(crate) fn take_presence_dirty(&mut self) -> HashSet<Arc<str>> {
         self.presence_dirty
             .as_mut()
             .map(std::mem::take)
             .unwrap_or_default()
     }
 
-    /// A data-plane message from a shard queue. Gives back the ones the
-    /// router does not decide (QoS 1 store traffic and replies to sessions).
-    pub fn handle(&mut self, msg: DataMsg) -> Option<DataMsg> {
+    /// A data-plane message from a shard queue, at `now`. Gives back the
+    /// ones for this shard's sessions (replays, send results) and the
+    /// store's wake-up.
+    pub(crate) fn handle(&mut self, now: Instant, msg: DataMsg) -> Option<DataMsg> {
         match msg {
             DataMsg::ToUser { user, msg } => {
                 self.relay_out(Kind::User, &user, &msg);
@@ -184,6 +221,32 @@ impl Router {
             DataMsg::Qos1Deliver { user, seq, msg } => {
                 self.out.push(Action::DeliverStored(user, seq, msg))
             }
+            DataMsg::Qos1Append {
+                user,
+                msg,
+                client_msg_id,
+                reply,
+            } => self.owner_append(now, user, *msg, client_msg_id, reply),
+            DataMsg::Qos1Ack { user, device, seq } => {
+                self.out.push(Action::Store(Op::Ack { user, device, seq }))
+            }
+            DataMsg::Qos1Read {
+                user,
+                device,
+                after,
+                max,
+                conn,
+            } => {
+                ShardStats::inc(&self.stats.qos_resumes);
+                let read = Op::Read {
+                    user,
+                    device,
+                    after,
+                    max,
+                    conn,
+                };
+                self.out.push(Action::Store(read));
+            }
             other => return Some(other),
         }
         None
@@ -191,7 +254,7 @@ impl Router {
 
     /// An envelope a peer sent, as it comes off the bus: to the owner shard
     /// of its name (a `Reset` to every shard).
-    pub fn arrived(&mut self, msg: PeerMsg) {
+    pub(crate) fn arrived(&mut self, msg: PeerMsg) {
         let to = match &msg {
             PeerMsg::Reset { .. } => {
                 for s in 0..self.shards {
@@ -208,9 +271,9 @@ impl Router {
         self.send(to, msg);
     }
 
-    /// A bus message at the shard its doc names. What came from a peer is
-    /// delivered here only, never sent back out.
-    pub fn handle_peer(&mut self, msg: PeerMsg) {
+    /// A bus message at the shard its doc names, at `now`. What came from
+    /// a peer is delivered here only, never sent back out.
+    pub(crate) fn handle_peer(&mut self, now: Instant, msg: PeerMsg) {
         match msg {
             PeerMsg::ToUser { user, msg } => {
                 for s in self.tables.user_shards(&user) {
@@ -234,7 +297,7 @@ impl Router {
                 let node = origin.node.clone();
                 self.remote.set(kind, name.clone(), origin, on);
                 if on && kind == Kind::User {
-                    self.out.push(Action::ResendRecent(name, node));
+                    self.resend_recent(now, &name, node);
                 }
             }
             PeerMsg::Reset {
@@ -252,13 +315,13 @@ impl Router {
     }
 
     /// A peer is gone from the registry: forget what it wanted.
-    pub fn forget_peer(&mut self, node: &str) {
+    pub(crate) fn forget_peer(&mut self, node: &str) {
         self.remote.forget(node);
     }
 
     /// A route of the session of connection `from`. Gives back the routes
     /// the router does not carry out (to the backend services).
-    pub fn route(&mut self, from: ReplyTo, route: Route) -> Option<Route> {
+    pub(crate) fn route(&mut self, from: ReplyTo, route: Route) -> Option<Route> {
         match route {
             Route::Online { user, device, wire } => {
                 self.tables.add_user(&user, from.key);
@@ -335,7 +398,7 @@ impl Router {
     }
 
     /// Drops a local membership; withdraws interest when it was the last.
-    pub fn leave(&mut self, key: ConnKey, room: &str) {
+    pub(crate) fn leave(&mut self, key: ConnKey, room: &str) {
         if self.tables.leave(room, key) {
             let shard = self.me;
             let room: Arc<str> = Arc::from(room);
@@ -352,7 +415,7 @@ impl Router {
 
     /// A connection of `user` (id `conn_id`, at `key`) closed; its rooms
     /// are left with `leave` first.
-    pub fn closed(&mut self, key: ConnKey, user: &Arc<str>, conn_id: u64) {
+    pub(crate) fn closed(&mut self, key: ConnKey, user: &Arc<str>, conn_id: u64) {
         self.tables.remove_user(user, key);
         let shard = self.me;
         let msg = DataMsg::Offline {
@@ -367,7 +430,7 @@ impl Router {
     /// `users` (this shard's members of the room), each to the user's
     /// owner. The message id dedupes the copies other shards store for the
     /// same user.
-    pub fn store_for(&mut self, mut users: Vec<Arc<str>>, msg: &Outbound) {
+    pub(crate) fn store_for(&mut self, mut users: Vec<Arc<str>>, msg: &Outbound) {
         let Some(Frame::Deliver(d)) = msg.frame().frame.as_ref() else {
             return;
         };
@@ -389,6 +452,24 @@ impl Router {
                 user: user.clone(),
             };
             self.send(self.owner(&user), append);
+        }
+    }
+
+    /// Where a draining shard sends a client of `user` on `wire`: the
+    /// address of the node `redirect` picks (never this one), or "" when
+    /// there is none (the client reconnects where it came from).
+    pub(crate) fn redirect(
+        &mut self,
+        redirect: &Redirect,
+        user: Option<&str>,
+        wire: Wire,
+    ) -> String {
+        let turn = self.redirect_turn;
+        self.redirect_turn = turn.wrapping_add(1);
+        match route::pick(redirect.policy, &redirect.nodes, user, None, turn) {
+            Some(n) if wire == Wire::Tcp => n.tcp.clone(),
+            Some(n) => format!("ws://{}/ws", n.ws),
+            None => String::new(),
         }
     }
 

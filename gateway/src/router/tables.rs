@@ -13,14 +13,14 @@ use smallvec::SmallVec;
 use crate::mesh::{PresenceEntry, ShardId};
 
 /// Connection key in the shard's slab.
-pub type ConnKey = usize;
+pub(crate) type ConnKey = usize;
 
 /// The routing tables of one shard.
 ///
 /// Per-user lists keep one entry inline: most users have one connection,
 /// and a heap allocation per user would cost more than the entry itself.
 #[derive(Default)]
-pub struct Tables {
+pub(crate) struct Tables {
     users: HashMap<Arc<str>, SmallVec<[ConnKey; 1]>>,
     rooms: HashMap<Arc<str>, HashSet<ConnKey>>,
     presence: HashMap<Arc<str>, SmallVec<[PresenceEntry; 1]>>,
@@ -29,12 +29,12 @@ pub struct Tables {
 
 impl Tables {
     /// Adds a local connection of `user`.
-    pub fn add_user(&mut self, user: &Arc<str>, key: ConnKey) {
+    pub(crate) fn add_user(&mut self, user: &Arc<str>, key: ConnKey) {
         self.users.entry(user.clone()).or_default().push(key);
     }
 
     /// Removes a local connection of `user`.
-    pub fn remove_user(&mut self, user: &str, key: ConnKey) {
+    pub(crate) fn remove_user(&mut self, user: &str, key: ConnKey) {
         if let Some(keys) = self.users.get_mut(user) {
             keys.retain(|k| *k != key);
             if keys.is_empty() {
@@ -44,18 +44,18 @@ impl Tables {
     }
 
     /// Local connections of `user`.
-    pub fn user_conns(&self, user: &str) -> &[ConnKey] {
+    pub(crate) fn user_conns(&self, user: &str) -> &[ConnKey] {
         self.users.get(user).map_or(&[], SmallVec::as_slice)
     }
 
     /// Adds a local member; true when it is the room's first local member.
-    pub fn join(&mut self, room: &Arc<str>, key: ConnKey) -> bool {
+    pub(crate) fn join(&mut self, room: &Arc<str>, key: ConnKey) -> bool {
         let members = self.rooms.entry(room.clone()).or_default();
         members.insert(key) && members.len() == 1
     }
 
     /// Removes a local member; true when the room has no local member left.
-    pub fn leave(&mut self, room: &str, key: ConnKey) -> bool {
+    pub(crate) fn leave(&mut self, room: &str, key: ConnKey) -> bool {
         let Some(members) = self.rooms.get_mut(room) else {
             return false;
         };
@@ -70,13 +70,13 @@ impl Tables {
     }
 
     /// Local members of `room`.
-    pub fn room_members(&self, room: &str) -> impl Iterator<Item = ConnKey> + '_ {
+    pub(crate) fn room_members(&self, room: &str) -> impl Iterator<Item = ConnKey> + '_ {
         self.rooms.get(room).into_iter().flatten().copied()
     }
 
     /// Owner side: a connection of `user` came online; true when it is the
     /// user's first on this node.
-    pub fn online(&mut self, user: Arc<str>, entry: PresenceEntry) -> bool {
+    pub(crate) fn online(&mut self, user: Arc<str>, entry: PresenceEntry) -> bool {
         let entries = self.presence.entry(user).or_default();
         entries.push(entry);
         entries.len() == 1
@@ -84,7 +84,7 @@ impl Tables {
 
     /// Owner side: a connection of `user` went away; true when it was the
     /// user's last on this node.
-    pub fn offline(&mut self, user: &str, shard: ShardId, conn_id: u64) -> bool {
+    pub(crate) fn offline(&mut self, user: &str, shard: ShardId, conn_id: u64) -> bool {
         let Some(entries) = self.presence.get_mut(user) else {
             return false;
         };
@@ -98,22 +98,22 @@ impl Tables {
     }
 
     /// Owner side: the users with a connection on this node.
-    pub fn owned_users(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
+    pub(crate) fn owned_users(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
         self.presence.keys()
     }
 
     /// Owner side: the rooms with a member on this node.
-    pub fn owned_rooms(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
+    pub(crate) fn owned_rooms(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
         self.interest.keys()
     }
 
     /// Owner side: every connection of `user` on this node.
-    pub fn presence(&self, user: &str) -> &[PresenceEntry] {
+    pub(crate) fn presence(&self, user: &str) -> &[PresenceEntry] {
         self.presence.get(user).map_or(&[], SmallVec::as_slice)
     }
 
     /// Owner side: the distinct shards holding `user`, in ascending order.
-    pub fn user_shards(&self, user: &str) -> Vec<ShardId> {
+    pub(crate) fn user_shards(&self, user: &str) -> Vec<ShardId> {
         let mut shards: Vec<ShardId> = self.presence(user).iter().map(|e| e.shard).collect();
         shards.sort_unstable();
         shards.dedup();
@@ -123,7 +123,7 @@ impl Tables {
     /// Owner side: `shard` gained (`on`) or lost its interest in `room`;
     /// true when that made the room's first (`on`) or last (`!on`)
     /// interested shard of this node.
-    pub fn interest(&mut self, room: Arc<str>, shard: ShardId, on: bool) -> bool {
+    pub(crate) fn interest(&mut self, room: Arc<str>, shard: ShardId, on: bool) -> bool {
         if on {
             let shards = self.interest.entry(room).or_default();
             if !shards.contains(&shard) {
@@ -142,7 +142,7 @@ impl Tables {
     }
 
     /// Owner side: the shards with members of `room`.
-    pub fn room_shards(&self, room: &str) -> &[ShardId] {
+    pub(crate) fn room_shards(&self, room: &str) -> &[ShardId] {
         self.interest.get(room).map_or(&[], Vec::as_slice)
     }
 }

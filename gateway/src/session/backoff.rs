@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// Exponential retransmit backoff of one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     base: Duration,
     max: Duration,
     rto: Duration,
@@ -17,7 +17,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Starts at `base`, doubling up to `max`, counting from `now`.
-    pub fn new(base: Duration, max: Duration, now: Instant) -> Backoff {
+    pub(crate) fn new(base: Duration, max: Duration, now: Instant) -> Backoff {
         Backoff {
             base,
             max: max.max(base),
@@ -27,19 +27,19 @@ impl Backoff {
     }
 
     /// The window moved: the next retransmit is a base timeout from `now`.
-    pub fn progress(&mut self, now: Instant) {
+    pub(crate) fn progress(&mut self, now: Instant) {
         self.rto = self.base;
         self.since = now;
     }
 
     /// When the timer should fire next.
-    pub fn deadline(&self) -> Instant {
+    pub(crate) fn deadline(&self) -> Instant {
         self.since + self.rto
     }
 
     /// The timer fired at `now`. True when it is time to resend; the next
     /// timeout is then twice as long (at most `max`), counted from `now`.
-    pub fn fire(&mut self, now: Instant) -> bool {
+    pub(crate) fn fire(&mut self, now: Instant) -> bool {
         if now < self.deadline() {
             return false;
         }

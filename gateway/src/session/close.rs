@@ -9,12 +9,12 @@ use crate::stats::ShardStats;
 
 impl Session {
     /// Closing, output flushed, FIN not yet sent: the driver half-closes.
-    pub fn wants_fin(&self) -> bool {
+    pub(crate) fn wants_fin(&self) -> bool {
         self.phase == Phase::Closing && self.out.is_empty() && !self.fin_sent
     }
 
     /// The driver sent our FIN.
-    pub fn fin_sent(&mut self) {
+    pub(crate) fn fin_sent(&mut self) {
         self.fin_sent = true;
         if self.peer_closed {
             self.phase = Phase::Closed;
@@ -22,7 +22,7 @@ impl Session {
     }
 
     /// The peer closed its side (EOF) or the socket failed on read.
-    pub fn handle_eof(&mut self, cx: &mut Ctx) {
+    pub(crate) fn handle_eof(&mut self, cx: &mut Ctx) {
         self.peer_closed = true;
         if self.phase == Phase::Closing && self.fin_sent {
             self.phase = Phase::Closed;
@@ -31,7 +31,7 @@ impl Session {
     }
 
     /// A write failed: the peer is gone, nothing more can be written.
-    pub fn handle_write_error(&mut self, cx: &mut Ctx) {
+    pub(crate) fn handle_write_error(&mut self, cx: &mut Ctx) {
         self.out.clear();
         self.peer_closed = true;
         if self.phase < Phase::Closing {
@@ -40,18 +40,18 @@ impl Session {
     }
 
     /// Closes without a last frame (drain deadline, shutdown).
-    pub fn close(&mut self, cx: &mut Ctx) {
+    pub(crate) fn close(&mut self, cx: &mut Ctx) {
         self.close_with(cx, None);
     }
 
     /// The node stops (a drain's deadline passed): close with 1001 (going
     /// away) on WebSocket.
-    pub fn close_going_away(&mut self, cx: &mut Ctx) {
+    pub(crate) fn close_going_away(&mut self, cx: &mut Ctx) {
         self.close_with_code(cx, None, Some(proto::ws::close_code::GOING_AWAY));
     }
 
     /// An operator kicked the user: go away and close.
-    pub fn kick(&mut self, cx: &mut Ctx) {
+    pub(crate) fn kick(&mut self, cx: &mut Ctx) {
         let bye = go_away_frame(GoAwayReason::Kicked, "kicked by an operator", 0);
         self.close_with(cx, Some(&bye));
     }
@@ -59,7 +59,12 @@ impl Session {
     /// The node drains: an authenticated client is asked to reconnect
     /// elsewhere (and closes itself); one not yet authenticated is closed.
     /// True when a go-away was sent.
-    pub fn drain(&mut self, cx: &mut Ctx, reconnect_after_ms: u32, reconnect_to: &str) -> bool {
+    pub(crate) fn drain(
+        &mut self,
+        cx: &mut Ctx,
+        reconnect_after_ms: u32,
+        reconnect_to: &str,
+    ) -> bool {
         match self.phase {
             Phase::Open => {
                 let mut bye = go_away_frame(
@@ -174,7 +179,7 @@ impl Session {
     /// Why the connection ended, for the backend's disconnect event: the
     /// go-away reason or error code it was closed with, else whether the
     /// client closed it.
-    pub fn close_reason(&self) -> String {
+    pub(crate) fn close_reason(&self) -> String {
         if self.bye >= 1000 {
             if let Ok(r) = GoAwayReason::try_from(i32::from(self.bye - 1000)) {
                 return r.as_str_name().to_ascii_lowercase();

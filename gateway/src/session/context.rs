@@ -18,7 +18,7 @@ const POOL_BUFFERS: usize = 1024;
 const POOL_BUF_MAX: usize = 16 * 1024;
 
 /// What every session of a shard reads and never changes.
-pub struct Env {
+pub(crate) struct Env {
     /// Per-connection limits.
     pub limits: Limits,
     /// QoS 1 settings.
@@ -57,12 +57,12 @@ pub struct Env {
 }
 
 /// See [`Env::http`].
-pub type HttpHook = Arc<dyn Fn(&str) -> Option<(u16, String)> + Send + Sync>;
+pub(crate) type HttpHook = Arc<dyn Fn(&str) -> Option<(u16, String)> + Send + Sync>;
 
 /// What sessions produce for their driver, and what they draw on: one per
 /// shard, lent to each call through `Ctx`.
 #[derive(Default)]
-pub struct Effects {
+pub(crate) struct Effects {
     /// Messages for the router, in order, from the session just called.
     pub routes: Vec<Route>,
     /// Write buffers for reuse.
@@ -87,7 +87,7 @@ pub struct Effects {
 
 impl Effects {
     /// Sets (or clears) the room permissions of connection `id`.
-    pub fn set_grants(&mut self, id: u64, grants: Option<Arc<crate::grants::Grants>>) {
+    pub(crate) fn set_grants(&mut self, id: u64, grants: Option<Arc<crate::grants::Grants>>) {
         match grants {
             Some(g) => {
                 self.grants.insert(id, g);
@@ -99,7 +99,7 @@ impl Effects {
     }
 
     /// Forgets connection `id` (closed).
-    pub fn forget(&mut self, id: u64) {
+    pub(crate) fn forget(&mut self, id: u64) {
         self.grants.remove(&id);
         self.buckets.remove(&id);
         self.frame_buckets.remove(&id);
@@ -125,7 +125,7 @@ impl Effects {
 }
 
 /// One call's context: the time, the shard's environment, its effects.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     /// Now, as the driver read it.
     pub now: Instant,
     /// The shard's environment.
@@ -136,18 +136,18 @@ pub struct Ctx<'a> {
 
 /// Write buffers kept for reuse by one shard.
 #[derive(Default)]
-pub struct BufPool(Vec<Vec<u8>>);
+pub(crate) struct BufPool(Vec<Vec<u8>>);
 
 impl BufPool {
     /// A buffer, reused when one is kept.
-    pub fn take(&mut self) -> Vec<u8> {
+    pub(crate) fn take(&mut self) -> Vec<u8> {
         self.0
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(BUF_INITIAL))
     }
 
     /// Keeps a buffer for reuse (small ones only, up to a count).
-    pub fn put(&mut self, mut buf: Vec<u8>) {
+    pub(crate) fn put(&mut self, mut buf: Vec<u8>) {
         if buf.capacity() == 0 || buf.capacity() > POOL_BUF_MAX || self.0.len() >= POOL_BUFFERS {
             return;
         }
@@ -159,7 +159,7 @@ impl BufPool {
     /// they sit in, scattered over the heap by a burst: 10k-subscriber
     /// fan-out, RSS 5 s after the burst was 34 MiB keeping 64 and 19 MiB
     /// (the level before the burst) keeping none.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.0.clear();
     }
 }

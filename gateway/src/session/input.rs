@@ -52,7 +52,7 @@ impl Session {
     /// arrive while closing are discarded. Only complete frames count as
     /// liveness: a client trickling an incomplete frame is closed at its
     /// heartbeat deadline.
-    pub fn handle_bytes(&mut self, cx: &mut Ctx, bytes: &mut [u8]) {
+    pub(crate) fn handle_bytes(&mut self, cx: &mut Ctx, bytes: &mut [u8]) {
         if self.phase >= Phase::Closing {
             return;
         }

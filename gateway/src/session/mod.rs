@@ -47,14 +47,13 @@ use proto::v1::{server_frame::Frame, ErrorCode, ServerFrame};
 use crate::outbound::Wire;
 use crate::stats::ShardStats;
 
-pub use backoff::Backoff;
 pub(crate) use close::{error_frame, go_away_frame};
-pub use context::{BufPool, Ctx, Effects, Env, HttpHook};
-pub use route::{Action, Delivery, Event, Route};
+pub(crate) use context::{BufPool, Ctx, Effects, Env, HttpHook};
+pub(crate) use route::{Action, Delivery, Event, Route};
 
 /// Which listener accepted the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// The WebSocket port: an HTTP upgrade comes first.
     WebSocket,
     /// The raw TCP port: length-prefixed frames from the first byte.
@@ -63,7 +62,7 @@ pub enum Transport {
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// WebSocket: waiting for the HTTP upgrade request.
     Upgrade,
     /// Waiting for the Auth frame.
@@ -79,7 +78,7 @@ pub enum Phase {
 
 /// One connection's protocol state. Kept compact: with the driver's few
 /// words it is what an idle connection costs (`tests::session_stays_compact`).
-pub struct Session {
+pub(crate) struct Session {
     wire: Wire,
     phase: Phase,
     /// Waiting for a replay: live QoS 1 deliveries are ignored meanwhile.
@@ -115,7 +114,7 @@ pub struct Session {
 
 impl Session {
     /// A connection accepted at `now`, with id `id` (unique on the node).
-    pub fn new(transport: Transport, id: u64, now: Instant, env: &Env) -> Session {
+    pub(crate) fn new(transport: Transport, id: u64, now: Instant, env: &Env) -> Session {
         let (wire, phase) = match transport {
             Transport::WebSocket => (Wire::WsProto, Phase::Upgrade),
             Transport::Tcp => (Wire::Tcp, Phase::Auth),
@@ -142,52 +141,53 @@ impl Session {
     }
 
     /// The connection id.
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
     /// The phase.
-    pub fn phase(&self) -> Phase {
+    #[cfg(test)]
+    pub(crate) fn phase(&self) -> Phase {
         self.phase
     }
 
     /// The wire format (known once upgraded).
-    pub fn wire(&self) -> Wire {
+    pub(crate) fn wire(&self) -> Wire {
         self.wire
     }
 
     /// The authenticated user.
-    pub fn user(&self) -> Option<&Arc<str>> {
+    pub(crate) fn user(&self) -> Option<&Arc<str>> {
         self.user.as_ref()
     }
 
     /// The device.
-    pub fn device(&self) -> &Arc<str> {
+    pub(crate) fn device(&self) -> &Arc<str> {
         &self.device
     }
 
     /// The rooms joined.
-    pub fn rooms(&self) -> &[Arc<str>] {
+    pub(crate) fn rooms(&self) -> &[Arc<str>] {
         &self.rooms
     }
 
     /// True once closing began (nothing more is read).
-    pub fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.phase >= Phase::Closing
     }
 
     /// True when the driver should forget the connection.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
     }
 
     /// Bytes to write to the socket.
-    pub fn output(&self) -> &[u8] {
+    pub(crate) fn output(&self) -> &[u8] {
         &self.out
     }
 
     /// `n` bytes of `output()` were written.
-    pub fn transmitted(&mut self, n: usize, pool: &mut BufPool) {
+    pub(crate) fn transmitted(&mut self, n: usize, pool: &mut BufPool) {
         if n >= self.out.len() {
             pool.put(std::mem::take(&mut self.out));
         } else {
@@ -196,18 +196,18 @@ impl Session {
     }
 
     /// Gives the session's buffers back (the driver is forgetting it).
-    pub fn recycle(&mut self, pool: &mut BufPool) {
+    pub(crate) fn recycle(&mut self, pool: &mut BufPool) {
         pool.put(std::mem::take(&mut self.out));
         self.partial = None;
     }
 
     /// True (once) when the deadline may have moved earlier.
-    pub fn take_timeout_moved(&mut self) -> bool {
+    pub(crate) fn take_timeout_moved(&mut self) -> bool {
         std::mem::take(&mut self.timeout_moved)
     }
 
     /// Something routed to this connection arrived.
-    pub fn handle_routed(&mut self, cx: &mut Ctx, delivery: Delivery) {
+    pub(crate) fn handle_routed(&mut self, cx: &mut Ctx, delivery: Delivery) {
         match delivery {
             Delivery::Live(msg) => {
                 if self.phase == Phase::Open && self.queue(cx, msg.bytes(self.wire)) {

@@ -8,7 +8,7 @@ use crate::store::{Replay, StoreError, Stored};
 /// A message the session hands to the router (the driver fills in which
 /// connection it came from).
 #[derive(Debug)]
-pub enum Route {
+pub(crate) enum Route {
     /// Authenticated: list the connection under its user and tell the owner.
     Online {
         /// The user.
@@ -93,7 +93,7 @@ pub enum Route {
 
 /// What happened to a connection, for the backend (`backend.events`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// Authenticated.
     Connected,
     /// Joined a room.
@@ -108,7 +108,7 @@ pub enum Event {
 }
 
 /// Something the router brings to a session.
-pub enum Delivery<'a> {
+pub(crate) enum Delivery<'a> {
     /// A live frame (QoS 0, or a room message).
     Live(&'a Outbound),
     /// A stored QoS 1 message of the session's user.

@@ -13,11 +13,11 @@ use proto::v1::{ErrorCode, GoAwayReason};
 use super::{go_away_frame, Ctx, Env, Phase, Session};
 
 /// How long a closing connection may take to flush and see the client close.
-pub const LINGER: Duration = Duration::from_secs(2);
+pub(super) const LINGER: Duration = Duration::from_secs(2);
 
 /// What a deadline is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// Upgrade plus authentication must finish by then.
     Handshake,
     /// The token's `exp`.
@@ -43,7 +43,7 @@ impl Timer {
 
 impl Session {
     /// When `timer` is due, if it runs.
-    pub fn deadline(&self, env: &Env, timer: Timer) -> Option<Instant> {
+    pub(crate) fn deadline(&self, env: &Env, timer: Timer) -> Option<Instant> {
         let limits = &env.limits;
         match (timer, self.phase) {
             (Timer::Handshake, Phase::Upgrade | Phase::Auth) => {
@@ -62,7 +62,7 @@ impl Session {
     }
 
     /// The earliest deadline, if any.
-    pub fn poll_timeout(&self, env: &Env) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self, env: &Env) -> Option<Instant> {
         Timer::ALL
             .iter()
             .filter_map(|t| self.deadline(env, *t))
@@ -74,14 +74,14 @@ impl Session {
     /// waits on the socket before `handle_timeout`, so a shard that was
     /// busy (a connect storm on a saturated box) never times out a peer
     /// whose bytes it simply had not read yet.
-    pub fn silence_due(&self, env: &Env, now: Instant) -> bool {
+    pub(crate) fn silence_due(&self, env: &Env, now: Instant) -> bool {
         [Timer::Handshake, Timer::Heartbeat]
             .into_iter()
             .any(|t| self.deadline(env, t).is_some_and(|at| at <= now))
     }
 
     /// Acts on every deadline that has passed at `cx.now`.
-    pub fn handle_timeout(&mut self, cx: &mut Ctx) {
+    pub(crate) fn handle_timeout(&mut self, cx: &mut Ctx) {
         for timer in Timer::ALL {
             if self.deadline(cx.env, timer).is_some_and(|at| at <= cx.now) {
                 self.on_timer(cx, timer);

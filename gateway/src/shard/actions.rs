@@ -1,7 +1,8 @@
 //! Carrying out what the router decided (`crate::router::Action`): pushes
 //! to shard queues, deliveries to this shard's sessions, envelopes for
-//! peers. A delivery can make a session route again; its actions are
-//! carried out before the rest of the batch, as they were produced.
+//! peers, requests for the QoS 1 store. A delivery can make a session
+//! route again; its actions join the router's queue and are carried out
+//! after the current batch, in the order they were produced.
 use std::sync::Arc;
 
 use super::Shard;
@@ -62,7 +63,12 @@ impl Shard {
                 }
             }
             Action::BusAll(env) => self.bus_broadcast(&env),
-            Action::ResendRecent(user, node) => self.resend_recent(&user, &node),
+            Action::Store(op) => {
+                self.store.borrow_mut().submit(op);
+                // The in-process store answers at once: collected now, so
+                // the completion's actions follow in order.
+                self.collect_store();
+            }
         }
     }
 }

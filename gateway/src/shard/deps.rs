@@ -2,26 +2,25 @@
 //! config sections it reads, copied), the queues and counters it shares with
 //! other threads, and handles on the node's backend services. `control`
 //! builds one `Deps` for all shards; a shard never sees the node itself, and
-//! what changes while it runs (a drain's redirect targets) reaches it as a
-//! `mesh::Command`.
+//! what changes while it runs (a drain's redirect targets, reloaded keys
+//! and certificates) reaches it as a `mesh::Command`.
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use crate::admission::Admission;
-use crate::auth::Keys;
+use crate::auth::Verifier;
 use crate::backend::hook::Hook;
 use crate::clock::Clock;
 use crate::cluster::presence::Presence;
 use crate::config::{AuthConfig, BackendConfig, DrainConfig, Driver, Limits, QosConfig};
-use crate::hot::Hot;
 use crate::mesh::Mesh;
 use crate::session::HttpHook;
 use crate::stats::ShardStats;
 
 /// A shard's dependencies (see the module header).
-pub struct Deps {
+pub(crate) struct Deps {
     /// This node's id (`node_id`).
     pub node_id: String,
     /// Changes every time the process starts (the bus hello).
@@ -54,10 +53,12 @@ pub struct Deps {
     pub mesh: Arc<Mesh>,
     /// Per-shard counters (shard `i` writes `stats[i]`).
     pub stats: Vec<Arc<ShardStats>>,
-    /// Verifies client tokens (a reload replaces its key).
-    pub verifier: Keys,
-    /// TLS for the client ports; a reload replaces the certificate.
-    pub tls: Option<Arc<Hot<Arc<rustls::ServerConfig>>>>,
+    /// Verifies client tokens (as at start; a reload sends the shard a new
+    /// one in `Command::Reload`).
+    pub verifier: Verifier,
+    /// TLS for the client ports (as at start; a reload sends the shard a
+    /// new certificate in `Command::Reload`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Connection caps checked at accept.
     pub admission: Arc<Admission>,
     /// The writer of cluster presence to Redis (many nodes only).

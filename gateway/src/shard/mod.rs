@@ -9,7 +9,8 @@
 //! timing wheel (one entry per connection, at the session's
 //! `poll_timeout`), the write-buffer pool, the mesh (`queue` drains this
 //! shard's queue, `outbox` feeds the others'), the router's actions
-//! (`actions`), the QoS 1 store of the users it owns (`owner`, `retry`),
+//! (`actions`), the QoS 1 store of the users it owns (`store`: the
+//! router decides, the shard submits and collects),
 //! and its end of the bus to other nodes (`bus`).
 //!
 //! Invariants:
@@ -22,13 +23,11 @@ mod actions;
 mod backend;
 mod bus;
 mod conn;
-pub mod deps;
+pub(crate) mod deps;
 mod outbox;
-mod owner;
 mod poller;
 mod queue;
 mod reader;
-mod retry;
 mod routes;
 mod run;
 mod store;
@@ -37,10 +36,9 @@ mod timers;
 mod tls;
 #[cfg(test)]
 mod tls_tests;
-pub mod wake;
+pub(crate) mod wake;
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,8 +52,8 @@ use crate::wheel::{TimerKey, TimingWheel};
 
 use crate::router::tables::ConnKey;
 use crate::router::{Action, Router};
-pub use deps::Deps;
-pub use run::spawn;
+pub(crate) use deps::Deps;
+pub(crate) use run::spawn;
 use timers::Timer;
 use wake::{Flag, Notify};
 
@@ -115,11 +113,6 @@ pub(crate) struct Shard {
     /// QoS 1 store of the users this shard owns.
     store: RefCell<Box<dyn Store>>,
     store_done: RefCell<Vec<Done>>,
-    /// Submission times of appends in flight, for the store latency metric.
-    store_started: RefCell<VecDeque<Instant>>,
-    pending_appends: Cell<usize>,
-    /// Sender-less QoS 1 appends the store refused, to submit again.
-    append_retry: RefCell<retry::AppendRetry>,
     /// Links to the other nodes and what they want (empty on a single node).
     bus: bus::Bus,
     /// The upstream streams' writer (with `redis`).
@@ -130,8 +123,8 @@ pub(crate) struct Shard {
     tls: RefCell<tls::Tls>,
     /// Deciphered input, lent to the session like the scratch buffer.
     plain: RefCell<Vec<u8>>,
-    /// The round-robin turn of drain redirects.
-    redirect_turn: Cell<usize>,
+    /// TLS for connections accepted from now on (with `tls.cert_file`).
+    tls_config: RefCell<Option<Arc<rustls::ServerConfig>>>,
 }
 
 impl Shard {
@@ -147,7 +140,7 @@ impl Shard {
         let env = Env {
             limits: deps.limits.clone(),
             qos: deps.qos.clone(),
-            verifier: deps.verifier.clone(),
+            verifier: crate::auth::Keys::new(deps.verifier.clone()),
             clock: deps.clock,
             node_id: deps.node_id.clone(),
             shard: id as u16,
@@ -190,9 +183,10 @@ impl Shard {
             ips: RefCell::new(std::collections::HashMap::new()),
             tls: RefCell::new(tls::Tls::default()),
             plain: RefCell::new(Vec::new()),
+            tls_config: RefCell::new(deps.tls.clone()),
             id,
             poller: poller::Poller::new()?,
-            stats,
+            stats: stats.clone(),
             env,
             fx: RefCell::new(Effects::default()),
             conns: RefCell::new(Slab::new()),
@@ -200,6 +194,8 @@ impl Shard {
                 id as u16,
                 deps.mesh.len(),
                 deps.presence.is_some(),
+                &deps.qos,
+                stats,
             )),
             actions: RefCell::new(Vec::new()),
             wheel: RefCell::new(TimingWheel::new(tick, now)),
@@ -213,12 +209,6 @@ impl Shard {
             next_id: Cell::new(1),
             store: RefCell::new(store),
             store_done: RefCell::new(Vec::new()),
-            store_started: RefCell::new(VecDeque::new()),
-            pending_appends: Cell::new(0),
-            append_retry: RefCell::new(retry::AppendRetry::new(std::time::Duration::from_secs(
-                deps.qos.dedupe_secs,
-            ))),
-            redirect_turn: Cell::new(id),
             deps,
         })
     }

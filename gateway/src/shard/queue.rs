@@ -7,10 +7,8 @@ use super::wake::{waited, yield_now, Turns};
 use super::Shard;
 use crate::cluster::envelope;
 use crate::cluster::remote::Kind;
-use crate::cluster::route;
 use crate::mesh::{Command, DataMsg, Presence, Redirect, Reply, ShardMsg};
 use crate::outbound::Outbound;
-use crate::outbound::Wire;
 use crate::router::tables::ConnKey;
 use crate::session::{Ctx, Delivery};
 use crate::sys;
@@ -71,24 +69,11 @@ impl Shard {
     }
 
     fn handle_data(&self, msg: DataMsg) {
-        let rest = self.router.borrow_mut().handle(msg);
+        let now = self.now.get();
+        let rest = self.router.borrow_mut().handle(now, msg);
         self.run_actions();
         let Some(msg) = rest else { return };
         match msg {
-            DataMsg::Qos1Append {
-                user,
-                msg,
-                client_msg_id,
-                reply,
-            } => self.owner_append(user, *msg, client_msg_id, reply),
-            DataMsg::Qos1Ack { user, device, seq } => self.owner_ack(user, device, seq),
-            DataMsg::Qos1Read {
-                user,
-                device,
-                after,
-                max,
-                conn,
-            } => self.owner_read(user, device, after, max, conn),
             DataMsg::Qos1Replay { conn, replay } => {
                 let replay = Delivery::Replay(replay);
                 self.drive_if(conn.key, Some(conn.conn_id), |s, cx| {
@@ -107,7 +92,10 @@ impl Shard {
             | DataMsg::Online { .. }
             | DataMsg::Offline { .. }
             | DataMsg::Interest { .. }
-            | DataMsg::Qos1Deliver { .. } => {}
+            | DataMsg::Qos1Deliver { .. }
+            | DataMsg::Qos1Append { .. }
+            | DataMsg::Qos1Ack { .. }
+            | DataMsg::Qos1Read { .. } => {}
         }
     }
 
@@ -175,6 +163,13 @@ impl Shard {
             }
             Command::Drain(redirect) => self.start_drain(redirect),
             Command::Peers(peers) => self.on_peers(peers),
+            Command::Reload(r) => {
+                self.env.verifier.replace(r.verifier);
+                if r.tls.is_some() {
+                    *self.tls_config.borrow_mut() = r.tls;
+                }
+                let _ = r.done.try_send(());
+            }
         }
     }
 
@@ -212,20 +207,11 @@ impl Shard {
         for key in keys {
             let to = {
                 let conns = self.conns.borrow();
-                conns.get(key).and_then(|c| {
-                    let user = c.session.user().map(|u| &**u);
-                    let turn = self.redirect_turn.get();
-                    self.redirect_turn.set(turn.wrapping_add(1));
-                    route::pick(redirect.policy, &redirect.nodes, user, None, turn).map(|n| match c
-                        .session
-                        .wire()
-                    {
-                        Wire::Tcp => n.tcp.clone(),
-                        _ => format!("ws://{}/ws", n.ws),
-                    })
-                })
+                let Some(c) = conns.get(key) else { continue };
+                let user = c.session.user().map(|u| &**u);
+                let wire = c.session.wire();
+                self.router.borrow_mut().redirect(&redirect, user, wire)
             };
-            let to = to.unwrap_or_default();
             let after = redirect.reconnect_after_ms;
             self.drive(key, |s, cx| s.drain(cx, after, &to));
         }

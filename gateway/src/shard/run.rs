@@ -26,13 +26,13 @@ const BACKLOG: i32 = 4096;
 const FORCE_CLOSE_GRACE: Duration = Duration::from_secs(3);
 
 /// What a shard reports once it is listening (or why it could not start).
-pub type Ready = Result<&'static str, String>;
+pub(super) type Ready = Result<&'static str, String>;
 
 static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// Starts shard `id` on its own thread. `inherited` are descriptors of the
 /// parent's table the shard must close in its private copy.
-pub fn spawn(
+pub(crate) fn spawn(
     deps: Arc<Deps>,
     id: usize,
     inherited: Vec<RawFd>,
@@ -174,7 +174,7 @@ async fn main(deps: Arc<Deps>, id: usize, ready: Sender<Ready>, driver: &'static
     shard.flush_store();
     shard.store.borrow_mut().close();
     shard.drain_store();
-    let (unstored, unanswered) = shard.append_retry.borrow().unsettled();
+    let (unstored, unanswered) = shard.router.borrow().unsettled();
     if unstored > 0 || unanswered > 0 {
         crate::stats::ShardStats::add(&shard.stats.qos_append_dropped, unstored as u64);
         tracing::error!(

@@ -36,3 +36,33 @@ pub(super) fn open(deps: &Arc<Deps>, shard: usize) -> Result<Box<dyn Store>, Sto
     let clock = Box::new(move || node_clock.unix_ms(Instant::now()));
     Ok(Box::new(MemoryStore::new(limits, clock)))
 }
+
+impl super::Shard {
+    /// Sends what this round submitted to the store (one batch).
+    pub(super) fn flush_store(&self) {
+        self.store.borrow_mut().flush();
+    }
+
+    /// Hands every completed store operation to the router, in order
+    /// (its actions are carried out by the caller's `run_actions`).
+    pub(super) fn collect_store(&self) {
+        let mut done = std::mem::take(&mut *self.store_done.borrow_mut());
+        self.store.borrow_mut().completed(&mut done);
+        if !done.is_empty() {
+            let now = self.now.get();
+            let mut router = self.router.borrow_mut();
+            for d in done.drain(..) {
+                router.stored(now, d);
+            }
+        }
+        *self.store_done.borrow_mut() = done;
+        let (msgs, bytes) = self.store.borrow().held();
+        self.stats.set_inbox(msgs, bytes);
+    }
+
+    /// Collects completions and carries out what they route.
+    pub(super) fn drain_store(&self) {
+        self.collect_store();
+        self.run_actions();
+    }
+}

@@ -50,13 +50,14 @@ impl Shard {
                 // SAFETY: mi_collect only walks the calling thread's heap.
                 unsafe { libmimalloc_sys::mi_collect(true) };
                 self.publish_bus_stats();
-                self.prune_recent();
             }
             let now = self.tick_clock();
             self.flush_presence();
             // Collects store completions whose wake-up found the queue full.
             self.drain_store();
-            self.retry_appends(now);
+            self.router.borrow_mut().on_tick(now);
+            self.run_actions();
+            self.flush_store();
             self.wheel.borrow_mut().advance(now, &mut expired);
             for timer in expired.drain(..) {
                 self.fire(timer);

@@ -238,8 +238,9 @@ impl Shard {
 
     /// A TLS connection was accepted at `key`.
     pub(super) fn tls_accept(&self, key: ConnKey) -> Result<(), rustls::Error> {
-        if let Some(cfg) = &self.deps.tls {
-            let conn = Conn::new(UnbufferedServerConnection::new(cfg.get())?);
+        let cfg = self.tls_config.borrow().clone();
+        if let Some(cfg) = cfg {
+            let conn = Conn::new(UnbufferedServerConnection::new(cfg)?);
             self.tls.borrow_mut().conns.insert(key, Box::new(conn));
         }
         Ok(())

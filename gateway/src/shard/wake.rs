@@ -12,14 +12,14 @@ use std::task::{Context, Poll, Waker};
 
 /// Wakes one task; a notify before the wait is remembered.
 #[derive(Default)]
-pub struct Notify {
+pub(crate) struct Notify {
     pending: Cell<bool>,
     waker: Cell<Option<Waker>>,
 }
 
 impl Notify {
     /// Records a notification and wakes the waiter, if any.
-    pub fn notify(&self) {
+    pub(crate) fn notify(&self) {
         self.pending.set(true);
         if let Some(w) = self.waker.take() {
             w.wake();
@@ -27,7 +27,7 @@ impl Notify {
     }
 
     /// Waits for a notification and consumes it.
-    pub async fn notified(&self) {
+    pub(crate) async fn notified(&self) {
         poll_fn(|cx| {
             if self.pending.replace(false) {
                 Poll::Ready(())
@@ -42,14 +42,14 @@ impl Notify {
 
 /// A one-way switch that wakes every waiter when set.
 #[derive(Default)]
-pub struct Flag {
+pub(crate) struct Flag {
     set: Cell<bool>,
     wakers: RefCell<Vec<Waker>>,
 }
 
 impl Flag {
     /// Sets the flag and wakes all waiters.
-    pub fn set(&self) {
+    pub(crate) fn set(&self) {
         self.set.set(true);
         for w in self.wakers.take() {
             w.wake();
@@ -57,12 +57,12 @@ impl Flag {
     }
 
     /// True once set.
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.set.get()
     }
 
     /// Waits until the flag is set.
-    pub async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         poll_fn(|cx| {
             if self.set.get() {
                 Poll::Ready(())
@@ -83,7 +83,7 @@ impl Flag {
 ///
 /// It polls a duplicate, so that monoio owns (and closes) only its copy; the
 /// std `TcpStream` is only a carrier for readiness, never read or written.
-pub fn readiness(fd: RawFd) -> std::io::Result<monoio::net::TcpStream> {
+pub(crate) fn readiness(fd: RawFd) -> std::io::Result<monoio::net::TcpStream> {
     let dup = crate::sys::dup(fd)?;
     // SAFETY: `dup` is a fresh descriptor owned by nobody else.
     let carrier = unsafe { std::net::TcpStream::from_raw_fd(dup.into_raw_fd()) };
@@ -91,7 +91,7 @@ pub fn readiness(fd: RawFd) -> std::io::Result<monoio::net::TcpStream> {
 }
 
 /// Lets the other tasks of the shard run once.
-pub fn yield_now() -> impl Future<Output = ()> {
+pub(crate) fn yield_now() -> impl Future<Output = ()> {
     struct Yield(bool);
     impl Future for Yield {
         type Output = ();
@@ -114,7 +114,7 @@ pub fn yield_now() -> impl Future<Output = ()> {
 /// driver's zero-timeout epoll) but never fire timers: those fire when it
 /// parks. A timer of zero makes it park once; monoio rounds that timer up
 /// to the next millisecond, so this can take up to 1 ms.
-pub async fn runtime_turn() {
+pub(crate) async fn runtime_turn() {
     yield_now().await;
     monoio::time::sleep(std::time::Duration::ZERO).await;
 }
@@ -122,7 +122,7 @@ pub async fn runtime_turn() {
 /// Awaits `fut` and says whether it had to wait (returned `Pending` at
 /// least once). A wait answered at once gave the runtime no turn at all;
 /// one that waited let other tasks run, though not necessarily timers.
-pub async fn waited<F: Future>(fut: F) -> (F::Output, bool) {
+pub(crate) async fn waited<F: Future>(fut: F) -> (F::Output, bool) {
     let mut fut = std::pin::pin!(fut);
     let mut pending = false;
     let out = poll_fn(|cx| match fut.as_mut().poll(cx) {
@@ -145,7 +145,7 @@ const FULL_TURN_EVERY: u32 = 16;
 /// the runtime a turn, and the listeners, the other sockets and the timers
 /// would starve (io_uring always goes through the ring and always waits).
 #[derive(Default)]
-pub struct Turns {
+pub(crate) struct Turns {
     unanswered: Cell<u32>,
 }
 
@@ -153,7 +153,7 @@ impl Turns {
     /// After a wait that reported `waited`: when it gave no turn, yields
     /// (the runtime polls its driver), and every `FULL_TURN_EVERY`th time in
     /// a row gives a full turn (timers too).
-    pub async fn after_wait(&self, waited: bool) {
+    pub(crate) async fn after_wait(&self, waited: bool) {
         if waited {
             self.unanswered.set(0);
             return;

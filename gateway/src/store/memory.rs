@@ -15,11 +15,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Done, Op, Replay, ReplyTo, Store, StoreError, StoreErrorKind, Stored, WhenFull};
+use super::{Done, Op, Replay, Store, StoreError, StoreErrorKind, Stored, WhenFull};
 
 /// The bounds of a memory store.
 #[derive(Debug, Clone)]
-pub struct MemoryLimits {
+pub(crate) struct MemoryLimits {
     /// Messages kept per user.
     pub per_user: usize,
     /// Payload bytes kept in all.
@@ -89,7 +89,7 @@ impl UserInbox {
 }
 
 /// A bounded in-process inbox store for the users one shard owns.
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     limits: MemoryLimits,
     clock: Box<dyn Fn() -> u64>,
     users: HashMap<Arc<str>, UserInbox>,
@@ -102,7 +102,7 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     /// A store whose clock (unix milliseconds) is `clock`.
-    pub fn new(limits: MemoryLimits, clock: Box<dyn Fn() -> u64>) -> MemoryStore {
+    pub(crate) fn new(limits: MemoryLimits, clock: Box<dyn Fn() -> u64>) -> MemoryStore {
         MemoryStore {
             limits,
             clock,
@@ -332,7 +332,6 @@ impl Store for MemoryStore {
                 self.enforce_bounds();
                 let replay = self.read(&user, &device, after, max);
                 Done::Read {
-                    user,
                     result: Ok::<_, StoreError>(replay),
                     conn,
                 }
@@ -349,9 +348,6 @@ impl Store for MemoryStore {
         (self.held, self.bytes)
     }
 }
-
-/// Unused by the memory store itself; kept so callers can name a reply.
-pub type Reply = ReplyTo;
 
 #[cfg(test)]
 #[path = "memory_tests.rs"]

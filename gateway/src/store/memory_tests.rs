@@ -3,6 +3,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use super::*;
+use crate::store::ReplyTo;
 use crate::store::WhenFull;
 
 fn store(per_user: usize, total_bytes: usize) -> (MemoryStore, Rc<Cell<u64>>) {

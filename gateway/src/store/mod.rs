@@ -11,8 +11,8 @@
 //! `redis::RedisStore` (sequence numbers, messages and device cursors in
 //! Redis, shared by every node and surviving restarts; one pipeline per
 //! batch of operations per shard).
-pub mod memory;
-pub mod redis;
+pub(crate) mod memory;
+pub(crate) mod redis;
 
 use std::sync::Arc;
 
@@ -77,11 +77,11 @@ impl Stored {
     }
 }
 
-pub use crate::config::WhenFull;
+pub(crate) use crate::config::WhenFull;
 
 /// An operation on a user's inbox.
 #[derive(Debug)]
-pub enum Op {
+pub(crate) enum Op {
     /// Store a message unless (from, client_msg_id) was seen in the dedupe
     /// window, in which case the stored copy is reported again.
     Append {
@@ -218,7 +218,7 @@ impl StoreError {
 
 /// The outcome of an operation, in submission order.
 #[derive(Debug)]
-pub enum Done {
+pub(crate) enum Done {
     /// An append: the stored message (a dedupe hit returns the first copy).
     Appended {
         /// Recipient.
@@ -237,8 +237,6 @@ pub enum Done {
     },
     /// A read.
     Read {
-        /// The user.
-        user: Arc<str>,
         /// What was found.
         result: Result<Replay, StoreError>,
         /// The connection that asked.
@@ -247,7 +245,7 @@ pub enum Done {
 }
 
 /// An inbox store, driven by one owner shard.
-pub trait Store {
+pub(crate) trait Store {
     /// Queues an operation. Operations complete in submission order.
     fn submit(&mut self, op: Op);
     /// Moves completed operations, in order, into `out`.

@@ -38,11 +38,11 @@ pub(super) struct Harness {
 }
 
 impl Harness {
-    pub fn new(transport: Transport) -> Harness {
+    pub(super) fn new(transport: Transport) -> Harness {
         Harness::with(transport, Limits::default(), QosConfig::default())
     }
 
-    pub fn with(transport: Transport, limits: Limits, qos: QosConfig) -> Harness {
+    pub(super) fn with(transport: Transport, limits: Limits, qos: QosConfig) -> Harness {
         let now = Instant::now();
         let env = Env {
             limits,
@@ -75,7 +75,7 @@ impl Harness {
     }
 
     /// Runs `f` on the session with a context at the current time.
-    pub fn call<R>(&mut self, f: impl FnOnce(&mut Session, &mut Ctx) -> R) -> R {
+    pub(super) fn call<R>(&mut self, f: impl FnOnce(&mut Session, &mut Ctx) -> R) -> R {
         let mut cx = Ctx {
             now: self.now,
             env: &self.env,
@@ -85,24 +85,24 @@ impl Harness {
     }
 
     /// The client sends raw bytes.
-    pub fn feed(&mut self, bytes: &[u8]) {
+    pub(super) fn feed(&mut self, bytes: &[u8]) {
         let mut b = bytes.to_vec();
         self.call(|s, cx| s.handle_bytes(cx, &mut b));
     }
 
     /// The client sends one frame, framed for the session's wire.
-    pub fn send(&mut self, frame: client_frame::Frame) {
+    pub(super) fn send(&mut self, frame: client_frame::Frame) {
         let bytes = client_bytes(self.s.wire(), frame);
         self.feed(&bytes);
     }
 
     /// Delivers something routed to the session.
-    pub fn deliver(&mut self, d: Delivery) {
+    pub(super) fn deliver(&mut self, d: Delivery) {
         self.call(|s, cx| s.handle_routed(cx, d));
     }
 
     /// Moves the clock by `by`, firing every deadline on the way, in order.
-    pub fn advance(&mut self, by: Duration) {
+    pub(super) fn advance(&mut self, by: Duration) {
         let until = self.now + by;
         while let Some(at) = self.s.poll_timeout(&self.env).filter(|at| *at <= until) {
             self.now = self.now.max(at);
@@ -115,7 +115,7 @@ impl Harness {
     }
 
     /// What the session wants written, taken as if the socket took it all.
-    pub fn output(&mut self) -> Vec<u8> {
+    pub(super) fn output(&mut self) -> Vec<u8> {
         let out = self.s.output().to_vec();
         let n = out.len();
         self.s.transmitted(n, &mut self.fx.pool);
@@ -124,27 +124,27 @@ impl Harness {
 
     /// The server frames written so far (WebSocket control frames and the
     /// HTTP response are skipped; see `raw_ws`).
-    pub fn frames(&mut self) -> Vec<ServerFrame> {
+    pub(super) fn frames(&mut self) -> Vec<ServerFrame> {
         let out = self.output();
         self.pending.extend_from_slice(&out);
         decode_server(self.s.wire(), &mut self.pending)
     }
 
     /// Routes the session asked for since the last call.
-    pub fn routes(&mut self) -> Vec<Route> {
+    pub(super) fn routes(&mut self) -> Vec<Route> {
         std::mem::take(&mut self.fx.routes)
     }
 
     /// An authenticated session for `alice` on `phone`, its AuthOk and
     /// first Read route consumed.
-    pub fn open(transport: Transport) -> Harness {
+    pub(super) fn open(transport: Transport) -> Harness {
         let mut h = Harness::new(transport);
         h.authenticate("alice", "phone", 3600);
         h
     }
 
     /// Authenticates (upgrade with a bearer token, or an Auth frame).
-    pub fn authenticate(&mut self, user: &str, device: &str, ttl_secs: u64) {
+    pub(super) fn authenticate(&mut self, user: &str, device: &str, ttl_secs: u64) {
         let token = self.token(user, Some(device), ttl_secs);
         if self.s.phase() == Phase::Upgrade {
             self.feed(upgrade(&[("Authorization", &format!("Bearer {token}"))], "/ws").as_bytes());
@@ -174,7 +174,7 @@ impl Harness {
     }
 
     /// A token for `user`, expiring `ttl_secs` from now on the session's clock.
-    pub fn token(&self, user: &str, device: Option<&str>, ttl_secs: u64) -> String {
+    pub(super) fn token(&self, user: &str, device: Option<&str>, ttl_secs: u64) -> String {
         let exp = self.env.clock.unix_secs(self.now) + ttl_secs;
         token_at(user, device, exp)
     }

@@ -21,7 +21,6 @@ mod dial;
 mod inbound;
 mod peer;
 mod presence;
-mod recent;
 mod sock;
 
 use std::cell::{Cell, RefCell};
@@ -65,7 +64,6 @@ pub(super) struct Bus {
     links: RefCell<HashMap<Arc<str>, Rc<PeerLink>>>,
     inbound: RefCell<Vec<Rc<InboundHandle>>>,
     seen: RefCell<relay::Seen>,
-    recent: RefCell<recent::Recent>,
 }
 
 impl Bus {
@@ -77,7 +75,6 @@ impl Bus {
             links: RefCell::new(HashMap::new()),
             inbound: RefCell::new(Vec::new()),
             seen: RefCell::new(relay::Seen::new()),
-            recent: RefCell::new(recent::Recent::new()),
         }
     }
 }
@@ -159,11 +156,6 @@ impl Shard {
             ShardStats::inc(&self.stats.bus_refused);
         }
         sent
-    }
-
-    /// True when this node has peers (a cluster).
-    pub(super) fn has_peers(&self) -> bool {
-        !self.bus.links.borrow().is_empty()
     }
 
     /// Queues `env` for every peer.

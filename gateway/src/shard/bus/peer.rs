@@ -25,7 +25,8 @@ impl Shard {
 
     /// A bus message at the shard named in its doc.
     pub(in crate::shard) fn handle_peer(&self, msg: PeerMsg) {
-        self.router.borrow_mut().handle_peer(msg);
+        let now = self.now.get();
+        self.router.borrow_mut().handle_peer(now, msg);
         self.run_actions();
     }
 }

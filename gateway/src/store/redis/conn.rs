@@ -17,7 +17,7 @@ use redis::{Cmd, ConnectionLike, FromRedisValue, RedisResult, Value};
 
 /// A client for the configured Redis or Redis Cluster.
 #[derive(Clone)]
-pub enum Client {
+pub(crate) enum Client {
     /// One Redis.
     Single(redis::Client),
     /// A Redis Cluster (the URLs are seeds: any of its masters).
@@ -25,7 +25,7 @@ pub enum Client {
 }
 
 /// An open connection (a cluster connection holds one per node it uses).
-pub enum Conn {
+pub(crate) enum Conn {
     /// To one Redis.
     Single(redis::Connection),
     /// To a Redis Cluster (boxed: it is much larger).
@@ -35,7 +35,7 @@ pub enum Conn {
 impl Client {
     /// Opens a client for `url` (a comma-separated list: a cluster), with
     /// `timeout` for connecting and for each reply.
-    pub fn open(url: &str, timeout: Duration) -> RedisResult<Client> {
+    pub(crate) fn open(url: &str, timeout: Duration) -> RedisResult<Client> {
         let urls: Vec<&str> = url
             .split(',')
             .map(str::trim)
@@ -54,7 +54,11 @@ impl Client {
     }
 
     /// Connects, with read and write timeouts of `timeout`.
-    pub fn connect(&self, connect_timeout: Duration, timeout: Duration) -> RedisResult<Conn> {
+    pub(crate) fn connect(
+        &self,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> RedisResult<Conn> {
         match self {
             Client::Single(c) => {
                 let conn = c.get_connection_with_timeout(connect_timeout)?;
@@ -82,14 +86,14 @@ impl Conn {
 
     /// One command (on a cluster: routed by its key, or to every master
     /// for commands such as `SCRIPT LOAD`).
-    pub fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> RedisResult<T> {
+    pub(crate) fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> RedisResult<T> {
         cmd.query(self.like())
     }
 
     /// `cmds` as one pipeline: one reply per command, a failed command's
     /// reply being its error (`Value::ServerError`) on a single Redis; on
     /// a cluster any failed command fails the call.
-    pub fn pipeline(&mut self, cmds: Vec<Cmd>) -> RedisResult<Vec<Value>> {
+    pub(crate) fn pipeline(&mut self, cmds: Vec<Cmd>) -> RedisResult<Vec<Value>> {
         match self {
             Conn::Single(c) => {
                 let mut pipe = redis::pipe();
@@ -118,7 +122,7 @@ type OnConnect = Box<dyn Fn(&mut Conn) -> RedisResult<()> + Send>;
 /// own schedule: the next call connects again. With a name, an outage is
 /// logged once, when a call first fails (`{name}: {down}: {error}`), and
 /// its end once, when a call next succeeds (`{name}: redis answers again`).
-pub struct Lazy {
+pub(crate) struct Lazy {
     client: Client,
     connect_timeout: Duration,
     timeout: Duration,
@@ -131,7 +135,7 @@ pub struct Lazy {
 impl Lazy {
     /// Connects through `client` when needed, with these timeouts (see
     /// [`Client::connect`]); logs nothing.
-    pub fn new(client: Client, connect_timeout: Duration, timeout: Duration) -> Lazy {
+    pub(crate) fn new(client: Client, connect_timeout: Duration, timeout: Duration) -> Lazy {
         Lazy {
             client,
             connect_timeout,
@@ -144,20 +148,23 @@ impl Lazy {
     }
 
     /// Logs outages as `{name}: {down}: {error}` and their ends.
-    pub fn logged(mut self, name: &'static str, down: &'static str) -> Lazy {
+    pub(crate) fn logged(mut self, name: &'static str, down: &'static str) -> Lazy {
         self.log = Some((name, down));
         self
     }
 
     /// Runs `f` on each new connection first; a failure is the call's.
-    pub fn on_connect(mut self, f: impl Fn(&mut Conn) -> RedisResult<()> + Send + 'static) -> Lazy {
+    pub(crate) fn on_connect(
+        mut self,
+        f: impl Fn(&mut Conn) -> RedisResult<()> + Send + 'static,
+    ) -> Lazy {
         self.on_connect = Some(Box::new(f));
         self
     }
 
     /// The connection, made now if there is none. Neither drops it on
     /// failure nor logs: see [`Lazy::with`].
-    pub fn get(&mut self) -> RedisResult<&mut Conn> {
+    pub(crate) fn get(&mut self) -> RedisResult<&mut Conn> {
         let conn = match self.conn.take() {
             Some(conn) => conn,
             None => {
@@ -173,7 +180,7 @@ impl Lazy {
 
     /// Runs `f` on the connection (made now if there is none). Any failure,
     /// connecting or `f`'s, drops the connection.
-    pub fn with<T, E>(&mut self, f: impl FnOnce(&mut Conn) -> Result<T, E>) -> Result<T, E>
+    pub(crate) fn with<T, E>(&mut self, f: impl FnOnce(&mut Conn) -> Result<T, E>) -> Result<T, E>
     where
         E: From<redis::RedisError> + std::fmt::Display,
     {
@@ -202,7 +209,7 @@ impl Lazy {
     }
 
     /// Drops the connection (the next call connects again); not an outage.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.conn = None;
     }
 }

@@ -19,7 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 /// The cluster presence of `user` (`crate::cluster::presence`).
-pub fn presence_key(prefix: &str, user: &str) -> String {
+pub(crate) fn presence_key(prefix: &str, user: &str) -> String {
     format!("{prefix}:{{{}}}:presence", encode(user))
 }
 

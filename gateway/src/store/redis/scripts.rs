@@ -226,8 +226,7 @@ pub(super) fn complete(op: Op, reply: Result<Value, StoreError>) -> Option<Done>
             })
         }
         Op::Ack { .. } => None,
-        Op::Read { user, conn, .. } => Some(Done::Read {
-            user,
+        Op::Read { conn, .. } => Some(Done::Read {
             result: reply.and_then(parse_read),
             conn,
         }),

@@ -18,14 +18,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A running `redis-server` owned by a test.
-pub struct RedisServer {
+pub(crate) struct RedisServer {
     dir: PathBuf,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts a server on a fresh Unix socket and waits until it answers.
-    pub fn start() -> RedisServer {
+    pub(crate) fn start() -> RedisServer {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -47,12 +47,12 @@ impl RedisServer {
     }
 
     /// `redis+unix:///<socket>`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis+unix://{}", self.socket().display())
     }
 
     /// A plain connection, for inspecting keys.
-    pub fn conn(&self) -> redis::Connection {
+    pub(crate) fn conn(&self) -> redis::Connection {
         let client = redis::Client::open(self.url()).expect("redis url");
         client
             .get_connection_with_timeout(READY_TIMEOUT)
@@ -60,7 +60,7 @@ impl RedisServer {
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -71,7 +71,7 @@ impl RedisServer {
     /// Sends `sig` to the server (`SIGSTOP` makes it a store that answers
     /// slowly, `SIGCONT` lets it answer again).
     #[allow(dead_code)] // used by the integration tests only
-    pub fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         if let Some(child) = &self.child {
             // SAFETY: kill(2) on the pid of a child we spawned and still own.
             unsafe { libc::kill(child.id() as i32, sig) };
@@ -80,7 +80,7 @@ impl RedisServer {
 
     /// Starts the server again on the same socket (with no data: it keeps
     /// none); returns once the new process answers.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         self.spawn();
     }

@@ -1,128 +1,9 @@
-//! The router alone: fed messages and routes, its actions read back. No
-//! socket, no thread, no clock.
-use std::sync::Arc;
-
-use proto::v1::{server_frame::Frame, Deliver, Qos, ServerFrame};
-
+//! Routing: tables, owners, peers and the races between them.
 use super::*;
-use crate::cluster::remote::Origin;
-use crate::outbound::Wire;
-
-const SHARDS: usize = 4;
-
-fn name(s: &str) -> Arc<str> {
-    Arc::from(s)
-}
-
-fn msg(qos: Qos, id: &str) -> Arc<Outbound> {
-    Outbound::new(ServerFrame {
-        frame: Some(Frame::Deliver(Deliver {
-            msg_id: id.into(),
-            qos: qos as i32,
-            room: "r".into(),
-            ..Default::default()
-        })),
-    })
-}
-
-fn from(key: ConnKey, conn_id: u64) -> ReplyTo {
-    ReplyTo {
-        shard: 0,
-        key,
-        conn_id,
-    }
-}
-
-fn entry(shard: ShardId, conn_id: u64) -> PresenceEntry {
-    PresenceEntry {
-        shard,
-        conn_id,
-        device: name("phone"),
-        wire: Wire::Tcp,
-    }
-}
-
-fn take(r: &mut Router) -> Vec<Action> {
-    let mut v = Vec::new();
-    r.drain(&mut v);
-    v
-}
-
-/// What the actions say, as short strings (order kept).
-fn said(r: &mut Router) -> Vec<String> {
-    take(r).iter().map(describe).collect()
-}
-
-fn describe(a: &Action) -> String {
-    match a {
-        Action::Send(to, ShardMsg::Data(m)) => format!("{to}:{}", data(m)),
-        Action::Send(to, ShardMsg::Command(Command::KickLocal { user })) => {
-            format!("{to}:kick {user}")
-        }
-        Action::Send(to, ShardMsg::Peer(p)) => format!("{to}:peer {}", peer(p)),
-        Action::Send(to, _) => format!("{to}:command"),
-        Action::DeliverUser(u, _) => format!("live user {u}"),
-        Action::DeliverRoom(r, _) => format!("live room {r}"),
-        Action::StoreForMembers(r, _) => format!("store members {r}"),
-        Action::DeliverStored(u, seq, _) => format!("stored {u} {seq}"),
-        Action::Bus(nodes, _) => format!("bus {}", nodes.join(",")),
-        Action::BusAll(_) => "bus all".into(),
-        Action::ResendRecent(u, n) => format!("resend {u} to {n}"),
-    }
-}
-
-fn data(m: &DataMsg) -> String {
-    match m {
-        DataMsg::ToUser { user, .. } => format!("to user {user}"),
-        DataMsg::UserLocal { user, .. } => format!("user local {user}"),
-        DataMsg::ToRoom { room, .. } => format!("to room {room}"),
-        DataMsg::RoomLocal { room, .. } => format!("room local {room}"),
-        DataMsg::Online { user, entry } => format!("online {user} {}", entry.conn_id),
-        DataMsg::Offline { user, conn_id, .. } => format!("offline {user} {conn_id}"),
-        DataMsg::Interest { room, shard, on } => format!("interest {room} {shard} {on}"),
-        DataMsg::Qos1Append {
-            user,
-            client_msg_id,
-            reply,
-            ..
-        } => format!("append {user} {client_msg_id} reply={}", reply.is_some()),
-        DataMsg::Qos1Deliver { user, seq, .. } => format!("deliver {user} {seq}"),
-        DataMsg::Qos1Ack { user, seq, .. } => format!("ack {user} {seq}"),
-        DataMsg::Qos1Read { user, conn, .. } => format!("read {user} conn={}", conn.conn_id),
-        _ => "other".into(),
-    }
-}
-
-fn peer(p: &PeerMsg) -> String {
-    match p {
-        PeerMsg::Reset { node, .. } => format!("reset {node}"),
-        PeerMsg::ToUser { user, .. } => format!("to user {user}"),
-        PeerMsg::Interest { name, .. } => format!("interest {name}"),
-        _ => "other".into(),
-    }
-}
-
-fn interest(kind: Kind, n: &str, node: &str, on: bool) -> PeerMsg {
-    PeerMsg::Interest {
-        kind,
-        name: name(n),
-        origin: Origin {
-            node: name(node),
-            shard: 0,
-        },
-        on,
-    }
-}
-
-/// A router owning `user` (shard `owner("user")` of `SHARDS`).
-fn owner_of(user: &str) -> Router {
-    let me = owner(user, SHARDS) as ShardId;
-    Router::new(me, SHARDS, false)
-}
 
 #[test]
 fn the_owner_is_the_meshs() {
-    let r = Router::new(0, SHARDS, false);
+    let r = router(0, false);
     let mesh = crate::mesh::Mesh::new(SHARDS, 1).unwrap();
     for n in ["alice", "bob", "room:1", ""] {
         assert_eq!(r.owner(n), mesh.owner(n));
@@ -131,7 +12,7 @@ fn the_owner_is_the_meshs() {
 
 #[test]
 fn online_adds_the_connection_and_tells_the_owner() {
-    let mut r = Router::new(0, SHARDS, false);
+    let mut r = router(0, false);
     let route = Route::Online {
         user: name("alice"),
         device: name("phone"),
@@ -145,7 +26,7 @@ fn online_adds_the_connection_and_tells_the_owner() {
 
 #[test]
 fn the_first_join_tells_the_rooms_owner_and_the_second_does_not() {
-    let mut r = Router::new(2, SHARDS, false);
+    let mut r = router(2, false);
     let o = owner("r", SHARDS);
     r.route(from(1, 10), Route::Joined(name("r")));
     assert_eq!(said(&mut r), [format!("{o}:interest r 2 true")]);
@@ -156,7 +37,7 @@ fn the_first_join_tells_the_rooms_owner_and_the_second_does_not() {
 
 #[test]
 fn the_last_leave_withdraws_interest() {
-    let mut r = Router::new(2, SHARDS, false);
+    let mut r = router(2, false);
     let o = owner("r", SHARDS);
     r.route(from(1, 10), Route::Joined(name("r")));
     r.route(from(2, 20), Route::Joined(name("r")));
@@ -169,7 +50,7 @@ fn the_last_leave_withdraws_interest() {
 
 #[test]
 fn a_closed_connection_is_offline_at_the_owner() {
-    let mut r = Router::new(1, SHARDS, false);
+    let mut r = router(1, false);
     let user = name("bob");
     let online = Route::Online {
         user: user.clone(),
@@ -186,7 +67,7 @@ fn a_closed_connection_is_offline_at_the_owner() {
 
 #[test]
 fn sends_go_to_the_owner_of_their_name() {
-    let mut r = Router::new(0, SHARDS, false);
+    let mut r = router(0, false);
     let m = msg(Qos::AtMostOnce, "m");
     r.route(
         from(1, 1),
@@ -211,7 +92,7 @@ fn sends_go_to_the_owner_of_their_name() {
 
 #[test]
 fn qos1_routes_go_to_the_users_owner_with_who_asked() {
-    let mut r = Router::new(0, SHARDS, false);
+    let mut r = router(0, false);
     let o = owner("u", SHARDS);
     let stored = Box::new(crate::store::Stored {
         seq: 0,
@@ -252,7 +133,7 @@ fn qos1_routes_go_to_the_users_owner_with_who_asked() {
 
 #[test]
 fn backend_routes_are_given_back() {
-    let mut r = Router::new(0, SHARDS, false);
+    let mut r = router(0, false);
     let back = r.route(from(1, 1), Route::Event(crate::session::Event::Connected));
     assert!(matches!(back, Some(Route::Event(_))));
     let ask = Route::Authorize {
@@ -270,33 +151,48 @@ fn backend_routes_are_given_back() {
 #[test]
 fn a_direct_message_reaches_each_holding_shard_once() {
     let mut r = owner_of("u");
-    r.handle(DataMsg::Online {
-        user: name("u"),
-        entry: entry(1, 10),
-    });
-    r.handle(DataMsg::Online {
-        user: name("u"),
-        entry: entry(1, 11),
-    });
-    r.handle(DataMsg::Online {
-        user: name("u"),
-        entry: entry(3, 12),
-    });
+    r.handle(
+        t0(),
+        DataMsg::Online {
+            user: name("u"),
+            entry: entry(1, 10),
+        },
+    );
+    r.handle(
+        t0(),
+        DataMsg::Online {
+            user: name("u"),
+            entry: entry(1, 11),
+        },
+    );
+    r.handle(
+        t0(),
+        DataMsg::Online {
+            user: name("u"),
+            entry: entry(3, 12),
+        },
+    );
     take(&mut r);
-    r.handle(DataMsg::ToUser {
-        user: name("u"),
-        msg: msg(Qos::AtMostOnce, "m"),
-    });
+    r.handle(
+        t0(),
+        DataMsg::ToUser {
+            user: name("u"),
+            msg: msg(Qos::AtMostOnce, "m"),
+        },
+    );
     assert_eq!(said(&mut r), ["1:user local u", "3:user local u"]);
 }
 
 #[test]
 fn a_direct_message_to_nobody_goes_nowhere() {
     let mut r = owner_of("u");
-    r.handle(DataMsg::ToUser {
-        user: name("u"),
-        msg: msg(Qos::AtMostOnce, "m"),
-    });
+    r.handle(
+        t0(),
+        DataMsg::ToUser {
+            user: name("u"),
+            msg: msg(Qos::AtMostOnce, "m"),
+        },
+    );
     assert!(r.is_idle());
 }
 
@@ -304,40 +200,58 @@ fn a_direct_message_to_nobody_goes_nowhere() {
 fn a_room_message_reaches_each_interested_shard() {
     let mut r = owner_of("r");
     for s in [0, 2] {
-        r.handle(DataMsg::Interest {
-            room: name("r"),
-            shard: s,
-            on: true,
-        });
+        r.handle(
+            t0(),
+            DataMsg::Interest {
+                room: name("r"),
+                shard: s,
+                on: true,
+            },
+        );
     }
-    r.handle(DataMsg::ToRoom {
-        room: name("r"),
-        msg: msg(Qos::AtMostOnce, "m"),
-    });
+    r.handle(
+        t0(),
+        DataMsg::ToRoom {
+            room: name("r"),
+            msg: msg(Qos::AtMostOnce, "m"),
+        },
+    );
     assert_eq!(said(&mut r), ["0:room local r", "2:room local r"]);
 }
 
 #[test]
 fn at_a_member_shard_qos0_is_live_and_qos1_is_stored() {
-    let mut r = Router::new(0, SHARDS, false);
-    r.handle(DataMsg::RoomLocal {
-        room: name("r"),
-        msg: msg(Qos::AtMostOnce, "a"),
-    });
-    r.handle(DataMsg::RoomLocal {
-        room: name("r"),
-        msg: msg(Qos::AtLeastOnce, "b"),
-    });
-    r.handle(DataMsg::UserLocal {
-        user: name("u"),
-        msg: msg(Qos::AtMostOnce, "c"),
-    });
+    let mut r = router(0, false);
+    r.handle(
+        t0(),
+        DataMsg::RoomLocal {
+            room: name("r"),
+            msg: msg(Qos::AtMostOnce, "a"),
+        },
+    );
+    r.handle(
+        t0(),
+        DataMsg::RoomLocal {
+            room: name("r"),
+            msg: msg(Qos::AtLeastOnce, "b"),
+        },
+    );
+    r.handle(
+        t0(),
+        DataMsg::UserLocal {
+            user: name("u"),
+            msg: msg(Qos::AtMostOnce, "c"),
+        },
+    );
     let seq = 7;
-    r.handle(DataMsg::Qos1Deliver {
-        user: name("u"),
-        seq,
-        msg: msg(Qos::AtLeastOnce, "d"),
-    });
+    r.handle(
+        t0(),
+        DataMsg::Qos1Deliver {
+            user: name("u"),
+            seq,
+            msg: msg(Qos::AtLeastOnce, "d"),
+        },
+    );
     assert_eq!(
         said(&mut r),
         [
@@ -351,7 +265,7 @@ fn at_a_member_shard_qos0_is_live_and_qos1_is_stored() {
 
 #[test]
 fn a_qos1_room_message_is_appended_once_per_member_user() {
-    let mut r = Router::new(0, SHARDS, false);
+    let mut r = router(0, false);
     let users = vec![name("b"), name("a"), name("b")];
     r.store_for(users, &msg(Qos::AtLeastOnce, "m9"));
     let (oa, ob) = (owner("a", SHARDS), owner("b", SHARDS));
@@ -365,61 +279,78 @@ fn a_qos1_room_message_is_appended_once_per_member_user() {
 }
 
 #[test]
-fn store_traffic_is_given_back() {
-    let mut r = Router::new(0, SHARDS, false);
+fn the_stores_wake_up_is_given_back() {
+    let mut r = router(0, false);
     let ack = DataMsg::Qos1Ack {
         user: name("u"),
         device: name("d"),
         seq: 1,
     };
-    assert!(matches!(r.handle(ack), Some(DataMsg::Qos1Ack { .. })));
+    assert!(r.handle(t0(), ack).is_none(), "an ack is the store's");
     assert!(matches!(
-        r.handle(DataMsg::StoreReady),
+        r.handle(t0(), DataMsg::StoreReady),
         Some(DataMsg::StoreReady)
     ));
-    assert!(r.is_idle());
 }
 
 #[test]
 fn a_users_first_and_last_device_are_announced_to_peers() {
     let mut r = owner_of("u");
     r.set_peered(true);
-    r.handle(DataMsg::Online {
-        user: name("u"),
-        entry: entry(1, 10),
-    });
+    r.handle(
+        t0(),
+        DataMsg::Online {
+            user: name("u"),
+            entry: entry(1, 10),
+        },
+    );
     assert_eq!(said(&mut r), ["bus all"], "the node's first");
-    r.handle(DataMsg::Online {
-        user: name("u"),
-        entry: entry(2, 11),
-    });
+    r.handle(
+        t0(),
+        DataMsg::Online {
+            user: name("u"),
+            entry: entry(2, 11),
+        },
+    );
     assert!(said(&mut r).is_empty(), "a second device");
-    r.handle(DataMsg::Offline {
-        user: name("u"),
-        shard: 1,
-        conn_id: 10,
-    });
+    r.handle(
+        t0(),
+        DataMsg::Offline {
+            user: name("u"),
+            shard: 1,
+            conn_id: 10,
+        },
+    );
     assert!(said(&mut r).is_empty(), "one left");
-    r.handle(DataMsg::Offline {
-        user: name("u"),
-        shard: 2,
-        conn_id: 11,
-    });
+    r.handle(
+        t0(),
+        DataMsg::Offline {
+            user: name("u"),
+            shard: 2,
+            conn_id: 11,
+        },
+    );
     assert_eq!(said(&mut r), ["bus all"], "the node's last");
 }
 
 #[test]
 fn without_peers_nothing_is_announced() {
     let mut r = owner_of("u");
-    r.handle(DataMsg::Online {
-        user: name("u"),
-        entry: entry(1, 10),
-    });
-    r.handle(DataMsg::Interest {
-        room: name("u"),
-        shard: 1,
-        on: true,
-    });
+    r.handle(
+        t0(),
+        DataMsg::Online {
+            user: name("u"),
+            entry: entry(1, 10),
+        },
+    );
+    r.handle(
+        t0(),
+        DataMsg::Interest {
+            room: name("u"),
+            shard: 1,
+            on: true,
+        },
+    );
     assert!(r.is_idle());
 }
 
@@ -427,34 +358,46 @@ fn without_peers_nothing_is_announced() {
 fn a_stale_offline_changes_nothing() {
     let mut r = owner_of("u");
     r.set_peered(true);
-    r.handle(DataMsg::Online {
-        user: name("u"),
-        entry: entry(1, 10),
-    });
+    r.handle(
+        t0(),
+        DataMsg::Online {
+            user: name("u"),
+            entry: entry(1, 10),
+        },
+    );
     take(&mut r);
-    r.handle(DataMsg::Offline {
-        user: name("u"),
-        shard: 1,
-        conn_id: 99,
-    });
+    r.handle(
+        t0(),
+        DataMsg::Offline {
+            user: name("u"),
+            shard: 1,
+            conn_id: 99,
+        },
+    );
     assert!(r.is_idle());
     assert_eq!(r.tables().presence("u").len(), 1);
 }
 
 #[test]
 fn presence_changes_are_kept_only_for_a_writer() {
-    let mut with = Router::new(0, SHARDS, true);
-    let mut without = Router::new(0, SHARDS, false);
+    let mut with = router(0, true);
+    let mut without = router(0, false);
     for r in [&mut with, &mut without] {
-        r.handle(DataMsg::Online {
-            user: name("u"),
-            entry: entry(1, 10),
-        });
-        r.handle(DataMsg::Offline {
-            user: name("v"),
-            shard: 1,
-            conn_id: 3,
-        });
+        r.handle(
+            t0(),
+            DataMsg::Online {
+                user: name("u"),
+                entry: entry(1, 10),
+            },
+        );
+        r.handle(
+            t0(),
+            DataMsg::Offline {
+                user: name("v"),
+                shard: 1,
+                conn_id: 3,
+            },
+        );
     }
     let dirty = with.take_presence_dirty();
     assert!(dirty.contains("u") && dirty.contains("v"));
@@ -465,18 +408,24 @@ fn presence_changes_are_kept_only_for_a_writer() {
 #[test]
 fn an_interested_peer_gets_one_envelope_per_message() {
     let mut r = owner_of("u");
-    r.handle_peer(interest(Kind::User, "u", "n2", true));
-    assert_eq!(said(&mut r), ["resend u to n2"]);
-    r.handle(DataMsg::ToUser {
-        user: name("u"),
-        msg: msg(Qos::AtMostOnce, "m"),
-    });
+    r.handle_peer(t0(), interest(Kind::User, "u", "n2", true));
+    assert!(said(&mut r).is_empty(), "nothing stored here to resend");
+    r.handle(
+        t0(),
+        DataMsg::ToUser {
+            user: name("u"),
+            msg: msg(Qos::AtMostOnce, "m"),
+        },
+    );
     assert_eq!(said(&mut r), ["bus n2"]);
-    r.handle_peer(interest(Kind::User, "u", "n2", false));
-    r.handle(DataMsg::ToUser {
-        user: name("u"),
-        msg: msg(Qos::AtMostOnce, "m"),
-    });
+    r.handle_peer(t0(), interest(Kind::User, "u", "n2", false));
+    r.handle(
+        t0(),
+        DataMsg::ToUser {
+            user: name("u"),
+            msg: msg(Qos::AtMostOnce, "m"),
+        },
+    );
     assert!(said(&mut r).is_empty());
 }
 
@@ -484,54 +433,69 @@ fn an_interested_peer_gets_one_envelope_per_message() {
 fn a_room_envelope_goes_to_every_interested_peer_once() {
     let mut r = owner_of("r");
     for node in ["n2", "n3", "n2"] {
-        r.handle_peer(interest(Kind::Room, "r", node, true));
+        r.handle_peer(t0(), interest(Kind::Room, "r", node, true));
     }
     assert!(said(&mut r).is_empty(), "no resend for rooms");
-    r.handle(DataMsg::ToRoom {
-        room: name("r"),
-        msg: msg(Qos::AtMostOnce, "m"),
-    });
+    r.handle(
+        t0(),
+        DataMsg::ToRoom {
+            room: name("r"),
+            msg: msg(Qos::AtMostOnce, "m"),
+        },
+    );
     assert_eq!(said(&mut r), ["bus n2,n3"]);
 }
 
 #[test]
 fn what_a_peer_sent_is_delivered_here_and_never_sent_back_out() {
     let mut r = owner_of("u");
-    r.handle_peer(interest(Kind::User, "u", "n2", true));
-    r.handle(DataMsg::Online {
-        user: name("u"),
-        entry: entry(3, 10),
-    });
+    r.handle_peer(t0(), interest(Kind::User, "u", "n2", true));
+    r.handle(
+        t0(),
+        DataMsg::Online {
+            user: name("u"),
+            entry: entry(3, 10),
+        },
+    );
     take(&mut r);
     let m = msg(Qos::AtMostOnce, "m");
-    r.handle_peer(PeerMsg::ToUser {
-        user: name("u"),
-        msg: m,
-    });
+    r.handle_peer(
+        t0(),
+        PeerMsg::ToUser {
+            user: name("u"),
+            msg: m,
+        },
+    );
     assert_eq!(said(&mut r), ["3:user local u"]);
 }
 
 #[test]
 fn a_peers_stored_message_and_kick_reach_the_holding_shards() {
     let mut r = owner_of("u");
-    r.handle(DataMsg::Online {
-        user: name("u"),
-        entry: entry(2, 10),
-    });
+    r.handle(
+        t0(),
+        DataMsg::Online {
+            user: name("u"),
+            entry: entry(2, 10),
+        },
+    );
     take(&mut r);
     let m = msg(Qos::AtLeastOnce, "m");
-    r.handle_peer(PeerMsg::Stored {
-        user: name("u"),
-        seq: 9,
-        msg: m,
-    });
-    r.handle_peer(PeerMsg::Kick { user: name("u") });
+    r.handle_peer(
+        t0(),
+        PeerMsg::Stored {
+            user: name("u"),
+            seq: 9,
+            msg: m,
+        },
+    );
+    r.handle_peer(t0(), PeerMsg::Kick { user: name("u") });
     assert_eq!(said(&mut r), ["2:deliver u 9", "2:kick u"]);
 }
 
 #[test]
 fn an_arriving_envelope_goes_to_its_names_owner_and_a_reset_to_all() {
-    let mut r = Router::new(0, SHARDS, false);
+    let mut r = router(0, false);
     r.arrived(interest(Kind::User, "u", "n2", true));
     let reset = PeerMsg::Reset {
         node: name("n2"),
@@ -548,14 +512,17 @@ fn an_arriving_envelope_goes_to_its_names_owner_and_a_reset_to_all() {
 #[test]
 fn a_reset_or_a_peer_gone_forgets_what_it_wanted() {
     let mut r = owner_of("u");
-    r.handle_peer(interest(Kind::User, "u", "n2", true));
-    r.handle_peer(interest(Kind::User, "u", "n3", true));
+    r.handle_peer(t0(), interest(Kind::User, "u", "n2", true));
+    r.handle_peer(t0(), interest(Kind::User, "u", "n3", true));
     take(&mut r);
-    r.handle_peer(PeerMsg::Reset {
-        node: name("n2"),
-        shard: 0,
-        shards: 1,
-    });
+    r.handle_peer(
+        t0(),
+        PeerMsg::Reset {
+            node: name("n2"),
+            shard: 0,
+            shards: 1,
+        },
+    );
     assert_eq!(&r.remote_nodes(Kind::User, "u")[..], &[name("n3")]);
     r.forget_peer("n3");
     assert!(r.remote_nodes(Kind::User, "u").is_empty());
@@ -569,29 +536,44 @@ fn a_reset_or_a_peer_gone_forgets_what_it_wanted() {
 fn an_interest_change_during_a_broadcast_follows_the_queue_order() {
     let mut r = owner_of("r");
     let m = msg(Qos::AtMostOnce, "m");
-    r.handle(DataMsg::Interest {
-        room: name("r"),
-        shard: 1,
-        on: true,
-    });
-    r.handle(DataMsg::ToRoom {
-        room: name("r"),
-        msg: m.clone(),
-    });
-    r.handle(DataMsg::Interest {
-        room: name("r"),
-        shard: 2,
-        on: true,
-    });
-    r.handle(DataMsg::Interest {
-        room: name("r"),
-        shard: 1,
-        on: false,
-    });
-    r.handle(DataMsg::ToRoom {
-        room: name("r"),
-        msg: m,
-    });
+    r.handle(
+        t0(),
+        DataMsg::Interest {
+            room: name("r"),
+            shard: 1,
+            on: true,
+        },
+    );
+    r.handle(
+        t0(),
+        DataMsg::ToRoom {
+            room: name("r"),
+            msg: m.clone(),
+        },
+    );
+    r.handle(
+        t0(),
+        DataMsg::Interest {
+            room: name("r"),
+            shard: 2,
+            on: true,
+        },
+    );
+    r.handle(
+        t0(),
+        DataMsg::Interest {
+            room: name("r"),
+            shard: 1,
+            on: false,
+        },
+    );
+    r.handle(
+        t0(),
+        DataMsg::ToRoom {
+            room: name("r"),
+            msg: m,
+        },
+    );
     assert_eq!(said(&mut r), ["1:room local r", "2:room local r"]);
 }
 
@@ -602,24 +584,33 @@ fn an_interest_change_during_a_broadcast_follows_the_queue_order() {
 fn a_message_racing_a_users_connect_follows_the_queue_order() {
     let mut r = owner_of("u");
     let m = msg(Qos::AtMostOnce, "m");
-    r.handle(DataMsg::ToUser {
-        user: name("u"),
-        msg: m.clone(),
-    });
-    r.handle(DataMsg::Online {
-        user: name("u"),
-        entry: entry(2, 10),
-    });
-    r.handle(DataMsg::ToUser {
-        user: name("u"),
-        msg: m,
-    });
+    r.handle(
+        t0(),
+        DataMsg::ToUser {
+            user: name("u"),
+            msg: m.clone(),
+        },
+    );
+    r.handle(
+        t0(),
+        DataMsg::Online {
+            user: name("u"),
+            entry: entry(2, 10),
+        },
+    );
+    r.handle(
+        t0(),
+        DataMsg::ToUser {
+            user: name("u"),
+            msg: m,
+        },
+    );
     assert_eq!(said(&mut r), ["2:user local u"]);
 }
 
 #[test]
 fn one_senders_messages_keep_their_order() {
-    let mut r = Router::new(0, SHARDS, false);
+    let mut r = router(0, false);
     for i in 0..5 {
         let m = msg(Qos::AtMostOnce, &format!("m{i}"));
         r.route(
@@ -648,15 +639,21 @@ fn one_senders_messages_keep_their_order() {
 #[test]
 fn a_user_on_two_nodes_gets_local_delivery_and_one_envelope() {
     let mut r = owner_of("u");
-    r.handle(DataMsg::Online {
-        user: name("u"),
-        entry: entry(0, 1),
-    });
-    r.handle_peer(interest(Kind::User, "u", "n2", true));
+    r.handle(
+        t0(),
+        DataMsg::Online {
+            user: name("u"),
+            entry: entry(0, 1),
+        },
+    );
+    r.handle_peer(t0(), interest(Kind::User, "u", "n2", true));
     take(&mut r);
-    r.handle(DataMsg::ToUser {
-        user: name("u"),
-        msg: msg(Qos::AtMostOnce, "m"),
-    });
+    r.handle(
+        t0(),
+        DataMsg::ToUser {
+            user: name("u"),
+            msg: msg(Qos::AtMostOnce, "m"),
+        },
+    );
     assert_eq!(said(&mut r), ["bus n2", "0:user local u"]);
 }
