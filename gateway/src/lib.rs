@@ -17,7 +17,7 @@
 //! circle (`tests/layers.rs` reads this list and checks every `crate::`
 //! path of every file against it):
 //!
-//! 0. base: clock, wheel, sys, stats, rate, heap, hot, outbound, grants
+//! 0. base: clock, wheel, sys, stats, rate, redis_client, heap, hot, outbound, grants
 //! 1. settings: config, auth, admission
 //! 2. protocol: session, store, cluster
 //! 3. queues: mesh
@@ -44,6 +44,7 @@ pub(crate) mod hot;
 pub(crate) mod mesh;
 pub(crate) mod outbound;
 pub(crate) mod rate;
+pub(crate) mod redis_client;
 pub(crate) mod router;
 pub(crate) mod session;
 mod shard;

@@ -28,7 +28,7 @@ use proto::v1::{ErrorCode, SendResult};
 
 use crate::config::BackendConfig;
 use crate::mesh::{Mesh, Reply};
-use crate::store::redis::conn::{Client, Lazy};
+use crate::redis_client::{Client, Lazy};
 use crate::store::ReplyTo;
 
 /// Most operations in one pipeline.

@@ -26,7 +26,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde_json::Value;
 
-use crate::store::redis::conn::{Client, Lazy};
+use crate::redis_client::{Client, Lazy};
 use crate::store::redis::presence_key;
 
 /// One user's new value on this node: its connections as JSON, or `None`

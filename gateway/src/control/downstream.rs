@@ -24,7 +24,7 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::RedisResult;
 
 use crate::control::{Control, Target};
-use crate::store::redis::conn::{Client, Conn, Lazy};
+use crate::redis_client::{Client, Conn, Lazy};
 
 /// Entries read per call.
 const COUNT: usize = 256;

@@ -23,7 +23,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::cluster::{NodeInfo, Peer, Peers};
 use crate::control::node::Node;
 use crate::mesh::Command;
-use crate::store::redis::conn::{Client, Conn, Lazy};
+use crate::redis_client::{Client, Conn, Lazy};
 
 const NODES: &str = "im:{cluster}:nodes";
 

@@ -30,7 +30,7 @@
 //! - Dropping the store closes the channel; the thread finishes what was
 //!   already queued and exits, and the drop waits for it.
 mod coalesce;
-pub(crate) mod conn;
+
 mod keys;
 pub(crate) use keys::presence_key;
 mod scripts;

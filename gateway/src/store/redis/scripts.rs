@@ -8,7 +8,7 @@ use prost::Message;
 use proto::v1::{Deliver, Qos};
 use redis::{Cmd, Script, ToRedisArgs, Value};
 
-use super::conn::Conn;
+use crate::redis_client::Conn;
 
 use super::keys::UserKeys;
 use super::RedisLimits;

@@ -10,9 +10,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use redis::Value;
 
 use super::coalesce::coalesce_acks;
-use super::conn::{Client, Conn};
 use super::scripts::{self, Params, Scripts};
 use super::{Counters, RedisLimits, MAX_BATCH};
+use crate::redis_client::{Client, Conn};
 use crate::store::{Done, Op, StoreError, StoreErrorKind};
 
 /// How long connecting to Redis may take.

@@ -1,5 +1,8 @@
-//! One Redis, or a Redis Cluster, behind one type: how the store's threads
-//! and the registry talk to whichever the operator configured.
+//! One Redis, or a Redis Cluster, behind one type: how every thread that
+//! talks to Redis (the inbox store, the registry, the presence writer, the
+//! backend streams) reaches whichever the operator configured, and `Lazy`,
+//! the one connect-when-needed, drop-on-error helper they share. Base
+//! layer: it knows nothing of what the keys mean.
 //!
 //! `redis` (config, `--redis`) is one URL for a single Redis, or a
 //! comma-separated list of URLs (any of the masters) for a Redis Cluster.
