@@ -19,6 +19,11 @@
 //! fills the window with duplicates that nobody will ack again. Duplicates
 //! are still possible (a retransmit the client already had) and carry the
 //! same `seq` and `msg_id` for the client to drop.
+//!
+//! A Resume that comes after the replay landed (the usual case: it is a
+//! round trip late) restarts the session only when the client is owed
+//! something this connection has not already sent it (`qos_resume`):
+//! what went out after the client's point is on its way, in order.
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +37,12 @@ use crate::stats::ShardStats;
 pub(super) struct QosState {
     /// Highest sequence sent to this connection, or known to be held by it.
     pub(super) delivered: u64,
+    /// Where what this connection was sent starts: everything in
+    /// `(floor, delivered]` was sent on it, announced gone (a gap), or is
+    /// held by the client (`seq <= known`). A Resume at or past it that is
+    /// not past `delivered` tells nothing this connection is not already
+    /// carrying to the client (`qos_resume`).
+    pub(super) floor: u64,
     /// Highest cumulative ack forwarded to the owner.
     pub(super) acked: u64,
     /// An ack that arrived while a replay was pending: applied when it lands.
@@ -72,6 +83,7 @@ impl Session {
             let qos = &cx.env.qos;
             Box::new(QosState {
                 delivered: known,
+                floor: known,
                 acked: 0,
                 pending_ack: 0,
                 inflight: VecDeque::new(),
@@ -238,18 +250,55 @@ impl Session {
     }
 
     /// A Resume frame: the client has everything up to `last_seq`. While a
-    /// replay is pending it is kept (the replay skips what the client has);
-    /// otherwise the session restarts from it.
+    /// replay is pending it is kept (the replay skips what the client has).
+    ///
+    /// Once a replay has landed, a Resume usually comes a round trip after
+    /// it (a client sends it right after AuthOk, even when it gave the same
+    /// point with the connection). When everything after `last_seq` up to
+    /// what was sent already went out on this connection (`floor`), it is
+    /// on its way, in order: the client's point only retires what it has
+    /// from the window (never retransmitted), and the inbox is read on
+    /// after what was sent, not from the client's point, which would send
+    /// all of it twice. Otherwise (below `floor`: what lies between may be
+    /// gone, which only a read from its point can tell; past what was
+    /// sent: the client has more than this connection gave it) the session
+    /// restarts from it.
     pub(super) fn qos_resume(&mut self, cx: &mut Ctx, last_seq: u64) {
         if self.syncing {
             self.known = self.known.max(last_seq);
             self.qos_state(cx).resumed = true;
             return;
         }
+        let (now, window, room) = (cx.now, cx.env.qos.inflight_window, self.qos_room(cx.env));
+        if let Some(q) = self.qos.as_mut() {
+            if (q.floor..=q.delivered).contains(&last_seq) {
+                let before = q.inflight.len();
+                while q.inflight.front().is_some_and(|(s, _)| *s <= last_seq) {
+                    q.inflight.pop_front();
+                }
+                if q.inflight.len() != before {
+                    q.backoff.progress(now);
+                }
+                self.known = self.known.max(last_seq);
+                // A lagging session reads on once its window half-frees
+                // (acks, or this); otherwise read on if the window has room.
+                let read_on = if q.lagging {
+                    q.inflight.len() <= window / 2 && room
+                } else {
+                    q.inflight.len() < window
+                };
+                if read_on {
+                    let after = q.delivered;
+                    self.qos_sync(cx, Some(after));
+                }
+                return;
+            }
+        }
         self.known = last_seq;
         if let Some(q) = self.qos.as_mut() {
             q.inflight.clear();
             q.delivered = last_seq;
+            q.floor = last_seq;
             q.acked = q.acked.min(last_seq);
             q.lagging = false;
         }

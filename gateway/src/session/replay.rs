@@ -97,7 +97,14 @@ impl Session {
         }
         let q = self.qos_state(cx);
         q.lagging = false;
-        q.delivered = q.delivered.max(held);
+        let has = q.delivered.max(held);
+        if replay.from > has {
+            // Read from further on than this connection had sent (the
+            // stored cursor, or the store's guess for a device it had
+            // stopped tracking): what it sends starts there.
+            q.floor = replay.from;
+        }
+        q.delivered = has;
         // The replay holds everything up to `last_seq` unless the read's
         // `max` cut it short. Judge by its content, not by comparing its
         // length with the window now: acks that arrived since the read was
