@@ -7,7 +7,10 @@
 //! Invariants: [`load`] returns only a validated [`Config`]: every limit is
 //! positive, every timeout fits comfortably in an `Instant` addition (at most
 //! one day), `send_queue_bytes` can hold at least one maximal frame, and at
-//! most one JWT key is configured. Errors are one line an operator can act on.
+//! most one JWT key is configured, stream names are names, `redis` is a
+//! Redis URL (or a list of them), `cluster.bus_advertise` is a host without
+//! a port (`validate`, `validate_sections`). Errors are one line an operator
+//! can act on, naming the key, and the node exits non-zero.
 
 pub mod admin;
 mod auth;
@@ -27,6 +30,7 @@ mod error;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod validate_sections;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -176,6 +176,11 @@ impl Config {
         }
 
         self.admin.validate(self.admin_listen)?;
+        self.qos.validate()?;
+        self.backend.validate()?;
+        if let Some(url) = &self.redis {
+            super::validate_sections::validate_redis(url)?;
+        }
 
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err(ConfigError::invalid(
@@ -211,7 +216,7 @@ impl Config {
     }
 }
 
-fn check(
+pub(super) fn check(
     ok: bool,
     key: &'static str,
     value: impl ToString,

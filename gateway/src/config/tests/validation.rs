@@ -258,3 +258,64 @@ fn bus_advertise_takes_hosts_and_addresses() {
         assert!(!is_host(bad), "{bad}");
     }
 }
+
+/// Every key of `[qos]`, `[backend]` and `redis` refuses what the node
+/// could not use, with one line naming it.
+#[test]
+fn qos_backend_and_redis_refuse_unusable_values() {
+    type Edit = fn(&mut Config);
+    let cases: [(Edit, &str); 14] = [
+        (|c| c.qos.inflight_window = 0, "invalid qos.inflight_window"),
+        (|c| c.qos.retransmit_ms = 0, "invalid qos.retransmit_ms"),
+        (
+            |c| c.qos.retransmit_max_ms = c.qos.retransmit_ms - 1,
+            "invalid qos.retransmit_max_ms",
+        ),
+        (|c| c.qos.inbox_per_user = 0, "invalid qos.inbox_per_user"),
+        (|c| c.qos.dedupe_secs = 0, "invalid qos.dedupe_secs"),
+        (
+            |c| c.qos.max_pending_appends = 0,
+            "invalid qos.max_pending_appends",
+        ),
+        (
+            |c| c.backend.upstream_stream = String::new(),
+            "invalid backend.upstream_stream",
+        ),
+        (
+            |c| c.backend.downstream_group = "two words".into(),
+            "invalid backend.downstream_group",
+        ),
+        (
+            |c| c.backend.events_maxlen = 0,
+            "invalid backend.events_maxlen",
+        ),
+        (
+            |c| c.backend.authorize_timeout_ms = 0,
+            "invalid backend.authorize_timeout_ms",
+        ),
+        (
+            |c| c.backend.authorize_concurrency = 0,
+            "invalid backend.authorize_concurrency",
+        ),
+        (
+            |c| c.backend.claim_idle_ms = 0,
+            "invalid backend.claim_idle_ms",
+        ),
+        (|c| c.redis = Some("127.0.0.1:6379".into()), "invalid redis"),
+        (
+            |c| c.redis = Some("redis://a:1,b:2".into()),
+            "invalid redis",
+        ),
+    ];
+    for (edit, want) in cases {
+        let mut c = Config::default();
+        edit(&mut c);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains(want), "{err:?} lacks {want:?}");
+    }
+    let ok = Config {
+        redis: Some("redis://a:1, redis://b:2,rediss://c:3".into()),
+        ..Default::default()
+    };
+    ok.validate().unwrap();
+}
