@@ -1,6 +1,7 @@
 //! The router alone: fed messages, routes and store completions on
 //! simulated time, its actions read back. No socket, no thread, no clock.
 mod owner;
+mod peers;
 mod routing;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -121,6 +122,25 @@ fn peer(p: &PeerMsg) -> String {
         PeerMsg::ToUser { user, .. } => format!("to user {user}"),
         PeerMsg::Interest { name, .. } => format!("interest {name}"),
         _ => "other".into(),
+    }
+}
+
+/// Feeding the router the messages most tests start with.
+trait Feed {
+    /// At the owner: `user`'s connection `conn_id` on `shard` authenticated.
+    fn up(&mut self, user: &str, shard: ShardId, conn_id: u64);
+}
+
+impl Feed for Router {
+    fn up(&mut self, user: &str, shard: ShardId, conn_id: u64) {
+        let entry = entry(shard, conn_id);
+        self.handle(
+            t0(),
+            DataMsg::Online {
+                user: name(user),
+                entry,
+            },
+        );
     }
 }
 
