@@ -21,6 +21,7 @@ mod cluster_api;
 pub mod downstream;
 pub mod metrics;
 pub mod node;
+mod node_error;
 pub mod registry;
 
 use std::sync::atomic::Ordering;

@@ -22,7 +22,9 @@
 //! Order: every action is produced in the order of the input that caused
 //! it, and the driver carries them out in that order, so a sender's
 //! messages to one name keep their order through the owner's FIFO queue.
+mod local;
 mod owner;
+mod peers;
 mod recent;
 mod retry;
 pub(crate) mod tables;
@@ -36,16 +38,13 @@ use std::time::{Duration, Instant};
 use proto::v1::{server_frame::Frame, Qos};
 use smallvec::SmallVec;
 
-use crate::cluster::envelope::{self, PeerMsg};
 use crate::cluster::remote::{Kind, RemoteInterest};
-use crate::cluster::route;
 use crate::config::{QosConfig, WhenFull};
-use crate::mesh::{owner, Command, DataMsg, PresenceEntry, Redirect, ShardId, ShardMsg};
-use crate::outbound::{Outbound, Wire};
-use crate::session::Route;
+use crate::mesh::{owner, DataMsg, ShardId, ShardMsg};
+use crate::outbound::Outbound;
 use crate::stats::ShardStats;
-use crate::store::{Op, ReplyTo};
-use tables::{ConnKey, Tables};
+use crate::store::Op;
+use tables::Tables;
 
 /// What the router asks its driver to do.
 pub(crate) enum Action {
@@ -252,227 +251,6 @@ impl Router {
         None
     }
 
-    /// An envelope a peer sent, as it comes off the bus: to the owner shard
-    /// of its name (a `Reset` to every shard).
-    pub(crate) fn arrived(&mut self, msg: PeerMsg) {
-        let to = match &msg {
-            PeerMsg::Reset { .. } => {
-                for s in 0..self.shards {
-                    self.send(s, msg.clone());
-                }
-                return;
-            }
-            PeerMsg::ToUser { user, .. }
-            | PeerMsg::Stored { user, .. }
-            | PeerMsg::Kick { user } => self.owner(user),
-            PeerMsg::ToRoom { room, .. } => self.owner(room),
-            PeerMsg::Interest { name, .. } => self.owner(name),
-        };
-        self.send(to, msg);
-    }
-
-    /// A bus message at the shard its doc names, at `now`. What came from
-    /// a peer is delivered here only, never sent back out.
-    pub(crate) fn handle_peer(&mut self, now: Instant, msg: PeerMsg) {
-        match msg {
-            PeerMsg::ToUser { user, msg } => {
-                for s in self.tables.user_shards(&user) {
-                    let (user, msg) = (user.clone(), msg.clone());
-                    self.send(s as usize, DataMsg::UserLocal { user, msg });
-                }
-            }
-            PeerMsg::ToRoom { room, msg } => self.forward_to_room_shards(&room, &msg),
-            PeerMsg::Stored { user, seq, msg } => {
-                for s in self.tables.user_shards(&user) {
-                    let (user, msg) = (user.clone(), msg.clone());
-                    self.send(s as usize, DataMsg::Qos1Deliver { user, seq, msg });
-                }
-            }
-            PeerMsg::Interest {
-                kind,
-                name,
-                origin,
-                on,
-            } => {
-                let node = origin.node.clone();
-                self.remote.set(kind, name.clone(), origin, on);
-                if on && kind == Kind::User {
-                    self.resend_recent(now, &name, node);
-                }
-            }
-            PeerMsg::Reset {
-                node,
-                shard,
-                shards,
-            } => self.remote.reset(&node, shard, shards),
-            PeerMsg::Kick { user } => {
-                for s in self.tables.user_shards(&user) {
-                    let user = user.clone();
-                    self.send(s as usize, Command::KickLocal { user });
-                }
-            }
-        }
-    }
-
-    /// A peer is gone from the registry: forget what it wanted.
-    pub(crate) fn forget_peer(&mut self, node: &str) {
-        self.remote.forget(node);
-    }
-
-    /// A route of the session of connection `from`. Gives back the routes
-    /// the router does not carry out (to the backend services).
-    pub(crate) fn route(&mut self, from: ReplyTo, route: Route) -> Option<Route> {
-        match route {
-            Route::Online { user, device, wire } => {
-                self.tables.add_user(&user, from.key);
-                let entry = PresenceEntry {
-                    shard: self.me,
-                    conn_id: from.conn_id,
-                    device,
-                    wire,
-                };
-                self.send(self.owner(&user), DataMsg::Online { user, entry });
-            }
-            Route::Joined(room) => {
-                if self.tables.join(&room, from.key) {
-                    let (to, shard) = (self.owner(&room), self.me);
-                    self.send(
-                        to,
-                        DataMsg::Interest {
-                            room,
-                            shard,
-                            on: true,
-                        },
-                    );
-                }
-            }
-            Route::Left(room) => self.leave(from.key, &room),
-            Route::ToUser { user, msg } => {
-                self.send(self.owner(&user), DataMsg::ToUser { user, msg })
-            }
-            Route::ToRoom { room, msg } => {
-                self.send(self.owner(&room), DataMsg::ToRoom { room, msg })
-            }
-            Route::Append {
-                user,
-                msg,
-                client_msg_id,
-            } => {
-                let to = self.owner(&user);
-                let reply = Some(from);
-                let append = DataMsg::Qos1Append {
-                    user,
-                    msg,
-                    client_msg_id,
-                    reply,
-                };
-                self.send(to, append);
-            }
-            Route::Read {
-                user,
-                device,
-                after,
-                max,
-            } => {
-                let to = self.owner(&user);
-                let conn = from;
-                self.send(
-                    to,
-                    DataMsg::Qos1Read {
-                        user,
-                        device,
-                        after,
-                        max,
-                        conn,
-                    },
-                );
-            }
-            Route::Ack { user, device, seq } => {
-                self.send(self.owner(&user), DataMsg::Qos1Ack { user, device, seq })
-            }
-            other @ (Route::ToBackend { .. } | Route::Event(_) | Route::Authorize { .. }) => {
-                return Some(other)
-            }
-        }
-        None
-    }
-
-    /// Drops a local membership; withdraws interest when it was the last.
-    pub(crate) fn leave(&mut self, key: ConnKey, room: &str) {
-        if self.tables.leave(room, key) {
-            let shard = self.me;
-            let room: Arc<str> = Arc::from(room);
-            self.send(
-                self.owner(&room),
-                DataMsg::Interest {
-                    room,
-                    shard,
-                    on: false,
-                },
-            );
-        }
-    }
-
-    /// A connection of `user` (id `conn_id`, at `key`) closed; its rooms
-    /// are left with `leave` first.
-    pub(crate) fn closed(&mut self, key: ConnKey, user: &Arc<str>, conn_id: u64) {
-        self.tables.remove_user(user, key);
-        let shard = self.me;
-        let msg = DataMsg::Offline {
-            user: user.clone(),
-            shard,
-            conn_id,
-        };
-        self.send(self.owner(user), msg);
-    }
-
-    /// The appends a QoS 1 room message makes: one per distinct user among
-    /// `users` (this shard's members of the room), each to the user's
-    /// owner. The message id dedupes the copies other shards store for the
-    /// same user.
-    pub(crate) fn store_for(&mut self, mut users: Vec<Arc<str>>, msg: &Outbound) {
-        let Some(Frame::Deliver(d)) = msg.frame().frame.as_ref() else {
-            return;
-        };
-        users.sort_unstable();
-        users.dedup();
-        for user in users {
-            let stored = crate::store::Stored {
-                seq: 0,
-                msg_id: d.msg_id.clone(),
-                from: d.from.clone(),
-                room: d.room.clone(),
-                payload: d.payload.clone(),
-                timestamp_ms: d.timestamp_ms,
-            };
-            let append = DataMsg::Qos1Append {
-                client_msg_id: format!("room:{}", d.msg_id),
-                msg: Box::new(stored),
-                reply: None,
-                user: user.clone(),
-            };
-            self.send(self.owner(&user), append);
-        }
-    }
-
-    /// Where a draining shard sends a client of `user` on `wire`: the
-    /// address of the node `redirect` picks (never this one), or "" when
-    /// there is none (the client reconnects where it came from).
-    pub(crate) fn redirect(
-        &mut self,
-        redirect: &Redirect,
-        user: Option<&str>,
-        wire: Wire,
-    ) -> String {
-        let turn = self.redirect_turn;
-        self.redirect_turn = turn.wrapping_add(1);
-        match route::pick(redirect.policy, &redirect.nodes, user, None, turn) {
-            Some(n) if wire == Wire::Tcp => n.tcp.clone(),
-            Some(n) => format!("ws://{}/ws", n.ws),
-            None => String::new(),
-        }
-    }
-
     fn send(&mut self, to: usize, msg: impl Into<ShardMsg>) {
         self.out.push(Action::Send(to, msg.into()));
     }
@@ -483,31 +261,6 @@ impl Router {
             let (room, msg) = (room.clone(), msg.clone());
             self.send(s as usize, DataMsg::RoomLocal { room, msg });
         }
-    }
-
-    /// A live message for a name this shard owns goes to every peer
-    /// interested in it: one envelope, the frame encoded once.
-    fn relay_out(&mut self, kind: Kind, name: &str, msg: &Outbound) {
-        let nodes = self.remote.nodes(kind, name);
-        if nodes.is_empty() {
-            return;
-        }
-        let frame = envelope::frame_bytes(msg.frame());
-        let env = match kind {
-            Kind::User => envelope::to_user(name, frame),
-            Kind::Room => envelope::to_room(name, frame),
-        };
-        self.out.push(Action::Bus(nodes, env));
-    }
-
-    /// Tells every peer this node gained or lost interest in a name this
-    /// shard owns.
-    fn announce(&mut self, kind: Kind, name: &str, on: bool) {
-        if !self.peered {
-            return;
-        }
-        self.out
-            .push(Action::BusAll(envelope::interest(kind, name, on)));
     }
 
     fn mark_presence(&mut self, user: &Arc<str>) {

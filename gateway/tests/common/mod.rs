@@ -11,6 +11,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod chaos;
+mod chaos_sender;
 mod client;
 mod cluster;
 mod connect;
@@ -25,6 +26,7 @@ mod tls;
 mod redis_server;
 
 pub use chaos::*;
+pub use chaos_sender::*;
 pub use client::*;
 pub use cluster::*;
 pub use connect::*;

@@ -2,6 +2,7 @@
 //! simulated time, its actions read back. No socket, no thread, no clock.
 mod owner;
 mod peers;
+mod races;
 mod routing;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -9,9 +10,14 @@ use std::time::{Duration, Instant};
 use proto::v1::{server_frame::Frame, Deliver, Qos, ServerFrame};
 
 use super::*;
+use crate::cluster::envelope::PeerMsg;
 use crate::cluster::remote::Origin;
 use crate::config::QosConfig;
+use crate::mesh::{Command, PresenceEntry, Redirect};
 use crate::outbound::Wire;
+use crate::session::Route;
+use crate::store::ReplyTo;
+use tables::ConnKey;
 
 const SHARDS: usize = 4;
 

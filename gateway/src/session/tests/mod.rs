@@ -8,6 +8,7 @@ mod handshake;
 mod limits;
 mod liveness;
 mod qos;
+mod resume;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
