@@ -93,10 +93,10 @@ impl Router {
     }
 
     /// Drops a local membership; withdraws interest when it was the last.
-    pub(crate) fn leave(&mut self, key: ConnKey, room: &str) {
+    pub(crate) fn leave(&mut self, key: ConnKey, room: &Arc<str>) {
         if self.tables.leave(room, key) {
             let shard = self.me;
-            let room: Arc<str> = Arc::from(room);
+            let room = room.clone();
             self.send(
                 self.owner(&room),
                 DataMsg::Interest {

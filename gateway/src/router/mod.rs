@@ -256,10 +256,13 @@ impl Router {
     }
 
     fn forward_to_room_shards(&mut self, room: &Arc<str>, msg: &Arc<Outbound>) {
-        for i in 0..self.tables.room_shards(room).len() {
-            let s = self.tables.room_shards(room)[i];
+        let Router { tables, out, .. } = self;
+        for &s in tables.room_shards(room) {
             let (room, msg) = (room.clone(), msg.clone());
-            self.send(s as usize, DataMsg::RoomLocal { room, msg });
+            out.push(Action::Send(
+                s as usize,
+                DataMsg::RoomLocal { room, msg }.into(),
+            ));
         }
     }
 

@@ -1,8 +1,8 @@
 //! Carrying out what the router decided (`crate::router::Action`): pushes
 //! to shard queues, deliveries to this shard's sessions, envelopes for
 //! peers, requests for the QoS 1 store. A delivery can make a session
-//! route again; its actions join the router's queue and are carried out
-//! after the current batch, in the order they were produced.
+//! route again; those routes are carried out at once, depth-first (as the
+//! shard did before the router was a value), ahead of the rest of the batch.
 use std::sync::Arc;
 
 use super::Shard;

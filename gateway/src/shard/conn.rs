@@ -77,15 +77,19 @@ impl Shard {
         }
         self.wheel.borrow_mut().cancel(c.timer);
         let s = &mut c.session;
-        for room in s.rooms() {
-            self.leave_room(key, room);
+        {
+            let mut router = self.router.borrow_mut();
+            for room in s.rooms() {
+                router.leave(key, room);
+            }
         }
         self.fx.borrow_mut().forget(s.id());
         if let Some(user) = s.user() {
             self.disconnect_event(user, s.device(), s.id(), s.close_reason());
             self.router.borrow_mut().closed(key, user, s.id());
-            self.run_actions();
         }
+        // One pass for every room withdrawn and the user's `Offline`.
+        self.run_actions();
         s.recycle(&mut self.fx.borrow_mut().pool);
         self.gauge(s.wire() == Wire::Tcp, -1);
         self.check_done();

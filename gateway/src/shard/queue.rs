@@ -36,6 +36,10 @@ impl Shard {
                 self.handle(msg);
                 handled += 1;
                 if handled % BATCH == 0 {
+                    // Replies are not starved by a queue that never empties.
+                    while let Some(reply) = mesh.pop_reply(self.id) {
+                        self.handle_reply(reply);
+                    }
                     self.flush_store();
                     yield_now().await;
                 }

@@ -23,10 +23,4 @@ impl Shard {
             _ => {}
         }
     }
-
-    /// Drops a local membership; withdraws interest when it was the last.
-    pub(super) fn leave_room(&self, key: ConnKey, room: &str) {
-        self.router.borrow_mut().leave(key, room);
-        self.run_actions();
-    }
 }

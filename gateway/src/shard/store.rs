@@ -38,9 +38,13 @@ pub(super) fn open(deps: &Arc<Deps>, shard: usize) -> Result<Box<dyn Store>, Sto
 }
 
 impl super::Shard {
-    /// Sends what this round submitted to the store (one batch).
+    /// Sends what this round submitted to the store (one batch), and
+    /// publishes what the in-process store holds (once per round, not per
+    /// operation).
     pub(super) fn flush_store(&self) {
         self.store.borrow_mut().flush();
+        let (msgs, bytes) = self.store.borrow().held();
+        self.stats.set_inbox(msgs, bytes);
     }
 
     /// Hands every completed store operation to the router, in order
@@ -56,8 +60,6 @@ impl super::Shard {
             }
         }
         *self.store_done.borrow_mut() = done;
-        let (msgs, bytes) = self.store.borrow().held();
-        self.stats.set_inbox(msgs, bytes);
     }
 
     /// Collects completions and carries out what they route.

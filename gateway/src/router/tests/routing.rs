@@ -45,7 +45,7 @@ fn the_last_leave_withdraws_interest() {
     take(&mut r);
     r.route(from(1, 10), Route::Left(name("r")));
     assert!(said(&mut r).is_empty());
-    r.leave(2, "r");
+    r.leave(2, &name("r"));
     assert_eq!(said(&mut r), [format!("{o}:interest r 2 false")]);
 }
 
