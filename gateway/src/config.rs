@@ -116,6 +116,12 @@ pub struct Config {
     /// that a peer hung up); the runtime's timers round it up to whole
     /// milliseconds. Default `0`: every readiness is read at once.
     pub read_coalesce_us: u64,
+    /// The binary an upgrade (`SIGUSR2`, `POST /upgrade`, `gateway
+    /// upgrade`) starts: a path, relative to the config file's folder when
+    /// set there. Default none: the file this node was started from, as
+    /// it is at the time of the upgrade (so `install new-gateway PATH`
+    /// then `kill -USR2 PID` upgrades).
+    pub upgrade_binary: Option<std::path::PathBuf>,
     /// `[auth]`: how client tokens are verified.
     pub auth: AuthConfig,
     /// `[limits]`: per-connection limits.
@@ -151,6 +157,7 @@ impl Default for Config {
             pin_shards: true,
             timer_tick_ms: 50,
             read_coalesce_us: 0,
+            upgrade_binary: None,
             auth: AuthConfig::default(),
             limits: Limits::default(),
             drain: DrainConfig::default(),
@@ -181,6 +188,7 @@ impl Config {
             &mut config.tls.cert_file,
             &mut config.tls.key_file,
             &mut config.admin.token_file,
+            &mut config.upgrade_binary,
         ] {
             if let Some(p) = f.take() {
                 *f = Some(dir.join(p));

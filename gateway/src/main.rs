@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Some(Command::Token { user, device, ttl }) => {
             print_token(&config, &user, device.as_deref(), ttl)
         }
+        Some(Command::Upgrade) => upgrade(&config),
         None => {
             let args = cli.run.clone();
             let reload = Box::new(move || config::load(&args));
@@ -63,5 +64,45 @@ fn print_token(
         _ => anyhow::bail!(
             "`gateway token` needs an HS256 secret; with a public key the backend mints tokens"
         ),
+    }
+}
+
+/// `gateway upgrade`: asks the running node (this config's admin address
+/// and token) to upgrade, and prints its answer; fails unless it upgraded.
+fn upgrade(config: &config::Config) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut addr = config.admin_listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let mut conn =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
+            .map_err(|e| anyhow::anyhow!("cannot reach the node's admin API at {addr}: {e}"))?;
+    // The node answers when the upgrade is over (at most its ready timeout).
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+    let auth = match config.admin.token_bytes() {
+        Some(t) => format!("Authorization: Bearer {}\r\n", String::from_utf8_lossy(&t)),
+        None => String::new(),
+    };
+    write!(
+        conn,
+        "POST /upgrade HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer)?;
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut head = httparse::Response::new(&mut headers);
+    let body_at = match head.parse(&answer)? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => anyhow::bail!("the node's answer was cut short"),
+    };
+    let body = String::from_utf8_lossy(&answer[body_at..]);
+    println!("{}", body.trim_end());
+    match head.code {
+        Some(200) => Ok(()),
+        code => anyhow::bail!("upgrade not done (HTTP {})", code.unwrap_or(0)),
     }
 }

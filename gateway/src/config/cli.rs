@@ -38,6 +38,10 @@ pub enum Command {
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: Duration,
     },
+    /// Upgrade the running node (found by this config's admin_listen and
+    /// admin token) to a new binary without dropping its listeners; waits
+    /// until it is done
+    Upgrade,
 }
 
 /// The config file and the flags that override its settings.
@@ -65,6 +69,10 @@ pub struct RunArgs {
     /// reads again, 0 = off (read_coalesce_us)
     #[arg(long, value_name = "US", global = true)]
     pub read_coalesce_us: Option<u64>,
+    /// The binary an upgrade starts; default the one this node was started
+    /// from (upgrade_binary)
+    #[arg(long, value_name = "PATH", global = true)]
+    pub upgrade_binary: Option<PathBuf>,
     /// HMAC secret for client JWTs (auth.jwt_secret); visible in `ps`, prefer the config file
     #[arg(long, value_name = "SECRET", global = true)]
     pub jwt_secret: Option<String>,
@@ -184,6 +192,7 @@ impl std::fmt::Debug for RunArgs {
             .field("shards", &self.shards)
             .field("driver", &self.driver)
             .field("read_coalesce_us", &self.read_coalesce_us)
+            .field("upgrade_binary", &self.upgrade_binary)
             .field(
                 "jwt_secret",
                 &self.jwt_secret.as_ref().map(|_| "<redacted>"),
@@ -244,6 +253,9 @@ impl RunArgs {
         set(&self.shards, &mut config.shards);
         set(&self.driver, &mut config.driver);
         set(&self.read_coalesce_us, &mut config.read_coalesce_us);
+        if self.upgrade_binary.is_some() {
+            config.upgrade_binary = self.upgrade_binary.clone();
+        }
         if self.jwt_secret.is_some() || self.jwt_public_key.is_some() || self.jwks_file.is_some() {
             config.auth.jwt_secret = self.jwt_secret.clone();
             config.auth.jwt_public_key = self.jwt_public_key.clone();

@@ -38,10 +38,12 @@
 //! | GET | `/rooms/{room}` | 200 `{"room","members","nodes"}` (`?local=1`: this node only) |
 //! | POST | `/kick/{user}` | 200 `{"kicked": n}` |
 //! | POST | `/drain` | 202 `{"draining":true}` |
+//! | POST | `/upgrade` | when done: 200 `{"pid","connections","draining","took_ms"}`; 409 (one runs, or draining) or 500 with `{"upgraded":false,"error"}`, the old process serving |
 mod guard;
 mod routes;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,7 +78,13 @@ struct Shared {
 
 /// Serves admin requests on `listener` from a new thread with its own
 /// runtime. Errors (no runtime, no thread) are the operator's at start-up.
-pub fn spawn(listener: TcpListener, control: Control) -> std::io::Result<()> {
+/// `stop` ends the accepting (an upgrade's commit: the new process serves
+/// the port); requests already read are answered.
+pub fn spawn(
+    listener: TcpListener,
+    control: Control,
+    stop: Arc<tokio::sync::Notify>,
+) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let config = &control.node().config;
     let guard = Guard::new(
@@ -99,11 +107,15 @@ pub fn spawn(listener: TcpListener, control: Control) -> std::io::Result<()> {
     let shared = Arc::new(Shared { control, guard });
     std::thread::Builder::new()
         .name("admin".into())
-        .spawn(move || runtime.block_on(accept_loop(listener, shared)))?;
+        .spawn(move || runtime.block_on(accept_loop(listener, shared, stop)))?;
     Ok(())
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    stop: Arc<tokio::sync::Notify>,
+) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNS));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -114,7 +126,17 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let (stream, peer) = match listener.accept().await {
+        // Readiness-driven: a stop takes no connection to leave behind.
+        let mut stopped = std::pin::pin!(stop.notified());
+        let accepted = std::future::poll_fn(|cx| {
+            if stopped.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(None);
+            }
+            listener.poll_accept(cx).map(Some)
+        })
+        .await;
+        let Some(accepted) = accepted else { break };
+        let (stream, peer) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 // Out of descriptors, most likely: let some close.
@@ -139,6 +161,10 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
             drop(permit);
         });
     }
+    // The port is the new process's now; connections already accepted are
+    // served until they close (the runtime stays for them).
+    drop(listener);
+    std::future::pending::<()>().await;
 }
 
 /// One request: the guard, the body, then the handler.

@@ -219,3 +219,23 @@ pub(super) fn render_admission(o: &mut String, a: &crate::admission::Admission) 
         );
     }
 }
+
+/// Appends the upgrades done and aborted (carried across processes).
+pub(super) fn render_upgrades(o: &mut String, u: &crate::control::upgrade::UpgradeState) {
+    counter_header(
+        o,
+        "gateway_upgrades_total",
+        "Binary upgrades completed (a new process took the listeners).",
+    );
+    let _ = writeln!(o, "gateway_upgrades_total {}", u.done.load(Relaxed));
+    counter_header(
+        o,
+        "gateway_upgrades_aborted_total",
+        "Binary upgrades aborted (the old process served on).",
+    );
+    let _ = writeln!(
+        o,
+        "gateway_upgrades_aborted_total {}",
+        u.aborted.load(Relaxed)
+    );
+}

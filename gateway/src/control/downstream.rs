@@ -103,6 +103,13 @@ impl Consumer {
         let mut backoff = Duration::from_millis(100);
         let mut next_claim = Instant::now();
         loop {
+            if self.control.node().handed_over.load(Ordering::SeqCst) {
+                // An upgrade's new process consumes now (resumed if the
+                // upgrade aborts); what this one read and did not ack is
+                // claimed there.
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
             let claim = Instant::now() >= next_claim;
             let (control, counters) = (&self.control, &*self.counters);
             let round = |conn: &mut Conn| {

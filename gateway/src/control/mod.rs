@@ -2,6 +2,9 @@
 //! data plane (the shards), which it reaches only by message.
 //!
 //! - `node`: start-up order, the shards, the admin and signal threads, drain.
+//! - `listeners`: every listening socket, bound by the node.
+//! - `upgrade`: a new binary takes the node's listeners (`POST /upgrade`,
+//!   `SIGUSR2`).
 //! - `admin`: the admin HTTP server (its own thread).
 //! - `metrics`: every metric name, in one place, and the Prometheus text
 //!   (the counters themselves are `crate::stats`, written by the shards).
@@ -19,10 +22,12 @@ pub mod admin;
 mod bus_metrics;
 mod cluster_api;
 pub mod downstream;
+mod listeners;
 pub mod metrics;
 pub mod node;
 mod node_error;
 pub mod registry;
+pub mod upgrade;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -331,9 +336,6 @@ impl Control {
 
     /// Starts draining every shard (idempotent).
     pub fn drain(&self) {
-        if self.node.draining.swap(true, Ordering::SeqCst) {
-            return;
-        }
         // Where clients go: the node `/route` would name, never this one
         // (the registry may not list it as draining yet).
         let me = &self.node.config.node_id;
@@ -345,14 +347,40 @@ impl Control {
             .filter(|n| n.id != *me)
             .cloned()
             .collect();
-        let redirect = Redirect {
+        self.drain_with(Redirect {
             nodes: nodes.into(),
             policy: self.node.config.cluster.route_policy,
             reconnect_after_ms: self.node.config.drain.reconnect_after_ms,
-        };
+        });
+    }
+
+    /// `drain`, with clients sent where `redirect` says. The node's copies
+    /// of its listeners are closed (the shards close theirs).
+    fn drain_with(&self, redirect: Redirect) {
+        if self.node.draining.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        drop(
+            self.node
+                .listeners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         for shard in 0..self.node.mesh.len() {
             // Drain must not be lost to a full inbox: wait as long as it takes.
             let mut msg = ShardMsg::Command(Command::Drain(redirect.clone()));
+            while let Err(back) = self.node.mesh.push_blocking(shard, msg, TIMEOUT) {
+                msg = back;
+            }
+        }
+    }
+
+    /// Tells every shard to start accepting (a process started by an
+    /// upgrade, after the commit).
+    pub(crate) fn start_accepting(&self) {
+        for shard in 0..self.node.mesh.len() {
+            let mut msg = ShardMsg::Command(Command::Accept);
             while let Err(back) = self.node.mesh.push_blocking(shard, msg, TIMEOUT) {
                 msg = back;
             }
@@ -370,6 +398,7 @@ impl Control {
         bus_metrics::render_registry(&mut text, &self.node.view, self.node.presence.as_deref());
         bus_metrics::render_backend(&mut text, &self.node);
         bus_metrics::render_admission(&mut text, &self.node.admission);
+        bus_metrics::render_upgrades(&mut text, &self.node.upgrade);
         text
     }
 

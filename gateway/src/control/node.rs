@@ -2,29 +2,31 @@
 //! right order and stopped by drain.
 //!
 //! Start-up order matters because every shard unshares its fd table: the
-//! mesh eventfds and the port-resolving probes are created first (so every
-//! table has them), then the shards start and bind their own listeners, then
-//! the probes are closed and the admin listener is bound. The node prints one
-//! `ready ...` line on stdout when it accepts connections.
+//! mesh eventfds and every listener (`listeners`; bound here, or taken from
+//! the old process in an upgrade) are created first, so every table has
+//! them; then the shards start, each closing the listeners not its own; then
+//! the admin server starts. The node prints one `ready ...` line on stdout
+//! when it accepts connections.
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::node_error::os;
 pub use super::node_error::NodeError;
-use super::node_error::{listen, os};
 use crate::clock::Clock;
 use crate::cluster::presence::Presence;
 use crate::cluster::{NodeInfo, View};
 use crate::config::{Config, ConfigError};
 use crate::control::admin;
+use crate::control::listeners::{Addrs, Listeners};
 use crate::control::registry::Registry;
+use crate::control::upgrade::{self, Incoming, UpgradeState};
 use crate::control::Control;
 use crate::hot::Hot;
 use crate::mesh::Mesh;
+use crate::shard;
 use crate::stats::ShardStats;
-use crate::{shard, sys};
 
 /// Messages each shard queue holds before senders back off.
 const QUEUE_CAPACITY: usize = 16 * 1024;
@@ -59,11 +61,21 @@ pub struct Node {
     pub shards_busy: Arc<AtomicUsize>,
     /// Changes every time the process starts (the bus hello, the registry).
     pub incarnation: u64,
-    /// Bus listeners, one per shard (none on a single node); each shard
-    /// takes its own and closes the others' copies.
-    pub bus_fds: Vec<RawFd>,
-    /// The addresses of `bus_fds`.
-    pub bus_addrs: Vec<SocketAddr>,
+    /// Where the node's listeners listen.
+    pub(crate) addrs: Addrs,
+    /// The listeners themselves (this table's copies), until a drain or an
+    /// upgrade gives them up.
+    pub(crate) listeners: std::sync::Mutex<Option<Listeners>>,
+    /// Stops the admin server's accepting (an upgrade's commit).
+    pub(crate) admin_stop: Arc<tokio::sync::Notify>,
+    /// Set once an upgrade hands the node to a new process (from the moment
+    /// its listeners are sent; cleared if it aborts): this process writes no
+    /// registry entry and consumes no downstream entry any more.
+    pub handed_over: AtomicBool,
+    /// Upgrades done and aborted, and the handover in progress.
+    pub upgrade: UpgradeState,
+    /// The binary this process was started from (as it was then).
+    pub exe: Option<std::path::PathBuf>,
     /// The registry's last reading (this node alone on a single node).
     pub view: Arc<View>,
     /// Cluster presence in Redis (none on a single node).
@@ -100,13 +112,16 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
              Set auth.jwt_secret or auth.jwt_public_key before exposing this node."
         );
     }
+    let exe = std::env::current_exe().ok();
     let shards = config.shard_count();
-    let (ws_addr, ws_probe) =
-        resolve(config.ws_listen).map_err(listen(config.ws_listen, "WebSocket"))?;
-    let (tcp_addr, tcp_probe) =
-        resolve(config.tcp_listen).map_err(listen(config.tcp_listen, "TCP"))?;
+    let incoming = Incoming::from_env().map_err(NodeError::Upgrade)?;
     let tls = config.tls.server_config().map_err(NodeError::Tls)?;
-    let bus = bind_bus(&config, shards)?;
+    let listeners = match &incoming {
+        Some(from) => from.take_listeners(&config).map_err(NodeError::Upgrade)?,
+        None => Listeners::bind(&config, shards)?,
+    };
+    let addrs = listeners.addrs.clone();
+    let (ws_addr, tcp_addr) = (addrs.ws, addrs.tcp);
     let clock = Clock::system();
     // Unix ms and three random digits: unique per start, and below 2^53 so
     // JSON readers (JavaScript) read it exactly.
@@ -117,12 +132,12 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
         .map(Arc::new);
     let node = Arc::new(Node {
         incarnation,
-        bus_fds: bus.iter().map(|l| l.as_raw_fd()).collect(),
-        bus_addrs: bus
-            .iter()
-            .map(|l| l.local_addr())
-            .collect::<std::io::Result<_>>()
-            .map_err(os("read the bus listeners' addresses"))?,
+        addrs,
+        listeners: std::sync::Mutex::new(None),
+        admin_stop: Arc::new(tokio::sync::Notify::new()),
+        handed_over: AtomicBool::new(false),
+        upgrade: UpgradeState::default(),
+        exe,
         view: Arc::new(View::default()),
         push_buckets: Default::default(),
         reload: std::sync::Mutex::new(None),
@@ -156,23 +171,13 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
         config,
     });
 
-    let deps = Arc::new(shard_deps(&node));
-    let probes: Vec<OwnedFd> = [ws_probe, tcp_probe].into_iter().flatten().collect();
-    let inherited: Vec<i32> = probes.iter().map(|p| p.as_raw_fd()).collect();
+    let deps = Arc::new(shard_deps(&node, &listeners, incoming.is_some()));
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
     let mut threads = Vec::with_capacity(shards);
     for id in 0..shards {
-        // Every shard closes the probes and the other shards' bus listeners.
-        let mut close = inherited.clone();
-        close.extend(
-            node.bus_fds
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != id)
-                .map(|(_, fd)| *fd),
-        );
+        // Every shard closes the listeners that are not its own.
         threads.push(
-            shard::spawn(deps.clone(), id, close, ready_tx.clone())
+            shard::spawn(deps.clone(), id, listeners.not_for(id), ready_tx.clone())
                 .map_err(os("start a shard thread"))?,
         );
     }
@@ -184,17 +189,18 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
             Err(_) => return Err(NodeError::ShardsLate(START_TIMEOUT)),
         }
     }
-    drop(probes);
-    // The shards own their copies now.
-    drop(bus);
-
-    let admin_listen = node.config.admin_listen;
-    let admin = std::net::TcpListener::bind(admin_listen).map_err(listen(admin_listen, "admin"))?;
-    let admin_addr = admin
-        .local_addr()
-        .map_err(os("read the admin listener's address"))?;
+    let admin_addr = node.addrs.admin;
+    let admin = crate::sys::dup(std::os::fd::AsRawFd::as_raw_fd(&listeners.admin))
+        .map_err(os("copy the admin listener"))?;
+    *node.listeners.lock().unwrap_or_else(|e| e.into_inner()) = Some(listeners);
     let control = Control::new(node.clone());
-    admin::spawn(admin, control.clone()).map_err(os("start the admin server"))?;
+    if let Some(from) = incoming {
+        // Started by an upgrade: accept once the old process has stopped.
+        from.ready(node.clone()).map_err(NodeError::Upgrade)?;
+        control.start_accepting();
+    }
+    admin::spawn(admin.into(), control.clone(), node.admin_stop.clone())
+        .map_err(os("start the admin server"))?;
     if node.config.backend.downstream && node.config.redis.is_some() {
         crate::control::downstream::start(control.clone(), node.downstream.clone())
             .map_err(NodeError::Downstream)?;
@@ -214,10 +220,10 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
     };
 
     tracing::info!(%ws_addr, %tcp_addr, %admin_addr, shards, driver, node = %node.config.node_id, "gateway ready");
-    let bus = match node.bus_addrs.is_empty() {
+    let bus = match node.addrs.bus.is_empty() {
         true => String::new(),
         false => {
-            let addrs: Vec<String> = node.bus_addrs.iter().map(|a| a.to_string()).collect();
+            let addrs: Vec<String> = node.addrs.bus.iter().map(|a| a.to_string()).collect();
             format!(" node={} bus={}", node.config.node_id, addrs.join(","))
         }
     };
@@ -231,12 +237,13 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
     if let Some(r) = registry {
         r.stop();
     }
+    upgrade::finish(&node);
     tracing::info!("drained: exiting");
     Ok(())
 }
 
 /// What the shards get of the node (never the node itself).
-fn shard_deps(node: &Arc<Node>) -> shard::Deps {
+fn shard_deps(node: &Arc<Node>, listeners: &Listeners, accept_later: bool) -> shard::Deps {
     let c = &node.config;
     shard::Deps {
         node_id: c.node_id.clone(),
@@ -265,29 +272,9 @@ fn shard_deps(node: &Arc<Node>) -> shard::Deps {
             c.cluster.route_policy,
         )),
         shards_busy: node.shards_busy.clone(),
-        ws_addr: node.ws_addr,
-        tcp_addr: node.tcp_addr,
-        bus_fds: node.bus_fds.clone(),
+        listeners: (0..node.mesh.len()).map(|id| listeners.shard(id)).collect(),
+        accept_later,
     }
-}
-
-/// Binds one bus listener per shard (port + shard, or free ports for 0).
-fn bind_bus(config: &Config, shards: usize) -> Result<Vec<std::net::TcpListener>, NodeError> {
-    let Some(base) = config.cluster.bus_listen else {
-        return Ok(Vec::new());
-    };
-    (0..shards)
-        .map(|i| {
-            let mut addr = base;
-            if base.port() != 0 {
-                addr.set_port(base.port() + i as u16);
-            }
-            let what = || format!("bus, shard {i}");
-            let l = std::net::TcpListener::bind(addr).map_err(listen(addr, what()))?;
-            l.set_nonblocking(true).map_err(listen(addr, what()))?;
-            Ok(l)
-        })
-        .collect()
 }
 
 /// This node as the registry lists it. Peers and clients reach it at
@@ -301,7 +288,7 @@ fn node_info(node: &Node, admin: SocketAddr) -> NodeInfo {
     NodeInfo {
         id: node.config.node_id.clone(),
         incarnation: node.incarnation,
-        bus: node.bus_addrs.iter().map(|a| host(*a)).collect(),
+        bus: node.addrs.bus.iter().map(|a| host(*a)).collect(),
         ws: host(node.ws_addr),
         tcp: host(node.tcp_addr),
         admin: host(admin),
@@ -310,19 +297,12 @@ fn node_info(node: &Node, admin: SocketAddr) -> NodeInfo {
     }
 }
 
-/// Resolves port 0 with a probe socket that the shards' listeners share.
-fn resolve(addr: SocketAddr) -> std::io::Result<(SocketAddr, Option<OwnedFd>)> {
-    if addr.port() != 0 {
-        return Ok((addr, None));
-    }
-    let (resolved, probe) = sys::bind_probe(addr)?;
-    Ok((resolved, Some(probe)))
-}
-
-/// SIGTERM and SIGINT start a drain; a second SIGINT exits at once.
+/// SIGTERM and SIGINT start a drain; a second SIGINT exits at once. SIGHUP
+/// reloads; SIGUSR2 upgrades (on a thread of its own: a SIGTERM meanwhile
+/// still drains).
 fn spawn_signal_thread(control: Control) -> Result<(), NodeError> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR2])
         .map_err(os("install signal handlers"))?;
     std::thread::Builder::new()
         .name("signals".into())
@@ -331,6 +311,14 @@ fn spawn_signal_thread(control: Control) -> Result<(), NodeError> {
                 if sig == SIGHUP {
                     // A reload never stops the node, whatever it finds.
                     let _ = control.reload();
+                    continue;
+                }
+                if sig == SIGUSR2 {
+                    // The outcome is logged by `upgrade` itself.
+                    let control = control.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("upgrade".into())
+                        .spawn(move || control.upgrade());
                     continue;
                 }
                 if sig == SIGINT && control.is_draining() {

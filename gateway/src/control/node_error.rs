@@ -56,6 +56,10 @@ pub enum NodeError {
     /// The downstream consumer could not start.
     #[error("{0}")]
     Downstream(DownstreamError),
+    /// Started by an upgrade, the handover failed or was refused (the old
+    /// process serves on).
+    #[error("{0}")]
+    Upgrade(String),
 }
 
 pub(super) fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> NodeError {

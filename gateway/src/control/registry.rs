@@ -10,7 +10,9 @@
 //!
 //! When Redis cannot be reached, the last reading stands (links have their
 //! own heartbeats); the outage is logged once and the entry is written again
-//! at the first refresh that succeeds. A graceful stop deletes the entry.
+//! at the first refresh that succeeds. A graceful stop deletes the entry;
+//! a process that handed the node to a new one in an upgrade neither writes
+//! nor deletes it any more.
 use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
@@ -127,6 +129,10 @@ impl Refresher {
         while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
             stopped.recv_timeout(self.period())
         {
+            if self.node.handed_over.load(Ordering::SeqCst) {
+                // An upgrade's new process writes this node's entry now.
+                continue;
+            }
             let counter = match self.refresh() {
                 Ok(()) => &self.node.view.refreshes,
                 Err(_) => &self.node.view.errors,
@@ -134,6 +140,9 @@ impl Refresher {
             counter.fetch_add(1, Ordering::Relaxed);
         }
         let id = self.me.id.clone();
+        if self.node.handed_over.load(Ordering::SeqCst) {
+            return;
+        }
         if let Ok(conn) = self.redis.get() {
             let mut del = redis::cmd("DEL");
             del.arg(entry_key(&id));

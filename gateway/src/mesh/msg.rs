@@ -190,6 +190,9 @@ pub enum Command {
     /// Stop accepting, send go-away to everyone (naming where to go), exit
     /// when empty.
     Drain(Redirect),
+    /// Start accepting (a process started by an upgrade, once the old one
+    /// has stopped).
+    Accept,
     /// The registry's live peers changed: open and drop links to match.
     Peers(Peers),
     /// A reload (SIGHUP, `POST /reload`): put these keys (and TLS

@@ -57,7 +57,10 @@ impl Session {
     }
 
     /// The node drains: an authenticated client is asked to reconnect
-    /// elsewhere (and closes itself); one not yet authenticated is closed.
+    /// elsewhere (and closes itself). One not yet authenticated is left to
+    /// finish its handshake (bounded by the handshake timeout): the driver
+    /// drains it once it is open, so a client accepted just before a drain
+    /// (or an upgrade's commit) is told why, never cut off silently.
     /// True when a go-away was sent.
     pub(crate) fn drain(
         &mut self,
@@ -81,11 +84,7 @@ impl Session {
                 self.bye = 1000 + GoAwayReason::Draining as u16;
                 true
             }
-            Phase::Upgrade | Phase::Auth => {
-                self.close(cx);
-                false
-            }
-            Phase::Closing | Phase::Closed => false,
+            Phase::Upgrade | Phase::Auth | Phase::Closing | Phase::Closed => false,
         }
     }
 

@@ -4,7 +4,6 @@
 //! builds one `Deps` for all shards; a shard never sees the node itself, and
 //! what changes while it runs (a drain's redirect targets, reloaded keys
 //! and certificates) reaches it as a `mesh::Command`.
-use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -69,10 +68,21 @@ pub(crate) struct Deps {
     pub http: Option<HttpHook>,
     /// Shards that still hold connections during a drain.
     pub shards_busy: Arc<AtomicUsize>,
-    /// WebSocket address every shard listens on (port resolved).
-    pub ws_addr: SocketAddr,
-    /// Raw TCP address every shard listens on (port resolved).
-    pub tcp_addr: SocketAddr,
-    /// Bus listeners, one per shard (none on a single node).
-    pub bus_fds: Vec<RawFd>,
+    /// Each shard's listeners (descriptor numbers of the node's table).
+    pub listeners: Vec<ShardFds>,
+    /// Accept only once told (`Command::Accept`): a process started by an
+    /// upgrade, while the old one still accepts.
+    pub accept_later: bool,
+}
+
+/// One shard's listening sockets, as numbered in the node's table (and so
+/// in the shard's copy of it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ShardFds {
+    /// WebSocket.
+    pub ws: RawFd,
+    /// Raw TCP.
+    pub tcp: RawFd,
+    /// Bus (many nodes only).
+    pub bus: Option<RawFd>,
 }

@@ -19,6 +19,7 @@
 //!   another method that borrows the same cell.
 //! - An idle connection holds no read or write buffer and no task; readiness
 //!   comes from the shard's epoll set (`poller`).
+mod accept;
 mod actions;
 mod backend;
 mod bus;
@@ -52,7 +53,7 @@ use crate::wheel::{TimerKey, TimingWheel};
 
 use crate::router::tables::ConnKey;
 use crate::router::{Action, Router};
-pub(crate) use deps::Deps;
+pub(crate) use deps::{Deps, ShardFds};
 pub(crate) use run::spawn;
 use timers::Timer;
 use wake::{Flag, Notify};
@@ -105,8 +106,13 @@ pub(crate) struct Shard {
     outbox: outbox::Outbox,
     /// Every read lands here first (see `reader`).
     scratch: RefCell<Vec<u8>>,
+    /// Its listeners while it accepts.
+    listening: accept::Listening,
     /// Set when the shard stops accepting (drain).
     draining: Flag,
+    /// Where a drain sends clients (for those that authenticate after it
+    /// began).
+    drain_redirect: RefCell<Option<crate::mesh::Redirect>>,
     /// Set when the shard may exit (drained and empty, or past the deadline).
     done: Flag,
     next_id: Cell<u64>,
@@ -204,7 +210,9 @@ impl Shard {
             flush: Notify::default(),
             outbox: outbox::Outbox::new(deps.mesh.len()),
             scratch: RefCell::new(Vec::with_capacity(SCRATCH)),
+            listening: accept::Listening::default(),
             draining: Flag::default(),
+            drain_redirect: RefCell::new(None),
             done: Flag::default(),
             next_id: Cell::new(1),
             store: RefCell::new(store),

@@ -11,6 +11,9 @@
 //! neither multishot poll nor provided-buffer rings, which would give the
 //! same shape on the ring itself.
 //!
+//! The shard's two listeners are in the set too (`accept`), under keys no
+//! connection gets.
+//!
 //! Each connection is registered once, at accept, for input, output and
 //! hang-up, with a token of its slab key and the low half of its id (a stale
 //! event for a reused key is recognised and dropped). Edge-triggered means a
@@ -21,6 +24,7 @@ use std::cell::RefCell;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
+use super::accept::listener_key;
 use super::reader::{self, ReadEnd};
 use super::wake::{runtime_turn, waited, Turns};
 use super::Shard;
@@ -60,6 +64,11 @@ impl Shard {
         sys::epoll_add(self.poller.epfd.as_raw_fd(), fd, token(key, id))
     }
 
+    /// The shard's epoll set.
+    pub(super) fn poller_fd(&self) -> i32 {
+        self.poller.epfd.as_raw_fd()
+    }
+
     /// Reads `key` again in the next round, without waiting for readiness.
     pub(super) fn read_again(&self, key: ConnKey, id: u64) {
         self.poller.again.borrow_mut().push(token(key, id));
@@ -83,7 +92,10 @@ impl Shard {
             std::mem::swap(&mut again, &mut *self.poller.again.borrow_mut());
             for t in again.drain(..) {
                 let (key, id) = untoken(t);
-                self.on_input(key, id);
+                match listener_key(key) {
+                    Some(transport) => self.on_acceptable(transport),
+                    None => self.on_input(key, id),
+                }
             }
             let n = sys::epoll_poll(self.poller.epfd.as_raw_fd(), &mut events);
             for ev in &events[..n] {
@@ -116,6 +128,10 @@ impl Shard {
     }
 
     fn on_event(&self, key: ConnKey, id: u32, events: u32) {
+        if let Some(transport) = listener_key(key) {
+            self.on_acceptable(transport);
+            return;
+        }
         let hangup = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         let blocked = match self.conns.borrow_mut().get_mut(key) {
             Some(c) if c.session.id() as u32 == id => {

@@ -166,6 +166,7 @@ impl Shard {
                 }
             }
             Command::Drain(redirect) => self.start_drain(redirect),
+            Command::Accept => self.start_accepting(),
             Command::Peers(peers) => self.on_peers(peers),
             Command::Reload(r) => {
                 self.env.verifier.replace(r.verifier);
@@ -207,19 +208,26 @@ impl Shard {
             return;
         }
         self.draining.set();
+        self.stop_accepting();
         let keys: Vec<usize> = self.conns.borrow().iter().map(|(k, _)| k).collect();
         for key in keys {
-            let to = {
-                let conns = self.conns.borrow();
-                let Some(c) = conns.get(key) else { continue };
-                let user = c.session.user().map(|u| &**u);
-                let wire = c.session.wire();
-                self.router.borrow_mut().redirect(&redirect, user, wire)
-            };
-            let after = redirect.reconnect_after_ms;
-            self.drive(key, |s, cx| s.drain(cx, after, &to));
+            self.drain_conn(key, &redirect);
         }
+        *self.drain_redirect.borrow_mut() = Some(redirect);
         self.check_done();
+    }
+
+    /// Sends one connection its go-away (if it is open yet).
+    pub(super) fn drain_conn(&self, key: ConnKey, redirect: &Redirect) {
+        let to = {
+            let conns = self.conns.borrow();
+            let Some(c) = conns.get(key) else { return };
+            let user = c.session.user().map(|u| &**u);
+            let wire = c.session.wire();
+            self.router.borrow_mut().redirect(redirect, user, wire)
+        };
+        let after = redirect.reconnect_after_ms;
+        self.drive(key, |s, cx| s.drain(cx, after, &to));
     }
 
     /// Marks the shard done when it is draining and holds no connection.

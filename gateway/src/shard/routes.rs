@@ -13,8 +13,17 @@ impl Shard {
             key,
             conn_id,
         };
+        let online = matches!(route, Route::Online { .. });
         let rest = self.router.borrow_mut().route(me, route);
         self.run_actions();
+        if online {
+            // Authenticated during a drain: told to go now (see
+            // `Session::drain`).
+            let redirect = self.drain_redirect.borrow().clone();
+            if let Some(redirect) = redirect {
+                self.drain_conn(key, &redirect);
+            }
+        }
         match rest {
             Some(r @ (Route::ToBackend { .. } | Route::Event(_))) => self.backend_route(key, me, r),
             Some(Route::Authorize { action, room, send }) => {

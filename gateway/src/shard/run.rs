@@ -1,7 +1,6 @@
 //! Starting a shard: its thread, fd table, runtime, listeners and tasks; and
 //! stopping it when drained.
-use std::net::SocketAddr;
-use std::os::fd::{IntoRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,19 +8,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use monoio::net::{ListenerOpts, TcpListener};
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use super::deps::Deps;
 use super::Shard;
 use crate::config::Driver;
-use crate::session::Transport;
 use crate::sys;
 
 /// io_uring submission queue entries per shard.
 const RING_ENTRIES: u32 = 4096;
-/// Listen backlog per shard listener.
-const BACKLOG: i32 = 4096;
 /// Extra time after the drain deadline for forced closes to finish.
 const FORCE_CLOSE_GRACE: Duration = Duration::from_secs(3);
 
@@ -83,29 +78,7 @@ fn run(deps: Arc<Deps>, id: usize, ready: Sender<Ready>) {
     }
 }
 
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let opts = ListenerOpts::new()
-        .reuse_port(true)
-        .reuse_addr(true)
-        .backlog(BACKLOG);
-    TcpListener::bind_with_config(addr, &opts)
-}
-
 async fn main(deps: Arc<Deps>, id: usize, ready: Sender<Ready>, driver: &'static str) {
-    let listeners = bind(deps.ws_addr)
-        .map_err(|e| format!("cannot listen on {} (WebSocket): {e}", deps.ws_addr))
-        .and_then(|ws| {
-            bind(deps.tcp_addr)
-                .map(|tcp| (ws, tcp))
-                .map_err(|e| format!("cannot listen on {} (TCP): {e}", deps.tcp_addr))
-        });
-    let (ws, tcp) = match listeners {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
     let store = match super::store::open(&deps, id) {
         Ok(s) => s,
         Err(e) => {
@@ -113,17 +86,19 @@ async fn main(deps: Arc<Deps>, id: usize, ready: Sender<Ready>, driver: &'static
             return;
         }
     };
-    let bus_listener = deps.bus_fds.get(id).copied();
-    let shard = match Shard::new(id, deps.clone(), store, bus_listener) {
+    let fds = deps.listeners[id];
+    let shard = match Shard::new(id, deps.clone(), store, fds.bus) {
         Ok(s) => Rc::new(s),
         Err(e) => {
             let _ = ready.send(Err(format!("shard {id}: cannot create its epoll set: {e}")));
             return;
         }
     };
+    shard.listening.keep(fds.ws, fds.tcp);
+    if !deps.accept_later {
+        shard.start_accepting();
+    }
     monoio::spawn(shard.clone().poll_task());
-    monoio::spawn(shard.clone().accept_loop(ws, Transport::WebSocket));
-    monoio::spawn(shard.clone().accept_loop(tcp, Transport::Tcp));
     monoio::spawn(shard.clone().router_task());
     monoio::spawn(shard.clone().flusher_task());
     monoio::spawn(shard.clone().ticker_task());
@@ -188,42 +163,6 @@ async fn main(deps: Arc<Deps>, id: usize, ready: Sender<Ready>, driver: &'static
 }
 
 impl Shard {
-    async fn accept_loop(self: Rc<Self>, listener: TcpListener, transport: Transport) {
-        loop {
-            let accepted = monoio::select! {
-                r = listener.accept() => r,
-                _ = self.draining.wait() => return,
-            };
-            match accepted {
-                Ok((stream, peer)) => {
-                    let fd = stream.into_raw_fd();
-                    let open = self
-                        .deps
-                        .stats
-                        .iter()
-                        .map(|s| s.conns().max(0) as u64)
-                        .sum();
-                    match self
-                        .deps
-                        .admission
-                        .admit(peer.ip(), open, self.tick_clock())
-                    {
-                        Ok(()) => self.accept_conn(fd, transport, peer.ip()),
-                        Err(why) => {
-                            tracing::debug!(shard = self.id, %peer, ?why, "connection refused at accept");
-                            sys::close(fd);
-                        }
-                    }
-                }
-                Err(e) => {
-                    // Out of descriptors or memory: back off instead of spinning.
-                    tracing::warn!(shard = self.id, "accept failed: {e}");
-                    monoio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
-    }
-
     /// Writes every connection with pending output, once each per round.
     async fn flusher_task(self: Rc<Self>) {
         let mut batch = Vec::new();

@@ -154,6 +154,51 @@ impl ShardStats {
         self.bus.lock().map(|b| b.clone()).unwrap_or_default()
     }
 
+    /// The counters that only grow, in a fixed order: what an upgrade hands
+    /// the new process (gauges and histograms start anew there).
+    fn monotonic(&self) -> impl Iterator<Item = &AtomicU64> {
+        [
+            &self.accepted,
+            &self.frames_in,
+            &self.frames_out,
+            &self.bytes_in,
+            &self.bytes_out,
+            &self.writes,
+            &self.deliveries,
+            &self.slow_consumer_closes,
+            &self.mesh_backlogged,
+            &self.qos_appends,
+            &self.qos_dedupe_hits,
+            &self.qos_retransmits,
+            &self.qos_resumes,
+            &self.qos_gaps,
+            &self.qos_store_errors,
+            &self.qos_append_retries,
+            &self.qos_append_dropped,
+            &self.qos_inbox_full,
+            &self.events_dropped,
+            &self.bus_refused,
+            &self.bus_envelopes_in,
+            &self.bus_bad_envelopes,
+        ]
+        .into_iter()
+        .chain(&self.errors)
+        .chain(&self.go_aways)
+    }
+
+    /// The counters that only grow (see `add_totals`).
+    pub(crate) fn totals(&self) -> Vec<u64> {
+        self.monotonic().map(|c| c.load(Relaxed)).collect()
+    }
+
+    /// Adds totals read by `totals` (of another process's shard): the
+    /// counters go on from there. Extra or missing entries are ignored.
+    pub(crate) fn add_totals(&self, totals: &[u64]) {
+        for (c, n) in self.monotonic().zip(totals) {
+            c.fetch_add(*n, Relaxed);
+        }
+    }
+
     /// Adds one to a counter.
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
@@ -162,5 +207,34 @@ impl ShardStats {
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Relaxed, ShardStats};
+    use proto::v1::{ErrorCode, GoAwayReason};
+
+    /// An upgrade's new process goes on from the old one's totals: every
+    /// counter that only grows is carried, gauges are not.
+    #[test]
+    fn totals_carry_every_counter_and_no_gauge() {
+        let old = ShardStats::default();
+        old.accepted.store(5, Relaxed);
+        old.bus_bad_envelopes.store(2, Relaxed);
+        old.error(ErrorCode::RateLimited);
+        old.go_away(GoAwayReason::HeartbeatTimeout);
+        old.conns_ws.store(9, Relaxed);
+        let new = ShardStats::default();
+        new.accepted.store(1, Relaxed);
+        new.add_totals(&old.totals());
+        assert_eq!(new.accepted.load(Relaxed), 6);
+        assert_eq!(new.bus_bad_envelopes.load(Relaxed), 2);
+        assert_eq!(new.errors.iter().map(|c| c.load(Relaxed)).sum::<u64>(), 1);
+        assert_eq!(new.go_aways.iter().map(|c| c.load(Relaxed)).sum::<u64>(), 1);
+        assert_eq!(new.conns_ws.load(Relaxed), 0);
+        // A shorter list (an older binary's) adds what it has.
+        new.add_totals(&[1]);
+        assert_eq!(new.accepted.load(Relaxed), 7);
     }
 }

@@ -235,6 +235,11 @@ impl Gateway {
         }
     }
 
+    /// The gateway's process id (the one this test started).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
     /// Sends a signal to the gateway process (e.g. `libc::SIGTERM`).
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on the pid of the child we spawned, not yet reaped

@@ -22,6 +22,7 @@ pub(super) fn body_rule(method: &str, path: &str) -> Option<BodyRule> {
     match (method, path) {
         ("POST", "/push") => Some(BodyRule::Json),
         ("POST", "/drain") => Some(BodyRule::JsonOrEmpty),
+        ("POST", "/upgrade") => Some(BodyRule::JsonOrEmpty),
         ("POST", "/reload") => Some(BodyRule::JsonOrEmpty),
         ("POST", p) if p.starts_with("/kick/") => Some(BodyRule::JsonOrEmpty),
         _ => None,
@@ -99,6 +100,16 @@ pub(super) fn route(control: &Control, method: &str, path: &str, body: &[u8]) ->
             control.drain();
             reply(202, json!({ "draining": true }))
         }
+        ("POST", "/upgrade") => match control.upgrade() {
+            Ok(done) => reply(200, json!(done)),
+            Err(e) => {
+                let status = match e {
+                    crate::control::upgrade::UpgradeError::Busy(_) => 409,
+                    _ => 500,
+                };
+                reply(status, json!({ "upgraded": false, "error": e.to_string() }))
+            }
+        },
         ("POST", "/reload") => match control.reload() {
             Ok(()) => reply(200, json!({ "reloaded": true })),
             Err(e) => reply(422, json!({ "reloaded": false, "error": e.to_string() })),
@@ -116,9 +127,11 @@ pub(super) fn route(control: &Control, method: &str, path: &str, body: &[u8]) ->
                 .kick(user)
                 .map(|n| reply(200, json!({ "kicked": n })))
         }),
-        (_, "/healthz" | "/metrics" | "/push" | "/drain" | "/reload" | "/nodes" | "/route") => {
-            error(405, "method not allowed")
-        }
+        (
+            _,
+            "/healthz" | "/metrics" | "/push" | "/drain" | "/reload" | "/upgrade" | "/nodes"
+            | "/route",
+        ) => error(405, "method not allowed"),
         _ => error(404, "not found"),
     }
 }

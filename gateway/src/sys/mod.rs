@@ -8,6 +8,14 @@
 //! submitted, see `shared/BENCH-NOTES.md`).
 //! Cross-shard wake-ups use eventfds created before the shards unshare their
 //! fd tables, so the same fd number names the same eventfd in every table.
+//! `listen`: listeners and accept; `fdpass`: descriptors between processes
+//! (the upgrade's handover).
+mod fdpass;
+mod listen;
+
+pub(crate) use fdpass::{recv_msg, send_msg, seqpacket_pair, MAX_FDS};
+pub(crate) use listen::{accept, listener, local_addr};
+
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -94,6 +102,22 @@ pub(crate) fn epoll_add(epfd: RawFd, fd: RawFd, token: u64) -> io::Result<()> {
     };
     // SAFETY: passes a live epoll_event; the kernel copies it.
     cvt(unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(|_| ())
+}
+
+/// Removes `fd` from an epoll set. Needed before closing a descriptor whose
+/// file another table or process also holds (a listener): epoll watches the
+/// file, not the number.
+pub(crate) fn epoll_del(epfd: RawFd, fd: RawFd) {
+    // SAFETY: EPOLL_CTL_DEL ignores the event argument; an fd not in the
+    // set is an error without effect.
+    unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
+}
+
+/// Puts a descriptor in non-blocking mode.
+pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor number; errors are returned.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(|_| ())
 }
 
 /// Collects ready events without waiting; returns how many were filled in.
@@ -203,7 +227,7 @@ fn nonblocking(n: isize) -> io::Result<Io> {
     }
 }
 
-fn cvt(ret: i32) -> io::Result<i32> {
+pub(super) fn cvt(ret: i32) -> io::Result<i32> {
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -211,76 +235,7 @@ fn cvt(ret: i32) -> io::Result<i32> {
     }
 }
 
-/// Binds (without listening) a socket with `SO_REUSEPORT` to `addr`, so a
-/// port 0 is resolved once and every shard can then bind the same port.
-/// A socket that never listens never receives a connection.
-pub(crate) fn bind_probe(
-    addr: std::net::SocketAddr,
-) -> io::Result<(std::net::SocketAddr, OwnedFd)> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: socket returns a new fd or -1.
-    let fd = cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: fd was just created and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-    setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
-    // SAFETY: sockaddr_storage is plain data, large enough for any address.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        std::net::SocketAddr::V4(a) => {
-            // SAFETY: sockaddr_in fits in sockaddr_storage and is plain data.
-            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        std::net::SocketAddr::V6(a) => {
-            // SAFETY: sockaddr_in6 fits in sockaddr_storage and is plain data.
-            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_addr.s6_addr = a.ip().octets();
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    // SAFETY: storage holds a valid address of `len` bytes.
-    cvt(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len as libc::socklen_t,
-        )
-    })?;
-    let mut out_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: getsockname writes at most out_len bytes into storage.
-    cvt(unsafe {
-        libc::getsockname(
-            fd.as_raw_fd(),
-            (&mut storage as *mut libc::sockaddr_storage).cast(),
-            &mut out_len,
-        )
-    })?;
-    let port = match addr {
-        // SAFETY: the kernel filled a sockaddr_in for an AF_INET socket.
-        std::net::SocketAddr::V4(_) => {
-            u16::from_be(unsafe { (*(&storage as *const _ as *const libc::sockaddr_in)).sin_port })
-        }
-        // SAFETY: the kernel filled a sockaddr_in6 for an AF_INET6 socket.
-        std::net::SocketAddr::V6(_) => u16::from_be(unsafe {
-            (*(&storage as *const _ as *const libc::sockaddr_in6)).sin6_port
-        }),
-    };
-    let mut resolved = addr;
-    resolved.set_port(port);
-    Ok((resolved, fd))
-}
-
-/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread, so they are
+/// Blocks SIGTERM, SIGINT, SIGHUP and SIGUSR2 in the calling thread, so they are
 /// handled on a thread that shares the process's original fd table (the
 /// signal handler writes to a self-pipe by fd number).
 pub(crate) fn block_shutdown_signals() -> io::Result<()> {
@@ -292,6 +247,7 @@ pub(crate) fn block_shutdown_signals() -> io::Result<()> {
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGUSR2);
         let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         if rc != 0 {
             return Err(io::Error::from_raw_os_error(rc));

@@ -1,0 +1,146 @@
+//! Upgrading the binary in place: the running process (the old one) starts
+//! the new binary and hands it the node's listening sockets, accept queues
+//! included, so no connect is refused or reset while it happens.
+//!
+//! Triggers: `SIGUSR2`, `POST /upgrade` (admin token as for every POST) and
+//! `gateway upgrade` (which calls that). The new binary is `upgrade_binary`,
+//! or else the file this process was started from as it is now; it starts
+//! with the same flags (so the same config file, re-read).
+//!
+//! The handover, over a `SOCK_SEQPACKET` pair (the new process's end is its
+//! descriptor 3, named by `GATEWAY_UPGRADE_FD`); every message is one JSON
+//! object of [`Msg`], descriptors ride along with `SCM_RIGHTS`:
+//!
+//! 1. old → new `Offer`: the handover format, shard count, node id and the
+//!    listeners' addresses. Nothing has moved yet: a new binary that cannot
+//!    read the format, or whose config changes a listen address or the shard
+//!    count, answers `Refuse` and exits; the old process serves on.
+//! 2. new → old `Accept`; old → new `Fds` (every listener, at most 253
+//!    descriptors a message). The old process keeps accepting meanwhile.
+//! 3. The new process starts its shards on these sockets, not accepting
+//!    yet, and answers `Ready`.
+//! 4. Commit: the old process stops accepting (its shards take the
+//!    listeners out of their epoll sets; no accept is in flight, see
+//!    `shard::accept`), closes its copies, stops its admin API, registry
+//!    writes and downstream consumer, and sends `Commit` with its counters'
+//!    totals. The new process starts accepting (what arrived meanwhile
+//!    waited in the queues), then its admin API, registry and streams. The
+//!    old one drains: every client gets go-away `DRAINING` with the
+//!    reconnect hint and no other node named, so it reconnects to the same
+//!    address, now the new process's. At exit it sends what it counted
+//!    since the commit (`Totals`).
+//!
+//! Abort: until the commit the old process has given nothing up, and the
+//! new one has accepted no connection. If the new binary cannot be started,
+//! refuses, exits, dies (`SIGKILL` included) or is not ready within
+//! [`READY_TIMEOUT`], the old process kills it (if it still runs), logs one
+//! line and answers the reason; it never stopped serving. If instead the
+//! old process dies before the commit, the new one serves.
+//!
+//! What does not move yet: the connections themselves (they reconnect, and
+//! resume their QoS 1 inbox from Redis; the in-process store's inboxes are
+//! lost as on a restart), and the node's incarnation (peers see a restart
+//! of the node and resync their links).
+//!
+//! Test hooks, read by the new process only: `GATEWAY_TEST_UPGRADE_FORMATS`
+//! (comma-separated formats it claims to read, instead of [`FORMAT`]) and
+//! `GATEWAY_TEST_UPGRADE_HOLD_MS` (a pause before `Ready`).
+mod child;
+mod parent;
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub(crate) use child::Incoming;
+pub(crate) use parent::finish;
+pub use parent::{UpgradeError, Upgraded};
+
+use super::listeners::Addrs;
+
+/// The handover format this binary sends and reads.
+pub(crate) const FORMAT: u32 = 1;
+/// Largest handover message.
+const MAX_MSG: usize = 64 * 1024;
+/// How long the new process may take to answer the offer (it starts and
+/// reads its config first).
+const OFFER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the new process may take from the offer to `Ready`.
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The environment variable naming the new process's end of the channel.
+const FD_VAR: &str = "GATEWAY_UPGRADE_FD";
+/// The descriptor number the channel gets in the new process.
+const CHILD_FD: i32 = 3;
+
+/// One handover message.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "msg", rename_all = "snake_case")]
+enum Msg {
+    /// What the old process hands over (nothing attached yet).
+    Offer {
+        format: u32,
+        pid: u32,
+        node_id: String,
+        shards: usize,
+        addrs: Addrs,
+        /// How many descriptors the `Fds` messages will carry.
+        fds: usize,
+    },
+    /// The new process can take it.
+    Accept { pid: u32 },
+    /// The new process cannot take it, and exits.
+    Refuse { why: String },
+    /// Listeners attached, in `Listeners::all`'s order.
+    Fds,
+    /// The new process is up, its shards not yet accepting.
+    Ready { pid: u32 },
+    /// The old process stopped accepting: the new one accepts from now on.
+    /// Carries the old process's counter totals, as `Totals`.
+    Commit {
+        shards: Vec<Vec<u64>>,
+        upgrades: u64,
+        aborted: u64,
+    },
+    /// Counter totals, shard by shard (see `ShardStats::totals`), and the
+    /// node's upgrade counters: added to the receiver's.
+    Totals {
+        shards: Vec<Vec<u64>>,
+        upgrades: u64,
+        aborted: u64,
+    },
+}
+
+/// A node's upgrade state (in `Node`).
+#[derive(Default)]
+pub struct UpgradeState {
+    /// Upgrades this node's processes completed (carried across them).
+    pub done: AtomicU64,
+    /// Upgrades aborted (carried across them).
+    pub aborted: AtomicU64,
+    /// One upgrade at a time.
+    running: Mutex<()>,
+    /// After a commit: the channel to the new process, and the totals
+    /// already sent on it.
+    handed: Mutex<Option<(OwnedFd, Vec<Vec<u64>>)>>,
+}
+
+fn send(sock: &OwnedFd, msg: &Msg, fds: &[i32]) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    crate::sys::send_msg(sock, &bytes, fds)
+}
+
+/// The next message and its descriptors; an error names what went wrong
+/// (`None` from the OS: the other end closed).
+fn recv(sock: &OwnedFd, timeout: Duration) -> Result<(Msg, Vec<OwnedFd>), String> {
+    match crate::sys::recv_msg(sock, MAX_MSG, timeout) {
+        Ok(Some((bytes, fds))) => serde_json::from_slice(&bytes)
+            .map(|m| (m, fds))
+            .map_err(|e| format!("unreadable handover message: {e}")),
+        Ok(None) => Err("the other process closed the handover channel".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            Err(format!("no answer within {timeout:?}"))
+        }
+        Err(e) => Err(format!("handover channel: {e}")),
+    }
+}

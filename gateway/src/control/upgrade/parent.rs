@@ -1,0 +1,245 @@
+//! The old process's side of an upgrade (see the module header).
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{recv, send, Msg, FD_VAR, FORMAT, OFFER_TIMEOUT, READY_TIMEOUT};
+use crate::control::node::Node;
+use crate::control::Control;
+use crate::mesh::Redirect;
+use crate::sys;
+
+/// A completed upgrade, as `POST /upgrade` answers it.
+#[derive(Debug, serde::Serialize)]
+pub struct Upgraded {
+    /// The new process.
+    pub pid: u32,
+    /// Connections handed over with their state (none yet: see the module
+    /// header).
+    pub connections: u64,
+    /// Connections told to reconnect (to the new process).
+    pub draining: u64,
+    /// From the trigger to the commit.
+    pub took_ms: u64,
+}
+
+/// Why an upgrade did not happen; the old process serves on. One line each.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    /// Another upgrade runs, or the node drains or was already upgraded.
+    #[error("{0}")]
+    Busy(&'static str),
+    /// The new binary could not be started.
+    #[error("cannot start {binary}: {error}")]
+    Start {
+        /// The binary.
+        binary: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// The new process refused, failed or died before it was ready.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Control {
+    /// Upgrades this node's binary (see `control::upgrade`): returns once
+    /// the new process serves and this one drains, or with the reason it
+    /// did not happen (this process then serves as before).
+    pub fn upgrade(&self) -> Result<Upgraded, UpgradeError> {
+        let node = self.node();
+        let state = &node.upgrade;
+        let Ok(_one) = state.running.try_lock() else {
+            return Err(UpgradeError::Busy("an upgrade is already running"));
+        };
+        if self.is_draining() {
+            return Err(UpgradeError::Busy("the node is draining"));
+        }
+        let started = Instant::now();
+        match self.hand_over(started) {
+            Ok(done) => {
+                tracing::info!(
+                    pid = done.pid,
+                    draining = done.draining,
+                    took_ms = done.took_ms,
+                    "upgraded: the new process serves, this one drains"
+                );
+                Ok(done)
+            }
+            Err(e) => {
+                state.aborted.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("upgrade aborted, this process serves on: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    fn hand_over(&self, started: Instant) -> Result<Upgraded, UpgradeError> {
+        let node = self.node();
+        let binary = node
+            .config
+            .upgrade_binary
+            .clone()
+            .or_else(|| node.exe.clone())
+            .ok_or(UpgradeError::Busy(
+                "the path this node was started from is unknown: set upgrade_binary",
+            ))?;
+        let failed = |e: std::io::Error| UpgradeError::Failed(format!("handover channel: {e}"));
+        let (mine, theirs) = sys::seqpacket_pair().map_err(failed)?;
+        let mut child = spawn(&binary, theirs).map_err(|error| UpgradeError::Start {
+            binary: binary.clone(),
+            error,
+        })?;
+        let pid = child.id();
+        if let Err(why) = offer(node, &mine) {
+            node.handed_over.store(false, Ordering::SeqCst);
+            let _ = child.kill();
+            let status = match child.wait() {
+                Ok(s) => format!("; the new process (pid {pid}) {s}"),
+                Err(_) => String::new(),
+            };
+            return Err(UpgradeError::Failed(format!("{why}{status}")));
+        }
+        // Commit: the new process serves on the same sockets.
+        node.admin_stop.notify_one();
+        let conns = node.stats.iter().map(|s| s.conns().max(0) as u64).sum();
+        drop(
+            node.listeners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        self.drain_with(Redirect {
+            nodes: Arc::from([]),
+            policy: node.config.cluster.route_policy,
+            reconnect_after_ms: node.config.drain.reconnect_after_ms,
+        });
+        let state = &node.upgrade;
+        let done = state.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let totals: Vec<Vec<u64>> = node.stats.iter().map(|s| s.totals()).collect();
+        let msg = Msg::Commit {
+            shards: totals.clone(),
+            upgrades: done,
+            aborted: state.aborted.load(Ordering::Relaxed),
+        };
+        if let Err(e) = send(&mine, &msg, &[]) {
+            // It died after `Ready`: nobody accepts now. Its end closed, so
+            // it cannot be told; the listeners are closed here already.
+            tracing::error!("upgrade: the new process did not take the commit: {e}");
+        }
+        *state.handed.lock().unwrap_or_else(|e| e.into_inner()) = Some((mine, totals));
+        // Reaped here if it exits while this process still runs.
+        let _ = std::thread::Builder::new()
+            .name("upgrade-child".into())
+            .spawn(move || child.wait());
+        Ok(Upgraded {
+            pid,
+            connections: 0,
+            draining: conns,
+            took_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+}
+
+/// Starts the new binary with this process's arguments and the channel's
+/// other end as its descriptor 3.
+fn spawn(binary: &PathBuf, theirs: OwnedFd) -> std::io::Result<Child> {
+    let fd = theirs.as_raw_fd();
+    let mut cmd = Command::new(binary);
+    cmd.args(std::env::args_os().skip(1))
+        .env(FD_VAR, super::CHILD_FD.to_string())
+        .stdin(Stdio::null());
+    // SAFETY: dup2 and fcntl are async-signal-safe; the closure touches
+    // only the descriptor number captured by value.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == super::CHILD_FD {
+                // Already in place: only clear close-on-exec.
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, super::CHILD_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn();
+    drop(theirs);
+    child
+}
+
+/// Steps 1 to 3 of the handover: the offer, the listeners, `Ready`.
+fn offer(node: &Node, sock: &OwnedFd) -> Result<(), String> {
+    let listeners = node.listeners.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(l) = listeners.as_ref() else {
+        return Err("the node no longer holds its listeners".into());
+    };
+    let fds = l.all();
+    let offer = Msg::Offer {
+        format: FORMAT,
+        pid: std::process::id(),
+        node_id: node.config.node_id.clone(),
+        shards: node.mesh.len(),
+        addrs: l.addrs.clone(),
+        fds: fds.len(),
+    };
+    let io = |e: std::io::Error| format!("handover channel: {e}");
+    send(sock, &offer, &[]).map_err(io)?;
+    match recv(sock, OFFER_TIMEOUT)? {
+        (Msg::Accept { pid }, _) => {
+            tracing::info!(pid, "upgrade: the new process takes the offer");
+        }
+        (Msg::Refuse { why }, _) => return Err(format!("the new binary refused: {why}")),
+        (other, _) => return Err(format!("unexpected answer to the offer: {other:?}")),
+    }
+    // From here the new process registers this node: this one stops
+    // writing its registry entry (resumed if the upgrade aborts).
+    node.handed_over.store(true, Ordering::SeqCst);
+    for chunk in fds.chunks(sys::MAX_FDS) {
+        send(sock, &Msg::Fds, chunk).map_err(io)?;
+    }
+    drop(listeners);
+    match recv(sock, READY_TIMEOUT)? {
+        (Msg::Ready { .. }, _) => Ok(()),
+        (other, _) => Err(format!("unexpected message instead of ready: {other:?}")),
+    }
+}
+
+/// At exit, after an upgrade: hands the new process what this one counted
+/// since the commit.
+pub(crate) fn finish(node: &Node) {
+    let Some((sock, sent)) = node
+        .upgrade
+        .handed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    else {
+        return;
+    };
+    let shards = node
+        .stats
+        .iter()
+        .zip(&sent)
+        .map(|(s, before)| {
+            let now = s.totals();
+            now.iter()
+                .zip(before)
+                .map(|(n, b)| n.saturating_sub(*b))
+                .collect()
+        })
+        .collect();
+    let msg = Msg::Totals {
+        shards,
+        upgrades: 0,
+        aborted: 0,
+    };
+    if let Err(e) = send(&sock, &msg, &[]) {
+        tracing::warn!("upgrade: the last counters could not be handed over: {e}");
+    }
+}

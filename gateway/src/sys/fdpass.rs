@@ -1,0 +1,202 @@
+//! Messages with descriptors between two processes: a `SOCK_SEQPACKET`
+//! socket pair (message boundaries kept, both ends told when the other dies)
+//! and `SCM_RIGHTS`. The upgrade's handover channel (`control::upgrade`).
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use super::cvt;
+
+/// Most descriptors one message carries (the kernel's `SCM_MAX_FD` is 253).
+pub(crate) const MAX_FDS: usize = 253;
+
+/// A connected `SOCK_SEQPACKET` pair, close-on-exec both.
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: socketpair writes two fds into the live array or returns -1.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn cmsg_space(n: usize) -> usize {
+    // SAFETY: CMSG_SPACE is arithmetic on its argument.
+    unsafe { libc::CMSG_SPACE((n * std::mem::size_of::<RawFd>()) as u32) as usize }
+}
+
+/// Sends one message, `bytes` with `fds` attached (at most [`MAX_FDS`]).
+/// Blocks until the kernel takes it; never raises SIGPIPE.
+pub(crate) fn send_msg(sock: &impl AsRawFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::other("too many descriptors for one message"));
+    }
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // u64 words keep the control buffer aligned for cmsghdr.
+    let mut control = vec![0u64; cmsg_space(fds.len()).div_ceil(8)];
+    // SAFETY: msghdr is plain data; every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = cmsg_space(fds.len()) as _;
+        // SAFETY: the control buffer has room for one header and the fds
+        // (CMSG_SPACE); CMSG_FIRSTHDR points into it.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as _;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr().cast::<u8>(),
+                libc::CMSG_DATA(cmsg),
+                std::mem::size_of_val(fds),
+            );
+        }
+    }
+    loop {
+        // SAFETY: msg and everything it points to are live.
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Receives one message of at most `max` bytes and its descriptors (owned,
+/// close-on-exec), waiting at most `timeout`. `Ok(None)`: the other end
+/// closed. A message larger than `max`, or with more than [`MAX_FDS`]
+/// descriptors, is an error (what did arrive is closed).
+pub(crate) fn recv_msg(
+    sock: &impl AsRawFd,
+    max: usize,
+    timeout: Duration,
+) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+    wait_readable(sock.as_raw_fd(), timeout)?;
+    let mut buf = vec![0u8; max];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = vec![0u64; cmsg_space(MAX_FDS).div_ceil(8)];
+    // SAFETY: msghdr is plain data; every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = (control.len() * 8) as _;
+    let n = loop {
+        // SAFETY: msg and everything it points to are live; the kernel
+        // writes at most the buffers' sizes.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    };
+    let mut fds = Vec::new();
+    // SAFETY: walks the control messages the kernel wrote, within
+    // msg_controllen; each SCM_RIGHTS payload is an array of fds now ours.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg);
+                let len = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
+                for i in 0..len / std::mem::size_of::<RawFd>() {
+                    let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
+        return Err(io::Error::other("handover message truncated"));
+    }
+    if n == 0 && fds.is_empty() {
+        return Ok(None);
+    }
+    buf.truncate(n);
+    Ok(Some((buf, fds)))
+}
+
+fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: polls one live pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        match n {
+            n if n > 0 => return Ok(()),
+            0 => return Err(io::Error::from(io::ErrorKind::TimedOut)),
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    #[test]
+    fn a_descriptor_crosses_and_names_the_same_file() {
+        let (a, b) = super::seqpacket_pair().unwrap();
+        let (r, w) = super::seqpacket_pair().unwrap();
+        super::send_msg(&a, b"hello", &[w.as_raw_fd()]).unwrap();
+        drop(w);
+        let (bytes, fds) = super::recv_msg(&b, 64, Duration::from_secs(5))
+            .unwrap()
+            .unwrap();
+        assert_eq!(bytes, b"hello");
+        assert_eq!(fds.len(), 1);
+        // The received end is the pair's other end: a message through it
+        // reaches `r`.
+        super::send_msg(&fds[0], b"through", &[]).unwrap();
+        let (got, none) = super::recv_msg(&r, 64, Duration::from_secs(5))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, b"through");
+        assert!(none.is_empty());
+        drop(a);
+        assert!(super::recv_msg(&b, 64, Duration::from_secs(5))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn an_oversized_message_is_refused_not_cut() {
+        let (a, b) = super::seqpacket_pair().unwrap();
+        super::send_msg(&a, &[7u8; 100], &[]).unwrap();
+        assert!(super::recv_msg(&b, 10, Duration::from_secs(5)).is_err());
+        assert!(super::send_msg(&a, b"x", &[0; super::MAX_FDS + 1]).is_err());
+    }
+}
