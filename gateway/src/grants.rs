@@ -89,6 +89,20 @@ impl Grants {
         }
     }
 
+    /// The claim these grants were parsed from, as an object
+    /// (`from_claim` reads it back to the same grants).
+    pub fn to_claim(&self) -> Value {
+        let list = |ps: &[Pattern]| -> Vec<Value> {
+            ps.iter()
+                .map(|p| match p {
+                    Pattern::Exact(r) => Value::from(r.as_str()),
+                    Pattern::Prefix(r) => Value::from(format!("{r}*")),
+                })
+                .collect()
+        };
+        serde_json::json!({ "join": list(&self.join), "publish": list(&self.publish) })
+    }
+
     /// May the holder join `room`?
     pub fn may_join(&self, room: &str) -> bool {
         self.join.iter().any(|p| p.matches(room))

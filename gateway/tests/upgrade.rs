@@ -13,43 +13,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 driver_tests!(
-    upgrade_hands_over_the_listeners,
+    upgrade_moves_every_connection_twice_in_a_row,
     upgrade_by_signal_then_by_cli,
     upgrade_aborts_when_the_binary_is_missing,
     upgrade_aborts_when_the_new_process_exits,
     upgrade_aborts_when_the_format_is_refused,
     upgrade_aborts_when_the_new_process_is_killed_mid_handover,
+    upgrade_aborts_when_the_new_process_is_killed_holding_the_connections,
+    upgrade_drains_tls_connections,
 );
-
-/// Kills the processes an upgrade started (not this test's children) when
-/// the test ends, however it ends.
-#[derive(Default)]
-struct Reap(std::sync::Mutex<Vec<i32>>);
-
-impl Reap {
-    fn add(&self, pid: i32) {
-        self.0.lock().unwrap().push(pid);
-    }
-}
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        for pid in self.0.lock().unwrap().drain(..) {
-            // SAFETY: kill(2) on a pid an upgrade of this test started.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-}
-
-/// True once `pid` has exited (gone, or a zombie nobody reaps yet).
-fn exited(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z')),
-        Err(_) => true,
-    }
-}
 
 /// Connects and authenticates raw TCP clients without pause until stopped,
 /// counting those that got neither `AuthOk` nor a `DRAINING` go-away (a
@@ -105,38 +77,66 @@ impl Storm {
     }
 }
 
-#[track_caller]
-fn assert_draining(c: &mut Client) {
-    let g = c.go_away();
-    assert_eq!(g.reason(), GoAwayReason::Draining, "{g:?}");
+/// Pushes through the admin API (`target` is `"user": ..` or `"room": ..`).
+fn push(gw: &Gateway, target: &str, text: &str, qos: u8) {
+    let r = gw.post(
+        "/push",
+        &format!(r#"{{{target}, "text": "{text}", "qos": {qos}}}"#),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
 }
 
-fn upgrade_hands_over_the_listeners(driver: Driver) {
+/// Connections of every kind, in rooms, one holding a partial frame and one
+/// an unacknowledged QoS 1 message, live through two upgrades in a row
+/// under a connect storm: none is closed, every ping is answered, the QoS 1
+/// inbox and the rooms go on, and the old processes exit.
+fn upgrade_moves_every_connection_twice_in_a_row(driver: Driver) {
     let reap = Reap::default();
-    let mut gw = Gateway::start(driver, &["--drain-deadline-ms", "60000"]);
-    let mut clients = vec![
-        gw.connect_on_shard(WS, "alice", "phone", 0),
-        gw.connect_on_shard(TCP, "bob", "laptop", 1),
-        gw.connect(WS_JSON, "carol", "web"),
-    ];
-    for (i, c) in clients.iter_mut().enumerate() {
-        c.ping(i as u64);
-    }
+    let mut gw = Gateway::start(driver, &[]);
+    let mut alice = gw.connect_on_shard(WS, "alice", "phone", 0);
+    let mut bob = gw.connect_on_shard(TCP, "bob", "laptop", 1);
+    let mut carol = gw.connect(WS_JSON, "carol", "web");
+    alice.join("lobby");
+    bob.join("lobby");
+    push(&gw, r#""user": "alice""#, "q1", 1);
+    assert_eq!(
+        alice.deliver().seq,
+        1,
+        "held unacknowledged across the upgrade"
+    );
     let accepted = metric(&gw.metrics(), "gateway_accepted_total").unwrap();
     let storm = Storm::start(gw.tcp);
-    // The storm is connecting before, during and after the handover.
     gw.wait_metric("gateway_accepted_total", |n| n >= accepted + 5.0);
-    let r = gw.post("/upgrade", "");
-    assert_eq!(r.status, 200, "{r:?}");
-    let pid = r.json()["pid"].as_i64().unwrap() as i32;
-    reap.add(pid);
-    assert_ne!(pid, gw.pid());
-    for c in &mut clients {
-        assert_draining(c);
+    let mut old = gw.pid();
+    for round in 1..=2u64 {
+        // Half a ping from bob: the rest comes after the upgrade.
+        let ping_bytes = length_prefixed(&prost::Message::encode_to_vec(&ping(100 + round)));
+        bob.send_raw_tcp(&ping_bytes[..3]);
+        let pid = upgrade_node(&gw, &reap);
+        assert_ne!(pid, old);
+        if round == 1 {
+            assert_eq!(gw.wait_exit(IO_TIMEOUT).code(), Some(0));
+        } else {
+            wait_for("the previous process exits", || exited(old));
+        }
+        old = pid;
+        bob.send_raw_tcp(&ping_bytes[3..]);
+        assert_eq!(bob.pong().nonce, 100 + round);
+        for (i, c) in [&mut alice, &mut bob, &mut carol].into_iter().enumerate() {
+            c.ping(round * 10 + i as u64);
+        }
+        // The rooms moved with their members.
+        push(&gw, r#""room": "lobby""#, &format!("room{round}"), 0);
+        for c in [&mut alice, &mut bob] {
+            assert_eq!(c.deliver().room, "lobby");
+        }
+        // The inbox moved: the next QoS 1 message follows the last one.
+        push(&gw, r#""user": "alice""#, &format!("q{}", round + 1), 1);
+        assert_eq!(alice.deliver().seq, round + 1);
     }
-    drop(clients);
-    assert_eq!(gw.wait_exit(IO_TIMEOUT).code(), Some(0));
-    // The new process has been accepting the storm since the commit.
+    alice.send(&ack(3));
+    alice.ping(99);
+    // The storm is accepted by the newest process.
     let after = metric(&gw.metrics(), "gateway_accepted_total").unwrap();
     wait_for("the new process accepts the storm", || {
         metric(&gw.metrics(), "gateway_accepted_total").unwrap() >= after + 5.0
@@ -144,47 +144,38 @@ fn upgrade_hands_over_the_listeners(driver: Driver) {
     let (tried, failed) = storm.stop();
     assert_eq!(
         failed, 0,
-        "{failed} of {tried} connects failed across the upgrade"
+        "{failed} of {tried} connects failed across the upgrades"
     );
-    // The old process is gone: the listeners are the new one's.
-    let mut c = gw.connect(WS, "alice", "phone");
-    c.ping(7);
     let m = gw.metrics();
-    assert_eq!(metric(&m, "gateway_upgrades_total"), Some(1.0), "{m}");
+    assert_eq!(metric(&m, "gateway_upgrades_total"), Some(2.0), "{m}");
     assert_eq!(metric(&m, "gateway_upgrades_aborted_total"), Some(0.0));
-    // Counters went on from the old process's totals.
+    // Counters went on from the old processes' totals.
     assert!(
         metric(&m, "gateway_accepted_total").unwrap() >= after,
         "{m}"
     );
-    assert!(!exited(pid));
+    assert!(!exited(old));
 }
 
-/// `SIGUSR2`, then `gateway upgrade` against the process it started.
+/// `SIGUSR2`, then `gateway upgrade` against the process it started; the
+/// client stays connected through both.
 fn upgrade_by_signal_then_by_cli(driver: Driver) {
     let reap = Reap::default();
     let mut gw = Gateway::start(driver, &[]);
     let mut c = gw.connect(TCP, "bob", "laptop");
     gw.signal(libc::SIGUSR2);
-    assert_draining(&mut c);
-    drop(c);
     assert_eq!(gw.wait_exit(IO_TIMEOUT).code(), Some(0));
-    let mut c = gw.connect(TCP, "bob", "laptop");
     c.ping(1);
     let admin = gw.admin.to_string();
     let out = run_cli(&["upgrade", "--admin-listen", &admin]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     let answer: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    let pid = answer["pid"].as_i64().unwrap() as i32;
-    reap.add(pid);
-    assert_draining(&mut c);
-    drop(c);
-    let mut c = gw.connect(WS, "bob", "phone");
+    reap.add(answer["pid"].as_i64().unwrap() as i32);
+    assert_eq!(answer["connections"], 1, "{answer}");
     c.ping(2);
     let m = gw.metrics();
     assert_eq!(metric(&m, "gateway_upgrades_total"), Some(2.0), "{m}");
-    assert!(!exited(pid));
 }
 
 /// A script in a fresh folder, to stand in for the new binary.
@@ -315,4 +306,94 @@ fn upgrade_aborts_when_the_new_process_is_killed_mid_handover(driver: Driver) {
         Some(1.0),
         "{m}"
     );
+}
+
+/// Killed after it took the connections over and before the commit: the old
+/// process never forgot them and serves them on, state and all.
+fn upgrade_aborts_when_the_new_process_is_killed_holding_the_connections(driver: Driver) {
+    let bin = env!("CARGO_BIN_EXE_gateway");
+    let path = script(
+        "holds-conns",
+        &format!(
+            "echo $$ > \"$(dirname \"$0\")/pid\"\nGATEWAY_TEST_UPGRADE_HOLD_TAKEN_MS=60000 exec {bin} \"$@\""
+        ),
+    );
+    let pid_file = path.with_file_name("pid");
+    let reap = Arc::new(Reap::default());
+    let gw = Arc::new(Gateway::start(
+        driver,
+        &["--upgrade-binary", path.to_str().unwrap()],
+    ));
+    let mut alice = gw.connect(WS, "alice", "phone");
+    let mut bob = gw.connect(TCP, "bob", "laptop");
+    alice.join("lobby");
+    push(&gw, r#""user": "alice""#, "q1", 1);
+    assert_eq!(alice.deliver().seq, 1);
+    let kill = {
+        let (gw, reap) = (gw.clone(), reap.clone());
+        std::thread::spawn(move || {
+            gw.wait_log("upgrade: took the connections over", 1);
+            let pid: i32 = std::fs::read_to_string(&pid_file)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            reap.add(pid);
+            // SAFETY: kill(2) on the process the upgrade started.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        })
+    };
+    let r = gw.post("/upgrade", "");
+    kill.join().unwrap();
+    assert_eq!(r.status, 500, "{r:?}");
+    // Frozen during the handover, served again after it.
+    alice.ping(1);
+    bob.ping(2);
+    push(&gw, r#""room": "lobby""#, "after", 0);
+    assert_eq!(alice.deliver().room, "lobby");
+    push(&gw, r#""user": "alice""#, "q2", 1);
+    assert_eq!(alice.deliver().seq, 2);
+    let m = gw.metrics();
+    assert_eq!(
+        metric(&m, "gateway_upgrades_aborted_total"),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+/// TLS connections do not move (see the README): they are told DRAINING and
+/// reconnect to the new process, which has the certificate too.
+fn upgrade_drains_tls_connections(driver: Driver) {
+    use proto::codec::Encoding;
+    use proto::v1::server_frame::Frame as F;
+    use std::io::Read;
+    let reap = Reap::default();
+    let (mut gw, cert) = tls_gateway(driver, "upgrade", &[]);
+    let read = |s: &mut Tls| {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut body).unwrap();
+        proto::codec::decode_server(Encoding::Proto, &body)
+            .unwrap()
+            .frame
+    };
+    let hello = |s: &mut Tls| {
+        let f = auth(&user_token("tls", "d"), "");
+        s.write_all(&length_prefixed(&encode_client(&f, Encoding::Proto)))
+            .unwrap();
+        assert!(matches!(read(s), Some(F::AuthOk(_))));
+    };
+    let mut s = connect_tls(gw.tcp, &cert);
+    hello(&mut s);
+    let r = gw.post("/upgrade", "");
+    assert_eq!(r.status, 200, "{r:?}");
+    reap.add(r.json()["pid"].as_i64().unwrap() as i32);
+    assert_eq!(r.json()["connections"], 0, "{r:?}");
+    assert_eq!(r.json()["draining"], 1, "{r:?}");
+    assert!(matches!(read(&mut s), Some(F::GoAway(g)) if g.reason() == GoAwayReason::Draining));
+    drop(s);
+    assert_eq!(gw.wait_exit(IO_TIMEOUT).code(), Some(0));
+    let mut again = connect_tls(gw.tcp, &cert);
+    hello(&mut again);
 }

@@ -8,6 +8,7 @@
 //! the admin server starts. The node prints one `ready ...` line on stdout
 //! when it accepts connections.
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +73,8 @@ pub struct Node {
     /// its listeners are sent; cleared if it aborts): this process writes no
     /// registry entry and consumes no downstream entry any more.
     pub handed_over: AtomicBool,
+    /// The node's end of each shard's handover channel (`shard::handover`).
+    pub(crate) handover: Vec<std::os::fd::OwnedFd>,
     /// Upgrades done and aborted, and the handover in progress.
     pub upgrade: UpgradeState,
     /// The binary this process was started from (as it was then).
@@ -121,6 +124,12 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
         None => Listeners::bind(&config, shards)?,
     };
     let addrs = listeners.addrs.clone();
+    let (handover, shard_ends): (Vec<_>, Vec<_>) = (0..shards)
+        .map(|_| crate::sys::seqpacket_pair())
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(os("create the handover channels"))?
+        .into_iter()
+        .unzip();
     let (ws_addr, tcp_addr) = (addrs.ws, addrs.tcp);
     let clock = Clock::system();
     // Unix ms and three random digits: unique per start, and below 2^53 so
@@ -137,6 +146,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
         admin_stop: Arc::new(tokio::sync::Notify::new()),
         handed_over: AtomicBool::new(false),
         upgrade: UpgradeState::default(),
+        handover,
         exe,
         view: Arc::new(View::default()),
         push_buckets: Default::default(),
@@ -171,13 +181,28 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
         config,
     });
 
-    let deps = Arc::new(shard_deps(&node, &listeners, incoming.is_some()));
+    let mut deps = shard_deps(&node, &listeners, incoming.is_some());
+    deps.handover = shard_ends.iter().map(|fd| fd.as_raw_fd()).collect();
+    let deps = Arc::new(deps);
+    // Every descriptor of the node's table a shard closes in its own.
+    let not_for = |id: usize| -> Vec<i32> {
+        let mut fds = listeners.not_for(id);
+        fds.extend(node.handover.iter().map(|fd| fd.as_raw_fd()));
+        fds.extend(
+            shard_ends
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != id)
+                .map(|(_, fd)| fd.as_raw_fd()),
+        );
+        fds
+    };
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
     let mut threads = Vec::with_capacity(shards);
     for id in 0..shards {
         // Every shard closes the listeners that are not its own.
         threads.push(
-            shard::spawn(deps.clone(), id, listeners.not_for(id), ready_tx.clone())
+            shard::spawn(deps.clone(), id, not_for(id), ready_tx.clone())
                 .map_err(os("start a shard thread"))?,
         );
     }
@@ -189,9 +214,11 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
             Err(_) => return Err(NodeError::ShardsLate(START_TIMEOUT)),
         }
     }
+    // The shards own their ends of the handover channels now.
+    drop(shard_ends);
     let admin_addr = node.addrs.admin;
-    let admin = crate::sys::dup(std::os::fd::AsRawFd::as_raw_fd(&listeners.admin))
-        .map_err(os("copy the admin listener"))?;
+    let admin =
+        crate::sys::dup(listeners.admin.as_raw_fd()).map_err(os("copy the admin listener"))?;
     *node.listeners.lock().unwrap_or_else(|e| e.into_inner()) = Some(listeners);
     let control = Control::new(node.clone());
     if let Some(from) = incoming {
@@ -273,6 +300,7 @@ fn shard_deps(node: &Arc<Node>, listeners: &Listeners, accept_later: bool) -> sh
         )),
         shards_busy: node.shards_busy.clone(),
         listeners: (0..node.mesh.len()).map(|id| listeners.shard(id)).collect(),
+        handover: Vec::new(),
         accept_later,
     }
 }

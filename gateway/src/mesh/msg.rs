@@ -190,9 +190,22 @@ pub enum Command {
     /// Stop accepting, send go-away to everyone (naming where to go), exit
     /// when empty.
     Drain(Redirect),
-    /// Start accepting (a process started by an upgrade, once the old one
-    /// has stopped).
+    /// Start accepting and serving (a process started by an upgrade, at
+    /// the commit).
     Accept,
+    /// An upgrade begins: stop reading, writing and accepting, then answer
+    /// once no store operation is out (false: not within the bound).
+    Freeze(Sender<bool>),
+    /// Write the connections and the store to the handover channel; answer
+    /// how many connections (or why not).
+    Export(Sender<Result<usize, String>>),
+    /// The upgrade committed: forget what was exported.
+    Forget,
+    /// The upgrade aborted: serve on.
+    Thaw,
+    /// In a process started by an upgrade: take over what the channel
+    /// carries; answer how many connections (or why not).
+    Import(Sender<Result<usize, String>>),
     /// The registry's live peers changed: open and drop links to match.
     Peers(Peers),
     /// A reload (SIGHUP, `POST /reload`): put these keys (and TLS

@@ -32,6 +32,22 @@ impl Backoff {
         self.since = now;
     }
 
+    /// The current timeout.
+    pub(crate) fn rto(&self) -> Duration {
+        self.rto
+    }
+
+    /// Where the current timeout counts from.
+    pub(crate) fn since(&self) -> Instant {
+        self.since
+    }
+
+    /// Resumes at timeout `rto` (within `base..=max`): an upgrade's new
+    /// process taking the state over.
+    pub(crate) fn set_rto(&mut self, rto: Duration) {
+        self.rto = rto.clamp(self.base, self.max);
+    }
+
     /// When the timer should fire next.
     pub(crate) fn deadline(&self) -> Instant {
         self.since + self.rto

@@ -30,8 +30,8 @@ impl Fatal {
 /// WebSocket message in progress. Boxed into the session only while
 /// something is incomplete.
 pub(super) struct Partial {
-    buf: Vec<u8>,
-    ws: Option<Assembler>,
+    pub(super) buf: Vec<u8>,
+    pub(super) ws: Option<Assembler>,
 }
 
 impl Partial {

@@ -29,6 +29,7 @@ mod backoff;
 mod close;
 mod context;
 mod frames;
+mod handover;
 mod handshake;
 mod input;
 mod qos;
@@ -49,6 +50,7 @@ use crate::stats::ShardStats;
 
 pub(crate) use close::{error_frame, go_away_frame};
 pub(crate) use context::{BufPool, Ctx, Effects, Env, HttpHook};
+pub(crate) use handover::SessionState;
 pub(crate) use route::{Action, Delivery, Event, Route};
 
 /// Which listener accepted the connection.

@@ -76,6 +76,16 @@ impl Shard {
         }
     }
 
+    /// Stops accepting for now (an upgrade's freeze): the listeners leave
+    /// the epoll set and are kept for `start_accepting`.
+    pub(super) fn pause_accepting(&self) {
+        let watched = std::mem::take(&mut *self.listening.watched.borrow_mut());
+        for (fd, transport) in watched {
+            sys::epoll_del(self.poller_fd(), fd.as_raw_fd());
+            self.listening.kept.borrow_mut().push((fd, transport));
+        }
+    }
+
     /// Stops accepting: the listeners leave the epoll set and this shard's
     /// copies are closed. Connections still queued stay in the sockets for
     /// their other holders (the node's table, a new process).

@@ -50,7 +50,7 @@ impl Shard {
         }
     }
 
-    fn gauge(&self, tcp: bool, delta: i64) {
+    pub(super) fn gauge(&self, tcp: bool, delta: i64) {
         let g = if tcp {
             &self.stats.conns_tcp
         } else {

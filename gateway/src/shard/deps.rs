@@ -70,6 +70,8 @@ pub(crate) struct Deps {
     pub shards_busy: Arc<AtomicUsize>,
     /// Each shard's listeners (descriptor numbers of the node's table).
     pub listeners: Vec<ShardFds>,
+    /// Each shard's end of its handover channel (the node holds the other).
+    pub handover: Vec<RawFd>,
     /// Accept only once told (`Command::Accept`): a process started by an
     /// upgrade, while the old one still accepts.
     pub accept_later: bool,

@@ -25,6 +25,7 @@ mod backend;
 mod bus;
 mod conn;
 pub(crate) mod deps;
+mod handover;
 mod outbox;
 mod poller;
 mod queue;
@@ -108,6 +109,10 @@ pub(crate) struct Shard {
     scratch: RefCell<Vec<u8>>,
     /// Its listeners while it accepts.
     listening: accept::Listening,
+    /// Closed while an upgrade moves the connections (`handover`).
+    gate: wake::Gate,
+    /// Connections written to an upgrade's new process, not yet forgotten.
+    exported: RefCell<Vec<ConnKey>>,
     /// Set when the shard stops accepting (drain).
     draining: Flag,
     /// Where a drain sends clients (for those that authenticate after it
@@ -211,6 +216,15 @@ impl Shard {
             outbox: outbox::Outbox::new(deps.mesh.len()),
             scratch: RefCell::new(Vec::with_capacity(SCRATCH)),
             listening: accept::Listening::default(),
+            gate: {
+                let gate = wake::Gate::default();
+                if deps.accept_later {
+                    // Started by an upgrade: opens at the commit.
+                    gate.close();
+                }
+                gate
+            },
+            exported: RefCell::new(Vec::new()),
             draining: Flag::default(),
             drain_redirect: RefCell::new(None),
             done: Flag::default(),

@@ -88,6 +88,8 @@ impl Shard {
         let coalesce = std::time::Duration::from_micros(self.deps.read_coalesce_us);
         let turns = Turns::default();
         loop {
+            // While an upgrade moves the connections, nothing is read.
+            self.gate.passed().await;
             self.tick_clock();
             std::mem::swap(&mut again, &mut *self.poller.again.borrow_mut());
             for t in again.drain(..) {

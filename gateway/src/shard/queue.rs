@@ -166,7 +166,22 @@ impl Shard {
                 }
             }
             Command::Drain(redirect) => self.start_drain(redirect),
-            Command::Accept => self.start_accepting(),
+            Command::Accept => {
+                self.gate.open();
+                self.start_accepting();
+            }
+            Command::Freeze(reply) => {
+                self.freeze();
+                monoio::spawn(self.clone().settle_then_answer(reply));
+            }
+            Command::Export(reply) => {
+                let _ = reply.send(self.export().map_err(|e| e.to_string()));
+            }
+            Command::Forget => self.forget(),
+            Command::Thaw => self.thaw(),
+            Command::Import(reply) => {
+                let _ = reply.send(self.import());
+            }
             Command::Peers(peers) => self.on_peers(peers),
             Command::Reload(r) => {
                 self.env.verifier.replace(r.verifier);

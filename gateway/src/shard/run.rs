@@ -168,6 +168,9 @@ impl Shard {
         let mut batch = Vec::new();
         loop {
             self.flush.notified().await;
+            // While an upgrade moves the connections, nothing is written
+            // (the bytes move with the sessions).
+            self.gate.passed().await;
             std::mem::swap(&mut batch, &mut *self.dirty.borrow_mut());
             for key in batch.drain(..) {
                 self.flush_conn(key);

@@ -58,6 +58,11 @@ impl Shard {
             self.router.borrow_mut().on_tick(now);
             self.run_actions();
             self.flush_store();
+            if self.gate.is_closed() {
+                // An upgrade moves the connections: their deadlines move
+                // with them (as remaining time), none acts here meanwhile.
+                continue;
+            }
             self.wheel.borrow_mut().advance(now, &mut expired);
             for timer in expired.drain(..) {
                 self.fire(timer);

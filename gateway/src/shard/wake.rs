@@ -78,6 +78,50 @@ impl Flag {
     }
 }
 
+/// A gate the shard's tasks pass while it is open; closed while an upgrade
+/// moves the shard's connections (nothing is read, written or timed out).
+#[derive(Default)]
+pub(crate) struct Gate {
+    closed: Cell<bool>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl Gate {
+    /// Closes the gate: tasks stop at `passed`.
+    pub(crate) fn close(&self) {
+        self.closed.set(true);
+    }
+
+    /// Opens the gate and wakes every task waiting at it.
+    pub(crate) fn open(&self) {
+        self.closed.set(false);
+        for w in self.wakers.take() {
+            w.wake();
+        }
+    }
+
+    /// True while closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    /// Waits until the gate is open.
+    pub(crate) async fn passed(&self) {
+        poll_fn(|cx| {
+            if !self.closed.get() {
+                Poll::Ready(())
+            } else {
+                let mut wakers = self.wakers.borrow_mut();
+                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
 /// A handle the shard's runtime can wait on for `fd` to become readable
 /// (`.readable(false)`): an io_uring `PollAdd`, or the legacy driver's epoll.
 ///

@@ -31,19 +31,19 @@ pub(crate) struct MemoryLimits {
 }
 
 #[derive(Default)]
-struct UserInbox {
-    last_seq: u64,
-    msgs: VecDeque<Stored>,
+pub(super) struct UserInbox {
+    pub(super) last_seq: u64,
+    pub(super) msgs: VecDeque<Stored>,
     /// Highest sequence dropped by a bound (not by acknowledgement).
-    dropped_upto: u64,
-    cursors: Vec<(Arc<str>, u64)>,
+    pub(super) dropped_upto: u64,
+    pub(super) cursors: Vec<(Arc<str>, u64)>,
     /// Tracked devices whose cursor the store set (where it started them)
     /// and that have not acknowledged since: their cursor is a guess, so a
     /// resume point below it is believed, and what is gone past that point
     /// is a gap (a device pushed out of the 32 and back).
-    unconfirmed: Vec<Arc<str>>,
-    dedupe: HashMap<(String, String), (u64, String)>,
-    dedupe_order: VecDeque<(String, String)>,
+    pub(super) unconfirmed: Vec<Arc<str>>,
+    pub(super) dedupe: HashMap<(String, String), (u64, String)>,
+    pub(super) dedupe_order: VecDeque<(String, String)>,
 }
 
 impl UserInbox {
@@ -92,11 +92,11 @@ impl UserInbox {
 pub(crate) struct MemoryStore {
     limits: MemoryLimits,
     clock: Box<dyn Fn() -> u64>,
-    users: HashMap<Arc<str>, UserInbox>,
+    pub(super) users: HashMap<Arc<str>, UserInbox>,
     /// (user, seq, bytes, timestamp) in append order, for the global bounds.
-    order: VecDeque<(Arc<str>, u64, usize, u64)>,
-    bytes: usize,
-    held: usize,
+    pub(super) order: VecDeque<(Arc<str>, u64, usize, u64)>,
+    pub(super) bytes: usize,
+    pub(super) held: usize,
     done: Vec<Done>,
 }
 
@@ -346,6 +346,14 @@ impl Store for MemoryStore {
 
     fn held(&self) -> (usize, usize) {
         (self.held, self.bytes)
+    }
+
+    fn export_state(&self) -> Option<Vec<u8>> {
+        Some(MemoryStore::export_state(self))
+    }
+
+    fn import_state(&mut self, bytes: &[u8]) -> Result<(), prost::DecodeError> {
+        MemoryStore::import_state(self, bytes)
     }
 }
 

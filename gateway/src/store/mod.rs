@@ -12,6 +12,7 @@
 //! Redis, shared by every node and surviving restarts; one pipeline per
 //! batch of operations per shard).
 pub(crate) mod memory;
+mod memory_handover;
 pub(crate) mod redis;
 
 use std::sync::Arc;
@@ -258,6 +259,20 @@ pub(crate) trait Store {
     fn close(&mut self) {}
     /// Messages and bytes held in process (for metrics; 0 for remote stores).
     fn held(&self) -> (usize, usize);
+    /// True when every operation submitted has completed (its `Done`, if
+    /// it has one, ready for `completed`).
+    fn idle(&self) -> bool {
+        true
+    }
+    /// What an upgrade's new process must take over (`None`: the store
+    /// keeps nothing in process).
+    fn export_state(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Takes over what another process's `export_state` wrote.
+    fn import_state(&mut self, _bytes: &[u8]) -> Result<(), prost::DecodeError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

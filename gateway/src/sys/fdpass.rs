@@ -138,6 +138,57 @@ pub(crate) fn recv_msg(
     Ok(Some((buf, fds)))
 }
 
+/// Bytes of a record per message (well under the socket's send buffer).
+const CHUNK: usize = 32 * 1024;
+
+/// Sends one record of any size: `bytes` in chunks, `fds` (at most
+/// [`MAX_FDS`]) with the first. Each chunk starts with a byte that is 1 on
+/// the last one.
+pub(crate) fn send_record(sock: &impl AsRawFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    let mut chunks = bytes.chunks(CHUNK).peekable();
+    let mut first = true;
+    let mut msg = Vec::with_capacity(CHUNK + 1);
+    loop {
+        let chunk = chunks.next().unwrap_or(&[]);
+        let last = chunks.peek().is_none();
+        msg.clear();
+        msg.push(last as u8);
+        msg.extend_from_slice(chunk);
+        send_msg(sock, &msg, if first { fds } else { &[] })?;
+        first = false;
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+/// Receives one record `send_record` sent, of at most `max` bytes, each
+/// chunk within `timeout`. `Ok(None)`: the other end closed first.
+pub(crate) fn recv_record(
+    sock: &impl AsRawFd,
+    max: usize,
+    timeout: Duration,
+) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+    let mut bytes = Vec::new();
+    let mut fds = Vec::new();
+    loop {
+        let Some((chunk, got)) = recv_msg(sock, CHUNK + 1, timeout)? else {
+            return Ok(None);
+        };
+        fds.extend(got);
+        let Some((&last, body)) = chunk.split_first() else {
+            return Err(io::Error::other("empty record chunk"));
+        };
+        if bytes.len() + body.len() > max {
+            return Err(io::Error::other("record over its bound"));
+        }
+        bytes.extend_from_slice(body);
+        if last == 1 {
+            return Ok(Some((bytes, fds)));
+        }
+    }
+}
+
 fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<()> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
@@ -190,6 +241,27 @@ mod tests {
         assert!(super::recv_msg(&b, 64, Duration::from_secs(5))
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn a_record_spans_chunks_and_keeps_its_descriptors() {
+        let (a, b) = super::seqpacket_pair().unwrap();
+        let (_r, w) = super::seqpacket_pair().unwrap();
+        let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let sender = std::thread::spawn(move || {
+            super::send_record(&a, &big, &[w.as_raw_fd()]).unwrap();
+            super::send_record(&a, b"", &[]).unwrap();
+            big
+        });
+        let (got, fds) = super::recv_record(&b, 1 << 20, Duration::from_secs(5))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, sender.join().unwrap());
+        assert_eq!(fds.len(), 1);
+        let (empty, _) = super::recv_record(&b, 1 << 20, Duration::from_secs(5))
+            .unwrap()
+            .unwrap();
+        assert!(empty.is_empty());
     }
 
     #[test]

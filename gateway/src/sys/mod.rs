@@ -13,7 +13,7 @@
 mod fdpass;
 mod listen;
 
-pub(crate) use fdpass::{recv_msg, send_msg, seqpacket_pair, MAX_FDS};
+pub(crate) use fdpass::{recv_msg, recv_record, send_msg, send_record, seqpacket_pair, MAX_FDS};
 pub(crate) use listen::{accept, listener, local_addr};
 
 use std::io;

@@ -21,6 +21,7 @@ mod qos1;
 mod redis_cluster;
 mod socket;
 mod tls;
+mod upgrade;
 // The same helper the library's own Redis tests use.
 #[path = "../../src/store/redis/testutil.rs"]
 mod redis_server;
@@ -36,6 +37,7 @@ pub use qos1::*;
 pub use redis_cluster::*;
 pub use redis_server::*;
 pub use tls::*;
+pub use upgrade::*;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

@@ -147,6 +147,22 @@ impl Assembler {
         self.buf.capacity()
     }
 
+    /// The fragmented message in progress, if any: whether it is text, and
+    /// its bytes so far (to hand the state to another process).
+    pub fn pending(&self) -> Option<(bool, &[u8])> {
+        self.in_progress.map(|text| (text, &self.buf[..]))
+    }
+
+    /// An assembler resuming a message `pending` returned; `None` if the
+    /// bytes already exceed `max_message`.
+    pub fn resume(max_message: usize, text: bool, buf: Vec<u8>) -> Option<Self> {
+        (buf.len() <= max_message).then_some(Self {
+            max_message,
+            in_progress: Some(text),
+            buf,
+        })
+    }
+
     /// Drops any partial message and releases its buffer.
     pub fn reset(&mut self) {
         self.in_progress = None;

@@ -83,6 +83,28 @@ impl Incoming {
         let pid = std::process::id();
         send(&self.sock, &Msg::Ready { pid }, &[]).map_err(|e| e.to_string())?;
         match recv(&self.sock, READY_TIMEOUT) {
+            Ok((Msg::Move { shards }, _)) => {
+                match super::relay::import(&node, &self.sock, shards) {
+                    Ok(conns) => {
+                        tracing::info!(conns, "upgrade: took the connections over");
+                        if let Some(ms) = test_var("GATEWAY_TEST_UPGRADE_HOLD_TAKEN_MS") {
+                            std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+                        }
+                        send(&self.sock, &Msg::Taken { conns }, &[]).map_err(|e| e.to_string())?;
+                    }
+                    Err(why) => {
+                        let _ = send(&self.sock, &Msg::Refuse { why: why.clone() }, &[]);
+                        return Err(format!("upgrade: cannot take the connections over: {why}"));
+                    }
+                }
+            }
+            Ok((other, _)) => return Err(format!("expected the connections, got {other:?}")),
+            Err(why) => {
+                tracing::warn!("upgrade: the old process is gone before the move ({why}): serving");
+                return Ok(());
+            }
+        }
+        match recv(&self.sock, READY_TIMEOUT) {
             Ok((msg @ Msg::Commit { .. }, _)) => add(&node, msg),
             Ok((other, _)) => return Err(format!("expected the commit, got {other:?}")),
             Err(why) => {

@@ -43,10 +43,12 @@
 //! of the node and resync their links).
 //!
 //! Test hooks, read by the new process only: `GATEWAY_TEST_UPGRADE_FORMATS`
-//! (comma-separated formats it claims to read, instead of [`FORMAT`]) and
-//! `GATEWAY_TEST_UPGRADE_HOLD_MS` (a pause before `Ready`).
+//! (comma-separated formats it claims to read, instead of [`FORMAT`]),
+//! `GATEWAY_TEST_UPGRADE_HOLD_MS` (a pause before `Ready`) and
+//! `GATEWAY_TEST_UPGRADE_HOLD_TAKEN_MS` (a pause before `Taken`).
 mod child;
 mod parent;
+mod relay;
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicU64;
@@ -93,8 +95,12 @@ enum Msg {
     Refuse { why: String },
     /// Listeners attached, in `Listeners::all`'s order.
     Fds,
-    /// The new process is up, its shards not yet accepting.
+    /// The new process is up, its shards not yet accepting or serving.
     Ready { pid: u32 },
+    /// The connections follow, shard by shard (relayed records, `relay`).
+    Move { shards: usize },
+    /// The new process took them over (not serving them yet).
+    Taken { conns: u64 },
     /// The old process stopped accepting: the new one accepts from now on.
     /// Carries the old process's counter totals, as `Totals`.
     Commit {

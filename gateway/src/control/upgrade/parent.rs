@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{recv, send, Msg, FD_VAR, FORMAT, OFFER_TIMEOUT, READY_TIMEOUT};
+use super::{recv, relay, send, Msg, FD_VAR, FORMAT, OFFER_TIMEOUT, READY_TIMEOUT};
 use crate::control::node::Node;
 use crate::control::Control;
 use crate::mesh::Redirect;
@@ -18,10 +18,10 @@ use crate::sys;
 pub struct Upgraded {
     /// The new process.
     pub pid: u32,
-    /// Connections handed over with their state (none yet: see the module
-    /// header).
+    /// Connections handed over with their state.
     pub connections: u64,
-    /// Connections told to reconnect (to the new process).
+    /// Connections that did not move (TLS, closing), told to reconnect (to
+    /// the new process).
     pub draining: u64,
     /// From the trigger to the commit.
     pub took_ms: u64,
@@ -104,9 +104,23 @@ impl Control {
             };
             return Err(UpgradeError::Failed(format!("{why}{status}")));
         }
-        // Commit: the new process serves on the same sockets.
+        let conns: u64 = node.stats.iter().map(|s| s.conns().max(0) as u64).sum();
+        let moved = match relay::freeze(node).and_then(|()| relay::export(node, &mine)) {
+            Ok(n) => n,
+            Err(why) => {
+                // Nothing was forgotten here and the new process served
+                // nothing: everything goes on as before.
+                relay::thaw(node);
+                node.handed_over.store(false, Ordering::SeqCst);
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(UpgradeError::Failed(why));
+            }
+        };
+        // Commit: the new process serves the moved connections and the
+        // listeners; what did not move (TLS, closing) drains here.
+        relay::forget(node);
         node.admin_stop.notify_one();
-        let conns = node.stats.iter().map(|s| s.conns().max(0) as u64).sum();
         drop(
             node.listeners
                 .lock()
@@ -138,8 +152,8 @@ impl Control {
             .spawn(move || child.wait());
         Ok(Upgraded {
             pid,
-            connections: 0,
-            draining: conns,
+            connections: moved,
+            draining: conns.saturating_sub(moved),
             took_ms: started.elapsed().as_millis() as u64,
         })
     }

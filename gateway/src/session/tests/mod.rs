@@ -4,6 +4,7 @@
 //! plays the router (it reads routes and feeds deliveries back).
 mod close;
 mod conformance;
+mod handover;
 mod handshake;
 mod limits;
 mod liveness;

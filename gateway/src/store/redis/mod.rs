@@ -102,6 +102,8 @@ struct Counters {
     failed_ops: AtomicU64,
     outages: AtomicU64,
     busy_us: AtomicU64,
+    /// Submissions (`flush`es) carried out, their completions sent.
+    finished: AtomicU64,
 }
 
 /// An inbox store in Redis for the users one shard owns.
@@ -109,6 +111,8 @@ pub(crate) struct RedisStore {
     ops: Option<Sender<Vec<Op>>>,
     /// Operations submitted this round, sent on `flush`.
     pending: Vec<Op>,
+    /// Submissions (`flush`es) sent to the thread.
+    sent: u64,
     done: Receiver<Done>,
     /// Completions of operations the thread could not take (it is gone).
     orphaned: Vec<Done>,
@@ -162,6 +166,7 @@ impl RedisStore {
         Ok(RedisStore {
             ops: Some(ops_tx),
             pending: Vec::new(),
+            sent: 0,
             done: done_rx,
             orphaned: Vec::new(),
             thread: Some(thread),
@@ -194,7 +199,9 @@ impl Store for RedisStore {
         }
         let ops = std::mem::take(&mut self.pending);
         let Some(tx) = &self.ops else { return };
+        self.sent += 1;
         if let Err(crossbeam_channel::SendError(ops)) = tx.send(ops) {
+            self.sent -= 1;
             // The thread is gone (it only ends when the channel closes, so
             // this is a bug): the operations still complete, as errors.
             let err = StoreError::new(StoreErrorKind::Unexpected, "redis store thread has stopped");
@@ -220,6 +227,10 @@ impl Store for RedisStore {
 
     fn held(&self) -> (usize, usize) {
         (0, 0)
+    }
+
+    fn idle(&self) -> bool {
+        self.pending.is_empty() && self.counters.finished.load(Ordering::Acquire) == self.sent
     }
 }
 

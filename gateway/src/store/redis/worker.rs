@@ -115,6 +115,8 @@ impl Worker {
     pub(super) fn run(mut self) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
+            // Submissions (channel messages) taken this round.
+            let mut taken = 0u64;
             let first = if self.conn.is_none() || !self.retry_acks.is_empty() {
                 // While Redis is away, reconnect on schedule even when idle;
                 // refused acks are sent again even when nothing else comes.
@@ -124,7 +126,10 @@ impl Worker {
                     Instant::now() + ACK_RETRY
                 };
                 match self.link.ops.recv_deadline(at) {
-                    Ok(op) => op,
+                    Ok(op) => {
+                        taken += 1;
+                        op
+                    }
                     Err(RecvTimeoutError::Timeout) => {
                         if self.ensure_connected().is_err() || self.retry_acks.is_empty() {
                             continue;
@@ -135,7 +140,10 @@ impl Worker {
                 }
             } else {
                 match self.link.ops.recv() {
-                    Ok(op) => op,
+                    Ok(op) => {
+                        taken += 1;
+                        op
+                    }
                     Err(_) => return,
                 }
             };
@@ -148,7 +156,10 @@ impl Worker {
             batch.extend(first);
             while batch.len() < MAX_BATCH {
                 match self.link.ops.try_recv() {
-                    Ok(more) => batch.extend(more),
+                    Ok(more) => {
+                        taken += 1;
+                        batch.extend(more);
+                    }
                     Err(_) => break,
                 }
             }
@@ -170,6 +181,11 @@ impl Worker {
                     let _ = self.link.done.send(done);
                 }
             }
+            // After their completions are sent: see `RedisStore::idle`.
+            self.link
+                .counters
+                .finished
+                .fetch_add(taken, Ordering::Relaxed);
             (self.link.notify)();
         }
     }

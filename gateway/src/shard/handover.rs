@@ -1,0 +1,287 @@
+//! Moving this shard's connections to an upgrade's new process (the
+//! orchestration is `control::upgrade`).
+//!
+//! Old process, per shard: `freeze` closes the shard's gate (no input read,
+//! no output written, no session deadline acted on; mesh messages and store
+//! completions are still handled so the shard can settle) and stops
+//! accepting; `settled` says when no store operation is out; `export`
+//! writes every movable plain connection (its descriptor and its session,
+//! `session::SessionState`) and the in-process store's inboxes to the
+//! shard's handover channel. Nothing is forgotten yet: `thaw` (abort) opens
+//! the gate again as if nothing happened; `forget` (commit) drops the moved
+//! connections without a word to anyone (no close, no disconnect event:
+//! they live on in the new process) and opens the gate for the rest, which
+//! the drain that follows sends away.
+//!
+//! New process, per shard: it starts with its gate closed; `import` reads
+//! the records from its channel, rebuilds each connection (slab entry,
+//! epoll registration, wheel entry, its user and rooms in the router, its
+//! grants) and the store; the commit (`Command::Accept`) opens the gate and
+//! starts accepting. Bytes that arrived meanwhile wait in the sockets.
+//!
+//! Not moved: TLS connections (they are drained: go-away `DRAINING`) and
+//! closing ones (they finish in the old process).
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+
+use super::{Conn, Shard};
+use crate::router::tables::ConnKey;
+use crate::session::{Route, Session, SessionState};
+use crate::sys;
+use crate::wheel::TimerKey;
+
+/// Connections per record (one descriptor each; `SCM_RIGHTS` takes 253).
+const PER_RECORD: usize = sys::MAX_FDS;
+/// Largest record (the in-process store goes in one).
+const MAX_RECORD: usize = 1 << 30;
+/// How long a frozen shard may take to see its store operations answered.
+const SETTLE: Duration = Duration::from_secs(2);
+/// How long an import waits for the next record.
+const RECORD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Record kinds (the first byte).
+const CONNS: u8 = b'C';
+const STORE: u8 = b'S';
+const END: u8 = b'E';
+
+/// Up to [`PER_RECORD`] connections, their descriptors in the same order.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ConnBatch {
+    /// When it was written (Unix ms): the reader counts the time in transit
+    /// against every deadline.
+    #[prost(uint64, tag = "1")]
+    exported_unix_ms: u64,
+    #[prost(message, repeated, tag = "2")]
+    sessions: Vec<SessionState>,
+}
+
+fn record(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut r = Vec::with_capacity(body.len() + 1);
+    r.push(kind);
+    r.extend_from_slice(body);
+    r
+}
+
+impl Shard {
+    /// Stops reading, writing, timing out and accepting (an upgrade moves
+    /// the connections next, or `thaw` undoes it).
+    pub(super) fn freeze(&self) {
+        self.gate.close();
+        self.pause_accepting();
+    }
+
+    /// True once no store operation of this shard is out.
+    pub(super) fn settled(&self) -> bool {
+        // Idle before the collection: every completion is there to collect.
+        let idle = self.store.borrow().idle();
+        self.drain_store();
+        idle && self.router.borrow().unsettled() == (0, 0)
+    }
+
+    /// Answers once the shard is settled, or false after [`SETTLE`].
+    pub(super) async fn settle_then_answer(
+        self: std::rc::Rc<Self>,
+        reply: crossbeam_channel::Sender<bool>,
+    ) {
+        let deadline = Instant::now() + SETTLE;
+        while !self.settled() {
+            if Instant::now() >= deadline {
+                let (queued, at_store) = self.router.borrow().unsettled();
+                tracing::warn!(
+                    shard = self.id,
+                    queued,
+                    at_store,
+                    "upgrade: store operations still out after the freeze"
+                );
+                let _ = reply.send(false);
+                return;
+            }
+            self.flush_store();
+            monoio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let _ = reply.send(true);
+    }
+
+    /// The upgrade aborted: serve on as before.
+    pub(super) fn thaw(&self) {
+        self.exported.borrow_mut().clear();
+        self.gate.open();
+        self.start_accepting();
+    }
+
+    /// Writes every movable connection and the store to the handover
+    /// channel; returns how many connections.
+    pub(super) fn export(&self) -> std::io::Result<usize> {
+        let sock = self.deps.handover[self.id];
+        let now = self.tick_clock();
+        let unix_ms = self.deps.clock.unix_ms(now);
+        let keys: Vec<ConnKey> = {
+            let conns = self.conns.borrow();
+            conns
+                .iter()
+                .filter(|(k, c)| c.session.movable() && !self.is_tls(*k))
+                .map(|(k, _)| k)
+                .collect()
+        };
+        for chunk in keys.chunks(PER_RECORD) {
+            let mut batch = ConnBatch {
+                exported_unix_ms: unix_ms,
+                sessions: Vec::with_capacity(chunk.len()),
+            };
+            let mut fds: Vec<RawFd> = Vec::with_capacity(chunk.len());
+            {
+                let conns = self.conns.borrow();
+                let fx = self.fx.borrow();
+                for &key in chunk {
+                    let c = &conns[key];
+                    let grants = fx.grants.get(&c.session.id()).map(|g| &**g);
+                    batch.sessions.push(c.session.export(now, grants));
+                    fds.push(c.fd);
+                }
+            }
+            sys::send_record(&Fd(sock), &record(CONNS, &batch.encode_to_vec()), &fds)?;
+        }
+        if let Some(state) = self.store.borrow().export_state() {
+            sys::send_record(&Fd(sock), &record(STORE, &state), &[])?;
+        }
+        sys::send_record(&Fd(sock), &[END], &[])?;
+        *self.exported.borrow_mut() = keys;
+        Ok(self.exported.borrow().len())
+    }
+
+    /// The commit: drops the moved connections here without closing them
+    /// for their peers (the new process holds them) and without events.
+    pub(super) fn forget(&self) {
+        let keys = std::mem::take(&mut *self.exported.borrow_mut());
+        for key in keys {
+            let Some(c) = self.conns.borrow_mut().try_remove(key) else {
+                continue;
+            };
+            // epoll watches the socket, which lives on in the new process:
+            // take it out of this set before closing this copy.
+            sys::epoll_del(self.poller_fd(), c.fd);
+            sys::close(c.fd);
+            self.wheel.borrow_mut().cancel(c.timer);
+            // The router's entries stay: this process accepts no connection
+            // any more, so no key is reused, and a delivery to a key no
+            // longer in the slab is dropped.
+            let mut fx = self.fx.borrow_mut();
+            fx.forget(c.session.id());
+            self.gauge(c.session.wire() == crate::outbound::Wire::Tcp, -1);
+        }
+        // What did not move (TLS, closing) is served again until it drains.
+        self.gate.open();
+        self.check_done();
+    }
+
+    /// Reads the old process's records for this shard and takes over what
+    /// they carry; returns how many connections.
+    pub(super) fn import(&self) -> Result<usize, String> {
+        let sock = self.deps.handover[self.id];
+        let mut count = 0;
+        loop {
+            let (bytes, fds) = match sys::recv_record(&Fd(sock), MAX_RECORD, RECORD_TIMEOUT) {
+                Ok(Some(r)) => r,
+                Ok(None) => return Err("the handover channel closed".into()),
+                Err(e) => return Err(format!("handover channel: {e}")),
+            };
+            match bytes.split_first() {
+                Some((&CONNS, body)) => count += self.import_conns(body, fds)?,
+                Some((&STORE, body)) => self
+                    .store
+                    .borrow_mut()
+                    .import_state(body)
+                    .map_err(|e| format!("unreadable store state: {e}"))?,
+                Some((&END, _)) => return Ok(count),
+                _ => return Err("unknown handover record".into()),
+            }
+        }
+    }
+
+    fn import_conns(&self, body: &[u8], fds: Vec<OwnedFd>) -> Result<usize, String> {
+        let batch = ConnBatch::decode(body).map_err(|e| format!("unreadable sessions: {e}"))?;
+        if batch.sessions.len() != fds.len() {
+            return Err(format!(
+                "{} sessions came with {} descriptors",
+                batch.sessions.len(),
+                fds.len()
+            ));
+        }
+        let now = self.tick_clock();
+        // Deadlines count the time in transit (both clocks are this host's).
+        let transit = self
+            .deps
+            .clock
+            .unix_ms(now)
+            .saturating_sub(batch.exported_unix_ms);
+        let then = now
+            .checked_sub(Duration::from_millis(transit))
+            .unwrap_or(now);
+        let n = fds.len();
+        for (st, fd) in batch.sessions.into_iter().zip(fds) {
+            let (session, grants) =
+                Session::import(st, then, &self.env).map_err(|e| format!("a session: {e}"))?;
+            self.adopt(fd, session, grants);
+        }
+        Ok(n)
+    }
+
+    /// Serves a connection that another process handed over.
+    fn adopt(&self, fd: OwnedFd, session: Session, grants: Option<crate::grants::Grants>) {
+        let id = session.id();
+        // Ids stay as they were (presence lists them): new ones come after.
+        let n = id & ((1 << 48) - 1);
+        if n >= self.next_id.get() {
+            self.next_id.set(n + 1);
+        }
+        let wire = session.wire();
+        let open = session
+            .user()
+            .map(|u| (u.clone(), session.device().clone()));
+        let rooms: Vec<_> = session.rooms().to_vec();
+        let fd = fd.into_raw_fd();
+        let key = self.conns.borrow_mut().insert(Conn {
+            fd,
+            write_blocked: false,
+            in_dirty: false,
+            read_stalled: false,
+            hangup: false,
+            timer: TimerKey::NONE,
+            session,
+        });
+        if let Some(g) = grants {
+            self.fx
+                .borrow_mut()
+                .set_grants(id, Some(std::sync::Arc::new(g)));
+        }
+        // Not counted as accepted: the old process's totals carry it.
+        self.gauge(wire == crate::outbound::Wire::Tcp, 1);
+        if let Err(e) = self.watch(fd, key, id) {
+            tracing::warn!(
+                shard = self.id,
+                "cannot watch a handed-over connection: {e}"
+            );
+        }
+        // Arms its deadline and queues its pending output (written once the
+        // gate opens).
+        self.drive(key, |_, _| ());
+        if let Some((user, device)) = open {
+            self.apply_route(key, id, Route::Online { user, device, wire });
+            for room in rooms {
+                self.apply_route(key, id, Route::Joined(room));
+            }
+        }
+    }
+}
+
+/// A descriptor number as `AsRawFd` (the shard's end of its channel, owned
+/// by the shard for its life).
+struct Fd(RawFd);
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
