@@ -391,7 +391,15 @@ fn upgrade_drains_tls_connections(driver: Driver) {
     reap.add(r.json()["pid"].as_i64().unwrap() as i32);
     assert_eq!(r.json()["connections"], 0, "{r:?}");
     assert_eq!(r.json()["draining"], 1, "{r:?}");
-    assert!(matches!(read(&mut s), Some(F::GoAway(g)) if g.reason() == GoAwayReason::Draining));
+    // Told to come back after the hint plus a random share of
+    // drain.upgrade_spread_ms (1 s and 10 s by default).
+    match read(&mut s) {
+        Some(F::GoAway(g)) => {
+            assert_eq!(g.reason(), GoAwayReason::Draining, "{g:?}");
+            assert!((1_000..=11_000).contains(&g.reconnect_after_ms), "{g:?}");
+        }
+        other => panic!("expected a go-away, got {other:?}"),
+    }
     drop(s);
     assert_eq!(gw.wait_exit(IO_TIMEOUT).code(), Some(0));
     let mut again = connect_tls(gw.tcp, &cert);

@@ -154,7 +154,8 @@ impl Presence {
 
     /// The user's connections on every node `live` lists (id and
     /// incarnation), from Redis; fields of an earlier incarnation of a
-    /// listed node are deleted.
+    /// listed node are deleted (a later one is kept and read: the view is
+    /// older than the node's restart).
     pub fn read(
         &self,
         user: &str,
@@ -174,7 +175,10 @@ impl Presence {
                 continue;
             };
             let v: Value = serde_json::from_str(&json).unwrap_or_default();
-            if v["inc"].as_u64() != Some(*inc) {
+            // Incarnations only grow: an older one is a dead process's
+            // leftover; a newer one is the node restarted (or upgraded)
+            // since this reader's view, and is live.
+            if v["inc"].as_u64().is_none_or(|i| i < *inc) {
                 stale.push(node);
                 continue;
             }

@@ -98,6 +98,11 @@ pub struct DrainConfig {
     /// Reconnect hint sent in go-away, in ms: clients should wait about this
     /// long (plus jitter) before reconnecting elsewhere. Default `1000`.
     pub reconnect_after_ms: u32,
+    /// In an upgrade, the connections that cannot move (TLS) are told to
+    /// reconnect after `reconnect_after_ms` plus a random share of this
+    /// window, in ms (at most one hour), so they come back spread over it,
+    /// never all at once. Default `10000`.
+    pub upgrade_spread_ms: u32,
 }
 
 impl Default for DrainConfig {
@@ -105,6 +110,7 @@ impl Default for DrainConfig {
         DrainConfig {
             deadline_ms: 30_000,
             reconnect_after_ms: 1_000,
+            upgrade_spread_ms: 10_000,
         }
     }
 }

@@ -130,6 +130,13 @@ impl Config {
             dl,
             "must be at most 86400000 (one day)",
         )?;
+        let spread = self.drain.upgrade_spread_ms;
+        check(
+            spread <= 3_600_000,
+            "drain.upgrade_spread_ms",
+            spread,
+            "must be at most 3600000 (one hour)",
+        )?;
 
         let c = &self.cluster;
         if let Some(bus) = c.bus_listen {

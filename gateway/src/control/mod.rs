@@ -351,6 +351,7 @@ impl Control {
             nodes: nodes.into(),
             policy: self.node.config.cluster.route_policy,
             reconnect_after_ms: self.node.config.drain.reconnect_after_ms,
+            spread_ms: 0,
         });
     }
 

@@ -225,6 +225,9 @@ pub struct Redirect {
     pub policy: crate::config::RoutePolicy,
     /// The reconnect hint of the go-away (`drain.reconnect_after_ms`).
     pub reconnect_after_ms: u32,
+    /// A random share of this is added to each connection's hint (an
+    /// upgrade's `drain.upgrade_spread_ms`; 0 for a drain).
+    pub spread_ms: u32,
 }
 
 /// What a reload hands every shard (`Command::Reload`).

@@ -241,7 +241,12 @@ impl Shard {
             let wire = c.session.wire();
             self.router.borrow_mut().redirect(redirect, user, wire)
         };
-        let after = redirect.reconnect_after_ms;
+        let after = match redirect.spread_ms {
+            0 => redirect.reconnect_after_ms,
+            spread => redirect
+                .reconnect_after_ms
+                .saturating_add(fastrand::u32(0..=spread)),
+        };
         self.drive(key, |s, cx| s.drain(cx, after, &to));
     }
 

@@ -131,6 +131,7 @@ impl Control {
             nodes: Arc::from([]),
             policy: node.config.cluster.route_policy,
             reconnect_after_ms: node.config.drain.reconnect_after_ms,
+            spread_ms: node.config.drain.upgrade_spread_ms,
         });
         let state = &node.upgrade;
         let done = state.done.fetch_add(1, Ordering::Relaxed) + 1;

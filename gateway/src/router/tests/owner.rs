@@ -352,6 +352,7 @@ fn a_drain_names_another_node_by_wire_and_spreads_clients() {
         nodes: vec![node("b"), node("c")].into(),
         policy: crate::config::RoutePolicy::default(),
         reconnect_after_ms: 0,
+        spread_ms: 0,
     };
     let ws = r.redirect(&redirect, Some("u1"), Wire::WsJson);
     assert!(ws == "ws://b:80/ws" || ws == "ws://c:80/ws", "{ws}");
