@@ -255,21 +255,29 @@ fn upgrade_aborts_when_the_format_is_refused(driver: Driver) {
     );
 }
 
-fn upgrade_aborts_when_the_new_process_is_killed_mid_handover(driver: Driver) {
+/// A node whose upgrade starts the real binary with `hold` (a test hook,
+/// see `control::upgrade`) set, and a thread that kills that new process
+/// with SIGKILL once the node's log shows `when`.
+fn node_killing_its_upgrade(
+    driver: Driver,
+    hold: &str,
+    when: &'static str,
+) -> (Arc<Gateway>, std::thread::JoinHandle<()>, Arc<Reap>) {
     let bin = env!("CARGO_BIN_EXE_gateway");
     let path = script(
         "holds",
-        &format!(
-            "echo $$ > \"$(dirname \"$0\")/pid\"\nGATEWAY_TEST_UPGRADE_HOLD_MS=60000 exec {bin} \"$@\""
-        ),
+        &format!("echo $$ > \"$(dirname \"$0\")/pid\"\n{hold}=60000 exec {bin} \"$@\""),
     );
     let pid_file = path.with_file_name("pid");
     let reap = Arc::new(Reap::default());
-    let killer = {
-        let (reap, pid_file) = (reap.clone(), pid_file.clone());
-        move |gw: &Gateway| {
-            // The new process holds the listeners (not accepting yet).
-            gw.wait_log("upgrade: took the listeners", 1);
+    let gw = Arc::new(Gateway::start(
+        driver,
+        &["--upgrade-binary", path.to_str().unwrap()],
+    ));
+    let kill = {
+        let (gw, reap) = (gw.clone(), reap.clone());
+        std::thread::spawn(move || {
+            gw.wait_log(when, 1);
             let pid: i32 = std::fs::read_to_string(&pid_file)
                 .unwrap()
                 .trim()
@@ -278,16 +286,18 @@ fn upgrade_aborts_when_the_new_process_is_killed_mid_handover(driver: Driver) {
             reap.add(pid);
             // SAFETY: kill(2) on the process the upgrade started.
             assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-        }
+        })
     };
-    let gw = Arc::new(Gateway::start(
+    (gw, kill, reap)
+}
+
+/// Killed while it holds the listeners, before it is ready.
+fn upgrade_aborts_when_the_new_process_is_killed_mid_handover(driver: Driver) {
+    let (gw, kill, _reap) = node_killing_its_upgrade(
         driver,
-        &["--upgrade-binary", path.to_str().unwrap()],
-    ));
-    let kill = {
-        let gw = gw.clone();
-        std::thread::spawn(move || killer(&gw))
-    };
+        "GATEWAY_TEST_UPGRADE_HOLD_MS",
+        "upgrade: took the listeners",
+    );
     let mut c = gw.connect(WS, "alice", "phone");
     let storm = Storm::start(gw.tcp);
     let r = gw.post("/upgrade", "");
@@ -311,38 +321,16 @@ fn upgrade_aborts_when_the_new_process_is_killed_mid_handover(driver: Driver) {
 /// Killed after it took the connections over and before the commit: the old
 /// process never forgot them and serves them on, state and all.
 fn upgrade_aborts_when_the_new_process_is_killed_holding_the_connections(driver: Driver) {
-    let bin = env!("CARGO_BIN_EXE_gateway");
-    let path = script(
-        "holds-conns",
-        &format!(
-            "echo $$ > \"$(dirname \"$0\")/pid\"\nGATEWAY_TEST_UPGRADE_HOLD_TAKEN_MS=60000 exec {bin} \"$@\""
-        ),
-    );
-    let pid_file = path.with_file_name("pid");
-    let reap = Arc::new(Reap::default());
-    let gw = Arc::new(Gateway::start(
+    let (gw, kill, _reap) = node_killing_its_upgrade(
         driver,
-        &["--upgrade-binary", path.to_str().unwrap()],
-    ));
+        "GATEWAY_TEST_UPGRADE_HOLD_TAKEN_MS",
+        "upgrade: took the connections over",
+    );
     let mut alice = gw.connect(WS, "alice", "phone");
     let mut bob = gw.connect(TCP, "bob", "laptop");
     alice.join("lobby");
     push(&gw, r#""user": "alice""#, "q1", 1);
     assert_eq!(alice.deliver().seq, 1);
-    let kill = {
-        let (gw, reap) = (gw.clone(), reap.clone());
-        std::thread::spawn(move || {
-            gw.wait_log("upgrade: took the connections over", 1);
-            let pid: i32 = std::fs::read_to_string(&pid_file)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            reap.add(pid);
-            // SAFETY: kill(2) on the process the upgrade started.
-            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-        })
-    };
     let r = gw.post("/upgrade", "");
     kill.join().unwrap();
     assert_eq!(r.status, 500, "{r:?}");

@@ -170,8 +170,7 @@ async fn accept_loop(
 /// One request: the guard, the body, then the handler.
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let node = shared.control.node();
-    if node.handed_over.load(std::sync::atomic::Ordering::SeqCst) && shared.control.is_draining()
-    {
+    if node.handed_over.load(std::sync::atomic::Ordering::SeqCst) && shared.control.is_draining() {
         // Upgraded: a kept-alive connection to this (old) process is closed
         // after this answer, so the client asks the new one next time.
         let mut r = to_http(routes::error(503, "upgraded: ask again"));

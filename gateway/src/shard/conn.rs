@@ -15,7 +15,6 @@ use crate::router::tables::ConnKey;
 use crate::session::{Ctx, Session, Transport};
 use crate::stats::ShardStats;
 use crate::sys::{self, Io};
-use crate::wheel::TimerKey;
 
 impl Shard {
     /// Takes over an accepted socket: a slab entry with a new session (its
@@ -25,15 +24,8 @@ impl Shard {
         sys::set_nodelay(fd);
         let id = self.next_conn_id();
         let now = self.tick_clock();
-        let key = self.conns.borrow_mut().insert(Conn {
-            fd,
-            write_blocked: false,
-            in_dirty: false,
-            read_stalled: false,
-            hangup: false,
-            timer: TimerKey::NONE,
-            session: Session::new(transport, id, now, &self.env),
-        });
+        let session = Session::new(transport, id, now, &self.env);
+        let key = self.conns.borrow_mut().insert(Conn::new(fd, session));
         if self.deps.admission.tracks_ips() {
             self.ips.borrow_mut().insert(key, ip);
         }

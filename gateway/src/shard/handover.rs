@@ -30,7 +30,6 @@ use super::{Conn, Shard};
 use crate::router::tables::ConnKey;
 use crate::session::{Route, Session, SessionState};
 use crate::sys;
-use crate::wheel::TimerKey;
 
 /// Connections per record (one descriptor each; `SCM_RIGHTS` takes 253).
 const PER_RECORD: usize = sys::MAX_FDS;
@@ -242,15 +241,7 @@ impl Shard {
             .map(|u| (u.clone(), session.device().clone()));
         let rooms: Vec<_> = session.rooms().to_vec();
         let fd = fd.into_raw_fd();
-        let key = self.conns.borrow_mut().insert(Conn {
-            fd,
-            write_blocked: false,
-            in_dirty: false,
-            read_stalled: false,
-            hangup: false,
-            timer: TimerKey::NONE,
-            session,
-        });
+        let key = self.conns.borrow_mut().insert(Conn::new(fd, session));
         if let Some(g) = grants {
             self.fx
                 .borrow_mut()

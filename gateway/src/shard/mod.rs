@@ -14,7 +14,8 @@
 //! and its end of the bus to other nodes (`bus`).
 //!
 //! Invariants:
-//! - A connection never leaves the shard that accepted it.
+//! - A connection never leaves the shard that accepted it (but for the same
+//!   shard of an upgrade's new process, see `handover`).
 //! - No `RefCell` borrow is held across an `.await` or across a call into
 //!   another method that borrows the same cell.
 //! - An idle connection holds no read or write buffer and no task; readiness
@@ -79,6 +80,22 @@ pub(crate) struct Conn {
     /// The wheel entry at the session's deadline (`TimerKey::NONE`: none).
     timer: TimerKey,
     session: Session,
+}
+
+impl Conn {
+    /// A connection just taken over (accepted, or handed over by an
+    /// upgrade): no flags, no wheel entry yet.
+    fn new(fd: RawFd, session: Session) -> Conn {
+        Conn {
+            fd,
+            write_blocked: false,
+            in_dirty: false,
+            read_stalled: false,
+            hangup: false,
+            timer: TimerKey::NONE,
+            session,
+        }
+    }
 }
 
 /// The state of one shard, owned by its thread.

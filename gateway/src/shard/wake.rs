@@ -63,18 +63,7 @@ impl Flag {
 
     /// Waits until the flag is set.
     pub(crate) async fn wait(&self) {
-        poll_fn(|cx| {
-            if self.set.get() {
-                Poll::Ready(())
-            } else {
-                let mut wakers = self.wakers.borrow_mut();
-                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    wakers.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        })
-        .await
+        wait_until(|| self.set.get(), &self.wakers).await
     }
 }
 
@@ -107,19 +96,24 @@ impl Gate {
 
     /// Waits until the gate is open.
     pub(crate) async fn passed(&self) {
-        poll_fn(|cx| {
-            if !self.closed.get() {
-                Poll::Ready(())
-            } else {
-                let mut wakers = self.wakers.borrow_mut();
-                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    wakers.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        })
-        .await
+        wait_until(|| !self.closed.get(), &self.wakers).await
     }
+}
+
+/// Waits until `ready()`, registered in `wakers` (woken all at once by
+/// whoever makes it true) meanwhile.
+async fn wait_until(ready: impl Fn() -> bool, wakers: &RefCell<Vec<Waker>>) {
+    poll_fn(|cx| {
+        if ready() {
+            return Poll::Ready(());
+        }
+        let mut wakers = wakers.borrow_mut();
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// A handle the shard's runtime can wait on for `fd` to become readable

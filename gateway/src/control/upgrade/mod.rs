@@ -1,6 +1,7 @@
 //! Upgrading the binary in place: the running process (the old one) starts
 //! the new binary and hands it the node's listening sockets, accept queues
-//! included, so no connect is refused or reset while it happens.
+//! included, then every plain connection with its state, so no connect is
+//! refused and no connection is closed.
 //!
 //! Triggers: `SIGUSR2`, `POST /upgrade` (admin token as for every POST) and
 //! `gateway upgrade` (which calls that). The new binary is `upgrade_binary`,
@@ -9,7 +10,8 @@
 //!
 //! The handover, over a `SOCK_SEQPACKET` pair (the new process's end is its
 //! descriptor 3, named by `GATEWAY_UPGRADE_FD`); every message is one JSON
-//! object of [`Msg`], descriptors ride along with `SCM_RIGHTS`:
+//! object of [`Msg`] (or a relayed record, `relay`), descriptors ride along
+//! with `SCM_RIGHTS`:
 //!
 //! 1. old → new `Offer`: the handover format, shard count, node id and the
 //!    listeners' addresses. Nothing has moved yet: a new binary that cannot
@@ -17,30 +19,33 @@
 //!    count, answers `Refuse` and exits; the old process serves on.
 //! 2. new → old `Accept`; old → new `Fds` (every listener, at most 253
 //!    descriptors a message). The old process keeps accepting meanwhile.
-//! 3. The new process starts its shards on these sockets, not accepting
-//!    yet, and answers `Ready`.
-//! 4. Commit: the old process stops accepting (its shards take the
-//!    listeners out of their epoll sets; no accept is in flight, see
-//!    `shard::accept`), closes its copies, stops its admin API, registry
-//!    writes and downstream consumer, and sends `Commit` with its counters'
-//!    totals. The new process starts accepting (what arrived meanwhile
-//!    waited in the queues), then its admin API, registry and streams. The
-//!    old one drains: every client gets go-away `DRAINING` with the
-//!    reconnect hint and no other node named, so it reconnects to the same
-//!    address, now the new process's. At exit it sends what it counted
-//!    since the commit (`Totals`).
+//! 3. The new process starts its shards on these sockets, closed (not
+//!    accepting, reading or writing), and answers `Ready`.
+//! 4. The old process freezes its shards (they stop accepting, reading,
+//!    writing and acting on deadlines) and waits until their store
+//!    operations are answered and the mesh is quiet; old → new `Move`, then
+//!    shard by shard the records of `shard::handover` (sessions with their
+//!    descriptors, the in-process store), relayed; new → old `Taken`.
+//! 5. Commit: old → new `Commit`, with the old process's counter totals.
+//!    The new process opens its shards (accepting; what arrived meanwhile
+//!    waited in the sockets and queues), then its admin API, registry and
+//!    streams. The old one forgets what moved, closes its listeners, stops
+//!    its admin API, registry writes and downstream consumer, and drains
+//!    what did not move (TLS, closing): go-away `DRAINING` with the
+//!    reconnect hint plus a random share of `drain.upgrade_spread_ms`, and
+//!    no other node named, so it comes back to the same address, now the
+//!    new process's. At exit it sends what it counted since (`Totals`).
 //!
 //! Abort: until the commit the old process has given nothing up, and the
-//! new one has accepted no connection. If the new binary cannot be started,
-//! refuses, exits, dies (`SIGKILL` included) or is not ready within
-//! [`READY_TIMEOUT`], the old process kills it (if it still runs), logs one
-//! line and answers the reason; it never stopped serving. If instead the
-//! old process dies before the commit, the new one serves.
+//! new one has served nothing. If the new binary cannot be started,
+//! refuses, exits, dies (`SIGKILL` included, also while it holds the moved
+//! connections) or is not ready within [`READY_TIMEOUT`], or the shards do
+//! not settle, the old process kills it (if it still runs), thaws its
+//! shards, logs one line and answers the reason. If instead the old process
+//! dies before the commit, the new one serves.
 //!
-//! What does not move yet: the connections themselves (they reconnect, and
-//! resume their QoS 1 inbox from Redis; the in-process store's inboxes are
-//! lost as on a restart), and the node's incarnation (peers see a restart
-//! of the node and resync their links).
+//! The node keeps its id but not its incarnation: peers see a restart of the
+//! node and relink and resync interest, as after any restart.
 //!
 //! Test hooks, read by the new process only: `GATEWAY_TEST_UPGRADE_FORMATS`
 //! (comma-separated formats it claims to read, instead of [`FORMAT`]),

@@ -105,7 +105,24 @@ impl Control {
             return Err(UpgradeError::Failed(format!("{why}{status}")));
         }
         let conns: u64 = node.stats.iter().map(|s| s.conns().max(0) as u64).sum();
-        let moved = match relay::freeze(node).and_then(|()| relay::export(node, &mine)) {
+        let state = &node.upgrade;
+        let mut totals = Vec::new();
+        let moved = relay::freeze(node)
+            .and_then(|()| relay::export(node, &mine))
+            .and_then(|moved| {
+                // The commit goes first: if the new process is gone by now,
+                // nothing here is forgotten yet and this process serves on.
+                totals = node.stats.iter().map(|s| s.totals()).collect();
+                let msg = Msg::Commit {
+                    shards: totals.clone(),
+                    upgrades: state.done.load(Ordering::Relaxed) + 1,
+                    aborted: state.aborted.load(Ordering::Relaxed),
+                };
+                send(&mine, &msg, &[])
+                    .map(|()| moved)
+                    .map_err(|e| format!("the new process did not take the commit: {e}"))
+            });
+        let moved = match moved {
             Ok(n) => n,
             Err(why) => {
                 // Nothing was forgotten here and the new process served
@@ -117,8 +134,9 @@ impl Control {
                 return Err(UpgradeError::Failed(why));
             }
         };
-        // Commit: the new process serves the moved connections and the
+        // Committed: the new process serves the moved connections and the
         // listeners; what did not move (TLS, closing) drains here.
+        state.done.fetch_add(1, Ordering::Relaxed);
         relay::forget(node);
         node.admin_stop.notify_one();
         drop(
@@ -133,19 +151,6 @@ impl Control {
             reconnect_after_ms: node.config.drain.reconnect_after_ms,
             spread_ms: node.config.drain.upgrade_spread_ms,
         });
-        let state = &node.upgrade;
-        let done = state.done.fetch_add(1, Ordering::Relaxed) + 1;
-        let totals: Vec<Vec<u64>> = node.stats.iter().map(|s| s.totals()).collect();
-        let msg = Msg::Commit {
-            shards: totals.clone(),
-            upgrades: done,
-            aborted: state.aborted.load(Ordering::Relaxed),
-        };
-        if let Err(e) = send(&mine, &msg, &[]) {
-            // It died after `Ready`: nobody accepts now. Its end closed, so
-            // it cannot be told; the listeners are closed here already.
-            tracing::error!("upgrade: the new process did not take the commit: {e}");
-        }
         *state.handed.lock().unwrap_or_else(|e| e.into_inner()) = Some((mine, totals));
         // Reaped here if it exits while this process still runs.
         let _ = std::thread::Builder::new()
