@@ -60,8 +60,14 @@ pub struct Node {
     pub clock: Clock,
     /// Shards that still hold connections during a drain.
     pub shards_busy: Arc<AtomicUsize>,
-    /// Changes every time the process starts (the bus hello, the registry).
+    /// The node's incarnation (its registry entry, its presence in Redis):
+    /// new at every start, kept across an upgrade, so peers see the same
+    /// node. The bus links' hello carries `link_incarnation` instead.
     pub incarnation: u64,
+    /// This process's incarnation on the bus links: new at every start and
+    /// every upgrade (a peer's acceptor then numbers this process's batches
+    /// afresh).
+    pub link_incarnation: u64,
     /// Where the node's listeners listen.
     pub(crate) addrs: Addrs,
     /// The listeners themselves (this table's copies), until a drain or an
@@ -119,9 +125,12 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
     let shards = config.shard_count();
     let incoming = Incoming::from_env().map_err(NodeError::Upgrade)?;
     let tls = config.tls.server_config().map_err(NodeError::Tls)?;
-    let listeners = match &incoming {
-        Some(from) => from.take_listeners(&config).map_err(NodeError::Upgrade)?,
-        None => Listeners::bind(&config, shards)?,
+    let (listeners, kept_incarnation) = match &incoming {
+        Some(from) => from
+            .take_listeners(&config)
+            .map(|(l, inc)| (l, Some(inc)))
+            .map_err(NodeError::Upgrade)?,
+        None => (Listeners::bind(&config, shards)?, None),
     };
     let addrs = listeners.addrs.clone();
     let (handover, shard_ends): (Vec<_>, Vec<_>) = (0..shards)
@@ -134,13 +143,15 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
     let clock = Clock::system();
     // Unix ms and three random digits: unique per start, and below 2^53 so
     // JSON readers (JavaScript) read it exactly.
-    let incarnation = clock.unix_ms(clock.now()) * 1000 + fastrand::u64(..1000);
+    let link_incarnation = clock.unix_ms(clock.now()) * 1000 + fastrand::u64(..1000);
+    let incarnation = kept_incarnation.unwrap_or(link_incarnation);
     let mesh = Arc::new(Mesh::new(shards, QUEUE_CAPACITY).map_err(os("create shard queues"))?);
     let hook = crate::backend::hook::Hook::start(&config.backend, &config.node_id, mesh.clone())
         .map_err(NodeError::Hook)?
         .map(Arc::new);
     let node = Arc::new(Node {
         incarnation,
+        link_incarnation,
         addrs,
         listeners: std::sync::Mutex::new(None),
         admin_stop: Arc::new(tokio::sync::Notify::new()),
@@ -274,7 +285,7 @@ fn shard_deps(node: &Arc<Node>, listeners: &Listeners, accept_later: bool) -> sh
     let c = &node.config;
     shard::Deps {
         node_id: c.node_id.clone(),
-        incarnation: node.incarnation,
+        incarnation: node.link_incarnation,
         boot: node.boot.clone(),
         clock: node.clock,
         driver: c.driver,

@@ -22,7 +22,8 @@ use crate::stats::ShardStats;
 pub(crate) struct Deps {
     /// This node's id (`node_id`).
     pub node_id: String,
-    /// Changes every time the process starts (the bus hello).
+    /// This process's incarnation on the bus links (the hello): new at every
+    /// start and every upgrade (`Node::link_incarnation`).
     pub incarnation: u64,
     /// This process's start (hex Unix ms), in every message id it makes.
     pub boot: String,

@@ -170,6 +170,8 @@ impl Shard {
             fx.forget(c.session.id());
             self.gauge(c.session.wire() == crate::outbound::Wire::Tcp, -1);
         }
+        // Peers resend what this shard did not read to the new process.
+        self.close_inbound_links();
         // What did not move (TLS, closing) is served again until it drains.
         self.gate.open();
         self.check_done();

@@ -38,20 +38,22 @@ impl Incoming {
     }
 
     /// Reads the offer, checks this process can take it (format, shard
-    /// count, listen addresses), and takes the listeners. A refusal is
-    /// sent to the old process too.
-    pub(crate) fn take_listeners(&self, config: &Config) -> Result<Listeners, String> {
-        let (format, shards, addrs, count) = match recv(&self.sock, OFFER_TIMEOUT)? {
+    /// count, listen addresses), and takes the listeners; also returns the
+    /// node's incarnation, which this process keeps. A refusal is sent to
+    /// the old process too.
+    pub(crate) fn take_listeners(&self, config: &Config) -> Result<(Listeners, u64), String> {
+        let (format, shards, addrs, count, incarnation) = match recv(&self.sock, OFFER_TIMEOUT)? {
             (
                 Msg::Offer {
                     format,
                     shards,
                     addrs,
                     fds,
+                    incarnation,
                     ..
                 },
                 _,
-            ) => (format, shards, addrs, fds),
+            ) => (format, shards, addrs, fds, incarnation),
             (other, _) => return Err(format!("expected an offer, got {other:?}")),
         };
         if let Err(why) = check(config, format, shards, &addrs) {
@@ -69,7 +71,7 @@ impl Incoming {
         }
         let listeners = Listeners::adopt(fds, shards, addrs)?;
         tracing::info!("upgrade: took the listeners");
-        Ok(listeners)
+        Ok((listeners, incarnation))
     }
 
     /// Tells the old process this one is up and waits for its commit (it

@@ -44,8 +44,12 @@
 //! shards, logs one line and answers the reason. If instead the old process
 //! dies before the commit, the new one serves.
 //!
-//! The node keeps its id but not its incarnation: peers see a restart of the
-//! node and relink and resync interest, as after any restart.
+//! The node keeps its id and its incarnation (registry entry, presence), so
+//! peers see the same node: their links to it reconnect and resend what the
+//! old process did not read (it reads nothing while frozen and closes
+//! those links unread at the commit), and the interest tables resync on
+//! link up. The new process's own links say hello with an incarnation of
+//! its own, so peers number its batches afresh.
 //!
 //! Test hooks, read by the new process only: `GATEWAY_TEST_UPGRADE_FORMATS`
 //! (comma-separated formats it claims to read, instead of [`FORMAT`]),
@@ -89,6 +93,8 @@ enum Msg {
         format: u32,
         pid: u32,
         node_id: String,
+        /// The node's incarnation, which the new process keeps.
+        incarnation: u64,
         shards: usize,
         addrs: Addrs,
         /// How many descriptors the `Fds` messages will carry.

@@ -204,6 +204,7 @@ fn offer(node: &Node, sock: &OwnedFd) -> Result<(), String> {
         format: FORMAT,
         pid: std::process::id(),
         node_id: node.config.node_id.clone(),
+        incarnation: node.incarnation,
         shards: node.mesh.len(),
         addrs: l.addrs.clone(),
         fds: fds.len(),

@@ -59,6 +59,13 @@ impl Shard {
         let mut buf = Vec::new();
         let mut peer: Option<(Arc<str>, u16)> = None;
         'session: loop {
+            // While an upgrade moves the connections nothing is read, so
+            // nothing is acknowledged: after a commit the link closes unread
+            // and the peer sends it again, to the new process.
+            self.gate.passed().await;
+            if handle.close.get() {
+                break 'session;
+            }
             let mut closed = false;
             loop {
                 match sock.read(&mut buf) {

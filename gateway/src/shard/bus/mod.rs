@@ -172,6 +172,16 @@ impl Shard {
     }
 
     /// Queues a `Reset` and every name this shard owns with local interest.
+    /// An upgrade committed: every link peers opened to this shard closes
+    /// unread, so what they sent during the freeze (not acknowledged) is
+    /// sent again to the new process.
+    pub(super) fn close_inbound_links(&self) {
+        for h in self.bus.inbound.borrow().iter() {
+            h.close.set(true);
+            h.wake.notify();
+        }
+    }
+
     fn snapshot(&self, pl: &PeerLink) {
         let now = self.now.get();
         let shards = self.deps.mesh.len() as u16;
