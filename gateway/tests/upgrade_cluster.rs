@@ -74,7 +74,14 @@ fn messages_from_a_peer_cross_the_upgrade(driver: Driver) {
     }
     upgrade_node(&c.nodes[0], &reap);
     while got.len() < N {
-        got.push(alice.deliver().payload);
+        match alice.next_event() {
+            Event::Frame(Frame::Deliver(d)) => got.push(d.payload),
+            other => panic!(
+                "after {} messages (last {:?}): {other:?}",
+                got.len(),
+                got.last().map(|p| String::from_utf8_lossy(p).into_owned())
+            ),
+        }
     }
     let want: Vec<Vec<u8>> = (0..N).map(|i| i.to_string().into_bytes()).collect();
     assert_eq!(got, want);

@@ -29,6 +29,8 @@ impl Shard {
                 .and_then(|c| Some((c.session.user()?.clone(), c.session.device().clone())))
         };
         let Some((user, device)) = who else { return };
+        // One `Reply::Authorized` comes back for it (see `handover`).
+        self.replies_out.set(self.replies_out.get() + 1);
         match &self.deps.hook {
             Some(hook) => hook.ask(crate::backend::hook::Ask {
                 action,
@@ -112,6 +114,10 @@ impl Shard {
             }
             _ => return,
         };
+        if matches!(op, Op::Send { .. }) {
+            // One `Reply::SendDone` comes back for it (see `handover`).
+            self.replies_out.set(self.replies_out.get() + 1);
+        }
         if let Err(op) = up.submit(op) {
             self.upstream_full(*op);
         }

@@ -4,7 +4,8 @@
 //! Old process, per shard: `freeze` closes the shard's gate (no input read,
 //! no output written, no session deadline acted on; mesh messages and store
 //! completions are still handled so the shard can settle) and stops
-//! accepting; `settled` says when no store operation is out; `export`
+//! accepting; `settled` says when no store operation and no backend request
+//! is out; `export`
 //! writes every movable plain connection (its descriptor and its session,
 //! `session::SessionState`) and the in-process store's inboxes to the
 //! shard's handover channel. Nothing is forgotten yet: `thaw` (abort) opens
@@ -71,12 +72,14 @@ impl Shard {
         self.pause_accepting();
     }
 
-    /// True once no store operation of this shard is out.
+    /// True once no store operation and no backend request (a hook
+    /// decision, a send to the backend stream) of this shard is out: their
+    /// answers are for the sessions, which must have them before they move.
     pub(super) fn settled(&self) -> bool {
         // Idle before the collection: every completion is there to collect.
         let idle = self.store.borrow().idle();
         self.drain_store();
-        idle && self.router.borrow().unsettled() == (0, 0)
+        idle && self.replies_out.get() == 0 && self.router.borrow().unsettled() == (0, 0)
     }
 
     /// Answers once the shard is settled, or false after [`SETTLE`].
@@ -90,6 +93,7 @@ impl Shard {
                 let (queued, at_store) = self.router.borrow().unsettled();
                 tracing::warn!(
                     shard = self.id,
+                    replies = self.replies_out.get(),
                     queued,
                     at_store,
                     "upgrade: store operations still out after the freeze"
@@ -170,7 +174,9 @@ impl Shard {
             fx.forget(c.session.id());
             self.gauge(c.session.wire() == crate::outbound::Wire::Tcp, -1);
         }
-        // Peers resend what this shard did not read to the new process.
+        // Peers resend what this shard did not read to the new process,
+        // and never reach this one again.
+        self.handed_over.set(true);
         self.close_inbound_links();
         // What did not move (TLS, closing) is served again until it drains.
         self.gate.open();

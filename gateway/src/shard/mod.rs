@@ -128,6 +128,12 @@ pub(crate) struct Shard {
     listening: accept::Listening,
     /// Closed while an upgrade moves the connections (`handover`).
     gate: wake::Gate,
+    /// Backend requests (hook decisions, sends to the backend stream) whose
+    /// reply has not come back yet.
+    replies_out: Cell<u64>,
+    /// Set at an upgrade's commit: the new process serves this shard's
+    /// connections and bus links from now on.
+    handed_over: Cell<bool>,
     /// Connections written to an upgrade's new process, not yet forgotten.
     exported: RefCell<Vec<ConnKey>>,
     /// Set when the shard stops accepting (drain).
@@ -241,6 +247,8 @@ impl Shard {
                 }
                 gate
             },
+            replies_out: Cell::new(0),
+            handed_over: Cell::new(false),
             exported: RefCell::new(Vec::new()),
             draining: Flag::default(),
             drain_redirect: RefCell::new(None),

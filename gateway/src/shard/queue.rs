@@ -106,6 +106,8 @@ impl Shard {
     /// A backend service's answer (or a QoS 1 send's outcome from its
     /// owner shard) for one connection.
     fn handle_reply(&self, reply: Reply) {
+        self.replies_out
+            .set(self.replies_out.get().saturating_sub(1));
         let (to, delivery) = match reply {
             Reply::SendDone { reply, result } => (reply, Delivery::SendResult(*result)),
             Reply::Authorized {

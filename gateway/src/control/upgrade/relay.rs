@@ -39,6 +39,7 @@ fn to_shard(node: &Node, shard: usize, cmd: Command) {
 pub(super) fn freeze(node: &Node) -> Result<(), String> {
     let shards = node.mesh.len();
     let (tx, rx) = crossbeam_channel::bounded(shards);
+    tracing::info!("upgrade: freezing the shards, then moving the connections");
     for shard in 0..shards {
         to_shard(node, shard, Command::Freeze(tx.clone()));
     }

@@ -29,6 +29,10 @@ impl Shard {
         };
         loop {
             match listener.accept().await {
+                // Handed to an upgrade's new process: a peer that reached
+                // this process is closed unread (it dials again and reaches
+                // the new one); this copy of the listener closes.
+                Ok(_) if self.handed_over.get() => return,
                 Ok((stream, _)) => {
                     // SAFETY: the descriptor was just taken from the stream.
                     let fd = unsafe { OwnedFd::from_raw_fd(stream.into_raw_fd()) };
@@ -63,7 +67,7 @@ impl Shard {
             // nothing is acknowledged: after a commit the link closes unread
             // and the peer sends it again, to the new process.
             self.gate.passed().await;
-            if handle.close.get() {
+            if handle.close.get() || self.handed_over.get() {
                 break 'session;
             }
             let mut closed = false;
