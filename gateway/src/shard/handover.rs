@@ -8,7 +8,8 @@
 //! is out; `export`
 //! writes every movable plain connection (its descriptor and its session,
 //! `session::SessionState`) and the in-process store's inboxes to the
-//! shard's handover channel. Nothing is forgotten yet: `thaw` (abort) opens
+//! channel the node gave it for this upgrade (its other end is the new
+//! process's matching shard). Nothing is forgotten yet: `thaw` (abort) opens
 //! the gate again as if nothing happened; `forget` (commit) drops the moved
 //! connections without a word to anyone (no close, no disconnect event:
 //! they live on in the new process) and opens the gate for the rest, which
@@ -41,7 +42,8 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// How long an import waits for the next record.
 const RECORD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Record kinds (the first byte).
+/// Record kinds (the first byte); `PIPE` comes from the node.
+const PIPE: u8 = b'P';
 const CONNS: u8 = b'C';
 const STORE: u8 = b'S';
 const END: u8 = b'E';
@@ -117,7 +119,8 @@ impl Shard {
     /// Writes every movable connection and the store to the handover
     /// channel; returns how many connections.
     pub(super) fn export(&self) -> std::io::Result<usize> {
-        let sock = self.deps.handover[self.id];
+        let pipe = self.take_pipe().map_err(std::io::Error::other)?;
+        let sock = pipe.as_raw_fd();
         let now = self.tick_clock();
         let unix_ms = self.deps.clock.unix_ms(now);
         let keys: Vec<ConnKey> = {
@@ -186,7 +189,8 @@ impl Shard {
     /// Reads the old process's records for this shard and takes over what
     /// they carry; returns how many connections.
     pub(super) fn import(&self) -> Result<usize, String> {
-        let sock = self.deps.handover[self.id];
+        let pipe = self.take_pipe()?;
+        let sock = pipe.as_raw_fd();
         let mut count = 0;
         loop {
             let (bytes, fds) = match sys::recv_record(&Fd(sock), MAX_RECORD, RECORD_TIMEOUT) {
@@ -204,6 +208,17 @@ impl Shard {
                 Some((&END, _)) => return Ok(count),
                 _ => return Err("unknown handover record".into()),
             }
+        }
+    }
+
+    /// This upgrade's channel to the other process's matching shard, which
+    /// the node sends through this shard's handover channel.
+    fn take_pipe(&self) -> Result<OwnedFd, String> {
+        let sock = Fd(self.deps.handover[self.id]);
+        match sys::recv_record(&sock, 16, RECORD_TIMEOUT) {
+            Ok(Some((bytes, mut fds))) if bytes == [PIPE] && fds.len() == 1 => Ok(fds.remove(0)),
+            Ok(_) => Err("no channel from the node".into()),
+            Err(e) => Err(format!("handover channel: {e}")),
         }
     }
 

@@ -10,8 +10,7 @@
 //!
 //! The handover, over a `SOCK_SEQPACKET` pair (the new process's end is its
 //! descriptor 3, named by `GATEWAY_UPGRADE_FD`); every message is one JSON
-//! object of [`Msg`] (or a relayed record, `relay`), descriptors ride along
-//! with `SCM_RIGHTS`:
+//! object of [`Msg`], descriptors ride along with `SCM_RIGHTS`:
 //!
 //! 1. old → new `Offer`: the handover format, shard count, node id and the
 //!    listeners' addresses. Nothing has moved yet: a new binary that cannot
@@ -23,9 +22,11 @@
 //!    accepting, reading or writing), and answers `Ready`.
 //! 4. The old process freezes its shards (they stop accepting, reading,
 //!    writing and acting on deadlines) and waits until their store
-//!    operations are answered and the mesh is quiet; old → new `Move`, then
-//!    shard by shard the records of `shard::handover` (sessions with their
-//!    descriptors, the in-process store), relayed; new → old `Taken`.
+//!    operations are answered and the mesh is quiet; old → new `Move` and
+//!    `Pipes` (a channel per shard pair), over which every old shard writes
+//!    the records of `shard::handover` (sessions with their descriptors,
+//!    the in-process store) to its new counterpart, all shards at once;
+//!    new → old `Taken`.
 //! 5. Commit: old → new `Commit`, with the old process's counter totals.
 //!    The new process opens its shards (accepting; what arrived meanwhile
 //!    waited in the sockets and queues), then its admin API, registry and
@@ -108,8 +109,11 @@ enum Msg {
     Fds,
     /// The new process is up, its shards not yet accepting or serving.
     Ready { pid: u32 },
-    /// The connections follow, shard by shard (relayed records, `relay`).
+    /// The connections follow, shard by shard (`relay`).
     Move { shards: usize },
+    /// One channel per shard attached, in shard order (at most 253 a
+    /// message): old shard `i` writes to new shard `i` through it.
+    Pipes,
     /// The new process took them over (not serving them yet).
     Taken { conns: u64 },
     /// The old process stopped accepting: the new one accepts from now on.

@@ -1,11 +1,10 @@
 //! Moving the connections (step 4 of the module header), in both
 //! processes: the old node freezes its shards, waits until they are settled
-//! and the mesh is quiet, and relays each shard's records (its channel,
-//! `shard::handover`) to the new process; the new node relays them to its
-//! matching shard, which takes them over, and answers `Taken`.
-//!
-//! On the main channel each relayed record starts with [`RELAYED`] and the
-//! shard's index (two bytes, little-endian), then the shard's record.
+//! and the mesh is quiet, then makes one channel per shard pair and gives
+//! each old shard one end and the new process the other (`Pipes`), which
+//! gives it to its matching shard: old shard `i` writes its records
+//! (`shard::handover`) straight to new shard `i`, every pair at once; the
+//! new process answers `Taken`.
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -14,18 +13,14 @@ use crate::control::node::Node;
 use crate::mesh::{Command, ShardMsg};
 use crate::sys;
 
-/// The first byte of a relayed record.
-const RELAYED: u8 = 1;
-/// Largest record relayed (a shard's in-process store goes in one).
-const MAX_RECORD: usize = (1 << 30) + 3;
+/// The record that gives a shard its end of the upgrade's channel.
+const PIPE: u8 = b'P';
 /// How long the shards may take to settle (their own bound is 2 s).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the mesh must stay quiet before the export.
 const QUIET: Duration = Duration::from_millis(10);
 /// How long one shard's export or import may take.
 const SHARD_TIMEOUT: Duration = Duration::from_secs(60);
-/// The record that ends a shard's export (see `shard::handover`).
-const END: u8 = b'E';
 
 fn to_shard(node: &Node, shard: usize, cmd: Command) {
     let mut msg = ShardMsg::Command(cmd);
@@ -69,36 +64,33 @@ fn quiet(node: &Node) -> Result<(), String> {
     }
 }
 
-/// Old process: every shard exports, its records relayed to `sock`; then
-/// the new process's answer. Returns the connections it took.
+/// Old process: one channel per shard pair, the new process's ends sent to
+/// it; every shard gets its end and exports into it, all at once; then the
+/// new process's answer. Returns the connections it took.
 pub(super) fn export(node: &Node, sock: &OwnedFd) -> Result<u64, String> {
     let shards = node.mesh.len();
-    send(sock, &Msg::Move { shards }, &[]).map_err(|e| format!("handover channel: {e}"))?;
-    for shard in 0..shards {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        to_shard(node, shard, Command::Export(tx));
-        let from = &node.handover[shard];
-        loop {
-            let (bytes, fds) = match sys::recv_record(from, MAX_RECORD, SHARD_TIMEOUT) {
-                Ok(Some(r)) => r,
-                _ => return Err(format!("shard {shard} did not export")),
-            };
-            let mut out = Vec::with_capacity(bytes.len() + 3);
-            out.push(RELAYED);
-            out.extend_from_slice(&(shard as u16).to_le_bytes());
-            out.extend_from_slice(&bytes);
-            let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
-            sys::send_record(sock, &out, &raw).map_err(|e| format!("handover channel: {e}"))?;
-            // This table's copies go; the shard's and the new process's stay.
-            drop(fds);
-            if bytes.first() == Some(&END) {
-                break;
-            }
-        }
+    let io = |e: std::io::Error| format!("handover channel: {e}");
+    let pipes = (0..shards)
+        .map(|_| sys::seqpacket_pair())
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(io)?;
+    send(sock, &Msg::Move { shards }, &[]).map_err(io)?;
+    let theirs: Vec<i32> = pipes.iter().map(|(_, t)| t.as_raw_fd()).collect();
+    for chunk in theirs.chunks(sys::MAX_FDS) {
+        send(sock, &Msg::Pipes, chunk).map_err(io)?;
+    }
+    let (tx, rx) = crossbeam_channel::bounded(shards);
+    for (shard, (mine, _)) in pipes.iter().enumerate() {
+        give_pipe(node, shard, mine)?;
+        to_shard(node, shard, Command::Export(tx.clone()));
+    }
+    // The shards hold their ends now, the new process its own.
+    drop(pipes);
+    for _ in 0..shards {
         match rx.recv_timeout(SHARD_TIMEOUT) {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(format!("shard {shard} could not export: {e}")),
-            Err(_) => return Err(format!("shard {shard} did not answer the export")),
+            Ok(Err(e)) => return Err(format!("a shard could not export: {e}")),
+            Err(_) => return Err("a shard did not answer the export".into()),
         }
     }
     // Nothing may have reached a shard since its export.
@@ -112,40 +104,42 @@ pub(super) fn export(node: &Node, sock: &OwnedFd) -> Result<u64, String> {
     }
 }
 
-/// New process: relays every shard's records from `sock` to the shard,
-/// which takes them over. Returns the connections taken.
+/// New process: the channels from the old process's shards, one to each
+/// shard, which takes over what comes through it; all at once. Returns the
+/// connections taken.
 pub(super) fn import(node: &Node, sock: &OwnedFd, shards: usize) -> Result<u64, String> {
     if shards != node.mesh.len() {
         return Err(format!("{shards} shards offered, {} here", node.mesh.len()));
     }
-    let mut total = 0;
-    for shard in 0..shards {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        to_shard(node, shard, Command::Import(tx));
-        let to = &node.handover[shard];
-        loop {
-            let (bytes, fds) = match sys::recv_record(sock, MAX_RECORD, SHARD_TIMEOUT) {
-                Ok(Some(r)) => r,
-                _ => return Err("the old process stopped sending".into()),
-            };
-            let (head, body) = bytes.split_at(bytes.len().min(3));
-            if head.len() < 3 || head[0] != RELAYED || head[1..] != (shard as u16).to_le_bytes() {
-                return Err(format!("a record out of order for shard {shard}"));
-            }
-            let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
-            sys::send_record(to, body, &raw).map_err(|e| format!("shard {shard}: {e}"))?;
-            drop(fds);
-            if body.first() == Some(&END) {
-                break;
-            }
+    let mut pipes = Vec::with_capacity(shards);
+    while pipes.len() < shards {
+        match recv(sock, SHARD_TIMEOUT)? {
+            (Msg::Pipes, fds) => pipes.extend(fds),
+            (other, _) => return Err(format!("expected the shards' channels, got {other:?}")),
         }
+    }
+    let (tx, rx) = crossbeam_channel::bounded(shards);
+    for (shard, pipe) in pipes.iter().enumerate().take(shards) {
+        give_pipe(node, shard, pipe)?;
+        to_shard(node, shard, Command::Import(tx.clone()));
+    }
+    drop(pipes);
+    let mut total = 0;
+    for _ in 0..shards {
         match rx.recv_timeout(SHARD_TIMEOUT) {
             Ok(Ok(n)) => total += n as u64,
-            Ok(Err(e)) => return Err(format!("shard {shard}: {e}")),
-            Err(_) => return Err(format!("shard {shard} did not answer the import")),
+            Ok(Err(e)) => return Err(format!("a shard could not take over: {e}")),
+            Err(_) => return Err("a shard did not answer the import".into()),
         }
     }
     Ok(total)
+}
+
+/// Hands shard `shard` its end of this upgrade's channel (through its
+/// handover channel: the shard has its own descriptor table).
+fn give_pipe(node: &Node, shard: usize, pipe: &OwnedFd) -> Result<(), String> {
+    sys::send_record(&node.handover[shard], &[PIPE], &[pipe.as_raw_fd()])
+        .map_err(|e| format!("shard {shard}'s channel: {e}"))
 }
 
 /// Old process, aborting: every shard serves on.
