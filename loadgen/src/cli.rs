@@ -201,6 +201,36 @@ pub enum Scenario {
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
     },
+    /// Hold N connections pinging every --ping-ms, upgrade the gateway's
+    /// binary in place (POST /upgrade on --admin), and measure the pause
+    /// the clients see (ping round trips), closes, and the old and new
+    /// processes' memory and CPU (the monitor follows --server-pid, then
+    /// the pid the upgrade answers)
+    Upgrade {
+        /// Connections
+        #[arg(long, default_value_t = 10_000)]
+        conns: u64,
+        /// Ping period of every connection once ramped, in ms; each ping's
+        /// round trip is measured (a pause longer than this reaches every
+        /// connection)
+        #[arg(long, default_value_t = 200)]
+        ping_ms: u64,
+        /// Seconds of pinging before the first upgrade
+        #[arg(long, default_value_t = 5)]
+        hold_secs: u64,
+        /// Seconds of pinging after each upgrade's answer
+        #[arg(long, default_value_t = 10)]
+        after_secs: u64,
+        /// Upgrades in a row
+        #[arg(long, default_value_t = 1)]
+        rounds: u64,
+        /// Longest wait for an upgrade's answer, in seconds
+        #[arg(long, default_value_t = 300)]
+        upgrade_timeout_secs: u64,
+        /// Longest ramp, in seconds
+        #[arg(long, default_value_t = 900)]
+        ramp_timeout_secs: u64,
+    },
     /// Pairs exchange numbered messages for a long time while a fraction of
     /// the connections is cut at intervals; every accepted message checked
     Soak {

@@ -14,12 +14,23 @@ const MAX_RESPONSE: usize = 16 << 20;
 pub struct Client {
     addr: SocketAddr,
     stream: Option<TcpStream>,
+    timeout: Duration,
 }
 
 impl Client {
-    /// A client for `addr` (connects on first use).
+    /// A client for `addr` (connects on first use) that waits up to 60 s
+    /// for an answer.
     pub fn new(addr: SocketAddr) -> Self {
-        Client { addr, stream: None }
+        Client::with_timeout(addr, Duration::from_secs(60))
+    }
+
+    /// A client for `addr` that waits up to `timeout` for an answer.
+    pub fn with_timeout(addr: SocketAddr, timeout: Duration) -> Self {
+        Client {
+            addr,
+            stream: None,
+            timeout,
+        }
     }
 
     /// Sends a request and returns the status and body. Retries once on a
@@ -50,7 +61,7 @@ impl Client {
         if self.stream.is_none() {
             let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
                 .with_context(|| format!("connecting to {}", self.addr))?;
-            s.set_read_timeout(Some(Duration::from_secs(60)))?;
+            s.set_read_timeout(Some(self.timeout))?;
             s.set_nodelay(true)?;
             self.stream = Some(s);
         }

@@ -6,8 +6,10 @@ mod http;
 mod monitor;
 mod nodes;
 mod payload;
+mod procs;
 mod publish;
 mod report;
+mod rtt;
 mod scenario;
 mod stats;
 mod sys;
@@ -21,7 +23,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{Cli, Scenario};
-use scenario::{connect, direct, fanout, smoke, soak, storm};
+use scenario::{connect, direct, fanout, smoke, soak, storm, upgrade};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -74,6 +76,26 @@ fn main() -> ExitCode {
             fraction,
             timeout_secs,
         } => storm::run(c, conns, fraction, timeout_secs),
+        Scenario::Upgrade {
+            conns,
+            ping_ms,
+            hold_secs,
+            after_secs,
+            rounds,
+            upgrade_timeout_secs,
+            ramp_timeout_secs,
+        } => upgrade::run(
+            c,
+            &upgrade::Upgrade {
+                conns,
+                ping_ms,
+                hold_secs,
+                after_secs,
+                rounds,
+                upgrade_timeout_secs,
+                ramp_timeout_secs,
+            },
+        ),
         Scenario::Soak {
             conns,
             msg_rate,

@@ -6,6 +6,8 @@ use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
 
+use crate::rtt::Rtts;
+
 /// Live counters and commands, shared between the main thread and workers.
 /// Workers never wait on each other or on the main thread: they poll these
 /// on a timer (monoio's cross-thread wake-ups do not survive
@@ -51,6 +53,16 @@ pub struct Shared {
     pub window: Mutex<Option<Histogram<u64>>>,
     /// Workers whose runtime has finished.
     pub workers_done: AtomicU32,
+    /// Set by the main thread: connections ping every `Plan::ping` and the
+    /// round trips are recorded (`rtt`).
+    pub pinging: AtomicBool,
+    /// The window round trips are classified against (`Rtts::window`), in
+    /// microseconds of `payload::now_ns`: its start (0: none yet) ...
+    pub window_from_us: AtomicU64,
+    /// ... and its end (`u64::MAX` while open).
+    pub window_to_us: AtomicU64,
+    /// Round trips so far (workers add theirs every sweeper tick).
+    pub rtt: Mutex<Option<Rtts>>,
     causes: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -76,6 +88,25 @@ impl Shared {
     /// Current ready connections (never negative).
     pub fn connected(&self) -> u64 {
         u64::try_from(self.connected.load(Relaxed)).unwrap_or(0)
+    }
+
+    /// The window round trips are classified against, if one was opened.
+    pub fn window(&self) -> Option<(u64, u64)> {
+        match self.window_from_us.load(Relaxed) {
+            0 => None,
+            from => Some((from, self.window_to_us.load(Relaxed))),
+        }
+    }
+
+    /// Opens a window at `from_us` (closing none before it).
+    pub fn open_window(&self, from_us: u64) {
+        self.window_to_us.store(u64::MAX, Relaxed);
+        self.window_from_us.store(from_us.max(1), Relaxed);
+    }
+
+    /// Closes the open window at `to_us`.
+    pub fn close_window(&self, to_us: u64) {
+        self.window_to_us.store(to_us, Relaxed);
     }
 
     /// Whether the main thread asked to stop.

@@ -3,7 +3,9 @@
 //! kernel, commit, exact command) and PNG plots.
 mod plot;
 mod plot_soak;
+mod plot_upgrade;
 mod summary;
+pub mod upgrade;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,7 +34,7 @@ pub struct Pcts {
 
 impl Pcts {
     /// Percentiles of `h` (all zero when empty).
-    pub fn of(h: &Histogram<u64>) -> Self {
+    pub fn of<T: hdrhistogram::Counter>(h: &Histogram<T>) -> Self {
         if h.is_empty() {
             return Pcts::default();
         }
@@ -147,6 +149,12 @@ pub struct Outcome {
     pub windows: Vec<Window>,
     #[serde(skip)]
     pub metrics: String,
+    /// The upgrades of an `upgrade` run (also a table in `summary.md`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub upgrades: Vec<upgrade::Round>,
+    /// An `upgrade` run's series: `rtt.csv`, `procs.csv`, `upgrade.png`.
+    #[serde(skip)]
+    pub timeline: Option<upgrade::Timeline>,
 }
 
 impl Outcome {
@@ -251,6 +259,9 @@ pub fn write(o: &Outcome, common: &Common) -> anyhow::Result<Option<PathBuf>> {
         }
         std::fs::write(dir.join("windows.csv"), csv)?;
     }
+    if let Some(t) = &o.timeline {
+        upgrade::write_csv(t, &dir)?;
+    }
     plot_all(o, &dir);
     Ok(Some(dir))
 }
@@ -265,6 +276,11 @@ fn plot_all(o: &Outcome, dir: &Path) {
         }
         if let Err(e) = plot_soak::resources(&o.windows, &dir.join("soak-resources.png")) {
             eprintln!("loadgen: plot soak-resources.png: {e}");
+        }
+    }
+    if let Some(t) = &o.timeline {
+        if let Err(e) = plot_upgrade::upgrade(t, &dir.join("upgrade.png")) {
+            eprintln!("loadgen: plot upgrade.png: {e}");
         }
     }
     if let Some(h) = &o.latency_hist {

@@ -119,7 +119,13 @@ pub fn markdown(o: &Outcome) -> String {
         format!("{} / {}", o.pings, o.pongs),
     );
     for (k, v) in &o.extra {
-        row(k, v.to_string());
+        match v {
+            serde_json::Value::String(text) => row(k, text.clone()),
+            v => row(k, v.to_string()),
+        }
+    }
+    if !o.upgrades.is_empty() {
+        s.push_str(&super::upgrade::markdown(&o.upgrades));
     }
     if !o.failures.is_empty() {
         let _ = writeln!(s, "\nFailures and notes by cause:\n");
@@ -132,6 +138,14 @@ pub fn markdown(o: &Outcome) -> String {
         for p in &o.problems {
             let _ = writeln!(s, "- {p}");
         }
+    }
+    if o.timeline.is_some() {
+        let _ = writeln!(
+            s,
+            "\n`upgrade.png`: ping round trips by send time (p50, p99, max per 100 ms; each \
+             upgrade's POST-to-answer window shaded), and each server process's RSS and CPU; \
+             the series are `rtt.csv` and `procs.csv`."
+        );
     }
     let _ = writeln!(
         s,

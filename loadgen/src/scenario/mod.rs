@@ -7,6 +7,7 @@ pub mod fanout;
 pub mod smoke;
 pub mod soak;
 pub mod storm;
+pub mod upgrade;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc};
@@ -39,6 +40,8 @@ pub struct Shape {
     pub placement: Placement,
     /// Account for every message (`Plan::audit`).
     pub audit: bool,
+    /// Ping period while `Shared::pinging` (`Plan::ping`).
+    pub ping: Option<Duration>,
 }
 
 /// A running scenario.
@@ -97,6 +100,7 @@ impl Run {
             in_flight: common.in_flight,
             heartbeat: (common.heartbeat_ms > 0)
                 .then(|| Duration::from_millis(common.heartbeat_ms)),
+            ping: shape.ping,
             room_size: shape.room_size,
             reconnect: shape.reconnect,
             max_seq: shape.max_seq.max(1),

@@ -122,7 +122,7 @@ pub(super) fn on_message(
                 on(Event::Delivery(&d.payload, 0))
             }
         }
-        Some(F::Pong(_)) => on(Event::Pong),
+        Some(F::Pong(p)) => on(Event::Pong(Some(p.nonce))),
         Some(F::Error(e)) if e.fatal => return Err(Fail::ServerError(e.code.to_string())),
         Some(F::Error(e)) => on(Event::Warning(format!("error_{}", e.code))),
         Some(F::GoAway(g)) => return Err(Fail::Closed(format!("goaway_{}", g.reason))),

@@ -109,8 +109,9 @@ pub enum Event<'a> {
     RoomDelivery(&'a [u8]),
     /// A send the server accepted, by the `client_msg_id` it was sent with.
     Accepted(&'a str),
-    /// An answer to a heartbeat.
-    Pong,
+    /// An answer to a heartbeat, with the nonce it echoes (the gateway's
+    /// `Pong`; `None` where the answer carries none: WebSocket pongs, nats).
+    Pong(Option<u64>),
     /// A non-fatal error frame (counted, the connection stays).
     Warning(String),
     /// A send the server refused with this code (e.g. 503 OVERLOADED): never
@@ -202,7 +203,7 @@ impl Session {
             &mut |msg, out| match msg {
                 Some(msg) => self.on_message(msg, out, on),
                 None => {
-                    on(Event::Pong);
+                    on(Event::Pong(None));
                     Ok(())
                 }
             },
@@ -240,7 +241,8 @@ impl Session {
     }
 }
 
-/// A heartbeat for this target, appended to `out`.
+/// A heartbeat for this target, appended to `out`; the gateway echoes
+/// `nonce` in its `Pong` (the loadgen sends its send time in microseconds).
 pub fn heartbeat(spec: &Spec, nonce: u64, out: &mut Vec<u8>) {
     match spec.target {
         Target::Gateway => gateway::ping(spec.wire, nonce, out),

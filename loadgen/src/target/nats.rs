@@ -83,7 +83,7 @@ fn parse(
                 s.phase = Phase::Open;
                 on(Event::Ready);
             }
-            b"PONG" => on(Event::Pong),
+            b"PONG" => on(Event::Pong(None)),
             b"-ERR" => {
                 let why = String::from_utf8_lossy(line).into_owned();
                 return Err(Fail::ServerError(why.replace(' ', "_")));

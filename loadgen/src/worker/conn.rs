@@ -319,8 +319,14 @@ fn on_event(
         }
         Event::RoomDelivery(body) => delivery(w, body, 0, rx, deliveries),
         Event::Delivery(body, qos_seq) => delivery(w, body, qos_seq, rx, deliveries),
-        Event::Pong => {
+        Event::Pong(nonce) => {
             w.shared.pongs.fetch_add(1, Relaxed);
+            if let (Some(sent), Some(rtt)) = (nonce, w.rtt.borrow_mut().as_mut()) {
+                if w.shared.pinging.load(Relaxed) {
+                    let now = crate::payload::now_ns() / 1000;
+                    rtt.record(sent, now, w.shared.window());
+                }
+            }
         }
         Event::Warning(cause) => {
             w.shared.warnings.fetch_add(1, Relaxed);

@@ -40,6 +40,9 @@ pub struct Plan {
     pub in_flight: u64,
     /// Heartbeat period of each connection (`None`: no heartbeats).
     pub heartbeat: Option<Duration>,
+    /// Ping period while `Shared::pinging` (the `upgrade` scenario), when
+    /// the round trips of the pings are recorded (`None`: heartbeats only).
+    pub ping: Option<Duration>,
     /// Members per room (`None`: no room; nchan/nats subscribe to the user).
     pub room_size: Option<u64>,
     /// Reconnect after a failure or a drop.
@@ -86,6 +89,15 @@ impl Plan {
     /// The node (index into `dests`) user `user` connects to.
     pub fn node_of(&self, user: u64) -> usize {
         self.placement.node_of(user, self.dests.len())
+    }
+
+    /// The sweeper's tick: a tenth of the shortest ping period, within
+    /// 20..100 ms (a shorter tick sends each burst of pings smaller).
+    fn tick(&self) -> Duration {
+        let shortest = self.heartbeat.into_iter().chain(self.ping).min();
+        shortest.map_or(Duration::from_millis(100), |p| {
+            (p / 10).clamp(Duration::from_millis(20), Duration::from_millis(100))
+        })
     }
 
     /// The room (or channel, or subject) of `user`.
@@ -147,6 +159,9 @@ struct Worker {
     users: RefCell<Vec<User>>,
     /// Latencies since the sweeper last handed them over (`audit`).
     window: RefCell<hdrhistogram::Histogram<u64>>,
+    /// Ping round trips since the sweeper last handed them over (with
+    /// `Plan::ping`).
+    rtt: RefCell<Option<crate::rtt::Rtts>>,
     first: u64,
     /// The shared read buffer: connections hold none while idle.
     buf: RefCell<Box<[u8]>>,
@@ -208,6 +223,7 @@ fn run_thread(plan: Arc<Plan>, shared: Arc<Shared>, first: u64, last: u64) -> Wo
             return WorkerReport::new();
         }
     };
+    let rtt = plan.ping.map(|_| crate::rtt::Rtts::default());
     let worker = Rc::new(Worker {
         plan,
         shared,
@@ -215,6 +231,7 @@ fn run_thread(plan: Arc<Plan>, shared: Arc<Shared>, first: u64, last: u64) -> Wo
         by_user: RefCell::new(vec![None; usize::try_from(last - first).unwrap_or(0)]),
         users: RefCell::new((first..last).map(|_| User::default()).collect::<Vec<_>>()),
         window: RefCell::new(crate::stats::histogram()),
+        rtt: RefCell::new(rtt),
         first,
         buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
         report: RefCell::new(WorkerReport::new()),

@@ -1,7 +1,8 @@
 //! The worker's periodic duties, on one timer instead of one per
 //! connection: heartbeats (each connection once per period, spread over the
-//! ticks), storms (drop a fraction of the connections at once), the stop,
-//! and the direct-message sender.
+//! ticks; every `Plan::ping` while `Shared::pinging`), storms (drop a
+//! fraction of the connections at once), handing over measurements, the
+//! stop, and the direct-message sender.
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -9,9 +10,6 @@ use std::time::{Duration, Instant};
 use super::io;
 use super::{user_name, Worker};
 use crate::target::{heartbeat, Encoder, Target};
-
-/// Sweeper tick.
-const TICK: Duration = Duration::from_millis(100);
 
 /// Heartbeats, storms and the stop, until the stop.
 ///
@@ -23,14 +21,12 @@ pub(super) async fn run(w: Rc<Worker>) {
     let start = Instant::now();
     let mut done_tick: u64 = 0;
     let mut storm_gen = w.shared.storm_gen.load(Relaxed);
-    let ticks_per_beat = w
-        .plan
-        .heartbeat
-        .map(|p| (p.as_millis() / TICK.as_millis()).max(1) as u64);
+    let tick_len = w.plan.tick();
+    let ticks_per = |p: Duration| (p.as_millis() / tick_len.as_millis()).max(1) as u64;
     let mut frame = Vec::new();
     loop {
-        monoio::time::sleep(TICK).await;
-        let tick = (start.elapsed().as_millis() / TICK.as_millis()) as u64;
+        monoio::time::sleep(tick_len).await;
+        let tick = (start.elapsed().as_millis() / tick_len.as_millis()) as u64;
         if w.shared.stopping() {
             for (_, s) in w.slots.borrow().iter() {
                 io::shutdown(s.fd);
@@ -43,6 +39,7 @@ pub(super) async fn run(w: Rc<Worker>) {
         if w.plan.audit {
             hand_over_window(&w);
         }
+        hand_over_rtt(&w);
         let gen = w.shared.storm_gen.load(Relaxed);
         if gen != storm_gen {
             storm_gen = gen;
@@ -60,7 +57,11 @@ pub(super) async fn run(w: Rc<Worker>) {
                 }
             }
         }
-        if let Some(every) = ticks_per_beat {
+        let period = match w.shared.pinging.load(Relaxed) {
+            true => w.plan.ping.or(w.plan.heartbeat),
+            false => w.plan.heartbeat,
+        };
+        if let Some(every) = period.map(ticks_per) {
             // The phases of every tick since the last pass (at most a whole
             // period: each connection once).
             let due = Phases::since(done_tick, tick, every);
@@ -71,7 +72,8 @@ pub(super) async fn run(w: Rc<Worker>) {
                     continue;
                 }
                 frame.clear();
-                heartbeat(&w.plan.spec, tick, &mut frame);
+                // The send time, echoed in the pong: its round trip.
+                heartbeat(&w.plan.spec, crate::payload::now_ns() / 1000, &mut frame);
                 if s.send_whole(&frame) {
                     pings += 1;
                 } else {
@@ -98,6 +100,18 @@ fn hand_over_window(w: &Worker) {
         }
     }
     mine.reset();
+}
+
+/// Adds the worker's ping round trips since the last tick to the shared
+/// ones.
+fn hand_over_rtt(w: &Worker) {
+    let mut mine = w.rtt.borrow_mut();
+    let Some(mine) = mine.as_mut().filter(|r| !r.is_empty()) else {
+        return;
+    };
+    if let Ok(mut shared) = w.shared.rtt.lock() {
+        mine.hand_over(shared.get_or_insert_with(Default::default));
+    }
 }
 
 /// The heartbeat phases due at a wake-up: those of every tick after the
