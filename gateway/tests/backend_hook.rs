@@ -13,7 +13,7 @@ fn spawn_hook() -> (
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -21,33 +21,7 @@ fn spawn_hook() -> (
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            // Read the head, then Content-Length bytes of body.
-            let body = loop {
-                let n = match s.read(&mut chunk) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    r => r.unwrap_or(0),
-                };
-                if n == 0 {
-                    break None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= len {
-                        break Some(body[..len].to_owned());
-                    }
-                }
-            };
+            let body = read_request_body(&mut s);
             let Some(body) = body else { continue };
             count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let q: serde_json::Value = serde_json::from_str(&body).unwrap();

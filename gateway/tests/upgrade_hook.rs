@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::mpsc;
 
 /// A hook on loopback that allows everything, but answers each question
@@ -19,33 +19,7 @@ fn held_hook() -> (std::net::SocketAddr, mpsc::Receiver<()>, mpsc::Sender<()>) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let complete = loop {
-                let n = match s.read(&mut chunk) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    r => r.unwrap_or(0),
-                };
-                if n == 0 {
-                    break false;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= len {
-                        break true;
-                    }
-                }
-            };
-            if !complete {
+            if read_request_body(&mut s).is_none() {
                 continue;
             }
             let _ = asked_tx.send(());

@@ -134,3 +134,35 @@ impl Gateway {
         }
     }
 }
+
+/// Reads one HTTP request from `s` (a test's own server, e.g. a backend
+/// hook): its body once the head and `Content-Length` bytes are in; `None`
+/// if the connection ends first.
+pub fn read_request_body(s: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match s.read(&mut chunk) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.unwrap_or(0),
+        };
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return Some(body[..len].to_owned());
+            }
+        }
+    }
+}
