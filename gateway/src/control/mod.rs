@@ -2,6 +2,7 @@
 //! data plane (the shards), which it reaches only by message.
 //!
 //! - `node`: start-up order, the shards, the admin and signal threads, drain.
+//! - `lifecycle`: reload, drain, and commands that must reach every shard.
 //! - `listeners`: every listening socket, bound by the node.
 //! - `upgrade`: a new binary takes the node's listeners (`POST /upgrade`,
 //!   `SIGUSR2`).
@@ -22,6 +23,7 @@ pub mod admin;
 mod bus_metrics;
 mod cluster_api;
 pub mod downstream;
+mod lifecycle;
 mod listeners;
 pub mod metrics;
 pub mod node;
@@ -37,15 +39,13 @@ use proto::v1::Qos;
 
 use crate::store::Stored;
 
-use crate::config::{ConfigError, TlsError};
 use crate::control::node::Node;
-use crate::mesh::{Command, DataMsg, Presence, Redirect, ShardMsg};
+use crate::mesh::{Command, DataMsg, Presence, ShardMsg};
 use crate::outbound::Outbound;
+pub use lifecycle::ReloadError;
 
 /// How long an admin call waits for a full inbox or a shard's reply.
 const TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a reload waits for every shard to confirm the new keys.
-const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why an operator's request could not be carried out.
 #[derive(Debug, thiserror::Error)]
@@ -53,28 +53,6 @@ pub enum ControlError {
     /// A shard's inbox stayed full or it did not answer in time.
     #[error("node overloaded: a shard did not take the request in time")]
     Overloaded,
-}
-
-/// Why a reload was refused (the configuration in force stays). Each
-/// message is one line for the operator, cause included.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    /// The node is still starting: nothing to reload yet.
-    #[error("not running yet")]
-    NotRunning,
-    /// The new configuration is invalid (the operator's file or flags).
-    #[error("{0}")]
-    Config(ConfigError),
-    /// The new TLS certificate or key cannot be used (the operator's files).
-    #[error("{0}")]
-    Tls(TlsError),
-    /// The new configuration turns TLS on or off.
-    #[error("turning TLS on or off takes a restart")]
-    TlsToggle,
-    /// A shard did not confirm the new keys in time (it is stuck or the
-    /// node is stopping): some shards may verify with the old ones.
-    #[error("not every shard confirmed the new keys within {RELOAD_TIMEOUT:?}")]
-    NotConfirmed,
 }
 
 /// Where a pushed message goes.
@@ -258,139 +236,6 @@ impl Control {
         while let Err(wait) = self.take_rate(target) {
             std::thread::sleep(wait);
         }
-    }
-
-    /// Reads the configuration again and puts in force, all together or
-    /// none: the JWT key and token policy, the TLS certificate and key (for
-    /// connections accepted from now on; open ones keep theirs) and the
-    /// admin token. An invalid one is refused (one log line) and the old
-    /// kept. Turning TLS on or off takes a restart (the listeners' protocol
-    /// would change under clients), so it is refused too.
-    pub fn reload(&self) -> Result<(), ReloadError> {
-        let guard = self.node.reload.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(read) = guard.as_ref() else {
-            return Err(ReloadError::NotRunning);
-        };
-        let result = read().map_err(ReloadError::Config).and_then(|c| {
-            let (verifier, dev) = c.verifier().map_err(ReloadError::Config)?;
-            let tls = match (
-                &self.node.tls,
-                c.tls.server_config().map_err(ReloadError::Tls)?,
-            ) {
-                (Some(_), Some(tls)) => Some(tls),
-                (None, None) => None,
-                _ => return Err(ReloadError::TlsToggle),
-            };
-            Ok((verifier, dev, tls, c.admin.token_bytes()))
-        });
-        match result {
-            Ok((verifier, dev, tls, token)) => {
-                self.reload_shards(verifier, tls)?;
-                let admin_token = token.is_some();
-                self.node.admin_token.set(token);
-                tracing::info!(
-                    dev_secret = dev,
-                    tls = self.node.tls.is_some(),
-                    admin_token,
-                    "reloaded: the JWT key and token policy, TLS certificate and admin token are in force"
-                );
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!("reload refused, the old keys stay in force: {e}");
-                Err(e)
-            }
-        }
-    }
-
-    /// Hands every shard the new keys and certificate and waits until
-    /// each has them in force, so a token signed with the new key verifies
-    /// on any shard once the reload has answered.
-    fn reload_shards(
-        &self,
-        verifier: crate::auth::Verifier,
-        tls: Option<Arc<rustls::ServerConfig>>,
-    ) -> Result<(), ReloadError> {
-        let shards = self.node.mesh.len();
-        let (done, confirmed) = crossbeam_channel::bounded(shards);
-        for shard in 0..shards {
-            let reload = crate::mesh::Reload {
-                verifier: verifier.clone(),
-                tls: tls.clone(),
-                done: done.clone(),
-            };
-            let mut msg = ShardMsg::Command(Command::Reload(Box::new(reload)));
-            // Like a drain, a reload must not be lost to a full queue.
-            while let Err(back) = self.node.mesh.push_blocking(shard, msg, TIMEOUT) {
-                msg = back;
-            }
-        }
-        let deadline = std::time::Instant::now() + RELOAD_TIMEOUT;
-        for _ in 0..shards {
-            confirmed
-                .recv_deadline(deadline)
-                .map_err(|_| ReloadError::NotConfirmed)?;
-        }
-        Ok(())
-    }
-
-    /// Starts draining every shard (idempotent).
-    pub fn drain(&self) {
-        // Where clients go: the node `/route` would name, never this one
-        // (the registry may not list it as draining yet).
-        let me = &self.node.config.node_id;
-        let nodes: Vec<_> = self
-            .node
-            .view
-            .nodes()
-            .iter()
-            .filter(|n| n.id != *me)
-            .cloned()
-            .collect();
-        self.drain_with(Redirect {
-            nodes: nodes.into(),
-            policy: self.node.config.cluster.route_policy,
-            reconnect_after_ms: self.node.config.drain.reconnect_after_ms,
-            spread_ms: 0,
-        });
-    }
-
-    /// `drain`, with clients sent where `redirect` says. The node's copies
-    /// of its listeners are closed (the shards close theirs).
-    fn drain_with(&self, redirect: Redirect) {
-        if self.node.draining.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        drop(
-            self.node
-                .listeners
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(),
-        );
-        for shard in 0..self.node.mesh.len() {
-            // Drain must not be lost to a full inbox: wait as long as it takes.
-            let mut msg = ShardMsg::Command(Command::Drain(redirect.clone()));
-            while let Err(back) = self.node.mesh.push_blocking(shard, msg, TIMEOUT) {
-                msg = back;
-            }
-        }
-    }
-
-    /// Tells every shard to start accepting (a process started by an
-    /// upgrade, after the commit).
-    pub(crate) fn start_accepting(&self) {
-        for shard in 0..self.node.mesh.len() {
-            let mut msg = ShardMsg::Command(Command::Accept);
-            while let Err(back) = self.node.mesh.push_blocking(shard, msg, TIMEOUT) {
-                msg = back;
-            }
-        }
-    }
-
-    /// True once drain has begun.
-    pub fn is_draining(&self) -> bool {
-        self.node.draining.load(Ordering::SeqCst)
     }
 
     /// Prometheus text of every shard's counters.

@@ -9,8 +9,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::{recv, send, Msg, READY_TIMEOUT};
+use crate::control::lifecycle::command;
 use crate::control::node::Node;
-use crate::mesh::{Command, ShardMsg};
+use crate::mesh::Command;
 use crate::sys;
 
 /// The record that gives a shard its end of the upgrade's channel.
@@ -22,13 +23,6 @@ const QUIET: Duration = Duration::from_millis(10);
 /// How long one shard's export or import may take.
 const SHARD_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn to_shard(node: &Node, shard: usize, cmd: Command) {
-    let mut msg = ShardMsg::Command(cmd);
-    while let Err(back) = node.mesh.push_blocking(shard, msg, Duration::from_secs(2)) {
-        msg = back;
-    }
-}
-
 /// Old process: freezes every shard and waits until they are settled and
 /// nothing moves between them. The caller thaws them if this fails.
 pub(super) fn freeze(node: &Node) -> Result<(), String> {
@@ -36,7 +30,7 @@ pub(super) fn freeze(node: &Node) -> Result<(), String> {
     let (tx, rx) = crossbeam_channel::bounded(shards);
     tracing::info!("upgrade: freezing the shards, then moving the connections");
     for shard in 0..shards {
-        to_shard(node, shard, Command::Freeze(tx.clone()));
+        command(node, shard, Command::Freeze(tx.clone()));
     }
     for _ in 0..shards {
         match rx.recv_timeout(SETTLE_TIMEOUT) {
@@ -82,7 +76,7 @@ pub(super) fn export(node: &Node, sock: &OwnedFd) -> Result<u64, String> {
     let (tx, rx) = crossbeam_channel::bounded(shards);
     for (shard, (mine, _)) in pipes.iter().enumerate() {
         give_pipe(node, shard, mine)?;
-        to_shard(node, shard, Command::Export(tx.clone()));
+        command(node, shard, Command::Export(tx.clone()));
     }
     // The shards hold their ends now, the new process its own.
     drop(pipes);
@@ -121,7 +115,7 @@ pub(super) fn import(node: &Node, sock: &OwnedFd, shards: usize) -> Result<u64, 
     let (tx, rx) = crossbeam_channel::bounded(shards);
     for (shard, pipe) in pipes.iter().enumerate().take(shards) {
         give_pipe(node, shard, pipe)?;
-        to_shard(node, shard, Command::Import(tx.clone()));
+        command(node, shard, Command::Import(tx.clone()));
     }
     drop(pipes);
     let mut total = 0;
@@ -145,13 +139,13 @@ fn give_pipe(node: &Node, shard: usize, pipe: &OwnedFd) -> Result<(), String> {
 /// Old process, aborting: every shard serves on.
 pub(super) fn thaw(node: &Node) {
     for shard in 0..node.mesh.len() {
-        to_shard(node, shard, Command::Thaw);
+        command(node, shard, Command::Thaw);
     }
 }
 
 /// Old process, committing: every shard forgets what moved.
 pub(super) fn forget(node: &Node) {
     for shard in 0..node.mesh.len() {
-        to_shard(node, shard, Command::Forget);
+        command(node, shard, Command::Forget);
     }
 }
