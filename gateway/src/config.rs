@@ -18,12 +18,14 @@ mod backend;
 mod cluster;
 mod limits;
 mod qos;
+mod rooms;
 mod tls;
 pub use auth::AuthConfig;
 pub use backend::BackendConfig;
 pub use cluster::{ClusterConfig, RoutePolicy};
 pub use limits::{DrainConfig, Limits};
 pub use qos::{QosConfig, WhenFull};
+pub use rooms::RoomsConfig;
 pub use tls::{TlsConfig, TlsError};
 mod cli;
 mod error;
@@ -134,6 +136,8 @@ pub struct Config {
     pub redis: Option<String>,
     /// `[qos]`: QoS 1 inboxes, windows and retransmits.
     pub qos: QosConfig,
+    /// `[rooms]`: which rooms keep history, and how much.
+    pub rooms: RoomsConfig,
     /// `[cluster]`: the bus to other nodes, the registry, client routing.
     pub cluster: ClusterConfig,
     /// `[backend]`: the streams to and from the chat backend, rate limits.
@@ -163,6 +167,7 @@ impl Default for Config {
             drain: DrainConfig::default(),
             redis: None,
             qos: QosConfig::default(),
+            rooms: RoomsConfig::default(),
             cluster: ClusterConfig::default(),
             backend: BackendConfig::default(),
             tls: TlsConfig::default(),

@@ -118,6 +118,7 @@ fn past_32_devices_the_furthest_behind_gets_a_gap(driver: Driver) {
             token: user_token("bob", "d0"),
             device: String::new(),
             last_seq: 3,
+            rooms: Vec::new(),
         })),
     });
     d0.auth_ok();

@@ -1,7 +1,8 @@
 // GatewayClient: one logical connection to the gateway that survives
 // reconnects. It owns the socket lifecycle (connect, authOk, go-away,
-// backoff, heartbeats, token refresh) and wires the Inbox (receiving) and
-// the Outbox (sending) to it.
+// backoff, heartbeats, token refresh) and wires the Inbox (receiving), the
+// Outbox (sending) and the Rooms (joined and recovered from their positions)
+// to it.
 
 import { Backoff, goAwayDelay } from './backoff.js';
 import { GatewayError, PROTOCOL, codeName, jwtSubject, u64 } from './codec.js';
@@ -9,12 +10,14 @@ import { Emitter } from './emitter.js';
 import { Inbox } from './inbox.js';
 import { Heartbeat, RefreshTimer } from './keepalive.js';
 import { Outbox } from './outbox.js';
-import { Rooms } from './rooms.js';
+import { Positions, Rooms } from './rooms.js';
 import { OPEN, dropSocket, fetchRoute, resolveWebSocket, withToken } from './transport.js';
 
 /** @typedef {import('./types.js').ClientOptions} ClientOptions */
 /** @typedef {import('./types.js').ClientEvents} ClientEvents */
 /** @typedef {import('./types.js').AuthInfo} AuthInfo */
+/** @typedef {import('./types.js').RoomPosition} RoomPosition */
+/** @typedef {import('./types.js').JoinOptions} JoinOptions */
 
 /**
  * @typedef {object} Conn  one socket's life
@@ -54,7 +57,8 @@ export class GatewayClient extends Emitter {
     const write = (/** @type {object} */ f) => this.#write(f);
     this.inbox = new Inbox(write, opts);
     this.outbox = new Outbox(write, opts);
-    this.roomSet = new Rooms(write, opts.rooms);
+    this.roomPositions = new Positions(opts.positions);
+    this.roomSet = new Rooms(write, opts.rooms, this.roomPositions);
     this.heartbeat = new Heartbeat({
       ping: () => this.#write({ ping: { nonce: String(Date.now()) } }),
       dead: (ms) => this.#conn && this.#abandon(this.#conn, 4000, `no traffic for ${ms} ms`),
@@ -82,6 +86,21 @@ export class GatewayClient extends Emitter {
   /** Highest QoS 1 seq seen: persist it with your messages, pass it back as `lastSeq`. */
   get lastSeq() {
     return this.inbox.lastSeq;
+  }
+
+  /**
+   * Each room's position `{offset, epoch}` (rooms that keep history): what
+   * the app has of it. Persist it with the messages (on every `position`
+   * event) and pass it back as the `positions` option.
+   * @returns {Record<string, RoomPosition>}
+   */
+  positions() {
+    return this.roomPositions.all();
+  }
+
+  /** One room's position, or null. @param {string} room @returns {RoomPosition | null} */
+  position(room) {
+    return this.roomPositions.get(room);
   }
 
   /** Counters: delivered, duplicates (dropped), acksSent, reconnects. */
@@ -117,16 +136,26 @@ export class GatewayClient extends Emitter {
     return this.outbox.send(to, payload, opts);
   }
 
-  /** Join a room, now and after every reconnect. Resolves on `joined`. @param {string} room */
-  join(room) {
+  /**
+   * Join a room, now and after every reconnect, each time from the room's
+   * position when it has one (what was missed comes first). Resolves with
+   * the `joined` event. `recent`: a first join (no position) also gets the
+   * room's last `recent` messages.
+   * @param {string} room
+   * @param {JoinOptions} [opts]
+   * @returns {Promise<import('./types.js').JoinedEvent>}
+   */
+  join(room, opts) {
     if (this.#closed) return Promise.reject(new GatewayError('CLOSED', 'client closed'));
-    return this.roomSet.join(room);
+    return this.roomSet.join(room, opts);
   }
 
-  /** Leave a room (and stop re-joining it). @param {string} room */
+  /** Leave a room (stop re-joining it, forget its position). @param {string} room */
   leave(room) {
     if (this.#closed) return Promise.reject(new GatewayError('CLOSED', 'client closed'));
-    return this.roomSet.leave(room);
+    const done = this.roomSet.leave(room);
+    if (this.roomPositions.forget(room)) this.#emitPosition(room);
+    return done;
   }
 
   /** Stop: flush the pending ack, close the socket, never reconnect. */
@@ -174,8 +203,12 @@ export class GatewayClient extends Emitter {
     ws.addEventListener('open', () => {
       if (this.#conn !== conn || byQuery) return;
       const lastSeq = this.inbox.lastSeq;
+      /** @type {Record<string, any>} */
       const auth = { token, device: this.#o.device ?? '' };
       if (lastSeq > 0) auth.lastSeq = String(lastSeq);
+      // The reconnect in one step: the inbox from lastSeq, every room from its position.
+      const rooms = this.roomSet.authRooms();
+      if (rooms.length > 0) auth.rooms = rooms;
       ws.send(JSON.stringify({ auth }));
     });
     ws.addEventListener('message', (ev) => this.#onFrame(conn, ev.data));
@@ -221,16 +254,46 @@ export class GatewayClient extends Emitter {
       return;
     }
     if (f.authOk) this.#onAuthOk(conn, f.authOk);
-    else if (f.deliver) {
-      const m = this.inbox.onDeliver(f.deliver);
-      if (m) this.emit('message', m);
-    } else if (f.sendResult) this.outbox.onSendResult(f.sendResult);
-    else if (f.joined) this.roomSet.onJoined(String(f.joined.room ?? ''), (ev) => this.emit('joined', ev));
-    else if (f.left) this.roomSet.onLeft(String(f.left.room ?? ''));
-    else if (f.gap) this.emit('gap', { fromSeq: u64(f.gap.fromSeq), firstAvailable: u64(f.gap.firstAvailable) });
+    else if (f.deliver) this.#onDeliver(f.deliver);
+    else if (f.sendResult) this.outbox.onSendResult(f.sendResult);
+    else if (f.joined) {
+      const r = this.roomSet.onJoined(f.joined);
+      if (r) {
+        this.emit('joined', r.ev);
+        if (r.moved) this.#emitPosition(r.ev.room);
+      }
+    } else if (f.left) this.roomSet.onLeft(String(f.left.room ?? ''));
+    else if (f.gap) this.#onGap(f.gap);
     else if (f.error) this.#onError(conn, f.error);
     else if (f.goAway) this.#onGoAway(conn, f.goAway);
     else if (f.refreshed) this.#onRefreshed(conn, f.refreshed);
+  }
+
+  /** @param {Record<string, any>} d */
+  #onDeliver(d) {
+    let moved = false;
+    const m = this.inbox.onDeliver(d, (room, offset) => {
+      const r = this.roomPositions.onDeliver(room, offset);
+      moved = r > 0;
+      return r >= 0;
+    });
+    if (!m) return;
+    this.emit('message', m);
+    if (moved) this.#emitPosition(m.room);
+  }
+
+  /** @param {Record<string, any>} g */
+  #onGap(g) {
+    const ev = { fromSeq: u64(g.fromSeq), firstAvailable: u64(g.firstAvailable), room: String(g.room ?? ''), epoch: String(g.epoch ?? '') };
+    // A room's offsets are not the inbox's seqs: only the room's position moves.
+    const moved = ev.room !== '' && this.roomPositions.onGap(ev.room, ev.epoch, ev.firstAvailable);
+    this.emit('gap', ev);
+    if (moved) this.#emitPosition(ev.room);
+  }
+
+  /** @param {string} room */
+  #emitPosition(room) {
+    this.emit('position', { room, position: this.roomPositions.get(room) });
   }
 
   /** @param {Conn} conn @param {Record<string, any>} a */
@@ -252,7 +315,7 @@ export class GatewayClient extends Emitter {
     this.#goodUrl = conn.url;
     this.#lastFailed = false;
     // The contract's order: resume (and ack) right after authOk, then the
-    // rooms, then whatever waits to be sent.
+    // rooms (those the auth frame did not carry), then whatever waits to be sent.
     this.inbox.onOpen();
     this.roomSet.onOpen();
     this.outbox.onOpen();

@@ -112,6 +112,8 @@ export class Message {
     this.payload = fromBase64(d.payload);
     /** Server time when accepted, unix milliseconds. */
     this.timestampMs = u64(d.timestampMs);
+    /** Position in its room (from 1) for a room that keeps history; 0 otherwise. */
+    this.offset = u64(d.offset);
   }
 
   /** The payload decoded as UTF-8. */

@@ -50,20 +50,27 @@ export class Inbox {
   }
 
   /**
-   * A `deliver` frame. Returns the message for the app, or null for a QoS 1
-   * duplicate (seq <= lastSeq), which is dropped and not acked again.
+   * A `deliver` frame. Returns the message for the app, or null for a
+   * duplicate: a QoS 1 seq <= lastSeq (dropped and not acked again), or one
+   * `accept` refuses (a room offset the app has: its seq is acked).
    * @param {Record<string, any>} d
+   * @param {(room: string, offset: number) => boolean} [accept]
    * @returns {Message | null}
    */
-  onDeliver(d) {
-    if (qosOf(d.qos) === 1) {
-      const seq = u64(d.seq);
+  onDeliver(d, accept) {
+    const seq = u64(d.seq);
+    // A QoS 1 message without a seq (a room's history) is not the inbox's.
+    if (qosOf(d.qos) === 1 && seq > 0) {
       if (seq <= this.lastSeq) {
         this.stats.duplicates++;
         return null;
       }
       this.lastSeq = seq;
       this.scheduleAck();
+    }
+    if (accept && !accept(String(d.room ?? ''), u64(d.offset))) {
+      this.stats.duplicates++;
+      return null;
     }
     this.stats.delivered++;
     return new Message(d);

@@ -1,25 +1,208 @@
-// Rooms the app wants to be in: joined now, and again after every reconnect.
+// Rooms the app wants to be in: joined now, and again after every reconnect,
+// each recovered from the position the client has in it (rooms that keep
+// history: every message carries its offset in the room's one order).
 
-import { GatewayError } from './codec.js';
+import { GatewayError, u64 } from './codec.js';
 
 /** Error codes a `join` is refused with (errors carry no room: the oldest unanswered join is the one refused). */
 const JOIN_REFUSALS = new Set(['INVALID_ARGUMENT', 'FORBIDDEN', 'TOO_MANY_ROOMS']);
 
-/** @typedef {{resolve: () => void, reject: (e: Error) => void}} Waiter */
+/** Offsets above a hole kept for deduplication before the position gives up on the hole. */
+const MAX_AHEAD = 1024;
+
+/** @typedef {import('./types.js').RoomPosition} RoomPosition */
+/** @typedef {import('./types.js').JoinedEvent} JoinedEvent */
+/** @typedef {import('./types.js').JoinOptions} JoinOptions */
+
+/**
+ * A room's position as the client keeps it.
+ * @typedef {object} PositionState
+ * @property {number} offset  every offset up to this one (of `epoch`) was handed to the app, or announced missing
+ * @property {string} epoch
+ * @property {Set<number>} ahead  offsets above `offset` handed to the app already (they came out of order)
+ * @property {boolean} loose  the next message starts the position wherever it is (after a join that could
+ *   not recover, or one that asked for `recent`): offsets below it were not asked for
+ */
+
+/**
+ * Per room positions `{offset, epoch}`: what the app has of each room that
+ * keeps history. A message whose offset the room's position already covers
+ * (same epoch) is a duplicate. The position moves with every message, with
+ * the `joined` answer, and past a room `gap`.
+ */
+export class Positions {
+  /** @param {Record<string, RoomPosition | {offset: number | string, epoch: string}>} [initial] */
+  constructor(initial = {}) {
+    /** @type {Map<string, PositionState>} */
+    this.map = new Map();
+    for (const [room, p] of Object.entries(initial ?? {})) {
+      // Positions come from the app's storage: a malformed one is ignored
+      // (the room is then joined as for the first time), not fatal.
+      const offset = Number(p?.offset);
+      if (!room || !Number.isSafeInteger(offset) || offset < 0 || typeof p?.epoch !== 'string') continue;
+      this.map.set(room, { offset, epoch: p.epoch, ahead: new Set(), loose: false });
+    }
+  }
+
+  /** @param {string} room @returns {RoomPosition | null} */
+  get(room) {
+    const p = this.map.get(room);
+    return p ? { offset: p.offset, epoch: p.epoch } : null;
+  }
+
+  /** Every position, for the app's storage. @returns {Record<string, RoomPosition>} */
+  all() {
+    /** @type {Record<string, RoomPosition>} */
+    const out = {};
+    for (const [room, p] of this.map) out[room] = { offset: p.offset, epoch: p.epoch };
+    return out;
+  }
+
+  /**
+   * The `join` frame's body for a room: `since` the position when there is
+   * one, else `recent` when asked.
+   * @param {string} room
+   * @param {number} recent
+   */
+  joinBody(room, recent) {
+    const p = this.map.get(room);
+    /** @type {{room: string, since?: {offset: string, epoch: string}, recent?: number}} */
+    const body = { room };
+    if (p) body.since = { offset: String(p.offset), epoch: p.epoch };
+    else if (recent > 0) body.recent = recent;
+    return body;
+  }
+
+  /**
+   * The `joined` answer to a join that was sent with `body`. Returns true
+   * when the position changed.
+   * @param {string} room
+   * @param {{history: boolean, offset: number, epoch: string, recovered: boolean}} j
+   * @param {{since?: object, recent?: number} | undefined} body
+   */
+  onJoined(room, j, body) {
+    const p = this.map.get(room);
+    if (!j.history) return this.map.delete(room); // the room keeps no history: no position
+    // (An answer to no join we know of: as if it recovered from the position.)
+    if (p && (body ? body.since : true)) {
+      if (j.recovered && p.epoch === j.epoch) {
+        // Every message after `since` follows, in order, then the live ones.
+        p.loose = false;
+        return false;
+      }
+      // Not recovered: another epoch, or older than the history. A room gap
+      // follows, then what is still available.
+      let moved = false;
+      if (p.epoch !== j.epoch) {
+        Object.assign(p, { epoch: j.epoch, offset: 0 });
+        p.ahead.clear();
+        moved = true;
+      }
+      p.loose = true;
+      return moved;
+    }
+    // A first join: from the room's last position, or `recent` before it.
+    const recent = body?.recent ?? 0;
+    const offset = Math.max(0, j.offset - recent);
+    this.map.set(room, { offset, epoch: j.epoch, ahead: new Set(), loose: recent > 0 });
+    return !p || p.offset !== offset || p.epoch !== j.epoch;
+  }
+
+  /**
+   * A room message's offset: -1 for a duplicate (drop it), 1 when the
+   * position moved, 0 for a new message that left it where it was (no
+   * position kept for the room, no offset, or one above a hole).
+   * @param {string} room
+   * @param {number} offset
+   * @returns {-1 | 0 | 1}
+   */
+  onDeliver(room, offset) {
+    const p = room && offset > 0 ? this.map.get(room) : undefined;
+    if (!p) return 0;
+    if (p.loose && offset > p.offset) {
+      p.loose = false;
+      if (offset > p.offset + 1) {
+        p.offset = offset - 1;
+        for (const o of p.ahead) if (o <= p.offset) p.ahead.delete(o);
+      }
+    }
+    if (offset <= p.offset || p.ahead.has(offset)) return -1;
+    if (offset !== p.offset + 1) {
+      // Above a hole (a copy that overtook the recovery, say): handed to the
+      // app, remembered; the position waits for the hole to fill, up to a point.
+      p.ahead.add(offset);
+      if (p.ahead.size <= MAX_AHEAD) return 0;
+      p.offset = Math.min(...p.ahead) - 1;
+    }
+    p.offset++;
+    while (p.ahead.delete(p.offset + 1)) p.offset++;
+    return 1;
+  }
+
+  /**
+   * A room gap: offsets before `firstAvailable` (of `epoch`) will not come.
+   * Returns true when the position moved.
+   * @param {string} room
+   * @param {string} epoch
+   * @param {number} firstAvailable
+   */
+  onGap(room, epoch, firstAvailable) {
+    const p = this.map.get(room);
+    if (!p) return false;
+    const before = `${p.offset}/${p.epoch}`;
+    const floor = Math.max(0, firstAvailable - 1);
+    if (epoch && epoch !== p.epoch) {
+      Object.assign(p, { epoch, offset: floor });
+      p.ahead.clear();
+    } else {
+      p.offset = Math.max(p.offset, floor);
+    }
+    p.loose = false;
+    for (const o of p.ahead) if (o <= p.offset) p.ahead.delete(o);
+    while (p.ahead.delete(p.offset + 1)) p.offset++;
+    return `${p.offset}/${p.epoch}` !== before;
+  }
+
+  /** @param {string} room @returns {boolean} whether there was one */
+  forget(room) {
+    return this.map.delete(room);
+  }
+
+  /** The connection is gone: what a join on it expected no longer holds. */
+  onClose() {
+    for (const p of this.map.values()) p.loose = false;
+  }
+}
+
+/** @typedef {{resolve: (v: any) => void, reject: (e: Error) => void}} Waiter */
+/** @typedef {{room: string, body: ReturnType<Positions['joinBody']>}} Outstanding */
 
 export class Rooms {
   /**
    * @param {(frame: object) => boolean} write
-   * @param {Iterable<string>} [initial]  rooms to join on the first connect
+   * @param {Iterable<string | {room: string, recent?: number}>} [initial]  rooms to join on the first connect
+   * @param {Positions} [positions]
    */
-  constructor(write, initial = []) {
+  constructor(write, initial = [], positions = new Positions()) {
     this.write = write;
-    /** @type {Set<string>} */
-    this.wanted = new Set(initial);
+    this.positions = positions;
+    /** @type {Map<string, {recent: number}>} rooms to be in, and what a first join asks for */
+    this.wanted = new Map();
+    for (const r of initial) {
+      const room = typeof r === 'string' ? r : r?.room;
+      if (typeof room !== 'string' || room === '') throw new TypeError('rooms: each must be a room name or {room, recent}');
+      this.wanted.set(room, { recent: recentOf(typeof r === 'string' ? undefined : r.recent) });
+    }
     /** @type {Set<string>} joined on the current connection */
     this.joinedNow = new Set();
-    /** @type {string[]} joins written and not yet answered, oldest first */
+    /** @type {Outstanding[]} joins written (or sent in `auth`) and not yet answered, oldest first */
     this.outstanding = [];
+    /** @type {Outstanding[]} joins sent in the `auth` frame of the connection being opened, unanswered */
+    this.inAuth = [];
+    /** @type {Set<string>} rooms that auth frame carried */
+    this.authSent = new Set();
+    /** @type {Map<string, JoinedEvent>} the last `joined` of each room joined now */
+    this.lastJoined = new Map();
     /** @type {Map<string, Waiter[]>} */
     this.joinWaiters = new Map();
     /** @type {Map<string, Waiter[]>} */
@@ -27,16 +210,23 @@ export class Rooms {
     this.open = false;
   }
 
-  /** @param {string} room @returns {Promise<void>} */
-  join(room) {
+  /** @param {string} room @param {JoinOptions} [opts] @returns {Promise<JoinedEvent>} */
+  join(room, opts = {}) {
     if (typeof room !== 'string' || room === '') return Promise.reject(new TypeError('room must be a non-empty string'));
-    this.wanted.add(room);
-    if (this.open && this.joinedNow.has(room)) return Promise.resolve();
+    let recent;
+    try {
+      recent = recentOf(opts?.recent);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.wanted.set(room, { recent });
+    const known = this.lastJoined.get(room);
+    if (this.open && this.joinedNow.has(room) && known) return Promise.resolve(known);
     return new Promise((resolve, reject) => {
       const list = this.joinWaiters.get(room) ?? [];
       list.push({ resolve, reject });
       this.joinWaiters.set(room, list);
-      if (this.open && !this.outstanding.includes(room)) this.#writeJoin(room);
+      if (this.open && !this.#isOutstanding(room)) this.#writeJoin(room);
     });
   }
 
@@ -44,9 +234,10 @@ export class Rooms {
   leave(room) {
     this.wanted.delete(room);
     this.#settle(this.joinWaiters, room, new GatewayError('LEFT', `left ${room} before it was joined`));
+    this.lastJoined.delete(room);
     const wasJoined = this.joinedNow.delete(room);
     if (!this.open || !this.write({ leave: { room } })) return Promise.resolve();
-    if (!wasJoined && !this.outstanding.includes(room)) return Promise.resolve();
+    if (!wasJoined && !this.#isOutstanding(room)) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const list = this.leaveWaiters.get(room) ?? [];
       list.push({ resolve, reject });
@@ -54,34 +245,63 @@ export class Rooms {
     });
   }
 
-  /** Right after authOk (and resume): join every wanted room again. */
+  /**
+   * The joins to put in the `auth` frame (`auth: 'frame'`): every wanted
+   * room, each from its position. The gateway answers them after authOk.
+   */
+  authRooms() {
+    this.inAuth = [...this.wanted].map(([room, w]) => ({ room, body: this.positions.joinBody(room, w.recent) }));
+    this.authSent = new Set(this.wanted.keys());
+    return this.inAuth.map((o) => o.body);
+  }
+
+  /** Right after authOk (and resume): join every wanted room again (those the auth frame did not). */
   onOpen() {
     this.open = true;
-    this.joinedNow.clear();
-    this.outstanding = [];
-    for (const room of this.wanted) this.#writeJoin(room);
+    const sent = this.authSent;
+    this.outstanding = this.inAuth;
+    this.inAuth = [];
+    this.authSent = new Set();
+    // Left while the auth frame was on its way: the gateway joins it anyway.
+    for (const room of sent) if (!this.wanted.has(room)) this.write({ leave: { room } });
+    for (const room of this.wanted.keys()) if (!sent.has(room)) this.#writeJoin(room);
   }
 
   onClose() {
     this.open = false;
     this.joinedNow.clear();
+    this.lastJoined.clear();
     this.outstanding = [];
+    this.inAuth = [];
+    this.authSent = new Set();
+    this.positions.onClose();
     // A leave in flight is done as far as the app is concerned: it is not re-joined.
     for (const room of [...this.leaveWaiters.keys()]) this.#settle(this.leaveWaiters, room, null);
   }
 
   /**
-   * @param {string} room
-   * @param {(ev: {room: string, rejoin: boolean}) => void} emit
+   * A `joined` frame. Returns the event for the app and whether the room's
+   * position moved, or null when the room was left meanwhile.
+   * @param {Record<string, any>} j
+   * @returns {{ev: JoinedEvent, moved: boolean} | null}
    */
-  onJoined(room, emit) {
-    const i = this.outstanding.indexOf(room);
-    if (i >= 0) this.outstanding.splice(i, 1);
-    if (!this.wanted.has(room)) return; // left meanwhile; the leave follows
+  onJoined(j) {
+    const room = String(j.room ?? '');
+    // Joins sent in the auth frame are answered after authOk; should one come
+    // before it, it is found among them.
+    const list = this.open ? this.outstanding : this.inAuth;
+    const i = list.findIndex((o) => o.room === room);
+    const body = i >= 0 ? list.splice(i, 1)[0].body : undefined;
+    if (!this.wanted.has(room)) return null; // left meanwhile; the leave follows
+    const info = { history: !!j.history, offset: u64(j.offset), epoch: String(j.epoch ?? ''), recovered: !!j.recovered };
+    const moved = this.positions.onJoined(room, info, body);
     const asked = this.joinWaiters.has(room);
+    /** @type {JoinedEvent} */
+    const ev = { room, rejoin: !asked, ...info };
     this.joinedNow.add(room);
-    this.#settle(this.joinWaiters, room, null);
-    emit({ room, rejoin: !asked });
+    this.lastJoined.set(room, ev);
+    this.#settle(this.joinWaiters, room, null, ev);
+    return { ev, moved };
   }
 
   /** @param {string} room */
@@ -92,7 +312,7 @@ export class Rooms {
   /** A non-fatal error frame: maybe the answer to the oldest join. @param {GatewayError} err */
   onError(err) {
     if (!JOIN_REFUSALS.has(err.code) || this.outstanding.length === 0) return;
-    const room = /** @type {string} */ (this.outstanding.shift());
+    const { room } = /** @type {Outstanding} */ (this.outstanding.shift());
     this.wanted.delete(room);
     this.#settle(this.joinWaiters, room, err);
   }
@@ -104,15 +324,30 @@ export class Rooms {
   }
 
   /** @param {string} room */
-  #writeJoin(room) {
-    if (this.write({ join: { room } })) this.outstanding.push(room);
+  #isOutstanding(room) {
+    return this.outstanding.some((o) => o.room === room);
   }
 
-  /** @param {Map<string, Waiter[]>} map @param {string} room @param {Error | null} err */
-  #settle(map, room, err) {
+  /** @param {string} room */
+  #writeJoin(room) {
+    const body = this.positions.joinBody(room, this.wanted.get(room)?.recent ?? 0);
+    if (this.write({ join: body })) this.outstanding.push({ room, body });
+  }
+
+  /** @param {Map<string, Waiter[]>} map @param {string} room @param {Error | null} err @param {unknown} [value] */
+  #settle(map, room, err, value) {
     const list = map.get(room);
     if (!list) return;
     map.delete(room);
-    for (const w of list) (err ? w.reject(err) : w.resolve());
+    for (const w of list) (err ? w.reject(err) : w.resolve(value));
   }
+}
+
+/** A join's `recent` option: a count of messages, 0 for none. @param {unknown} v */
+function recentOf(v) {
+  if (v === undefined || v === null) return 0;
+  if (!Number.isSafeInteger(v) || /** @type {number} */ (v) < 0 || /** @type {number} */ (v) > 0xffffffff) {
+    throw new TypeError('recent must be a non-negative integer');
+  }
+  return /** @type {number} */ (v);
 }

@@ -21,7 +21,58 @@
  * @property {number} [ackEvery=64]  ...or sent sooner once this many are unacked
  * @property {number} [sendTimeoutMs=10000]  no sendResult within this: QoS 1 written again, QoS 0 rejected
  * @property {number} [maxInFlight=32]  QoS 1 sends written and unanswered at once
- * @property {Iterable<string>} [rooms]  rooms to join from the first connection
+ * @property {Iterable<string | {room: string, recent?: number}>} [rooms]  rooms to join from the first connection
+ *   (`recent`: as the `join` option)
+ * @property {Record<string, RoomPosition>} [positions]  each room's position the app already has (from its
+ *   storage, as `client.positions()` gave it): the first join of such a room recovers from it
+ */
+
+/**
+ * A position in a room that keeps history: every message of the room up to
+ * `offset` (of `epoch`) was handed to the app, or announced missing by a
+ * `gap`. The epoch changes when the room's history was lost: an offset of
+ * another epoch means nothing.
+ * @typedef {object} RoomPosition
+ * @property {number} offset  0: none yet
+ * @property {string} epoch
+ */
+
+/**
+ * @typedef {object} JoinOptions
+ * @property {number} [recent=0]  on a join without a position (the first one): also get the room's last
+ *   `recent` messages (as far as its history reaches), before the live ones
+ */
+
+/**
+ * A room joined: the `joined` event, and what `join()` resolves with.
+ * @typedef {object} JoinedEvent
+ * @property {string} room
+ * @property {boolean} rejoin  joined again by the client (after a reconnect, or from the `rooms` option), not by a `join()` call
+ * @property {boolean} history  the room keeps history: its messages carry offsets, the client keeps its position
+ * @property {number} offset  the room's last offset when the gateway answered (0: empty, or no history)
+ * @property {string} epoch  the room's epoch
+ * @property {boolean} recovered  the join gave a position and nothing after it is missing: the messages after it
+ *   come next, in order, then the live ones. False after a position: a `gap` for the room follows (another
+ *   epoch, or older than the history), then what the history still has. Always false for a first join.
+ */
+
+/**
+ * Messages will not come: QoS 1 seqs of the inbox (`room` empty), or a room's
+ * offsets (`room` set, of `epoch`), from `fromSeq` up to but not including
+ * `firstAvailable`. Fetch them from the backend if the app needs them.
+ * @typedef {object} GapEvent
+ * @property {number} fromSeq
+ * @property {number} firstAvailable
+ * @property {string} room  empty for the inbox
+ * @property {string} epoch  the room's epoch ('' for the inbox)
+ */
+
+/**
+ * A room's position changed (after the `message` that moved it), or was
+ * forgotten (`position` null: `leave()`, or the room keeps no history).
+ * @typedef {object} PositionEvent
+ * @property {string} room
+ * @property {RoomPosition | null} position
  */
 
 /**
@@ -59,11 +110,12 @@
  * @property {AuthInfo} connected
  * @property {DisconnectedEvent} disconnected
  * @property {import('./codec.js').Message} message
- * @property {{fromSeq: number, firstAvailable: number}} gap
+ * @property {GapEvent} gap
  * @property {import('./codec.js').GatewayError} error
  * @property {GoAwayEvent} goaway
  * @property {{expiresAt: number}} refreshed
- * @property {{room: string, rejoin: boolean}} joined
+ * @property {JoinedEvent} joined
+ * @property {PositionEvent} position
  */
 
 export {};

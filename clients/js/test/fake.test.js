@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Backoff, GatewayClient } from '../src/index.js';
+import { Positions } from '../src/rooms.js';
 import { until, waitFor } from './helpers.js';
 
 /** A scripted server per socket: `onFrame(ws, frame)` answers with ws.deliver(frame). */
@@ -105,4 +106,237 @@ test('backoff: full jitter under a doubling cap, bounded by maxMs', () => {
   assert.deepEqual(caps, [100, 200, 400, 800, 1000, 1000, 1000, 1000]);
   b.reset();
   assert.equal(b.cap(), 100);
+});
+
+// ---- rooms that keep history: positions, recovery, duplicates, gaps (no server)
+
+/** A room deliver frame (the JSON mapping: uint64 as strings). */
+const roomMsg = (/** @type {string} */ room, /** @type {number} */ offset, extra = {}) => ({
+  deliver: { msgId: `${room}-${offset}`, room, offset: String(offset), payload: btoa(`${room}#${offset}`), ...extra },
+});
+const joinedFrame = (/** @type {string} */ room, /** @type {number} */ offset, epoch = 'e1', recovered = false) => ({
+  joined: { room, history: true, offset: String(offset), epoch, recovered },
+});
+
+test('positions: a room deliver at or below the position is dropped; holes are filled once, in any order', () => {
+  const p = new Positions({ r: { offset: 3, epoch: 'e' }, bad: { offset: -1, epoch: 'e' }, worse: /** @type {any} */ (null) });
+  assert.deepEqual(p.all(), { r: { offset: 3, epoch: 'e' } }, 'malformed stored positions are ignored');
+  assert.equal(p.onDeliver('r', 3), -1);
+  assert.equal(p.onDeliver('r', 1), -1);
+  assert.equal(p.onDeliver('r', 4), 1);
+  // 6 overtakes 5 (a copy from elsewhere): handed over, remembered, the position waits for 5.
+  assert.equal(p.onDeliver('r', 6), 0);
+  assert.deepEqual(p.get('r'), { offset: 4, epoch: 'e' });
+  assert.equal(p.onDeliver('r', 6), -1, 'the same offset again is a duplicate');
+  assert.equal(p.onDeliver('r', 5), 1);
+  assert.deepEqual(p.get('r'), { offset: 6, epoch: 'e' }, 'the position moves past what came ahead');
+  assert.equal(p.onDeliver('r', 6), -1);
+  assert.equal(p.onDeliver('other', 1), 0, 'no position for the room: nothing to dedupe on');
+  assert.equal(p.onDeliver('r', 0), 0, 'no offset: not deduped');
+  assert.deepEqual(p.joinBody('r', 10), { room: 'r', since: { offset: '6', epoch: 'e' } }, '`since` wins over `recent`');
+  assert.deepEqual(p.joinBody('new', 10), { room: 'new', recent: 10 });
+  assert.deepEqual(p.joinBody('new', 0), { room: 'new' });
+});
+
+test('positions: joined and gaps move the position (first join, recent, another epoch, older than history, no history)', () => {
+  const p = new Positions();
+  // First join: from the room's last offset; with `recent`, that many before it.
+  assert.equal(p.onJoined('a', { history: true, offset: 10, epoch: 'e', recovered: false }, { room: 'a' }), true);
+  assert.deepEqual(p.get('a'), { offset: 10, epoch: 'e' });
+  assert.equal(p.onDeliver('a', 10), -1);
+  p.onJoined('b', { history: true, offset: 10, epoch: 'e', recovered: false }, { room: 'b', recent: 3 });
+  assert.deepEqual(p.get('b'), { offset: 7, epoch: 'e' });
+  // The history may hold fewer than asked: the first message starts the position.
+  p.onJoined('c', { history: true, offset: 10, epoch: 'e', recovered: false }, { room: 'c', recent: 50 });
+  assert.equal(p.onDeliver('c', 8), 1);
+  p.onJoined('d', { history: true, offset: 10, epoch: 'e', recovered: false }, { room: 'd', recent: 5 });
+  assert.equal(p.onDeliver('d', 3), -1, 'below what `recent` asked for');
+  assert.equal(p.onDeliver('d', 7), 1, '...does not end the loose start');
+  assert.deepEqual(p.get('d'), { offset: 7, epoch: 'e' });
+  assert.deepEqual(p.get('c'), { offset: 8, epoch: 'e' });
+  assert.equal(p.onDeliver('c', 9), 1);
+  // Recovered: nothing moves until the messages come.
+  assert.equal(p.onJoined('a', { history: true, offset: 12, epoch: 'e', recovered: true }, { room: 'a', since: {} }), false);
+  assert.deepEqual(p.get('a'), { offset: 10, epoch: 'e' });
+  // Older than the history (same epoch): the gap moves it to firstAvailable - 1.
+  assert.equal(p.onJoined('a', { history: true, offset: 300, epoch: 'e', recovered: false }, { room: 'a', since: {} }), false);
+  assert.equal(p.onGap('a', 'e', 200), true);
+  assert.deepEqual(p.get('a'), { offset: 199, epoch: 'e' });
+  assert.equal(p.onDeliver('a', 150), -1);
+  assert.equal(p.onDeliver('a', 200), 1);
+  // Another epoch: the old offsets mean nothing; the new epoch starts over.
+  assert.equal(p.onJoined('a', { history: true, offset: 4, epoch: 'f', recovered: false }, { room: 'a', since: {} }), true);
+  assert.deepEqual(p.get('a'), { offset: 0, epoch: 'f' });
+  assert.equal(p.onGap('a', 'f', 1), false, 'nothing of the new epoch is missing');
+  assert.equal(p.onDeliver('a', 1), 1);
+  assert.deepEqual(p.get('a'), { offset: 1, epoch: 'f' });
+  // A gap of another epoch than the position's (no joined before it).
+  assert.equal(p.onGap('b', 'g', 5), true);
+  assert.deepEqual(p.get('b'), { offset: 4, epoch: 'g' });
+  // A room that keeps no history has no position.
+  assert.equal(p.onJoined('a', { history: false, offset: 0, epoch: '', recovered: false }, { room: 'a', since: {} }), true);
+  assert.equal(p.get('a'), null);
+  assert.equal(p.onGap('zzz', 'e', 3), false, 'a gap for a room without a position creates none');
+  assert.equal(p.get('zzz'), null);
+});
+
+/** A fake gateway that answers joins (and auth.rooms) from per-room histories. */
+function historyServer(/** @type {Record<string, {epoch: string, first?: number, msgs: number}>} */ rooms) {
+  /** @param {any} ws @param {any} j */
+  const answer = (ws, j) => {
+    const r = rooms[j.room];
+    if (!r) return ws.deliver({ joined: { room: j.room } }); // no history
+    const first = r.first ?? 1;
+    const since = j.since ? { offset: Number(j.since.offset), epoch: j.since.epoch } : null;
+    let from = r.msgs + 1;
+    let recovered = false;
+    /** @type {any} */
+    let gap = null;
+    if (since) {
+      if (since.epoch === r.epoch && since.offset + 1 >= first) {
+        recovered = true;
+        from = since.offset + 1;
+      } else {
+        gap = { fromSeq: String(since.epoch === r.epoch ? since.offset + 1 : 1), firstAvailable: String(first), room: j.room, epoch: r.epoch };
+        from = first;
+      }
+    } else if (j.recent) from = Math.max(first, r.msgs - j.recent + 1);
+    ws.deliver({ joined: { room: j.room, history: true, offset: String(r.msgs), epoch: r.epoch, recovered } });
+    if (gap) ws.deliver({ gap });
+    for (let o = from; o <= r.msgs; o++) ws.deliver(roomMsg(j.room, o));
+  };
+  // Answers come later, as from a socket (never inside send()), in order.
+  return fakeWebSocket((ws, f) => {
+    if (f.join) setTimeout(() => answer(ws, f.join), 1);
+    if (f.leave) setTimeout(() => ws.deliver({ left: { room: f.leave.room } }), 1);
+    if (f.auth) setTimeout(() => (f.auth.rooms ?? []).forEach((/** @type {any} */ j) => answer(ws, j)), 5); // after authOk
+  });
+}
+
+/** Collects what a client hands the app. */
+function recorder(/** @type {GatewayClient} */ c) {
+  const log = { /** @type {string[]} */ msgs: [], /** @type {any[]} */ joined: [], /** @type {any[]} */ gaps: [], /** @type {any[]} */ positions: [] };
+  c.on('message', (m) => log.msgs.push(`${m.room}#${m.offset}`));
+  c.on('joined', (e) => log.joined.push(e));
+  c.on('gap', (e) => log.gaps.push(e));
+  c.on('position', (e) => log.positions.push(e));
+  return log;
+}
+
+test('re-joins after a reconnect send `since` the position; what came again is dropped; joined carries recovery', async () => {
+  const rooms = { r: { epoch: 'e1', msgs: 3 } };
+  const { FakeWS, sockets } = historyServer(rooms);
+  const c = new GatewayClient({ url: 'ws://fake/ws', token: 't', WebSocket: /** @type {any} */ (FakeWS), backoff: { minMs: 1, maxMs: 1 } });
+  const log = recorder(c);
+  await c.connect();
+  const j = await c.join('r', { recent: 2 });
+  assert.deepEqual(sockets[0].sent.find((/** @type {any} */ f) => f.join), { join: { room: 'r', recent: 2 } });
+  assert.deepEqual(j, { room: 'r', rejoin: false, history: true, offset: 3, epoch: 'e1', recovered: false });
+  await until(() => log.msgs.length === 2, 2000, 'the recent messages');
+  assert.deepEqual(log.msgs, ['r#2', 'r#3']);
+  assert.deepEqual(c.positions(), { r: { offset: 3, epoch: 'e1' } });
+  assert.deepEqual(log.positions.at(-1), { room: 'r', position: { offset: 3, epoch: 'e1' } });
+
+  // Two live ones, then a cut; two more are published meanwhile.
+  sockets[0].deliver(roomMsg('r', 4));
+  sockets[0].deliver(roomMsg('r', 5));
+  sockets[0].deliver(roomMsg('r', 5)); // the server should never; the app never sees it twice
+  rooms.r.msgs = 7;
+  const back = waitFor(c, 'joined', (e) => e.rejoin, 2000);
+  sockets[0].close(1006);
+  const rj = await back;
+  assert.deepEqual(rj, { room: 'r', rejoin: true, history: true, offset: 7, epoch: 'e1', recovered: true });
+  assert.deepEqual(sockets[1].sent.find((/** @type {any} */ f) => f.join), { join: { room: 'r', since: { offset: '5', epoch: 'e1' } } });
+  await until(() => log.msgs.length === 6, 2000, 'the missed messages');
+  // A copy of an old one (say the inbox's) after the recovery is dropped too.
+  sockets[1].deliver(roomMsg('r', 6, { seq: '1', qos: 'QOS_AT_LEAST_ONCE' }));
+  sockets[1].deliver(roomMsg('r', 8));
+  await until(() => log.msgs.length === 7, 2000, 'the live one');
+  assert.deepEqual(log.msgs, ['r#2', 'r#3', 'r#4', 'r#5', 'r#6', 'r#7', 'r#8']);
+  assert.equal(c.lastSeq, 1, 'a dropped room copy with a seq is still acked');
+  assert.deepEqual(c.position('r'), { offset: 8, epoch: 'e1' });
+  assert.deepEqual(log.gaps, []);
+  c.close();
+});
+
+test('auth frame: rooms (with since, or recent) go in auth.rooms; a restarted client recovers from `positions`', async () => {
+  const rooms = { a: { epoch: 'e1', msgs: 9 }, b: { epoch: 'e1', msgs: 4 } };
+  const { FakeWS, sockets } = historyServer(rooms);
+  const c = new GatewayClient({
+    url: 'ws://fake/ws', token: 't', auth: 'frame', device: 'd', WebSocket: /** @type {any} */ (FakeWS),
+    rooms: ['a', { room: 'b', recent: 1 }, 'plain'],
+    positions: { a: { offset: 6, epoch: 'e1' } },
+  });
+  const log = recorder(c);
+  const joinedAll = Promise.all(['a', 'b', 'plain'].map((r) => waitFor(c, 'joined', (e) => e.room === r, 2000)));
+  await c.connect();
+  const [ja, jb, jp] = await joinedAll;
+  assert.deepEqual(sockets[0].sent[0], {
+    auth: { token: 't', device: 'd', rooms: [{ room: 'a', since: { offset: '6', epoch: 'e1' } }, { room: 'b', recent: 1 }, { room: 'plain' }] },
+  });
+  assert.equal(sockets[0].sent.filter((/** @type {any} */ f) => f.join).length, 0, 'no join frames: the auth frame carried them');
+  assert.equal(ja.recovered, true);
+  assert.equal(jb.recovered, false);
+  assert.deepEqual(jp, { room: 'plain', rejoin: true, history: false, offset: 0, epoch: '', recovered: false });
+  await until(() => log.msgs.length === 4, 2000, 'a#7..9 and b#4');
+  assert.deepEqual(log.msgs.filter((m) => m.startsWith('a')), ['a#7', 'a#8', 'a#9']);
+  assert.deepEqual(log.msgs.filter((m) => m.startsWith('b')), ['b#4']);
+  assert.deepEqual(c.positions(), { a: { offset: 9, epoch: 'e1' }, b: { offset: 4, epoch: 'e1' } });
+  c.close();
+});
+
+test('a position of another epoch, or older than the history: recovered false, a room gap, then what is left', async () => {
+  const rooms = { old: { epoch: 'e1', first: 50, msgs: 52 }, moved: { epoch: 'e2', msgs: 2 } };
+  const { FakeWS } = historyServer(rooms);
+  const c = new GatewayClient({
+    url: 'ws://fake/ws', token: 't', WebSocket: /** @type {any} */ (FakeWS),
+    positions: { old: { offset: 10, epoch: 'e1' }, moved: { offset: 30, epoch: 'e1' } },
+  });
+  const log = recorder(c);
+  await c.connect();
+  const [jo, jm] = await Promise.all([c.join('old'), c.join('moved')]);
+  assert.equal(jo.recovered, false);
+  assert.equal(jm.recovered, false);
+  await until(() => log.msgs.length === 5, 2000, 'what the histories still have');
+  assert.deepEqual(log.gaps, [
+    { fromSeq: 11, firstAvailable: 50, room: 'old', epoch: 'e1' },
+    { fromSeq: 1, firstAvailable: 1, room: 'moved', epoch: 'e2' },
+  ]);
+  assert.deepEqual(log.msgs.filter((m) => m.startsWith('old')), ['old#50', 'old#51', 'old#52']);
+  assert.deepEqual(log.msgs.filter((m) => m.startsWith('moved')), ['moved#1', 'moved#2']);
+  assert.deepEqual(c.positions(), { old: { offset: 52, epoch: 'e1' }, moved: { offset: 2, epoch: 'e2' } });
+  c.close();
+});
+
+test('leave() forgets the position; a join after it starts from the room\'s end, not from the old position', async () => {
+  const rooms = { r: { epoch: 'e1', msgs: 5 } };
+  const { FakeWS, sockets } = historyServer(rooms);
+  const c = new GatewayClient({ url: 'ws://fake/ws', token: 't', WebSocket: /** @type {any} */ (FakeWS), positions: { r: { offset: 2, epoch: 'e1' } } });
+  const log = recorder(c);
+  await c.connect();
+  await c.join('r');
+  await until(() => log.msgs.length === 3, 2000, 'r#3..5');
+  await c.leave('r');
+  assert.deepEqual(log.positions.at(-1), { room: 'r', position: null });
+  assert.deepEqual(c.positions(), {});
+  rooms.r.msgs = 8;
+  const j = await c.join('r');
+  assert.deepEqual(sockets[0].sent.filter((/** @type {any} */ f) => f.join).at(-1), { join: { room: 'r' } });
+  assert.equal(j.offset, 8);
+  assert.deepEqual(c.positions(), { r: { offset: 8, epoch: 'e1' } });
+  assert.equal(log.msgs.length, 3);
+  c.close();
+});
+
+test('the inbox and a room together: a QoS 1 room message without seq (from the history) is not taken for a duplicate', async () => {
+  const { FakeWS, sockets } = fakeWebSocket(() => {});
+  const c = new GatewayClient({ url: 'ws://fake/ws', token: 't', lastSeq: 9, WebSocket: /** @type {any} */ (FakeWS) });
+  const log = recorder(c);
+  await c.connect();
+  sockets[0].deliver(roomMsg('x', 1, { qos: 'QOS_AT_LEAST_ONCE' }));
+  sockets[0].deliver({ gap: { fromSeq: '3', firstAvailable: '7' } });
+  assert.deepEqual(log.msgs, ['x#1']);
+  assert.deepEqual(log.gaps, [{ fromSeq: 3, firstAvailable: 7, room: '', epoch: '' }]);
+  assert.equal(c.lastSeq, 9);
+  c.close();
 });

@@ -107,14 +107,21 @@ export function token(sub, o = {}) {
 /**
  * A TCP proxy in front of `target` (host:port). cut() resets every live
  * pair (as a phone leaving coverage); freeze() stops forwarding without
- * closing (a dead path only heartbeats can notice).
+ * closing (a dead path only heartbeats can notice); hold() resets every
+ * connection it accepts until release() (out of coverage for a while).
  */
 export async function startProxy(/** @type {string} */ target) {
   const [host, port] = target.split(':');
   /** @type {Set<{a: net.Socket, b: net.Socket}>} */
   const pairs = new Set();
   let accepted = 0;
+  let held = false;
   const srv = net.createServer((a) => {
+    if (held) {
+      a.on('error', () => {});
+      a.resetAndDestroy();
+      return;
+    }
     accepted++;
     const b = net.connect(Number(port), host);
     const pair = { a, b };
@@ -141,6 +148,12 @@ export async function startProxy(/** @type {string} */ target) {
     },
     freeze() {
       for (const { a, b } of pairs) (a.unpipe(b), b.unpipe(a), a.pause(), b.pause());
+    },
+    hold() {
+      held = true;
+    },
+    release() {
+      held = false;
     },
     close() {
       this.cut();

@@ -1,15 +1,55 @@
 // The chat page: sign in (the backend mints a token), connect to the
-// gateway with the SDK, join rooms, load their history from the backend and
-// append what is delivered live, deduplicated by message id.
+// gateway with the SDK, join rooms and append what is delivered,
+// deduplicated by message id. The gateway keeps the rooms' recent history:
+// the page keeps each room's messages and its position together in
+// localStorage, and after a reload the SDK recovers what was sent while the
+// page was gone. The backend's history fills only what the gateway could not
+// give (a room gap, a room without history).
 import { GatewayClient } from '/sdk/index.js';
 
 const $ = (sel) => document.querySelector(sel);
+
+/** Messages of a room a first join asks the gateway for (`recent`), and the most kept per room. */
+const RECENT = 50;
+const KEEP = 200;
 
 /** Per-tab state that survives a reload: user, device, rooms, last QoS 1 seq. */
 const saved = {
   get: (k, fallback) => JSON.parse(sessionStorage.getItem(`chat.${k}`) ?? 'null') ?? fallback,
   set: (k, v) => sessionStorage.setItem(`chat.${k}`, JSON.stringify(v)),
   clear: () => Object.keys(sessionStorage).filter((k) => k.startsWith('chat.')).forEach((k) => sessionStorage.removeItem(k)),
+};
+
+/**
+ * Per user and room, in localStorage (it survives a closed tab too): the
+ * room's messages and the SDK's position in the room, written together so
+ * that the position never covers a message the page did not keep.
+ */
+const roomStore = {
+  key: (user, room) => `chat.room.${user}.${room}`,
+  /** @returns {{position: {offset: number, epoch: string} | null, messages: object[]}} */
+  get(user, room) {
+    try {
+      const v = JSON.parse(localStorage.getItem(this.key(user, room)) ?? 'null');
+      if (v && Array.isArray(v.messages)) return v;
+    } catch {
+      // unreadable: as if nothing was kept
+    }
+    return { position: null, messages: [] };
+  },
+  set(user, room, position, messages) {
+    try {
+      localStorage.setItem(this.key(user, room), JSON.stringify({ position, messages: messages.slice(-KEEP) }));
+    } catch (e) {
+      notice(`cannot keep ${room}: ${e.message}`);
+    }
+  },
+  remove(user, room) {
+    localStorage.removeItem(this.key(user, room));
+  },
+  clear(user) {
+    Object.keys(localStorage).filter((k) => k.startsWith(`chat.room.${user}.`)).forEach((k) => localStorage.removeItem(k));
+  },
 };
 
 const state = {
@@ -53,21 +93,39 @@ async function start(user) {
     unused = '';
     return token;
   };
+  // What this page had of each room when it was last open: its messages
+  // (shown at once) and its position (the SDK recovers what came after it).
+  const rooms = saved.get('rooms', [state.rooms[0]]).filter((r) => state.rooms.includes(r));
+  const positions = {};
+  for (const room of rooms) {
+    const kept = roomStore.get(user, room);
+    state.messages.set(room, new Map(kept.messages.map((m) => [m.id, m])));
+    if (kept.position) positions[room] = kept.position;
+  }
   const client = new GatewayClient({
     url: first.ws,
     getToken,
     lastSeq: saved.get('lastSeq', 0),
+    positions,
   });
   state.client = client;
   client.on('connected', () => {
     setStatus('connected', 'connected');
     refreshOnline();
-    for (const room of state.joined) loadHistory(room); // fills anything missed while away
   });
   client.on('disconnected', (e) => {
     if (e.reconnectInMs !== null) setStatus('connecting', `reconnecting (${e.reason || e.code})`);
   });
   client.on('message', onMessage);
+  // After each message that moved it (the message is in state.messages already).
+  client.on('position', (e) => keep(e.room));
+  // Re-joined after a reconnect: the SDK recovers rooms with history; the
+  // others are filled from the backend, as is what the gateway could not
+  // recover (`recovered: false` after a position, a room gap).
+  client.on('joined', (e) => e.rejoin && (!e.history || !e.recovered) && state.joined.has(e.room) && loadHistory(e.room));
+  client.on('gap', (g) => {
+    for (const room of g.room ? [g.room] : state.joined) if (state.joined.has(room)) loadHistory(room);
+  });
   client.on('error', (e) => notice(e.message));
   $('#me').textContent = user;
   $('#login-view').hidden = true;
@@ -76,10 +134,24 @@ async function start(user) {
   setStatus('connecting', 'connecting');
   renderRooms();
   client.connect();
-  const rooms = saved.get('rooms', [state.rooms[0]]);
   const current = saved.get('current', rooms[0]);
-  await Promise.all(rooms.filter((r) => state.rooms.includes(r)).map(join));
+  await Promise.all(rooms.map(join));
   if (state.joined.has(current)) select(current);
+}
+
+/** Writes a room's messages and position together (once per turn of the event loop). */
+const toKeep = new Set();
+function keep(room) {
+  if (toKeep.size === 0) {
+    queueMicrotask(() => {
+      for (const r of toKeep) {
+        const list = state.messages.get(r);
+        if (list && state.joined.has(r)) roomStore.set(state.user, r, state.client.position(r), [...list.values()]);
+      }
+      toKeep.clear();
+    });
+  }
+  toKeep.add(room);
 }
 
 function onMessage(m) {
@@ -102,13 +174,22 @@ async function join(room) {
   if (state.joined.has(room) || state.joining.has(room)) return;
   state.joining.add(room);
   renderRooms();
+  // Ready before the join: what it recovers follows the `joined` answer.
+  if (!state.messages.has(room)) state.messages.set(room, new Map());
   try {
-    await state.client.join(room); // joined first, history second: nothing falls between
+    // From the room's position when the page kept one, else the room's last
+    // RECENT messages, from the gateway's history.
+    const hadPosition = state.client.position(room) !== null;
+    const j = await state.client.join(room, { recent: RECENT });
     state.joined.add(room);
-    state.messages.set(room, new Map());
-    await loadHistory(room);
+    keep(room);
+    // No history at the gateway for this room, or not back to the position
+    // the page kept: the backend's (joined first, history second: nothing
+    // falls between).
+    if (!j.history || (hadPosition && !j.recovered)) await loadHistory(room);
     if (!state.current) select(room);
   } catch (e) {
+    state.messages.delete(room);
     notice(`cannot join ${room}: ${e.message}`);
   } finally {
     state.joining.delete(room);
@@ -121,17 +202,26 @@ async function leave(room) {
   state.joined.delete(room);
   state.messages.delete(room);
   state.unread.delete(room);
+  roomStore.remove(state.user, room); // the SDK forgets the position too
   saved.set('rooms', [...state.joined]);
   if (state.current === room) select([...state.joined][0] ?? '');
   renderRooms();
   await state.client.leave(room).catch((e) => notice(e.message));
 }
 
-async function loadHistory(room) {
+/** The backend's history of a room; one ask at a time per room (a `joined` and its `gap` both ask). */
+const historyLoads = new Map();
+function loadHistory(room) {
+  if (!historyLoads.has(room)) historyLoads.set(room, fetchHistory(room).finally(() => historyLoads.delete(room)));
+  return historyLoads.get(room);
+}
+
+async function fetchHistory(room) {
   try {
     const res = await fetch(`/api/history?room=${encodeURIComponent(room)}&limit=50`);
     const body = await res.json();
     for (const m of body.messages ?? []) addMessage(m);
+    keep(room);
   } catch (e) {
     notice(`history of ${room}: ${e.message}`);
   }
@@ -276,6 +366,7 @@ $('#composer').addEventListener('submit', (ev) => {
 
 $('#logout').addEventListener('click', () => {
   state.client?.close();
+  roomStore.clear(state.user);
   saved.clear();
   location.reload();
 });

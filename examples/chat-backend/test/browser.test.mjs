@@ -1,7 +1,10 @@
 // The chat example in headless Chromium: redis-server, the gateway (debug
-// build) and the backend on free loopback ports; two users sign in in two
-// browser contexts, join a room, one writes, the other sees it live and,
-// after a reload, from the history; the gateway restarts and they go on.
+// build, rooms keeping history) and the backend on free loopback ports; two
+// users sign in in two browser contexts, join a room, one writes, the other
+// sees it live and, after a reload, from what the page kept; one page goes
+// away while the other writes, and comes back to what it missed (recovered
+// by the gateway, not the backend); a third user's first visit shows the
+// room's recent history; the gateway restarts and they go on.
 // Screenshots: target/chat-backend-test/.
 //
 //   node --test examples/chat-backend/test/browser.test.mjs   (scripts/test-browser.sh installs what it needs)
@@ -22,6 +25,8 @@ const REPO = resolve(EXAMPLE, '../..');
 const SECRET = 'browser-test-secret';
 const WAIT = 15_000; // every wait on the page has this deadline; nothing sleeps
 const SHOT_DIR = join(REPO, 'target', 'chat-backend-test');
+// The backend's rooms (its --rooms default): the gateway keeps their history.
+const ROOMS = 'lobby,general,random';
 
 test('two users chat through the gateway in headless Chromium', { timeout: 120_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'chat-browser-'));
@@ -47,7 +52,7 @@ test('two users chat through the gateway in headless Chromium', { timeout: 120_0
   const wsAddr = `127.0.0.1:${await freePort()}`;
   const startGateway = async (name) => {
     const gw = await start(name, process.env.GATEWAY_BIN ?? join(REPO, 'target/debug/gateway'),
-      ['--redis', redisUrl, '--events', '--jwt-secret', SECRET,
+      ['--redis', redisUrl, '--events', '--jwt-secret', SECRET, '--room-history', ROOMS,
         '--ws-listen', wsAddr, '--tcp-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
       { dir, ready: /^ready ws=(\S+) tcp=\S+ admin=\S+/ });
     procs.push(gw);
@@ -68,12 +73,16 @@ test('two users chat through the gateway in headless Chromium', { timeout: 120_0
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
   });
   const pageErrors = [];
+  // What each page asked the backend's history for: recovered rooms need none.
+  const historyAsks = {};
   const open = async (user) => {
     const ctx = await browser.newContext({ viewport: { width: 900, height: 560 } });
     const page = await ctx.newPage();
     page.setDefaultTimeout(WAIT);
     page.on('pageerror', (e) => pageErrors.push(`${user}: ${e.message}`));
     page.on('console', (m) => m.type() === 'error' && pageErrors.push(`${user} console: ${m.text()}`));
+    historyAsks[user] = [];
+    page.on('request', (r) => r.url().includes('/api/history') && historyAsks[user].push(r.url()));
     await page.goto(site);
     await page.fill('#login-form input[name=user]', user);
     await page.click('#login-form button[type=submit]');
@@ -109,7 +118,8 @@ test('two users chat through the gateway in headless Chromium', { timeout: 120_0
   await bob.waitForSelector(line(hello));
 
   // A reload: bob signs in again by himself (session storage), re-joins his
-  // rooms, and the message is there from the history, once.
+  // rooms from the positions the page kept, and the message is there (kept
+  // by the page with the position), once.
   await bob.reload();
   await bob.waitForSelector('#status[data-state=connected]');
   await bob.waitForSelector('#login-form', { state: 'hidden' });
@@ -125,6 +135,39 @@ test('two users chat through the gateway in headless Chromium', { timeout: 120_0
   await bob.press('#text', 'Enter');
   await alice.waitForSelector(`${line(reply)} .user:text-is("bob")`);
   assert.equal(await alice.locator(line(hello)).count(), 1, 'alice has a duplicate');
+
+  // Bob's page goes away (the tab navigates off: its socket closes, its
+  // storage stays); once the gateway has seen him go, alice writes three
+  // messages; bob comes back and they are there, once, in order, recovered
+  // by the gateway from the position the page kept: the page never asks the
+  // backend's history for them.
+  await bob.waitForSelector(line(reply));
+  await bob.goto('about:blank');
+  await alice.waitForSelector('#online li[data-user=bob]', { state: 'detached' });
+  const missed = [1, 2, 3].map((i) => `while bob was away ${i}`);
+  for (const text of missed) {
+    await alice.fill('#text', text);
+    await alice.press('#text', 'Enter');
+    await alice.waitForSelector(line(text));
+  }
+  const asksBefore = historyAsks.bob.length;
+  await bob.goto(site);
+  await bob.waitForSelector('#status[data-state=connected]');
+  await bob.waitForSelector('#rooms li[data-room=general].joined.current');
+  for (const text of missed) await bob.waitForSelector(`${line(text)} .user:text-is("alice")`);
+  const shown = await bob.locator('#messages li .text').allTextContents();
+  assert.deepEqual(shown, [hello, reply, ...missed], 'what bob sees after coming back');
+  assert.deepEqual(historyAsks.bob.slice(asksBefore), [], 'recovered by the gateway, not from the backend\'s history');
+
+  // A first visit (nothing kept): joining #general shows the room's recent
+  // messages, from the gateway's history (the page asks for them with `recent`).
+  const carol = await open('carol');
+  await carol.click('#rooms li[data-room=general] button.join');
+  await carol.waitForSelector('#rooms li[data-room=general].joined.current');
+  for (const text of [hello, reply, ...missed]) await carol.waitForSelector(line(text));
+  assert.deepEqual(await carol.locator('#messages li .text').allTextContents(), [hello, reply, ...missed]);
+  assert.deepEqual(historyAsks.carol, [], 'the recent history came from the gateway');
+  await carol.context().close();
 
   // The gateway restarts (SIGTERM: drain, go-away): both pages reconnect by
   // themselves, re-join their rooms, and the chat goes on.

@@ -19,8 +19,13 @@ use crate::outbound::Outbound;
 pub enum PeerMsg {
     /// At the user's owner: deliver to its local shards (never back out).
     ToUser { user: Arc<str>, msg: Arc<Outbound> },
-    /// At the room's owner: deliver to its interested local shards.
-    ToRoom { room: Arc<str>, msg: Arc<Outbound> },
+    /// At the room's owner: deliver to its interested local shards (in
+    /// the room's order when `epoch` is not 0: a message of its history).
+    ToRoom {
+        room: Arc<str>,
+        msg: Arc<Outbound>,
+        epoch: u64,
+    },
     /// At the user's owner: a stored QoS 1 message for its local holders.
     Stored {
         user: Arc<str>,
@@ -68,13 +73,22 @@ fn to_vec(kind: envelope::Kind) -> Vec<u8> {
 /// A live message for `user`'s devices on the peer.
 pub(crate) fn to_user(user: &str, frame: Bytes) -> Vec<u8> {
     let name = user.to_owned();
-    to_vec(envelope::Kind::ToUser(ToName { name, frame }))
+    to_vec(envelope::Kind::ToUser(ToName {
+        name,
+        frame,
+        epoch: 0,
+    }))
 }
 
 /// A live message for `room`'s members on the peer.
 pub(crate) fn to_room(room: &str, frame: Bytes) -> Vec<u8> {
+    to_room_at(room, frame, 0)
+}
+
+/// A message of `room`'s history (of `epoch`; the frame has the offset).
+pub(crate) fn to_room_at(room: &str, frame: Bytes, epoch: u64) -> Vec<u8> {
     let name = room.to_owned();
-    to_vec(envelope::Kind::ToRoom(ToName { name, frame }))
+    to_vec(envelope::Kind::ToRoom(ToName { name, frame, epoch }))
 }
 
 /// A stored QoS 1 message for `user`'s devices on the peer.
@@ -125,6 +139,7 @@ pub(crate) fn decode(bytes: &[u8], node: &Arc<str>, shard: u16) -> Result<PeerMs
         envelope::Kind::ToRoom(t) => PeerMsg::ToRoom {
             msg: frame(&t.frame)?,
             room: Arc::from(t.name),
+            epoch: t.epoch,
         },
         envelope::Kind::Stored(s) => PeerMsg::Stored {
             msg: frame(&s.frame)?,

@@ -34,6 +34,25 @@
 //!   holds across nodes. QoS 1 order per user holds because sequence
 //!   numbers come from the shared Redis inbox: a session that sees a gap
 //!   reads the inbox in order (`session::qos`).
+//! - **One order per room** (rooms with history, `rooms.history`): the
+//!   order is made by the store, not by a node. The sender's node's owner
+//!   shard of the room appends the message to the room's log in Redis
+//!   (`store::redis::room_scripts`: one script call, atomically the next
+//!   offset, the message and the trims), then relays it with its epoch to
+//!   the interested peers. Every node's owner shard of the room releases
+//!   the room's messages to its members in offset order (`router::rooms`):
+//!   a message ahead of a missing offset (another node's, still on its
+//!   way) is held up to `rooms.reorder_wait_ms` (200 ms), then the missing
+//!   offsets are read from the log. Cost per message: one Redis script
+//!   call (on the appending node, pipelined with the shard's other store
+//!   operations) and the same bus envelopes as a live message; nothing per
+//!   member. We chose the store over an owner node per room: an owner node
+//!   adds a bus hop to every message from another node and must hand its
+//!   rooms over when nodes come and go, while Redis already holds the
+//!   room's history and is the one place every node reaches. A node that
+//!   loses Redis cannot store room messages with history: their senders
+//!   get `UNAVAILABLE` (QoS 1) and QoS 0 ones are counted in
+//!   `gateway_room_append_dropped_total`.
 //! - **Redis down**: the registry keeps its last view and links stay up
 //!   (they have their own heartbeats); routing goes on between the nodes it
 //!   knew. When Redis answers again the entries are written at once.

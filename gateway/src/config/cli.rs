@@ -89,6 +89,16 @@ pub struct RunArgs {
     /// First QoS 1 retransmit timeout in ms (qos.retransmit_ms)
     #[arg(long, value_name = "MS", global = true)]
     pub retransmit_ms: Option<u64>,
+    /// Rooms that keep history, by name pattern with `*` (rooms.history;
+    /// repeat it or separate with commas)
+    #[arg(long, value_name = "PATTERN", value_delimiter = ',', global = true)]
+    pub room_history: Vec<String>,
+    /// Messages of history kept per room (rooms.history_size)
+    #[arg(long, value_name = "N", global = true)]
+    pub room_history_size: Option<usize>,
+    /// Seconds a room's history is kept (rooms.history_secs)
+    #[arg(long, value_name = "SECS", global = true)]
+    pub room_history_secs: Option<u64>,
     /// PEM public key file for client JWTs (auth.jwt_public_key)
     #[arg(long, value_name = "PATH", global = true)]
     pub jwt_public_key: Option<PathBuf>,
@@ -273,6 +283,11 @@ impl RunArgs {
         set(&self.inbox_per_user, &mut config.qos.inbox_per_user);
         set(&self.direct_when_full, &mut config.qos.direct_when_full);
         set(&self.retransmit_ms, &mut config.qos.retransmit_ms);
+        if !self.room_history.is_empty() {
+            config.rooms.history = self.room_history.clone();
+        }
+        set(&self.room_history_size, &mut config.rooms.history_size);
+        set(&self.room_history_secs, &mut config.rooms.history_secs);
         let cluster = &mut config.cluster;
         if self.bus_listen.is_some() {
             cluster.bus_listen = self.bus_listen;

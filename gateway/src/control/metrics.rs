@@ -31,7 +31,7 @@ pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
             s.conns_tcp.load(Relaxed)
         );
     }
-    let per_shard: [(&str, &str, Field); 19] = [
+    let per_shard: [(&str, &str, Field); 23] = [
         ("gateway_accepted_total", "Connections accepted.", |s| {
             &s.accepted
         }),
@@ -114,6 +114,26 @@ pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
             "gateway_qos_inbox_full_total",
             "Direct QoS 1 sends refused with INBOX_FULL (recipient's inbox at its bound).",
             |s| &s.qos_inbox_full,
+        ),
+        (
+            "gateway_room_appends_total",
+            "Room messages stored in their room's history.",
+            |s| &s.room_appends,
+        ),
+        (
+            "gateway_room_append_dropped_total",
+            "Room messages with no sender to tell (QoS 0, admin) the history store refused.",
+            |s| &s.room_append_dropped,
+        ),
+        (
+            "gateway_room_reads_total",
+            "Room history reads for joins (recovery, recent messages, position).",
+            |s| &s.room_reads,
+        ),
+        (
+            "gateway_room_gaps_total",
+            "Room gaps sent: a join that could not recover, a hole skipped.",
+            |s| &s.room_gaps,
         ),
     ];
     for (name, help, field) in per_shard {

@@ -294,6 +294,7 @@ fn shard_deps(node: &Arc<Node>, listeners: &Listeners, accept_later: bool) -> sh
         read_coalesce_us: c.read_coalesce_us,
         limits: c.limits.clone(),
         qos: c.qos.clone(),
+        rooms: c.rooms.clone(),
         auth: c.auth.clone(),
         backend: c.backend.clone(),
         drain: c.drain.clone(),

@@ -122,6 +122,21 @@ pub enum DataMsg {
         max: usize,
         conn: ReplyTo,
     },
+    /// At the room's owner: store a message in the room's history.
+    RoomAppend(Box<crate::store::RoomAppend>),
+    /// At the room's owner: read the room's history for a joining member.
+    RoomRead {
+        room: Arc<str>,
+        range: crate::store::RoomRange,
+        conn: ReplyTo,
+    },
+    /// At the member's shard: what its read of the room's history found.
+    RoomHistory {
+        conn: ReplyTo,
+        room: Arc<str>,
+        range: crate::store::RoomRange,
+        result: Result<crate::store::RoomHistory, StoreError>,
+    },
     /// At the connection's shard: what the read found.
     Qos1Replay {
         conn: ReplyTo,

@@ -82,6 +82,32 @@ impl Router {
                     },
                 );
             }
+            Route::RoomAppend {
+                room,
+                msg,
+                client_msg_id,
+            } => {
+                let to = self.owner(&room);
+                let append = crate::store::RoomAppend {
+                    room,
+                    msg: *msg,
+                    qos1: true,
+                    client_msg_id,
+                    reply: Some(from),
+                };
+                self.send(to, DataMsg::RoomAppend(Box::new(append)));
+            }
+            Route::RoomRead { room, range } => {
+                let to = self.owner(&room);
+                self.send(
+                    to,
+                    DataMsg::RoomRead {
+                        room,
+                        range,
+                        conn: from,
+                    },
+                );
+            }
             Route::Ack { user, device, seq } => {
                 self.send(self.owner(&user), DataMsg::Qos1Ack { user, device, seq })
             }

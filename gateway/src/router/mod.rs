@@ -27,6 +27,7 @@ mod owner;
 mod peers;
 mod recent;
 mod retry;
+mod rooms;
 pub(crate) mod tables;
 #[cfg(test)]
 mod tests;
@@ -39,7 +40,7 @@ use proto::v1::{server_frame::Frame, Qos};
 use smallvec::SmallVec;
 
 use crate::cluster::remote::{Kind, RemoteInterest};
-use crate::config::{QosConfig, WhenFull};
+use crate::config::{QosConfig, RoomsConfig, WhenFull};
 use crate::mesh::{owner, DataMsg, ShardId, ShardMsg};
 use crate::outbound::Outbound;
 use crate::stats::ShardStats;
@@ -92,6 +93,8 @@ pub(crate) struct Router {
     /// The shard has links to peers: interest changes are announced.
     peered: bool,
     owner: OwnerState,
+    /// Rooms that keep history, at their owner (`rooms`).
+    rooms: rooms::RoomsState,
     /// The round-robin turn of drain redirects.
     redirect_turn: usize,
     stats: Arc<ShardStats>,
@@ -107,9 +110,11 @@ impl Router {
         shards: usize,
         presence: bool,
         qos: &QosConfig,
+        rooms: Arc<RoomsConfig>,
         stats: Arc<ShardStats>,
     ) -> Router {
         Router {
+            rooms: rooms::RoomsState::new(rooms),
             owner: OwnerState {
                 retry: retry::AppendRetry::new(Duration::from_secs(qos.dedupe_secs)),
                 pending_appends: 0,
@@ -185,12 +190,25 @@ impl Router {
             }
             DataMsg::UserLocal { user, msg } => self.out.push(Action::DeliverUser(user, msg)),
             DataMsg::ToRoom { room, msg } => {
+                if self.keeps_history(&room) {
+                    if let Some(a) = rooms::append_of(room, &msg) {
+                        self.room_append(a);
+                    }
+                    return None;
+                }
                 self.relay_out(Kind::Room, &room, &msg);
                 self.forward_to_room_shards(&room, &msg);
             }
+            DataMsg::RoomAppend(a) => self.room_append(*a),
+            DataMsg::RoomRead { room, range, conn } => {
+                ShardStats::inc(&self.stats.room_reads);
+                self.room_read(room, range, crate::store::RoomReader::Member(conn))
+            }
             DataMsg::RoomLocal { room, msg } => {
+                // A message of a room's history (offset > 0) is in the
+                // room's log, not in the members' inboxes.
                 let qos1 = matches!(msg.frame().frame.as_ref(),
-                    Some(Frame::Deliver(d)) if d.qos() == Qos::AtLeastOnce);
+                    Some(Frame::Deliver(d)) if d.qos() == Qos::AtLeastOnce && d.offset == 0);
                 self.out.push(match qos1 {
                     true => Action::StoreForMembers(room, msg),
                     false => Action::DeliverRoom(room, msg),
@@ -215,6 +233,7 @@ impl Router {
             DataMsg::Interest { room, shard, on } => {
                 if self.tables.interest(room.clone(), shard, on) {
                     self.announce(Kind::Room, &room, on);
+                    self.room_interest(&room, on);
                 }
             }
             DataMsg::Qos1Deliver { user, seq, msg } => {
@@ -255,7 +274,7 @@ impl Router {
         self.out.push(Action::Send(to, msg.into()));
     }
 
-    fn forward_to_room_shards(&mut self, room: &Arc<str>, msg: &Arc<Outbound>) {
+    pub(super) fn forward_to_room_shards(&mut self, room: &Arc<str>, msg: &Arc<Outbound>) {
         let Router { tables, out, .. } = self;
         for &s in tables.room_shards(room) {
             let (room, msg) = (room.clone(), msg.clone());

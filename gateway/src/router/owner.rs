@@ -110,6 +110,7 @@ impl Router {
     /// The driver flushes the store after carrying this out.
     pub(crate) fn on_tick(&mut self, now: Instant) {
         self.owner.recent.prune(now);
+        self.rooms_tick(now);
         let (due, too_old) = self.owner.retry.take_due(now);
         for p in &too_old {
             self.give_up(p, "a retry could no longer be deduped");
@@ -185,6 +186,13 @@ impl Router {
                 };
                 self.send(conn.shard as usize, replay);
             }
+            Done::RoomAppended(a) => self.room_appended(now, *a),
+            Done::RoomRead {
+                room,
+                range,
+                result,
+                reader,
+            } => self.room_history(now, room, range, result, reader),
         }
     }
 

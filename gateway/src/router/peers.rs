@@ -39,7 +39,13 @@ impl Router {
                     self.send(s as usize, DataMsg::UserLocal { user, msg });
                 }
             }
-            PeerMsg::ToRoom { room, msg } => self.forward_to_room_shards(&room, &msg),
+            PeerMsg::ToRoom { room, msg, epoch } => match (epoch, offset_of(&msg)) {
+                (0, _) | (_, 0) => self.forward_to_room_shards(&room, &msg),
+                (epoch, offset) => {
+                    let at = crate::store::RoomPos { epoch, offset };
+                    self.sequence(now, &room, at, msg)
+                }
+            },
             PeerMsg::Stored { user, seq, msg } => {
                 for s in self.tables.user_shards(&user) {
                     let (user, msg) = (user.clone(), msg.clone());
@@ -100,5 +106,13 @@ impl Router {
         }
         self.out
             .push(Action::BusAll(envelope::interest(kind, name, on)));
+    }
+}
+
+/// The room offset a Deliver frame carries (0: none).
+fn offset_of(msg: &Outbound) -> u64 {
+    match msg.frame().frame.as_ref() {
+        Some(proto::v1::server_frame::Frame::Deliver(d)) => d.offset,
+        _ => 0,
     }
 }

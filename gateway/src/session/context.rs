@@ -50,6 +50,8 @@ pub(crate) struct Env {
     pub backend: bool,
     /// True when joins and room publishes are asked of the backend's hook.
     pub hook: bool,
+    /// `[rooms]`: which rooms keep history.
+    pub rooms: Arc<crate::config::RoomsConfig>,
     /// Answers plain `GET`s on the client port (`/route`): the request
     /// target to a status and a JSON body, or `None` for a target it does
     /// not serve (the upgrade error is answered). None: upgrades only.
@@ -80,6 +82,8 @@ pub(crate) struct Effects {
     pub frame_buckets: std::collections::HashMap<u64, crate::rate::Bucket>,
     /// This shard's share of each room's `backend.rate_per_room`.
     pub room_buckets: std::collections::HashMap<Arc<str>, crate::rate::Bucket>,
+    /// The positions in rooms with history, by connection id (`rooms`).
+    pub room_cursors: std::collections::HashMap<u64, super::rooms::RoomCursors>,
     /// `room_buckets`' size after it was last pruned.
     room_buckets_kept: usize,
     next_msg: u64,
@@ -103,6 +107,7 @@ impl Effects {
         self.grants.remove(&id);
         self.buckets.remove(&id);
         self.frame_buckets.remove(&id);
+        self.room_cursors.remove(&id);
     }
 
     /// Forgets the room buckets that are full again (as a new one would

@@ -13,6 +13,8 @@ use super::route::Action;
 use super::{error_frame, Ctx, Event, Route, Session};
 use crate::grants::RoomsClaim;
 use crate::rate::Bucket;
+use crate::store::rooms::parse_epoch;
+use crate::store::{RoomPos, RoomRange};
 
 /// Why a send was refused: its code, the text, and a retry hint in ms.
 type Refusal = (ErrorCode, &'static str, u32);
@@ -39,7 +41,7 @@ impl Session {
                 },
             ),
             F::Send(send) => self.on_send(cx, send),
-            F::Join(j) => self.on_join(cx, j.room),
+            F::Join(j) => self.on_join(cx, j),
             F::Leave(l) => self.on_leave(cx, l.room),
             F::Ack(a) => self.qos_ack(cx, a.seq),
             F::Resume(r) => self.qos_resume(cx, r.last_seq),
@@ -207,6 +209,15 @@ impl Session {
             payload: send.payload,
             timestamp_ms: cx.env.clock.unix_ms(cx.now),
         };
+        if qos1 && is_room && cx.env.rooms.keeps_history(&name) {
+            // Stored once in the room's history; answered once it is.
+            cx.fx.routes.push(Route::RoomAppend {
+                room: name,
+                msg: Box::new(stored),
+                client_msg_id: send.client_msg_id,
+            });
+            return Ok(None);
+        }
         if qos1 && !is_room {
             cx.fx.routes.push(Route::Append {
                 user: name,
@@ -261,7 +272,8 @@ impl Session {
         );
     }
 
-    fn on_join(&mut self, cx: &mut Ctx, room: String) {
+    pub(super) fn on_join(&mut self, cx: &mut Ctx, join: proto::v1::JoinRoom) {
+        let room = join.room;
         let limits = &cx.env.limits;
         if !valid_name(&room, limits.max_name_bytes) {
             return self.refuse(
@@ -278,6 +290,16 @@ impl Session {
             );
         }
         let room: Arc<str> = Arc::from(room);
+        if cx.env.rooms.keeps_history(&room) {
+            let range = match join.since {
+                Some(p) => RoomRange::After(RoomPos {
+                    epoch: parse_epoch(&p.epoch).unwrap_or(0),
+                    offset: p.offset,
+                }),
+                None => RoomRange::Last((join.recent as usize).min(cx.env.rooms.history_size)),
+            };
+            self.ask_history(cx, &room, range);
+        }
         if cx.env.hook && !self.rooms.contains(&room) {
             // Joined once the backend's hook has decided.
             cx.fx.routes.push(Route::Authorize {
@@ -304,11 +326,14 @@ impl Session {
         }
         match (action, allow, send) {
             (Action::Join, true, _) => self.join_now(cx, room),
-            (Action::Join, false, _) => self.refuse(
-                cx,
-                ErrorCode::Forbidden,
-                "the backend does not allow joining this room",
-            ),
+            (Action::Join, false, _) => {
+                self.forget_room(cx, &room);
+                self.refuse(
+                    cx,
+                    ErrorCode::Forbidden,
+                    "the backend does not allow joining this room",
+                )
+            }
             (Action::Publish, true, Some(send)) => self.send_checked(cx, *send, true),
             (Action::Publish, false, Some(send)) => {
                 cx.env.stats.error(ErrorCode::Forbidden);
@@ -327,6 +352,7 @@ impl Session {
         let limits = &cx.env.limits;
         if !self.rooms.contains(&room) {
             if self.rooms.len() >= limits.max_rooms_per_conn {
+                self.forget_room(cx, &room);
                 return self.refuse(
                     cx,
                     ErrorCode::TooManyRooms,
@@ -340,11 +366,16 @@ impl Session {
             cx.fx.routes.push(Route::Joined(room.clone()));
             cx.fx.routes.push(Route::Event(Event::Joined(room.clone())));
         }
+        if cx.env.rooms.keeps_history(&room) {
+            // Answered once the room's history was read.
+            return self.join_history(cx, &room);
+        }
         self.send_frame(
             cx,
             &ServerFrame {
                 frame: Some(Frame::Joined(RoomJoined {
                     room: room.to_string(),
+                    ..RoomJoined::default()
                 })),
             },
         );
@@ -355,6 +386,7 @@ impl Session {
             let mut rooms = std::mem::take(&mut self.rooms).into_vec();
             let left = rooms.remove(i);
             self.rooms = rooms.into_boxed_slice();
+            self.forget_room(cx, &left);
             cx.fx.routes.push(Route::Event(Event::Left(left.clone())));
             cx.fx.routes.push(Route::Left(left));
         }

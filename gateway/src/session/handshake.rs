@@ -120,6 +120,14 @@ impl Session {
                 match cx.env.verifier.verify_at(&auth.token, now_unix) {
                     Ok(claims) => {
                         self.authenticate(cx, claims, &auth.device, auth.last_seq);
+                        // The reconnect in one step: the rooms, each from
+                        // its position, answered as Join frames are.
+                        for join in auth.rooms {
+                            if self.phase != Phase::Open {
+                                break;
+                            }
+                            self.on_join(cx, join);
+                        }
                         Ok(())
                     }
                     Err(e) => Err(Fatal::app(ErrorCode::Unauthenticated, e.reason().into())),

@@ -34,6 +34,7 @@ mod handshake;
 mod input;
 mod qos;
 mod replay;
+mod rooms;
 mod route;
 mod timer;
 
@@ -212,12 +213,24 @@ impl Session {
     pub(crate) fn handle_routed(&mut self, cx: &mut Ctx, delivery: Delivery) {
         match delivery {
             Delivery::Live(msg) => {
+                if self.phase == Phase::Open && self.room_frame(cx, msg) {
+                    return;
+                }
                 if self.phase == Phase::Open && self.queue(cx, msg.bytes(self.wire)) {
                     ShardStats::inc(&cx.env.stats.deliveries);
                 }
             }
             Delivery::Stored { seq, msg } => self.qos_deliver(cx, seq, msg),
             Delivery::Replay(replay) => self.qos_replay(cx, replay),
+            Delivery::RoomHistory {
+                room,
+                range,
+                result,
+            } => {
+                if self.phase == Phase::Open {
+                    self.on_room_history(cx, room, range, result);
+                }
+            }
             Delivery::SendResult(result) => {
                 let frame = ServerFrame {
                     frame: Some(Frame::SendResult(result)),

@@ -89,6 +89,8 @@ impl Session {
             ShardStats::inc(&cx.env.stats.qos_gaps);
             let gap = ServerFrame {
                 frame: Some(Frame::Gap(Gap {
+                    room: String::new(),
+                    epoch: String::new(),
                     from_seq,
                     first_available,
                 })),

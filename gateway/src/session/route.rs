@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::outbound::{Outbound, Wire};
-use crate::store::{Replay, StoreError, Stored};
+use crate::store::{Replay, RoomHistory, RoomRange, StoreError, Stored};
 
 /// A message the session hands to the router (the driver fills in which
 /// connection it came from).
@@ -35,6 +35,23 @@ pub(crate) enum Route {
         room: Arc<str>,
         /// The frame.
         msg: Arc<Outbound>,
+    },
+    /// A QoS 1 message for a room that keeps history: store it in the
+    /// room's log, answer this connection.
+    RoomAppend {
+        /// The room.
+        room: Arc<str>,
+        /// The message (offset assigned by the store).
+        msg: Box<Stored>,
+        /// The sender's id for dedupe.
+        client_msg_id: String,
+    },
+    /// Read a room's history for this connection (it joined the room).
+    RoomRead {
+        /// The room.
+        room: Arc<str>,
+        /// What to read.
+        range: RoomRange,
     },
     /// A QoS 1 message for a user: store it, answer this connection.
     Append {
@@ -110,7 +127,7 @@ pub(crate) enum Event {
 /// Something the router brings to a session.
 pub(crate) enum Delivery<'a> {
     /// A live frame (QoS 0, or a room message).
-    Live(&'a Outbound),
+    Live(&'a Arc<Outbound>),
     /// A stored QoS 1 message of the session's user.
     Stored {
         /// Its sequence.
@@ -120,6 +137,15 @@ pub(crate) enum Delivery<'a> {
     },
     /// The answer to a `Route::Read`.
     Replay(Result<Replay, StoreError>),
+    /// The answer to a `Route::RoomRead`.
+    RoomHistory {
+        /// The room.
+        room: Arc<str>,
+        /// What was asked.
+        range: RoomRange,
+        /// What was found.
+        result: Result<RoomHistory, StoreError>,
+    },
     /// The outcome of a QoS 1 send (answer to `Route::Append`).
     SendResult(proto::v1::SendResult),
     /// The backend's decision (answer to `Route::Authorize`).

@@ -41,6 +41,8 @@ pub(crate) struct Deps {
     pub limits: Limits,
     /// QoS 1 settings.
     pub qos: QosConfig,
+    /// Rooms with history.
+    pub rooms: crate::config::RoomsConfig,
     /// Token policy (origins, the rooms claim).
     pub auth: AuthConfig,
     /// Streams, hooks and rate limits of the backend.

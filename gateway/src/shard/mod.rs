@@ -191,6 +191,7 @@ impl Shard {
             },
             backend: deps.redis.is_some(),
             hook: deps.backend.authorize_url.is_some(),
+            rooms: Arc::new(deps.rooms.clone()),
         };
         let identity = relay::Identity {
             node_id: deps.node_id.clone(),
@@ -229,6 +230,7 @@ impl Shard {
                 deps.mesh.len(),
                 deps.presence.is_some(),
                 &deps.qos,
+                Arc::new(deps.rooms.clone()),
                 stats,
             )),
             actions: RefCell::new(Vec::new()),

@@ -87,6 +87,21 @@ impl Shard {
             DataMsg::SendDone { reply, result } => {
                 self.handle_reply(Reply::SendDone { reply, result })
             }
+            DataMsg::RoomHistory {
+                conn,
+                room,
+                range,
+                result,
+            } => {
+                let history = Delivery::RoomHistory {
+                    room,
+                    range,
+                    result,
+                };
+                self.drive_if(conn.key, Some(conn.conn_id), |s, cx| {
+                    s.handle_routed(cx, history)
+                });
+            }
             DataMsg::StoreReady => self.drain_store(),
             // Decided by the router.
             DataMsg::ToUser { .. }
@@ -99,7 +114,9 @@ impl Shard {
             | DataMsg::Qos1Deliver { .. }
             | DataMsg::Qos1Append { .. }
             | DataMsg::Qos1Ack { .. }
-            | DataMsg::Qos1Read { .. } => {}
+            | DataMsg::Qos1Read { .. }
+            | DataMsg::RoomAppend(_)
+            | DataMsg::RoomRead { .. } => {}
         }
     }
 
@@ -199,7 +216,11 @@ impl Shard {
     /// connections): one borrow of the slab for all of them. A live
     /// delivery never routes anything and never removes a connection (a
     /// slow consumer starts closing), so the sessions are settled in place.
-    pub(super) fn deliver_live(&self, keys: impl Iterator<Item = ConnKey>, msg: &Outbound) {
+    pub(super) fn deliver_live(
+        &self,
+        keys: impl Iterator<Item = ConnKey>,
+        msg: &std::sync::Arc<Outbound>,
+    ) {
         let mut conns = self.conns.borrow_mut();
         let mut fx = self.fx.borrow_mut();
         let mut cx = Ctx {

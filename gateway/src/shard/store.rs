@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::deps::Deps;
 use crate::mesh::DataMsg;
-use crate::store::memory::{MemoryLimits, MemoryStore};
+use crate::store::memory::{MemoryLimits, MemoryStore, RoomLimits};
 use crate::store::redis::{RedisLimits, RedisStore};
 use crate::store::{Store, StoreError};
 
@@ -16,6 +16,8 @@ pub(super) fn open(deps: &Arc<Deps>, shard: usize) -> Result<Box<dyn Store>, Sto
             per_user: qos.inbox_per_user,
             retention: qos.retention(),
             dedupe_window: Duration::from_secs(qos.dedupe_secs),
+            room_size: deps.rooms.history_size,
+            room_age: Duration::from_secs(deps.rooms.history_secs),
             ..RedisLimits::default()
         };
         // Completions wake the shard through its inbox; if the inbox is full
@@ -34,7 +36,15 @@ pub(super) fn open(deps: &Arc<Deps>, shard: usize) -> Result<Box<dyn Store>, Sto
     };
     let node_clock = deps.clock;
     let clock = Box::new(move || node_clock.unix_ms(Instant::now()));
-    Ok(Box::new(MemoryStore::new(limits, clock)))
+    let rooms = RoomLimits {
+        size: deps.rooms.history_size,
+        age_ms: deps.rooms.history_secs.saturating_mul(1000),
+        total_bytes: deps.rooms.history_total_bytes,
+    };
+    let seed = deps.incarnation ^ ((shard as u64) << 48);
+    Ok(Box::new(
+        MemoryStore::new(limits, clock).with_rooms(rooms, seed),
+    ))
 }
 
 impl super::Shard {

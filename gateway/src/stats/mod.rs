@@ -88,6 +88,15 @@ pub struct ShardStats {
     pub qos_append_dropped: AtomicU64,
     /// Direct QoS 1 sends refused because the recipient's inbox was full.
     pub qos_inbox_full: AtomicU64,
+    /// Room messages stored in their room's history.
+    pub room_appends: AtomicU64,
+    /// Room messages without a sender to tell (QoS 0, admin pushes) that
+    /// the history store refused: not delivered.
+    pub room_append_dropped: AtomicU64,
+    /// Joins that read a room's history (recovery, recent, position).
+    pub room_reads: AtomicU64,
+    /// Room gaps sent (a join that could not recover, a hole skipped).
+    pub room_gaps: AtomicU64,
     /// Lifecycle events dropped: the upstream writer's queue was full.
     pub events_dropped: AtomicU64,
     /// Envelopes a bus link refused (its queue full: QoS 0 lost).
@@ -184,6 +193,14 @@ impl ShardStats {
         .into_iter()
         .chain(&self.errors)
         .chain(&self.go_aways)
+        // New counters go last: an upgrade from an older binary hands over
+        // a prefix of this list.
+        .chain([
+            &self.room_appends,
+            &self.room_append_dropped,
+            &self.room_reads,
+            &self.room_gaps,
+        ])
     }
 
     /// The counters that only grow (see `add_totals`).

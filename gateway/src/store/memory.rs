@@ -15,6 +15,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use super::room_log::RoomLimits;
+use super::room_log::RoomLogs;
 use super::{Done, Op, Replay, Store, StoreError, StoreErrorKind, Stored, WhenFull};
 
 /// The bounds of a memory store.
@@ -97,6 +99,8 @@ pub(crate) struct MemoryStore {
     pub(super) order: VecDeque<(Arc<str>, u64, usize, u64)>,
     pub(super) bytes: usize,
     pub(super) held: usize,
+    /// The logs of the rooms this shard owns that keep history.
+    rooms: RoomLogs,
     done: Vec<Done>,
 }
 
@@ -110,8 +114,23 @@ impl MemoryStore {
             order: VecDeque::new(),
             bytes: 0,
             held: 0,
+            rooms: RoomLogs::new(
+                RoomLimits {
+                    size: 100,
+                    age_ms: 300_000,
+                    total_bytes: 64 << 20,
+                },
+                0,
+            ),
             done: Vec::new(),
         }
+    }
+
+    /// Room logs bounded by `limits`, with epochs mixed from `seed` (the
+    /// node's incarnation and the shard: unique per process and shard).
+    pub(crate) fn with_rooms(mut self, limits: RoomLimits, seed: u64) -> MemoryStore {
+        self.rooms = RoomLogs::new(limits, seed);
+        self
     }
 
     fn append(
@@ -336,6 +355,32 @@ impl Store for MemoryStore {
                     conn,
                 }
             }
+            Op::RoomAppend(a) => {
+                let now = (self.clock)();
+                let (epoch, entry, duplicate) = self.rooms.append(&a, now);
+                let a = *a;
+                Done::RoomAppended(Box::new(super::RoomAppended {
+                    room: a.room,
+                    result: Ok((epoch, entry)),
+                    duplicate,
+                    client_msg_id: a.client_msg_id,
+                    reply: a.reply,
+                }))
+            }
+            Op::RoomRead {
+                room,
+                range,
+                reader,
+            } => {
+                let now = (self.clock)();
+                let history = self.rooms.read(&room, range, now);
+                Done::RoomRead {
+                    room,
+                    range,
+                    result: Ok(history),
+                    reader,
+                }
+            }
         };
         self.done.push(done);
     }
@@ -345,7 +390,8 @@ impl Store for MemoryStore {
     }
 
     fn held(&self) -> (usize, usize) {
-        (self.held, self.bytes)
+        let (msgs, bytes) = self.rooms.held();
+        (self.held + msgs, self.bytes + bytes)
     }
 
     fn export_state(&self) -> Option<Vec<u8>> {

@@ -14,10 +14,14 @@
 pub(crate) mod memory;
 mod memory_handover;
 pub(crate) mod redis;
+mod room_log;
+pub(crate) mod rooms;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+pub(crate) use rooms::{RoomAppend, RoomAppended, RoomHistory, RoomPos, RoomRange, RoomReader};
 
 /// Who asked for an operation and must hear about its outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +77,7 @@ impl Stored {
                 qos: qos as i32,
                 payload: self.payload.clone(),
                 timestamp_ms: self.timestamp_ms,
+                offset: 0,
             })),
         }
     }
@@ -122,6 +127,18 @@ pub(crate) enum Op {
         max: usize,
         /// The connection that will receive them.
         conn: ReplyTo,
+    },
+    /// Store a message in a room's log (`rooms`), giving it the room's
+    /// next offset.
+    RoomAppend(Box<RoomAppend>),
+    /// Read a room's log (creating it, with a new epoch, if it has none).
+    RoomRead {
+        /// The room.
+        room: Arc<str>,
+        /// What to read.
+        range: RoomRange,
+        /// Who gets the result.
+        reader: RoomReader,
     },
 }
 
@@ -242,6 +259,19 @@ pub(crate) enum Done {
         result: Result<Replay, StoreError>,
         /// The connection that asked.
         conn: ReplyTo,
+    },
+    /// A room append.
+    RoomAppended(Box<RoomAppended>),
+    /// A room read.
+    RoomRead {
+        /// The room.
+        room: Arc<str>,
+        /// What was asked.
+        range: RoomRange,
+        /// What was found.
+        result: Result<RoomHistory, StoreError>,
+        /// Who asked.
+        reader: RoomReader,
     },
 }
 

@@ -24,6 +24,49 @@ pub fn auth(token: &str, device: &str) -> ClientFrame {
         token: token.into(),
         device: device.into(),
         last_seq: 0,
+        rooms: Vec::new(),
+    }))
+}
+
+/// An Auth frame that also re-joins `rooms`, each from its position
+/// (`(room, epoch, offset)`): the reconnect in one step.
+pub fn auth_with_rooms(token: &str, rooms: &[(&str, &str, u64)]) -> ClientFrame {
+    frame(client_frame::Frame::Auth(proto::v1::Auth {
+        token: token.into(),
+        device: String::new(),
+        last_seq: 0,
+        rooms: rooms
+            .iter()
+            .map(|(room, epoch, offset)| proto::v1::JoinRoom {
+                room: room.to_string(),
+                since: Some(proto::v1::RoomPosition {
+                    offset: *offset,
+                    epoch: epoch.to_string(),
+                }),
+                recent: 0,
+            })
+            .collect(),
+    }))
+}
+
+/// A join that also asks for the room's last `n` messages.
+pub fn join_recent(room: &str, n: u32) -> ClientFrame {
+    frame(client_frame::Frame::Join(proto::v1::JoinRoom {
+        room: room.into(),
+        since: None,
+        recent: n,
+    }))
+}
+
+/// A join that recovers `room` from `offset` of `epoch`.
+pub fn join_since(room: &str, epoch: &str, offset: u64) -> ClientFrame {
+    frame(client_frame::Frame::Join(proto::v1::JoinRoom {
+        room: room.into(),
+        since: Some(proto::v1::RoomPosition {
+            offset,
+            epoch: epoch.into(),
+        }),
+        recent: 0,
     }))
 }
 
@@ -34,6 +77,7 @@ pub fn ping(nonce: u64) -> ClientFrame {
 pub fn join(room: &str) -> ClientFrame {
     frame(client_frame::Frame::Join(proto::v1::JoinRoom {
         room: room.into(),
+        ..Default::default()
     }))
 }
 

@@ -48,6 +48,7 @@ pub(super) fn start(
                 token,
                 device: String::new(),
                 last_seq,
+                rooms: Vec::new(),
             });
             put(Wire::Tcp, &ClientFrame { frame: Some(auth) }, out);
         }
@@ -97,7 +98,10 @@ pub(super) fn on_message(
         Some(F::AuthOk(_)) if s.phase == Phase::Auth => match s.room.as_deref() {
             Some(room) => {
                 s.phase = Phase::Join;
-                let join = client_frame::Frame::Join(JoinRoom { room: room.into() });
+                let join = client_frame::Frame::Join(JoinRoom {
+                    room: room.into(),
+                    ..JoinRoom::default()
+                });
                 put(s.spec.wire, &ClientFrame { frame: Some(join) }, out);
             }
             None => {

@@ -57,7 +57,13 @@ fn gateway_ws_joins_room_then_delivers() {
     assert!(events.is_empty());
     assert!(!out.is_empty(), "a JoinRoom is sent after AuthOk");
     let mut bytes = Vec::new();
-    server_frame(Frame::Joined(RoomJoined { room: "r".into() }), &mut bytes);
+    server_frame(
+        Frame::Joined(RoomJoined {
+            room: "r".into(),
+            ..RoomJoined::default()
+        }),
+        &mut bytes,
+    );
     server_frame(
         Frame::Deliver(Deliver {
             payload: bytes::Bytes::from_static(b"hi"),

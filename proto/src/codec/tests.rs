@@ -48,7 +48,18 @@ fn json_forms_clients_write() {
             token: "t".into(),
             device: String::new(),
             last_seq: 0,
+            rooms: Vec::new(),
         }))
+    );
+    // A reconnect in one step: the rooms and their positions in the Auth.
+    let j = r#"{"auth":{"token":"t","rooms":[{"room":"r","since":{"offset":"7","epoch":"e"}}]}}"#;
+    let Some(C::Auth(a)) = json_client(j).frame else {
+        panic!("not an auth")
+    };
+    let since = a.rooms[0].since.clone().unwrap();
+    assert_eq!(
+        (a.rooms[0].room.as_str(), since.offset, since.epoch.as_str()),
+        ("r", 7, "e")
     );
     assert_eq!(json_client("{}"), v1::ClientFrame { frame: None });
 }

@@ -3,6 +3,7 @@
 mod owner;
 mod peers;
 mod races;
+mod rooms;
 mod routing;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -119,6 +120,8 @@ fn store(op: &Op) -> String {
         ),
         Op::Ack { user, seq, .. } => format!("store ack {user} {seq}"),
         Op::Read { user, after, .. } => format!("store read {user} after={after:?}"),
+        Op::RoomAppend(a) => format!("store room append {} reply={}", a.room, a.reply.is_some()),
+        Op::RoomRead { room, range, .. } => format!("store room read {room} {range:?}"),
     }
 }
 
@@ -181,7 +184,11 @@ fn router(me: ShardId, presence: bool) -> Router {
 /// Shard `me`'s router and its counters.
 fn router_with(me: ShardId, presence: bool, qos: &QosConfig) -> (Router, Arc<ShardStats>) {
     let stats = Arc::new(ShardStats::default());
-    (Router::new(me, SHARDS, presence, qos, stats.clone()), stats)
+    let rooms = Arc::new(crate::config::RoomsConfig::default());
+    (
+        Router::new(me, SHARDS, presence, qos, rooms, stats.clone()),
+        stats,
+    )
 }
 
 /// A router owning `user` (shard `owner("user")` of `SHARDS`).

@@ -100,6 +100,7 @@ fn max_rooms_per_conn_is_too_many_rooms_not_fatal() {
     for i in 0..=max {
         h.send(client_frame::Frame::Join(Join {
             room: format!("r{i}"),
+            ..Join::default()
         }));
     }
     let frames = h.frames();
@@ -114,7 +115,10 @@ fn max_rooms_per_conn_is_too_many_rooms_not_fatal() {
     assert_eq!(h.s.rooms().len(), max);
     assert_eq!(h.s.phase(), Phase::Open);
     // Joining a room already joined is not a new room.
-    h.send(client_frame::Frame::Join(Join { room: "r0".into() }));
+    h.send(client_frame::Frame::Join(Join {
+        room: "r0".into(),
+        ..Join::default()
+    }));
     assert!(matches!(h.frames()[0].frame, Some(Frame::Joined(_))));
 }
 
@@ -122,7 +126,10 @@ fn max_rooms_per_conn_is_too_many_rooms_not_fatal() {
 fn max_name_bytes_for_room_target_and_client_msg_id() {
     let mut h = Harness::open(Transport::Tcp);
     let long = "x".repeat(h.env.limits.max_name_bytes + 1);
-    h.send(client_frame::Frame::Join(Join { room: long.clone() }));
+    h.send(client_frame::Frame::Join(Join {
+        room: long.clone(),
+        ..Join::default()
+    }));
     assert_eq!(
         error_code(&h.frames()[0]),
         Some((ErrorCode::InvalidArgument, false))

@@ -10,6 +10,7 @@ mod limits;
 mod liveness;
 mod qos;
 mod resume;
+mod rooms;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,6 +66,10 @@ impl Harness {
             rate_per_room: 0,
             backend: false,
             hook: false,
+            rooms: Arc::new(crate::config::RoomsConfig {
+                history: vec!["h*".into()],
+                ..Default::default()
+            }),
         };
         let s = Session::new(transport, 7, now, &env);
         Harness {
@@ -214,6 +219,7 @@ pub(super) fn auth_frame(token: &str, device: &str) -> client_frame::Frame {
         token: token.into(),
         device: device.into(),
         last_seq: 0,
+        rooms: Vec::new(),
     })
 }
 

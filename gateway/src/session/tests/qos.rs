@@ -202,7 +202,8 @@ fn a_resume_below_where_the_replay_started_reads_again_from_it() {
             frames[0].frame,
             Some(Frame::Gap(proto::v1::Gap {
                 from_seq: 4,
-                first_available: 7
+                first_available: 7,
+                ..
             }))
         ),
         "{frames:?}"
@@ -293,7 +294,8 @@ fn a_gap_is_announced_before_the_rest() {
         frames[0].frame,
         Some(Frame::Gap(proto::v1::Gap {
             from_seq: 1,
-            first_available: 5
+            first_available: 5,
+            ..
         }))
     ));
     assert_eq!(frames.len(), 3);
@@ -346,6 +348,7 @@ fn a_resume_point_given_at_auth_starts_the_replay_after_it() {
         token,
         device: String::new(),
         last_seq: 40,
+        rooms: Vec::new(),
     }));
     h.frames();
     assert_eq!(

@@ -15,6 +15,7 @@ fn auth_at(h: &mut Harness, last_seq: u64) {
         token,
         device: String::new(),
         last_seq,
+        rooms: Vec::new(),
     }));
     h.frames();
     assert_eq!(reads(&h.routes()), [(last_seq > 0).then_some(last_seq)]);

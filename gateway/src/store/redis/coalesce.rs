@@ -75,7 +75,7 @@ mod tests {
             .map(|op| match op {
                 Op::Ack { user, seq, .. } => format!("ack {user} {seq}"),
                 Op::Read { .. } => "read".into(),
-                Op::Append { .. } => "append".into(),
+                Op::Append { .. } | Op::RoomAppend(_) | Op::RoomRead { .. } => "other".into(),
             })
             .collect();
         assert_eq!(shape, ["read", "ack a 5", "ack b 2"]);

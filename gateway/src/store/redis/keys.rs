@@ -15,6 +15,18 @@
 //! {prefix}:{<tag>}:d:<from>:<client id> "seq:msg_id", for dedupe (both base64url)
 //! {prefix}:{<tag>}:presence             HASH node id -> the node's connections (JSON), on a cluster
 //! ```
+//!
+//! A room's history has its own tag, `r.` and the room name in base64url
+//! (the `.` is not a base64url digit, so no room tag equals a user tag):
+//!
+//! ```text
+//! {prefix}:{r.<tag>}:top                the last offset given (INCR)
+//! {prefix}:{r.<tag>}:epoch              the log's epoch (16 hex digits)
+//! {prefix}:{r.<tag>}:log                ZSET score = offset, member = 13-digit ms timestamp + Deliver
+//! {prefix}:{r.<tag>}:d:<from>:<client>  "offset:msg_id", for dedupe
+//! ```
+//! All of a room's keys expire together `rooms.history_secs` after its last
+//! append or read: a room silent that long starts a new epoch.
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
@@ -68,6 +80,40 @@ impl UserKeys {
     }
 }
 
+/// The keys of one room's history.
+pub(super) struct RoomKeys {
+    base: String,
+}
+
+impl RoomKeys {
+    /// The keys of `room` under `prefix`.
+    pub(super) fn new(prefix: &str, room: &str) -> RoomKeys {
+        RoomKeys {
+            base: format!("{prefix}:{{r.{}}}:", encode(room)),
+        }
+    }
+
+    /// The offset counter.
+    pub(super) fn top(&self) -> String {
+        format!("{}top", self.base)
+    }
+
+    /// The epoch.
+    pub(super) fn epoch(&self) -> String {
+        format!("{}epoch", self.base)
+    }
+
+    /// The sorted set of messages.
+    pub(super) fn log(&self) -> String {
+        format!("{}log", self.base)
+    }
+
+    /// The dedupe record of a sender's client message id.
+    pub(super) fn dedupe(&self, from: &str, client_msg_id: &str) -> String {
+        format!("{}d:{}:{}", self.base, encode(from), encode(client_msg_id))
+    }
+}
+
 /// Unpadded base64url, or `~` for the empty string.
 fn encode(s: &str) -> String {
     if s.is_empty() {
@@ -103,6 +149,17 @@ mod tests {
             assert!(key.starts_with("im:{"), "{key}");
             assert_eq!(key.matches('{').count(), 1, "{key}");
         }
+    }
+
+    #[test]
+    fn a_room_has_one_tag_and_never_a_users() {
+        let r = RoomKeys::new("im", "a");
+        let keys = [r.top(), r.epoch(), r.log(), r.dedupe("x", "y")];
+        for key in &keys {
+            assert_eq!(tag(key), tag(&keys[0]), "{key}");
+        }
+        assert_ne!(tag(&keys[0]), tag(&UserKeys::new("im", "a").seq()));
+        assert_ne!(tag(&keys[0]), tag(&UserKeys::new("im", "r.a").seq()));
     }
 
     #[test]

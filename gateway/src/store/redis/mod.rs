@@ -33,6 +33,7 @@ mod coalesce;
 
 mod keys;
 pub(crate) use keys::presence_key;
+mod room_scripts;
 mod scripts;
 #[cfg(test)]
 mod tests;
@@ -65,6 +66,11 @@ pub(crate) struct RedisLimits {
     pub dedupe_window: Duration,
     /// First part of every key (`{prefix}:{<user>}:...`); no braces.
     pub key_prefix: String,
+    /// Messages kept per room with history.
+    pub room_size: usize,
+    /// A room's history (and its epoch) expires this long after its last
+    /// append or read.
+    pub room_age: Duration,
 }
 
 impl Default for RedisLimits {
@@ -74,6 +80,8 @@ impl Default for RedisLimits {
             retention: Duration::from_secs(7 * 24 * 3600),
             dedupe_window: Duration::from_secs(600),
             key_prefix: "im".to_owned(),
+            room_size: 100,
+            room_age: Duration::from_secs(300),
         }
     }
 }

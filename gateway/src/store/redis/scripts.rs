@@ -25,10 +25,12 @@ pub(super) struct Scripts {
     append: Lua,
     ack: Lua,
     read: Lua,
+    pub(super) room_append: Lua,
+    pub(super) room_read: Lua,
 }
 
 /// A script's text and its SHA1 (what EVALSHA names).
-struct Lua {
+pub(super) struct Lua {
     code: &'static str,
     script: Script,
 }
@@ -48,12 +50,21 @@ impl Scripts {
             append: Lua::new(include_str!("append.lua")),
             ack: Lua::new(include_str!("ack.lua")),
             read: Lua::new(include_str!("read.lua")),
+            room_append: Lua::new(include_str!("room_append.lua")),
+            room_read: Lua::new(include_str!("room_read.lua")),
         }
     }
 
     /// SCRIPT LOAD of all three (on a cluster: on every master).
     pub(super) fn load(&self, conn: &mut Conn) -> Result<(), StoreError> {
-        for script in [&self.append, &self.ack, &self.read] {
+        let all = [
+            &self.append,
+            &self.ack,
+            &self.read,
+            &self.room_append,
+            &self.room_read,
+        ];
+        for script in all {
             let mut load = redis::cmd("SCRIPT");
             load.arg("LOAD").arg(script.code);
             conn.query::<Value>(&load).map_err(|e| {
@@ -66,14 +77,14 @@ impl Scripts {
 }
 
 /// One EVALSHA being built: keys first, then arguments.
-struct Invocation<'a> {
+pub(super) struct Invocation<'a> {
     hash: &'a str,
     keys: Vec<Vec<u8>>,
     args: Vec<Vec<u8>>,
 }
 
 impl<'a> Invocation<'a> {
-    fn new(lua: &'a Lua) -> Invocation<'a> {
+    pub(super) fn new(lua: &'a Lua) -> Invocation<'a> {
         Invocation {
             hash: lua.script.get_hash(),
             keys: Vec::new(),
@@ -81,17 +92,17 @@ impl<'a> Invocation<'a> {
         }
     }
 
-    fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
+    pub(super) fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
         self.keys.extend(key.to_redis_args());
         self
     }
 
-    fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+    pub(super) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
         self.args.extend(arg.to_redis_args());
         self
     }
 
-    fn cmd(&self) -> Cmd {
+    pub(super) fn cmd(&self) -> Cmd {
         let mut c = redis::cmd("EVALSHA");
         c.arg(self.hash).arg(self.keys.len());
         for k in &self.keys {
@@ -106,7 +117,9 @@ impl<'a> Invocation<'a> {
 
 /// The limits as script arguments, formatted once.
 pub(super) struct Params {
-    prefix: String,
+    pub(super) prefix: String,
+    pub(super) room_size: String,
+    pub(super) room_age_ms: String,
     per_user: String,
     retention_ms: String,
     dedupe_ms: String,
@@ -116,6 +129,8 @@ impl Params {
     pub(super) fn new(limits: &RedisLimits) -> Params {
         let ms = |d: std::time::Duration| d.as_millis().clamp(1, i64::MAX as u128).to_string();
         Params {
+            room_size: limits.room_size.to_string(),
+            room_age_ms: ms(limits.room_age),
             prefix: limits.key_prefix.clone(),
             per_user: limits.per_user.to_string(),
             retention_ms: ms(limits.retention),
@@ -192,6 +207,9 @@ pub(super) fn command(scripts: &Scripts, params: &Params, op: &Op) -> Cmd {
                 .arg(&params.retention_ms);
             inv.cmd()
         }
+        Op::RoomAppend(_) | Op::RoomRead { .. } => {
+            super::room_scripts::command(scripts, params, op)
+        }
     }
 }
 
@@ -230,6 +248,9 @@ pub(super) fn complete(op: Op, reply: Result<Value, StoreError>) -> Option<Done>
             result: reply.and_then(parse_read),
             conn,
         }),
+        op @ (Op::RoomAppend(_) | Op::RoomRead { .. }) => {
+            Some(super::room_scripts::complete(op, reply))
+        }
     }
 }
 
@@ -265,6 +286,7 @@ fn encode(msg: &Stored) -> Vec<u8> {
         qos: Qos::AtLeastOnce as i32,
         payload: msg.payload.clone(),
         timestamp_ms: msg.timestamp_ms,
+        offset: 0,
     }
     .encode_to_vec()
 }
@@ -286,14 +308,14 @@ fn decode(member: &[u8], seq: u64) -> Result<Stored, StoreError> {
     })
 }
 
-fn shape(what: &str) -> StoreError {
+pub(super) fn shape(what: &str) -> StoreError {
     StoreError::new(
         StoreErrorKind::Unexpected,
         format!("redis: unexpected reply shape ({what})"),
     )
 }
 
-fn int(v: &Value) -> Result<u64, StoreError> {
+pub(super) fn int(v: &Value) -> Result<u64, StoreError> {
     let n = match v {
         Value::Int(n) => u64::try_from(*n).ok(),
         Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()),
@@ -303,7 +325,7 @@ fn int(v: &Value) -> Result<u64, StoreError> {
     n.ok_or_else(|| shape("integer"))
 }
 
-fn array(v: Value) -> Result<Vec<Value>, StoreError> {
+pub(super) fn array(v: Value) -> Result<Vec<Value>, StoreError> {
     match v {
         Value::Array(items) => Ok(items),
         _ => Err(shape("array")),

@@ -128,6 +128,7 @@ fn a_redis_outage_fails_pending_ops_in_order_then_recovers() {
                     }
                 }
             }
+            Done::RoomAppended(_) | Done::RoomRead { .. } => unreachable!("no room ops"),
             Done::Read { result, .. } => assert!(
                 result
                     .as_ref()

@@ -1,0 +1,155 @@
+//! Joining a room with history: the join answer waits for the room's log,
+//! live messages wait behind the recovery, nothing reaches the client twice,
+//! and a position the log cannot serve is told, not papered over. (Rooms
+//! named `h*` keep history in the harness.)
+use std::sync::Arc;
+
+use proto::v1::{client_frame, server_frame::Frame, JoinRoom, RoomPosition, ServerFrame};
+
+use super::Harness;
+use crate::outbound::Outbound;
+use crate::session::{Delivery, Route, Transport};
+use crate::store::rooms::{epoch_text, RoomEntry};
+use crate::store::{RoomHistory, RoomPos, RoomRange, Stored};
+
+const E: u64 = 0xabc;
+
+fn entry(offset: u64) -> RoomEntry {
+    let mut msg = Stored::for_test("bob", &format!("m{offset}"), 1);
+    msg.seq = offset;
+    msg.room = "hall".into();
+    RoomEntry { msg, qos1: true }
+}
+
+fn live(offset: u64) -> Arc<Outbound> {
+    Outbound::new(entry(offset).to_frame())
+}
+
+fn join(h: &mut Harness, since: Option<(u64, u64)>) -> RoomRange {
+    h.send(client_frame::Frame::Join(JoinRoom {
+        room: "hall".into(),
+        since: since.map(|(epoch, offset)| RoomPosition {
+            offset,
+            epoch: epoch_text(epoch),
+        }),
+        recent: 0,
+    }));
+    assert!(h.frames().is_empty(), "the join is answered after the read");
+    let reads: Vec<RoomRange> = h
+        .routes()
+        .into_iter()
+        .filter_map(|r| match r {
+            Route::RoomRead { range, .. } => Some(range),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reads.len(), 1);
+    reads[0]
+}
+
+fn answer(h: &mut Harness, range: RoomRange, top: u64, first: u64, offsets: &[u64]) {
+    let history = RoomHistory {
+        epoch: E,
+        top,
+        first,
+        msgs: offsets.iter().map(|&o| entry(o)).collect(),
+    };
+    h.deliver(Delivery::RoomHistory {
+        room: Arc::from("hall"),
+        range,
+        result: Ok(history),
+    });
+}
+
+/// The frames as short strings: `joined top recovered`, `gap a..b`, `offset`.
+fn seen(h: &mut Harness) -> Vec<String> {
+    h.frames()
+        .into_iter()
+        .map(|f: ServerFrame| match f.frame {
+            Some(Frame::Joined(j)) => format!("joined {} {}", j.offset, j.recovered),
+            Some(Frame::Gap(g)) => format!("gap {}..{}", g.from_seq, g.first_available),
+            Some(Frame::Deliver(d)) => d.offset.to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_live_message_during_recovery_waits_behind_it_and_is_not_sent_twice() {
+    let mut h = Harness::open(Transport::Tcp);
+    let range = join(&mut h, Some((E, 3)));
+    assert_eq!(
+        range,
+        RoomRange::After(RoomPos {
+            epoch: E,
+            offset: 3
+        })
+    );
+    // Live messages while the log is read: 5 (which the read also has)
+    // and 6 (which it does not).
+    h.deliver(Delivery::Live(&live(5)));
+    h.deliver(Delivery::Live(&live(6)));
+    assert!(h.frames().is_empty(), "live waits behind the recovery");
+    answer(&mut h, range, 5, 1, &[4, 5]);
+    assert_eq!(seen(&mut h), ["joined 5 true", "4", "5", "6"]);
+    // A late copy of what the client has goes nowhere; new ones go on.
+    h.deliver(Delivery::Live(&live(6)));
+    h.deliver(Delivery::Live(&live(7)));
+    assert_eq!(seen(&mut h), ["7"]);
+}
+
+#[test]
+fn a_position_from_another_epoch_is_not_recovered_and_the_gap_comes_first() {
+    let mut h = Harness::open(Transport::Tcp);
+    let range = join(&mut h, Some((E + 1, 40)));
+    // The log holds 3..=5 of epoch E: 1 and 2 are gone.
+    answer(&mut h, range, 5, 3, &[3, 4, 5]);
+    assert_eq!(seen(&mut h), ["joined 5 false", "gap 1..3", "3", "4", "5"]);
+}
+
+#[test]
+fn a_position_behind_the_history_gets_the_gap_then_what_is_left() {
+    let mut h = Harness::open(Transport::Tcp);
+    let range = join(&mut h, Some((E, 2)));
+    answer(&mut h, range, 9, 6, &[6, 7, 8, 9]);
+    assert_eq!(
+        seen(&mut h),
+        ["joined 9 false", "gap 3..6", "6", "7", "8", "9"]
+    );
+}
+
+#[test]
+fn a_position_ahead_of_the_room_is_not_recovered_and_restarts_at_the_top() {
+    let mut h = Harness::open(Transport::Tcp);
+    let range = join(&mut h, Some((E, 50)));
+    answer(&mut h, range, 9, 1, &[]);
+    assert_eq!(seen(&mut h), ["joined 9 false"]);
+    // The room's next message is the next the client gets.
+    h.deliver(Delivery::Live(&live(10)));
+    assert_eq!(seen(&mut h), ["10"]);
+}
+
+#[test]
+fn a_join_without_a_position_starts_at_the_top_and_a_later_hole_is_a_gap() {
+    let mut h = Harness::open(Transport::Tcp);
+    let range = join(&mut h, None);
+    assert_eq!(range, RoomRange::Last(0));
+    answer(&mut h, range, 4, 1, &[]);
+    assert_eq!(seen(&mut h), ["joined 4 false"]);
+    h.deliver(Delivery::Live(&live(5)));
+    h.deliver(Delivery::Live(&live(8)));
+    assert_eq!(seen(&mut h), ["5", "gap 6..8", "8"]);
+}
+
+#[test]
+fn a_room_left_during_its_read_gets_nothing() {
+    let mut h = Harness::open(Transport::Tcp);
+    let range = join(&mut h, Some((E, 1)));
+    h.send(client_frame::Frame::Leave(proto::v1::LeaveRoom {
+        room: "hall".into(),
+    }));
+    h.frames();
+    answer(&mut h, range, 3, 1, &[2, 3]);
+    h.deliver(Delivery::Live(&live(4)));
+    assert!(h.frames().is_empty());
+}
