@@ -4,7 +4,8 @@
 //! history no longer reaches is told (`recovered: false` and a gap); a
 //! node killed with SIGKILL and started again serves its members' recovery
 //! from Redis; members on three nodes see one order for messages sent
-//! concurrently from two.
+//! concurrently from two; an upgrade keeps the in-process history (same
+//! epoch) and each connection's position.
 
 mod common;
 
@@ -15,6 +16,7 @@ driver_tests!(
     a_cut_member_recovers_what_it_missed_in_process,
     a_cut_member_recovers_what_it_missed_on_redis,
     a_position_behind_the_history_is_told_then_served,
+    an_upgrade_keeps_the_history_and_the_positions,
 );
 
 const ROOM: &str = "chat:1";
@@ -247,4 +249,33 @@ fn uring_members_on_three_nodes_see_one_order() {
         let want: Vec<String> = (0..EACH).map(|i| format!("s{k}-{i}")).collect();
         assert_eq!(mine, want.iter().collect::<Vec<_>>());
     }
+}
+
+/// An upgrade moves the in-process history (same epoch, same offsets) and
+/// each connection's position: a live member gets the next message once,
+/// and one that reconnects recovers as before.
+fn an_upgrade_keeps_the_history_and_the_positions(driver: Driver) {
+    let reap = Reap::default();
+    let gw = start(driver, None, &[]);
+    let mut alice = gw.connect(TCP, "alice", "phone");
+    alice.send(&join(ROOM));
+    let epoch = joined(&mut alice).epoch;
+    let mut carol = gw.connect(TCP, "carol", "phone");
+    carol.send(&join(ROOM));
+    joined(&mut carol);
+    let mut bob = gw.connect(WS, "bob", "desk");
+    for i in 1..=3 {
+        say(&mut bob, i);
+        heard(&mut alice, i);
+        heard(&mut carol, i);
+    }
+    carol.abort(true);
+    upgrade_node(&gw, &reap);
+    say(&mut bob, 4);
+    heard(&mut alice, 4);
+    alice.ping(1);
+    let mut carol = reconnect(&gw, "carol", &epoch, 3);
+    let j = joined(&mut carol);
+    assert_eq!((j.offset, j.recovered, &j.epoch), (4, true, &epoch));
+    heard(&mut carol, 4);
 }

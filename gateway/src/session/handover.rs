@@ -61,6 +61,21 @@ pub(crate) struct SessionState {
     /// The token's `rooms` claim as grants (JSON), if it had one.
     #[prost(string, optional, tag = "15")]
     pub grants: Option<String>,
+    /// Positions in the rooms with history (`session::rooms`; kept by the
+    /// shard, filled in by it).
+    #[prost(message, repeated, tag = "16")]
+    pub rooms_at: Vec<RoomAt>,
+}
+
+/// A connection's position in one room with history.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct RoomAt {
+    #[prost(string, tag = "1")]
+    pub room: String,
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
+    #[prost(uint64, tag = "3")]
+    pub last: u64,
 }
 
 /// A fragmented WebSocket message so far.
@@ -170,6 +185,7 @@ impl Session {
             known: self.known,
             qos: self.qos.as_deref().map(|q| q.export(now)),
             grants: grants.map(|g| g.to_claim().to_string()),
+            rooms_at: Vec::new(),
         }
     }
 

@@ -52,6 +52,7 @@ use crate::stats::ShardStats;
 pub(crate) use close::{error_frame, go_away_frame};
 pub(crate) use context::{BufPool, Ctx, Effects, Env, HttpHook};
 pub(crate) use handover::SessionState;
+pub(crate) use rooms::RoomCursors;
 pub(crate) use route::{Action, Delivery, Event, Route};
 
 /// Which listener accepted the connection.

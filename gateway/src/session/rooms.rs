@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use proto::v1::{server_frame::Frame, Gap, RoomJoined, ServerFrame};
 
+use super::handover::RoomAt;
 use super::{Ctx, Route, Session};
 use crate::outbound::Outbound;
 use crate::stats::ShardStats;
@@ -66,6 +67,35 @@ impl RoomCursors {
                 state,
             }),
         }
+    }
+}
+
+impl RoomCursors {
+    /// The positions as an upgrade hands them over. A room whose log is
+    /// being read has none yet: the freeze waits for store answers, so by
+    /// then every read was answered.
+    pub(crate) fn export(&self) -> Vec<RoomAt> {
+        (self.0.iter())
+            .filter(|c| matches!(c.state, State::Live))
+            .map(|c| RoomAt {
+                room: c.room.to_string(),
+                epoch: c.epoch,
+                last: c.last,
+            })
+            .collect()
+    }
+
+    /// Positions another process exported.
+    pub(crate) fn import(rooms: Vec<RoomAt>) -> Option<RoomCursors> {
+        let cursors: Vec<Cursor> = (rooms.into_iter())
+            .map(|r| Cursor {
+                room: Arc::from(r.room),
+                epoch: r.epoch,
+                last: r.last,
+                state: State::Live,
+            })
+            .collect();
+        (!cursors.is_empty()).then_some(RoomCursors(cursors))
     }
 }
 

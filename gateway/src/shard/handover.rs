@@ -30,7 +30,7 @@ use prost::Message;
 
 use super::{Conn, Shard};
 use crate::router::tables::ConnKey;
-use crate::session::{Route, Session, SessionState};
+use crate::session::{RoomCursors, Route, Session, SessionState};
 use crate::sys;
 
 /// Connections per record (one descriptor each; `SCM_RIGHTS` takes 253).
@@ -143,7 +143,11 @@ impl Shard {
                 for &key in chunk {
                     let c = &conns[key];
                     let grants = fx.grants.get(&c.session.id()).map(|g| &**g);
-                    batch.sessions.push(c.session.export(now, grants));
+                    let mut st = c.session.export(now, grants);
+                    if let Some(rooms) = fx.room_cursors.get(&c.session.id()) {
+                        st.rooms_at = rooms.export();
+                    }
+                    batch.sessions.push(st);
                     fds.push(c.fd);
                 }
             }
@@ -242,9 +246,16 @@ impl Shard {
             .checked_sub(Duration::from_millis(transit))
             .unwrap_or(now);
         let n = fds.len();
-        for (st, fd) in batch.sessions.into_iter().zip(fds) {
+        for (mut st, fd) in batch.sessions.into_iter().zip(fds) {
+            let rooms = RoomCursors::import(std::mem::take(&mut st.rooms_at));
             let (session, grants) =
                 Session::import(st, then, &self.env).map_err(|e| format!("a session: {e}"))?;
+            if let Some(rooms) = rooms {
+                self.fx
+                    .borrow_mut()
+                    .room_cursors
+                    .insert(session.id(), rooms);
+            }
             self.adopt(fd, session, grants);
         }
         Ok(n)

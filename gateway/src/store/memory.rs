@@ -100,7 +100,7 @@ pub(crate) struct MemoryStore {
     pub(super) bytes: usize,
     pub(super) held: usize,
     /// The logs of the rooms this shard owns that keep history.
-    rooms: RoomLogs,
+    pub(super) rooms: RoomLogs,
     done: Vec<Done>,
 }
 

@@ -15,6 +15,9 @@ struct StoreState {
     users: Vec<InboxState>,
     #[prost(message, repeated, tag = "2")]
     order: Vec<OrderEntry>,
+    /// The room logs (`room_log`), encoded by them.
+    #[prost(bytes = "vec", tag = "3")]
+    rooms: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -127,12 +130,19 @@ impl MemoryStore {
                 timestamp_ms: *ts,
             })
             .collect();
-        StoreState { users, order }.encode_to_vec()
+        let rooms = self.rooms.export();
+        StoreState {
+            users,
+            order,
+            rooms,
+        }
+        .encode_to_vec()
     }
 
     /// Takes over what `export_state` wrote (replacing what is held).
     pub(crate) fn import_state(&mut self, bytes: &[u8]) -> Result<(), prost::DecodeError> {
         let st = StoreState::decode(bytes)?;
+        self.rooms.import(&st.rooms)?;
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
         let mut name = |s: String| {
             names

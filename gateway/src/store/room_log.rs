@@ -231,6 +231,8 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+#[path = "room_log_handover.rs"]
+mod handover;
 #[cfg(test)]
 #[path = "room_log_tests.rs"]
 mod tests;

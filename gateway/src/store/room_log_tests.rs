@@ -118,3 +118,28 @@ fn the_shard_byte_bound_drops_the_oldest_of_any_room() {
     assert_eq!(bodies(&mut l, "r", RoomRange::Last(10), 5), ["c"]);
     assert_eq!(bodies(&mut l, "s", RoomRange::Last(10), 5), ["b", "d"]);
 }
+
+#[test]
+fn the_logs_move_whole_to_another_process() {
+    let mut l = logs(100, 1 << 20);
+    let (e, _, _) = l.append(&msg("r", "a", "c1", 1), 1);
+    l.append(&msg("r", "b", "", 2), 2);
+    l.append(&msg("s", "x", "", 3), 3);
+    let mut moved = RoomLogs::new(
+        RoomLimits {
+            size: 100,
+            age_ms: 10_000,
+            total_bytes: 1 << 20,
+        },
+        7,
+    );
+    moved.import(&l.export()).unwrap();
+    assert_eq!(moved.held(), l.held());
+    let h = moved.read(&Arc::from("r"), RoomRange::Last(10), 4);
+    assert_eq!((h.epoch, h.top, h.msgs.len()), (e, 2, 2));
+    // Offsets go on, and the dedupe window came along.
+    let (_, next, dup) = moved.append(&msg("r", "c", "", 5), 5);
+    assert_eq!((next.msg.seq, dup), (3, false));
+    let (_, again, dup) = moved.append(&msg("r", "a", "c1", 6), 6);
+    assert_eq!((again.msg.seq, dup), (1, true));
+}
