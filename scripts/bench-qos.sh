@@ -4,7 +4,8 @@
 # Each run writes bench-results/<date>-direct-gateway-<label>/.
 #
 # Usage: scripts/bench-qos.sh [CONNS] [MSG_RATE] [SECS]   (default 2000 20000 10)
-# Env: SHARDS (2), WIRE (tcp), RUNS (1), VARIANTS ("qos0 memory redis").
+# Env: SHARDS (2), WIRE (tcp), RUNS (1), VARIANTS ("qos0 memory redis"),
+# GATEWAY_BIN (target/release/gateway: another build to compare).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +31,7 @@ for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
 run() { # run <label> <qos> [gateway args...]
     local label=$1 qos=$2; shift 2
     local out=/tmp/bench-qos.$$.out
-    target/release/gateway --ws-listen 127.0.0.1:0 --tcp-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+    "${GATEWAY_BIN:-target/release/gateway}" --ws-listen 127.0.0.1:0 --tcp-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
         --shards "${SHARDS:-2}" --jwt-secret "$secret" "$@" >"$out" 2>/tmp/bench-qos.$$.err &
     gw_pid=$!
     for _ in $(seq 100); do grep -q '^ready ' "$out" 2>/dev/null && break; sleep 0.1; done

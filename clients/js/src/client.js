@@ -1,49 +1,32 @@
 // GatewayClient: one logical connection to the gateway that survives
-// reconnects. It owns the socket lifecycle (connect, authOk, go-away,
-// backoff, heartbeats, token refresh) and wires the Inbox (receiving), the
-// Outbox (sending) and the Rooms (joined and recovered from their positions)
-// to it.
+// reconnects. The Connector (connector.js) opens, drops and replaces the
+// sockets; the client wires the Inbox (receiving), the Outbox (sending) and
+// the Rooms (joined and recovered from their positions) to whichever is live,
+// dispatches its frames, keeps it alive (heartbeats, token refresh) and
+// reports it all as events.
 
-import { Backoff, goAwayDelay } from './backoff.js';
-import { GatewayError, PROTOCOL, codeName, jwtSubject, u64 } from './codec.js';
+import { Backoff } from './backoff.js';
+import { GatewayError, codeName, u64 } from './codec.js';
+import { Connector } from './connector.js';
 import { Emitter } from './emitter.js';
 import { Inbox } from './inbox.js';
 import { Heartbeat, RefreshTimer } from './keepalive.js';
 import { Outbox } from './outbox.js';
-import { Positions, Rooms } from './rooms.js';
-import { OPEN, dropSocket, fetchRoute, resolveWebSocket, withToken } from './transport.js';
+import { Positions } from './positions.js';
+import { Rooms } from './rooms.js';
 
 /** @typedef {import('./types.js').ClientOptions} ClientOptions */
 /** @typedef {import('./types.js').ClientEvents} ClientEvents */
 /** @typedef {import('./types.js').AuthInfo} AuthInfo */
 /** @typedef {import('./types.js').RoomPosition} RoomPosition */
 /** @typedef {import('./types.js').JoinOptions} JoinOptions */
-
-/**
- * @typedef {object} Conn  one socket's life
- * @property {import('./transport.js').WebSocketLike} ws
- * @property {string} url
- * @property {AuthInfo | null} authOk
- * @property {number} openedAt
- * @property {string | null} refreshPending  a token sent in `refresh`, not yet answered
- * @property {ReturnType<typeof setTimeout> | undefined} handshakeTimer
- */
+/** @typedef {import('./connector.js').Conn} Conn */
 
 /** @extends {Emitter<ClientEvents>} */
 export class GatewayClient extends Emitter {
   /** @type {ClientOptions} */ #o;
-  /** @type {Conn | null} */ #conn = null;
-  #started = false;
-  #closed = false;
-  /** @type {string | undefined} */ #token;
-  /** @type {string | null} a go-away's reconnectTo, used by the next attempt */ #nextUrl = null;
-  /** @type {string | null} the last URL that authenticated */ #goodUrl = null;
-  #lastFailed = false;
-  /** @type {number | null} the delay the next reconnect must use (go-away, planned) */ #pendingDelay = null;
+  /** @type {Connector} */ #connector;
   #refreshUnsupported = false;
-  /** @type {string | null} a token fetched for a refresh the next connection should use */ #freshToken = null;
-  #authCount = 0;
-  /** @type {ReturnType<typeof setTimeout> | undefined} */ #reconnectTimer;
   /** @type {{promise: Promise<AuthInfo>, resolve: (a: AuthInfo) => void, reject: (e: Error) => void}} */ #first;
 
   /** @param {ClientOptions} opts */
@@ -52,7 +35,6 @@ export class GatewayClient extends Emitter {
     if (!opts || (!opts.url && !opts.routeUrl)) throw new TypeError('GatewayClient: need url or routeUrl');
     if (!opts.token && !opts.getToken) throw new TypeError('GatewayClient: need token or getToken');
     this.#o = opts;
-    this.#token = opts.token;
     this.backoff = new Backoff(opts.backoff);
     const write = (/** @type {object} */ f) => this.#write(f);
     this.inbox = new Inbox(write, opts);
@@ -61,10 +43,20 @@ export class GatewayClient extends Emitter {
     this.roomSet = new Rooms(write, opts.rooms, this.roomPositions);
     this.heartbeat = new Heartbeat({
       ping: () => this.#write({ ping: { nonce: String(Date.now()) } }),
-      dead: (ms) => this.#conn && this.#abandon(this.#conn, 4000, `no traffic for ${ms} ms`),
+      dead: (ms) => this.#connector.drop(4000, `no traffic for ${ms} ms`),
     });
     this.refreshTimer = new RefreshTimer(() => void this.#refreshDue(), opts.refreshRatio ?? 0.8);
     this.reconnects = 0;
+    this.#connector = new Connector(opts, this.backoff, {
+      lastSeq: () => this.inbox.lastSeq,
+      authRooms: () => this.roomSet.authRooms(),
+      frame: (conn, data) => this.#onFrame(conn, data),
+      closed: () => this.#onClosed(),
+      disconnected: (ev) => {
+        if (ev.reconnectInMs !== null) this.reconnects++;
+        this.emit('disconnected', ev);
+      },
+    });
     let resolve, reject;
     const promise = new Promise((res, rej) => ((resolve = res), (reject = rej)));
     promise.catch(() => {});
@@ -73,14 +65,14 @@ export class GatewayClient extends Emitter {
 
   /** 'idle' | 'connecting' | 'connected' | 'closed' */
   get state() {
-    if (this.#closed) return 'closed';
-    if (!this.#started) return 'idle';
-    return this.#conn?.authOk ? 'connected' : 'connecting';
+    if (this.#connector.closed) return 'closed';
+    if (!this.#connector.started) return 'idle';
+    return this.#connector.conn?.authOk ? 'connected' : 'connecting';
   }
 
   /** The current connection's authOk, or null. */
   get info() {
-    return this.#conn?.authOk ?? null;
+    return this.#connector.conn?.authOk ?? null;
   }
 
   /** Highest QoS 1 seq seen: persist it with your messages, pass it back as `lastSeq`. */
@@ -114,11 +106,8 @@ export class GatewayClient extends Emitter {
    * @returns {Promise<AuthInfo>}
    */
   connect() {
-    if (this.#closed) return Promise.reject(new GatewayError('CLOSED', 'client closed'));
-    if (!this.#started) {
-      this.#started = true;
-      void this.#attempt();
-    }
+    if (this.#connector.closed) return Promise.reject(new GatewayError('CLOSED', 'client closed'));
+    this.#connector.start();
     return this.#first.promise;
   }
 
@@ -132,7 +121,7 @@ export class GatewayClient extends Emitter {
    * @param {import('./outbox.js').SendOptions} [opts]
    */
   send(to, payload, opts) {
-    if (this.#closed) return Promise.reject(new GatewayError('CLOSED', 'client closed'));
+    if (this.#connector.closed) return Promise.reject(new GatewayError('CLOSED', 'client closed'));
     return this.outbox.send(to, payload, opts);
   }
 
@@ -146,13 +135,13 @@ export class GatewayClient extends Emitter {
    * @returns {Promise<import('./types.js').JoinedEvent>}
    */
   join(room, opts) {
-    if (this.#closed) return Promise.reject(new GatewayError('CLOSED', 'client closed'));
+    if (this.#connector.closed) return Promise.reject(new GatewayError('CLOSED', 'client closed'));
     return this.roomSet.join(room, opts);
   }
 
   /** Leave a room (stop re-joining it, forget its position). @param {string} room */
   leave(room) {
-    if (this.#closed) return Promise.reject(new GatewayError('CLOSED', 'client closed'));
+    if (this.#connector.closed) return Promise.reject(new GatewayError('CLOSED', 'client closed'));
     const done = this.roomSet.leave(room);
     if (this.roomPositions.forget(room)) this.#emitPosition(room);
     return done;
@@ -160,92 +149,34 @@ export class GatewayClient extends Emitter {
 
   /** Stop: flush the pending ack, close the socket, never reconnect. */
   close() {
-    if (this.#closed) return;
-    this.#closed = true;
-    clearTimeout(this.#reconnectTimer);
+    if (this.#connector.closed) return;
+    this.#connector.close();
     const err = new GatewayError('CLOSED', 'client closed');
     this.#first.reject(err);
     this.inbox.flush();
     this.outbox.failAll(err);
     this.roomSet.failAll(err);
-    if (this.#conn) this.#abandon(this.#conn, 1000, 'client closed');
-  }
-
-  async #attempt() {
-    this.#reconnectTimer = undefined;
-    if (this.#closed) return;
-    let url, token, Ctor;
-    try {
-      token = this.#freshToken ?? (this.#o.getToken ? await this.#o.getToken() : /** @type {string} */ (this.#token));
-      this.#freshToken = null;
-      this.#token = token;
-      url = await this.#pickUrl(token);
-      Ctor = await resolveWebSocket(this.#o.WebSocket);
-    } catch (err) {
-      if (!this.#closed) this.#scheduleAfter(null, 0, `cannot connect: ${/** @type {Error} */ (err).message ?? err}`);
-      return;
-    }
-    if (this.#closed) return;
-    const byQuery = (this.#o.auth ?? 'query') === 'query';
-    let ws;
-    try {
-      ws = new Ctor(byQuery ? withToken(url, token, this.inbox.lastSeq) : url, PROTOCOL);
-    } catch (err) {
-      this.#lastFailed = true;
-      this.#scheduleAfter(null, 0, `cannot connect: ${/** @type {Error} */ (err).message ?? err}`);
-      return;
-    }
-    /** @type {Conn} */
-    const conn = { ws, url, authOk: null, openedAt: Date.now(), refreshPending: null, handshakeTimer: undefined };
-    this.#conn = conn;
-    const limit = this.#o.connectTimeoutMs ?? 10_000;
-    conn.handshakeTimer = setTimeout(() => this.#abandon(conn, 4008, `no authOk within ${limit} ms`), limit);
-    ws.addEventListener('open', () => {
-      if (this.#conn !== conn || byQuery) return;
-      const lastSeq = this.inbox.lastSeq;
-      /** @type {Record<string, any>} */
-      const auth = { token, device: this.#o.device ?? '' };
-      if (lastSeq > 0) auth.lastSeq = String(lastSeq);
-      // The reconnect in one step: the inbox from lastSeq, every room from its position.
-      const rooms = this.roomSet.authRooms();
-      if (rooms.length > 0) auth.rooms = rooms;
-      ws.send(JSON.stringify({ auth }));
-    });
-    ws.addEventListener('message', (ev) => this.#onFrame(conn, ev.data));
-    ws.addEventListener('close', (ev) => this.#teardown(conn, ev.code ?? 1006, String(ev.reason ?? '')));
-    ws.addEventListener('error', () => {}); // a close event follows
-  }
-
-  /** @param {string} token */
-  async #pickUrl(token) {
-    if (this.#nextUrl) {
-      const u = this.#nextUrl;
-      this.#nextUrl = null;
-      return u;
-    }
-    const base = this.#o.url;
-    if (this.#o.routeUrl) {
-      try {
-        return await fetchRoute(this.#o.routeUrl, this.#o.user ?? jwtSubject(token), this.#o.routeTimeoutMs ?? 2000);
-      } catch (err) {
-        if (!base && !this.#goodUrl) throw err;
-      }
-    }
-    return /** @type {string} */ (this.#lastFailed || !this.#goodUrl ? base ?? this.#goodUrl : this.#goodUrl);
+    this.#connector.drop(1000, 'client closed');
   }
 
   /** @param {object} frame */
   #write(frame) {
-    const c = this.#conn;
-    if (!c?.authOk || c.ws.readyState !== OPEN) return false;
-    c.ws.send(JSON.stringify(frame));
+    if (!this.#connector.write(frame)) return false;
     this.heartbeat.onTx();
     return true;
   }
 
-  /** @param {Conn} conn @param {unknown} data */
+  /** The socket is gone: stop its timers; inbox, outbox and rooms wait for the next. */
+  #onClosed() {
+    this.heartbeat.stop();
+    this.refreshTimer.stop();
+    this.inbox.onClose();
+    this.outbox.onClose();
+    this.roomSet.onClose();
+  }
+
+  /** A text frame of the current socket. @param {Conn} conn @param {string} data */
   #onFrame(conn, data) {
-    if (this.#conn !== conn || typeof data !== 'string') return;
     this.heartbeat.onRx();
     let f;
     try {
@@ -298,9 +229,7 @@ export class GatewayClient extends Emitter {
 
   /** @param {Conn} conn @param {Record<string, any>} a */
   #onAuthOk(conn, a) {
-    clearTimeout(conn.handshakeTimer);
-    /** @type {AuthInfo} */
-    const info = {
+    const info = this.#connector.authenticated(conn, {
       user: String(a.user ?? ''),
       device: String(a.device ?? ''),
       connId: String(a.connId ?? '0'),
@@ -308,12 +237,7 @@ export class GatewayClient extends Emitter {
       heartbeatMs: Number(a.heartbeatMs ?? 0),
       node: String(a.node ?? ''),
       shard: Number(a.shard ?? 0),
-      url: conn.url,
-      reconnect: this.#authCount++ > 0,
-    };
-    conn.authOk = info;
-    this.#goodUrl = conn.url;
-    this.#lastFailed = false;
+    });
     // The contract's order: resume (and ack) right after authOk, then the
     // rooms (those the auth frame did not carry), then whatever waits to be sent.
     this.inbox.onOpen();
@@ -332,9 +256,8 @@ export class GatewayClient extends Emitter {
       if (err.code === 'UNKNOWN_FRAME') {
         // A gateway without `refresh`: it closes; the next connection uses the new token.
         this.#refreshUnsupported = true;
-        this.#token = this.#freshToken = conn.refreshPending;
+        this.#connector.reconnectWith(conn.refreshPending);
         conn.refreshPending = null;
-        this.#pendingDelay = 0;
       } else if (err.code === 'UNAUTHENTICATED' || err.code === 'FORBIDDEN') {
         conn.refreshPending = null;
         if (conn.authOk) this.refreshTimer.schedule(conn.authOk.expiresAt);
@@ -354,15 +277,13 @@ export class GatewayClient extends Emitter {
       reconnectTo: String(g.reconnectTo ?? ''),
     };
     this.emit('goaway', ev);
-    if (ev.reconnectTo) this.#nextUrl = ev.reconnectTo;
-    this.#pendingDelay = ev.reconnectAfterMs > 0 ? goAwayDelay(ev.reconnectAfterMs, this.backoff.maxMs) : this.backoff.next();
-    this.#abandon(conn, 1000, `go-away ${ev.reason}`);
+    this.#connector.goAway(conn, ev);
   }
 
   /** @param {Conn} conn @param {Record<string, any>} r */
   #onRefreshed(conn, r) {
     const expiresAt = u64(r.expiresAt);
-    if (conn.refreshPending !== null) this.#token = conn.refreshPending;
+    if (conn.refreshPending !== null) this.#connector.refreshedTo(conn.refreshPending);
     conn.refreshPending = null;
     if (conn.authOk) conn.authOk.expiresAt = expiresAt;
     this.refreshTimer.schedule(expiresAt);
@@ -370,58 +291,24 @@ export class GatewayClient extends Emitter {
   }
 
   async #refreshDue() {
-    const conn = this.#conn;
+    const conn = this.#connector.conn;
     if (!conn?.authOk || !this.#o.getToken) return;
     let token;
     try {
       token = await this.#o.getToken();
     } catch (err) {
       this.emit('error', new GatewayError('TOKEN', `getToken failed: ${/** @type {Error} */ (err).message ?? err}`));
-      if (this.#conn === conn) this.refreshTimer.schedule(conn.authOk.expiresAt);
+      if (this.#connector.conn === conn) this.refreshTimer.schedule(conn.authOk.expiresAt);
       return;
     }
-    if (this.#conn !== conn || this.#closed) return;
+    if (this.#connector.conn !== conn || this.#connector.closed) return;
     if (this.#refreshUnsupported) {
       // Reconnect now with the new token rather than be cut at expiry.
-      this.#token = this.#freshToken = token;
-      this.#pendingDelay = 0;
-      this.#abandon(conn, 1000, 'token refresh by reconnecting');
+      this.#connector.reconnectWith(token);
+      this.#connector.drop(1000, 'token refresh by reconnecting');
       return;
     }
     conn.refreshPending = token;
     this.#write({ refresh: { token } });
-  }
-
-  /** Drop a connection ourselves (dead, timed out, go-away, close()). @param {Conn} conn @param {number} code @param {string} reason */
-  #abandon(conn, code, reason) {
-    dropSocket(conn.ws, code, reason);
-    this.#teardown(conn, code, reason);
-  }
-
-  /** @param {Conn} conn @param {number} code @param {string} reason */
-  #teardown(conn, code, reason) {
-    if (this.#conn !== conn) return;
-    this.#conn = null;
-    clearTimeout(conn.handshakeTimer);
-    this.heartbeat.stop();
-    this.refreshTimer.stop();
-    this.inbox.onClose();
-    this.outbox.onClose();
-    this.roomSet.onClose();
-    if (!conn.authOk) this.#lastFailed = true;
-    else if (Date.now() - conn.openedAt >= (this.#o.stableMs ?? 5000)) this.backoff.reset();
-    this.#scheduleAfter(conn, code, reason);
-  }
-
-  /** Emit `disconnected` and arm the reconnect. @param {Conn | null} conn @param {number} code @param {string} reason */
-  #scheduleAfter(conn, code, reason) {
-    let delay = null;
-    if (!this.#closed) {
-      delay = this.#pendingDelay ?? this.backoff.next();
-      this.#pendingDelay = null;
-      this.reconnects++;
-      this.#reconnectTimer = setTimeout(() => void this.#attempt(), delay);
-    }
-    this.emit('disconnected', { code, reason, wasConnected: !!conn?.authOk, reconnectInMs: delay });
   }
 }

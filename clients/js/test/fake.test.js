@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Backoff, GatewayClient } from '../src/index.js';
-import { Positions } from '../src/rooms.js';
+import { Positions } from '../src/positions.js';
 import { until, waitFor } from './helpers.js';
 
 /** A scripted server per socket: `onFrame(ws, frame)` answers with ws.deliver(frame). */
