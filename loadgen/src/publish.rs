@@ -13,7 +13,8 @@ use crate::http;
 /// Publishes bodies to rooms (channels, subjects).
 pub enum Publisher {
     /// `POST /push {"room":..,"payload_b64":..}` on the gateway's admin port.
-    GatewayAdmin(http::Client),
+    /// The admin client, and whether pushes ask for QoS 1.
+    GatewayAdmin(http::Client, bool),
     /// `POST /pub/<channel>` on nginx.
     Nchan(http::Client),
     /// `PUB subject len` on a NATS client connection.
@@ -21,9 +22,9 @@ pub enum Publisher {
 }
 
 impl Publisher {
-    /// The gateway admin publisher.
-    pub fn gateway(admin: SocketAddr) -> Self {
-        Publisher::GatewayAdmin(http::Client::new(admin))
+    /// The gateway admin publisher (QoS 1 pushes when `qos1`).
+    pub fn gateway(admin: SocketAddr, qos1: bool) -> Self {
+        Publisher::GatewayAdmin(http::Client::new(admin), qos1)
     }
 
     /// The nchan publisher.
@@ -53,9 +54,11 @@ impl Publisher {
     /// Publishes one body to `room`.
     pub fn publish(&mut self, room: &str, body: &[u8]) -> anyhow::Result<()> {
         match self {
-            Publisher::GatewayAdmin(c) => {
+            Publisher::GatewayAdmin(c, qos1) => {
                 let b64 = base64::engine::general_purpose::STANDARD.encode(body);
-                let json = serde_json::json!({ "room": room, "payload_b64": b64 }).to_string();
+                let qos = u8::from(*qos1);
+                let json =
+                    serde_json::json!({ "room": room, "payload_b64": b64, "qos": qos }).to_string();
                 let (status, resp) = c.request("POST", "/push", json.as_bytes())?;
                 if status != 200 {
                     bail!("push answered {status}: {}", String::from_utf8_lossy(&resp));

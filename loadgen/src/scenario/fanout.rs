@@ -36,7 +36,7 @@ pub struct Fanout {
 
 fn publisher(common: &Common) -> anyhow::Result<Publisher> {
     Ok(match common.target {
-        Target::Gateway => Publisher::gateway(common.admin),
+        Target::Gateway => Publisher::gateway(common.admin, common.qos == 1),
         Target::Nchan => Publisher::nchan(
             common
                 .nchan_pub

@@ -79,7 +79,7 @@ struct Pushes {
 /// Pushes QoS 0 messages to the rooms in turn at `rate` a second until
 /// `until`, through the gateway's admin API.
 fn publish(common: &Common, rooms: u64, rate: f64, until: Instant, p: Arc<Pushes>) {
-    let mut pubr = crate::publish::Publisher::gateway(common.admin);
+    let mut pubr = crate::publish::Publisher::gateway(common.admin, false);
     let t0 = Instant::now();
     let mut n = 0u64;
     while Instant::now() < until {

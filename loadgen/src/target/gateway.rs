@@ -114,11 +114,11 @@ pub(super) fn on_message(
             on(Event::Ready);
         }
         Some(F::Deliver(d)) => {
-            if d.qos == Qos::AtLeastOnce as i32 {
+            // A message in the user's inbox (seq > 0) is acked; one of a
+            // room's history (seq 0, an offset) is not in any inbox.
+            if d.qos == Qos::AtLeastOnce as i32 && d.seq > 0 {
                 let ack = client_frame::Frame::Ack(Ack { seq: d.seq });
                 put(s.spec.wire, &ClientFrame { frame: Some(ack) }, out);
-            }
-            if d.qos == Qos::AtLeastOnce as i32 {
                 on(Event::Delivery(&d.payload, d.seq))
             } else if !d.room.is_empty() {
                 on(Event::RoomDelivery(&d.payload))
