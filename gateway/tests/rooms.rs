@@ -15,7 +15,8 @@ use proto::v1::{Deliver, RoomJoined};
 driver_tests!(
     a_cut_member_recovers_what_it_missed_in_process,
     a_cut_member_recovers_what_it_missed_on_redis,
-    a_position_behind_the_history_is_told_then_served,
+    a_position_behind_the_history_is_told_then_served_in_process,
+    a_position_behind_the_history_is_told_then_served_on_redis,
     an_upgrade_keeps_the_history_and_the_positions,
 );
 
@@ -125,8 +126,17 @@ fn a_cut_member_recovers_what_it_missed_on_redis(driver: Driver) {
     cut_member_recovers(driver, Some(&redis.url()));
 }
 
-fn a_position_behind_the_history_is_told_then_served(driver: Driver) {
-    let gw = start(driver, None, &["--room-history-size", "3"]);
+fn a_position_behind_the_history_is_told_then_served_in_process(driver: Driver) {
+    behind_the_history(driver, None);
+}
+
+fn a_position_behind_the_history_is_told_then_served_on_redis(driver: Driver) {
+    let redis = RedisServer::start();
+    behind_the_history(driver, Some(&redis.url()));
+}
+
+fn behind_the_history(driver: Driver, redis: Option<&str>) {
+    let gw = start(driver, redis, &["--room-history-size", "3"]);
     let mut alice = gw.connect(TCP, "alice", "phone");
     alice.send(&join(ROOM));
     let epoch = joined(&mut alice).epoch;
@@ -195,6 +205,7 @@ fn uring_a_node_killed_and_restarted_recovers_its_members_from_redis() {
 fn uring_members_on_three_nodes_see_one_order() {
     let flags = ["--room-history", "chat:*"];
     let c = Cluster::start(Driver::Uring, &[&flags, &flags, &flags]);
+    let mut epoch = String::new();
     let mut members: Vec<Client> = c
         .nodes
         .iter()
@@ -202,7 +213,7 @@ fn uring_members_on_three_nodes_see_one_order() {
         .map(|(i, node)| {
             let mut m = node.connect(TCP, &format!("member-{i}"), "phone");
             m.send(&join(ROOM));
-            joined(&mut m);
+            epoch = joined(&mut m).epoch;
             m
         })
         .collect();
@@ -240,6 +251,26 @@ fn uring_members_on_three_nodes_see_one_order() {
         .collect();
     assert_eq!(orders[0], orders[1]);
     assert_eq!(orders[0], orders[2]);
+    // A member cut on one node comes back on another and recovers there:
+    // the history is the cluster's.
+    let mut m0 = members.remove(0);
+    m0.send(&leave(ROOM));
+    m0.left();
+    m0.abort(true);
+    let to = proto::v1::send::To::Room(ROOM.into());
+    senders[0].send(&send_frame(to, "late", Qos::AtLeastOnce, b"late"));
+    assert!(senders[0].result_for("late").accepted);
+    for m in &mut members {
+        assert_eq!(&m.deliver().payload[..], b"late");
+    }
+    let mut back = reconnect(&c.nodes[2], "member-0", &epoch, 2 * EACH as u64);
+    let j = joined(&mut back);
+    assert_eq!((j.offset, j.recovered), (2 * EACH as u64 + 1, true));
+    let d = back.deliver();
+    assert_eq!(
+        (d.offset, &d.payload[..]),
+        (2 * EACH as u64 + 1, &b"late"[..])
+    );
     // Each sender's own order holds within the one order.
     for k in 0..2 {
         let mine: Vec<&String> = orders[0]
