@@ -193,6 +193,7 @@ impl Config {
             &mut config.tls.cert_file,
             &mut config.tls.key_file,
             &mut config.admin.token_file,
+            &mut config.cluster.secret_file,
             &mut config.upgrade_binary,
         ] {
             if let Some(p) = f.take() {
@@ -288,6 +289,7 @@ pub fn load(args: &RunArgs) -> Result<Config, ConfigError> {
     };
     args.apply(&mut config);
     config.admin.read_token_file()?;
+    config.cluster.read_secret()?;
     config.validate()?;
     Ok(config)
 }

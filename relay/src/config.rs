@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use proto::bus::Limits;
 
+use crate::Secrets;
+
 /// Timers, batch sizes and limits of a bus link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -31,6 +33,10 @@ pub struct Config {
     pub backoff_max: Duration,
     /// Codec limits applied to what the peer sends.
     pub limits: Limits,
+    /// The cluster secrets: when there are any, both ends of every link
+    /// prove one before anything else (`auth`); a peer that cannot is
+    /// refused. Empty (the default): no authentication.
+    pub secrets: Secrets,
 }
 
 impl Default for Config {
@@ -45,6 +51,7 @@ impl Default for Config {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             limits: Limits::default(),
+            secrets: Secrets::new::<&[u8]>(&[]),
         }
     }
 }

@@ -1,7 +1,11 @@
 //! The acceptor side of a bus link: one [`Inbound`] per accepted TCP
 //! connection, delivering the dialer's envelopes exactly once and in order.
 //!
-//! Protocol: the first frame must be a `HELLO`, answered by a `WELCOME`
+//! Protocol: the first frame must be a `HELLO`; with cluster secrets the
+//! challenge-response comes next (`AUTH` from the dialer with its nonce,
+//! ours with our nonce and proofs, the dialer's with its proofs; anything
+//! else, or a proof that fails, closes the connection before a single
+//! envelope is read, counted in `auth_failures`). Then a `WELCOME`
 //! whose `received` comes from [`Seen`] (0 when the dialer's incarnation is
 //! new). Then each `BATCH` numbered `received + 1` is delivered and recorded
 //! in `Seen`; one `<= received` is a duplicate (a resend) and dropped; a gap
@@ -26,9 +30,42 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use proto::bus::{self, Batch, Frame, Hello, Welcome};
+use proto::bus::{self, Auth, Batch, Frame, Hello, Welcome, NONCE_LEN};
 
+use crate::auth::{self, Role};
 use crate::{Config, Identity, InboundStats, Seen};
+
+/// Where the challenge-response of a connection stands (`HELLO` received,
+/// no `WELCOME` yet).
+#[derive(Debug)]
+enum Pending {
+    /// Waiting for the dialer's nonce.
+    Nonce(Identity),
+    /// Our proofs went out; waiting for the dialer's.
+    Proof {
+        hello: Identity,
+        dialer: [u8; NONCE_LEN],
+        ours: [u8; NONCE_LEN],
+    },
+}
+
+impl Pending {
+    fn hello(&self) -> &Identity {
+        match self {
+            Pending::Nonce(h) | Pending::Proof { hello: h, .. } => h,
+        }
+    }
+}
+
+fn as_hello(id: &Identity) -> Hello<'_> {
+    Hello {
+        version: bus::VERSION,
+        shard: id.shard,
+        shards: id.shards,
+        incarnation: id.incarnation,
+        node_id: &id.node_id,
+    }
+}
 
 /// What happened on an accepted connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +90,8 @@ pub struct Inbound {
     local: Identity,
     config: Config,
     buf: BytesMut,
+    /// The dialer's `HELLO` while it proves the secret.
+    pending: Option<Pending>,
     peer: Option<Identity>,
     /// Highest batch this connection may acknowledge.
     ack_upto: u64,
@@ -72,6 +111,7 @@ impl Inbound {
             local,
             config,
             buf: BytesMut::new(),
+            pending: None,
             peer: None,
             ack_upto: 0,
             out: Vec::new(),
@@ -117,13 +157,26 @@ impl Inbound {
                 }
             };
             match (self.peer.is_some(), frame) {
+                (false, Frame::Hello(_)) if self.pending.is_some() => {
+                    self.refuse("HELLO twice".to_owned())
+                }
                 (false, Frame::Hello(hello)) => self.on_hello(now, &hello, seen),
+                (false, Frame::Auth(a)) if self.pending.is_some() => self.on_auth(now, &a, seen),
+                (false, Frame::Auth(_)) if self.config.secrets.is_empty() => {
+                    self.close("the dialer sent AUTH: this node has no cluster secret".to_owned())
+                }
+                (false, other) if self.pending.is_some() => {
+                    self.refuse(format!("expected AUTH, got {:?}", other.kind()))
+                }
                 (false, other) => self.close(format!("expected HELLO, got {:?}", other.kind())),
                 (true, Frame::Batch(batch)) => {
                     self.on_batch(&bytes, &batch, seen);
                     ack = true;
                 }
                 (true, Frame::Ping) => ack = true,
+                // A dialer with a secret talking to us without one: our
+                // WELCOME tells it we proved nothing, and it refuses us.
+                (true, Frame::Auth(_)) if self.config.secrets.is_empty() => {}
                 (true, Frame::Hello(_)) => self.close("HELLO twice".to_owned()),
                 (true, other) => self.close(format!(
                     "unexpected {:?} frame from the dialer",
@@ -150,12 +203,68 @@ impl Inbound {
                 hello.shard, hello.shards
             ));
         }
-        let received = match seen.get(hello.node_id, hello.shard) {
+        let hello = Identity {
+            node_id: hello.node_id.to_owned(),
+            incarnation: hello.incarnation,
+            shard: hello.shard,
+            shards: hello.shards,
+        };
+        if self.config.secrets.is_empty() {
+            self.welcome(now, hello, seen);
+        } else {
+            self.pending = Some(Pending::Nonce(hello));
+        }
+    }
+
+    /// The dialer's nonce (answered with ours and our proofs), then its
+    /// proofs (checked, then welcomed).
+    fn on_auth(&mut self, now: Instant, a: &Auth<'_>, seen: &mut Seen) {
+        match self.pending.take() {
+            Some(Pending::Nonce(hello)) => {
+                let ours = auth::nonce();
+                let secrets = &self.config.secrets;
+                let proofs =
+                    auth::prove(secrets, Role::Acceptor, a.nonce, &ours, &as_hello(&hello));
+                bus::encode_auth(&ours, &proofs, &mut self.out);
+                self.pending = Some(Pending::Proof {
+                    hello,
+                    dialer: *a.nonce,
+                    ours,
+                });
+            }
+            Some(Pending::Proof {
+                hello,
+                dialer,
+                ours,
+            }) => {
+                let secrets = &self.config.secrets;
+                let h = as_hello(&hello);
+                let proved = a.nonce == &dialer
+                    && auth::verify(secrets, Role::Dialer, &dialer, &ours, &h, a.proofs());
+                if !proved {
+                    let id = &hello.node_id;
+                    return self.refuse(format!("{id:?} did not prove the cluster secret"));
+                }
+                self.welcome(now, hello, seen);
+            }
+            None => self.close("AUTH out of turn".to_owned()),
+        }
+    }
+
+    /// A dialer that did not authenticate: closed and counted.
+    fn refuse(&mut self, reason: String) {
+        self.stats.auth_failures += 1;
+        self.close(reason);
+    }
+
+    /// The dialer is who it says (and proved the secret, if there is one).
+    fn welcome(&mut self, now: Instant, hello: Identity, seen: &mut Seen) {
+        let received = match seen.get(&hello.node_id, hello.shard) {
             Some(e) if e.incarnation == hello.incarnation => e.received,
             _ => {
                 // A new incarnation: its batches start again from 1, and any
                 // connection of the old one is superseded.
-                seen.record(hello.node_id, hello.shard, hello.incarnation, 0);
+                seen.record(&hello.node_id, hello.shard, hello.incarnation, 0);
                 0
             }
         };
@@ -168,12 +277,7 @@ impl Inbound {
             },
             &mut self.out,
         );
-        let peer = Identity {
-            node_id: hello.node_id.to_owned(),
-            incarnation: hello.incarnation,
-            shard: hello.shard,
-            shards: hello.shards,
-        };
+        let peer = hello;
         self.ack_upto = received;
         self.peer = Some(peer.clone());
         self.deadline = now + self.config.idle_timeout;
@@ -228,7 +332,11 @@ impl Inbound {
         if self.closed || now < self.deadline {
             return;
         }
-        if self.peer.is_none() {
+        if let Some(p) = &self.pending {
+            let id = &p.hello().node_id;
+            let within = self.config.hello_timeout;
+            self.refuse(format!("{id:?} did not complete AUTH within {within:?}"));
+        } else if self.peer.is_none() {
             self.close(format!("no HELLO within {:?}", self.config.hello_timeout));
         } else {
             self.close(format!(
@@ -244,7 +352,7 @@ impl Inbound {
         (!self.closed).then_some(self.deadline)
     }
 
-    /// Bytes to write now (`WELCOME`, `ACK`).
+    /// Bytes to write now (`AUTH`, `WELCOME`, `ACK`).
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         if self.closed || self.out.is_empty() {
             return None;

@@ -18,6 +18,7 @@
 //!
 //! Modules:
 //! - [`config`]: [`Config`] and [`Identity`];
+//! - [`auth`]: the cluster [`Secrets`] and the proofs of the handshake;
 //! - [`link`]: the dialer ([`Link`]);
 //! - [`inbound`]: the acceptor ([`Inbound`]);
 //! - [`seen`]: [`Seen`], what the acceptor already received per peer shard;
@@ -25,6 +26,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+pub mod auth;
 mod backoff;
 pub mod config;
 pub mod inbound;
@@ -34,6 +36,7 @@ pub mod seen;
 pub mod stats;
 mod timer;
 
+pub use auth::Secrets;
 pub use config::{Config, Identity};
 pub use inbound::{Inbound, InboundEvent};
 pub use link::{Link, LinkEvent, LinkState, PeerInfo, SendError};

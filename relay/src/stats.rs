@@ -23,6 +23,9 @@ pub struct LinkStats {
     pub ups: u64,
     /// Connections ended (after `transport_up`, whether or not they got up).
     pub downs: u64,
+    /// Handshakes the acceptor failed: it did not prove the cluster secret,
+    /// or it asked for one this node does not have.
+    pub auth_failures: u64,
     /// Gauge: bytes unsent plus unacked, open batch included.
     pub queued_bytes: usize,
 }
@@ -38,4 +41,7 @@ pub struct InboundStats {
     pub envelopes_in: u64,
     /// Batches dropped because they had already been received.
     pub duplicates: u64,
+    /// The dialer did not prove the cluster secret (wrong proof, no `AUTH`
+    /// in time, a frame instead of it).
+    pub auth_failures: u64,
 }

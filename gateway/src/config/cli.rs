@@ -123,6 +123,10 @@ pub struct RunArgs {
     /// Bus listen address; shard i takes port + i (cluster.bus_listen)
     #[arg(long, value_name = "ADDR", global = true)]
     pub bus_listen: Option<SocketAddr>,
+    /// File holding the cluster secret the bus links prove
+    /// (cluster.secret_file; or GATEWAY_CLUSTER_SECRET)
+    #[arg(long, value_name = "PATH", global = true)]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Host peers dial for this node (cluster.bus_advertise)
     #[arg(long, value_name = "HOST", global = true)]
     pub bus_advertise: Option<String>,
@@ -294,6 +298,10 @@ impl RunArgs {
         }
         if self.bus_advertise.is_some() {
             cluster.bus_advertise = self.bus_advertise.clone();
+        }
+        if self.cluster_secret_file.is_some() {
+            cluster.secret = None;
+            cluster.secret_file = self.cluster_secret_file.clone();
         }
         set(&self.route_policy, &mut cluster.route_policy);
         set(&self.registry_ttl_ms, &mut cluster.registry_ttl_ms);

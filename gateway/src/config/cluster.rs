@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::ConfigError;
+
 /// Which node `GET /route` answers (draining nodes are never answered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -35,7 +37,7 @@ impl std::fmt::Display for RoutePolicy {
 }
 
 /// `[cluster]`: the bus, the registry and client routing.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// Bus listener for links from other nodes. Shard `i` listens on this
@@ -53,6 +55,20 @@ pub struct ClusterConfig {
     pub registry_ttl_ms: u64,
     /// Policy of `GET /route`. Default `least_conns`.
     pub route_policy: RoutePolicy,
+    /// The cluster secret (at least 32 bytes): every bus link proves it
+    /// both ways (a challenge-response over fresh nonces) before a single
+    /// envelope is accepted or sent; a peer that cannot is refused, logged
+    /// once per address and counted (`gateway_bus_auth_failures_total`).
+    /// Required when `bus_listen` is not a loopback address. Prefer
+    /// `secret_file` or `GATEWAY_CLUSTER_SECRET` (a config file may be
+    /// readable by more people than the secret should be). Default none.
+    pub secret: Option<String>,
+    /// A file holding the cluster secret (one line). Default none.
+    pub secret_file: Option<std::path::PathBuf>,
+    /// The secrets still accepted from peers besides `secret`, during a
+    /// rotation (every node gets the new `secret` with the old one here,
+    /// then the old one goes). Default none.
+    pub previous_secrets: Vec<String>,
 }
 
 impl Default for ClusterConfig {
@@ -62,7 +78,25 @@ impl Default for ClusterConfig {
             bus_advertise: None,
             registry_ttl_ms: 3_000,
             route_policy: RoutePolicy::LeastConns,
+            secret: None,
+            secret_file: None,
+            previous_secrets: Vec::new(),
         }
+    }
+}
+
+/// The secrets never appear in a debug print (nor in a log).
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("bus_listen", &self.bus_listen)
+            .field("bus_advertise", &self.bus_advertise)
+            .field("registry_ttl_ms", &self.registry_ttl_ms)
+            .field("route_policy", &self.route_policy)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_file", &self.secret_file)
+            .field("previous_secrets", &self.previous_secrets.len())
+            .finish()
     }
 }
 
@@ -70,6 +104,37 @@ impl ClusterConfig {
     /// True when this node joins a cluster.
     pub fn enabled(&self) -> bool {
         self.bus_listen.is_some()
+    }
+
+    /// Reads `secret_file`, or `GATEWAY_CLUSTER_SECRET` when no secret is
+    /// configured, into `secret`.
+    pub fn read_secret(&mut self) -> Result<(), ConfigError> {
+        if let Some(path) = &self.secret_file {
+            if self.secret.is_some() {
+                let why = "set cluster.secret or cluster.secret_file, not both".to_owned();
+                return Err(ConfigError::invalid(
+                    "cluster.secret_file",
+                    path.display(),
+                    why,
+                ));
+            }
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                let why = format!("cannot read it: {e}");
+                ConfigError::invalid("cluster.secret_file", path.display(), why)
+            })?;
+            self.secret = Some(text.trim_end_matches(['\n', '\r']).to_owned());
+        } else if self.secret.is_none() {
+            self.secret = std::env::var("GATEWAY_CLUSTER_SECRET").ok();
+        }
+        Ok(())
+    }
+
+    /// The secrets the bus accepts, the one it proves with first.
+    pub fn secrets(&self) -> Vec<Vec<u8>> {
+        let current = self.secret.iter();
+        (current.chain(&self.previous_secrets))
+            .map(|s| s.as_bytes().to_vec())
+            .collect()
     }
 
     /// `registry_ttl_ms` as a `Duration`.

@@ -158,12 +158,32 @@ impl Config {
                 bus,
                 "listening on all addresses needs cluster.bus_advertise (the host peers dial)",
             )?;
+            check(
+                bus.ip().is_loopback() || c.secret.is_some(),
+                "cluster.bus_listen",
+                bus,
+                "a bus reachable from other hosts needs cluster.secret (or secret_file, \
+                 GATEWAY_CLUSTER_SECRET): without it any process that reaches the port \
+                 could deliver messages to anyone",
+            )?;
             let last = usize::from(bus.port()) + self.shard_count();
             check(
                 bus.port() == 0 || last <= 65_536,
                 "cluster.bus_listen",
                 bus,
                 "port + shards must stay below 65536",
+            )?;
+        }
+        for (key, s) in (c.secret.iter().map(|s| ("cluster.secret", s))).chain(
+            c.previous_secrets
+                .iter()
+                .map(|s| ("cluster.previous_secrets", s)),
+        ) {
+            check(
+                s.len() >= 32,
+                key,
+                format!("{} bytes", s.len()),
+                "must be at least 32 bytes",
             )?;
         }
         let ttl = c.registry_ttl_ms;

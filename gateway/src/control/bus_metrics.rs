@@ -21,7 +21,7 @@ fn counters<T>(o: &mut String, rows: &[Row<T>], of: &T) {
 
 /// Appends the bus metrics of every shard to `o`.
 pub(super) fn render(o: &mut String, shards: &[Arc<ShardStats>]) {
-    let node: [Row<ShardStats>; 3] = [
+    let node: [Row<ShardStats>; 4] = [
         (
             "gateway_bus_refused_total",
             "Envelopes a full bus link refused (QoS 0 lost; QoS 1 waits in the inbox).",
@@ -36,6 +36,11 @@ pub(super) fn render(o: &mut String, shards: &[Arc<ShardStats>]) {
             "gateway_bus_bad_envelopes_total",
             "Envelopes from peers that were not understood.",
             |s| s.bus_bad_envelopes.load(Relaxed),
+        ),
+        (
+            "gateway_bus_auth_failures_total",
+            "Bus peers refused: they did not prove the cluster secret (or asked for one this node lacks).",
+            |s| s.bus_auth_failures.load(Relaxed),
         ),
     ];
     for (name, help, field) in node {

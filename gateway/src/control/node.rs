@@ -295,6 +295,7 @@ fn shard_deps(node: &Arc<Node>, listeners: &Listeners, accept_later: bool) -> sh
         limits: c.limits.clone(),
         qos: c.qos.clone(),
         rooms: c.rooms.clone(),
+        bus_secrets: c.cluster.secrets(),
         auth: c.auth.clone(),
         backend: c.backend.clone(),
         drain: c.drain.clone(),

@@ -43,6 +43,8 @@ pub(crate) struct Deps {
     pub qos: QosConfig,
     /// Rooms with history.
     pub rooms: crate::config::RoomsConfig,
+    /// The cluster secrets the bus links prove (empty: none).
+    pub bus_secrets: Vec<Vec<u8>>,
     /// Token policy (origins, the rooms claim).
     pub auth: AuthConfig,
     /// Streams, hooks and rate limits of the backend.

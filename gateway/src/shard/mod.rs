@@ -213,7 +213,7 @@ impl Shard {
             None => None,
         };
         Ok(Shard {
-            bus: bus::Bus::new(identity, bus_listener),
+            bus: bus::Bus::new(identity, bus_listener, &deps.bus_secrets),
             upstream,
             ips: RefCell::new(std::collections::HashMap::new()),
             tls: RefCell::new(tls::Tls::default()),

@@ -105,6 +105,9 @@ pub struct ShardStats {
     pub bus_envelopes_in: AtomicU64,
     /// Envelopes received over the bus and not understood.
     pub bus_bad_envelopes: AtomicU64,
+    /// Bus peers refused because they did not prove the cluster secret (or
+    /// asked for one this node does not have).
+    pub bus_auth_failures: AtomicU64,
     /// The shard's links, as it last published them (every 2 s).
     pub(crate) bus: std::sync::Mutex<Vec<BusRow>>,
     pub(crate) inbox_messages: AtomicI64,
@@ -200,6 +203,7 @@ impl ShardStats {
             &self.room_append_dropped,
             &self.room_reads,
             &self.room_gaps,
+            &self.bus_auth_failures,
         ])
     }
 

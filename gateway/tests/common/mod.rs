@@ -91,6 +91,8 @@ pub struct Gateway {
     pub tcp: SocketAddr,
     pub admin: SocketAddr,
     pub shards: u32,
+    /// On a cluster: each shard's bus address (from the ready line).
+    pub bus: Vec<SocketAddr>,
     pub driver: Driver,
     pid: i32,
     /// This gateway's `--node-id` (unique per test process and start): a
@@ -183,6 +185,7 @@ impl Gateway {
             tcp: "0.0.0.0:0".parse().unwrap(),
             admin: "0.0.0.0:0".parse().unwrap(),
             shards: 0,
+            bus: Vec::new(),
             driver,
             pid,
             node_id: if extra.contains(&"--node-id") {
@@ -216,7 +219,12 @@ impl Gateway {
                 "driver" => assert_eq!(value, driver.name(), "driver in {line:?}"),
                 // On a cluster: the node id and its bus ports (one per shard).
                 "node" => assert_eq!(value, self.node_id, "node in {line:?}"),
-                "bus" => assert_eq!(value.split(',').count(), self.shards as usize, "{line:?}"),
+                "bus" => {
+                    self.bus = (value.split(','))
+                        .map(|a| a.parse().expect("bus address in ready line"))
+                        .collect();
+                    assert_eq!(self.bus.len(), self.shards as usize, "{line:?}");
+                }
                 _ => panic!("unknown key {key:?} in ready line {line:?}"),
             }
         }

@@ -76,6 +76,9 @@ pub enum Malformed {
         /// Bytes after the count field.
         bytes: usize,
     },
+    /// An `AUTH` declares more proofs than allowed.
+    #[error("{0} proofs (max 4)")]
+    TooManyProofs(usize),
     /// An envelope's length runs past the end of the body.
     #[error("envelope {index} of {len} bytes runs past the body")]
     EnvelopeOverrun {

@@ -13,7 +13,9 @@
 //! - [`Kind::Batch`]: `seq: u64, count: u32`, then `count` envelopes, each
 //!   `len: u32` + bytes (opaque to the bus), see [`Batch`] and [`BatchWriter`];
 //! - [`Kind::Ack`]: `seq: u64`, cumulative (every batch `<= seq` received);
-//! - [`Kind::Ping`]: empty; an `ACK` is the answer.
+//! - [`Kind::Ping`]: empty; an `ACK` is the answer;
+//! - [`Kind::Auth`]: the challenge-response of a cluster with a secret,
+//!   between `HELLO` and `WELCOME`, see [`Auth`].
 //!
 //! Invariants:
 //! - [`parse`] never panics on input and never slices past a checked bound.
@@ -24,6 +26,7 @@
 //!   exactly, with nothing trailing.
 //! - `flags` and `reserved` must be 0: nothing is negotiated yet.
 
+mod auth;
 mod batch;
 mod control;
 mod error;
@@ -33,6 +36,7 @@ mod stream_tests;
 #[cfg(test)]
 mod tests;
 
+pub use auth::{encode_auth, Auth, MAX_PROOFS, NONCE_LEN, PROOF_LEN};
 pub use batch::{Batch, BatchWriter, Envelopes, BATCH_PREFIX_LEN, ENVELOPE_PREFIX_LEN};
 pub use control::{encode_ack, encode_ping};
 pub use error::{BusError, Malformed};
@@ -60,6 +64,8 @@ pub enum Kind {
     Ack,
     /// `5`: a keep-alive, answered by an `ACK`.
     Ping,
+    /// `6`: a nonce and proofs of the cluster secret.
+    Auth,
 }
 
 impl Kind {
@@ -71,6 +77,7 @@ impl Kind {
             Kind::Batch => 3,
             Kind::Ack => 4,
             Kind::Ping => 5,
+            Kind::Auth => 6,
         }
     }
 
@@ -82,6 +89,7 @@ impl Kind {
             3 => Kind::Batch,
             4 => Kind::Ack,
             5 => Kind::Ping,
+            6 => Kind::Auth,
             _ => return None,
         })
     }
@@ -137,6 +145,8 @@ pub enum Frame<'a> {
     Ack(u64),
     /// A `PING`.
     Ping,
+    /// An `AUTH`.
+    Auth(Auth<'a>),
 }
 
 impl Frame<'_> {
@@ -148,6 +158,7 @@ impl Frame<'_> {
             Frame::Batch(_) => Kind::Batch,
             Frame::Ack(_) => Kind::Ack,
             Frame::Ping => Kind::Ping,
+            Frame::Auth(_) => Kind::Auth,
         }
     }
 
@@ -162,6 +173,7 @@ impl Frame<'_> {
             Frame::Batch(b) => b.encode(out),
             Frame::Ack(seq) => encode_ack(*seq, out),
             Frame::Ping => encode_ping(out),
+            Frame::Auth(a) => encode_auth(a.nonce, a.proofs, out),
         }
     }
 }
@@ -228,6 +240,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<(Frame<'a>, us
             control::load_ping(body)?;
             Frame::Ping
         }
+        Kind::Auth => Frame::Auth(Auth::load(body)?),
     };
     Ok(Some((frame, end)))
 }

@@ -337,5 +337,42 @@ fn kind_bytes_roundtrip() {
             assert_eq!(k.to_u8(), byte);
         }
     }
-    assert_eq!(Kind::from_u8(6), None);
+    assert_eq!(Kind::from_u8(6), Some(Kind::Auth));
+    assert_eq!(Kind::from_u8(7), None);
+}
+
+#[test]
+fn auth_roundtrip_with_and_without_proofs() {
+    let nonce = [7u8; NONCE_LEN];
+    let proofs = [[1u8; PROOF_LEN], [2u8; PROOF_LEN]].concat();
+    for p in [&proofs[..], &[]] {
+        let mut buf = Vec::new();
+        encode_auth(&nonce, p, &mut buf);
+        let Frame::Auth(a) = parse_one(&buf) else {
+            panic!("not an AUTH")
+        };
+        assert_eq!((a.nonce, a.proofs), (&nonce, p));
+        assert_eq!(a.proofs().count(), p.len() / PROOF_LEN);
+    }
+}
+
+#[test]
+fn auth_with_too_many_or_cut_proofs_is_malformed() {
+    let mut buf = Vec::new();
+    encode_header(Kind::Auth, NONCE_LEN + 1, &mut buf);
+    buf.extend_from_slice(&[0; NONCE_LEN]);
+    buf.push(5);
+    assert_eq!(
+        parse(&buf, &LIMITS).unwrap_err(),
+        malformed(Kind::Auth, Malformed::TooManyProofs(5))
+    );
+    let mut buf = Vec::new();
+    encode_header(Kind::Auth, NONCE_LEN + 1 + 10, &mut buf);
+    buf.extend_from_slice(&[0; NONCE_LEN]);
+    buf.push(1);
+    buf.extend_from_slice(&[0; 10]);
+    assert_eq!(
+        parse(&buf, &LIMITS).unwrap_err(),
+        malformed(Kind::Auth, Malformed::Truncated)
+    );
 }

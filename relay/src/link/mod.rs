@@ -3,8 +3,10 @@
 //!
 //! Lifecycle: `Idle` (waiting for the next connect, possibly backing off)
 //! -> `Connecting` ([`Link::poll_connect`] said go) -> `Handshaking`
-//! ([`Link::transport_up`] queued the `HELLO`) -> `Up` (the `WELCOME` was
-//! valid) -> `Idle` again on [`Link::transport_down`].
+//! ([`Link::transport_up`] queued the `HELLO`, and with cluster secrets an
+//! `AUTH` with our nonce; the acceptor's `AUTH` must prove a secret before
+//! ours does, and a `WELCOME` without it is refused) -> `Up` (the
+//! `WELCOME` was valid) -> `Idle` again on [`Link::transport_down`].
 //!
 //! Invariants:
 //! - Batches are numbered from 1 for the life of the `Link` (one dialer
@@ -60,6 +62,10 @@ pub struct Link {
     control: Vec<u8>,
     /// Received bytes not yet forming a whole frame.
     rx: Vec<u8>,
+    /// This connection's nonce (with cluster secrets).
+    nonce: Option<[u8; bus::NONCE_LEN]>,
+    /// The acceptor proved a secret on this connection.
+    acceptor_proved: bool,
     /// The peer of the last `Up`.
     peer: Option<PeerInfo>,
     events: VecDeque<LinkEvent>,
@@ -91,6 +97,8 @@ impl Link {
             queue: SendQueue::new(),
             control: Vec::new(),
             rx: Vec::new(),
+            nonce: None,
+            acceptor_proved: false,
             peer: None,
             events: VecDeque::new(),
             stats: LinkStats::default(),
@@ -124,16 +132,27 @@ impl Link {
         self.state = LinkState::Handshaking;
         self.down_reported = false;
         self.control.clear();
-        bus::encode_hello(
-            &Hello {
-                version: bus::VERSION,
-                shard: self.local.shard,
-                shards: self.local.shards,
-                incarnation: self.local.incarnation,
-                node_id: &self.local.node_id,
-            },
-            &mut self.control,
-        );
+        let mut hello = Vec::new();
+        bus::encode_hello(&self.hello(), &mut hello);
+        self.control = hello;
+        self.acceptor_proved = false;
+        self.nonce = None;
+        if !self.config.secrets.is_empty() {
+            let nonce = crate::auth::nonce();
+            bus::encode_auth(&nonce, &[], &mut self.control);
+            self.nonce = Some(nonce);
+        }
+    }
+
+    /// This node's `HELLO`.
+    pub(super) fn hello(&self) -> Hello<'_> {
+        Hello {
+            version: bus::VERSION,
+            shard: self.local.shard,
+            shards: self.local.shards,
+            incarnation: self.local.incarnation,
+            node_id: &self.local.node_id,
+        }
     }
 
     /// The TCP connection is gone (lost, or closed after `wants_close`).
@@ -244,7 +263,7 @@ impl Link {
     }
 
     /// Bytes to write now, several frames at most about 1 MiB; call until
-    /// `None`. Only the `HELLO` goes out before `Up`.
+    /// `None`. Only the `HELLO` and `AUTH` go out before `Up`.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
         if self.closing {
             return None;

@@ -8,6 +8,7 @@ use std::time::Instant;
 use proto::bus::{self, Frame, Kind};
 
 use super::{Link, LinkEvent, LinkState, PeerInfo};
+use crate::auth::{self, Role};
 use crate::timer::Timer;
 
 /// A frame from the acceptor, copied out of the receive buffer.
@@ -19,6 +20,10 @@ enum Incoming {
         node_id: String,
     },
     Ack(u64),
+    Auth {
+        nonce: [u8; bus::NONCE_LEN],
+        proofs: Vec<u8>,
+    },
     Unexpected(Kind),
 }
 
@@ -49,6 +54,10 @@ impl Link {
                             node_id: w.node_id.to_owned(),
                         },
                         Frame::Ack(seq) => Incoming::Ack(seq),
+                        Frame::Auth(a) => Incoming::Auth {
+                            nonce: *a.nonce,
+                            proofs: a.proofs.to_vec(),
+                        },
                         other => Incoming::Unexpected(other.kind()),
                     }
                 }
@@ -77,6 +86,11 @@ impl Link {
                     node_id,
                 },
             ) => {
+                if self.nonce.is_some() && !self.acceptor_proved {
+                    return self.refuse(format!(
+                        "node {node_id:?} answered without proving the cluster secret (has it none?)"
+                    ));
+                }
                 if version != bus::VERSION {
                     return self.fail(format!(
                         "peer speaks bus version {version}, we speak {}",
@@ -103,6 +117,9 @@ impl Link {
                     },
                 );
             }
+            (LinkState::Handshaking, Incoming::Auth { nonce, proofs }) => {
+                self.on_auth(&nonce, &proofs)
+            }
             (LinkState::Up, Incoming::Welcome { .. }) => self.fail("WELCOME twice".to_owned()),
             (LinkState::Up, Incoming::Ack(seq)) => {
                 if self.queue.ack(seq).is_err() {
@@ -114,7 +131,36 @@ impl Link {
                 self.fail(format!("unexpected {kind:?} frame from the acceptor"))
             }
             (_, Incoming::Welcome { .. }) => self.fail("WELCOME out of turn".to_owned()),
+            (_, Incoming::Auth { .. }) => self.fail("AUTH out of turn".to_owned()),
         }
+    }
+
+    /// The acceptor's nonce and proofs: checked, then ours go out.
+    fn on_auth(&mut self, theirs: &[u8; bus::NONCE_LEN], proofs: &[u8]) {
+        let Some(ours) = self.nonce else {
+            return self
+                .refuse("the acceptor asks for a cluster secret: this node has none".into());
+        };
+        if self.acceptor_proved {
+            return self.fail("AUTH twice".to_owned());
+        }
+        let secrets = &self.config.secrets;
+        let hello = self.hello();
+        let chunks = proofs.chunks_exact(bus::PROOF_LEN);
+        if !auth::verify(secrets, Role::Acceptor, &ours, theirs, &hello, chunks) {
+            return self.refuse("the acceptor did not prove the cluster secret".to_owned());
+        }
+        let mine = auth::prove(secrets, Role::Dialer, &ours, theirs, &hello);
+        let mut out = Vec::new();
+        bus::encode_auth(&ours, &mine, &mut out);
+        self.control.extend_from_slice(&out);
+        self.acceptor_proved = true;
+    }
+
+    /// An acceptor that did not authenticate: the connection ends, counted.
+    fn refuse(&mut self, reason: String) {
+        self.stats.auth_failures += 1;
+        self.fail(reason);
     }
 
     fn up(&mut self, now: Instant, peer: PeerInfo) {

@@ -5,6 +5,7 @@
 mod pair;
 
 mod acceptor;
+mod auth;
 mod delivery;
 mod errors;
 mod liveness;

@@ -72,6 +72,8 @@ pub struct Pair {
     pub batches_parsed: u64,
     pub pings_parsed: u64,
     client_stream: Vec<u8>,
+    /// Every byte the dialer wrote, all connections in order.
+    recorded: Vec<u8>,
 }
 
 impl Pair {
@@ -112,6 +114,7 @@ impl Pair {
             batches_parsed: 0,
             pings_parsed: 0,
             client_stream: Vec::new(),
+            recorded: Vec::new(),
         }
     }
 
@@ -337,7 +340,13 @@ impl Pair {
     }
 
     /// Parses the dialer's stream with the codec: every frame must be valid.
+    /// Every byte the dialer wrote so far (a recording to replay).
+    pub fn recorded_client_bytes(&self) -> Vec<u8> {
+        self.recorded.clone()
+    }
+
     fn check_client_stream(&mut self, bytes: &[u8]) {
+        self.recorded.extend_from_slice(bytes);
         self.client_stream.extend_from_slice(bytes);
         let limits = Limits::default();
         let mut pos = 0;
@@ -349,6 +358,7 @@ impl Pair {
                 }
                 Frame::Ping => self.pings_parsed += 1,
                 Frame::Hello(h) => assert_eq!(h.node_id, "a"),
+                Frame::Auth(_) => {}
                 other => panic!("dialer sent {other:?}"),
             }
             pos += used;

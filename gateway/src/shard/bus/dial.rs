@@ -89,6 +89,8 @@ impl Shard {
     }
 
     fn link_events(&self, pl: &PeerLink) {
+        let failures = pl.link.borrow().stats().auth_failures;
+        let new = failures.saturating_sub(pl.auth_failures.replace(failures));
         loop {
             let ev = pl.link.borrow_mut().poll_event();
             match ev {
@@ -100,6 +102,9 @@ impl Shard {
                     self.snapshot(pl);
                 }
                 Some(LinkEvent::Down { reason }) => {
+                    if new > 0 {
+                        self.bus_auth_failed(pl.addr.ip(), new, &reason);
+                    }
                     tracing::debug!(shard = self.id, peer = %pl.peer.id, "bus: link down: {reason}");
                 }
                 None => break,

@@ -33,11 +33,11 @@ impl Shard {
                 // this process is closed unread (it dials again and reaches
                 // the new one); this copy of the listener closes.
                 Ok(_) if self.handed_over.get() => return,
-                Ok((stream, _)) => {
+                Ok((stream, from)) => {
                     // SAFETY: the descriptor was just taken from the stream.
                     let fd = unsafe { OwnedFd::from_raw_fd(stream.into_raw_fd()) };
                     if let Ok(sock) = Sock::new(fd) {
-                        monoio::spawn(self.clone().inbound_task(sock));
+                        monoio::spawn(self.clone().inbound_task(sock, from.ip()));
                     }
                 }
                 Err(e) => {
@@ -48,7 +48,7 @@ impl Shard {
         }
     }
 
-    async fn inbound_task(self: Rc<Self>, mut sock: Sock) {
+    async fn inbound_task(self: Rc<Self>, mut sock: Sock, from: std::net::IpAddr) {
         let handle = Rc::new(InboundHandle {
             node: Default::default(),
             close: Default::default(),
@@ -62,6 +62,7 @@ impl Shard {
         );
         let mut buf = Vec::new();
         let mut peer: Option<(Arc<str>, u16)> = None;
+        let mut last_reason = String::new();
         'session: loop {
             // While an upgrade moves the connections nothing is read, so
             // nothing is acknowledged: after a commit the link closes unread
@@ -99,6 +100,7 @@ impl Shard {
                         }
                         InboundEvent::Closed { reason } => {
                             tracing::debug!(shard = self.id, "bus: inbound link closed: {reason}");
+                            last_reason = reason;
                             closed = true;
                         }
                     }
@@ -118,6 +120,10 @@ impl Shard {
                 .map(|at| at.saturating_duration_since(now));
             sock.wait(&handle.wake, wait).await;
             inbound.handle_timeout(self.tick_clock());
+        }
+        let failures = inbound.stats().auth_failures;
+        if failures > 0 {
+            self.bus_auth_failed(from, failures, &last_reason);
         }
         self.bus
             .inbound

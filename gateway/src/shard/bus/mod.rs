@@ -46,6 +46,8 @@ pub(super) struct PeerLink {
     wake: Notify,
     /// Dropped from the registry: the task closes and exits.
     removed: Cell<bool>,
+    /// The link's auth failures already counted.
+    auth_failures: Cell<u64>,
 }
 
 /// A link a peer opened to this shard.
@@ -64,14 +66,25 @@ pub(super) struct Bus {
     links: RefCell<HashMap<Arc<str>, Rc<PeerLink>>>,
     inbound: RefCell<Vec<Rc<InboundHandle>>>,
     seen: RefCell<relay::Seen>,
+    /// Addresses whose failed authentication was logged (once each; the
+    /// set is emptied past 1024, so a flood of sources stays bounded).
+    auth_logged: RefCell<std::collections::HashSet<std::net::IpAddr>>,
 }
 
 impl Bus {
-    pub(super) fn new(identity: relay::Identity, listener: Option<RawFd>) -> Bus {
+    pub(super) fn new(
+        identity: relay::Identity,
+        listener: Option<RawFd>,
+        secrets: &[Vec<u8>],
+    ) -> Bus {
         Bus {
             listener: Cell::new(listener),
             identity,
-            config: relay::Config::default(),
+            config: relay::Config {
+                secrets: relay::Secrets::new(secrets),
+                ..relay::Config::default()
+            },
+            auth_logged: RefCell::new(std::collections::HashSet::new()),
             links: RefCell::new(HashMap::new()),
             inbound: RefCell::new(Vec::new()),
             seen: RefCell::new(relay::Seen::new()),
@@ -80,6 +93,21 @@ impl Bus {
 }
 
 impl Shard {
+    /// A bus peer at `from` failed to authenticate: counted, and logged
+    /// the first time for its address.
+    pub(super) fn bus_auth_failed(&self, from: std::net::IpAddr, failures: u64, why: &str) {
+        ShardStats::add(&self.stats.bus_auth_failures, failures);
+        let mut logged = self.bus.auth_logged.borrow_mut();
+        if logged.len() >= 1024 {
+            logged.clear();
+        }
+        if logged.insert(from) {
+            tracing::warn!(shard = self.id, %from, "bus: peer refused, it did not authenticate: {why}");
+        } else {
+            tracing::debug!(shard = self.id, %from, "bus: peer refused: {why}");
+        }
+    }
+
     /// Starts the bus tasks (a no-op on a single node).
     pub(super) fn start_bus(self: &Rc<Self>) {
         if let Some(fd) = self.bus.listener.take() {
@@ -135,6 +163,7 @@ impl Shard {
                 link: RefCell::new(link),
                 wake: Notify::default(),
                 removed: Cell::new(false),
+                auth_failures: Cell::new(0),
             });
             links.insert(p.id.clone(), pl.clone());
             monoio::spawn(self.clone().link_task(pl));
