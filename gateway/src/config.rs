@@ -18,6 +18,7 @@ mod backend;
 mod cluster;
 mod limits;
 mod qos;
+mod redis_access;
 mod rooms;
 mod tls;
 pub use auth::AuthConfig;
@@ -25,6 +26,7 @@ pub use backend::BackendConfig;
 pub use cluster::{ClusterConfig, RoutePolicy};
 pub use limits::{DrainConfig, Limits};
 pub use qos::{QosConfig, WhenFull};
+pub use redis_access::RedisAccess;
 pub use rooms::RoomsConfig;
 pub use tls::{TlsConfig, TlsError};
 mod cli;
@@ -134,6 +136,17 @@ pub struct Config {
     /// every node and surviving restarts. None: the bounded in-process store.
     /// Default none.
     pub redis: Option<String>,
+    /// The Redis ACL user, when the URL names none. Default none.
+    pub redis_username: Option<String>,
+    /// A file holding the Redis password (kept out of the URL, so out of
+    /// `ps` and the config file; or `GATEWAY_REDIS_PASSWORD`). Default none.
+    pub redis_password_file: Option<std::path::PathBuf>,
+    /// PEM file of the CA that signed Redis' certificate, for `rediss://`
+    /// URLs (default: the system's roots).
+    pub redis_ca_file: Option<std::path::PathBuf>,
+    /// What the files and the environment above say (read at load).
+    #[serde(skip)]
+    pub redis_access: RedisAccess,
     /// `[qos]`: QoS 1 inboxes, windows and retransmits.
     pub qos: QosConfig,
     /// `[rooms]`: which rooms keep history, and how much.
@@ -166,6 +179,10 @@ impl Default for Config {
             limits: Limits::default(),
             drain: DrainConfig::default(),
             redis: None,
+            redis_username: None,
+            redis_password_file: None,
+            redis_ca_file: None,
+            redis_access: RedisAccess::default(),
             qos: QosConfig::default(),
             rooms: RoomsConfig::default(),
             cluster: ClusterConfig::default(),
@@ -194,6 +211,8 @@ impl Config {
             &mut config.tls.key_file,
             &mut config.admin.token_file,
             &mut config.cluster.secret_file,
+            &mut config.redis_password_file,
+            &mut config.redis_ca_file,
             &mut config.upgrade_binary,
         ] {
             if let Some(p) = f.take() {
@@ -290,6 +309,11 @@ pub fn load(args: &RunArgs) -> Result<Config, ConfigError> {
     args.apply(&mut config);
     config.admin.read_token_file()?;
     config.cluster.read_secret()?;
+    config.redis_access = RedisAccess::read(
+        config.redis_username.as_deref(),
+        config.redis_password_file.as_ref(),
+        config.redis_ca_file.as_ref(),
+    )?;
     config.validate()?;
     Ok(config)
 }

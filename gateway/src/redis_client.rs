@@ -16,7 +16,9 @@
 use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
-use redis::{Cmd, ConnectionLike, FromRedisValue, RedisResult, Value};
+use redis::{Cmd, ConnectionLike, FromRedisValue, IntoConnectionInfo, RedisResult, Value};
+
+use crate::config::RedisAccess;
 
 /// A client for the configured Redis or Redis Cluster.
 #[derive(Clone)]
@@ -37,22 +39,47 @@ pub(crate) enum Conn {
 
 impl Client {
     /// Opens a client for `url` (a comma-separated list: a cluster), with
-    /// `timeout` for connecting and for each reply.
-    pub(crate) fn open(url: &str, timeout: Duration) -> RedisResult<Client> {
+    /// `timeout` for connecting and for each reply, as `access` says (the
+    /// user and password when the URL has none; the CA for `rediss://`).
+    pub(crate) fn open(url: &str, access: &RedisAccess, timeout: Duration) -> RedisResult<Client> {
         let urls: Vec<&str> = url
             .split(',')
             .map(str::trim)
             .filter(|u| !u.is_empty())
             .collect();
+        let certs = access.ca_pem.as_ref().map(|pem| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        });
         if urls.len() > 1 || url.contains(',') {
-            let client = ClusterClientBuilder::new(urls)
+            let mut b = ClusterClientBuilder::new(urls)
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
-                .retries(2)
-                .build()?;
-            Ok(Client::Cluster(client))
+                .retries(2);
+            if let Some(user) = &access.username {
+                b = b.username(user);
+            }
+            if let Some(password) = &access.password {
+                b = b.password(password);
+            }
+            if let Some(certs) = certs {
+                b = b.certs(certs);
+            }
+            Ok(Client::Cluster(b.build()?))
         } else {
-            Ok(Client::Single(redis::Client::open(url)?))
+            let mut info = url.into_connection_info()?;
+            let mut settings = info.redis_settings().clone();
+            if let (None, Some(user)) = (settings.username(), &access.username) {
+                settings = settings.set_username(user);
+            }
+            if let (None, Some(password)) = (settings.password(), &access.password) {
+                settings = settings.set_password(password);
+            }
+            info = info.set_redis_settings(settings);
+            Ok(Client::Single(match certs {
+                Some(certs) => redis::Client::build_with_tls(info, certs)?,
+                None => redis::Client::open(info)?,
+            }))
         }
     }
 

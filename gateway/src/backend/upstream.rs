@@ -80,11 +80,12 @@ impl Upstream {
     pub(crate) fn start(
         shard: usize,
         url: &str,
+        access: &crate::config::RedisAccess,
         backend: BackendConfig,
         dedupe_secs: u64,
         mesh: Arc<Mesh>,
     ) -> Result<Upstream, UpstreamError> {
-        let client = Client::open(url, TIMEOUT)?;
+        let client = Client::open(url, access, TIMEOUT)?;
         let redis = Lazy::new(client, TIMEOUT, TIMEOUT)
             .logged("upstream", "cannot append (sends refused UNAVAILABLE)")
             .on_connect(|conn| {

@@ -59,9 +59,14 @@ pub struct Presence {
 
 impl Presence {
     /// The presence of node `node_id` on `redis` (not yet writing: `start`).
-    pub fn new(node_id: &str, incarnation: u64, redis: &str) -> Result<Presence, PresenceError> {
+    pub fn new(
+        node_id: &str,
+        incarnation: u64,
+        redis: &str,
+        access: &crate::config::RedisAccess,
+    ) -> Result<Presence, PresenceError> {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let client = Client::open(redis, TIMEOUT).map_err(PresenceError::Url)?;
+        let client = Client::open(redis, access, TIMEOUT).map_err(PresenceError::Url)?;
         Ok(Presence {
             node_id: node_id.to_owned(),
             incarnation,

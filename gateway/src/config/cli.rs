@@ -79,6 +79,17 @@ pub struct RunArgs {
     /// Redis URL for QoS 1 inboxes (redis); none = in-process store
     #[arg(long, value_name = "URL", global = true)]
     pub redis: Option<String>,
+    /// File holding the Redis password (redis_password_file; or
+    /// GATEWAY_REDIS_PASSWORD)
+    #[arg(long, value_name = "PATH", global = true)]
+    pub redis_password_file: Option<PathBuf>,
+    /// Redis ACL user when the URL names none (redis_username)
+    #[arg(long, value_name = "USER", global = true)]
+    pub redis_username: Option<String>,
+    /// CA certificate (PEM) that signed Redis' certificate, for rediss://
+    /// (redis_ca_file)
+    #[arg(long, value_name = "PATH", global = true)]
+    pub redis_ca_file: Option<PathBuf>,
     /// QoS 1 messages kept per user by the in-process store (qos.inbox_per_user)
     #[arg(long, value_name = "N", global = true)]
     pub inbox_per_user: Option<usize>,
@@ -283,6 +294,15 @@ impl RunArgs {
         set(&self.drain_deadline_ms, &mut config.drain.deadline_ms);
         if self.redis.is_some() {
             config.redis = self.redis.clone();
+        }
+        if self.redis_password_file.is_some() {
+            config.redis_password_file = self.redis_password_file.clone();
+        }
+        if self.redis_ca_file.is_some() {
+            config.redis_ca_file = self.redis_ca_file.clone();
+        }
+        if self.redis_username.is_some() {
+            config.redis_username = self.redis_username.clone();
         }
         set(&self.inbox_per_user, &mut config.qos.inbox_per_user);
         set(&self.direct_when_full, &mut config.qos.direct_when_full);

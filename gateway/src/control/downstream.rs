@@ -51,7 +51,8 @@ pub fn start(control: Control, counters: Arc<Counters>) -> Result<(), Downstream
         return Ok(());
     };
     let timeout = Duration::from_millis(BLOCK_MS * 3);
-    let client = Client::open(&url, timeout).map_err(DownstreamError::Url)?;
+    let access = &node.config.redis_access;
+    let client = Client::open(&url, access, timeout).map_err(DownstreamError::Url)?;
     let b = &node.config.backend;
     let mut create = redis::cmd("XGROUP");
     create

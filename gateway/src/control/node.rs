@@ -173,7 +173,8 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
         downstream: Default::default(),
         presence: match (&config.redis, config.cluster.enabled()) {
             (Some(url), true) => Some(Arc::new(
-                Presence::new(&config.node_id, incarnation, url).map_err(NodeError::Presence)?,
+                Presence::new(&config.node_id, incarnation, url, &config.redis_access)
+                    .map_err(NodeError::Presence)?,
             )),
             _ => None,
         },
@@ -296,6 +297,7 @@ fn shard_deps(node: &Arc<Node>, listeners: &Listeners, accept_later: bool) -> sh
         qos: c.qos.clone(),
         rooms: c.rooms.clone(),
         bus_secrets: c.cluster.secrets(),
+        redis_access: c.redis_access.clone(),
         auth: c.auth.clone(),
         backend: c.backend.clone(),
         drain: c.drain.clone(),

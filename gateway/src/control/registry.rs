@@ -45,7 +45,8 @@ impl Registry {
     pub fn start(node: Arc<Node>, me: NodeInfo) -> Result<Registry, RegistryError> {
         let url = node.config.redis.clone().ok_or(RegistryError::NoRedis)?;
         let timeout = (node.config.cluster.registry_ttl() / 3).max(Duration::from_millis(100));
-        let client = Client::open(&url, timeout).map_err(RegistryError::Url)?;
+        let access = &node.config.redis_access;
+        let client = Client::open(&url, access, timeout).map_err(RegistryError::Url)?;
         let (stop, stopped) = crossbeam_channel::bounded(1);
         let mut r = Refresher {
             node,

@@ -43,6 +43,8 @@ pub(crate) struct Deps {
     pub qos: QosConfig,
     /// Rooms with history.
     pub rooms: crate::config::RoomsConfig,
+    /// The user, password and CA to reach Redis with.
+    pub redis_access: crate::config::RedisAccess,
     /// The cluster secrets the bus links prove (empty: none).
     pub bus_secrets: Vec<Vec<u8>>,
     /// Token policy (origins, the rooms claim).

@@ -204,6 +204,7 @@ impl Shard {
                 crate::backend::upstream::Upstream::start(
                     id,
                     url,
+                    &deps.redis_access,
                     deps.backend.clone(),
                     deps.qos.dedupe_secs,
                     deps.mesh.clone(),

@@ -17,6 +17,7 @@ pub(super) fn open(deps: &Arc<Deps>, shard: usize) -> Result<Box<dyn Store>, Sto
             retention: qos.retention(),
             dedupe_window: Duration::from_secs(qos.dedupe_secs),
             room_size: deps.rooms.history_size,
+            access: deps.redis_access.clone(),
             room_age: Duration::from_secs(deps.rooms.history_secs),
             ..RedisLimits::default()
         };

@@ -68,6 +68,8 @@ pub(crate) struct RedisLimits {
     pub key_prefix: String,
     /// Messages kept per room with history.
     pub room_size: usize,
+    /// The user, password and CA to reach Redis with.
+    pub access: crate::config::RedisAccess,
     /// A room's history (and its epoch) expires this long after its last
     /// append or read.
     pub room_age: Duration,
@@ -81,6 +83,7 @@ impl Default for RedisLimits {
             dedupe_window: Duration::from_secs(600),
             key_prefix: "im".to_owned(),
             room_size: 100,
+            access: crate::config::RedisAccess::default(),
             room_age: Duration::from_secs(300),
         }
     }

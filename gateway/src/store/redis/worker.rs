@@ -92,7 +92,7 @@ impl Worker {
         limits: &RedisLimits,
         link: Link,
     ) -> Result<Worker, StoreError> {
-        let client = Client::open(url, IO_TIMEOUT)
+        let client = Client::open(url, &limits.access, IO_TIMEOUT)
             .map_err(|e| StoreError::new(StoreErrorKind::Config, format!("redis url: {e}")))?;
         let scripts = Scripts::new();
         let conn = connect(&client, &scripts)?;
