@@ -160,11 +160,7 @@ impl Router {
         for user in users {
             let stored = crate::store::Stored {
                 seq: 0,
-                msg_id: d.msg_id.clone(),
-                from: d.from.clone(),
-                room: d.room.clone(),
-                payload: d.payload.clone(),
-                timestamp_ms: d.timestamp_ms,
+                ..crate::store::Stored::from_deliver(d)
             };
             let append = DataMsg::Qos1Append {
                 client_msg_id: format!("room:{}", d.msg_id),

@@ -392,11 +392,7 @@ pub(super) fn append_of(room: Arc<str>, msg: &Outbound) -> Option<RoomAppend> {
         room,
         msg: crate::store::Stored {
             seq: 0,
-            msg_id: d.msg_id.clone(),
-            from: d.from.clone(),
-            room: d.room.clone(),
-            payload: d.payload.clone(),
-            timestamp_ms: d.timestamp_ms,
+            ..crate::store::Stored::from_deliver(d)
         },
         qos1: d.qos() == proto::v1::Qos::AtLeastOnce,
         client_msg_id: String::new(),

@@ -65,6 +65,18 @@ impl Stored {
         }
     }
 
+    /// The message a Deliver frame carries (its `seq` as the sequence).
+    pub fn from_deliver(d: &proto::v1::Deliver) -> Stored {
+        Stored {
+            seq: d.seq,
+            msg_id: d.msg_id.clone(),
+            from: d.from.clone(),
+            room: d.room.clone(),
+            payload: d.payload.clone(),
+            timestamp_ms: d.timestamp_ms,
+        }
+    }
+
     /// The Deliver frame carrying this message.
     pub fn to_frame(&self, qos: proto::v1::Qos) -> proto::v1::ServerFrame {
         use proto::v1::{server_frame::Frame, Deliver, ServerFrame};

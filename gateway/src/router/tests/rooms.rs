@@ -14,27 +14,7 @@ const ROOM: &str = "r";
 /// shard (1) interested, its first member's read answered: the room is at
 /// offset `top` of epoch `E`.
 fn sequencer(top: u64) -> Router {
-    let config = RoomsConfig {
-        history: vec!["*".into()],
-        reorder_wait_ms: 100,
-        ..RoomsConfig::default()
-    };
-    let me = owner(ROOM, SHARDS) as ShardId;
-    let stats = Arc::new(ShardStats::default());
-    let mut r = Router::new(
-        me,
-        SHARDS,
-        false,
-        &QosConfig::default(),
-        Arc::new(config),
-        stats,
-    );
-    let on = DataMsg::Interest {
-        room: name(ROOM),
-        shard: 1,
-        on: true,
-    };
-    r.handle(t0(), on);
+    let mut r = owner_with_member(1);
     let reader = RoomReader::Member(ReplyTo {
         shard: 1,
         key: 0,
@@ -42,6 +22,26 @@ fn sequencer(top: u64) -> Router {
     });
     r.stored(t0(), read_done(history(E, top, top + 1, &[]), reader));
     take(&mut r);
+    r
+}
+
+/// The owner of `ROOM` (every room keeping history, a reorder wait of
+/// 100 ms) once `shard` has a member of it.
+fn owner_with_member(shard: ShardId) -> Router {
+    let config = RoomsConfig {
+        history: vec!["*".into()],
+        reorder_wait_ms: 100,
+        ..RoomsConfig::default()
+    };
+    let me = owner(ROOM, SHARDS) as ShardId;
+    let (qos, stats) = (QosConfig::default(), Arc::new(ShardStats::default()));
+    let mut r = Router::new(me, SHARDS, false, &qos, Arc::new(config), stats);
+    let on = DataMsg::Interest {
+        room: name(ROOM),
+        shard,
+        on: true,
+    };
+    r.handle(t0(), on);
     r
 }
 
@@ -189,28 +189,7 @@ fn a_new_epoch_restarts_the_members_from_its_first_message() {
 
 #[test]
 fn before_its_first_read_a_sequencer_holds_and_then_starts_after_the_read() {
-    let config = RoomsConfig {
-        history: vec!["*".into()],
-        ..RoomsConfig::default()
-    };
-    let me = owner(ROOM, SHARDS) as ShardId;
-    let stats = Arc::new(ShardStats::default());
-    let mut r = Router::new(
-        me,
-        SHARDS,
-        false,
-        &QosConfig::default(),
-        Arc::new(config),
-        stats,
-    );
-    r.handle(
-        t0(),
-        DataMsg::Interest {
-            room: name(ROOM),
-            shard: 2,
-            on: true,
-        },
-    );
+    let mut r = owner_with_member(2);
     // Messages before the member's read answered: held.
     appended(&mut r, at(1), E, 3);
     appended(&mut r, at(2), E, 4);

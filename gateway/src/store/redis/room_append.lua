@@ -6,16 +6,6 @@
 --       new log (16 hex digits)
 -- Returns {epoch, offset, msg_id of the first copy or '', 1 if duplicate}.
 local function int(n) return string.format('%d', n) end
-local function varint(n)
-  local out = {}
-  repeat
-    local b = n % 128
-    n = math.floor(n / 128)
-    if n > 0 then b = b + 128 end
-    out[#out + 1] = string.char(b)
-  until n == 0
-  return table.concat(out)
-end
 
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
@@ -37,9 +27,9 @@ if KEYS[4] then
 end
 
 local offset = redis.call('INCR', KEYS[1])
--- The time in front (for the age bound), then field 8 (offset, varint) and
--- the Deliver: a member unique per offset.
-redis.call('ZADD', KEYS[3], int(offset), ARGV[5] .. '\64' .. varint(offset) .. ARGV[1])
+-- The time in front (for the age bound), then the Deliver (its message id
+-- makes the member unique); the score is the offset.
+redis.call('ZADD', KEYS[3], int(offset), ARGV[5] .. ARGV[1])
 
 local size = tonumber(ARGV[3])
 local n = redis.call('ZCARD', KEYS[3])

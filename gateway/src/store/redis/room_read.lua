@@ -4,8 +4,8 @@
 -- ARGV: 1 'after' or 'last', 2 the reader's epoch ('' for none), 3 the
 --       reader's offset ('after') or how many ('last'), 4 age ms, 5 now
 --       (unix ms), 6 an epoch for a new log
--- Returns {epoch, top, first, member, ...}: `first` is the oldest offset
--- held (top + 1 when none is); members in offset order.
+-- Returns {epoch, top, first, member, offset, ...}: `first` is the oldest
+-- offset held (top + 1 when none is); members in offset order.
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   redis.call('DEL', KEYS[1], KEYS[3])
@@ -34,10 +34,11 @@ local msgs = {}
 if ARGV[1] == 'after' then
   local known = 0
   if ARGV[2] == epoch then known = tonumber(ARGV[3]) end
-  msgs = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. string.format('%d', known), '+inf')
+  msgs = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. string.format('%d', known), '+inf',
+    'WITHSCORES')
 else
   local n = tonumber(ARGV[3])
-  if n > 0 then msgs = redis.call('ZRANGE', KEYS[3], -n, -1) end
+  if n > 0 then msgs = redis.call('ZRANGE', KEYS[3], -n, -1, 'WITHSCORES') end
 end
 for i = 1, #msgs do out[#out + 1] = msgs[i] end
 return out

@@ -102,8 +102,8 @@ pub(super) fn complete(op: Op, reply: Result<Value, StoreError>) -> Done {
     }
 }
 
-/// A room message as stored: a `Deliver` without its offset (the script
-/// puts it in front, after the time).
+/// A room message as stored: a `Deliver` without its offset (the score
+/// is; the script puts the time in front).
 fn encode(msg: &Stored, qos1: bool) -> Vec<u8> {
     let qos = if qos1 {
         Qos::AtLeastOnce
@@ -150,16 +150,19 @@ fn parse_append(v: Value) -> Result<(u64, u64, Option<String>), StoreError> {
     Ok((epoch(e)?, offset, first))
 }
 
-/// `{epoch, top, first, member, ...}`; a member is 13 digits of time and
-/// a `Deliver` that carries its offset.
+/// `{epoch, top, first, member, offset, ...}`; a member is 13 digits of
+/// time and a `Deliver` (without its offset: the score is).
 fn parse_read(room: &str, v: Value) -> Result<RoomHistory, StoreError> {
     let items = array(v)?;
     let [e, top, first, members @ ..] = items.as_slice() else {
         return Err(shape("room read"));
     };
-    let mut msgs = Vec::with_capacity(members.len());
-    for m in members {
-        let Value::BulkString(b) = m else {
+    if !members.len().is_multiple_of(2) {
+        return Err(shape("room read pairs"));
+    }
+    let mut msgs = Vec::with_capacity(members.len() / 2);
+    for pair in members.chunks_exact(2) {
+        let Value::BulkString(b) = &pair[0] else {
             return Err(shape("room read member"));
         };
         let d = b
@@ -175,7 +178,7 @@ fn parse_read(room: &str, v: Value) -> Result<RoomHistory, StoreError> {
         msgs.push(RoomEntry {
             qos1,
             msg: Stored {
-                seq: d.offset,
+                seq: int(&pair[1])?,
                 msg_id: d.msg_id,
                 from: d.from,
                 room: d.room,
