@@ -174,6 +174,19 @@ impl Config {
                 "port + shards must stay below 65536",
             )?;
         }
+        let previous = c.previous_secrets.len();
+        check(
+            previous == 0 || c.secret.is_some(),
+            "cluster.previous_secrets",
+            format!("{previous} secrets"),
+            "need cluster.secret (the one this node proves with first)",
+        )?;
+        check(
+            previous <= 3,
+            "cluster.previous_secrets",
+            format!("{previous} secrets"),
+            "at most 3 (a link carries 4 proofs at most)",
+        )?;
         for (key, s) in (c.secret.iter().map(|s| ("cluster.secret", s))).chain(
             c.previous_secrets
                 .iter()

@@ -71,6 +71,11 @@ struct Seq {
     /// The next offset to release; 0 while not known yet.
     next: u64,
     held: BTreeMap<u64, Arc<Outbound>>,
+    /// Messages of another epoch than `epoch`: a new life of the log, or a
+    /// straggler of an old one. Which it is, only the store can say: they
+    /// wait for the next read (at once), which switches to the store's
+    /// epoch when it is theirs and drops them otherwise.
+    foreign: Vec<(RoomPos, Arc<Outbound>)>,
     fill_at: Option<Instant>,
     filling: bool,
 }
@@ -136,11 +141,14 @@ impl Router {
             };
             self.send_room_done(r, result);
         }
+        // A retry of a stored message is routed again too: its first copy
+        // may have been stored without an answer (a batch cut mid-way), so
+        // nobody had it; sequencers and sessions drop offsets they have.
         if a.duplicate {
             ShardStats::inc(&self.stats.qos_dedupe_hits);
-            return;
+        } else {
+            ShardStats::inc(&self.stats.room_appends);
         }
-        ShardStats::inc(&self.stats.room_appends);
         let offset = entry.msg.seq;
         let msg = Outbound::new(entry.to_frame());
         let nodes = self.remote.nodes(Kind::Room, &a.room);
@@ -195,16 +203,13 @@ impl Router {
             return;
         };
         if seq.next != 0 && at.epoch != seq.epoch {
-            // A new life of the log (its history was lost): the members
-            // restart from here, told by a join answer of the new epoch.
-            *seq = Seq {
-                epoch: at.epoch,
-                next: at.offset,
-                ..Seq::default()
-            };
-            self.rooms.waiting.remove(room);
-            let notice = new_epoch(room, at);
-            self.forward_to_room_shards(room, &notice);
+            // Another epoch: asked of the store at the next tick.
+            if seq.foreign.len() < MAX_HELD {
+                seq.foreign.push((at, msg));
+            }
+            seq.fill_at = Some(now);
+            self.rooms.waiting.insert(room.clone());
+            return;
         } else if seq.next == 0 && at.epoch != seq.epoch {
             seq.held.clear();
             seq.epoch = at.epoch;
@@ -238,7 +243,7 @@ impl Router {
             out.push(msg);
             seq.next += 1;
         }
-        if seq.held.is_empty() {
+        if seq.held.is_empty() && seq.foreign.is_empty() {
             seq.fill_at = None;
             self.rooms.waiting.remove(room);
         }
@@ -258,6 +263,7 @@ impl Router {
         let gap = room_gap(room, seq.epoch, seq.next.max(1), first);
         let skipped = seq.next != 0 && first > seq.next;
         seq.next = first;
+        seq.held = seq.held.split_off(&first);
         if skipped {
             self.forward_to_room_shards(room, &gap);
         }
@@ -346,7 +352,24 @@ impl Router {
                 return;
             }
         };
-        if seq.next == 0 || h.epoch != seq.epoch {
+        let foreign = std::mem::take(&mut seq.foreign);
+        if seq.next != 0 && h.epoch != seq.epoch {
+            // The store is in a new life of the log (its history was lost):
+            // the members restart at its offset 1, told by a join answer of
+            // the new epoch; what waited of that epoch is kept, the rest
+            // (of the old one) goes.
+            seq.epoch = h.epoch;
+            seq.next = 1;
+            seq.held = (foreign.into_iter())
+                .filter(|(at, _)| at.epoch == h.epoch)
+                .map(|(at, msg)| (at.offset, msg))
+                .collect();
+            let at = RoomPos {
+                epoch: h.epoch,
+                offset: 1,
+            };
+            self.forward_to_room_shards(room, &new_epoch(room, at));
+        } else if seq.next == 0 {
             // Not known yet: start at what is held (or after the top).
             if h.epoch != seq.epoch {
                 seq.held.clear();
@@ -354,10 +377,12 @@ impl Router {
             }
             seq.next = seq.held.keys().next().copied().unwrap_or(h.top + 1);
         }
+        let seq = self.rooms.seqs.get_mut(room).expect("kept above");
         let next = seq.next;
         if h.first > next && h.top >= next {
             let gap = room_gap(room, seq.epoch, next, h.first);
             seq.next = h.first;
+            seq.held = seq.held.split_off(&h.first);
             self.forward_to_room_shards(room, &gap);
         }
         let seq = self.rooms.seqs.get_mut(room).expect("kept above");
@@ -374,7 +399,7 @@ impl Router {
         }
         self.release(room);
         if let Some(seq) = self.rooms.seqs.get_mut(room) {
-            if !seq.held.is_empty() {
+            if !seq.held.is_empty() || !seq.foreign.is_empty() {
                 seq.fill_at = Some(now + wait);
                 self.rooms.waiting.insert(room.clone());
             }

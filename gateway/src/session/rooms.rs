@@ -209,13 +209,18 @@ impl Session {
     }
 
     fn room_live(&mut self, cx: &mut Ctx, room: &Arc<str>, msg: &Arc<Outbound>) {
-        let Some(c) = cx
-            .fx
-            .room_cursors
-            .get_mut(&self.id)
-            .and_then(|c| c.get(room))
-        else {
-            return; // not (or no longer) a member
+        if !self.rooms.contains(room) {
+            return; // no longer a member
+        }
+        let cursors = cx.fx.room_cursors.entry(self.id).or_default();
+        if cursors.get(room).is_none() {
+            // A member without a position (joined before the room kept
+            // history, or moved by an upgrade from a binary without it):
+            // live from here on.
+            cursors.set(room, State::Live);
+        }
+        let Some(c) = cursors.get(room) else {
+            return;
         };
         if let State::Reading(waiting) = &mut c.state {
             if waiting.len() < MAX_HELD {
@@ -234,10 +239,18 @@ impl Session {
                 }
                 c.last = d.offset;
             }
-            Some(Frame::Gap(g)) => c.last = c.last.max(g.first_available.saturating_sub(1)),
+            Some(Frame::Gap(g)) => {
+                if g.first_available.saturating_sub(1) <= c.last {
+                    return; // the member is past it (its read said so)
+                }
+                c.last = g.first_available - 1;
+            }
             Some(Frame::Joined(j)) => {
-                c.epoch = crate::store::rooms::parse_epoch(&j.epoch).unwrap_or(0);
-                c.last = j.offset;
+                let epoch = crate::store::rooms::parse_epoch(&j.epoch).unwrap_or(0);
+                if epoch == c.epoch && j.offset <= c.last {
+                    return; // the member's read was in that epoch already
+                }
+                (c.epoch, c.last) = (epoch, j.offset);
             }
             _ => {}
         }

@@ -174,17 +174,56 @@ fn what_the_store_no_longer_has_is_a_gap_never_a_silent_hole() {
 }
 
 #[test]
-fn a_new_epoch_restarts_the_members_from_its_first_message() {
+fn a_new_epoch_restarts_the_members_at_its_first_offset_once_the_store_says_so() {
     let mut r = sequencer(4);
     appended(&mut r, at(1), E, 5);
     released(&mut r);
-    // The log was lost (Redis flushed, the room expired): a new life.
-    appended(&mut r, at(2), E + 1, 1);
+    // The log was lost (Redis flushed, the room expired): a new life. Its
+    // offset 2 (another node's) comes before its 1: nothing is released
+    // until the store says which epoch is the room's now.
+    from_peer(&mut r, at(2), E + 1, 2);
+    assert!(released(&mut r).is_empty());
+    r.on_tick(at(3));
+    let asked = RoomRange::After(RoomPos {
+        epoch: E,
+        offset: 5,
+    });
+    assert_eq!(released(&mut r), [format!("read {asked:?} Fill")]);
+    r.stored(
+        at(4),
+        read_done(history(E + 1, 2, 1, &[1, 2]), RoomReader::Fill),
+    );
     let notice = format!("1:epoch {}@0", crate::store::rooms::epoch_text(E + 1));
-    assert_eq!(released(&mut r), [notice, "1:1".into()]);
-    // A straggler of the old epoch is not of this life.
-    from_peer(&mut r, at(3), E + 1, 2);
-    assert_eq!(released(&mut r), ["1:2"]);
+    assert_eq!(released(&mut r), [notice, "1:1".into(), "1:2".into()]);
+    // A straggler of the old epoch is asked about, and dropped.
+    from_peer(&mut r, at(5), E, 6);
+    r.on_tick(at(6));
+    released(&mut r);
+    r.stored(
+        at(7),
+        read_done(history(E + 1, 2, 1, &[1, 2]), RoomReader::Fill),
+    );
+    assert!(released(&mut r).is_empty());
+    appended(&mut r, at(8), E + 1, 3);
+    assert_eq!(released(&mut r), ["1:3"]);
+}
+
+#[test]
+fn after_a_gap_what_was_held_below_it_is_released_no_more() {
+    let mut r = sequencer(4);
+    from_peer(&mut r, at(1), E, 6);
+    from_peer(&mut r, at(1), E, 9);
+    r.on_tick(at(200));
+    released(&mut r);
+    // The store rolled past 6 and 7 meanwhile: it starts at 8.
+    r.stored(
+        at(210),
+        read_done(history(E, 9, 8, &[8, 9]), RoomReader::Fill),
+    );
+    assert_eq!(released(&mut r), ["1:gap 5..8", "1:8", "1:9"]);
+    // Nothing left held: no more reads.
+    r.on_tick(at(1000));
+    assert!(released(&mut r).is_empty());
 }
 
 #[test]

@@ -153,3 +153,41 @@ fn a_room_left_during_its_read_gets_nothing() {
     h.deliver(Delivery::Live(&live(4)));
     assert!(h.frames().is_empty());
 }
+
+#[test]
+fn a_new_epoch_notice_the_read_already_covered_changes_nothing() {
+    let mut h = Harness::open(Transport::Tcp);
+    let range = join(&mut h, None);
+    // While the read is out, the room starts a new life (epoch E): its
+    // notice and its first message wait behind the read.
+    let notice = Outbound::new(ServerFrame {
+        frame: Some(Frame::Joined(proto::v1::RoomJoined {
+            room: "hall".into(),
+            history: true,
+            offset: 0,
+            epoch: epoch_text(E),
+            recovered: false,
+        })),
+    });
+    h.deliver(Delivery::Live(&notice));
+    h.deliver(Delivery::Live(&live(1)));
+    // The read ran after them, in the same epoch.
+    answer(&mut h, range, 1, 1, &[]);
+    assert_eq!(seen(&mut h), ["joined 1 false"]);
+    h.deliver(Delivery::Live(&live(2)));
+    assert_eq!(seen(&mut h), ["2"]);
+}
+
+#[test]
+fn a_member_without_a_position_still_hears_the_room() {
+    let mut h = Harness::open(Transport::Tcp);
+    let range = join(&mut h, None);
+    answer(&mut h, range, 0, 1, &[]);
+    h.frames();
+    // Positions lost (a connection moved from a binary without them).
+    h.fx.room_cursors.clear();
+    h.deliver(Delivery::Live(&live(3)));
+    h.deliver(Delivery::Live(&live(3)));
+    h.deliver(Delivery::Live(&live(4)));
+    assert_eq!(seen(&mut h), ["3", "4"]);
+}

@@ -8,11 +8,14 @@
 local function int(n) return string.format('%d', n) end
 
 local epoch = redis.call('GET', KEYS[2])
-if not epoch then
+-- The epoch and the counter live and die together: either one missing
+-- (expired, evicted) is a lost log, so a new life, never offsets reused.
+if not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
   -- No log (new, or expired): a new life, counted from 1.
   redis.call('DEL', KEYS[1], KEYS[3])
   epoch = ARGV[6]
   redis.call('SET', KEYS[2], epoch)
+  redis.call('SET', KEYS[1], '0')
 end
 
 if KEYS[4] then
@@ -48,7 +51,7 @@ end
 if KEYS[4] then
   redis.call('SET', KEYS[4], int(offset) .. ':' .. ARGV[2], 'PX', ARGV[4])
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return {epoch, offset, '', 0}

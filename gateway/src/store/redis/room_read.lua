@@ -7,14 +7,17 @@
 -- Returns {epoch, top, first, member, offset, ...}: `first` is the oldest
 -- offset held (top + 1 when none is); members in offset order.
 local epoch = redis.call('GET', KEYS[2])
-if not epoch then
+-- The epoch and the counter live and die together: either one missing
+-- (expired, evicted) is a lost log, so a new life, never offsets reused.
+if not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[1], KEYS[3])
   epoch = ARGV[6]
   redis.call('SET', KEYS[2], epoch)
+  redis.call('SET', KEYS[1], '0')
 end
 local top = tonumber(redis.call('GET', KEYS[1]) or '0')
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 
 -- What passed the age bound is not history any more.
