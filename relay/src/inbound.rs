@@ -30,10 +30,14 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use proto::bus::{self, Auth, Batch, Frame, Hello, Welcome, NONCE_LEN};
+use proto::bus::{self, Auth, Batch, Frame, Hello, Kind, Welcome, NONCE_LEN};
 
 use crate::auth::{self, Role};
 use crate::{Config, Identity, InboundStats, Seen};
+
+/// Largest `HELLO` or `AUTH` body accepted before the handshake is done
+/// (a HELLO is at most 79 bytes, an AUTH 145).
+const PREAUTH_MAX_BODY: usize = 256;
 
 /// Where the challenge-response of a connection stands (`HELLO` received,
 /// no `WELCOME` yet).
@@ -141,6 +145,17 @@ impl Inbound {
                     break;
                 }
             };
+            // Before the handshake only a small HELLO or AUTH may come: an
+            // unknown dialer cannot make us buffer a large body.
+            let small = header.body_len <= PREAUTH_MAX_BODY;
+            if self.peer.is_none() && !(small && matches!(header.kind, Kind::Hello | Kind::Auth)) {
+                let got = format!("a {:?} frame of {} bytes", header.kind, header.body_len);
+                match self.pending {
+                    Some(_) => self.refuse(format!("expected AUTH, got {got}")),
+                    None => self.close(format!("expected HELLO, got {got}")),
+                }
+                break;
+            }
             let len = header.frame_len();
             if self.buf.len() < len {
                 // Checked against `max_body` already: safe to reserve.

@@ -27,7 +27,8 @@ use crate::store::rooms::epoch_text;
 use crate::store::{RoomHistory, RoomRange, StoreError};
 
 /// Live messages one room holds back while its log is read; past it they
-/// are dropped and the client gets a `Gap` for them.
+/// are dropped, and the log is read again from where the first read ended
+/// (they are in it).
 const MAX_HELD: usize = 4096;
 
 /// A connection's rooms with history.
@@ -40,16 +41,37 @@ struct Cursor {
     epoch: u64,
     /// The highest offset the client has in this room (0: none known).
     last: u64,
+    /// Answers still to come for reads of an earlier join (the room was
+    /// left meanwhile): ignored when they come (they come in order).
+    stale: u8,
     state: State,
 }
 
 enum State {
     /// The join waits for the backend's hook; then read this.
     Asked(RoomRange),
-    /// The log is being read; live messages wait here.
-    Reading(Vec<Arc<Outbound>>),
+    /// The log is being read; live messages wait here (`overflowed`: some
+    /// did not fit, so the log is read again after the answer).
+    Reading {
+        waiting: Vec<Arc<Outbound>>,
+        overflowed: bool,
+        /// A read again after an overflow: its answer sends no `RoomJoined`.
+        again: bool,
+    },
     /// Live.
     Live,
+    /// Left while a read was out: kept until its answer came.
+    Gone,
+}
+
+impl State {
+    fn reading() -> State {
+        State::Reading {
+            waiting: Vec::new(),
+            overflowed: false,
+            again: false,
+        }
+    }
 }
 
 impl RoomCursors {
@@ -64,6 +86,7 @@ impl RoomCursors {
                 room: room.clone(),
                 epoch: 0,
                 last: 0,
+                stale: 0,
                 state,
             }),
         }
@@ -92,6 +115,7 @@ impl RoomCursors {
                 room: Arc::from(r.room),
                 epoch: r.epoch,
                 last: r.last,
+                stale: 0,
                 state: State::Live,
             })
             .collect();
@@ -104,7 +128,7 @@ impl Session {
     /// the join is allowed (`join_history`).
     pub(super) fn ask_history(&mut self, cx: &mut Ctx, room: &Arc<str>, range: RoomRange) {
         let cursors = cx.fx.room_cursors.entry(self.id).or_default();
-        if !matches!(cursors.get(room), Some(c) if matches!(c.state, State::Reading(_))) {
+        if !matches!(cursors.get(room), Some(c) if matches!(c.state, State::Reading { .. })) {
             cursors.set(room, State::Asked(range));
         }
     }
@@ -116,18 +140,25 @@ impl Session {
         let range = match cursors.get(room).map(|c| &c.state) {
             Some(State::Asked(r)) => *r,
             // A read is out already: it answers this join too.
-            Some(State::Reading(_)) => return,
+            Some(State::Reading { .. }) => return,
             _ => RoomRange::Last(0),
         };
-        cursors.set(room, State::Reading(Vec::new()));
+        cursors.set(room, State::reading());
         let room = room.clone();
         cx.fx.routes.push(Route::RoomRead { room, range });
     }
 
-    /// The room was left (or its join refused): its position goes.
+    /// The room was left (or its join refused): its position goes (once
+    /// the answers of reads still out came).
     pub(super) fn forget_room(&mut self, cx: &mut Ctx, room: &str) {
         if let Some(cursors) = cx.fx.room_cursors.get_mut(&self.id) {
-            cursors.0.retain(|c| *c.room != *room);
+            if let Some(c) = cursors.get(room) {
+                if let State::Reading { .. } = c.state {
+                    c.stale = c.stale.saturating_add(1);
+                }
+                c.state = State::Gone;
+            }
+            cursors.0.retain(|c| *c.room != *room || c.stale > 0);
             if cursors.0.is_empty() {
                 cx.fx.room_cursors.remove(&self.id);
             }
@@ -151,7 +182,20 @@ impl Session {
         else {
             return; // left meanwhile
         };
-        let State::Reading(waiting) = std::mem::replace(&mut c.state, State::Live) else {
+        if c.stale > 0 {
+            // The answer of a read from before a leave: not this join's.
+            c.stale -= 1;
+            if c.stale == 0 && matches!(c.state, State::Gone) {
+                self.forget_room(cx, &room);
+            }
+            return;
+        }
+        let State::Reading {
+            waiting,
+            overflowed,
+            again,
+        } = std::mem::replace(&mut c.state, State::Live)
+        else {
             return;
         };
         let mut frames = Vec::new();
@@ -161,12 +205,10 @@ impl Session {
                     RoomRange::After(p) => Some(h.recovery(p)),
                     RoomRange::Last(_) => None,
                 };
-                frames.push(joined(
-                    &room,
-                    h.top,
-                    h.epoch,
-                    since.is_some_and(|r| r.recovered),
-                ));
+                if !again {
+                    let recovered = since.is_some_and(|r| r.recovered);
+                    frames.push(joined(&room, h.top, h.epoch, recovered));
+                }
                 if let Some((from, to)) = since.and_then(|r| r.gap) {
                     ShardStats::inc(&cx.env.stats.room_gaps);
                     frames.push(Outbound::new(gap(&room, h.epoch, from, to)));
@@ -187,6 +229,28 @@ impl Session {
         }
         for f in &frames {
             self.send_room_frame(cx, f);
+        }
+        if overflowed {
+            // Live messages were dropped while reading: read again from
+            // here (they are in the log); what comes meanwhile waits.
+            if let Some(c) = cx
+                .fx
+                .room_cursors
+                .get_mut(&self.id)
+                .and_then(|c| c.get(&room))
+            {
+                c.state = State::Reading {
+                    waiting: Vec::new(),
+                    overflowed: false,
+                    again: true,
+                };
+                let after = RoomRange::After(crate::store::RoomPos {
+                    epoch: c.epoch,
+                    offset: c.last,
+                });
+                cx.fx.routes.push(Route::RoomRead { room, range: after });
+            }
+            return;
         }
         for msg in waiting {
             self.room_live(cx, &room, &msg);
@@ -222,11 +286,21 @@ impl Session {
         let Some(c) = cursors.get(room) else {
             return;
         };
-        if let State::Reading(waiting) = &mut c.state {
-            if waiting.len() < MAX_HELD {
-                waiting.push(msg.clone());
+        match &mut c.state {
+            State::Reading {
+                waiting,
+                overflowed,
+                ..
+            } => {
+                if waiting.len() < MAX_HELD {
+                    waiting.push(msg.clone());
+                } else {
+                    *overflowed = true;
+                }
+                return;
             }
-            return;
+            State::Gone => return,
+            State::Asked(_) | State::Live => {}
         }
         let mut hole = None;
         match msg.frame().frame.as_ref() {

@@ -191,3 +191,44 @@ fn a_member_without_a_position_still_hears_the_room() {
     h.deliver(Delivery::Live(&live(4)));
     assert_eq!(seen(&mut h), ["3", "4"]);
 }
+
+#[test]
+fn the_answer_of_a_read_from_before_a_leave_is_not_the_rejoin_answer() {
+    let mut h = Harness::open(Transport::Tcp);
+    let first = join(&mut h, Some((E, 1)));
+    h.send(client_frame::Frame::Leave(proto::v1::LeaveRoom {
+        room: "hall".into(),
+    }));
+    h.frames();
+    let second = join(&mut h, Some((E, 3)));
+    // The first read's answer comes first (same owner, in order): ignored.
+    answer(&mut h, first, 2, 1, &[2]);
+    assert!(h.frames().is_empty());
+    answer(&mut h, second, 5, 1, &[4, 5]);
+    assert_eq!(seen(&mut h), ["joined 5 true", "4", "5"]);
+}
+
+#[test]
+fn live_messages_past_the_hold_back_bound_are_read_again_from_the_log() {
+    let mut h = Harness::open(Transport::Tcp);
+    let range = join(&mut h, Some((E, 0)));
+    for offset in 1..=4100 {
+        h.deliver(Delivery::Live(&live(offset)));
+    }
+    answer(&mut h, range, 2, 1, &[1, 2]);
+    assert_eq!(seen(&mut h), ["joined 2 true", "1", "2"]);
+    let again: Vec<RoomRange> = (h.routes().into_iter())
+        .filter_map(|r| match r {
+            Route::RoomRead { range, .. } => Some(range),
+            _ => None,
+        })
+        .collect();
+    let after = RoomRange::After(RoomPos {
+        epoch: E,
+        offset: 2,
+    });
+    assert_eq!(again, [after]);
+    answer(&mut h, after, 4100, 1, &[3, 4]);
+    // No second join answer: the messages go on where the first read ended.
+    assert_eq!(seen(&mut h), ["3", "4"]);
+}
