@@ -309,7 +309,7 @@ pub fn load(args: &RunArgs) -> Result<Config, ConfigError> {
     args.apply(&mut config);
     config.admin.read_token_file()?;
     config.cluster.read_secret()?;
-    config.redis_access = RedisAccess::read(
+    config.redis_access = redis_access::read(
         config.redis_username.as_deref(),
         config.redis_password_file.as_ref(),
         config.redis_ca_file.as_ref(),

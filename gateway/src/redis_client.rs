@@ -18,7 +18,30 @@ use std::time::Duration;
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
 use redis::{Cmd, ConnectionLike, FromRedisValue, IntoConnectionInfo, RedisResult, Value};
 
-use crate::config::RedisAccess;
+/// What every Redis client of the node uses besides the URL (built at
+/// load from `redis_username`, `redis_password_file` or
+/// `GATEWAY_REDIS_PASSWORD`, and `redis_ca_file`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RedisAccess {
+    /// The ACL user (the URL's, when it names one, wins).
+    pub username: Option<String>,
+    /// The password (the URL's, when it has one, wins).
+    pub password: Option<String>,
+    /// PEM certificates of the CA that signed Redis' certificate, for
+    /// `rediss://` (none: the system's roots).
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+/// The password and the CA never appear in a debug print.
+impl std::fmt::Debug for RedisAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisAccess")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_pem", &self.ca_pem.as_ref().map(|p| p.len()))
+            .finish()
+    }
+}
 
 /// A client for the configured Redis or Redis Cluster.
 #[derive(Clone)]

@@ -4,69 +4,43 @@
 //! for a private CA), for one Redis and for a Redis Cluster alike.
 use std::path::PathBuf;
 
+pub use crate::redis_client::RedisAccess;
+
 use super::ConfigError;
 
-/// What every Redis client of the node uses besides the URL (built at
-/// load from `redis_username`, `redis_password_file` or
-/// `GATEWAY_REDIS_PASSWORD`, and `redis_ca_file`).
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct RedisAccess {
-    /// The ACL user (the URL's, when it names one, wins).
-    pub username: Option<String>,
-    /// The password (the URL's, when it has one, wins).
-    pub password: Option<String>,
-    /// PEM certificates of the CA that signed Redis' certificate, for
-    /// `rediss://` (none: the system's roots).
-    pub ca_pem: Option<Vec<u8>>,
-}
-
-/// The password and the CA never appear in a debug print.
-impl std::fmt::Debug for RedisAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisAccess")
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("ca_pem", &self.ca_pem.as_ref().map(|p| p.len()))
-            .finish()
-    }
-}
-
-impl RedisAccess {
-    /// Reads the password file (or `GATEWAY_REDIS_PASSWORD`) and the CA
-    /// file.
-    pub(super) fn read(
-        username: Option<&str>,
-        password_file: Option<&PathBuf>,
-        ca_file: Option<&PathBuf>,
-    ) -> Result<RedisAccess, ConfigError> {
-        let password = match password_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    let why = format!("cannot read it: {e}");
-                    ConfigError::invalid("redis_password_file", path.display(), why)
-                })?;
-                Some(text.trim_end_matches(['\n', '\r']).to_owned())
+/// Reads the password file (or `GATEWAY_REDIS_PASSWORD`) and the CA file.
+pub(super) fn read(
+    username: Option<&str>,
+    password_file: Option<&PathBuf>,
+    ca_file: Option<&PathBuf>,
+) -> Result<RedisAccess, ConfigError> {
+    let password = match password_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                let why = format!("cannot read it: {e}");
+                ConfigError::invalid("redis_password_file", path.display(), why)
+            })?;
+            Some(text.trim_end_matches(['\n', '\r']).to_owned())
+        }
+        None => std::env::var("GATEWAY_REDIS_PASSWORD").ok(),
+    };
+    let ca_pem = match ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                let why = format!("cannot read it: {e}");
+                ConfigError::invalid("redis_ca_file", path.display(), why)
+            })?;
+            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                let why = "no PEM certificate in it".to_owned();
+                return Err(ConfigError::invalid("redis_ca_file", path.display(), why));
             }
-            None => std::env::var("GATEWAY_REDIS_PASSWORD").ok(),
-        };
-        let ca_pem = match ca_file {
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    let why = format!("cannot read it: {e}");
-                    ConfigError::invalid("redis_ca_file", path.display(), why)
-                })?;
-                if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-                    let why = "no PEM certificate in it".to_owned();
-                    return Err(ConfigError::invalid("redis_ca_file", path.display(), why));
-                }
-                Some(pem)
-            }
-            None => None,
-        };
-        Ok(RedisAccess {
-            username: username.map(str::to_owned),
-            password: password.filter(|p| !p.is_empty()),
-            ca_pem,
-        })
-    }
+            Some(pem)
+        }
+        None => None,
+    };
+    Ok(RedisAccess {
+        username: username.map(str::to_owned),
+        password: password.filter(|p| !p.is_empty()),
+        ca_pem,
+    })
 }
