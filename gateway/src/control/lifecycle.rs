@@ -118,6 +118,10 @@ impl Control {
 
     /// Starts draining every shard (idempotent).
     pub fn drain(&self) {
+        // A supervisor (systemd) learns the node is on its way out; an
+        // upgrade's drain of what did not move says nothing (the new
+        // process is the service then).
+        crate::sys::notify_systemd("STOPPING=1");
         // Where clients go: the node `/route` would name, never this one
         // (the registry may not list it as draining yet).
         let me = &self.node.config.node_id;

@@ -269,6 +269,8 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
     println!(
         "ready ws={ws_addr} tcp={tcp_addr} admin={admin_addr} shards={shards} driver={driver}{bus}"
     );
+    // After an upgrade this process is the service's main one now.
+    crate::sys::notify_systemd(&format!("MAINPID={}\nREADY=1", std::process::id()));
 
     for t in threads {
         let _ = t.join();

@@ -255,3 +255,25 @@ pub(crate) fn block_shutdown_signals() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Tells systemd (a `Type=notify` unit: `$NOTIFY_SOCKET`) the node's state,
+/// e.g. `READY=1`; does nothing when not run by systemd. Best effort: a
+/// lost notice is systemd's timeout to report, not the node's to die of.
+pub(crate) fn notify_systemd(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(std::path::Path::new(&path)),
+    };
+    let sent = (addr.ok())
+        .zip(UnixDatagram::unbound().ok())
+        .map(|(addr, sock)| sock.send_to_addr(state.as_bytes(), &addr));
+    if !matches!(sent, Some(Ok(_))) {
+        tracing::warn!("cannot notify systemd ({state:?})");
+    }
+}
