@@ -17,6 +17,7 @@ mod auth;
 mod backend;
 mod cluster;
 mod limits;
+mod print;
 mod qos;
 mod redis_access;
 mod rooms;
@@ -25,6 +26,7 @@ pub use auth::AuthConfig;
 pub use backend::BackendConfig;
 pub use cluster::{ClusterConfig, RoutePolicy};
 pub use limits::{DrainConfig, Limits};
+pub use print::commented_default;
 pub use qos::{QosConfig, WhenFull};
 pub use redis_access::RedisAccess;
 pub use rooms::RoomsConfig;
@@ -59,7 +61,9 @@ pub const MAX_FRAME_BYTES: usize = 16 << 20;
 pub const MAX_SHARDS: usize = 1024;
 
 /// Which monoio driver each shard runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Driver {
     /// io_uring, falling back to epoll (with a log line) where io_uring is
@@ -84,7 +88,7 @@ impl std::fmt::Display for Driver {
 
 /// The whole configuration. In TOML, the top-level keys come first, then the
 /// `[auth]`, `[limits]` and `[drain]` sections. Unknown keys are errors.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// This node's id in the registry and in logs: ASCII letters, digits and

@@ -115,7 +115,17 @@ impl Grants {
 }
 
 /// How `rooms` claims are enforced (`auth.rooms_claim`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RoomsClaim {
     /// Enforced when a token carries one; a token without it may use any room.

@@ -35,6 +35,10 @@ fn main() -> ExitCode {
             print_token(&config, &user, device.as_deref(), ttl)
         }
         Some(Command::Upgrade) => upgrade(&config),
+        Some(Command::Config) => {
+            print!("{}", config::commented_default());
+            Ok(())
+        }
         None => {
             let args = cli.run.clone();
             let reload = Box::new(move || config::load(&args));

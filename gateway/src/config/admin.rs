@@ -14,7 +14,7 @@ use super::ConfigError;
 pub const MAX_TOKEN_BYTES: usize = 1024;
 
 /// `[admin]`: credentials and the browser-facing checks of the admin API.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Bearer token every request but `GET /healthz` must carry

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 /// `[auth]`: the JWT verification key. Set at most one of the two; with
 /// neither, the node uses [`DEV_SECRET`] and warns.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Shared HMAC secret (tokens signed HS256/HS384/HS512). Default: unset.

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 /// `[backend]`: the Redis streams to and from the backend, and rate limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendConfig {
     /// Stream client sends to `backend` are appended to. Default

@@ -42,6 +42,9 @@ pub enum Command {
     /// admin token) to a new binary without dropping its listeners; waits
     /// until it is done
     Upgrade,
+    /// Print the default config file, every key with one line of meaning,
+    /// commented out
+    Config,
 }
 
 /// The config file and the flags that override its settings.

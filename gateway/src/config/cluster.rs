@@ -8,7 +8,9 @@ use serde::Deserialize;
 use super::ConfigError;
 
 /// Which node `GET /route` answers (draining nodes are never answered).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 #[clap(rename_all = "snake_case")]
 pub enum RoutePolicy {
@@ -37,7 +39,7 @@ impl std::fmt::Display for RoutePolicy {
 }
 
 /// `[cluster]`: the bus, the registry and client routing.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// Bus listener for links from other nodes. Shard `i` listens on this

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// `[limits]`: what one connection may use. Every value must be positive.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest frame accepted from or sent to a client, in bytes; a client
@@ -89,7 +89,7 @@ impl Limits {
 }
 
 /// `[drain]`: what happens on SIGTERM or an admin drain.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DrainConfig {
     /// After go-away is sent, how long to wait for clients to leave before

@@ -4,7 +4,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// `[qos]`: how QoS 1 messages are kept and retransmitted.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QosConfig {
     /// Unacknowledged messages sent to one connection before it waits for
@@ -43,7 +43,9 @@ pub struct QosConfig {
 }
 
 /// What an append does when the user's inbox is at its bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]
 pub enum WhenFull {

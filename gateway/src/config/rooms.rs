@@ -14,7 +14,7 @@ use super::validate::check;
 use super::ConfigError;
 
 /// `[rooms]` (see the module header).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoomsConfig {
     /// Name patterns of the rooms that keep history: `*` matches any run

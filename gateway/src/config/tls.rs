@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 /// `[tls]`: certificate files (PEM), read at start-up and on every reload
 /// (SIGHUP, `POST /reload`; see `Control::reload`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// Certificate chain, PEM (leaf first). A relative path in the config
