@@ -43,8 +43,9 @@ pub(crate) struct RoomLogs {
     made: u64,
     logs: HashMap<Arc<str>, Log>,
     /// (room, offset, bytes) in append order across rooms.
-    /// Entries of messages a room's own bound dropped stay until they
-    /// reach the front (skipped then): at most what `age` lets in.
+    /// For the byte bound (oldest of any room first). Entries of messages
+    /// dropped otherwise (a room's own bound, age) go stale: skipped when
+    /// met, compacted away once they outnumber the held ones.
     order: VecDeque<(Arc<str>, u64, usize)>,
     held: usize,
     bytes: usize,
@@ -93,7 +94,7 @@ impl RoomLogs {
     /// Stores `a` at the room's next offset; a retry of a held message
     /// (same sender and client message id) gives the first copy and `true`.
     pub(crate) fn append(&mut self, a: &RoomAppend, now: u64) -> (u64, RoomEntry, bool) {
-        self.expire(now);
+        self.expire(&a.room, now);
         let log = self.log(&a.room, now);
         let key = (a.msg.from.clone(), a.client_msg_id.clone());
         if !a.client_msg_id.is_empty() {
@@ -125,7 +126,7 @@ impl RoomLogs {
 
     /// Reads `range` of the room's log (creating the log if it has none).
     pub(crate) fn read(&mut self, room: &Arc<str>, range: RoomRange, now: u64) -> RoomHistory {
-        self.expire(now);
+        self.expire(room, now);
         let log = self.log(room, now);
         let first = log.msgs.front().map_or(log.top + 1, |m| m.msg.seq);
         let msgs = match range {
@@ -151,50 +152,60 @@ impl RoomLogs {
         }
     }
 
-    /// Drops what is older than the age bound, and (at most once a
-    /// second) forgets logs with nothing held that were not used for as
-    /// long.
-    fn expire(&mut self, now: u64) {
+    /// Drops what is older than the age bound: from `room` now (the log
+    /// about to be used), from every log at most once a second (then also
+    /// forgetting logs with nothing held that were not used for as long).
+    fn expire(&mut self, room: &Arc<str>, now: u64) {
         let cutoff = now.saturating_sub(self.limits.age_ms);
-        while let Some((room, offset, _)) = self.order.front() {
-            match self.logs.get(room).and_then(|l| l.msgs.front()) {
-                Some(m) if m.msg.seq == *offset => {
-                    if m.msg.timestamp_ms >= cutoff {
-                        break;
-                    }
-                    let room = room.clone();
-                    self.drop_oldest_of(&room);
-                }
-                // Dropped by its room's own bound before: skip it.
-                _ => {
-                    self.order.pop_front();
-                }
-            }
-        }
+        self.expire_room(room, cutoff);
         if now >= self.next_sweep {
             self.next_sweep = now + 1000;
+            let aged: Vec<Arc<str>> = (self.logs.iter())
+                .filter(|(_, l)| l.msgs.front().is_some_and(|m| m.msg.timestamp_ms < cutoff))
+                .map(|(r, _)| r.clone())
+                .collect();
+            for r in &aged {
+                self.expire_room(r, cutoff);
+            }
             self.logs
                 .retain(|_, l| !(l.msgs.is_empty() && l.touched < cutoff));
         }
     }
 
-    /// Drops the oldest message held of any room; false when none is.
-    fn drop_oldest(&mut self) -> bool {
-        while let Some((room, offset, _)) = self.order.front().cloned() {
-            let held = (self.logs.get(&room))
+    fn expire_room(&mut self, room: &Arc<str>, cutoff: u64) {
+        let old = |logs: &HashMap<Arc<str>, Log>| {
+            (logs.get(room))
                 .and_then(|l| l.msgs.front())
-                .is_some_and(|m| m.msg.seq == offset);
-            if held {
+                .is_some_and(|m| m.msg.timestamp_ms < cutoff)
+        };
+        while old(&self.logs) {
+            self.drop_oldest_of(room);
+        }
+    }
+
+    /// Drops the oldest message held of any room (by `order`); false when
+    /// none is.
+    fn drop_oldest(&mut self) -> bool {
+        while let Some((room, offset, _)) = self.order.pop_front() {
+            if self.is_held(&room, offset) {
                 self.drop_oldest_of(&room);
                 return true;
             }
-            self.order.pop_front();
         }
         false
     }
 
+    /// True when `order`'s entry (room, offset) is still held: offsets are
+    /// contiguous from the room's front.
+    fn is_held(&self, room: &Arc<str>, offset: u64) -> bool {
+        (self.logs.get(room))
+            .and_then(|l| l.msgs.front())
+            .is_some_and(|m| m.msg.seq <= offset)
+    }
+
     /// Drops the room's oldest message (its bytes leave the total; its
-    /// entry in `order` is skipped when met).
+    /// entry in `order` goes stale and is skipped, or compacted away once
+    /// stale entries outnumber held ones).
     fn drop_oldest_of(&mut self, room: &Arc<str>) {
         let Some(log) = self.logs.get_mut(room) else {
             return;
@@ -210,10 +221,11 @@ impl RoomLogs {
         }
         self.bytes -= m.payload.len();
         self.held -= 1;
-        if let Some((r, o, _)) = self.order.front() {
-            if r == room && *o == m.seq {
-                self.order.pop_front();
-            }
+        if self.order.len() > 2 * self.held + 1024 {
+            let order = std::mem::take(&mut self.order);
+            self.order = (order.into_iter())
+                .filter(|(r, o, _)| self.is_held(r, *o))
+                .collect();
         }
     }
 }

@@ -143,3 +143,26 @@ fn the_logs_move_whole_to_another_process() {
     let (_, again, dup) = moved.append(&msg("r", "a", "c1", 6), 6);
     assert_eq!((again.msg.seq, dup), (1, true));
 }
+
+#[test]
+fn stale_order_entries_are_compacted_and_a_quiet_room_ages_out_unused() {
+    let limits = RoomLimits {
+        size: 2,
+        age_ms: 10_000,
+        total_bytes: 1 << 30,
+    };
+    let mut l = RoomLogs::new(limits, 1);
+    l.append(&msg("quiet", "q", "", 1), 1);
+    for t in 2..10_002 {
+        l.append(&msg("hot", "h", "", t), t);
+        assert!(
+            l.order.len() <= 2 * l.held + 1024,
+            "order grew to {}",
+            l.order.len()
+        );
+    }
+    // Nobody uses the quiet room again: its message still goes with age.
+    l.append(&msg("hot", "h", "", 20_000), 20_000);
+    assert_eq!(l.held().0, 2, "the hot room's two, the quiet room's gone");
+    assert!(bodies(&mut l, "quiet", RoomRange::Last(10), 20_001).is_empty());
+}
