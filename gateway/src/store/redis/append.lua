@@ -17,22 +17,28 @@ local function varint(n)
   return table.concat(out)
 end
 
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 -- An online device not tracked yet has not been read for: its first read
 -- (queued behind its presence, maybe behind this append) is still to come.
 -- Track it from where that read starts (every message held; all of them for
--- a user with no tracked device), not from this message on.
+-- a user with no tracked device), not from this message on. (Every command
+-- counts: this runs for every QoS 1 message, so nothing is asked twice.)
 if #ARGV >= 7 then
   local from = 0
   if redis.call('HLEN', KEYS[3]) > 0 then
     local head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-    from = last
-    if head[2] then from = tonumber(head[2]) - 1 end
+    if head[2] then
+      from = tonumber(head[2]) - 1
+    else
+      from = tonumber(redis.call('GET', KEYS[1]) or '0')
+    end
   end
+  local added = 0
   for i = 7, #ARGV do
-    redis.call('HSETNX', KEYS[3], ARGV[i], int(from))
+    added = added + redis.call('HSETNX', KEYS[3], ARGV[i], int(from))
   end
-  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+  -- A hash with a new field may be new (no expiry yet), and this append
+  -- may return early below; one already holding every device has one.
+  if added > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[4]) end
 end
 
 if KEYS[5] then
@@ -47,7 +53,8 @@ if KEYS[5] then
 end
 
 local cap = tonumber(ARGV[3])
-if ARGV[6] == '1' and redis.call('ZCARD', KEYS[2]) >= cap then
+local n = redis.call('ZCARD', KEYS[2])
+if ARGV[6] == '1' and n >= cap then
   return redis.error_reply('INBOXFULL recipient inbox full')
 end
 
@@ -56,7 +63,8 @@ local seq = redis.call('INCR', KEYS[1])
 -- carrying its sequence, and a member unique per sequence.
 redis.call('ZADD', KEYS[2], int(seq), '\8' .. varint(seq) .. ARGV[1])
 
-local n = redis.call('ZCARD', KEYS[2])
+-- The member is new (it carries its sequence): one more than before.
+n = n + 1
 if n > cap then
   local over = n - cap
   local edge = redis.call('ZRANGE', KEYS[2], over - 1, over - 1, 'WITHSCORES')
