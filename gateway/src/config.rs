@@ -32,6 +32,7 @@ pub use redis_access::RedisAccess;
 pub use rooms::RoomsConfig;
 pub use tls::{TlsConfig, TlsError};
 mod cli;
+mod cli_apply;
 mod error;
 #[cfg(test)]
 mod tests;

@@ -28,6 +28,7 @@ mod peers;
 mod recent;
 mod retry;
 mod rooms;
+mod sequencer;
 pub(crate) mod tables;
 #[cfg(test)]
 mod tests;

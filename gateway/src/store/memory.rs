@@ -355,32 +355,7 @@ impl Store for MemoryStore {
                     conn,
                 }
             }
-            Op::RoomAppend(a) => {
-                let now = (self.clock)();
-                let (epoch, entry, duplicate) = self.rooms.append(&a, now);
-                let a = *a;
-                Done::RoomAppended(Box::new(super::RoomAppended {
-                    room: a.room,
-                    result: Ok((epoch, entry)),
-                    duplicate,
-                    client_msg_id: a.client_msg_id,
-                    reply: a.reply,
-                }))
-            }
-            Op::RoomRead {
-                room,
-                range,
-                reader,
-            } => {
-                let now = (self.clock)();
-                let history = self.rooms.read(&room, range, now);
-                Done::RoomRead {
-                    room,
-                    range,
-                    result: Ok(history),
-                    reader,
-                }
-            }
+            op @ (Op::RoomAppend(_) | Op::RoomRead { .. }) => self.rooms.handle(op, (self.clock)()),
         };
         self.done.push(done);
     }

@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::rooms::{RoomAppend, RoomEntry, RoomHistory, RoomRange};
+use super::{Done, Op};
 
 /// The bounds of the logs.
 #[derive(Debug, Clone)]
@@ -66,6 +67,27 @@ impl RoomLogs {
             held: 0,
             bytes: 0,
             next_sweep: 0,
+        }
+    }
+
+    /// Carries out a room operation at `now` (unix ms).
+    pub(crate) fn handle(&mut self, op: Op, now: u64) -> Done {
+        match op {
+            Op::RoomAppend(a) => {
+                let (epoch, entry, duplicate) = self.append(&a, now);
+                a.done(Ok((epoch, entry)), duplicate)
+            }
+            Op::RoomRead {
+                room,
+                range,
+                reader,
+            } => Done::RoomRead {
+                result: Ok(self.read(&room, range, now)),
+                room,
+                range,
+                reader,
+            },
+            other => unreachable!("not a room operation: {other:?}"),
         }
     }
 

@@ -149,6 +149,23 @@ pub struct RoomAppend {
     pub reply: Option<ReplyTo>,
 }
 
+impl RoomAppend {
+    /// Its outcome: the log's epoch and the stored entry, or why not.
+    pub(crate) fn done(
+        self,
+        result: Result<(u64, RoomEntry), StoreError>,
+        duplicate: bool,
+    ) -> super::Done {
+        super::Done::RoomAppended(Box::new(RoomAppended {
+            room: self.room,
+            result,
+            duplicate,
+            client_msg_id: self.client_msg_id,
+            reply: self.reply,
+        }))
+    }
+}
+
 /// The outcome of a `RoomAppend`.
 #[derive(Debug)]
 pub(crate) struct RoomAppended {

@@ -9,9 +9,7 @@ use redis::{Cmd, Value};
 use super::keys::RoomKeys;
 use super::scripts::{array, int, shape, Invocation, Params, Scripts};
 use crate::store::rooms::{epoch_text, parse_epoch, RoomEntry};
-use crate::store::{
-    Done, Op, RoomAppended, RoomHistory, RoomRange, StoreError, StoreErrorKind, Stored,
-};
+use crate::store::{Done, Op, RoomHistory, RoomRange, StoreError, StoreErrorKind, Stored};
 
 /// Offsets are clamped to this (2^53): Lua numbers are doubles.
 const MAX_OFFSET: u64 = 1 << 53;
@@ -70,7 +68,7 @@ pub(super) fn complete(op: Op, reply: Result<Value, StoreError>) -> Done {
             let parsed = reply.and_then(parse_append);
             let duplicate = matches!(parsed, Ok((_, _, Some(_))));
             let result = parsed.map(|(epoch, offset, first_id)| {
-                let mut msg = a.msg;
+                let mut msg = a.msg.clone();
                 msg.seq = offset;
                 if let Some(id) = first_id {
                     msg.msg_id = id;
@@ -78,13 +76,7 @@ pub(super) fn complete(op: Op, reply: Result<Value, StoreError>) -> Done {
                 let entry = RoomEntry { msg, qos1: a.qos1 };
                 (epoch, entry)
             });
-            Done::RoomAppended(Box::new(RoomAppended {
-                room: a.room,
-                result,
-                duplicate,
-                client_msg_id: a.client_msg_id,
-                reply: a.reply,
-            }))
+            a.done(result, duplicate)
         }
         Op::RoomRead {
             room,
