@@ -55,6 +55,11 @@ fn envelope_to(user: &str, payload: &[u8]) -> Vec<u8> {
 /// Dials `addr` as a node with `secret` would (a `relay::Link`), sends one
 /// envelope and waits for its ack; returns every byte it wrote.
 fn dial_with(addr: SocketAddr, secret: &str, envelope: &[u8]) -> Vec<u8> {
+    try_dial_with(addr, secret, envelope).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `dial_with`, or why the node would not have it.
+fn try_dial_with(addr: SocketAddr, secret: &str, envelope: &[u8]) -> Result<Vec<u8>, String> {
     let config = relay::Config {
         secrets: relay::Secrets::new(&[secret]),
         ..relay::Config::default()
@@ -87,11 +92,14 @@ fn dial_with(addr: SocketAddr, secret: &str, envelope: &[u8]) -> Vec<u8> {
             continue;
         }
         if sent && link.is_empty() {
-            return recorded;
+            return Ok(recorded);
+        }
+        if link.wants_close() {
+            return Err(format!("refused: {:?}", link.poll_event()));
         }
         let mut buf = [0u8; 4096];
         match tcp.read(&mut buf) {
-            Ok(0) => panic!("the node closed the link: {:?}", link.poll_event()),
+            Ok(0) => return Err(format!("the node closed the link: {:?}", link.poll_event())),
             Ok(n) => link.handle_bytes(Instant::now(), &buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
@@ -199,4 +207,39 @@ fn a_bus_beyond_loopback_needs_a_secret_and_a_short_one_is_refused() {
         "{stderr}"
     );
     std::fs::remove_file(short).ok();
+}
+
+/// A rotation by reload: the new secret (with the old one still accepted)
+/// is in force for new links once `POST /reload` answers.
+#[test]
+fn uring_a_new_secret_is_in_force_after_a_reload() {
+    const NEW: &str = "the new cluster secret, at least thirty-two bytes";
+    let dir = std::env::temp_dir().join(format!("gateway-rotate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("gateway.toml");
+    let write = |secret: &str, previous: &[&str]| {
+        std::fs::write(dir.join("secret"), secret).unwrap();
+        let previous: Vec<String> = previous.iter().map(|p| format!("{p:?}")).collect();
+        let toml = format!(
+            "[cluster]\nsecret_file = \"secret\"\nprevious_secrets = [{}]\n",
+            previous.join(", ")
+        );
+        std::fs::write(&config, toml).unwrap();
+    };
+    write(SECRET, &[]);
+    let c = Cluster::start(Driver::Uring, &[&["--config", config.to_str().unwrap()]]);
+    let gw = &c.nodes[0];
+    let mut alice = gw.connect(TCP, "alice", "phone");
+    assert!(try_dial_with(gw.bus[0], NEW, &envelope_to("alice", b"too early")).is_err());
+    write(NEW, &[SECRET]);
+    assert_eq!(gw.post("/reload", "").status, 200);
+    dial_with(gw.bus[0], NEW, &envelope_to("alice", b"new"));
+    hears(&mut alice, b"new");
+    dial_with(
+        gw.bus[1],
+        SECRET,
+        &envelope_to("alice", b"old, still accepted"),
+    );
+    hears(&mut alice, b"old, still accepted");
+    std::fs::remove_dir_all(dir).ok();
 }

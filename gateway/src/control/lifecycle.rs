@@ -67,18 +67,24 @@ impl Control {
                 (None, None) => None,
                 _ => return Err(ReloadError::TlsToggle),
             };
-            Ok((verifier, dev, tls, c.admin.token_bytes()))
+            Ok((
+                verifier,
+                dev,
+                tls,
+                c.admin.token_bytes(),
+                c.cluster.secrets(),
+            ))
         });
         match result {
-            Ok((verifier, dev, tls, token)) => {
-                self.reload_shards(verifier, tls)?;
+            Ok((verifier, dev, tls, token, secrets)) => {
+                self.reload_shards(verifier, tls, secrets)?;
                 let admin_token = token.is_some();
                 self.node.admin_token.set(token);
                 tracing::info!(
                     dev_secret = dev,
                     tls = self.node.tls.is_some(),
                     admin_token,
-                    "reloaded: the JWT key and token policy, TLS certificate and admin token are in force"
+                    "reloaded: the JWT key and token policy, TLS certificate, admin token and cluster secrets are in force"
                 );
                 Ok(())
             }
@@ -96,6 +102,7 @@ impl Control {
         &self,
         verifier: crate::auth::Verifier,
         tls: Option<Arc<rustls::ServerConfig>>,
+        bus_secrets: Vec<Vec<u8>>,
     ) -> Result<(), ReloadError> {
         let shards = self.node.mesh.len();
         let (done, confirmed) = crossbeam_channel::bounded(shards);
@@ -103,6 +110,7 @@ impl Control {
             let reload = crate::mesh::Reload {
                 verifier: verifier.clone(),
                 tls: tls.clone(),
+                bus_secrets: bus_secrets.clone(),
                 done: done.clone(),
             };
             command(&self.node, shard, Command::Reload(Box::new(reload)));

@@ -252,6 +252,8 @@ pub struct Reload {
     /// The certificate for TLS connections accepted from now on (`None`:
     /// TLS is off, as it was).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The cluster secrets the bus proves and accepts from now on.
+    pub bus_secrets: Vec<Vec<u8>>,
     /// Told once the shard has them in force.
     pub done: Sender<()>,
 }

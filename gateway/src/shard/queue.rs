@@ -207,6 +207,7 @@ impl Shard {
                 if r.tls.is_some() {
                     *self.tls_config.borrow_mut() = r.tls;
                 }
+                self.set_bus_secrets(&r.bus_secrets);
                 let _ = r.done.try_send(());
             }
         }

@@ -144,6 +144,12 @@ impl Link {
         }
     }
 
+    /// The cluster secrets change (a rotation): the next handshake proves
+    /// these; a link already up stays up.
+    pub fn set_secrets(&mut self, secrets: crate::Secrets) {
+        self.config.secrets = secrets;
+    }
+
     /// This node's `HELLO`.
     pub(super) fn hello(&self) -> Hello<'_> {
         Hello {

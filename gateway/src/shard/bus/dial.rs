@@ -18,7 +18,7 @@ impl Shard {
             let now = self.tick_clock();
             if pl.link.borrow_mut().poll_connect(now) {
                 let connect = monoio::net::TcpStream::connect(pl.addr);
-                let timeout = self.bus.config.hello_timeout;
+                let timeout = self.bus.config.borrow().hello_timeout;
                 match monoio::time::timeout(timeout, connect).await {
                     Ok(Ok(stream)) => {
                         // SAFETY: the descriptor was just taken from the stream.

@@ -57,7 +57,7 @@ impl Shard {
         self.bus.inbound.borrow_mut().push(handle.clone());
         let mut inbound = relay::Inbound::new(
             self.bus.identity.clone(),
-            self.bus.config.clone(),
+            self.bus.config.borrow().clone(),
             self.tick_clock(),
         );
         let mut buf = Vec::new();

@@ -62,7 +62,8 @@ pub(super) struct Bus {
     /// This shard's bus listener (taken by the accept task).
     listener: Cell<Option<RawFd>>,
     identity: relay::Identity,
-    config: relay::Config,
+    /// The links' settings (the secrets change on a reload).
+    config: RefCell<relay::Config>,
     links: RefCell<HashMap<Arc<str>, Rc<PeerLink>>>,
     inbound: RefCell<Vec<Rc<InboundHandle>>>,
     seen: RefCell<relay::Seen>,
@@ -80,10 +81,10 @@ impl Bus {
         Bus {
             listener: Cell::new(listener),
             identity,
-            config: relay::Config {
+            config: RefCell::new(relay::Config {
                 secrets: relay::Secrets::new(secrets),
                 ..relay::Config::default()
-            },
+            }),
             auth_logged: RefCell::new(std::collections::HashSet::new()),
             links: RefCell::new(HashMap::new()),
             inbound: RefCell::new(Vec::new()),
@@ -105,6 +106,19 @@ impl Shard {
             tracing::warn!(shard = self.id, %from, "bus: peer refused, it did not authenticate: {why}");
         } else {
             tracing::debug!(shard = self.id, %from, "bus: peer refused: {why}");
+        }
+    }
+
+    /// New cluster secrets (a reload): every new connection proves and
+    /// accepts these; links already up stay up.
+    pub(super) fn set_bus_secrets(&self, secrets: &[Vec<u8>]) {
+        let secrets = relay::Secrets::new(secrets);
+        if self.bus.config.borrow().secrets == secrets {
+            return;
+        }
+        self.bus.config.borrow_mut().secrets = secrets.clone();
+        for pl in self.bus.links.borrow().values() {
+            pl.link.borrow_mut().set_secrets(secrets.clone());
         }
     }
 
@@ -153,7 +167,7 @@ impl Shard {
             let link = relay::Link::new(
                 self.bus.identity.clone(),
                 Some(p.id.to_string()),
-                self.bus.config.clone(),
+                self.bus.config.borrow().clone(),
                 fastrand::u64(..),
                 now,
             );
