@@ -23,7 +23,8 @@
 #   shard's fd table cannot hold 30,000 sockets under the 20,000-descriptor
 #   hard limit here), DIRECT_CONNS 10000, DIRECT_RATE 10000, DIRECT_SECS 15,
 #   PRESENCE_SAMPLE 0 (every receiver), RATE 5000 (connects/s), SKIP_FANOUT,
-#   SKIP_DIRECT, SKIP_BASELINE (=1 to skip), LABEL, GATEWAY (binary).
+#   SKIP_DIRECT, SKIP_BASELINE (=1 to skip), LABEL, GATEWAY (binary),
+#   NODE_ARGS (more flags for every node, e.g. --cluster-secret-file F).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,7 +71,7 @@ scripts/tune-host.sh >"$out/tune-host.txt" 2>&1 || true
 # cluster_up N SHARDS TAG: starts the cluster; sets ws, admins, admin1, pids.
 cluster_up() {
     local n=$1 s=$2 tag=$3 lines
-    lines=$(scripts/cluster.sh up "$n" -- --shards "$s" --jwt-secret "$secret")
+    lines=$(scripts/cluster.sh up "$n" -- --shards "$s" --jwt-secret "$secret" ${NODE_ARGS:-})
     up=1
     echo "$lines" >"$out/nodes-$tag.txt"
     ws=$(sed -n 's/.* ws=\([^ ]*\).*/\1/p' <<<"$lines" | paste -sd,)
