@@ -10,6 +10,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { GatewayClient } from '../src/index.js';
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '../../..');
 export const SECRET = 'S';
@@ -210,4 +212,22 @@ export async function admin(/** @type {Gateway} */ gw, method, p, body) {
   } catch {
     return text;
   }
+}
+
+/**
+ * Clients with fast reconnects, each remembered so the suite can close them
+ * all when it ends (`client.closeAll()`).
+ */
+export function clientFactory() {
+  /** @type {GatewayClient[]} */
+  const clients = [];
+  const client = (/** @type {import('../src/types.js').ClientOptions} */ o) => {
+    const c = new GatewayClient({ backoff: { minMs: 10, maxMs: 200 }, ...o });
+    clients.push(c);
+    return c;
+  };
+  client.closeAll = () => {
+    for (const c of clients) c.close();
+  };
+  return client;
 }

@@ -12,25 +12,18 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { GatewayClient } from '../src/index.js';
-import { admin, startGateway, startProxy, token, until, waitFor } from './helpers.js';
+import { admin, clientFactory, startGateway, startProxy, token, until, waitFor } from './helpers.js';
 
-const fast = { backoff: { minMs: 10, maxMs: 200 } };
 /** @type {import('./helpers.js').Gateway} */
 let gw;
-/** @type {GatewayClient[]} */
-const clients = [];
-const client = (/** @type {import('../src/types.js').ClientOptions} */ o) => {
-  const c = new GatewayClient({ ...fast, ...o });
-  clients.push(c);
-  return c;
-};
+const client = clientFactory();
 
 before(async () => {
   // Only the rooms named h-*: the others keep working as rooms always did.
   gw = await startGateway(['--room-history', 'h-*']);
 });
 after(async () => {
-  for (const c of clients) c.close();
+  client.closeAll();
   await gw.stop();
 });
 

@@ -3,25 +3,18 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { GatewayClient, GatewayError } from '../src/index.js';
-import { admin, deadline, startGateway, startProxy, token, until, waitFor } from './helpers.js';
+import { GatewayError } from '../src/index.js';
+import { admin, clientFactory, deadline, startGateway, startProxy, token, until, waitFor } from './helpers.js';
 
-const fast = { backoff: { minMs: 10, maxMs: 200 } };
 /** @type {import('./helpers.js').Gateway} */
 let gw;
-/** @type {GatewayClient[]} */
-const clients = [];
-const client = (/** @type {import('../src/types.js').ClientOptions} */ o) => {
-  const c = new GatewayClient({ ...fast, ...o });
-  clients.push(c);
-  return c;
-};
+const client = clientFactory();
 
 before(async () => {
   gw = await startGateway();
 });
 after(async () => {
-  for (const c of clients) c.close();
+  client.closeAll();
   await gw.stop();
 });
 
