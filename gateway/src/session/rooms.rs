@@ -267,21 +267,21 @@ impl Session {
             Some(Frame::Joined(j)) => &j.room,
             _ => return false,
         };
-        let room: Arc<str> = Arc::from(room.as_str());
-        self.room_live(cx, &room, msg);
+        self.room_live(cx, room, msg);
         true
     }
 
-    fn room_live(&mut self, cx: &mut Ctx, room: &Arc<str>, msg: &Arc<Outbound>) {
-        if !self.rooms.contains(room) {
+    /// Runs for every member of a room on every message: no allocation.
+    fn room_live(&mut self, cx: &mut Ctx, room: &str, msg: &Arc<Outbound>) {
+        let Some(name) = self.rooms.iter().find(|r| ***r == *room) else {
             return; // no longer a member
-        }
+        };
         let cursors = cx.fx.room_cursors.entry(self.id).or_default();
         if cursors.get(room).is_none() {
             // A member without a position (joined before the room kept
             // history, or moved by an upgrade from a binary without it):
             // live from here on.
-            cursors.set(room, State::Live);
+            cursors.set(name, State::Live);
         }
         let Some(c) = cursors.get(room) else {
             return;
