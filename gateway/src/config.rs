@@ -16,6 +16,7 @@ pub mod admin;
 mod auth;
 mod backend;
 mod cluster;
+mod compression;
 mod limits;
 mod print;
 mod qos;
@@ -25,6 +26,7 @@ mod tls;
 pub use auth::AuthConfig;
 pub use backend::BackendConfig;
 pub use cluster::{ClusterConfig, RoutePolicy};
+pub use compression::CompressionConfig;
 pub use limits::{DrainConfig, Limits};
 pub use print::commented_default;
 pub use qos::{QosConfig, WhenFull};
@@ -156,6 +158,8 @@ pub struct Config {
     pub qos: QosConfig,
     /// `[rooms]`: which rooms keep history, and how much.
     pub rooms: RoomsConfig,
+    /// `[compression]`: permessage-deflate on the WebSocket port.
+    pub compression: CompressionConfig,
     /// `[cluster]`: the bus to other nodes, the registry, client routing.
     pub cluster: ClusterConfig,
     /// `[backend]`: the streams to and from the chat backend, rate limits.
@@ -190,6 +194,7 @@ impl Default for Config {
             redis_access: RedisAccess::default(),
             qos: QosConfig::default(),
             rooms: RoomsConfig::default(),
+            compression: CompressionConfig::default(),
             cluster: ClusterConfig::default(),
             backend: BackendConfig::default(),
             tls: TlsConfig::default(),

@@ -4,7 +4,9 @@
 //! frame is encoded at most once per wire format (WebSocket binary, WebSocket
 //! JSON, raw TCP) by whichever shard needs that format first, and every member
 //! copies the same bytes into its pending output. Nothing is re-encoded per
-//! member.
+//! member. The same holds for compression (permessage-deflate): a
+//! compressed wire's bytes are the plain wire's frame compressed once, by
+//! the first shard's [`Compressor`] that needs them.
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -21,14 +23,21 @@ pub enum Wire {
     WsJson,
     /// Raw TCP, u32 big-endian length-prefixed protobuf.
     Tcp,
+    /// `WsProto` with permessage-deflate negotiated.
+    WsProtoDeflate,
+    /// `WsJson` with permessage-deflate negotiated.
+    WsJsonDeflate,
 }
+
+/// How many wires there are.
+const WIRES: usize = 5;
 
 impl Wire {
     /// Transport label used in metrics and presence.
     pub fn transport(self) -> &'static str {
         match self {
-            Wire::WsProto | Wire::WsJson => "ws",
             Wire::Tcp => "tcp",
+            _ => "ws",
         }
     }
 
@@ -36,11 +45,28 @@ impl Wire {
         self as usize
     }
 
-    /// The WebSocket wire carrying `enc` (the negotiated subprotocol).
-    pub fn websocket(enc: Encoding) -> Wire {
-        match enc {
-            Encoding::Proto => Wire::WsProto,
-            Encoding::Json => Wire::WsJson,
+    /// The WebSocket wire carrying `enc` (the negotiated subprotocol),
+    /// compressed when permessage-deflate was negotiated.
+    pub fn websocket(enc: Encoding, deflate: bool) -> Wire {
+        match (enc, deflate) {
+            (Encoding::Proto, false) => Wire::WsProto,
+            (Encoding::Json, false) => Wire::WsJson,
+            (Encoding::Proto, true) => Wire::WsProtoDeflate,
+            (Encoding::Json, true) => Wire::WsJsonDeflate,
+        }
+    }
+
+    /// True for a WebSocket wire with permessage-deflate.
+    pub fn deflate(self) -> bool {
+        matches!(self, Wire::WsProtoDeflate | Wire::WsJsonDeflate)
+    }
+
+    /// The same wire without compression.
+    pub fn plain(self) -> Wire {
+        match self {
+            Wire::WsProtoDeflate => Wire::WsProto,
+            Wire::WsJsonDeflate => Wire::WsJson,
+            w => w,
         }
     }
 
@@ -48,12 +74,13 @@ impl Wire {
     /// (text for JSON; raw TCP frames are protobuf).
     pub fn encoding(self) -> (Encoding, Opcode) {
         match self {
-            Wire::WsJson => (Encoding::Json, Opcode::Text),
-            Wire::WsProto | Wire::Tcp => (Encoding::Proto, Opcode::Binary),
+            Wire::WsJson | Wire::WsJsonDeflate => (Encoding::Json, Opcode::Text),
+            Wire::WsProto | Wire::WsProtoDeflate | Wire::Tcp => (Encoding::Proto, Opcode::Binary),
         }
     }
 
-    /// Appends `frame`, framed for this wire, to `out`.
+    /// Appends `frame`, framed for this wire, to `out`, uncompressed (what
+    /// a compressed wire may always carry too; see [`Compressor::encode`]).
     pub fn encode(self, frame: &ServerFrame, out: &mut Vec<u8>) {
         match self {
             Wire::Tcp => {
@@ -63,7 +90,7 @@ impl Wire {
                 let len = (out.len() - start - proto::frame::HEADER_LEN) as u32;
                 out[start..start + proto::frame::HEADER_LEN].copy_from_slice(&len.to_be_bytes());
             }
-            Wire::WsProto | Wire::WsJson => {
+            _ => {
                 let (enc, op) = self.encoding();
                 let mut payload = Vec::new();
                 codec::encode_server(enc, frame, &mut payload);
@@ -74,11 +101,74 @@ impl Wire {
     }
 }
 
+/// A shard's compressor for the compressed wires: messages of at least
+/// `min_bytes` are deflated at `level` (one zlib context, reset per
+/// message, made on first use).
+#[derive(Debug)]
+pub struct Compressor {
+    level: u32,
+    min_bytes: usize,
+    deflater: Option<Box<ws::deflate::Deflater>>,
+}
+
+impl Default for Compressor {
+    fn default() -> Self {
+        Compressor::new(6, 256)
+    }
+}
+
+impl Compressor {
+    /// A compressor at zlib `level` for messages of `min_bytes` or more.
+    pub fn new(level: u32, min_bytes: usize) -> Self {
+        Compressor {
+            level,
+            min_bytes,
+            deflater: None,
+        }
+    }
+
+    /// Appends `frame` for `wire` to `out`: compressed when the wire is
+    /// and it makes the message smaller.
+    pub fn encode(&mut self, wire: Wire, frame: &ServerFrame, out: &mut Vec<u8>) {
+        if !wire.deflate() {
+            return wire.encode(frame, out);
+        }
+        let mut plain = Vec::new();
+        wire.encode(frame, &mut plain);
+        match self.compress(&plain) {
+            Some(z) => out.extend_from_slice(&z),
+            None => out.extend_from_slice(&plain),
+        }
+    }
+
+    /// `plain` (one unmasked, final WebSocket data frame) compressed, or
+    /// `None` when it is short or does not shrink.
+    fn compress(&mut self, plain: &[u8]) -> Option<Vec<u8>> {
+        let (&b0, &b1) = (plain.first()?, plain.get(1)?);
+        let header = match b1 & 0x7f {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        let payload = plain.get(header..)?;
+        if payload.len() < self.min_bytes.max(1) {
+            return None;
+        }
+        let opcode = Opcode::from_u8(b0 & 0x0f)?;
+        let level = self.level;
+        let deflater = self
+            .deflater
+            .get_or_insert_with(|| Box::new(ws::deflate::Deflater::new(level)));
+        let mut out = Vec::with_capacity(payload.len() / 2 + 16);
+        deflater.frame(opcode, payload, &mut out).then_some(out)
+    }
+}
+
 /// One server frame shared by every recipient, with lazily encoded bytes.
 #[derive(Debug)]
 pub struct Outbound {
     frame: ServerFrame,
-    wires: [OnceLock<Bytes>; 3],
+    wires: [OnceLock<Bytes>; WIRES],
 }
 
 impl Outbound {
@@ -90,13 +180,29 @@ impl Outbound {
         })
     }
 
-    /// The frame's bytes for `wire`, encoded on first use.
-    pub fn bytes(&self, wire: Wire) -> &[u8] {
-        self.wires[wire.index()].get_or_init(|| {
+    /// The frame's bytes for `wire`, encoded (and for a compressed wire,
+    /// compressed by `z`) on first use.
+    pub fn bytes(&self, wire: Wire, z: &mut Compressor) -> &[u8] {
+        self.shared(wire, z)
+    }
+
+    fn shared(&self, wire: Wire, z: &mut Compressor) -> &Bytes {
+        let slot = &self.wires[wire.index()];
+        if let Some(b) = slot.get() {
+            return b;
+        }
+        let bytes = if wire.deflate() {
+            let plain = self.shared(wire.plain(), z);
+            match z.compress(plain) {
+                Some(compressed) => Bytes::from(compressed),
+                None => plain.clone(),
+            }
+        } else {
             let mut out = Vec::new();
             wire.encode(&self.frame, &mut out);
             Bytes::from(out)
-        })
+        };
+        slot.get_or_init(|| bytes)
     }
 
     /// The frame itself.
@@ -119,7 +225,7 @@ mod tests {
     #[test]
     fn tcp_frame_is_length_prefixed_protobuf() {
         let out = Outbound::new(pong());
-        let bytes = out.bytes(Wire::Tcp);
+        let bytes = out.bytes(Wire::Tcp, &mut Compressor::default());
         let (used, payload) = proto::frame::decode(bytes, 1024).unwrap().unwrap();
         assert_eq!(used, bytes.len());
         let back = codec::decode_server(Encoding::Proto, payload).unwrap();
@@ -129,7 +235,7 @@ mod tests {
     #[test]
     fn ws_json_frame_is_a_text_message() {
         let out = Outbound::new(pong());
-        let mut bytes = out.bytes(Wire::WsJson).to_vec();
+        let mut bytes = out.bytes(Wire::WsJson, &mut Compressor::default()).to_vec();
         let head = ws::decode_frame(&mut bytes, ws::Role::Client, 1024)
             .unwrap()
             .unwrap();
@@ -143,9 +249,45 @@ mod tests {
 
     #[test]
     fn each_wire_is_encoded_once() {
+        let z = &mut Compressor::default();
         let out = Outbound::new(pong());
-        let a = out.bytes(Wire::WsProto).as_ptr();
-        let b = out.bytes(Wire::WsProto).as_ptr();
+        let a = out.bytes(Wire::WsProto, z).as_ptr();
+        let b = out.bytes(Wire::WsProto, z).as_ptr();
         assert_eq!(a, b);
+        // A short frame on a compressed wire is the plain one, shared.
+        assert_eq!(out.bytes(Wire::WsProtoDeflate, z).as_ptr(), a);
+    }
+
+    #[test]
+    fn a_long_frame_is_compressed_once_per_wire() {
+        use proto::v1::Deliver;
+        let z = &mut Compressor::default();
+        let chat = r#"{"text":"see you at the station at eight, bring the tickets"}"#;
+        let out = Outbound::new(ServerFrame {
+            frame: Some(Frame::Deliver(Deliver {
+                from: "alice".into(),
+                room: "chat:lobby".into(),
+                payload: chat.repeat(4).into_bytes().into(),
+                ..Deliver::default()
+            })),
+        });
+        let plain = out.bytes(Wire::WsJson, z).len();
+        let mut bytes = out.bytes(Wire::WsJsonDeflate, z).to_vec();
+        // (JSON carries the payload as base64: less to gain than on text.)
+        assert!(bytes.len() * 3 < plain * 2, "{} vs {plain}", bytes.len());
+        // Compressed once: any shard's compressor gets the same bytes.
+        let first = out.bytes(Wire::WsJsonDeflate, z).as_ptr();
+        let other = out.bytes(Wire::WsJsonDeflate, &mut Compressor::default());
+        assert_eq!(other.as_ptr(), first);
+        let head = ws::decode_frame_ext(&mut bytes, ws::Role::Client, 1 << 16, true)
+            .unwrap()
+            .unwrap();
+        assert!(head.rsv1);
+        let mut inflated = Vec::new();
+        ws::deflate::Inflater::new()
+            .message(&[], &bytes[head.header_len..], 1 << 16, &mut inflated)
+            .unwrap();
+        let frame = codec::decode_server(Encoding::Json, &inflated).unwrap();
+        assert_eq!(&frame, out.frame());
     }
 }

@@ -218,6 +218,7 @@ impl Config {
         self.admin.validate(self.admin_listen)?;
         self.qos.validate()?;
         self.rooms.validate()?;
+        self.compression.validate()?;
         self.backend.validate()?;
         if let Some(url) = &self.redis {
             super::validate_sections::validate_redis(url)?;

@@ -298,6 +298,7 @@ fn shard_deps(node: &Arc<Node>, listeners: &Listeners, accept_later: bool) -> sh
         limits: c.limits.clone(),
         qos: c.qos.clone(),
         rooms: c.rooms.clone(),
+        compression: c.compression,
         bus_secrets: c.cluster.secrets(),
         redis_access: c.redis_access.clone(),
         auth: c.auth.clone(),

@@ -52,6 +52,8 @@ pub(crate) struct Env {
     pub hook: bool,
     /// `[rooms]`: which rooms keep history.
     pub rooms: Arc<crate::config::RoomsConfig>,
+    /// `[compression]`: whether permessage-deflate is accepted.
+    pub compression: bool,
     /// Answers plain `GET`s on the client port (`/route`): the request
     /// target to a status and a JSON body, or `None` for a target it does
     /// not serve (the upgrade error is answered). None: upgrades only.
@@ -84,12 +86,24 @@ pub(crate) struct Effects {
     pub room_buckets: std::collections::HashMap<Arc<str>, crate::rate::Bucket>,
     /// The positions in rooms with history, by connection id (`rooms`).
     pub room_cursors: std::collections::HashMap<u64, super::rooms::RoomCursors>,
+    /// Compresses frames for the compressed wires (one per shard).
+    pub compressor: crate::outbound::Compressor,
+    /// Inflates compressed client messages (one per shard).
+    pub inflate: super::inflate::Inflate,
     /// `room_buckets`' size after it was last pruned.
     room_buckets_kept: usize,
     next_msg: u64,
 }
 
 impl Effects {
+    /// Effects whose compressed wires use `compressor`.
+    pub(crate) fn with_compressor(compressor: crate::outbound::Compressor) -> Effects {
+        Effects {
+            compressor,
+            ..Effects::default()
+        }
+    }
+
     /// Sets (or clears) the room permissions of connection `id`.
     pub(crate) fn set_grants(&mut self, id: u64, grants: Option<Arc<crate::grants::Grants>>) {
         match grants {
@@ -108,6 +122,7 @@ impl Effects {
         self.buckets.remove(&id);
         self.frame_buckets.remove(&id);
         self.room_cursors.remove(&id);
+        self.inflate.forget(id);
     }
 
     /// Forgets the room buckets that are full again (as a new one would

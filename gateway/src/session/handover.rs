@@ -27,7 +27,8 @@ use crate::outbound::{Outbound, Wire};
 pub(crate) struct SessionState {
     #[prost(uint64, tag = "1")]
     pub id: u64,
-    /// 0 WebSocket protobuf, 1 WebSocket JSON, 2 raw TCP.
+    /// 0 WebSocket protobuf, 1 WebSocket JSON, 2 raw TCP, 3 and 4 the
+    /// first two with permessage-deflate.
     #[prost(uint32, tag = "2")]
     pub wire: u32,
     /// 0 upgrade, 1 auth, 2 open.
@@ -65,6 +66,13 @@ pub(crate) struct SessionState {
     /// shard, filled in by it).
     #[prost(message, repeated, tag = "16")]
     pub rooms_at: Vec<RoomAt>,
+    /// permessage-deflate: the client's window in bits (0: none).
+    #[prost(uint32, tag = "17")]
+    pub inflate_bits: u32,
+    /// The client's last bytes, which its next compressed message may
+    /// refer to (kept by the shard, filled in by it).
+    #[prost(bytes = "vec", tag = "18")]
+    pub inflate_window: Vec<u8>,
 }
 
 /// A connection's position in one room with history.
@@ -85,6 +93,9 @@ pub(crate) struct Fragments {
     pub text: bool,
     #[prost(bytes = "vec", tag = "2")]
     pub buf: Vec<u8>,
+    /// Compressed (RSV1 on its first frame).
+    #[prost(bool, tag = "3")]
+    pub compressed: bool,
 }
 
 /// The QoS 1 window and cursors (see `qos::QosState`).
@@ -167,6 +178,8 @@ impl Session {
                 Wire::WsProto => 0,
                 Wire::WsJson => 1,
                 Wire::Tcp => 2,
+                Wire::WsProtoDeflate => 3,
+                Wire::WsJsonDeflate => 4,
             },
             phase: match self.phase {
                 Phase::Upgrade => 0,
@@ -186,6 +199,8 @@ impl Session {
             qos: self.qos.as_deref().map(|q| q.export(now)),
             grants: grants.map(|g| g.to_claim().to_string()),
             rooms_at: Vec::new(),
+            inflate_bits: u32::from(self.inflate_bits),
+            inflate_window: Vec::new(),
         }
     }
 
@@ -199,6 +214,8 @@ impl Session {
             0 => Wire::WsProto,
             1 => Wire::WsJson,
             2 => Wire::Tcp,
+            3 => Wire::WsProtoDeflate,
+            4 => Wire::WsJsonDeflate,
             w => return Err(ImportError::Wire(w)),
         };
         let phase = match st.phase {
@@ -243,6 +260,11 @@ impl Session {
             bye: 0,
             qos,
             known: st.known,
+            inflate_bits: match st.inflate_bits {
+                0 => 0,
+                b @ 8..=15 => b as u8,
+                b => return Err(ImportError::Wire(b)),
+            },
         };
         Ok((session, grants))
     }
@@ -250,14 +272,15 @@ impl Session {
 
 impl Partial {
     fn export(&self) -> (Vec<u8>, Option<Fragments>) {
-        let fragments = self
-            .ws
-            .as_ref()
-            .and_then(|a| a.pending())
-            .map(|(text, buf)| Fragments {
-                text,
-                buf: buf.to_vec(),
-            });
+        let fragments =
+            self.ws
+                .as_ref()
+                .and_then(|a| a.pending())
+                .map(|(text, compressed, buf)| Fragments {
+                    text,
+                    buf: buf.to_vec(),
+                    compressed,
+                });
         (self.buf.clone(), fragments)
     }
 
@@ -273,7 +296,8 @@ impl Partial {
         let ws = match (wire, fragments) {
             (Wire::Tcp, _) => None,
             (_, Some(f)) => Some(
-                proto::ws::Assembler::resume(max, f.text, f.buf).ok_or(ImportError::Fragments)?,
+                proto::ws::Assembler::resume(max, f.text, f.compressed, f.buf)
+                    .ok_or(ImportError::Fragments)?,
             ),
             (_, None) => Some(proto::ws::Assembler::new(max)),
         };

@@ -69,14 +69,17 @@ impl Session {
             }
         }
         // None offered means binary protobuf.
-        let (wire, protocol) = if req.protocols.is_empty() {
-            (Wire::WsProto, None)
+        let (enc, protocol) = if req.protocols.is_empty() {
+            (Encoding::Proto, None)
         } else {
             match codec::negotiate(&req.protocols) {
-                Some((enc, p)) => (Wire::websocket(enc), Some(p)),
+                Some((enc, p)) => (enc, Some(p)),
                 None => return self.reject_upgrade(cx, 400, "unsupported subprotocol"),
             }
         };
+        // permessage-deflate when offered acceptably and not turned off.
+        let deflate = req.deflate.filter(|_| cx.env.compression);
+        let wire = Wire::websocket(enc, deflate.is_some());
         let token = req.bearer.as_deref().or(req.query_token.as_deref());
         let claims = match token {
             Some(t) => match cx.env.verifier.verify_at(t, cx.env.clock.unix_secs(cx.now)) {
@@ -89,8 +92,10 @@ impl Session {
             None => None,
         };
         let accept = handshake::accept_key(&req.key);
-        let response = handshake::response_switching(&accept, protocol);
+        let extensions = deflate.map(|d| d.response());
+        let response = handshake::response_switching(&accept, protocol, extensions.as_deref());
         self.wire = wire;
+        self.inflate_bits = deflate.and_then(|d| d.client_window_bits).unwrap_or(0);
         self.phase = Phase::Auth;
         self.queue(cx, &response);
         if let Some(claims) = claims {

@@ -195,7 +195,7 @@ impl Session {
         buf: &mut [u8],
         max: usize,
     ) -> Result<Option<usize>, Fatal> {
-        let head = match ws::decode_frame(buf, Role::Server, max) {
+        let head = match ws::decode_frame_ext(buf, Role::Server, max, self.wire.deflate()) {
             Ok(Some(head)) => head,
             Ok(None) => return Ok(None),
             Err(e) => return Err(ws_fatal(e)),
@@ -204,18 +204,28 @@ impl Session {
         let payload = &buf[head.header_len..used];
         match asm.push(head, payload).map_err(ws_fatal)? {
             None | Some(Event::Pong(_)) => {}
-            Some(Event::Data { text, payload }) => {
-                // RFC 6455 section 8.1: a text message is UTF-8 (checked on
-                // the whole message, so also across fragments).
-                if text && std::str::from_utf8(&payload).is_err() {
-                    return Err(ws_fatal(proto::ws::WsError::InvalidUtf8));
-                }
-                let enc = if text {
-                    Encoding::Json
-                } else {
-                    Encoding::Proto
+            Some(Event::Data {
+                text,
+                compressed: false,
+                payload,
+            }) => self.on_message(cx, text, &payload)?,
+            Some(Event::Data {
+                text,
+                compressed: true,
+                payload,
+            }) => {
+                // Inflated in a pooled buffer, under the frame limit.
+                let mut buf = cx.fx.pool.take();
+                let inflated =
+                    cx.fx
+                        .inflate
+                        .message(self.id, self.inflate_bits, &payload, max, &mut buf);
+                let result = match inflated {
+                    Ok(()) => self.on_message(cx, text, &buf),
+                    Err(e) => Err(ws_fatal(e)),
                 };
-                self.on_payload(cx, enc, &payload)?;
+                cx.fx.pool.put(buf);
+                result?;
             }
             Some(Event::Ping(data)) => {
                 let mut frame = Vec::with_capacity(data.len() + 2);
@@ -225,6 +235,23 @@ impl Session {
             Some(Event::Close { .. }) => self.close(cx),
         }
         Ok(Some(used))
+    }
+}
+
+impl Session {
+    /// One whole WebSocket data message (inflated if it was compressed).
+    fn on_message(&mut self, cx: &mut Ctx, text: bool, payload: &[u8]) -> Result<(), Fatal> {
+        // RFC 6455 section 8.1: a text message is UTF-8 (checked on the
+        // whole message, so also across fragments).
+        if text && std::str::from_utf8(payload).is_err() {
+            return Err(ws_fatal(proto::ws::WsError::InvalidUtf8));
+        }
+        let enc = if text {
+            Encoding::Json
+        } else {
+            Encoding::Proto
+        };
+        self.on_payload(cx, enc, payload)
     }
 }
 

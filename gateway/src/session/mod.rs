@@ -31,6 +31,7 @@ mod context;
 mod frames;
 mod handover;
 mod handshake;
+mod inflate;
 mod input;
 mod qos;
 mod replay;
@@ -114,6 +115,10 @@ pub(crate) struct Session {
     /// Highest sequence the client is known to have (its resume point and
     /// acks, and what was sent to it).
     known: u64,
+    /// permessage-deflate: the window of a client that keeps its context
+    /// across messages, in bits (its last bytes are in `Effects::inflate`);
+    /// 0 when it resets it per message, or compression is off.
+    inflate_bits: u8,
 }
 
 impl Session {
@@ -141,6 +146,7 @@ impl Session {
             expires_at: 0,
             qos: None,
             known: 0,
+            inflate_bits: 0,
         }
     }
 
@@ -217,7 +223,7 @@ impl Session {
                 if self.phase == Phase::Open && self.room_frame(cx, msg) {
                     return;
                 }
-                if self.phase == Phase::Open && self.queue(cx, msg.bytes(self.wire)) {
+                if self.phase == Phase::Open && self.queue_shared(cx, msg) {
                     ShardStats::inc(&cx.env.stats.deliveries);
                 }
             }
@@ -272,10 +278,16 @@ impl Session {
         true
     }
 
+    /// Queues a shared frame in this connection's wire format.
+    fn queue_shared(&mut self, cx: &mut Ctx, msg: &crate::outbound::Outbound) -> bool {
+        let bytes = msg.bytes(self.wire, &mut cx.fx.compressor);
+        self.queue(cx, bytes)
+    }
+
     /// Encodes and queues one frame.
     fn send_frame(&mut self, cx: &mut Ctx, frame: &ServerFrame) {
         let mut bytes = Vec::new();
-        self.wire.encode(frame, &mut bytes);
+        cx.fx.compressor.encode(self.wire, frame, &mut bytes);
         self.queue(cx, &bytes);
     }
 

@@ -168,7 +168,7 @@ impl Session {
     }
 
     pub(super) fn qos_send(&mut self, cx: &mut Ctx, seq: u64, msg: Arc<Outbound>) {
-        if self.phase != Phase::Open || !self.queue(cx, msg.bytes(self.wire)) {
+        if self.phase != Phase::Open || !self.queue_shared(cx, &msg) {
             return;
         }
         ShardStats::inc(&cx.env.stats.deliveries);
@@ -338,7 +338,7 @@ impl Session {
                 if !self.qos_room(cx.env) {
                     break;
                 }
-                if !self.queue(cx, m.bytes(self.wire)) {
+                if !self.queue_shared(cx, &m) {
                     return;
                 }
                 sent += 1;

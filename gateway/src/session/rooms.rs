@@ -336,7 +336,7 @@ impl Session {
     }
 
     fn send_room_frame(&mut self, cx: &mut Ctx, msg: &Outbound) {
-        if self.queue(cx, msg.bytes(self.wire)) {
+        if self.queue_shared(cx, msg) {
             ShardStats::inc(&cx.env.stats.deliveries);
         }
     }

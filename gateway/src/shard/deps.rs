@@ -43,6 +43,8 @@ pub(crate) struct Deps {
     pub qos: QosConfig,
     /// Rooms with history.
     pub rooms: crate::config::RoomsConfig,
+    /// permessage-deflate.
+    pub compression: crate::config::CompressionConfig,
     /// The user, password and CA to reach Redis with.
     pub redis_access: crate::config::RedisAccess,
     /// The cluster secrets the bus links prove (empty: none).

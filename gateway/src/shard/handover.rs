@@ -147,6 +147,9 @@ impl Shard {
                     if let Some(rooms) = fx.room_cursors.get(&c.session.id()) {
                         st.rooms_at = rooms.export();
                     }
+                    if let Some(window) = fx.inflate.window(c.session.id()) {
+                        st.inflate_window = window.to_vec();
+                    }
                     batch.sessions.push(st);
                     fds.push(c.fd);
                 }
@@ -248,8 +251,13 @@ impl Shard {
         let n = fds.len();
         for (mut st, fd) in batch.sessions.into_iter().zip(fds) {
             let rooms = RoomCursors::import(std::mem::take(&mut st.rooms_at));
+            let window = std::mem::take(&mut st.inflate_window);
             let (session, grants) =
                 Session::import(st, then, &self.env).map_err(|e| format!("a session: {e}"))?;
+            self.fx
+                .borrow_mut()
+                .inflate
+                .set_window(session.id(), window);
             if let Some(rooms) = rooms {
                 self.fx
                     .borrow_mut()

@@ -192,6 +192,7 @@ impl Shard {
             backend: deps.redis.is_some(),
             hook: deps.backend.authorize_url.is_some(),
             rooms: Arc::new(deps.rooms.clone()),
+            compression: deps.compression.enabled,
         };
         let identity = relay::Identity {
             node_id: deps.node_id.clone(),
@@ -224,7 +225,10 @@ impl Shard {
             poller: poller::Poller::new()?,
             stats: stats.clone(),
             env,
-            fx: RefCell::new(Effects::default()),
+            fx: RefCell::new(Effects::with_compressor(crate::outbound::Compressor::new(
+                deps.compression.level,
+                deps.compression.min_bytes,
+            ))),
             conns: RefCell::new(Slab::new()),
             router: RefCell::new(Router::new(
                 id as u16,

@@ -20,7 +20,11 @@ fn spec(target: Target, wire: Wire) -> Arc<Spec> {
 }
 
 fn switching(protocol: Option<&str>) -> Vec<u8> {
-    handshake::response_switching(&handshake::accept_key("bG9hZGdlbi1sb2FkZ2VuIQ=="), protocol)
+    handshake::response_switching(
+        &handshake::accept_key("bG9hZGdlbi1sb2FkZ2VuIQ=="),
+        protocol,
+        None,
+    )
 }
 
 fn server_frame(f: Frame, out: &mut Vec<u8>) {

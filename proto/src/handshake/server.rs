@@ -36,6 +36,10 @@ pub struct UpgradeRequest {
     /// The `last_seq` query parameter: the highest QoS 1 seq the client
     /// has (a resume point given with the upgrade). 0 when absent.
     pub last_seq: u64,
+    /// The permessage-deflate agreement the server can make from the
+    /// client's `Sec-WebSocket-Extensions` offers (RFC 7692), if any offer
+    /// is acceptable; whether to use it is the server's choice.
+    pub deflate: Option<crate::ws::extensions::Deflate>,
 }
 
 /// Parses the upgrade request at the front of `buf`, looking at no more than
@@ -113,9 +117,16 @@ pub fn parse_request(
                 .map(str::to_owned),
         );
     }
+    let deflate = crate::ws::extensions::negotiate_deflate(
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .filter_map(|h| std::str::from_utf8(h.value).ok()),
+    );
     Ok(Some((
         head_len,
         UpgradeRequest {
+            deflate,
             path: path.to_owned(),
             query_token,
             bearer,
@@ -171,8 +182,13 @@ fn hex(c: u8) -> Option<u8> {
     }
 }
 
-/// The `101 Switching Protocols` response, with the chosen subprotocol if any.
-pub fn response_switching(accept: &str, protocol: Option<&str>) -> Vec<u8> {
+/// The `101 Switching Protocols` response, with the chosen subprotocol and
+/// the accepted extensions (a `Sec-WebSocket-Extensions` value) if any.
+pub fn response_switching(
+    accept: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 101 Switching Protocols\r\n\
          Upgrade: websocket\r\n\
@@ -182,6 +198,11 @@ pub fn response_switching(accept: &str, protocol: Option<&str>) -> Vec<u8> {
     if let Some(p) = protocol {
         out.push_str("Sec-WebSocket-Protocol: ");
         out.push_str(p);
+        out.push_str("\r\n");
+    }
+    if let Some(e) = extensions {
+        out.push_str("Sec-WebSocket-Extensions: ");
+        out.push_str(e);
         out.push_str("\r\n");
     }
     out.push_str("\r\n");

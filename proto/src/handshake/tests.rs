@@ -45,8 +45,29 @@ fn parses_a_full_request() {
             version_ok: true,
             origin: None,
             last_seq: 0,
+            deflate: None,
         }
     );
+}
+
+#[test]
+fn extension_offers_across_headers_are_negotiated() {
+    let req = request(
+        "Sec-WebSocket-Extensions: x-unknown, permessage-deflate; server_max_window_bits=10\r\n\
+         sec-websocket-extensions: permessage-deflate; client_max_window_bits\r\n",
+    );
+    let (_, up) = parse(&req).unwrap().unwrap();
+    let d = up.deflate.unwrap();
+    assert_eq!(d.client_window_bits, Some(9));
+    // A bad offer is declined, never a failed upgrade.
+    let req = request("Sec-WebSocket-Extensions: permessage-deflate; bogus\r\n");
+    assert_eq!(parse(&req).unwrap().unwrap().1.deflate, None);
+    let resp = response_switching("x", None, Some(&d.response()));
+    let text = String::from_utf8(resp).unwrap();
+    assert!(text.contains(
+        "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+         client_max_window_bits=9\r\n"
+    ));
 }
 
 #[test]
@@ -160,7 +181,7 @@ fn non_bearer_authorization_is_ignored() {
 
 #[test]
 fn switching_response_roundtrips_through_the_client_parser() {
-    let resp = response_switching(&accept_key(KEY), Some("im.gateway.v1+proto"));
+    let resp = response_switching(&accept_key(KEY), Some("im.gateway.v1+proto"), None);
     let text = std::str::from_utf8(&resp).unwrap();
     assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
     assert!(text.ends_with("\r\n\r\n"));
@@ -177,7 +198,7 @@ fn switching_response_roundtrips_through_the_client_parser() {
             Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into())
         )
     );
-    let bare = response_switching("x", None);
+    let bare = response_switching("x", None, None);
     assert_eq!(parse_response(&bare, 1024).unwrap().unwrap().2, None);
     let bad = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n";
     assert_eq!(

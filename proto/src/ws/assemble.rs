@@ -10,6 +10,10 @@
 //! - The total of a fragmented message is checked against the maximum before
 //!   each fragment is copied.
 //! - Control frames may arrive between fragments and pass straight through.
+//! - RSV1 (a compressed message, permessage-deflate) is taken from a
+//!   message's first frame; on a continuation it is an error (RFC 7692
+//!   section 6.1). The payload is handed out as it came: inflating it is
+//!   the caller's (`deflate`).
 
 use std::borrow::Cow;
 
@@ -22,6 +26,8 @@ pub enum Event<'a> {
     Data {
         /// Whether it is a text message (else binary). Not UTF-8 validated.
         text: bool,
+        /// Whether the payload is compressed (RSV1 on its first frame).
+        compressed: bool,
         /// Borrowed from the frame when it was not fragmented, owned when it
         /// was reassembled.
         payload: Cow<'a, [u8]>,
@@ -44,8 +50,8 @@ pub enum Event<'a> {
 #[derive(Debug, Default)]
 pub struct Assembler {
     max_message: usize,
-    /// `Some(text)` while a fragmented message is in progress.
-    in_progress: Option<bool>,
+    /// `Some((text, compressed))` while a fragmented message is in progress.
+    in_progress: Option<(bool, bool)>,
     /// The fragments so far; empty with no capacity when idle.
     buf: Vec<u8>,
 }
@@ -92,20 +98,25 @@ impl Assembler {
                 }
                 self.check_total(payload.len())?;
                 let text = head.opcode == Opcode::Text;
+                let compressed = head.rsv1;
                 if head.fin {
                     return Ok(Some(Event::Data {
                         text,
+                        compressed,
                         payload: Cow::Borrowed(payload),
                     }));
                 }
-                self.in_progress = Some(text);
+                self.in_progress = Some((text, compressed));
                 self.buf.extend_from_slice(payload);
                 Ok(None)
             }
             Opcode::Continuation => {
-                let Some(text) = self.in_progress else {
+                let Some((text, compressed)) = self.in_progress else {
                     return Err(WsError::BadContinuation);
                 };
+                if head.rsv1 {
+                    return Err(WsError::ReservedBits);
+                }
                 self.check_total(payload.len())?;
                 self.buf.extend_from_slice(payload);
                 if !head.fin {
@@ -114,6 +125,7 @@ impl Assembler {
                 self.in_progress = None;
                 Ok(Some(Event::Data {
                     text,
+                    compressed,
                     payload: Cow::Owned(std::mem::take(&mut self.buf)),
                 }))
             }
@@ -147,18 +159,20 @@ impl Assembler {
         self.buf.capacity()
     }
 
-    /// The fragmented message in progress, if any: whether it is text, and
-    /// its bytes so far (to hand the state to another process).
-    pub fn pending(&self) -> Option<(bool, &[u8])> {
-        self.in_progress.map(|text| (text, &self.buf[..]))
+    /// The fragmented message in progress, if any: whether it is text,
+    /// whether it is compressed, and its bytes so far (to hand the state to
+    /// another process).
+    pub fn pending(&self) -> Option<(bool, bool, &[u8])> {
+        self.in_progress
+            .map(|(text, compressed)| (text, compressed, &self.buf[..]))
     }
 
     /// An assembler resuming a message `pending` returned; `None` if the
     /// bytes already exceed `max_message`.
-    pub fn resume(max_message: usize, text: bool, buf: Vec<u8>) -> Option<Self> {
+    pub fn resume(max_message: usize, text: bool, compressed: bool, buf: Vec<u8>) -> Option<Self> {
         (buf.len() <= max_message).then_some(Self {
             max_message,
-            in_progress: Some(text),
+            in_progress: Some((text, compressed)),
             buf,
         })
     }

@@ -23,10 +23,24 @@ pub fn decode_frame(
     role: Role,
     max_payload: usize,
 ) -> Result<Option<FrameHead>, WsError> {
+    decode_frame_ext(buf, role, max_payload, false)
+}
+
+/// [`decode_frame`] on a connection that negotiated permessage-deflate
+/// when `deflate` is true: RSV1 may then be set on a data frame (whether
+/// it may be set on a continuation is the [`Assembler`](super::Assembler)'s
+/// to check), never on a control frame (RFC 7692 section 6).
+pub fn decode_frame_ext(
+    buf: &mut [u8],
+    role: Role,
+    max_payload: usize,
+    deflate: bool,
+) -> Result<Option<FrameHead>, WsError> {
     let Some(&b0) = buf.first() else {
         return Ok(None);
     };
-    if b0 & 0x70 != 0 {
+    let rsv1 = b0 & 0x40 != 0;
+    if b0 & 0x30 != 0 || (rsv1 && !deflate) {
         return Err(WsError::ReservedBits);
     }
     let fin = b0 & 0x80 != 0;
@@ -34,6 +48,9 @@ pub fn decode_frame(
     let opcode = Opcode::from_u8(raw_opcode).ok_or(WsError::ReservedOpcode(raw_opcode))?;
     if opcode.is_control() && !fin {
         return Err(WsError::FragmentedControl);
+    }
+    if opcode.is_control() && rsv1 {
+        return Err(WsError::ReservedBits);
     }
     let Some(&b1) = buf.get(1) else {
         return Ok(None);
@@ -102,6 +119,7 @@ pub fn decode_frame(
     }
     Ok(Some(FrameHead {
         fin,
+        rsv1,
         opcode,
         header_len,
         payload_len,

@@ -6,8 +6,13 @@
 //! We do not use tungstenite's `WebSocket`: it keeps a 4 KiB read buffer per
 //! connection, and the gateway's idle connections must hold no buffer at all.
 //!
+//! permessage-deflate (RFC 7692) is the one extension: negotiated in
+//! [`extensions`], RSV1 checked by [`decode_frame_ext`] and the
+//! [`Assembler`], messages compressed and inflated in [`deflate`].
+//!
 //! Invariants:
-//! - No extension is ever negotiated, so every RSV bit must be 0.
+//! - RSV2 and RSV3 are always 0; RSV1 only with permessage-deflate, on the
+//!   first frame of a data message.
 //! - Every length is checked against the caller's maximum as soon as it is
 //!   known, before the caller waits for (or buffers) the payload.
 //! - Nothing here panics on input or slices past a checked bound.
@@ -16,10 +21,12 @@
 
 mod assemble;
 mod decode;
+pub mod deflate;
 mod encode;
+pub mod extensions;
 
 pub use assemble::{Assembler, Event};
-pub use decode::{apply_mask, decode_frame};
+pub use decode::{apply_mask, decode_frame, decode_frame_ext};
 pub use encode::{encode_close, encode_frame, encode_header, header_len};
 
 /// Largest payload of a control frame (RFC 6455 section 5.5).
@@ -90,6 +97,8 @@ pub enum Role {
 pub struct FrameHead {
     /// Whether this is the final fragment of a message.
     pub fin: bool,
+    /// RSV1: the message is compressed (permessage-deflate only).
+    pub rsv1: bool,
     /// The frame's opcode.
     pub opcode: Opcode,
     /// Bytes of header (including any masking key) before the payload.
@@ -124,9 +133,13 @@ pub enum WsError {
     /// A server sent a masked frame (RFC 6455 section 5.1).
     #[error("server frame is masked")]
     MaskedServerFrame,
-    /// An RSV bit is set but no extension was negotiated.
+    /// An RSV bit is set that no negotiated extension allows (RSV1 without
+    /// permessage-deflate, or on a control frame or a continuation).
     #[error("reserved bits set without a negotiated extension")]
     ReservedBits,
+    /// A compressed message that does not inflate (RFC 7692 section 8.1).
+    #[error("compressed message does not inflate")]
+    BadCompressed,
     /// The opcode is one of the reserved values.
     #[error("reserved opcode {0:#x}")]
     ReservedOpcode(u8),
@@ -157,11 +170,12 @@ pub enum WsError {
 impl WsError {
     /// The close code to send back (RFC 6455 section 7.4.1): 1009 (message too
     /// big) for [`WsError::TooLarge`], 1007 (invalid payload data) for
-    /// [`WsError::InvalidUtf8`], 1002 (protocol error) otherwise.
+    /// [`WsError::InvalidUtf8`] and [`WsError::BadCompressed`], 1002
+    /// (protocol error) otherwise.
     pub fn close_code(&self) -> u16 {
         match self {
             Self::TooLarge { .. } => close_code::TOO_BIG,
-            Self::InvalidUtf8 => close_code::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::BadCompressed => close_code::INVALID_PAYLOAD,
             _ => close_code::PROTOCOL_ERROR,
         }
     }

@@ -22,6 +22,7 @@ fn decode(buf: &[u8], role: Role, max: usize) -> Result<Option<(FrameHead, Vec<u
 fn head(fin: bool, opcode: Opcode, header_len: usize, payload_len: usize) -> FrameHead {
     FrameHead {
         fin,
+        rsv1: false,
         opcode,
         header_len,
         payload_len,
@@ -68,6 +69,7 @@ fn rfc_fragmented_hello() {
         ev,
         Event::Data {
             text: true,
+            compressed: false,
             payload: Cow::Owned(b"Hello".to_vec())
         }
     );
@@ -194,6 +196,7 @@ fn unfragmented_data_is_borrowed() {
         ev,
         Some(Event::Data {
             text: false,
+            compressed: false,
             payload: Cow::Borrowed(b"abcde")
         })
     ));

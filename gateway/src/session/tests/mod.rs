@@ -4,6 +4,7 @@
 //! plays the router (it reads routes and feeds deliveries back).
 mod close;
 mod conformance;
+mod deflate;
 mod handover;
 mod handshake;
 mod limits;
@@ -70,6 +71,7 @@ impl Harness {
                 history: vec!["h*".into()],
                 ..Default::default()
             }),
+            compression: true,
         };
         let s = Session::new(transport, 7, now, &env);
         Harness {
@@ -233,7 +235,7 @@ pub(super) fn client_bytes(wire: Wire, frame: client_frame::Frame) -> Vec<u8> {
             codec::encode_client(Encoding::Proto, &frame, &mut payload);
             proto::frame::encode(&payload, &mut out);
         }
-        Wire::WsProto | Wire::WsJson => {
+        _ => {
             let (enc, op) = wire.encoding();
             let mut payload = Vec::new();
             codec::encode_client(enc, &frame, &mut payload);
@@ -260,21 +262,26 @@ fn decode_server(wire: Wire, buf: &mut Vec<u8>) -> Vec<ServerFrame> {
                 }
                 None => break,
             },
-            Wire::WsProto | Wire::WsJson => {
-                match ws::decode_frame(buf, Role::Client, 1 << 24).unwrap() {
-                    Some(head) => {
-                        let used = head.header_len + head.payload_len;
-                        let body = &buf[head.header_len..used];
-                        let frame = match head.opcode {
-                            Opcode::Binary => codec::decode_server(Encoding::Proto, body).ok(),
-                            Opcode::Text => codec::decode_server(Encoding::Json, body).ok(),
-                            _ => None,
-                        };
-                        (used, frame)
+            _ => match ws::decode_frame_ext(buf, Role::Client, 1 << 24, wire.deflate()).unwrap() {
+                Some(head) => {
+                    let used = head.header_len + head.payload_len;
+                    let mut body = &buf[head.header_len..used];
+                    let mut inflated = Vec::new();
+                    if head.rsv1 {
+                        ws::deflate::Inflater::new()
+                            .message(&[], body, 1 << 24, &mut inflated)
+                            .unwrap();
+                        body = &inflated;
                     }
-                    None => break,
+                    let frame = match head.opcode {
+                        Opcode::Binary => codec::decode_server(Encoding::Proto, body).ok(),
+                        Opcode::Text => codec::decode_server(Encoding::Json, body).ok(),
+                        _ => None,
+                    };
+                    (used, frame)
                 }
-            }
+                None => break,
+            },
         };
         buf.drain(..used);
         frames.extend(frame);
@@ -285,7 +292,7 @@ fn decode_server(wire: Wire, buf: &mut Vec<u8>) -> Vec<ServerFrame> {
 /// The WebSocket close code at the end of `bytes`, if any.
 pub(super) fn ws_close_code(mut bytes: Vec<u8>) -> Option<u16> {
     let mut code = None;
-    while let Ok(Some(head)) = ws::decode_frame(&mut bytes, Role::Client, 1 << 24) {
+    while let Ok(Some(head)) = ws::decode_frame_ext(&mut bytes, Role::Client, 1 << 24, true) {
         let used = head.header_len + head.payload_len;
         if head.opcode == Opcode::Close && head.payload_len >= 2 {
             code = Some(u16::from_be_bytes([
