@@ -132,7 +132,7 @@ fn python_websockets_compresses_both_ways(driver: Driver) {
         let got: Vec<Vec<u8>> = lines
             .iter()
             .filter_map(|l| l["deliver"]["payload"].as_str())
-            .map(|p| base64_decode(p))
+            .map(base64_decode)
             .filter(|p| p.starts_with(b"see you"))
             .collect();
         assert_eq!(got, (0..3).map(long_text).collect::<Vec<_>>(), "{mode}");
