@@ -113,7 +113,7 @@ pub struct Compressor {
 
 impl Default for Compressor {
     fn default() -> Self {
-        Compressor::new(6, 256)
+        Compressor::new(6, 128)
     }
 }
 

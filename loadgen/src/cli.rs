@@ -59,6 +59,14 @@ pub struct Common {
     /// certificates in this PEM file (the gateway's --tls-cert)
     #[arg(long, value_name = "PEM", global = true)]
     pub tls_ca: Option<std::path::PathBuf>,
+    /// Gateway WebSocket: offer permessage-deflate (RFC 7692, with
+    /// client_no_context_takeover) and inflate what comes compressed
+    #[arg(long, global = true)]
+    pub deflate: bool,
+    /// Message bodies padded with chat-like text instead of dots (what
+    /// compression is measured on; dots compress unrealistically well)
+    #[arg(long, global = true)]
+    pub text: bool,
     /// Server name the certificate must carry (SNI), with --tls-ca
     #[arg(long, default_value = "localhost", global = true)]
     pub tls_name: String,

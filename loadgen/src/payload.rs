@@ -4,8 +4,25 @@
 //! A body is ASCII so every target carries it unchanged (nchan and nats relay
 //! it in text frames, the gateway's JSON subprotocol base64s it): 16 hex
 //! digits of sequence number, 16 hex digits of send time (nanoseconds since
-//! this process's [`epoch`]), then `.` padding up to the requested size.
+//! this process's [`epoch`]), then `.` padding up to the requested size, or
+//! with `--text` ([`set_text`]) chat-like words, varied by sequence number
+//! (what compression is measured on).
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::OnceLock;
+
+static TEXT: AtomicBool = AtomicBool::new(false);
+
+/// Pads bodies with chat-like text from now on (`--text`).
+pub fn set_text(on: bool) {
+    TEXT.store(on, Relaxed);
+}
+
+const WORDS: &[&str] = &[
+    "hey", "are", "you", "coming", "tonight", "the", "train", "is", "late", "again", "see", "at",
+    "station", "eight", "bring", "tickets", "map", "ok", "sounds", "good", "lol", "what", "time",
+    "meeting", "tomorrow", "morning", "can't", "wait", "thanks", "for", "photos", "dinner", "was",
+    "great", "call", "me", "when", "home", "love", "it", "weekend", "plans",
+];
 use std::time::Instant;
 
 /// Bytes of the header (sequence and timestamp); the smallest body.
@@ -29,6 +46,18 @@ pub fn encode(seq: u64, ts_ns: u64, size: usize, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(format!("{seq:016x}{ts_ns:016x}").as_bytes());
     let want = start + size.max(HEADER_LEN);
+    if TEXT.load(Relaxed) {
+        let mut x = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        while out.len() < want {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.push(b' ');
+            out.extend_from_slice(WORDS[(x % WORDS.len() as u64) as usize].as_bytes());
+        }
+        out.truncate(want);
+        return;
+    }
     out.resize(want, b'.');
 }
 

@@ -165,10 +165,10 @@ test('ws default offer, threshold 0: client_max_window_bits=9; long messages bot
   assert.equal(String(inflate(...up.map((f) => f.payload))), a.sent.join(''));
   const alone = await Promise.all(up.map((f) => inflateRaw(Buffer.concat([f.payload, TAIL]), SYNC).then(String, () => null)));
   assert.ok(alone.some((t, i) => t !== a.sent[i]), 'context takeover used');
-  // Down: RSV1 exactly on the frames of 256 bytes or more, each inflating on its own.
+  // Down: RSV1 exactly on the frames of 128 bytes or more (compression.min_bytes), each inflating on its own.
   const down = sniff.seen.down.filter((f) => f.opcode === 1);
   const texts = down.map((f) => String(f.rsv1 ? inflate(f.payload) : f.payload));
-  down.forEach((f, i) => assert.equal(f.rsv1, Buffer.byteLength(texts[i]) >= 256, `RSV1 iff >= 256 bytes: ${texts[i].slice(0, 80)}`));
+  down.forEach((f, i) => assert.equal(f.rsv1, Buffer.byteLength(texts[i]) >= 128, `RSV1 iff >= 128 bytes: ${texts[i].slice(0, 80)}`));
   const delivered = texts.map((t) => JSON.parse(t).deliver).filter((d) => d?.from === 'zip-b1');
   assert.deepEqual(delivered.map((d) => Buffer.from(d.payload, 'base64').toString()), TEXTS);
   assert.ok(down.filter((f) => f.rsv1).length >= TEXTS.length - 1, 'the long deliveries came compressed');

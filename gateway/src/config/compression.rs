@@ -21,7 +21,7 @@ pub struct CompressionConfig {
     /// Default `true`.
     pub enabled: bool,
     /// Messages shorter than this many bytes go uncompressed (RSV1 clear):
-    /// deflate saves nothing on them. Default `256`.
+    /// deflate saves little on them. Default `128`.
     pub min_bytes: usize,
     /// zlib level, 1 (fastest) to 9 (smallest). Default `6`.
     pub level: u32,
@@ -31,7 +31,7 @@ impl Default for CompressionConfig {
     fn default() -> Self {
         CompressionConfig {
             enabled: true,
-            min_bytes: 256,
+            min_bytes: 128,
             level: 6,
         }
     }

@@ -77,6 +77,16 @@ pub fn run(common: &Common, f: &Fanout) -> anyhow::Result<Outcome> {
         Bus::default()
     };
     let expected = members * f.messages;
+    // Bytes the gateway wrote to clients (every node): per delivery, what
+    // compression is judged on.
+    let wire_bytes = || {
+        let text: String = admins
+            .iter()
+            .map(|&a| cluster::metrics_of(a) + "\n")
+            .collect();
+        cluster::metric_sum(&text, "gateway_bytes_out_total")
+    };
+    let wire0 = if gateway { wire_bytes() } else { None };
     let before = run.mon.sample();
     let machine0 = sys::machine_busy_secs().unwrap_or(0.0);
     run.mon.phase("publish", f.messages * rooms);
@@ -129,6 +139,7 @@ pub fn run(common: &Common, f: &Fanout) -> anyhow::Result<Outcome> {
         settled = run.mon.sample();
     }
     let bus = cluster.then(|| Bus::scrape(&admins).since(bus0));
+    let wire = wire0.zip(wire_bytes()).map(|(a, b)| b - a);
     let metrics = scrape_metrics(common);
     let report = run.stop();
     let mut o = run.outcome("fanout", &report, members);
@@ -166,6 +177,11 @@ pub fn run(common: &Common, f: &Fanout) -> anyhow::Result<Outcome> {
     );
     if cluster {
         o.extra.insert("nodes".into(), admins.len().into());
+    }
+    if let Some(bytes) = wire.filter(|_| o.deliveries > 0) {
+        o.extra.insert("wire_bytes_out".into(), bytes.into());
+        let per = bytes / o.deliveries as f64;
+        o.extra.insert("wire_bytes_per_delivery".into(), per.into());
     }
     if let Some(bus) = bus {
         bus.record(&mut o);

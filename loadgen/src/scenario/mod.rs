@@ -72,6 +72,7 @@ impl Run {
             bail!("--jwt-secret (or LOADGEN_JWT_SECRET) is needed for the gateway");
         }
         crate::payload::epoch();
+        crate::payload::set_text(common.text);
         crate::sys::raise_nofile();
         let spec = Spec {
             target: common.target,
@@ -82,6 +83,7 @@ impl Run {
                 .as_deref()
                 .map(|s| crate::token::Minter::new(s, 86_400)),
             max_message: 1 << 20,
+            deflate: common.deflate && common.target == Target::Gateway,
             tls: match &common.tls_ca {
                 Some(ca) if common.target == Target::Gateway => {
                     Some(crate::tls::Client::new(ca, &common.tls_name)?)

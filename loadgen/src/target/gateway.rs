@@ -58,7 +58,11 @@ pub(super) fn start(
                 0 => "/ws".to_owned(),
                 n => format!("/ws?last_seq={n}"),
             };
-            out.extend(ws::request(&path, Some(proto), Some(&token)));
+            let mut req = ws::request(&path, Some(proto), Some(&token));
+            if s.spec.deflate {
+                ws::offer_deflate(&mut req);
+            }
+            out.extend(req);
         }
     }
     Ok(())

@@ -68,6 +68,8 @@ pub struct Spec {
     pub max_message: usize,
     /// TLS to the gateway's client ports (`--tls-ca`).
     pub tls: Option<crate::tls::Client>,
+    /// Offer permessage-deflate (`--deflate`, gateway WebSocket only).
+    pub deflate: bool,
 }
 
 /// Why a connection failed; the key it is counted under.
@@ -199,6 +201,7 @@ impl Session {
             rest,
             &mut asm,
             self.spec.max_message,
+            self.spec.deflate,
             out,
             &mut |msg, out| match msg {
                 Some(msg) => self.on_message(msg, out, on),

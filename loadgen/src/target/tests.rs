@@ -15,6 +15,7 @@ fn spec(target: Target, wire: Wire) -> Arc<Spec> {
         qos1: false,
         minter: Some(Minter::new("s", 60)),
         max_message: 1 << 16,
+        deflate: false,
         tls: None,
     })
 }

@@ -6,6 +6,12 @@ use proto::ws::{self, Event as WsEvent, Opcode, Role};
 
 use super::Fail;
 
+thread_local! {
+    /// This worker's inflater and its output (`--deflate`).
+    static INFLATE: std::cell::RefCell<(ws::deflate::Inflater, Vec<u8>)> =
+        std::cell::RefCell::new((ws::deflate::Inflater::new(), Vec::new()));
+}
+
 /// Largest response head accepted.
 const MAX_HEAD: usize = 8192;
 /// The key every connection sends: the server cannot tell, and the accept
@@ -16,6 +22,14 @@ const KEY: &str = "bG9hZGdlbi1sb2FkZ2VuIQ==";
 pub fn request(path: &str, protocol: Option<&str>, bearer: Option<&str>) -> Vec<u8> {
     let protocols: Vec<&str> = protocol.into_iter().collect();
     handshake::client_request("loadgen", path, KEY, &protocols, bearer)
+}
+
+/// Adds a permessage-deflate offer (the client resets its context per
+/// message, so the server keeps none for it) to an upgrade request.
+pub fn offer_deflate(request: &mut Vec<u8>) {
+    let offer = b"Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n";
+    let end = request.len().saturating_sub(2);
+    request.splice(end..end, offer.iter().copied());
 }
 
 /// Checks the response head at the front of `buf`: `Ok(None)` while
@@ -57,13 +71,14 @@ pub fn messages(
     buf: &mut [u8],
     asm: &mut ws::Assembler,
     max: usize,
+    deflate: bool,
     out: &mut Vec<u8>,
     on_data: &mut OnData<'_>,
 ) -> Result<usize, Fail> {
     let mut used = 0;
     loop {
         let rest = buf.get_mut(used..).unwrap_or_default();
-        let head = match ws::decode_frame(rest, Role::Client, max) {
+        let head = match ws::decode_frame_ext(rest, Role::Client, max, deflate) {
             Ok(Some(h)) => h,
             Ok(None) => return Ok(used),
             Err(e) => return Err(Fail::Protocol(e.to_string())),
@@ -73,7 +88,17 @@ pub fn messages(
             .unwrap_or_default();
         match asm.push(head, payload) {
             Ok(None) => {}
-            Ok(Some(WsEvent::Data { payload, .. })) => on_data(Some(&payload), out)?,
+            Ok(Some(WsEvent::Data {
+                compressed: false,
+                payload,
+                ..
+            })) => on_data(Some(&payload), out)?,
+            Ok(Some(WsEvent::Data { payload, .. })) => INFLATE.with_borrow_mut(|(z, buf)| {
+                buf.clear();
+                z.message(&[], &payload, max, buf)
+                    .map_err(|e| Fail::Protocol(e.to_string()))?;
+                on_data(Some(buf), out)
+            })?,
             Ok(Some(WsEvent::Ping(p))) => frame(Opcode::Pong, p, out),
             Ok(Some(WsEvent::Pong(_))) => on_data(None, out)?,
             Ok(Some(WsEvent::Close { code, .. })) => {
