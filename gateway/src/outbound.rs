@@ -27,16 +27,20 @@ pub enum Wire {
     WsProtoDeflate,
     /// `WsJson` with permessage-deflate negotiated.
     WsJsonDeflate,
+    /// The fallback transport's stream: Server-Sent Events, each frame one
+    /// event of protobuf JSON (`id:` its seq when it has one).
+    Sse,
 }
 
 /// How many wires there are.
-const WIRES: usize = 5;
+const WIRES: usize = 6;
 
 impl Wire {
     /// Transport label used in metrics and presence.
     pub fn transport(self) -> &'static str {
         match self {
             Wire::Tcp => "tcp",
+            Wire::Sse => "sse",
             _ => "ws",
         }
     }
@@ -74,7 +78,7 @@ impl Wire {
     /// (text for JSON; raw TCP frames are protobuf).
     pub fn encoding(self) -> (Encoding, Opcode) {
         match self {
-            Wire::WsJson | Wire::WsJsonDeflate => (Encoding::Json, Opcode::Text),
+            Wire::WsJson | Wire::WsJsonDeflate | Wire::Sse => (Encoding::Json, Opcode::Text),
             Wire::WsProto | Wire::WsProtoDeflate | Wire::Tcp => (Encoding::Proto, Opcode::Binary),
         }
     }
@@ -89,6 +93,17 @@ impl Wire {
                 codec::encode_server(Encoding::Proto, frame, out);
                 let len = (out.len() - start - proto::frame::HEADER_LEN) as u32;
                 out[start..start + proto::frame::HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+            }
+            Wire::Sse => {
+                // Compact JSON has no newline: one `data:` line.
+                if let Some(proto::v1::server_frame::Frame::Deliver(d)) = &frame.frame {
+                    if d.seq > 0 {
+                        out.extend_from_slice(format!("id: {}\n", d.seq).as_bytes());
+                    }
+                }
+                out.extend_from_slice(b"data: ");
+                codec::encode_server(Encoding::Json, frame, out);
+                out.extend_from_slice(b"\n\n");
             }
             _ => {
                 let (enc, op) = self.encoding();

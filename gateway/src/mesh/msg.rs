@@ -149,6 +149,16 @@ pub enum DataMsg {
     },
     /// At a shard: its QoS 1 store has completions to collect.
     StoreReady,
+    /// At the shard of the SSE stream `conn_id`: client frames posted to
+    /// it (`session::sse`), answered with `SsePosted` to `reply`.
+    SsePost {
+        conn_id: u64,
+        key: u128,
+        body: Vec<u8>,
+        reply: ReplyTo,
+    },
+    /// At the POST's shard: the HTTP status to answer it with.
+    SsePosted { reply: ReplyTo, status: u16 },
 }
 
 /// What a backend service (a thread: the authorization hook's workers, a

@@ -111,9 +111,11 @@ impl Router {
             Route::Ack { user, device, seq } => {
                 self.send(self.owner(&user), DataMsg::Qos1Ack { user, device, seq })
             }
-            other @ (Route::ToBackend { .. } | Route::Event(_) | Route::Authorize { .. }) => {
-                return Some(other)
-            }
+            other @ (Route::ToBackend { .. }
+            | Route::Event(_)
+            | Route::Authorize { .. }
+            | Route::SseOpened { .. }
+            | Route::SsePost { .. }) => return Some(other),
         }
         None
     }

@@ -122,7 +122,7 @@ impl Session {
                 cx.env.stats.go_away(g.reason());
             }
         }
-        if self.wire != Wire::Tcp && self.phase != Phase::Upgrade {
+        if !matches!(self.wire, Wire::Tcp | Wire::Sse) && self.phase != Phase::Upgrade {
             let code = ws_code.unwrap_or(match last.and_then(|f| f.frame.as_ref()) {
                 Some(Frame::Error(e)) if e.code() == ErrorCode::FrameTooLarge => 1009,
                 Some(Frame::Error(_)) => 1008,

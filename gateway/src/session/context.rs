@@ -54,6 +54,8 @@ pub(crate) struct Env {
     pub rooms: Arc<crate::config::RoomsConfig>,
     /// `[compression]`: whether permessage-deflate is accepted.
     pub compression: bool,
+    /// 128 random bits (an SSE session's POST key).
+    pub random: fn() -> u128,
     /// Answers plain `GET`s on the client port (`/route`): the request
     /// target to a status and a JSON body, or `None` for a target it does
     /// not serve (the upgrade error is answered). None: upgrades only.
@@ -90,6 +92,9 @@ pub(crate) struct Effects {
     pub compressor: crate::outbound::Compressor,
     /// Inflates compressed client messages (one per shard).
     pub inflate: super::inflate::Inflate,
+    /// The POSTs of the SSE transport waiting for their stream's session,
+    /// by connection id, with the `Access-Control-Allow-Origin` to answer.
+    pub posts: std::collections::HashMap<u64, Option<String>>,
     /// `room_buckets`' size after it was last pruned.
     room_buckets_kept: usize,
     next_msg: u64,
@@ -123,6 +128,7 @@ impl Effects {
         self.frame_buckets.remove(&id);
         self.room_cursors.remove(&id);
         self.inflate.forget(id);
+        self.posts.remove(&id);
     }
 
     /// Forgets the room buckets that are full again (as a new one would

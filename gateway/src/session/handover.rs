@@ -28,7 +28,7 @@ pub(crate) struct SessionState {
     #[prost(uint64, tag = "1")]
     pub id: u64,
     /// 0 WebSocket protobuf, 1 WebSocket JSON, 2 raw TCP, 3 and 4 the
-    /// first two with permessage-deflate.
+    /// first two with permessage-deflate, 5 an SSE stream.
     #[prost(uint32, tag = "2")]
     pub wire: u32,
     /// 0 upgrade, 1 auth, 2 open.
@@ -73,6 +73,10 @@ pub(crate) struct SessionState {
     /// refer to (kept by the shard, filled in by it).
     #[prost(bytes = "vec", tag = "18")]
     pub inflate_window: Vec<u8>,
+    /// An SSE stream's POST key, 16 bytes big-endian (kept by the shard,
+    /// filled in by it).
+    #[prost(bytes = "vec", tag = "19")]
+    pub sse_key: Vec<u8>,
 }
 
 /// A connection's position in one room with history.
@@ -180,6 +184,7 @@ impl Session {
                 Wire::Tcp => 2,
                 Wire::WsProtoDeflate => 3,
                 Wire::WsJsonDeflate => 4,
+                Wire::Sse => 5,
             },
             phase: match self.phase {
                 Phase::Upgrade => 0,
@@ -201,6 +206,7 @@ impl Session {
             rooms_at: Vec::new(),
             inflate_bits: u32::from(self.inflate_bits),
             inflate_window: Vec::new(),
+            sse_key: Vec::new(),
         }
     }
 
@@ -216,6 +222,7 @@ impl Session {
             2 => Wire::Tcp,
             3 => Wire::WsProtoDeflate,
             4 => Wire::WsJsonDeflate,
+            5 => Wire::Sse,
             w => return Err(ImportError::Wire(w)),
         };
         let phase = match st.phase {
@@ -294,7 +301,7 @@ impl Partial {
             return Ok(None);
         }
         let ws = match (wire, fragments) {
-            (Wire::Tcp, _) => None,
+            (Wire::Tcp | Wire::Sse, _) => None,
             (_, Some(f)) => Some(
                 proto::ws::Assembler::resume(max, f.text, f.compressed, f.buf)
                     .ok_or(ImportError::Fragments)?,

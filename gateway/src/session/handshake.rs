@@ -151,7 +151,13 @@ impl Session {
     }
 
     /// Opens the session; `last_seq` is the client's resume point (0: none).
-    fn authenticate(&mut self, cx: &mut Ctx, claims: Claims, device: &str, last_seq: u64) {
+    pub(super) fn authenticate(
+        &mut self,
+        cx: &mut Ctx,
+        claims: Claims,
+        device: &str,
+        last_seq: u64,
+    ) {
         let env = cx.env;
         let device: Arc<str> = match claims.device.as_deref() {
             _ if !device.is_empty() => Arc::from(device),

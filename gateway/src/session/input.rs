@@ -11,6 +11,7 @@ use proto::codec::Encoding;
 use proto::v1::ErrorCode;
 use proto::ws::{self, Assembler, Event, Role};
 
+use super::sse::Plain;
 use super::{Ctx, Phase, Session};
 use crate::outbound::Wire;
 
@@ -61,7 +62,7 @@ impl Session {
             Some(p) => *p,
             None => Partial {
                 buf: Vec::new(),
-                ws: (self.wire != Wire::Tcp).then(|| Assembler::new(max)),
+                ws: (!matches!(self.wire, Wire::Tcp | Wire::Sse)).then(|| Assembler::new(max)),
             },
         };
         let result = if st.buf.is_empty() {
@@ -109,7 +110,13 @@ impl Session {
         let result = loop {
             match self.phase {
                 Phase::Closing | Phase::Closed => break Ok(()),
+                // A POST waiting for its stream's session: nothing more.
+                Phase::Upgrade if cx.fx.posts.contains_key(&self.id) => {
+                    pos = buf.len();
+                    break Ok(());
+                }
                 Phase::Upgrade => {
+                    use proto::handshake::HandshakeError as E;
                     let max_head = cx.env.limits.max_handshake_bytes;
                     match proto::handshake::parse_request(&buf[pos..], max_head) {
                         Ok(Some((used, req))) => {
@@ -117,16 +124,28 @@ impl Session {
                             self.on_upgrade(cx, req);
                         }
                         Ok(None) => break Ok(()),
-                        Err(proto::handshake::HandshakeError::MissingUpgrade)
-                            if self.answer_plain(cx, &buf[pos..], max_head) =>
-                        {
-                            break Ok(());
+                        Err(e @ (E::MissingUpgrade | E::MethodNotAllowed)) => {
+                            match self.on_plain(cx, &buf[pos..]) {
+                                Plain::Done(used) => pos += used,
+                                Plain::More => break Ok(()),
+                                Plain::NotOurs => {
+                                    if !self.answer_plain(cx, &buf[pos..], max_head) {
+                                        self.reject_upgrade(cx, e.status(), &e.to_string());
+                                    }
+                                    break Ok(());
+                                }
+                            }
                         }
                         Err(e) => {
                             self.reject_upgrade(cx, e.status(), &e.to_string());
                             break Ok(());
                         }
                     }
+                }
+                // An SSE stream: the client sends by POST, nothing here.
+                Phase::Auth | Phase::Open if self.wire == Wire::Sse => {
+                    pos = buf.len();
+                    break Ok(());
                 }
                 Phase::Auth | Phase::Open => {
                     let was_open = self.phase == Phase::Open;
@@ -157,7 +176,7 @@ impl Session {
 
     /// `limits.max_frames_per_sec`: a client flooding frames (a token
     /// bucket, burst twice the rate) is closed with RATE_LIMITED.
-    fn frame_rate(&mut self, cx: &mut Ctx) -> Result<(), Fatal> {
+    pub(super) fn frame_rate(&mut self, cx: &mut Ctx) -> Result<(), Fatal> {
         let rate = cx.env.limits.max_frames_per_sec;
         if rate == 0 {
             return Ok(());

@@ -37,6 +37,7 @@ mod qos;
 mod replay;
 mod rooms;
 mod route;
+mod sse;
 mod timer;
 
 #[cfg(test)]
@@ -238,6 +239,7 @@ impl Session {
                     self.on_room_history(cx, room, range, result);
                 }
             }
+            Delivery::PostDone(status) => self.post_done(cx, status),
             Delivery::SendResult(result) => {
                 let frame = ServerFrame {
                     frame: Some(Frame::SendResult(result)),

@@ -97,6 +97,21 @@ pub(crate) enum Route {
         /// The send waiting for the answer (publish).
         send: Option<Box<proto::v1::Send>>,
     },
+    /// An SSE stream opened: posts to it must carry `key`.
+    SseOpened {
+        /// The stream's capability.
+        key: u128,
+    },
+    /// Client frames posted to the SSE stream `conn_id` (with its `key`):
+    /// answered with `Delivery::PostDone`.
+    SsePost {
+        /// The stream's connection id.
+        conn_id: u64,
+        /// The key the POST gave.
+        key: u128,
+        /// The frames, one per line.
+        body: Vec<u8>,
+    },
     /// The device acknowledged up to `seq`.
     Ack {
         /// The user.
@@ -148,6 +163,9 @@ pub(crate) enum Delivery<'a> {
     },
     /// The outcome of a QoS 1 send (answer to `Route::Append`).
     SendResult(proto::v1::SendResult),
+    /// The answer to a `Route::SsePost` this connection (a POST) made: the
+    /// HTTP status to give.
+    PostDone(u16),
     /// The backend's decision (answer to `Route::Authorize`).
     Authorized {
         /// Join or publish.

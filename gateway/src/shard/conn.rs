@@ -76,6 +76,7 @@ impl Shard {
             }
         }
         self.fx.borrow_mut().forget(s.id());
+        self.sse_forget(s.id());
         if let Some(user) = s.user() {
             self.disconnect_event(user, s.device(), s.id(), s.close_reason());
             self.router.borrow_mut().closed(key, user, s.id());

@@ -150,6 +150,9 @@ impl Shard {
                     if let Some(window) = fx.inflate.window(c.session.id()) {
                         st.inflate_window = window.to_vec();
                     }
+                    if let Some(secret) = self.sse_secret(c.session.id()) {
+                        st.sse_key = secret.to_be_bytes().to_vec();
+                    }
                     batch.sessions.push(st);
                     fds.push(c.fd);
                 }
@@ -182,6 +185,7 @@ impl Shard {
             // longer in the slab is dropped.
             let mut fx = self.fx.borrow_mut();
             fx.forget(c.session.id());
+            self.sse_forget(c.session.id());
             self.gauge(c.session.wire() == crate::outbound::Wire::Tcp, -1);
         }
         // Peers resend what this shard did not read to the new process,
@@ -252,6 +256,9 @@ impl Shard {
         for (mut st, fd) in batch.sessions.into_iter().zip(fds) {
             let rooms = RoomCursors::import(std::mem::take(&mut st.rooms_at));
             let window = std::mem::take(&mut st.inflate_window);
+            let sse = <[u8; 16]>::try_from(&st.sse_key[..])
+                .ok()
+                .map(u128::from_be_bytes);
             let (session, grants) =
                 Session::import(st, then, &self.env).map_err(|e| format!("a session: {e}"))?;
             self.fx
@@ -264,13 +271,19 @@ impl Shard {
                     .room_cursors
                     .insert(session.id(), rooms);
             }
-            self.adopt(fd, session, grants);
+            self.adopt(fd, session, grants, sse);
         }
         Ok(n)
     }
 
     /// Serves a connection that another process handed over.
-    fn adopt(&self, fd: OwnedFd, session: Session, grants: Option<crate::grants::Grants>) {
+    fn adopt(
+        &self,
+        fd: OwnedFd,
+        session: Session,
+        grants: Option<crate::grants::Grants>,
+        sse: Option<u128>,
+    ) {
         let id = session.id();
         // Ids stay as they were (presence lists them): new ones come after.
         let n = id & ((1 << 48) - 1);
@@ -288,6 +301,9 @@ impl Shard {
             self.fx
                 .borrow_mut()
                 .set_grants(id, Some(std::sync::Arc::new(g)));
+        }
+        if let Some(secret) = sse {
+            self.sse_opened(key, id, secret);
         }
         // Not counted as accepted: the old process's totals carry it.
         self.gauge(wire == crate::outbound::Wire::Tcp, 1);

@@ -33,6 +33,7 @@ mod queue;
 mod reader;
 mod routes;
 mod run;
+mod sse;
 mod store;
 
 mod timers;
@@ -153,6 +154,9 @@ pub(crate) struct Shard {
     upstream: Option<crate::backend::upstream::Upstream>,
     /// Source address of each connection, only when per-IP limits are on.
     ips: RefCell<std::collections::HashMap<ConnKey, std::net::IpAddr>>,
+    /// This shard's SSE streams by connection id: where each is, and the
+    /// key a POST to it must carry (`sse`).
+    sse: RefCell<std::collections::HashMap<u64, (ConnKey, u128)>>,
     /// TLS state of each connection (with `tls.cert_file`).
     tls: RefCell<tls::Tls>,
     /// Deciphered input, lent to the session like the scratch buffer.
@@ -193,6 +197,7 @@ impl Shard {
             hook: deps.backend.authorize_url.is_some(),
             rooms: Arc::new(deps.rooms.clone()),
             compression: deps.compression.enabled,
+            random: crate::sys::random_u128,
         };
         let identity = relay::Identity {
             node_id: deps.node_id.clone(),
@@ -218,6 +223,7 @@ impl Shard {
             bus: bus::Bus::new(identity, bus_listener, &deps.bus_secrets),
             upstream,
             ips: RefCell::new(std::collections::HashMap::new()),
+            sse: RefCell::new(std::collections::HashMap::new()),
             tls: RefCell::new(tls::Tls::default()),
             plain: RefCell::new(Vec::new()),
             tls_config: RefCell::new(deps.tls.clone()),

@@ -103,6 +103,16 @@ impl Shard {
                 });
             }
             DataMsg::StoreReady => self.drain_store(),
+            DataMsg::SsePost {
+                conn_id,
+                key,
+                body,
+                reply,
+            } => {
+                let status = self.sse_take(conn_id, key, &body);
+                self.sse_posted(reply, status);
+            }
+            DataMsg::SsePosted { reply, status } => self.sse_posted(reply, status),
             // Decided by the router.
             DataMsg::ToUser { .. }
             | DataMsg::UserLocal { .. }

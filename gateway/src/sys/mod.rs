@@ -19,6 +19,25 @@ pub(crate) use listen::{accept, listener, local_addr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+/// 128 random bits from the kernel (`getrandom(2)`): unguessable
+/// capabilities (an SSE session's POST key).
+pub(crate) fn random_u128() -> u128 {
+    let mut buf = [0u8; 16];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is a valid writable region of `rest.len()` bytes.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n > 0 {
+            filled += n as usize;
+        } else if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            // No entropy source at all: refuse to make a guessable key.
+            panic!("getrandom failed: {}", io::Error::last_os_error());
+        }
+    }
+    u128::from_ne_bytes(buf)
+}
+
 /// Gives the calling thread its own file-descriptor table.
 ///
 /// Must run before the thread builds its io_uring ring: io_uring's worker

@@ -15,7 +15,9 @@ mod plain;
 mod server;
 
 pub use client::{client_key, client_request, parse_response};
-pub use plain::{plain_get_target, response_json};
+pub use plain::{
+    parse_plain, plain_get_target, response_json, response_sse, response_status, PlainRequest,
+};
 pub use server::{
     parse_request, percent_decode, reason_phrase, response_error, response_switching,
     UpgradeRequest,

@@ -140,7 +140,7 @@ pub fn parse_request(
 }
 
 /// The percent-decoded value of the first `name` parameter of a query string.
-fn query_param(query: &str, name: &str) -> Result<Option<String>, HandshakeError> {
+pub(super) fn query_param(query: &str, name: &str) -> Result<Option<String>, HandshakeError> {
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k == name {
@@ -239,6 +239,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         101 => "Switching Protocols",
         200 => "OK",
         202 => "Accepted",
+        204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -247,6 +248,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         408 => "Request Timeout",
         409 => "Conflict",
         413 => "Content Too Large",
+        421 => "Misdirected Request",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",

@@ -12,6 +12,7 @@ mod liveness;
 mod qos;
 mod resume;
 mod rooms;
+mod sse;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,6 +73,7 @@ impl Harness {
                 ..Default::default()
             }),
             compression: true,
+            random: || 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
         };
         let s = Session::new(transport, 7, now, &env);
         Harness {
