@@ -26,9 +26,18 @@ pub fn run(
     )?;
     let all = run.ramp(Duration::from_secs(ramp_timeout_secs));
     let at_hold = run.mon.sample();
+    let pongs0 = run
+        .shared()
+        .pongs
+        .load(std::sync::atomic::Ordering::Relaxed);
     let machine0 = sys::machine_busy_secs().unwrap_or(0.0);
     run.hold(hold_secs);
     let end = run.mon.sample();
+    let pongs = run
+        .shared()
+        .pongs
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - pongs0;
     let machine1 = sys::machine_busy_secs().unwrap_or(0.0);
     let (free_held, slab_held) = sys::mem_free_and_slab();
     let self_rss = sys::rss_bytes(std::process::id()).unwrap_or(0);
@@ -58,6 +67,14 @@ pub fn run(
         slab_held.saturating_sub(slab_before).into(),
     );
     o.extra.insert("loadgen_rss_bytes".into(), self_rss.into());
+    if pongs > 0 {
+        // What a heartbeat costs the server (the hold is heartbeats only).
+        o.extra
+            .insert("heartbeats_while_holding".into(), pongs.into());
+        let us = o.server_cpu_sec * 1e6 / pongs as f64;
+        o.extra
+            .insert("server_cpu_us_per_heartbeat".into(), us.into());
+    }
     o.metrics = metrics;
     if !all || held < conns {
         o.problem(format!("held {held} of {conns} connections"));

@@ -196,6 +196,37 @@ pub fn run(base: &Common, gateway_bin: &Path, conns: u64) -> anyhow::Result<()> 
             }),
         ),
         (
+            "fanout sse (the fallback: joins and heartbeats by POST)",
+            Box::new(|| {
+                let f = fanout::Fanout {
+                    conns: (conns / 4).max(1),
+                    room_size: (conns / 4).max(1),
+                    messages: 20,
+                    pub_rate: 0.0,
+                    size: 64,
+                    drain_secs: 10,
+                };
+                fanout::run(&c(Wire::Sse), &f)
+            }),
+        ),
+        (
+            "fanout ws deflate",
+            Box::new(|| {
+                let f = fanout::Fanout {
+                    conns: (conns / 4).max(1),
+                    room_size: (conns / 4).max(1),
+                    messages: 20,
+                    pub_rate: 0.0,
+                    size: 300,
+                    drain_secs: 10,
+                };
+                let mut c = c(Wire::Ws);
+                c.deflate = true;
+                c.text = true;
+                fanout::run(&c, &f)
+            }),
+        ),
+        (
             "storm tcp",
             Box::new(|| storm::run(&c(Wire::Tcp), conns, 0.5, 20)),
         ),

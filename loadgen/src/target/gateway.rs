@@ -13,7 +13,7 @@ const MAX_TCP_FRAME: usize = 1 << 20;
 
 fn encoding(wire: Wire) -> Encoding {
     match wire {
-        Wire::WsJson => Encoding::Json,
+        Wire::WsJson | Wire::Sse => Encoding::Json,
         Wire::Ws | Wire::Tcp => Encoding::Proto,
     }
 }
@@ -26,6 +26,11 @@ fn put(wire: Wire, frame: &ClientFrame, out: &mut Vec<u8>) {
         Wire::Tcp => proto::frame::encode(&body, out),
         Wire::Ws => ws::frame(Opcode::Binary, &body, out),
         Wire::WsJson => ws::frame(Opcode::Text, &body, out),
+        // One line of a POST body.
+        Wire::Sse => {
+            out.extend_from_slice(&body);
+            out.push(b'\n');
+        }
     }
 }
 
@@ -52,6 +57,7 @@ pub(super) fn start(
             });
             put(Wire::Tcp, &ClientFrame { frame: Some(auth) }, out);
         }
+        Wire::Sse => out.extend(super::sse::request(&token, last_seq)),
         wire => {
             let proto = encoding(wire).subprotocol();
             let path = match last_seq {

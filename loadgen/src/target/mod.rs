@@ -10,6 +10,7 @@
 //!   ready on the `PONG` (the subscription is registered by then).
 mod gateway;
 mod nats;
+pub mod sse;
 mod ws;
 
 use std::sync::Arc;
@@ -51,6 +52,9 @@ pub enum Wire {
     WsJson,
     /// Raw TCP, u32 length-prefixed protobuf.
     Tcp,
+    /// The fallback: an SSE stream down (`GET /sse`), JSON frames POSTed
+    /// up on connections of their own (`sse`).
+    Sse,
 }
 
 /// Everything a session needs to know about its server, shared by all
@@ -141,6 +145,8 @@ pub struct Session {
     asm: proto::ws::Assembler,
     /// nats: a protocol line split across WebSocket messages.
     partial: Vec<u8>,
+    /// SSE: the path to post frames to (from the stream's first event).
+    post: Option<std::rc::Rc<str>>,
 }
 
 impl Session {
@@ -163,6 +169,7 @@ impl Session {
                 .map(Into::into),
             asm: proto::ws::Assembler::new(max),
             partial: Vec::new(),
+            post: None,
             spec,
         };
         match s.spec.target {
@@ -176,6 +183,11 @@ impl Session {
         Ok(s)
     }
 
+    /// SSE: the path to POST frames to, once the stream named it.
+    pub fn post_path(&self) -> Option<&std::rc::Rc<str>> {
+        self.post.as_ref()
+    }
+
     /// Feeds bytes from the server. Returns how many were consumed (the rest
     /// is an incomplete frame to keep); replies go to `out`.
     pub fn feed(
@@ -186,7 +198,11 @@ impl Session {
     ) -> Result<usize, Fail> {
         let mut used = 0;
         if self.phase == Phase::Upgrade {
-            let Some(n) = ws::response(buf)? else {
+            let head = match self.spec.wire {
+                Wire::Sse => sse::response(buf)?,
+                _ => ws::response(buf)?,
+            };
+            let Some(n) = head else {
                 return Ok(0);
             };
             used = n;
@@ -195,6 +211,9 @@ impl Session {
         let rest = buf.get_mut(used..).unwrap_or_default();
         if self.spec.target == Target::Gateway && self.spec.wire == Wire::Tcp {
             return Ok(used + gateway::feed_tcp(self, rest, out, on)?);
+        }
+        if self.spec.wire == Wire::Sse {
+            return Ok(used + sse::feed(self, rest, out, on)?);
         }
         let mut asm = std::mem::take(&mut self.asm);
         let res = ws::messages(

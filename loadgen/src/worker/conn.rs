@@ -86,6 +86,7 @@ async fn once(w: &Rc<Worker>, user: u64) -> End {
         user,
         ready: false,
         stormed: false,
+        post: None,
     });
     if let Some(s) = w.by_user.borrow_mut().get_mut((user - w.first) as usize) {
         *s = Some(slot);
@@ -192,6 +193,10 @@ async fn session(
                 slot,
                 started,
             );
+            if let (Some(path), false) = (sse_post(w, &sess, slot), out.is_empty()) {
+                // The fallback: frames go up by POST, not on the stream.
+                super::post::spawn(w, w.plan.dest_for(user), path, std::mem::take(&mut out));
+            }
             if !out.is_empty() || tls.is_some_and(|t| t.borrow().wants_write()) {
                 if let Err(e) = Box::pin(send(stream, tls, &out)).await {
                     return End::Failed(io::cause("write", &e));
@@ -205,6 +210,19 @@ async fn session(
             }
         }
     }
+}
+
+/// `--wire sse`: the path this connection's frames are POSTed to (noted
+/// in its slot for the heartbeats), once the stream named it.
+fn sse_post(w: &Worker, sess: &Session, slot: usize) -> Option<Rc<str>> {
+    if w.plan.spec.wire != crate::target::Wire::Sse {
+        return None;
+    }
+    let path = sess.post_path()?.clone();
+    if let Some(s) = w.slots.borrow_mut().get_mut(slot) {
+        s.post.get_or_insert_with(|| path.clone());
+    }
+    Some(path)
 }
 
 /// One `recv` and the parsing of what it brought. `Ok(true)` if the buffer

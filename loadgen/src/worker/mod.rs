@@ -6,6 +6,7 @@
 //! [`Shared`] atomics (polled on a timer) and a final [`WorkerReport`].
 mod conn;
 mod io;
+mod post;
 mod sweep;
 
 use std::cell::{Cell, RefCell};
@@ -126,6 +127,8 @@ struct Slot {
     ready: bool,
     /// Closed by a storm (reconnect without counting a failure).
     stormed: bool,
+    /// `--wire sse`: where its frames are POSTed, once the stream said.
+    post: Option<Rc<str>>,
 }
 
 impl Slot {

@@ -74,7 +74,11 @@ pub(super) async fn run(w: Rc<Worker>) {
                 frame.clear();
                 // The send time, echoed in the pong: its round trip.
                 heartbeat(&w.plan.spec, crate::payload::now_ns() / 1000, &mut frame);
-                if s.send_whole(&frame) {
+                if let Some(path) = &s.post {
+                    let dest = w.plan.dest_for(s.user);
+                    super::post::spawn(&w, dest, path.clone(), frame.clone());
+                    pings += 1;
+                } else if s.send_whole(&frame) {
                     pings += 1;
                 } else {
                     w.shared.note("heartbeat_send_blocked");
