@@ -125,9 +125,14 @@ impl Shard {
         let unix_ms = self.deps.clock.unix_ms(now);
         let keys: Vec<ConnKey> = {
             let conns = self.conns.borrow();
+            // A fallback POST waiting for its answer stays (its answer
+            // comes here, to this process, which serves what did not move
+            // until it drains).
+            let fx = self.fx.borrow();
             conns
                 .iter()
                 .filter(|(k, c)| c.session.movable() && !self.is_tls(*k))
+                .filter(|(_, c)| !fx.posts.contains_key(&c.session.id()))
                 .map(|(k, _)| k)
                 .collect()
         };

@@ -50,12 +50,21 @@ impl Shard {
     /// them; the status to answer the POST with.
     pub(super) fn sse_take(&self, conn_id: u64, secret: u128, body: &[u8]) -> u16 {
         let found = self.sse.borrow().get(&conn_id).copied();
-        match found {
+        let status = match found {
             Some((key, s)) if s == secret => self
                 .drive_if(key, Some(conn_id), |s, cx| s.handle_post(cx, body))
                 .unwrap_or(404),
             _ => 404,
+        };
+        if status == 404 {
+            tracing::debug!(
+                shard = self.id,
+                conn_id,
+                known = found.is_some(),
+                "a POST to no open SSE stream"
+            );
         }
+        status
     }
 
     /// Answers the POST `reply` (here or on its shard).
