@@ -4,7 +4,8 @@
 //! client chats with a raw TCP one both ways; QoS 1 over SSE is acked by
 //! POST and resumed after a reconnect with `Last-Event-ID`; a wrong key,
 //! another node's session, a body over the limit, a bad token and a closed
-//! stream are refused with their statuses; a fatal frame closes the stream.
+//! stream are refused with their statuses; a fatal frame closes the stream;
+//! a stream moves with an upgrade, its POST key with it.
 
 mod common;
 
@@ -19,6 +20,7 @@ driver_tests!(
     an_sse_client_chats_with_a_tcp_client,
     qos1_over_sse_is_acked_and_resumed,
     bad_requests_get_their_statuses,
+    an_sse_stream_moves_with_an_upgrade,
 );
 
 /// One SSE stream: the socket and what was read of it.
@@ -295,4 +297,24 @@ fn bad_requests_get_their_statuses(driver: Driver) {
         std::thread::sleep(Duration::from_millis(20));
     }
     gw.assert_shards_serve();
+}
+
+fn an_sse_stream_moves_with_an_upgrade(driver: Driver) {
+    let reap = Reap::default();
+    let gw = Gateway::start(driver, &[]);
+    let mut frank = Stream::open(&gw, &format!("/sse?token={}", user_token("frank", "w")), "");
+    frank.next_of("authOk");
+    let join = serde_json::json!({"join": {"room": "moved"}});
+    assert_eq!(frank.post(&gw, &[join]), 204);
+    frank.next_of("joined");
+    let old = gw.pid();
+    let new = upgrade_node(&gw, &reap);
+    assert_ne!(new, old);
+    // The same stream, the same path, now served by the new process.
+    let ping = serde_json::json!({"ping": {"nonce": "77"}});
+    assert_eq!(frank.post(&gw, &[ping]), 204);
+    assert_eq!(frank.next_of("pong").data["pong"]["nonce"], "77");
+    push(&gw, r#""room": "moved""#, "after the upgrade", 0);
+    let d = frank.next_of("deliver");
+    assert_eq!(d.data["deliver"]["room"], "moved");
 }
