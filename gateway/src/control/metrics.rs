@@ -18,7 +18,11 @@ type Field = fn(&ShardStats) -> &AtomicU64;
 /// Renders every shard's counters as Prometheus text.
 pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
     let mut o = String::with_capacity(4096);
-    gauge_header(&mut o, "gateway_connections", "Open connections.");
+    gauge_header(
+        &mut o,
+        "gateway_connections",
+        "Open connections, by port: ws counts every connection of the WebSocket port (SSE streams and POSTs in flight included).",
+    );
     for (i, s) in shards.iter().enumerate() {
         let _ = writeln!(
             o,
