@@ -2,7 +2,8 @@
 //! over raw sockets: Python's `websockets` negotiates it (and keeps its
 //! context across messages, in the 9-bit window the gateway grants) and
 //! long messages cross both ways byte-exact with a client that has none;
-//! declined, it still chats. On the wire a long frame comes with RSV1 and
+//! a bare offer (Firefox's, OkHttp's) is told to reset its context; declined,
+//! it still chats. On the wire a long frame comes with RSV1 and
 //! inflates to the message; a deflate bomb closes with 1009, RSV1 on a
 //! control frame with 1002, and a malformed offer is an upgrade without
 //! the extension. (Node's `ws` and Chromium: `clients/js/test`,
@@ -31,7 +32,10 @@ const PY_CLIENT: &str = r#"
 import asyncio, base64, json, sys
 async def main(url, token, mode, room):
     import websockets
-    kw = {} if mode == "deflate" else {"compression": None}
+    kw = {"deflate": {}, "plain": {"compression": None}}.get(mode)
+    if mode == "bare":  # what Firefox and OkHttp offer: no window parameter
+        from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+        kw = {"extensions": [ClientPerMessageDeflateFactory(client_max_window_bits=None)]}
     async with websockets.connect(url, subprotocols=["im.gateway.v1+json"],
                                   extra_headers={"Authorization": "Bearer " + token},
                                   open_timeout=10, **kw) as ws:
@@ -86,6 +90,12 @@ fn python_websockets_compresses_both_ways(driver: Driver) {
             "deflate",
             serde_json::json!(
                 "permessage-deflate; server_no_context_takeover; client_max_window_bits=9"
+            ),
+        ),
+        (
+            "bare",
+            serde_json::json!(
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
             ),
         ),
         ("plain", serde_json::Value::Null),

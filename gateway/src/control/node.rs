@@ -64,6 +64,9 @@ pub struct Node {
     /// new at every start, kept across an upgrade, so peers see the same
     /// node. The bus links' hello carries `link_incarnation` instead.
     pub incarnation: u64,
+    /// Signs SSE streams' POST keys (`session::sse`): random at a start,
+    /// kept across an upgrade.
+    pub post_secret: [u8; 32],
     /// This process's incarnation on the bus links: new at every start and
     /// every upgrade (a peer's acceptor then numbers this process's batches
     /// afresh).
@@ -125,12 +128,17 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
     let shards = config.shard_count();
     let incoming = Incoming::from_env().map_err(NodeError::Upgrade)?;
     let tls = config.tls.server_config().map_err(NodeError::Tls)?;
-    let (listeners, kept_incarnation) = match &incoming {
+    let (listeners, kept) = match &incoming {
         Some(from) => from
             .take_listeners(&config)
-            .map(|(l, inc)| (l, Some(inc)))
+            .map(|(l, kept)| (l, Some(kept)))
             .map_err(NodeError::Upgrade)?,
         None => (Listeners::bind(&config, shards)?, None),
+    };
+    let kept_incarnation = kept.as_ref().map(|k| k.incarnation);
+    let post_secret = match kept.and_then(|k| k.post_secret) {
+        Some(s) => s,
+        None => crate::sys::random_bytes().map_err(os("read random bytes (getrandom)"))?,
     };
     let addrs = listeners.addrs.clone();
     let (handover, shard_ends): (Vec<_>, Vec<_>) = (0..shards)
@@ -151,6 +159,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
         .map(Arc::new);
     let node = Arc::new(Node {
         incarnation,
+        post_secret,
         link_incarnation,
         addrs,
         listeners: std::sync::Mutex::new(None),
@@ -299,6 +308,10 @@ fn shard_deps(node: &Arc<Node>, listeners: &Listeners, accept_later: bool) -> sh
         qos: c.qos.clone(),
         rooms: c.rooms.clone(),
         compression: c.compression,
+        post_key: Arc::new(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            &node.post_secret,
+        )),
         bus_secrets: c.cluster.secrets(),
         redis_access: c.redis_access.clone(),
         auth: c.auth.clone(),

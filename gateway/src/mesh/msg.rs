@@ -153,7 +153,6 @@ pub enum DataMsg {
     /// it (`session::sse`), answered with `SsePosted` to `reply`.
     SsePost {
         conn_id: u64,
-        key: u128,
         body: Vec<u8>,
         reply: ReplyTo,
     },

@@ -114,7 +114,7 @@ impl Router {
             other @ (Route::ToBackend { .. }
             | Route::Event(_)
             | Route::Authorize { .. }
-            | Route::SseOpened { .. }
+            | Route::SseOpened
             | Route::SsePost { .. }) => return Some(other),
         }
         None

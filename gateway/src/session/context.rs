@@ -54,8 +54,9 @@ pub(crate) struct Env {
     pub rooms: Arc<crate::config::RoomsConfig>,
     /// `[compression]`: whether permessage-deflate is accepted.
     pub compression: bool,
-    /// 128 random bits (an SSE session's POST key).
-    pub random: fn() -> u128,
+    /// Signs an SSE stream's connection id into the key its POSTs carry
+    /// (the node's secret: any shard checks a key, before reading a body).
+    pub post_key: Arc<ring::hmac::Key>,
     /// Answers plain `GET`s on the client port (`/route`): the request
     /// target to a status and a JSON body, or `None` for a target it does
     /// not serve (the upgrade error is answered). None: upgrades only.

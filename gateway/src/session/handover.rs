@@ -73,10 +73,6 @@ pub(crate) struct SessionState {
     /// refer to (kept by the shard, filled in by it).
     #[prost(bytes = "vec", tag = "18")]
     pub inflate_window: Vec<u8>,
-    /// An SSE stream's POST key, 16 bytes big-endian (kept by the shard,
-    /// filled in by it).
-    #[prost(bytes = "vec", tag = "19")]
-    pub sse_key: Vec<u8>,
 }
 
 /// A connection's position in one room with history.
@@ -140,6 +136,8 @@ pub(crate) struct QosWire {
 pub(crate) enum ImportError {
     #[error("unknown wire {0}")]
     Wire(u32),
+    #[error("a compression window of {0} bits")]
+    InflateBits(u32),
     #[error("phase {0} does not move")]
     Phase(u32),
     #[error("a frame in flight is unreadable")]
@@ -206,7 +204,6 @@ impl Session {
             rooms_at: Vec::new(),
             inflate_bits: u32::from(self.inflate_bits),
             inflate_window: Vec::new(),
-            sse_key: Vec::new(),
         }
     }
 
@@ -270,7 +267,7 @@ impl Session {
             inflate_bits: match st.inflate_bits {
                 0 => 0,
                 b @ 8..=15 => b as u8,
-                b => return Err(ImportError::Wire(b)),
+                b => return Err(ImportError::InflateBits(b)),
             },
         };
         Ok((session, grants))

@@ -97,18 +97,13 @@ pub(crate) enum Route {
         /// The send waiting for the answer (publish).
         send: Option<Box<proto::v1::Send>>,
     },
-    /// An SSE stream opened: posts to it must carry `key`.
-    SseOpened {
-        /// The stream's capability.
-        key: u128,
-    },
-    /// Client frames posted to the SSE stream `conn_id` (with its `key`):
-    /// answered with `Delivery::PostDone`.
+    /// An SSE stream opened: POSTs may come to it.
+    SseOpened,
+    /// Client frames posted (with a key that checked) to the SSE stream
+    /// `conn_id`: answered with `Delivery::PostDone`.
     SsePost {
         /// The stream's connection id.
         conn_id: u64,
-        /// The key the POST gave.
-        key: u128,
         /// The frames, one per line.
         body: Vec<u8>,
     },

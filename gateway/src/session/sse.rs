@@ -6,8 +6,11 @@
 //! - `GET /sse` (token in `?token=` or `Authorization: Bearer`, optional;
 //!   resume point in `?last_seq=` or `Last-Event-ID`) opens the stream
 //!   (`Wire::Sse`): first an `event: session` naming the path to post to,
-//!   `/sse/<node>/<conn id>/<key>` (the key: 128 random bits, the session's
-//!   capability), then every server frame as one event of protobuf JSON.
+//!   `/sse/<node>/<conn id>/<key>` (the key: the connection id signed with
+//!   the node's secret, HMAC-SHA256 cut to 128 bits: the session's
+//!   capability, which any shard checks from the request head, so a POST
+//!   with a wrong key is refused before its body is read), then every
+//!   server frame as one event of protobuf JSON.
 //!   Without a token the first frame posted must be `auth`.
 //! - `POST /sse/<node>/<conn id>/<key>`, on a connection of its own (any
 //!   shard): client frames of protobuf JSON, one per line. The POST's
@@ -54,14 +57,32 @@ impl Session {
             }
             ("POST", path) if path.starts_with("/sse/") => {
                 let end = head_len.saturating_add(req.content_length);
+                let Ok(allow) = Self::allow_origin(cx, req.origin.as_deref()) else {
+                    self.answer(cx, 403, None, "origin not allowed");
+                    return Plain::Done(buf.len());
+                };
+                // Everything that can be refused from the head is, before
+                // a byte of the body is held.
+                let target = match self.post_target(cx, path) {
+                    Ok(id) => id,
+                    Err((status, why)) => {
+                        self.answer(cx, status, allow.as_deref(), &why);
+                        return Plain::Done(buf.len());
+                    }
+                };
                 if req.chunked {
-                    self.answer(cx, 411, None, "a POST needs a Content-Length");
+                    self.answer(cx, 411, allow.as_deref(), "a POST needs a Content-Length");
                 } else if req.content_length > cx.env.limits.max_frame_bytes {
-                    self.answer(cx, 413, None, "body over limits.max_frame_bytes");
+                    let why = "body over limits.max_frame_bytes";
+                    self.answer(cx, 413, allow.as_deref(), why);
                 } else if buf.len() < end {
                     return Plain::More;
                 } else {
-                    self.sse_post(cx, &req, &buf[head_len..end]);
+                    cx.fx.posts.insert(self.id, allow);
+                    cx.fx.routes.push(Route::SsePost {
+                        conn_id: target,
+                        body: buf[head_len..end].to_vec(),
+                    });
                 }
                 Plain::Done(end.min(buf.len()))
             }
@@ -111,11 +132,12 @@ impl Session {
         self.wire = Wire::Sse;
         self.phase = Phase::Auth;
         self.queue(cx, &handshake::response_sse(allow.as_deref()));
-        let key = (cx.env.random)();
-        cx.fx.routes.push(Route::SseOpened { key });
+        cx.fx.routes.push(Route::SseOpened);
         let event = format!(
-            "event: session\ndata: {{\"post\":\"/sse/{}/{}/{key:032x}\"}}\n\n",
-            cx.env.node_id, self.id
+            "event: session\ndata: {{\"post\":\"/sse/{}/{}/{:032x}\"}}\n\n",
+            cx.env.node_id,
+            self.id,
+            post_key(cx, self.id)
         );
         self.queue(cx, event.as_bytes());
         if let Some(claims) = claims {
@@ -123,28 +145,35 @@ impl Session {
         }
     }
 
-    /// `POST /sse/...` with its whole body: handed to the stream's session.
-    fn sse_post(&mut self, cx: &mut Ctx, req: &PlainRequest, body: &[u8]) {
-        let Ok(allow) = Self::allow_origin(cx, req.origin.as_deref()) else {
-            return self.answer(cx, 403, None, "origin not allowed");
-        };
-        let mut parts = req.path["/sse/".len()..].split('/');
+    /// The stream a `POST /sse/<node>/<conn id>/<key>` is for, or the
+    /// status and reason to refuse it with: 404 for a malformed path or a
+    /// key that does not check, 421 for another node's session.
+    fn post_target(&self, cx: &Ctx, path: &str) -> Result<u64, (u16, String)> {
+        let not_found = || (404, "no such session".to_owned());
+        let mut parts = path["/sse/".len()..].split('/');
         let (node, id, key) = (parts.next(), parts.next(), parts.next());
-        let target = id.and_then(|i| i.parse::<u64>().ok());
-        let key = key.and_then(|k| u128::from_str_radix(k, 16).ok());
+        let target = id
+            .filter(|i| is_digits(i))
+            .and_then(|i| i.parse::<u64>().ok());
+        let key = key
+            .filter(|k| k.len() == 32 && k.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|k| u128::from_str_radix(k, 16).ok());
         let (Some(node), Some(target), Some(key), None) = (node, target, key, parts.next()) else {
-            return self.answer(cx, 404, allow.as_deref(), "no such session");
+            return Err(not_found());
         };
         if node != cx.env.node_id {
-            let why = format!("the session is on node {node}");
-            return self.answer(cx, 421, allow.as_deref(), &why);
+            return Err((421, format!("the session is on node {node}")));
         }
-        cx.fx.posts.insert(self.id, allow);
-        cx.fx.routes.push(Route::SsePost {
-            conn_id: target,
-            key,
-            body: body.to_vec(),
-        });
+        // Compared in constant time: nothing of the key leaks by timing.
+        let want = post_key(cx, target).to_be_bytes();
+        let diff = want
+            .iter()
+            .zip(key.to_be_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if diff != 0 {
+            return Err(not_found());
+        }
+        Ok(target)
     }
 
     /// The stream's session took a POST (or did not: `status`).
@@ -167,6 +196,8 @@ impl Session {
         if self.wire != Wire::Sse || !matches!(self.phase, Phase::Auth | Phase::Open) {
             return 404;
         }
+        let limits = &cx.env.limits;
+        let preauth = limits.max_frame_bytes.min(limits.max_preauth_frame_bytes);
         for line in body.split(|&b| b == b'\n') {
             let line = line.trim_ascii();
             if line.is_empty() {
@@ -176,7 +207,13 @@ impl Session {
                 break;
             }
             let was_open = self.phase == Phase::Open;
-            let mut step = self.on_payload(cx, Encoding::Json, line);
+            let mut step = if !was_open && line.len() > preauth {
+                // Before authentication, frames are small (an Auth frame).
+                let why = format!("a frame of {} bytes before auth", line.len());
+                Err(Fatal::app(proto::v1::ErrorCode::FrameTooLarge, why))
+            } else {
+                self.on_payload(cx, Encoding::Json, line)
+            };
             if step.is_ok() && was_open && self.phase == Phase::Open {
                 // A complete frame: the client is alive.
                 self.stamp = cx.now;
@@ -188,4 +225,16 @@ impl Session {
         }
         204
     }
+}
+
+/// The key of the stream `conn_id`: its id signed with the node's secret.
+fn post_key(cx: &Ctx, conn_id: u64) -> u128 {
+    let tag = ring::hmac::sign(&cx.env.post_key, &conn_id.to_be_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&tag.as_ref()[..16]);
+    u128::from_be_bytes(first)
+}
+
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }

@@ -91,6 +91,14 @@ impl Session {
 
     fn on_timer(&mut self, cx: &mut Ctx, timer: Timer) {
         match timer {
+            // A fallback POST handed on: its frames may be taken yet, so it
+            // waits for the answer (which always comes) rather than be
+            // told 408 and sent again (twice).
+            Timer::Handshake
+                if self.phase == Phase::Upgrade && cx.fx.posts.contains_key(&self.id) =>
+            {
+                self.stamp = cx.now;
+            }
             Timer::Handshake if self.phase == Phase::Upgrade => {
                 self.reject_upgrade(cx, 408, "no upgrade request in time")
             }

@@ -45,6 +45,9 @@ pub(crate) struct Deps {
     pub rooms: crate::config::RoomsConfig,
     /// permessage-deflate.
     pub compression: crate::config::CompressionConfig,
+    /// Signs SSE streams' POST keys: the node's secret, kept across an
+    /// upgrade (`session::sse`).
+    pub post_key: Arc<ring::hmac::Key>,
     /// The user, password and CA to reach Redis with.
     pub redis_access: crate::config::RedisAccess,
     /// The cluster secrets the bus links prove (empty: none).

@@ -155,9 +155,6 @@ impl Shard {
                     if let Some(window) = fx.inflate.window(c.session.id()) {
                         st.inflate_window = window.to_vec();
                     }
-                    if let Some(secret) = self.sse_secret(c.session.id()) {
-                        st.sse_key = secret.to_be_bytes().to_vec();
-                    }
                     batch.sessions.push(st);
                     fds.push(c.fd);
                 }
@@ -261,9 +258,6 @@ impl Shard {
         for (mut st, fd) in batch.sessions.into_iter().zip(fds) {
             let rooms = RoomCursors::import(std::mem::take(&mut st.rooms_at));
             let window = std::mem::take(&mut st.inflate_window);
-            let sse = <[u8; 16]>::try_from(&st.sse_key[..])
-                .ok()
-                .map(u128::from_be_bytes);
             let (session, grants) =
                 Session::import(st, then, &self.env).map_err(|e| format!("a session: {e}"))?;
             self.fx
@@ -276,19 +270,13 @@ impl Shard {
                     .room_cursors
                     .insert(session.id(), rooms);
             }
-            self.adopt(fd, session, grants, sse);
+            self.adopt(fd, session, grants);
         }
         Ok(n)
     }
 
     /// Serves a connection that another process handed over.
-    fn adopt(
-        &self,
-        fd: OwnedFd,
-        session: Session,
-        grants: Option<crate::grants::Grants>,
-        sse: Option<u128>,
-    ) {
+    fn adopt(&self, fd: OwnedFd, session: Session, grants: Option<crate::grants::Grants>) {
         let id = session.id();
         // Ids stay as they were (presence lists them): new ones come after.
         let n = id & ((1 << 48) - 1);
@@ -307,8 +295,9 @@ impl Shard {
                 .borrow_mut()
                 .set_grants(id, Some(std::sync::Arc::new(g)));
         }
-        if let Some(secret) = sse {
-            self.sse_opened(key, id, secret);
+        if wire == crate::outbound::Wire::Sse {
+            // Its POSTs' key is the node's, which the new process keeps.
+            self.sse_opened(key, id);
         }
         // Not counted as accepted: the old process's totals carry it.
         self.gauge(wire == crate::outbound::Wire::Tcp, 1);

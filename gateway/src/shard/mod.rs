@@ -154,9 +154,8 @@ pub(crate) struct Shard {
     upstream: Option<crate::backend::upstream::Upstream>,
     /// Source address of each connection, only when per-IP limits are on.
     ips: RefCell<std::collections::HashMap<ConnKey, std::net::IpAddr>>,
-    /// This shard's SSE streams by connection id: where each is, and the
-    /// key a POST to it must carry (`sse`).
-    sse: RefCell<std::collections::HashMap<u64, (ConnKey, u128)>>,
+    /// This shard's SSE streams by connection id: where each is (`sse`).
+    sse: RefCell<std::collections::HashMap<u64, ConnKey>>,
     /// TLS state of each connection (with `tls.cert_file`).
     tls: RefCell<tls::Tls>,
     /// Deciphered input, lent to the session like the scratch buffer.
@@ -197,7 +196,7 @@ impl Shard {
             hook: deps.backend.authorize_url.is_some(),
             rooms: Arc::new(deps.rooms.clone()),
             compression: deps.compression.enabled,
-            random: crate::sys::random_u128,
+            post_key: deps.post_key.clone(),
         };
         let identity = relay::Identity {
             node_id: deps.node_id.clone(),

@@ -105,11 +105,10 @@ impl Shard {
             DataMsg::StoreReady => self.drain_store(),
             DataMsg::SsePost {
                 conn_id,
-                key,
                 body,
                 reply,
             } => {
-                let status = self.sse_take(conn_id, key, &body);
+                let status = self.sse_take(conn_id, &body);
                 self.sse_posted(reply, status);
             }
             DataMsg::SsePosted { reply, status } => self.sse_posted(reply, status),

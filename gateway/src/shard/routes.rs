@@ -29,12 +29,8 @@ impl Shard {
             Some(Route::Authorize { action, room, send }) => {
                 self.authorize(key, me, action, room, send)
             }
-            Some(Route::SseOpened { key: secret }) => self.sse_opened(key, conn_id, secret),
-            Some(Route::SsePost {
-                conn_id: to,
-                key: secret,
-                body,
-            }) => self.sse_post(me, to, secret, body),
+            Some(Route::SseOpened) => self.sse_opened(key, conn_id),
+            Some(Route::SsePost { conn_id: to, body }) => self.sse_post(me, to, body),
             _ => {}
         }
     }

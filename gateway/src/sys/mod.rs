@@ -19,10 +19,10 @@ pub(crate) use listen::{accept, listener, local_addr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// 128 random bits from the kernel (`getrandom(2)`): unguessable
-/// capabilities (an SSE session's POST key).
-pub(crate) fn random_u128() -> u128 {
-    let mut buf = [0u8; 16];
+/// `N` random bytes from the kernel (`getrandom(2)`): a secret (the one
+/// that signs SSE POST keys).
+pub(crate) fn random_bytes<const N: usize>() -> io::Result<[u8; N]> {
+    let mut buf = [0u8; N];
     let mut filled = 0;
     while filled < buf.len() {
         let rest = &mut buf[filled..];
@@ -31,11 +31,10 @@ pub(crate) fn random_u128() -> u128 {
         if n > 0 {
             filled += n as usize;
         } else if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            // No entropy source at all: refuse to make a guessable key.
-            panic!("getrandom failed: {}", io::Error::last_os_error());
+            return Err(io::Error::last_os_error());
         }
     }
-    u128::from_ne_bytes(buf)
+    Ok(buf)
 }
 
 /// Gives the calling thread its own file-descriptor table.

@@ -53,9 +53,11 @@ pub fn parse_plain(
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let headers = req.headers;
     let number = |v: &str| {
-        v.trim()
-            .parse::<u64>()
-            .map_err(|_| HandshakeError::BadQuery)
+        let v = v.trim();
+        match v.bytes().all(|b| b.is_ascii_digit()) {
+            true => v.parse::<u64>().map_err(|_| HandshakeError::BadQuery),
+            false => Err(HandshakeError::BadQuery),
+        }
     };
     let last_seq = match (
         query_param(query, "last_seq")?,
@@ -134,6 +136,10 @@ fn cors(out: &mut String, allow_origin: Option<&str>) {
         out.push_str("Access-Control-Allow-Origin: ");
         out.push_str(o);
         out.push_str("\r\n");
+        if o != "*" {
+            // The answer depends on the request's Origin.
+            out.push_str("Vary: Origin\r\n");
+        }
     }
 }
 

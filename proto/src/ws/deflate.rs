@@ -10,9 +10,10 @@
 //! - A compressed message ends with an empty stored block whose 4 octets
 //!   `00 00 ff ff` are removed on the wire and put back before inflating
 //!   (section 7.2.1 and 7.2.2).
-//! - Inflating never writes more than `max + 1` bytes: past `max` it stops
-//!   with [`WsError::TooLarge`] (a deflate bomb costs its bound, not its
-//!   claim). Corrupt input is [`WsError::BadCompressed`], never a panic.
+//! - Inflating never grows its output past `max + 1` bytes (it may fill
+//!   room the buffer already had): past `max` it stops with
+//!   [`WsError::TooLarge`] (a deflate bomb costs its bound, not its claim).
+//!   Corrupt input is [`WsError::BadCompressed`], never a panic.
 //! - A client that keeps its context across messages sends messages that may
 //!   refer to its earlier output: the caller keeps the last `1 << bits`
 //!   bytes of it ([`slide_window`]) and passes them as the dictionary.

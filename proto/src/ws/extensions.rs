@@ -12,12 +12,15 @@
 //!   (`client_max_window_bits` offered): the server answers with at most
 //!   [`CLIENT_WINDOW_BITS`] and keeps that many bytes of the client's last
 //!   output (512 B) for a connection that has sent a compressed message;
-//! - neither: the offer is declined (it would pin a 32 KiB window per
-//!   connection), as is an offer that caps the server's window below 15
-//!   bits (a shared compressed broadcast could not honour it), one with an
-//!   unknown or repeated parameter, or a malformed one. A declined offer
-//!   falls through to the client's next one; none left means no extension,
-//!   never a failed upgrade.
+//! - neither (Firefox and OkHttp offer a bare `permessage-deflate`): the
+//!   server answers `client_no_context_takeover` (RFC 7692 section
+//!   7.1.1.2 lets it, whatever the offer said), so it keeps nothing.
+//!
+//! Declined: an offer that caps the server's window below 15 bits (a shared
+//! compressed broadcast could not honour it), one with an unknown or
+//! repeated parameter, or a malformed one. A declined offer falls through
+//! to the client's next one; none left means no extension, never a failed
+//! upgrade.
 
 /// The window the server lets a client with context takeover use, in bits
 /// (512 B kept per connection that has sent a compressed message).
@@ -108,9 +111,9 @@ fn accept(params: &[(String, Option<String>)]) -> Option<Deflate> {
         }
     }
     let client_window_bits = match (client_reset, client_bits) {
-        (true, _) => None,
         (false, Some(bits)) => Some(bits.min(CLIENT_WINDOW_BITS)),
-        (false, None) => return None,
+        // Told to reset its context per message (offered or not).
+        _ => None,
     };
     Some(Deflate {
         client_window_bits,
@@ -118,9 +121,9 @@ fn accept(params: &[(String, Option<String>)]) -> Option<Deflate> {
     })
 }
 
-/// A window size parameter: 8 to 15, decimal, no leading zero.
+/// A window size parameter: 8 to 15, decimal, no leading zero or sign.
 fn window_bits(v: &str) -> Option<u8> {
-    if v.starts_with('0') || v.len() > 2 {
+    if v.starts_with('0') || v.len() > 2 || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     v.parse().ok().filter(|b| (8..=15).contains(b))

@@ -36,6 +36,20 @@ fn what_browsers_and_libraries_offer_is_accepted() {
 }
 
 #[test]
+fn a_bare_offer_is_told_to_reset_its_context() {
+    // Firefox and OkHttp: no window parameter; accepted, the client told
+    // to reset its context per message (nothing kept per connection).
+    let reset = Some(
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover".to_owned(),
+    );
+    assert_eq!(answer(&["permessage-deflate"]), reset);
+    assert_eq!(
+        answer(&["permessage-deflate; server_no_context_takeover"]),
+        reset
+    );
+}
+
+#[test]
 fn the_server_window_must_stay_at_15_bits() {
     assert_eq!(
         answer(&["permessage-deflate; server_max_window_bits=15; client_no_context_takeover"]),
@@ -54,13 +68,11 @@ fn the_server_window_must_stay_at_15_bits() {
 #[test]
 fn bad_offers_are_declined_and_the_next_one_is_tried() {
     let declined = [
-        // A 32 KiB context per connection.
-        "permessage-deflate",
-        "permessage-deflate; server_no_context_takeover",
         // Values out of range or malformed.
         "permessage-deflate; client_max_window_bits=16",
         "permessage-deflate; client_max_window_bits=7",
         "permessage-deflate; client_max_window_bits=09",
+        "permessage-deflate; client_max_window_bits=+9",
         "permessage-deflate; server_max_window_bits",
         "permessage-deflate; client_no_context_takeover=1",
         // Unknown or repeated parameters.

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{recv, send, Msg, FD_VAR, FORMAT, OFFER_TIMEOUT, READY_TIMEOUT};
+use super::{recv, send, Msg, FD_VAR, OFFER_TIMEOUT, READS, READY_TIMEOUT};
 use crate::config::Config;
 use crate::control::listeners::{Addrs, Listeners};
 use crate::control::node::Node;
@@ -39,10 +39,10 @@ impl Incoming {
 
     /// Reads the offer, checks this process can take it (format, shard
     /// count, listen addresses), and takes the listeners; also returns the
-    /// node's incarnation, which this process keeps. A refusal is sent to
-    /// the old process too.
-    pub(crate) fn take_listeners(&self, config: &Config) -> Result<(Listeners, u64), String> {
-        let (format, shards, addrs, count, incarnation) = match recv(&self.sock, OFFER_TIMEOUT)? {
+    /// node's incarnation and POST secret, which this process keeps. A
+    /// refusal is sent to the old process too.
+    pub(crate) fn take_listeners(&self, config: &Config) -> Result<(Listeners, Kept), String> {
+        let (format, shards, addrs, count, kept) = match recv(&self.sock, OFFER_TIMEOUT)? {
             (
                 Msg::Offer {
                     format,
@@ -50,10 +50,23 @@ impl Incoming {
                     addrs,
                     fds,
                     incarnation,
+                    post_secret,
                     ..
                 },
                 _,
-            ) => (format, shards, addrs, fds, incarnation),
+            ) => {
+                let post_secret = hex32(&post_secret);
+                (
+                    format,
+                    shards,
+                    addrs,
+                    fds,
+                    Kept {
+                        incarnation,
+                        post_secret,
+                    },
+                )
+            }
             (other, _) => return Err(format!("expected an offer, got {other:?}")),
         };
         if let Err(why) = check(config, format, shards, &addrs) {
@@ -71,7 +84,7 @@ impl Incoming {
         }
         let listeners = Listeners::adopt(fds, shards, addrs)?;
         tracing::info!("upgrade: took the listeners");
-        Ok((listeners, incarnation))
+        Ok((listeners, kept))
     }
 
     /// Tells the old process this one is up and waits for its commit (it
@@ -154,13 +167,33 @@ fn add(node: &Node, msg: Msg) {
 }
 
 /// Whether this binary and config can take what is offered.
+/// What a new process keeps of the node it takes over.
+pub(crate) struct Kept {
+    /// The node's incarnation.
+    pub incarnation: u64,
+    /// The secret that signs SSE POST keys (none from a format 1 offer).
+    pub post_secret: Option<[u8; 32]>,
+}
+
+/// 32 bytes from 64 hex digits.
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 fn check(config: &Config, format: u32, shards: usize, addrs: &Addrs) -> Result<(), String> {
     let formats: Vec<u32> = match test_var("GATEWAY_TEST_UPGRADE_FORMATS") {
         Some(list) => list
             .split(',')
             .filter_map(|f| f.trim().parse().ok())
             .collect(),
-        None => vec![FORMAT],
+        None => READS.to_vec(),
     };
     if !formats.contains(&format) {
         return Err(format!(

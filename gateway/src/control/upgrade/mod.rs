@@ -71,8 +71,13 @@ pub use parent::{UpgradeError, Upgraded};
 
 use super::listeners::Addrs;
 
-/// The handover format this binary sends and reads.
-pub(crate) const FORMAT: u32 = 1;
+/// The handover format this binary sends. 2: sessions may be compressed
+/// (wires 3 and 4, `inflate_*`) or SSE streams (wire 5), and the offer
+/// carries the node's POST secret; a binary that reads only 1 refuses it
+/// before anything moves.
+pub(crate) const FORMAT: u32 = 2;
+/// The formats this binary reads (an older binary's offer: 1).
+pub(crate) const READS: [u32; 2] = [1, 2];
 /// Largest handover message.
 const MAX_MSG: usize = 64 * 1024;
 /// How long the new process may take to answer the offer (it starts and
@@ -100,6 +105,10 @@ enum Msg {
         addrs: Addrs,
         /// How many descriptors the `Fds` messages will carry.
         fds: usize,
+        /// The node's secret that signs SSE POST keys (hex), which the new
+        /// process keeps (so moved streams' keys still check). Format 2.
+        #[serde(default)]
+        post_secret: String,
     },
     /// The new process can take it.
     Accept { pid: u32 },

@@ -208,6 +208,11 @@ fn offer(node: &Node, sock: &OwnedFd) -> Result<(), String> {
         shards: node.mesh.len(),
         addrs: l.addrs.clone(),
         fds: fds.len(),
+        post_secret: node
+            .post_secret
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
     };
     let io = |e: std::io::Error| format!("handover channel: {e}");
     send(sock, &offer, &[]).map_err(io)?;

@@ -145,7 +145,10 @@ fn an_offer_is_answered_and_long_frames_go_compressed() {
 
 #[test]
 fn no_extension_when_turned_off_or_declined() {
-    for (offer, on) in [(OFFER, false), ("permessage-deflate", true)] {
+    for (offer, on) in [
+        (OFFER, false),
+        ("permessage-deflate; server_max_window_bits=10", true),
+    ] {
         let (h, head) = upgraded(offer, on);
         assert!(!head.contains("Sec-WebSocket-Extensions"), "{head}");
         assert_eq!(h.s.wire(), Wire::WsProto);

@@ -73,7 +73,7 @@ impl Harness {
                 ..Default::default()
             }),
             compression: true,
-            random: || 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
+            post_key: Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"test")),
         };
         let s = Session::new(transport, 7, now, &env);
         Harness {

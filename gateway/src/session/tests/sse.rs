@@ -3,7 +3,15 @@
 //! session handing its body on and answering once told.
 use super::*;
 
-const KEY: u128 = 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef;
+/// The POST key of connection `id` (the harness's secret).
+fn key(id: u64) -> String {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"test");
+    let tag = ring::hmac::sign(&k, &id.to_be_bytes());
+    tag.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
@@ -21,7 +29,7 @@ fn a_stream_opens_with_its_post_path_then_frames_as_events() {
     let out = get(&mut h, &format!("/sse?token={token}&last_seq=4"));
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
     assert!(out.contains("Access-Control-Allow-Origin: *\r\n"), "{out}");
-    let post = format!("/sse/test-node/7/{KEY:032x}");
+    let post = format!("/sse/test-node/7/{}", key(7));
     assert!(out.contains(&format!(
         "event: session\ndata: {{\"post\":\"{post}\"}}\n\n"
     )));
@@ -31,7 +39,7 @@ fn a_stream_opens_with_its_post_path_then_frames_as_events() {
     );
     assert_eq!(h.s.wire(), Wire::Sse);
     let routes = h.routes();
-    assert!(matches!(routes[0], Route::SseOpened { key: KEY }));
+    assert!(matches!(routes[0], Route::SseOpened));
     assert!(matches!(
         routes.last(),
         Some(Route::Read { after: Some(4), .. })
@@ -77,7 +85,8 @@ fn a_post_hands_its_body_on_and_answers_when_told() {
     let mut h = Harness::new(Transport::WebSocket);
     let body = "{\"ping\":{}}\n";
     let req = format!(
-        "POST /sse/test-node/99/{KEY:x} HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /sse/test-node/99/{} HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n{body}",
+        key(99),
         body.len()
     );
     let (head, tail) = req.split_at(req.len() - 4);
@@ -87,7 +96,6 @@ fn a_post_hands_its_body_on_and_answers_when_told() {
     match &h.routes()[..] {
         [Route::SsePost {
             conn_id: 99,
-            key: KEY,
             body: b,
         }] => assert_eq!(b, body.as_bytes()),
         other => panic!("{other:?}"),
@@ -103,13 +111,14 @@ fn a_post_hands_its_body_on_and_answers_when_told() {
 #[test]
 fn misdirected_oversized_and_malformed_posts_are_refused() {
     let big = Limits::default().max_frame_bytes + 1;
+    let (k1, wrong) = (key(1), key(2));
     for (req, status) in [
         (
-            format!("POST /sse/other-node/1/{KEY:x} HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            format!("POST /sse/other-node/1/{k1} HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
             "421",
         ),
         (
-            format!("POST /sse/test-node/1/{KEY:x} HTTP/1.1\r\nContent-Length: {big}\r\n\r\n"),
+            format!("POST /sse/test-node/1/{k1} HTTP/1.1\r\nContent-Length: {big}\r\n\r\n"),
             "413",
         ),
         (
@@ -117,8 +126,13 @@ fn misdirected_oversized_and_malformed_posts_are_refused() {
             "404",
         ),
         (
-            "POST /sse/a/1/2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned(),
+            format!("POST /sse/test-node/1/{k1} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             "411",
+        ),
+        // A wrong key: refused from the head, its body never waited for.
+        (
+            format!("POST /sse/test-node/1/{wrong} HTTP/1.1\r\nContent-Length: 60000\r\n\r\n"),
+            "404",
         ),
         ("GET /sse?token=bad HTTP/1.1\r\n\r\n".to_owned(), "401"),
     ] {
@@ -131,4 +145,32 @@ fn misdirected_oversized_and_malformed_posts_are_refused() {
         );
         assert!(h.routes().is_empty() && h.s.is_closing(), "{req}");
     }
+}
+
+#[test]
+fn before_auth_a_posted_frame_is_small() {
+    let mut h = Harness::new(Transport::WebSocket);
+    get(&mut h, "/sse");
+    let big = format!("{{\"ping\":{{\"nonce\":\"{}\"}}}}", "1".repeat(5000));
+    assert_eq!(h.call(|s, cx| s.handle_post(cx, big.as_bytes())), 204);
+    let out = text(&h.output());
+    assert!(out.contains("FRAME_TOO_LARGE"), "{out}");
+    assert!(h.s.is_closing());
+}
+
+#[test]
+fn a_post_waiting_for_its_answer_is_not_timed_out() {
+    let mut h = Harness::new(Transport::WebSocket);
+    let body = "{\"ping\":{}}\n";
+    let req = format!(
+        "POST /sse/test-node/5/{} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        key(5),
+        body.len()
+    );
+    h.feed(req.as_bytes());
+    assert_eq!(h.routes().len(), 1);
+    h.advance(Duration::from_millis(3 * h.env.limits.handshake_timeout_ms));
+    assert!(h.output().is_empty() && !h.s.is_closing(), "no 408");
+    h.deliver(Delivery::PostDone(204));
+    assert!(text(&h.output()).starts_with("HTTP/1.1 204 "));
 }
