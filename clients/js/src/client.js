@@ -75,6 +75,12 @@ export class GatewayClient extends Emitter {
     return this.#connector.conn?.authOk ?? null;
   }
 
+  /** The current connection's transport, 'websocket' or 'sse' (once authenticated), or null. */
+  get transport() {
+    const c = this.#connector.conn;
+    return c?.authOk ? c.transport : null;
+  }
+
   /** Highest QoS 1 seq seen: persist it with your messages, pass it back as `lastSeq`. */
   get lastSeq() {
     return this.inbox.lastSeq;
@@ -245,6 +251,7 @@ export class GatewayClient extends Emitter {
     this.outbox.onOpen();
     this.heartbeat.start(this.#o.heartbeatMs ?? (info.heartbeatMs || 25_000));
     if (this.#o.getToken) this.refreshTimer.schedule(info.expiresAt);
+    this.emit('transport', { transport: conn.transport, url: conn.endpoint });
     this.emit('connected', info);
     this.#first.resolve(info);
   }

@@ -1,22 +1,46 @@
 // The socket side of GatewayClient: one socket at a time. Where to open it
-// and with which token, the handshake up to authOk, dropping it, and the
-// next attempt (after the backoff, or after the delay a go-away asked for).
-// What travels on the socket is the client's: it is handed the current
-// socket's text frames, and told when that socket is gone.
+// and with which token, over which transport (a WebSocket; SSE + POST when
+// the WebSocket cannot open), the handshake up to authOk, dropping it, and
+// the next attempt (after the backoff, or after the delay a go-away asked
+// for). What travels on the socket is the client's: it is handed the
+// current socket's text frames, and told when that socket is gone.
 
 import { goAwayDelay } from './backoff.js';
 import { PROTOCOL, jwtSubject } from './codec.js';
+import { NO_EVENTSOURCE, SseSocket, resolveEventSource, sseUrl } from './sse.js';
 import { OPEN, dropSocket, fetchRoute, resolveWebSocket, withToken } from './transport.js';
 
 /** @typedef {import('./types.js').ClientOptions} ClientOptions */
 /** @typedef {import('./types.js').AuthInfo} AuthInfo */
 /** @typedef {import('./types.js').DisconnectedEvent} DisconnectedEvent */
 /** @typedef {import('./types.js').GoAwayEvent} GoAwayEvent */
+/** @typedef {import('./types.js').Transport} Transport */
+
+/** The transports there are, in the default order of `transports`. */
+export const TRANSPORTS = /** @type {readonly Transport[]} */ (Object.freeze(['websocket', 'sse']));
+
+/**
+ * The `transports` option, checked: a non-empty list of distinct transport
+ * names (`['sse']` alone needs an EventSource).
+ * @param {ClientOptions} opts
+ * @returns {Transport[]}
+ */
+export function transportsOf(opts) {
+  const list = opts.transports === undefined ? [...TRANSPORTS] : [...opts.transports];
+  if (list.length === 0 || list.some((t) => !TRANSPORTS.includes(t)) || new Set(list).size !== list.length) {
+    throw new TypeError("transports: a non-empty list of 'websocket' and 'sse'");
+  }
+  if (list.length === 1 && list[0] === 'sse' && !resolveEventSource(opts.EventSource)) throw new TypeError(NO_EVENTSOURCE);
+  return list;
+}
 
 /**
  * @typedef {object} Conn  one socket's life
- * @property {import('./transport.js').WebSocketLike} ws
- * @property {string} url
+ * @property {import('./transport.js').WebSocketLike} ws  a WebSocket, or an SseSocket (the same API)
+ * @property {Transport} transport
+ * @property {string} url  the WebSocket URL (the SSE one is derived from it)
+ * @property {string} endpoint  where the socket went: `url`, or the event stream's URL (without the token)
+ * @property {boolean} opened  the socket opened (a WebSocket's `open`, the stream's `session` event)
  * @property {AuthInfo | null} authOk
  * @property {number} openedAt
  * @property {string | null} refreshPending  a token sent in `refresh`, not yet answered
@@ -36,6 +60,8 @@ import { OPEN, dropSocket, fetchRoute, resolveWebSocket, withToken } from './tra
 
 export class Connector {
   /** @type {ClientOptions} */ #o;
+  /** @type {Transport[]} */ #transports;
+  /** @type {Transport | null} the transport of the last connection that authenticated: tried first */ #preferred = null;
   /** @type {import('./backoff.js').Backoff} */ #backoff;
   /** @type {ConnectorHooks} */ #hooks;
   /** @type {Conn | null} */ #conn = null;
@@ -57,6 +83,7 @@ export class Connector {
    */
   constructor(opts, backoff, hooks) {
     this.#o = opts;
+    this.#transports = transportsOf(opts);
     this.#backoff = backoff;
     this.#hooks = hooks;
     this.#token = opts.token;
@@ -111,9 +138,10 @@ export class Connector {
   authenticated(conn, fields) {
     clearTimeout(conn.handshakeTimer);
     /** @type {AuthInfo} */
-    const info = { ...fields, url: conn.url, reconnect: this.#authCount++ > 0 };
+    const info = { ...fields, url: conn.url, transport: conn.transport, reconnect: this.#authCount++ > 0 };
     conn.authOk = info;
     this.#goodUrl = conn.url;
+    this.#preferred = conn.transport;
     this.#lastFailed = false;
     return info;
   }
@@ -148,34 +176,82 @@ export class Connector {
   async #attempt() {
     this.#reconnectTimer = undefined;
     if (this.#closed) return;
-    let url, token, Ctor;
+    let url, token;
     try {
       token = this.#freshToken ?? (this.#o.getToken ? await this.#o.getToken() : /** @type {string} */ (this.#token));
       this.#freshToken = null;
       this.#token = token;
       url = await this.#pickUrl(token);
-      Ctor = await resolveWebSocket(this.#o.WebSocket);
     } catch (err) {
       if (!this.#closed) this.#scheduleAfter(null, 0, `cannot connect: ${/** @type {Error} */ (err).message ?? err}`);
       return;
     }
-    if (this.#closed) return;
+    if (!this.#closed) await this.#open(url, token, this.#order());
+  }
+
+  /**
+   * The transports to try, in order: those of `transports` (SSE only where
+   * there is an EventSource, unless it is the only one), the one that last
+   * authenticated first.
+   * @returns {Transport[]}
+   */
+  #order() {
+    const usable = this.#transports.filter((t) => t !== 'sse' || this.#transports.length === 1 || resolveEventSource(this.#o.EventSource));
+    const p = this.#preferred;
+    return p && usable.includes(p) ? [p, ...usable.filter((t) => t !== p)] : usable;
+  }
+
+  /**
+   * Open a socket with the first of `kinds`. One that fails before it opens
+   * (cannot be made, errors or closes first, or does not open within
+   * connectTimeoutMs) hands over to the next kind at once, with the same
+   * token: the fallback. The last one's failure is the attempt's.
+   * @param {string} url
+   * @param {string} token
+   * @param {Transport[]} kinds
+   */
+  async #open(url, token, kinds) {
+    const [kind, ...rest] = kinds;
     const byQuery = (this.#o.auth ?? 'query') === 'query';
-    let ws;
+    let ws, endpoint;
     try {
-      ws = new Ctor(byQuery ? withToken(url, token, this.#hooks.lastSeq()) : url, PROTOCOL);
+      const lastSeq = this.#hooks.lastSeq();
+      if (kind === 'sse') {
+        const EventSource = resolveEventSource(this.#o.EventSource);
+        if (!EventSource) throw new Error(NO_EVENTSOURCE);
+        endpoint = sseUrl(url);
+        ws = new SseSocket(byQuery ? withToken(endpoint, token, lastSeq) : endpoint, { EventSource });
+      } else {
+        const Ctor = await resolveWebSocket(this.#o.WebSocket);
+        endpoint = url;
+        if (this.#closed) return;
+        ws = new Ctor(byQuery ? withToken(url, token, lastSeq) : url, PROTOCOL);
+      }
     } catch (err) {
+      if (this.#closed) return;
+      if (rest.length > 0) return this.#open(url, token, rest);
       this.#lastFailed = true;
       this.#scheduleAfter(null, 0, `cannot connect: ${/** @type {Error} */ (err).message ?? err}`);
       return;
     }
     /** @type {Conn} */
-    const conn = { ws, url, authOk: null, openedAt: Date.now(), refreshPending: null, handshakeTimer: undefined };
+    const conn = { ws, transport: kind, url, endpoint, opened: false, authOk: null, openedAt: Date.now(), refreshPending: null, handshakeTimer: undefined };
     this.#conn = conn;
+    /** Before `open`, with a transport left to try: drop this one and try it. */
+    const fallBack = () => {
+      if (this.#conn !== conn || conn.opened || rest.length === 0 || this.#closed) return false;
+      clearTimeout(conn.handshakeTimer);
+      this.#conn = null;
+      dropSocket(ws, 4008, 'falling back');
+      void this.#open(url, token, rest);
+      return true;
+    };
     const limit = this.#o.connectTimeoutMs ?? 10_000;
-    conn.handshakeTimer = setTimeout(() => this.#abandon(conn, 4008, `no authOk within ${limit} ms`), limit);
+    conn.handshakeTimer = setTimeout(() => fallBack() || this.#abandon(conn, 4008, `no authOk within ${limit} ms`), limit);
     ws.addEventListener('open', () => {
-      if (this.#conn !== conn || byQuery) return;
+      if (this.#conn !== conn) return;
+      conn.opened = true;
+      if (byQuery) return;
       const lastSeq = this.#hooks.lastSeq();
       /** @type {Record<string, any>} */
       const auth = { token, device: this.#o.device ?? '' };
@@ -188,7 +264,7 @@ export class Connector {
     ws.addEventListener('message', (ev) => {
       if (this.#conn === conn && typeof ev.data === 'string') this.#hooks.frame(conn, ev.data);
     });
-    ws.addEventListener('close', (ev) => this.#teardown(conn, ev.code ?? 1006, String(ev.reason ?? '')));
+    ws.addEventListener('close', (ev) => fallBack() || this.#teardown(conn, ev.code ?? 1006, String(ev.reason ?? '')));
     ws.addEventListener('error', () => {}); // a close event follows
   }
 

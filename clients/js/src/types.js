@@ -1,5 +1,7 @@
 // Types only (JSDoc): the client's options, its events and what they carry.
 
+/** A way to the gateway: a WebSocket, or Server-Sent Events down and POSTs up. @typedef {'websocket' | 'sse'} Transport */
+
 /**
  * @typedef {object} ClientOptions
  * @property {string} [url]  `ws://host:port/ws` (or wss://); needed unless `routeUrl` is given
@@ -11,6 +13,11 @@
  * @property {string} [user]  user for `routeUrl` (default: the token's `sub`)
  * @property {number} [routeTimeoutMs=2000]
  * @property {import('./transport.js').WebSocketCtor} [WebSocket]  default: global WebSocket, else the `ws` package
+ * @property {Transport[]} [transports=['websocket', 'sse']]  tried in this order (the one that last authenticated
+ *   first): one that fails before it opens hands over to the next at once. `['websocket']`: no fallback;
+ *   `['sse']`: SSE + POST only
+ * @property {import('./sse.js').EventSourceCtor} [EventSource]  for the 'sse' transport; default: the global one
+ *   (browsers). Node has none: without this option it uses no SSE (and `['sse']` alone is refused)
  * @property {import('./backoff.js').BackoffOptions} [backoff]  reconnect delays (full jitter)
  * @property {number} [stableMs=5000]  a connection up this long resets the backoff
  * @property {number} [connectTimeoutMs=10000]  socket open to authOk
@@ -85,8 +92,16 @@
  * @property {number} heartbeatMs
  * @property {string} node
  * @property {number} shard
- * @property {string} url  where this connection went
+ * @property {string} url  where this connection went (the WebSocket URL, also over SSE)
+ * @property {Transport} transport  how
  * @property {boolean} reconnect  false for the first authOk of this client
+ */
+
+/**
+ * A connection authenticated over this transport (each time, just before `connected`).
+ * @typedef {object} TransportEvent
+ * @property {Transport} transport
+ * @property {string} url  the WebSocket URL, or the event stream's (`http(s)://host:port/sse`, without the token)
  */
 
 /**
@@ -108,6 +123,7 @@
 /**
  * @typedef {object} ClientEvents
  * @property {AuthInfo} connected
+ * @property {TransportEvent} transport
  * @property {DisconnectedEvent} disconnected
  * @property {import('./codec.js').Message} message
  * @property {GapEvent} gap

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Backoff, GatewayClient } from '../src/index.js';
 import { Positions } from '../src/positions.js';
+import { SseSocket, sseUrl } from '../src/sse.js';
 import { until, waitFor } from './helpers.js';
 
 /** A scripted server per socket: `onFrame(ws, frame)` answers with ws.deliver(frame). */
@@ -339,4 +340,283 @@ test('the inbox and a room together: a QoS 1 room message without seq (from the 
   assert.deepEqual(log.gaps, [{ fromSeq: 3, firstAvailable: 7, room: '', epoch: '' }]);
   assert.equal(c.lastSeq, 9);
   c.close();
+});
+
+// ---- the 'sse' transport (no server): a fake EventSource and fetch
+
+/**
+ * A scripted SSE server: each FakeES sends its `session` event, then authOk
+ * when the URL has a token; `fetch` records each POST and answers it with
+ * `answer(post)` (a status, or undefined to hold it: `post.answer(status)` later).
+ */
+function fakeSse(/** @type {(post: any, es: any) => number | undefined} */ answer = () => 204) {
+  /** @type {any[]} */
+  const sources = [];
+  /** @type {any[]} */
+  const posts = [];
+  class FakeES {
+    constructor(/** @type {string} */ url) {
+      this.url = url;
+      this.readyState = 0;
+      this.closed = false;
+      /** @type {Record<string, Function[]>} */
+      this.h = {};
+      this.n = sources.push(this);
+      setTimeout(() => {
+        if (this.closed) return;
+        this.readyState = 1;
+        this.event('session', { post: `/sse/n/${this.n}/k${this.n}` });
+        if (new URL(url).searchParams.get('token')) this.authOk();
+      }, 1);
+    }
+    authOk() {
+      this.frame({ authOk: { user: 'u', connId: String(this.n), heartbeatMs: 25000, node: 'n' } });
+    }
+    addEventListener(/** @type {string} */ t, /** @type {Function} */ f) {
+      (this.h[t] ??= []).push(f);
+    }
+    /** @param {string} type @param {any} body */
+    event(type, body) {
+      if (!this.closed) for (const f of this.h[type] ?? []) f({ data: typeof body === 'string' ? body : JSON.stringify(body) });
+    }
+    frame(/** @type {any} */ f) {
+      this.event('message', f);
+    }
+    fail() {
+      this.readyState = 0;
+      for (const f of this.h.error ?? []) f({});
+    }
+    close() {
+      this.closed = true;
+      this.readyState = 2;
+    }
+  }
+  const fetch = (/** @type {string} */ url, /** @type {any} */ init) => {
+    const n = Number(/\/sse\/n\/(\d+)\//.exec(url)?.[1]);
+    /** @type {any} */
+    const post = { url, init, body: init.body, frames: init.body.split('\n').map((/** @type {string} */ l) => JSON.parse(l)), es: sources[n - 1] };
+    posts.push(post);
+    return new Promise((resolve) => {
+      post.answer = (/** @type {number} */ status) => resolve(new Response(status === 204 ? null : `status ${status}`, { status }));
+      const s = answer(post, post.es);
+      if (s !== undefined) setTimeout(() => post.answer(s), 1);
+    });
+  };
+  return { FakeES, fetch, sources, posts };
+}
+
+/** Replace the global fetch for one test. */
+function withFetch(/** @type {any} */ t, /** @type {any} */ f) {
+  const saved = globalThis.fetch;
+  globalThis.fetch = f;
+  t.after(() => (globalThis.fetch = saved));
+}
+
+class NoWebSocket {
+  static made = 0;
+  constructor() {
+    NoWebSocket.made++;
+    throw new Error('blocked');
+  }
+}
+
+test('sseUrl: same host and port, http(s), the `ws` segment replaced by `sse`, the query kept', () => {
+  assert.equal(sseUrl('ws://127.0.0.1:8080/ws'), 'http://127.0.0.1:8080/sse');
+  assert.equal(sseUrl('wss://im.example/chat/ws?x=1'), 'https://im.example/chat/sse?x=1');
+  assert.equal(sseUrl('ws://h:1/'), 'http://h:1/sse');
+  assert.equal(sseUrl('ws://h:1/socket'), 'http://h:1/sse');
+});
+
+test('transports: checked; [\'sse\'] alone needs an EventSource (Node has none)', () => {
+  const o = { url: 'ws://fake/ws', token: 't' };
+  assert.throws(() => new GatewayClient({ ...o, transports: /** @type {any} */ (['polling']) }), TypeError);
+  assert.throws(() => new GatewayClient({ ...o, transports: [] }), TypeError);
+  assert.throws(() => new GatewayClient({ ...o, transports: ['sse', 'sse'] }), TypeError);
+  assert.throws(() => new GatewayClient({ ...o, transports: ['sse'] }), /EventSource/);
+  new GatewayClient({ ...o, transports: ['websocket'] }).close();
+  new GatewayClient({ ...o, transports: ['sse'], EventSource: /** @type {any} */ (class {}) }).close();
+});
+
+test('a WebSocket that cannot be made: SSE + POST instead; `transport` says so; POSTs one at a time, batched', async (t) => {
+  /** @type {any[]} */
+  const held = [];
+  const { FakeES, fetch, sources, posts } = fakeSse((post) => {
+    if (post.frames.some((/** @type {any} */ f) => f.send || f.resume)) return void held.push(post);
+    return 204;
+  });
+  withFetch(t, fetch);
+  const c = new GatewayClient({ url: 'ws://fake:1/ws', token: 't', lastSeq: 5, WebSocket: /** @type {any} */ (NoWebSocket), EventSource: /** @type {any} */ (FakeES) });
+  const tr = waitFor(c, 'transport', () => true, 2000);
+  const info = await c.connect();
+  assert.deepEqual(await tr, { transport: 'sse', url: 'http://fake:1/sse' });
+  assert.equal(c.transport, 'sse');
+  assert.equal(info.transport, 'sse');
+  assert.equal(info.url, 'ws://fake:1/ws');
+  assert.equal(sources[0].url, 'http://fake:1/sse?token=t&last_seq=5');
+  // resume and ack, written together after authOk: one POST, a frame per line.
+  await until(() => posts.length === 1, 2000, 'the first POST');
+  assert.equal(posts[0].url, 'http://fake:1/sse/n/1/k1');
+  assert.equal(posts[0].body, '{"resume":{"lastSeq":"5"}}\n{"ack":{"seq":"5"}}');
+  assert.deepEqual(posts[0].init.headers, { 'Content-Type': 'text/plain' }, 'a simple request: no other header');
+  // While it is unanswered, nothing else goes; what is written meanwhile goes together after it.
+  const sends = ['a', 'b', 'c'].map((p) => c.send('bob', p, { qos: 1 }));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(posts.length, 1, 'one POST in flight at a time');
+  held.shift().answer(204);
+  await until(() => posts.length === 2, 2000, 'the second POST');
+  assert.deepEqual(posts[1].frames.map((/** @type {any} */ f) => atob(f.send.payload)), ['a', 'b', 'c']);
+  held.shift().answer(204);
+  for (const f of posts[1].frames) sources[0].frame({ sendResult: { clientMsgId: f.send.clientMsgId, accepted: true, msgId: `m-${f.send.clientMsgId}` } });
+  assert.equal((await Promise.all(sends)).length, 3);
+  assert.equal(NoWebSocket.made, 1);
+  // The next connection starts with the transport that worked: no WebSocket tried again.
+  const back = waitFor(c, 'connected', (i) => i.reconnect, 2000);
+  sources[0].fail();
+  assert.equal(sources[0].closed, true, 'the SDK closes the EventSource rather than let it retry');
+  await back;
+  assert.equal(NoWebSocket.made, 1);
+  assert.equal(sources.length, 2);
+  c.close();
+});
+
+test('a WebSocket that errors and closes before open falls back; one that opened and closed does not', async (t) => {
+  const { FakeES, fetch, sources } = fakeSse();
+  withFetch(t, fetch);
+  const { FakeWS, sockets } = fakeWebSocket(() => {});
+  /** A WebSocket refused before it opens: error, then close 1006. */
+  class RefusedWS {
+    constructor() {
+      this.readyState = 0;
+      /** @type {Record<string, Function[]>} */
+      this.h = {};
+      setTimeout(() => {
+        this.readyState = 3;
+        for (const t of ['error', 'close']) for (const f of this.h[t] ?? []) f({ code: 1006, reason: '' });
+      }, 1);
+    }
+    addEventListener(/** @type {string} */ t, /** @type {Function} */ f) {
+      (this.h[t] ??= []).push(f);
+    }
+    send() {}
+    close() {}
+  }
+  let refuse = true;
+  let made = 0;
+  class SwitchWS {
+    constructor(/** @type {string} */ url, /** @type {string} */ p) {
+      made++;
+      return refuse ? new RefusedWS() : new FakeWS(url, p);
+    }
+  }
+  const opts = { url: 'ws://fake:2/ws', token: 't', WebSocket: /** @type {any} */ (SwitchWS), EventSource: /** @type {any} */ (FakeES), backoff: { minMs: 1, maxMs: 1 } };
+  const c = new GatewayClient(opts);
+  /** @type {string[]} */
+  const used = [];
+  c.on('transport', (e) => used.push(e.transport));
+  /** @type {any[]} */
+  const downs = [];
+  c.on('disconnected', (e) => downs.push(e));
+  await c.connect();
+  assert.deepEqual(used, ['sse']);
+  assert.equal(made, 1);
+  assert.equal(sources.length, 1);
+  assert.deepEqual(downs, [], 'a fallback is not a disconnection');
+  c.close();
+
+  // The WebSocket works: it is used, and a drop after open reconnects over it again.
+  refuse = false;
+  const d = new GatewayClient(opts);
+  /** @type {string[]} */
+  const used2 = [];
+  d.on('transport', (e) => used2.push(e.transport));
+  await d.connect();
+  const back = waitFor(d, 'connected', (i) => i.reconnect, 2000);
+  sockets[0].close(1006);
+  await back;
+  assert.deepEqual(used2, ['websocket', 'websocket']);
+  assert.equal(d.transport, 'websocket');
+  assert.equal(sources.length, 1, 'no SSE while the WebSocket works');
+  d.close();
+});
+
+test("transports ['websocket']: no fallback; ['sse']: no WebSocket; auth: 'frame' POSTs the auth frame first", async (t) => {
+  const { FakeES, fetch, sources, posts } = fakeSse((post, es) => {
+    if (post.frames[0].auth) setTimeout(() => es.authOk(), 1);
+    return 204;
+  });
+  withFetch(t, fetch);
+  NoWebSocket.made = 0;
+  const c = new GatewayClient({ url: 'ws://fake:3/ws', token: 't', transports: ['websocket'], WebSocket: /** @type {any} */ (NoWebSocket), EventSource: /** @type {any} */ (FakeES) });
+  const failed = waitFor(c, 'disconnected', () => true, 2000);
+  void c.connect();
+  const down = await failed;
+  assert.match(down.reason, /blocked/);
+  assert.equal(sources.length, 0);
+  c.close();
+
+  const d = new GatewayClient({
+    url: 'ws://fake:3/ws', token: 't', auth: 'frame', device: 'dev', lastSeq: 3, rooms: ['r'], transports: ['sse'],
+    WebSocket: /** @type {any} */ (NoWebSocket), EventSource: /** @type {any} */ (FakeES),
+  });
+  await d.connect();
+  assert.equal(NoWebSocket.made, 1, 'the WebSocket is not tried');
+  assert.equal(sources[0].url, 'http://fake:3/sse', 'no token in the URL');
+  assert.deepEqual(posts[0].frames[0], { auth: { token: 't', device: 'dev', lastSeq: '3', rooms: [{ room: 'r' }] } });
+  d.close();
+});
+
+test('a POST answered 404 (the session is gone): the stream is closed and the client reconnects with last_seq', async (t) => {
+  let refuse = false;
+  const { FakeES, fetch, sources } = fakeSse(() => (refuse ? 404 : 204));
+  withFetch(t, fetch);
+  const c = new GatewayClient({ url: 'ws://fake:4/ws', token: 't', transports: ['sse'], EventSource: /** @type {any} */ (FakeES), backoff: { minMs: 1, maxMs: 1 }, ackDelayMs: 1 });
+  await c.connect();
+  refuse = true;
+  const down = waitFor(c, 'disconnected', () => true, 2000);
+  const back = waitFor(c, 'connected', (i) => i.reconnect, 2000);
+  sources[0].frame({ deliver: { seq: '7', msgId: 'm7', qos: 'QOS_AT_LEAST_ONCE', payload: btoa('x') } }); // its ack is refused
+  const d = await down;
+  assert.match(d.reason, /POST answered 404/);
+  assert.equal(d.wasConnected, true);
+  assert.equal(sources[0].closed, true);
+  refuse = false;
+  await back;
+  assert.equal(sources[1].url, 'http://fake:4/sse?token=t&last_seq=7');
+  c.close();
+});
+
+test('SseSocket: a batch answered 413 goes again one frame per POST, in order; one frame answered 413 closes 1009', async () => {
+  /** @type {any[]} */
+  const seen = [];
+  const { FakeES, fetch, posts } = fakeSse((post) => {
+    seen.push(post.body);
+    return post.frames.length > 1 || post.frames[0].big ? 413 : 204;
+  });
+  const s = new SseSocket('http://fake:5/sse', { EventSource: /** @type {any} */ (FakeES), fetch });
+  await new Promise((r) => s.addEventListener('open', r));
+  for (const n of [1, 2, 3]) s.send(JSON.stringify({ n }));
+  await until(() => posts.length === 4, 2000, 'the batch, then one per frame');
+  assert.deepEqual(seen, ['{"n":1}\n{"n":2}\n{"n":3}', '{"n":1}', '{"n":2}', '{"n":3}']);
+  const closed = new Promise((r) => s.addEventListener('close', r));
+  s.send(JSON.stringify({ big: true }));
+  assert.equal(/** @type {any} */ (await closed).code, 1009);
+  assert.equal(s.readyState, 3);
+});
+
+test('SseSocket: close(1000) lets the POST in flight and what is queued through, then ends the stream', async () => {
+  const { FakeES, fetch, sources, posts } = fakeSse(() => undefined);
+  const s = new SseSocket('http://fake:6/sse', { EventSource: /** @type {any} */ (FakeES), fetch });
+  await new Promise((r) => s.addEventListener('open', r));
+  s.send('{"a":1}');
+  await until(() => posts.length === 1, 2000, 'the first POST');
+  s.send('{"ack":{"seq":"9"}}');
+  s.close(1000, 'bye');
+  assert.equal(sources[0].closed, false, 'not before the queue is through');
+  posts[0].answer(204);
+  await until(() => posts.length === 2, 2000, 'the queued frame');
+  assert.equal(posts[1].body, '{"ack":{"seq":"9"}}');
+  const closed = new Promise((r) => s.addEventListener('close', r));
+  posts[1].answer(204);
+  assert.deepEqual(await closed, { code: 1000, reason: 'bye', wasClean: true });
+  assert.equal(sources[0].closed, true);
 });

@@ -107,6 +107,18 @@ export function token(sub, o = {}) {
 }
 
 /**
+ * Reset a socket (RST), or destroy it when its end() is under way: Node 20
+ * cannot reset a socket whose shutdown is pending (EINVAL), and the handle
+ * it then leaks keeps the process spinning at exit. A pair's half-close is
+ * frequent with short HTTP exchanges (`Connection: close`, the SSE POSTs).
+ * @param {net.Socket} s
+ */
+function reset(s) {
+  if (s.writableEnded) s.destroy();
+  else s.resetAndDestroy();
+}
+
+/**
  * A TCP proxy in front of `target` (host:port). cut() resets every live
  * pair (as a phone leaving coverage); freeze() stops forwarding without
  * closing (a dead path only heartbeats can notice); hold() resets every
@@ -146,7 +158,7 @@ export async function startProxy(/** @type {string} */ target) {
       return pairs.size;
     },
     cut() {
-      for (const { a, b } of [...pairs]) (a.resetAndDestroy(), b.resetAndDestroy());
+      for (const { a, b } of [...pairs]) (reset(a), reset(b));
     },
     freeze() {
       for (const { a, b } of pairs) (a.unpipe(b), b.unpipe(a), a.pause(), b.pause());

@@ -109,8 +109,11 @@ async function start(user) {
     positions,
   });
   state.client = client;
-  client.on('connected', () => {
-    setStatus('connected', 'connected');
+  // How this connection goes: a WebSocket, or SSE + POST where a WebSocket
+  // cannot get through (the SDK falls back by itself).
+  client.on('transport', (e) => ($('#status').dataset.transport = e.transport));
+  client.on('connected', (info) => {
+    setStatus('connected', info.transport === 'sse' ? 'connected (SSE)' : 'connected');
     refreshOnline();
   });
   client.on('disconnected', (e) => {

@@ -28,7 +28,14 @@ const SHOT_DIR = join(REPO, 'target', 'chat-backend-test');
 // The backend's rooms (its --rooms default): the gateway keeps their history.
 const ROOMS = 'lobby,general,random';
 
-test('two users chat through the gateway in headless Chromium', { timeout: 120_000 }, async (t) => {
+/**
+ * redis-server, the gateway and the backend on free loopback ports, and
+ * Chromium; all stopped when `t` ends (their logs printed unless `ok()` was
+ * called). `open(user, {blockWebSocket})` signs a user in, in a browser
+ * context of its own; with blockWebSocket every page of that context has a
+ * `WebSocket` that cannot be made (as behind a proxy that refuses upgrades).
+ */
+async function stack(t) {
   const dir = mkdtempSync(join(tmpdir(), 'chat-browser-'));
   const procs = [];
   let browser;
@@ -75,14 +82,40 @@ test('two users chat through the gateway in headless Chromium', { timeout: 120_0
   const pageErrors = [];
   // What each page asked the backend's history for: recovered rooms need none.
   const historyAsks = {};
-  const open = async (user) => {
+  // Per user: WebSockets its pages opened, and its requests to the gateway's /sse (GET and POST).
+  const sockets = {};
+  const sse = {};
+  // Per user: the Sec-WebSocket-Extensions the gateway answered each upgrade with.
+  const extensions = {};
+  const open = async (user, { blockWebSocket = false } = {}) => {
     const ctx = await browser.newContext({ viewport: { width: 900, height: 560 } });
+    if (blockWebSocket) {
+      await ctx.addInitScript(() => {
+        window.WebSocket = class {
+          constructor() {
+            throw new Error('WebSocket blocked by the test');
+          }
+        };
+      });
+    }
     const page = await ctx.newPage();
     page.setDefaultTimeout(WAIT);
     page.on('pageerror', (e) => pageErrors.push(`${user}: ${e.message}`));
     page.on('console', (m) => m.type() === 'error' && pageErrors.push(`${user} console: ${m.text()}`));
     historyAsks[user] = [];
+    sockets[user] = [];
+    sse[user] = [];
     page.on('request', (r) => r.url().includes('/api/history') && historyAsks[user].push(r.url()));
+    page.on('request', (r) => new URL(r.url()).pathname.startsWith('/sse') && sse[user].push(`${r.method()} ${new URL(r.url()).pathname}`));
+    page.on('websocket', (ws) => sockets[user].push(ws.url()));
+    // Chromium offers permessage-deflate on every WebSocket: what was agreed.
+    extensions[user] = [];
+    const cdp = await ctx.newCDPSession(page);
+    await cdp.send('Network.enable');
+    cdp.on('Network.webSocketHandshakeResponseReceived', (e) => {
+      const h = Object.fromEntries(Object.entries(e.response.headers).map(([k, v]) => [k.toLowerCase(), v]));
+      extensions[user].push(h['sec-websocket-extensions'] ?? '');
+    });
     await page.goto(site);
     await page.fill('#login-form input[name=user]', user);
     await page.click('#login-form button[type=submit]');
@@ -91,6 +124,13 @@ test('two users chat through the gateway in headless Chromium', { timeout: 120_0
     await page.waitForSelector('#rooms li[data-room=lobby].joined'); // joined by default
     return page;
   };
+  return { gw, startGateway, site, open, pageErrors, historyAsks, sockets, sse, extensions, ok: () => (failed = false) };
+}
+
+const line = (text) => `#messages li:has(.text:text-is("${text}"))`;
+
+test('two users chat through the gateway in headless Chromium', { timeout: 120_000 }, async (t) => {
+  const { gw, startGateway, site, open, pageErrors, historyAsks, sockets, extensions, ok } = await stack(t);
   const alice = await open('alice');
   const bob = await open('bob');
 
@@ -107,7 +147,6 @@ test('two users chat through the gateway in headless Chromium', { timeout: 120_0
   const hello = `hello bob, it is ${Date.now()}`;
   await alice.fill('#text', hello);
   await alice.press('#text', 'Enter');
-  const line = (text) => `#messages li:has(.text:text-is("${text}"))`;
   await bob.waitForSelector(`${line(hello)} .user:text-is("alice")`);
   await alice.waitForSelector(line(hello)); // the sender is a member too
   // Not in the other rooms.
@@ -189,5 +228,106 @@ test('two users chat through the gateway in headless Chromium', { timeout: 120_0
   console.log(`screenshot: ${shot}`);
 
   assert.deepEqual(pageErrors, [], 'errors in the pages');
-  failed = false;
+  assert.ok(sockets.alice.length > 0 && sockets.bob.length > 0, 'the pages used WebSockets');
+  // Compression was negotiated with Chromium on every upgrade, its window capped.
+  for (const user of ['alice', 'bob']) {
+    assert.ok(extensions[user].length > 0, `${user}: no handshake seen`);
+    for (const e of extensions[user]) {
+      assert.equal(e, 'permessage-deflate; server_no_context_takeover; client_max_window_bits=9', user);
+    }
+  }
+  ok();
+});
+
+test('with WebSockets blocked the pages fall back to SSE + POST: they chat, reload and recover', { timeout: 120_000 }, async (t) => {
+  const { gw, startGateway, site, open, pageErrors, historyAsks, sockets, sse, ok } = await stack(t);
+  const alice = await open('alice', { blockWebSocket: true });
+  const bob = await open('bob', { blockWebSocket: true });
+  // The SDK says which transport it uses (the `transport` event); the page shows it.
+  const overSse = '#status[data-state=connected][data-transport=sse]';
+  for (const page of [alice, bob]) {
+    await page.waitForSelector(overSse);
+    assert.equal(await page.textContent('#status'), 'connected (SSE)');
+  }
+
+  for (const page of [alice, bob]) {
+    await page.click('#rooms li[data-room=general] button.join');
+    await page.waitForSelector('#rooms li[data-room=general].joined.current');
+  }
+  // Presence: the gateway's lifecycle events are the same for SSE sessions.
+  await alice.waitForSelector('#online li[data-user=bob]');
+  await bob.waitForSelector('#online li[data-user=alice]');
+
+  const say = async (page, text) => {
+    await page.fill('#text', text);
+    await page.press('#text', 'Enter');
+  };
+  const hello = `hello bob, over SSE at ${Date.now()}`;
+  await say(alice, hello);
+  await bob.waitForSelector(`${line(hello)} .user:text-is("alice")`);
+  await alice.waitForSelector(line(hello));
+  const reply = 'hi alice, from a POST';
+  await say(bob, reply);
+  await alice.waitForSelector(`${line(reply)} .user:text-is("bob")`);
+  await bob.waitForSelector(line(reply));
+
+  // A reload with a message on its way: whether it lands before the page
+  // goes, while it is gone, or after it is back, it is there once.
+  const during = 'sent while bob reloads';
+  const reloaded = bob.reload();
+  await say(alice, during);
+  await reloaded;
+  await bob.waitForSelector(overSse);
+  await bob.waitForSelector('#rooms li[data-room=general].joined.current');
+  await bob.waitForSelector(`${line(during)} .user:text-is("alice")`);
+  assert.deepEqual(await bob.locator('#messages li .text').allTextContents(), [hello, reply, during], 'what bob sees after the reload');
+
+  // Away and back: what alice writes meanwhile is recovered by the gateway
+  // (from the position the page kept), over SSE, not from the backend.
+  await bob.goto('about:blank');
+  await alice.waitForSelector('#online li[data-user=bob]', { state: 'detached' });
+  const missed = [1, 2, 3].map((i) => `while bob was away ${i}`);
+  for (const text of missed) {
+    await say(alice, text);
+    await alice.waitForSelector(line(text));
+  }
+  const asksBefore = historyAsks.bob.length;
+  await bob.goto(site);
+  await bob.waitForSelector(overSse);
+  await bob.waitForSelector('#rooms li[data-room=general].joined.current');
+  for (const text of missed) await bob.waitForSelector(`${line(text)} .user:text-is("alice")`);
+  assert.deepEqual(await bob.locator('#messages li .text').allTextContents(), [hello, reply, during, ...missed], 'what bob sees after coming back');
+  assert.deepEqual(historyAsks.bob.slice(asksBefore), [], 'recovered by the gateway, not from the backend\'s history');
+  await alice.waitForSelector('#online li[data-user=bob]');
+  const last = 'welcome back';
+  await say(alice, last);
+  await bob.waitForSelector(line(last));
+
+  // The gateway restarts (go-away, the streams end): the SDK closes the
+  // event streams and reconnects over SSE again by itself.
+  await stop(gw.proc);
+  await alice.waitForSelector('#status[data-state=connecting]');
+  await startGateway('gateway-2');
+  for (const page of [alice, bob]) await page.waitForSelector(overSse);
+  const after = 'still here after the gateway restarted';
+  await say(bob, after);
+  await alice.waitForSelector(`${line(after)} .user:text-is("bob")`);
+  await bob.waitForSelector(line(after));
+  await bob.waitForSelector('#online li[data-user=alice]');
+
+  // On the wire: no WebSocket ever opened; event streams and POSTs instead.
+  assert.deepEqual(sockets, { alice: [], bob: [] }, 'WebSockets opened');
+  for (const user of ['alice', 'bob']) {
+    assert.ok(sse[user].includes('GET /sse'), `${user}: no event stream (${sse[user]})`);
+    assert.ok(sse[user].some((r) => r.startsWith('POST /sse/')), `${user}: no POST (${sse[user]})`);
+  }
+
+  mkdirSync(SHOT_DIR, { recursive: true });
+  const shot = join(SHOT_DIR, 'screenshot-sse.png');
+  await alice.screenshot({ path: shot });
+  await bob.screenshot({ path: join(SHOT_DIR, 'screenshot-sse-bob.png') });
+  console.log(`screenshot: ${shot}`);
+
+  assert.deepEqual(pageErrors, [], 'errors in the pages');
+  ok();
 });

@@ -137,6 +137,19 @@ fn common(base: &Common, ready: &Ready, pid: u32, wire: Wire, qos: u8) -> Common
     c
 }
 
+/// A quarter of the connections in one room, 20 messages of `size` bytes.
+fn small_fanout(conns: u64, size: usize) -> fanout::Fanout {
+    let n = (conns / 4).max(1);
+    fanout::Fanout {
+        conns: n,
+        room_size: n,
+        messages: 20,
+        pub_rate: 0.0,
+        size,
+        drain_secs: 10,
+    }
+}
+
 /// Runs the smoke; fails unless every step's counts matched.
 pub fn run(base: &Common, gateway_bin: &Path, conns: u64) -> anyhow::Result<()> {
     let (gw, ready) = start(gateway_bin)?;
@@ -197,33 +210,14 @@ pub fn run(base: &Common, gateway_bin: &Path, conns: u64) -> anyhow::Result<()> 
         ),
         (
             "fanout sse (the fallback: joins and heartbeats by POST)",
-            Box::new(|| {
-                let f = fanout::Fanout {
-                    conns: (conns / 4).max(1),
-                    room_size: (conns / 4).max(1),
-                    messages: 20,
-                    pub_rate: 0.0,
-                    size: 64,
-                    drain_secs: 10,
-                };
-                fanout::run(&c(Wire::Sse), &f)
-            }),
+            Box::new(|| fanout::run(&c(Wire::Sse), &small_fanout(conns, 64))),
         ),
         (
             "fanout ws deflate",
             Box::new(|| {
-                let f = fanout::Fanout {
-                    conns: (conns / 4).max(1),
-                    room_size: (conns / 4).max(1),
-                    messages: 20,
-                    pub_rate: 0.0,
-                    size: 300,
-                    drain_secs: 10,
-                };
                 let mut c = c(Wire::Ws);
-                c.deflate = true;
-                c.text = true;
-                fanout::run(&c, &f)
+                (c.deflate, c.text) = (true, true);
+                fanout::run(&c, &small_fanout(conns, 300))
             }),
         ),
         (

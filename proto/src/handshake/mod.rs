@@ -142,6 +142,20 @@ fn has_token(headers: &[httparse::Header<'_>], name: &str, token: &str) -> bool 
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// The token of an `Authorization: Bearer <token>` header (the scheme
+/// matched case-insensitively), if there is one.
+fn bearer(headers: &[httparse::Header<'_>]) -> Result<Option<String>, HandshakeError> {
+    Ok(match header(headers, "authorization")? {
+        Some(v) => match v.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                Some(token.trim().to_owned()).filter(|t| !t.is_empty())
+            }
+            _ => None,
+        },
+        None => None,
+    })
+}
+
 /// The first header called `name`, trimmed; an error if it is not UTF-8.
 fn header<'h>(
     headers: &[httparse::Header<'h>],

@@ -5,7 +5,7 @@
 //! frames (answered with [`response_status`]).
 
 use super::server::{query_param, reason_phrase};
-use super::{complete, has_token, header, window, HandshakeError, MAX_HEADERS};
+use super::{bearer, complete, has_token, header, window, HandshakeError, MAX_HEADERS};
 
 /// A plain HTTP/1.1 request head (no upgrade) with what the fallback
 /// transport reads from it.
@@ -71,15 +71,7 @@ pub fn parse_plain(
         Some(v) => usize::try_from(number(v)?).map_err(|_| HandshakeError::BadQuery)?,
         None => 0,
     };
-    let bearer = match header(headers, "authorization")? {
-        Some(v) => match v.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                Some(token.trim().to_owned()).filter(|t| !t.is_empty())
-            }
-            _ => None,
-        },
-        None => None,
-    };
+    let bearer = bearer(headers)?;
     Ok(Some((
         head_len,
         PlainRequest {

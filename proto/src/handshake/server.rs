@@ -9,7 +9,7 @@
 
 use base64::Engine as _;
 
-use super::{complete, has_token, header, window, HandshakeError, MAX_HEADERS};
+use super::{bearer, complete, has_token, header, window, HandshakeError, MAX_HEADERS};
 
 /// A validated WebSocket upgrade request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,15 +93,7 @@ pub fn parse_request(
     if header(headers, "sec-websocket-version")? != Some("13") {
         return Err(HandshakeError::BadVersion);
     }
-    let bearer = match header(headers, "authorization")? {
-        Some(v) => match v.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                Some(token.trim().to_owned()).filter(|t| !t.is_empty())
-            }
-            _ => None,
-        },
-        None => None,
-    };
+    let bearer = bearer(headers)?;
     let origin = header(headers, "origin")?.map(|o| o.trim().to_owned());
     let mut protocols = Vec::new();
     for h in headers
