@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
         let end = pos + head.frame_len();
         let payload = &wire[pos + head.header_len..end];
         match asm.push(head, payload) {
-            Ok(Some(Event::Data { text, payload })) => {
+            Ok(Some(Event::Data { text, payload, .. })) => {
                 assert_eq!(i + 1, cuts.len(), "data before the last fragment");
                 assert_eq!(text, opcode == Opcode::Text);
                 done = Some(payload.into_owned());
