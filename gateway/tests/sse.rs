@@ -5,7 +5,8 @@
 //! POST and resumed after a reconnect with `Last-Event-ID`; a wrong key,
 //! another node's session, a body over the limit, a bad token and a closed
 //! stream are refused with their statuses; a fatal frame closes the stream;
-//! a stream moves with an upgrade, its POST key with it.
+//! a stream moves with an upgrade, its POST key with it; all of it over TLS
+//! too (https, as a fallback in production is served).
 
 mod common;
 
@@ -18,14 +19,33 @@ use proto::codec::Encoding;
 
 driver_tests!(
     an_sse_client_chats_with_a_tcp_client,
+    the_fallback_works_over_tls,
     qos1_over_sse_is_acked_and_resumed,
     bad_requests_get_their_statuses,
     an_sse_stream_moves_with_an_upgrade,
 );
 
+/// A client connection: plain TCP or TLS.
+trait Io: Read + Write {}
+impl<T: Read + Write> Io for T {}
+
+/// A new connection to the client port (TLS when `cert` is given).
+fn dial(gw: &Gateway, cert: Option<&std::path::PathBuf>) -> Box<dyn Io> {
+    match cert {
+        Some(cert) => Box::new(connect_tls(gw.ws, cert)),
+        None => {
+            let s = TcpStream::connect(gw.ws).unwrap();
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            Box::new(s)
+        }
+    }
+}
+
 /// One SSE stream: the socket and what was read of it.
 struct Stream {
-    s: TcpStream,
+    s: Box<dyn Io>,
+    /// TLS: the certificate to trust (POSTs dial with it too).
+    cert: Option<std::path::PathBuf>,
     buf: Vec<u8>,
     /// The path to post to (from the `session` event).
     post: String,
@@ -42,11 +62,21 @@ struct Ev {
 impl Stream {
     /// Opens `GET target` with `headers`; the head must be 200.
     fn open(gw: &Gateway, target: &str, headers: &str) -> Stream {
-        let mut s = TcpStream::connect(gw.ws).unwrap();
-        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        Stream::open_on(gw, None, target, headers)
+    }
+
+    /// `open`, over TLS when `cert` is given.
+    fn open_on(
+        gw: &Gateway,
+        cert: Option<&std::path::PathBuf>,
+        target: &str,
+        headers: &str,
+    ) -> Stream {
+        let mut s = dial(gw, cert);
         write!(s, "GET {target} HTTP/1.1\r\nHost: gw\r\n{headers}\r\n").unwrap();
         let mut st = Stream {
             s,
+            cert: cert.cloned(),
             buf: Vec::new(),
             post: String::new(),
         };
@@ -132,14 +162,17 @@ impl Stream {
     /// POSTs `frames` (JSON, one per line) to this stream; the status.
     fn post(&self, gw: &Gateway, frames: &[serde_json::Value]) -> u16 {
         let body: String = frames.iter().map(|f| format!("{f}\n")).collect();
-        post(gw, &self.post, &body)
+        post_on(dial(gw, self.cert.as_ref()), &self.post, &body)
     }
 }
 
 /// A `POST path` with `body` on a new connection; its status.
 fn post(gw: &Gateway, path: &str, body: &str) -> u16 {
-    let mut s = TcpStream::connect(gw.ws).unwrap();
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    post_on(dial(gw, None), path, body)
+}
+
+/// A `POST path` with `body` on `s`; the status of its answer.
+fn post_on(mut s: Box<dyn Io>, path: &str, body: &str) -> u16 {
     write!(
         s,
         "POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Type: text/plain\r\n\
@@ -147,9 +180,21 @@ fn post(gw: &Gateway, path: &str, body: &str) -> u16 {
         body.len()
     )
     .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+    // The status line is enough (a TLS peer's close need not be clean).
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while out.len() < 12 {
+        match s.read(&mut chunk) {
+            // A signal came (EINTR): read again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out)
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -317,4 +362,18 @@ fn an_sse_stream_moves_with_an_upgrade(driver: Driver) {
     push(&gw, r#""room": "moved""#, "after the upgrade", 0);
     let d = frank.next_of("deliver");
     assert_eq!(d.data["deliver"]["room"], "moved");
+}
+
+fn the_fallback_works_over_tls(driver: Driver) {
+    let (gw, cert) = tls_gateway(driver, "sse", &[]);
+    let token = user_token("gina", "w");
+    let mut gina = Stream::open_on(&gw, Some(&cert), &format!("/sse?token={token}"), "");
+    assert_eq!(gina.next().data["authOk"]["user"], "gina");
+    let join = serde_json::json!({"join": {"room": "tls"}});
+    let ping = serde_json::json!({"ping": {"nonce": "5"}});
+    assert_eq!(gina.post(&gw, &[join, ping]), 204);
+    gina.next_of("joined");
+    assert_eq!(gina.next_of("pong").data["pong"]["nonce"], "5");
+    push(&gw, r#""room": "tls""#, "over https", 0);
+    assert_eq!(gina.next_of("deliver").data["deliver"]["room"], "tls");
 }
