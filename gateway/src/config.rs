@@ -18,6 +18,7 @@ mod backend;
 mod cluster;
 mod compression;
 mod limits;
+mod presence;
 mod print;
 mod qos;
 mod redis_access;
@@ -28,6 +29,7 @@ pub use backend::BackendConfig;
 pub use cluster::{ClusterConfig, RoutePolicy};
 pub use compression::CompressionConfig;
 pub use limits::{DrainConfig, Limits};
+pub use presence::PresenceConfig;
 pub use print::commented_default;
 pub use qos::{QosConfig, WhenFull};
 pub use redis_access::RedisAccess;
@@ -160,6 +162,8 @@ pub struct Config {
     pub rooms: RoomsConfig,
     /// `[compression]`: permessage-deflate on the WebSocket port.
     pub compression: CompressionConfig,
+    /// `[presence]`: the backend's `online` and `offline` events.
+    pub presence: PresenceConfig,
     /// `[cluster]`: the bus to other nodes, the registry, client routing.
     pub cluster: ClusterConfig,
     /// `[backend]`: the streams to and from the chat backend, rate limits.
@@ -195,6 +199,7 @@ impl Default for Config {
             qos: QosConfig::default(),
             rooms: RoomsConfig::default(),
             compression: CompressionConfig::default(),
+            presence: PresenceConfig::default(),
             cluster: ClusterConfig::default(),
             backend: BackendConfig::default(),
             tls: TlsConfig::default(),

@@ -58,6 +58,7 @@
 //!   knew. When Redis answers again the entries are written at once.
 pub(crate) mod envelope;
 pub(crate) mod presence;
+pub(crate) mod presence_events;
 pub(crate) mod remote;
 pub(crate) mod route;
 
@@ -85,6 +86,14 @@ pub struct NodeInfo {
     pub conns: u64,
     /// True once the node drains: never routed to.
     pub draining: bool,
+    /// The binary's version (`CARGO_PKG_VERSION`); empty from a node
+    /// that predates the field.
+    #[serde(default)]
+    pub version: String,
+    /// The serving process's id (changes with an upgrade); 0 from a node
+    /// that predates the field.
+    #[serde(default)]
+    pub pid: u32,
 }
 
 /// A peer as the shards see it: where its shards' bus ports are.

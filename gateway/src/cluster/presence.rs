@@ -26,6 +26,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde_json::Value;
 
+use super::presence_events::{EventsConfig, Tracker};
+use super::View;
 use crate::redis_client::{Client, Lazy};
 use crate::store::redis::presence_key;
 
@@ -55,15 +57,21 @@ pub struct Presence {
     pub errors: AtomicU64,
     /// Batches dropped because the writer's queue was full.
     pub dropped: AtomicU64,
+    /// With `backend.events`: where `online`/`offline` go, and the view
+    /// that says which nodes are live (`cluster::presence_events`).
+    events: Option<(EventsConfig, Arc<View>)>,
+    /// `online` and `offline` events appended.
+    pub told: [AtomicU64; 2],
 }
 
 impl Presence {
     /// The presence of node `node_id` on `redis` (not yet writing: `start`).
-    pub fn new(
+    pub(crate) fn new(
         node_id: &str,
         incarnation: u64,
         redis: &str,
         access: &crate::config::RedisAccess,
+        events: Option<(EventsConfig, Arc<View>)>,
     ) -> Result<Presence, PresenceError> {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let client = Client::open(redis, access, TIMEOUT).map_err(PresenceError::Url)?;
@@ -77,7 +85,41 @@ impl Presence {
             writes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            events,
+            told: Default::default(),
         })
+    }
+
+    /// The node's presence, if any: on a cluster, and on a single node
+    /// whose backend hears `online`/`offline` (`backend.events`); both need
+    /// `redis`. `view` says which nodes are live.
+    pub fn from_config(
+        config: &crate::config::Config,
+        incarnation: u64,
+        view: &Arc<View>,
+    ) -> Result<Option<Arc<Presence>>, PresenceError> {
+        let Some(url) = &config.redis else {
+            return Ok(None);
+        };
+        if !config.cluster.enabled() && !config.backend.events {
+            return Ok(None);
+        }
+        let events = config.backend.events.then(|| {
+            let cfg = EventsConfig {
+                stream: config.backend.events_stream.clone(),
+                maxlen: config.backend.events_maxlen,
+                grace_ms: config.presence.offline_grace_ms,
+            };
+            (cfg, view.clone())
+        });
+        let p = Presence::new(
+            &config.node_id,
+            incarnation,
+            url,
+            &config.redis_access,
+            events,
+        )?;
+        Ok(Some(Arc::new(p)))
     }
 
     /// Queues one shard's batch (never blocks a shard).
@@ -104,11 +146,13 @@ impl Presence {
         let mut pending: HashMap<Arc<str>, Option<String>> = HashMap::new();
         let mut redis = Lazy::new(self.client.clone(), TIMEOUT, TIMEOUT)
             .logged("presence", "cannot write (kept, retrying)");
+        let mut tracker = self.events.as_ref().map(|(cfg, view)| {
+            Tracker::new(cfg.clone(), &self.node_id, self.incarnation, view.clone())
+        });
         loop {
-            let wait = if pending.is_empty() {
-                Duration::from_secs(3600)
-            } else {
-                Duration::from_millis(200)
+            let wait = match pending.is_empty() && tracker.is_none() {
+                true => Duration::from_secs(3600),
+                false => Duration::from_millis(200),
             };
             match rx.recv_timeout(wait) {
                 Ok(batch) => pending.extend(batch),
@@ -118,19 +162,55 @@ impl Presence {
             while let Ok(batch) = rx.try_recv() {
                 pending.extend(batch);
             }
-            if pending.is_empty() {
-                continue;
+            if !pending.is_empty() {
+                self.write(&mut redis, &mut pending, tracker.as_mut());
             }
-            let cmds: Vec<redis::Cmd> = pending.iter().map(|(u, v)| self.command(u, v)).collect();
-            match redis.with(|c| c.pipeline(cmds)) {
-                Ok(_) => {
-                    self.writes
-                        .fetch_add(pending.len() as u64, Ordering::Relaxed);
-                    pending.clear();
-                }
-                Err(_) => {
+            if let Some(t) = &mut tracker {
+                if t.tick(&mut redis).is_err() {
                     self.errors.fetch_add(1, Ordering::Relaxed);
                 }
+                self.told[0].store(t.told[0], Ordering::Relaxed);
+                self.told[1].store(t.told[1], Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Writes every pending user as one pipeline (kept on a failure).
+    fn write(
+        &self,
+        redis: &mut Lazy,
+        pending: &mut HashMap<Arc<str>, Option<String>>,
+        mut tracker: Option<&mut Tracker>,
+    ) {
+        let mut cmds = Vec::with_capacity(pending.len() * 3);
+        // Per user: where its script's reply is, for an online write.
+        let mut online = Vec::new();
+        for (user, value) in pending.iter() {
+            match &tracker {
+                Some(t) => {
+                    if value.is_some() {
+                        online.push((user.clone(), cmds.len()));
+                    }
+                    cmds.extend(t.write_cmds(user, value.clone(), KEY_TTL_MS));
+                }
+                None => cmds.push(self.command(user, value)),
+            }
+        }
+        match redis.with(|c| c.pipeline(cmds)) {
+            Ok(replies) => {
+                if let Some(t) = &mut tracker {
+                    for (user, at) in online {
+                        if let Some(reply) = replies.get(at) {
+                            t.written(&user, reply);
+                        }
+                    }
+                }
+                self.writes
+                    .fetch_add(pending.len() as u64, Ordering::Relaxed);
+                pending.clear();
+            }
+            Err(_) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

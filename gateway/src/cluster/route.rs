@@ -137,6 +137,8 @@ mod tests {
             admin: format!("{id}:3"),
             conns,
             draining,
+            version: String::new(),
+            pid: 0,
         }
     }
 

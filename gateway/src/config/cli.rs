@@ -153,6 +153,9 @@ pub struct RunArgs {
     /// Write lifecycle events to the events stream (backend.events)
     #[arg(long, global = true)]
     pub events: bool,
+    /// Grace in ms before a user's offline event (presence.offline_grace_ms)
+    #[arg(long, value_name = "MS", global = true)]
+    pub offline_grace_ms: Option<u64>,
     /// Downstream claim idle time in ms (backend.claim_idle_ms)
     #[arg(long, value_name = "MS", global = true)]
     pub claim_idle_ms: Option<u64>,
@@ -241,6 +244,7 @@ impl std::fmt::Debug for RunArgs {
             .field("route_policy", &self.route_policy)
             .field("registry_ttl_ms", &self.registry_ttl_ms)
             .field("events", &self.events)
+            .field("offline_grace_ms", &self.offline_grace_ms)
             .field("claim_idle_ms", &self.claim_idle_ms)
             .field("rate_per_conn", &self.rate_per_conn)
             .field("rate_per_room", &self.rate_per_room)

@@ -71,6 +71,10 @@ impl RunArgs {
             backend.events = true;
         }
         set(&self.claim_idle_ms, &mut backend.claim_idle_ms);
+        set(
+            &self.offline_grace_ms,
+            &mut config.presence.offline_grace_ms,
+        );
         set(&self.rate_per_conn, &mut backend.rate_per_conn);
         set(&self.rate_per_room, &mut backend.rate_per_room);
         set(&self.rate_per_target, &mut backend.rate_per_target);

@@ -219,6 +219,7 @@ impl Config {
         self.qos.validate()?;
         self.rooms.validate()?;
         self.compression.validate()?;
+        self.presence.validate()?;
         self.backend.validate()?;
         if let Some(url) = &self.redis {
             super::validate_sections::validate_redis(url)?;

@@ -38,7 +38,11 @@
 //! | GET | `/rooms/{room}` | 200 `{"room","members","nodes"}` (`?local=1`: this node only) |
 //! | POST | `/kick/{user}` | 200 `{"kicked": n}` |
 //! | POST | `/drain` | 202 `{"draining":true}` |
+//! | GET | `/`, `/console`, `/console/...` | the console (`console`): no token needed |
+//! | GET | `/series` | the last 10 minutes of this node's figures (`control::series`); `?node=ID`: that node's |
+//! | POST | `/drain?node=ID`, `/reload?node=ID`, `/upgrade?node=ID` | forwarded to node ID's admin API (the registry's address, this node's token), its answer passed back |
 //! | POST | `/upgrade` | when done: 200 `{"pid","connections","draining","took_ms"}`; 409 (one runs, or draining) or 500 with `{"upgraded":false,"error"}`, the old process serving |
+mod console;
 mod guard;
 mod routes;
 
@@ -303,10 +307,14 @@ fn to_http(r: routes::Response) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(r.body)));
     *response.status_mut() =
         hyper::StatusCode::from_u16(r.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(r.content_type),
     );
+    for (name, value) in r.headers {
+        headers.insert(*name, HeaderValue::from_static(value));
+    }
     response
 }
 

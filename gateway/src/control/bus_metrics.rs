@@ -165,6 +165,15 @@ pub(super) fn render_registry(
         ),
     ];
     counters(o, &rows, p);
+    super::metrics::counter_header(
+        o,
+        "gateway_presence_events_total",
+        "Online and offline events this node appended for the backend (cluster-wide, each told once).",
+    );
+    for (i, kind) in ["online", "offline"].iter().enumerate() {
+        let n = p.told[i].load(Relaxed);
+        let _ = writeln!(o, "gateway_presence_events_total{{type=\"{kind}\"}} {n}");
+    }
 }
 
 /// Appends the backend streams' counters to `o`.

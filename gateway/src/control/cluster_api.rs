@@ -1,5 +1,5 @@
 //! The admin API's cluster-wide answers: `GET /presence/{user}` and
-//! `GET /rooms/{room}`. This node answers for itself from its shards. For
+//! `GET /rooms/{room}`, and requests forwarded to a peer (`?node=`). This node answers for itself from its shards. For
 //! its peers, presence comes from Redis (`cluster::presence`), and room
 //! counts from the peers its interest tables name (the nodes with members),
 //! each asked for its local part (`?local=1`) with a short timeout: a peer
@@ -117,34 +117,88 @@ fn ask_peers(control: &Control, nodes: &[Arc<str>], path: &str) -> Vec<(Arc<str>
                 .iter()
                 .find(|n| *n.id == **node)
                 .map(|n| n.admin.clone());
-            let token = control.node().config.admin.token.as_deref();
-            (node.clone(), addr.and_then(|a| get_json(&a, path, token)))
+            let token = admin_token(control);
+            (
+                node.clone(),
+                addr.and_then(|a| get_json(&a, path, token.as_deref())),
+            )
         })
         .collect()
 }
 
-/// A bounded GET of a JSON body from a peer's admin API.
-/// The peer's `Host` is its registry address (what it accepts for itself),
-/// and this node's admin token goes along (the nodes of one cluster share
-/// it).
+/// A bounded GET of a JSON body from a peer's admin API (200 only).
 fn get_json(host: &str, path: &str, token: Option<&str>) -> Option<Value> {
+    match call(host, "GET", path, token, PEER_TIMEOUT)? {
+        (200, v) => Some(v),
+        _ => None,
+    }
+}
+
+/// One bounded request to a peer's admin API, without a body: its status
+/// and JSON answer. The peer's `Host` is its registry address (what it
+/// accepts for itself), and this node's admin token goes along (the nodes
+/// of one cluster share it).
+fn call(
+    host: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Option<(u16, Value)> {
     let addr = host.to_socket_addrs().ok()?.next()?;
     let mut s = TcpStream::connect_timeout(&addr, PEER_TIMEOUT).ok()?;
-    s.set_read_timeout(Some(PEER_TIMEOUT)).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
     s.set_write_timeout(Some(PEER_TIMEOUT)).ok()?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n");
+    let length = if method == "POST" {
+        "Content-Length: 0\r\n"
+    } else {
+        ""
+    };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{length}Connection: close\r\n\r\n"
+    );
     s.write_all(req.as_bytes()).ok()?;
     let mut raw = Vec::new();
     s.take(1 << 20).read_to_end(&mut raw).ok()?;
     let text = std::str::from_utf8(&raw).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return None;
+    let status = head.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+    Some((status, serde_json::from_str(body).ok()?))
+}
+
+/// `?node=ID` on `GET /series`, `POST /drain`, `/reload` and `/upgrade`:
+/// the request made to node `id`'s admin API (by the registry's address),
+/// its status and answer passed back; 404 for a node the registry does not
+/// list, 502 when it does not answer (an upgrade may take up to a minute).
+pub(super) fn forward(control: &Control, id: &str, method: &str, path: &str) -> (u16, Value) {
+    let view = control.node().view.nodes();
+    let Some(peer) = view.iter().find(|n| n.id == id) else {
+        return (
+            404,
+            json!({ "error": format!("no node {id} in the registry") }),
+        );
+    };
+    let timeout = match path {
+        "/upgrade" => Duration::from_secs(60),
+        _ => Duration::from_secs(5),
+    };
+    let token = admin_token(control);
+    match call(&peer.admin, method, path, token.as_deref(), timeout) {
+        Some(answer) => answer,
+        None => (502, json!({ "error": format!("node {id} did not answer") })),
     }
-    serde_json::from_str(body).ok()
+}
+
+/// The admin token in force (from `admin.token` or `admin.token_file`, as
+/// last reloaded): what this node sends its peers.
+fn admin_token(control: &Control) -> Option<String> {
+    control
+        .node()
+        .admin_token
+        .with(|t| t.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()))
 }
 
 /// Percent-encodes everything but unreserved characters (RFC 3986).

@@ -222,6 +222,26 @@ pub fn render(shards: &[Arc<ShardStats>], draining: bool) -> String {
     o
 }
 
+/// The process's CPU time and resident memory (Prometheus' standard
+/// names), from `/proc/self`.
+pub(super) fn render_process(o: &mut String) {
+    let Some((cpu_ms, rss)) = super::series::process_usage() else {
+        return;
+    };
+    counter_header(
+        o,
+        "process_cpu_seconds_total",
+        "User and system CPU time of the process.",
+    );
+    let _ = writeln!(o, "process_cpu_seconds_total {}", cpu_ms as f64 / 1000.0);
+    gauge_header(
+        o,
+        "process_resident_memory_bytes",
+        "Resident memory of the process.",
+    );
+    let _ = writeln!(o, "process_resident_memory_bytes {rss}");
+}
+
 pub(super) fn counter_header(o: &mut String, name: &str, help: &str) {
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
 }

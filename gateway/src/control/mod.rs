@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod node;
 mod node_error;
 pub mod registry;
+pub mod series;
 pub mod upgrade;
 
 use std::sync::atomic::Ordering;
@@ -245,7 +246,32 @@ impl Control {
         bus_metrics::render_backend(&mut text, &self.node);
         bus_metrics::render_admission(&mut text, &self.node.admission);
         bus_metrics::render_upgrades(&mut text, &self.node.upgrade);
+        metrics::render_process(&mut text);
         text
+    }
+
+    /// `GET /series`: this node's last ten minutes, its links and state.
+    pub fn series(&self) -> serde_json::Value {
+        let node = self.node();
+        let (series, errors, end_ms) = node.series.snapshot();
+        let rows: Vec<_> = node.stats.iter().flat_map(|s| s.bus()).collect();
+        let up = rows
+            .iter()
+            .filter(|(_, state, _)| *state == relay::LinkState::Up)
+            .count();
+        serde_json::json!({
+            "node": node.config.node_id,
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "shards": node.stats.len(),
+            "draining": self.is_draining(),
+            "links_up": up,
+            "links": rows.len(),
+            "interval_ms": series::INTERVAL.as_millis() as u64,
+            "end_ms": end_ms,
+            "series": series,
+            "errors_by_code": errors,
+        })
     }
 
     fn push_msg(&self, to: usize, msg: impl Into<ShardMsg>) -> Result<(), ControlError> {

@@ -107,6 +107,8 @@ pub struct Node {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The admin API's bearer token (`admin.token`); a reload replaces it.
     pub admin_token: Arc<Hot<Option<Vec<u8>>>>,
+    /// The console's last ten minutes of figures (`GET /series`).
+    pub series: Arc<crate::control::series::Series>,
 }
 
 /// Reads the configuration again (the same file and flags), for a reload.
@@ -157,6 +159,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
     let hook = crate::backend::hook::Hook::start(&config.backend, &config.node_id, mesh.clone())
         .map_err(NodeError::Hook)?
         .map(Arc::new);
+    let view = Arc::new(View::default());
     let node = Arc::new(Node {
         incarnation,
         post_secret,
@@ -168,25 +171,21 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
         upgrade: UpgradeState::default(),
         handover,
         exe,
-        view: Arc::new(View::default()),
+        view: view.clone(),
         push_buckets: Default::default(),
         reload: std::sync::Mutex::new(None),
         hook,
         tls,
         admin_token: Arc::new(Hot::new(config.admin.token_bytes())),
+        series: Default::default(),
         admission: Arc::new(crate::admission::Admission::new(
             config.limits.max_conns,
             config.limits.max_conns_per_ip,
             config.limits.connect_rate_per_ip,
         )),
         downstream: Default::default(),
-        presence: match (&config.redis, config.cluster.enabled()) {
-            (Some(url), true) => Some(Arc::new(
-                Presence::new(&config.node_id, incarnation, url, &config.redis_access)
-                    .map_err(NodeError::Presence)?,
-            )),
-            _ => None,
-        },
+        presence: Presence::from_config(&config, incarnation, &view)
+            .map_err(NodeError::Presence)?,
         verifier,
         mesh,
         stats: (0..shards)
@@ -249,6 +248,10 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
     }
     admin::spawn(admin.into(), control.clone(), node.admin_stop.clone())
         .map_err(os("start the admin server"))?;
+    let clock = node.clock;
+    node.series
+        .start(node.stats.clone(), move || clock.unix_ms(clock.now()))
+        .map_err(os("start the series sampler"))?;
     if node.config.backend.downstream && node.config.redis.is_some() {
         crate::control::downstream::start(control.clone(), node.downstream.clone())
             .map_err(NodeError::Downstream)?;
@@ -353,6 +356,8 @@ fn node_info(node: &Node, admin: SocketAddr) -> NodeInfo {
         admin: host(admin),
         conns: 0,
         draining: false,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        pid: std::process::id(),
     }
 }
 

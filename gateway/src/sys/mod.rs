@@ -37,6 +37,22 @@ pub(crate) fn random_bytes<const N: usize>() -> io::Result<[u8; N]> {
     Ok(buf)
 }
 
+/// Clock ticks per second (`/proc`'s CPU times) and the page size in
+/// bytes (`statm`'s unit); 100 and 4096 when the system does not say.
+pub(crate) fn clock_ticks_and_page_size() -> (u64, u64) {
+    // SAFETY: sysconf reads a system constant.
+    let (hz, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    (
+        u64::try_from(hz).ok().filter(|v| *v > 0).unwrap_or(100),
+        u64::try_from(page).ok().filter(|v| *v > 0).unwrap_or(4096),
+    )
+}
+
 /// Gives the calling thread its own file-descriptor table.
 ///
 /// Must run before the thread builds its io_uring ring: io_uring's worker

@@ -5,13 +5,30 @@
 //! name that resolves to this node still sends that name), the `Origin`
 //! (a page the operator opens cannot send a "simple" cross-origin POST,
 //! which needs no preflight), then the bearer token (compared in constant
-//! time). `GET /healthz` and the CORS preflight of an allowed origin need no
-//! token; nothing is exempt from the Host and Origin checks.
+//! time). `GET /healthz`, the console's static files (`GET /`,
+//! `/console`, `/console/...`: they hold no data) and the CORS preflight
+//! of an allowed origin need no token; nothing is exempt from the Host and
+//! Origin checks. The admin port's own origin (`http://` + a `Host` that
+//! passed) is allowed: that is the console's page, served by this node.
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::admin::AdminConfig;
 use crate::hot::Hot;
+
+/// True for the paths anyone may GET: health, and the console's files.
+fn no_token_needed(path: &str) -> bool {
+    matches!(path, "/healthz" | "/" | "/console") || path.starts_with("/console/")
+}
+
+/// True when `origin` is the admin port's own (`http://` + the `Host`):
+/// the console page this node served. A page elsewhere has another origin
+/// (scheme, host or port), and the `Host` itself passed the check above.
+fn same_origin(origin: &str, host: &str) -> bool {
+    origin
+        .strip_prefix("http://")
+        .is_some_and(|o| o.eq_ignore_ascii_case(host))
+}
 
 /// The parts of a request head the checks read.
 #[derive(Debug, Clone, Copy)]
@@ -135,10 +152,10 @@ impl Guard {
         }
         match head.origin {
             Ok(None) => {}
-            Ok(Some(o)) if self.origin_allowed(o) => {}
+            Ok(Some(o)) if self.origin_allowed(o) || same_origin(o, host) => {}
             _ => return Err(Refusal::Origin),
         }
-        let exempt = (head.method == "GET" && head.path == "/healthz") || head.preflight;
+        let exempt = (head.method == "GET" && no_token_needed(head.path)) || head.preflight;
         let refused = self.token.with(|token| match token {
             Some(token) => !exempt && !bearer_matches(head.authorization, token),
             None => false,
@@ -311,9 +328,26 @@ mod tests {
             (Ok(Some("null")), Err(Refusal::Origin)),
             (Err(()), Err(Refusal::Origin)),
             (Ok(None), Ok(())),
+            // The console's own page: the admin port's origin.
+            (Ok(Some("http://localhost:8082")), Ok(())),
+            (Ok(Some("http://localhost:8083")), Err(Refusal::Origin)),
+            (Ok(Some("https://localhost:8082")), Err(Refusal::Origin)),
+            (Ok(Some("http://127.0.0.1:8082")), Err(Refusal::Origin)),
         ] {
             h.origin = origin;
             assert_eq!(g.check(&h), want, "{origin:?}");
+        }
+    }
+
+    #[test]
+    fn the_console_files_need_no_token_and_its_api_calls_do() {
+        let g = guard(true, &[], &[]);
+        for path in ["/", "/console", "/console/console.js", "/console/nope"] {
+            assert_eq!(g.check(&head("GET", path, "localhost:8082")), Ok(()), "{path}");
+        }
+        for (method, path) in [("GET", "/series"), ("GET", "/nodes"), ("POST", "/console")] {
+            let h = head(method, path, "localhost:8082");
+            assert_eq!(g.check(&h), Err(Refusal::Token), "{method} {path}");
         }
     }
 

@@ -34,6 +34,8 @@ pub(super) struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
+    /// Further headers (the console's policy, a redirect's location).
+    pub headers: &'static [(&'static str, &'static str)],
 }
 
 fn reply(status: u16, body: serde_json::Value) -> Response {
@@ -41,6 +43,16 @@ fn reply(status: u16, body: serde_json::Value) -> Response {
         status,
         content_type: "application/json",
         body: body.to_string() + "\n",
+        headers: &[],
+    }
+}
+
+fn text(status: u16, content_type: &'static str, body: String) -> Response {
+    Response {
+        status,
+        content_type,
+        body,
+        headers: &[],
     }
 }
 
@@ -66,6 +78,16 @@ struct PushBody {
 /// Answers one request; `path` includes the query.
 pub(super) fn route(control: &Control, method: &str, path: &str, body: &[u8]) -> Response {
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    if let Some(node) = forwarded_to(control, method, path, query) {
+        return match node {
+            Ok(id) => {
+                let (status, answer) =
+                    crate::control::cluster_api::forward(control, &id, method, path);
+                reply(status, answer)
+            }
+            Err(e) => error(400, e),
+        };
+    }
     match (method, path) {
         ("GET", "/nodes") => {
             let nodes = control.node().view.nodes();
@@ -80,21 +102,15 @@ pub(super) fn route(control: &Control, method: &str, path: &str, body: &[u8]) ->
             Ok(None) => error(503, "no node accepts clients (all draining)"),
             Err(e) => error(400, e),
         },
-        ("GET", "/healthz") if control.is_draining() => Response {
-            status: 503,
-            content_type: "text/plain",
-            body: "draining\n".into(),
-        },
-        ("GET", "/healthz") => Response {
-            status: 200,
-            content_type: "text/plain",
-            body: "ok\n".into(),
-        },
-        ("GET", "/metrics") => Response {
-            status: 200,
-            content_type: "text/plain; version=0.0.4",
-            body: control.metrics(),
-        },
+        ("GET", "/healthz") if control.is_draining() => {
+            text(503, "text/plain", "draining\n".into())
+        }
+        ("GET", "/healthz") => text(200, "text/plain", "ok\n".into()),
+        ("GET", "/metrics") => text(200, "text/plain; version=0.0.4", control.metrics()),
+        ("GET", "/series") => reply(200, control.series()),
+        ("GET", p) if super::console::is_console(p) => {
+            super::console::asset(p).unwrap_or_else(|| error(404, "not found"))
+        }
         ("POST", "/push") => push(control, body),
         ("POST", "/drain") => {
             control.drain();
@@ -130,10 +146,34 @@ pub(super) fn route(control: &Control, method: &str, path: &str, body: &[u8]) ->
         (
             _,
             "/healthz" | "/metrics" | "/push" | "/drain" | "/reload" | "/upgrade" | "/nodes"
-            | "/route",
+            | "/route" | "/series",
         ) => error(405, "method not allowed"),
         _ => error(404, "not found"),
     }
+}
+
+/// The node named by `?node=` on a request another node may answer
+/// (`GET /series`, `POST /drain`, `/reload`, `/upgrade`), when it is not
+/// this one.
+fn forwarded_to(
+    control: &Control,
+    method: &str,
+    path: &str,
+    query: &str,
+) -> Option<Result<String, &'static str>> {
+    let forwardable = matches!(
+        (method, path),
+        ("GET", "/series") | ("POST", "/drain" | "/reload" | "/upgrade")
+    );
+    let value = query.split('&').find_map(|q| q.strip_prefix("node="))?;
+    if !forwardable {
+        return None;
+    }
+    let id = match proto::handshake::percent_decode(value) {
+        Ok(id) if !id.is_empty() => id,
+        _ => return Some(Err("bad node id in ?node=")),
+    };
+    (id != control.node().config.node_id).then_some(Ok(id))
 }
 
 fn with_user(

@@ -347,6 +347,8 @@ fn a_drain_names_another_node_by_wire_and_spreads_clients() {
         admin: String::new(),
         conns: 0,
         draining: false,
+        version: String::new(),
+        pid: 0,
     };
     let redirect = Redirect {
         nodes: vec![node("b"), node("c")].into(),
