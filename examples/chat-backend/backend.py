@@ -21,6 +21,7 @@ import threading
 import redis
 
 from chatstore import Store
+from notify import Pushes
 from streams import EventsReader, UpstreamReader
 from web import App, serve
 
@@ -66,12 +67,13 @@ def main(argv=None) -> int:
     store = Store(a.db)
     r = redis.Redis.from_url(a.redis, socket_timeout=10, health_check_interval=30)
     stop = threading.Event()
+    pushes = Pushes()
     readers = [
-        UpstreamReader(r, a.group, a.consumer, stop, store, a.rooms),
+        UpstreamReader(r, a.group, a.consumer, stop, store, a.rooms, pushes),
         EventsReader(r, a.events_group, a.consumer, stop, store),
     ]
     app = App(store, a.jwt_secret, a.gateway_ws, a.rooms, a.token_ttl,
-              os.path.join(HERE, "static"), a.sdk_dir)
+              os.path.join(HERE, "static"), a.sdk_dir, pushes)
     try:
         server = serve(app, a.host, a.port)
     except OSError as e:

@@ -10,6 +10,9 @@ opened them), WAL so the web server reads while the stream workers write.
   lifecycle events; a user is online while they have at least one row. A
   set of connections rather than a counter, so a connect or disconnect event
   read twice changes nothing.
+- `users_state`: the gateway's cluster-wide `online`/`offline` events per
+  user (`online`, `last_seen`): what the push-notification decision reads
+  (`notify.py`).
 """
 
 import sqlite3
@@ -31,6 +34,11 @@ CREATE TABLE IF NOT EXISTS connections (
     device TEXT NOT NULL,
     since  INTEGER NOT NULL,
     PRIMARY KEY (node, conn)
+);
+CREATE TABLE IF NOT EXISTS users_state (
+    user      TEXT PRIMARY KEY,
+    online    INTEGER NOT NULL,
+    last_seen INTEGER
 );
 """
 
@@ -98,3 +106,17 @@ class Store:
             "SELECT user, COUNT(*) AS n FROM connections GROUP BY user ORDER BY user"
         ).fetchall()
         return [{"user": r["user"], "connections": r["n"]} for r in rows]
+
+    def set_user_state(self, user: str, online: bool, last_seen) -> None:
+        """The latest `online`/`offline` event of a user (events read twice set the same)."""
+        self._db().execute(
+            "INSERT OR REPLACE INTO users_state (user, online, last_seen) VALUES (?, ?, ?)",
+            (user, 1 if online else 0, last_seen),
+        )
+
+    def user_state(self, user: str):
+        """(online, last_seen) from the last event; None for a user never told of."""
+        row = self._db().execute(
+            "SELECT online, last_seen FROM users_state WHERE user = ?", (user,)
+        ).fetchone()
+        return None if row is None else (bool(row["online"]), row["last_seen"])

@@ -6,7 +6,9 @@
   so a message handled twice reaches each member once).
 - `gw:events` (gateway started with `--events`): connect and disconnect
   keep the set of live connections; each batch that changes it pushes the
-  online list to every online user (QoS 0).
+  online list to every online user (QoS 0). `online` and `offline` (one
+  per user per change, cluster-wide) keep each user's state, which decides
+  the push notifications of mentions (`notify.py`).
 
 Each reader is one consumer of its own group (created at the start of the
 stream, MKSTREAM) and XACKs an entry only after handling it, so a backend
@@ -20,6 +22,8 @@ import threading
 import time
 
 import redis
+
+from notify import Pushes, push_targets
 
 log = logging.getLogger("chat")
 
@@ -127,9 +131,9 @@ def _s(fields: dict, key: str) -> str:
 
 
 class UpstreamReader(GroupReader):
-    def __init__(self, r, group, consumer, stop, store, rooms):
+    def __init__(self, r, group, consumer, stop, store, rooms, pushes: Pushes):
         super().__init__(r, UPSTREAM, group, consumer, stop)
-        self.store, self.rooms = store, rooms
+        self.store, self.rooms, self.pushes = store, rooms, pushes
 
     def handle(self, entry_id: str, f: dict) -> None:
         user, msg_id = _s(f, "user"), _s(f, "msg_id") or f"up-{entry_id}"
@@ -150,6 +154,10 @@ class UpstreamReader(GroupReader):
         out = {"type": "msg", "id": msg_id, "room": room, "user": user, "text": text, "ts": ts}
         self.r.xadd(DOWNSTREAM, {"room": room, "payload": json.dumps(out), "qos": "1", "id": msg_id},
                     maxlen=100_000, approximate=True)
+        # A mention of someone the gateway says is offline: a push.
+        for target in push_targets(text, user, self.store.user_state):
+            state = self.store.user_state(target)
+            self.pushes.send(target, room, user, text, state[1] if state else None)
 
     def _tell(self, user: str, text: str) -> None:
         log.info("upstream: %s: %s", user, text)
@@ -170,6 +178,9 @@ class EventsReader(GroupReader):
             self.changed |= self.store.connected(node, conn, _s(f, "user"), _s(f, "device"), ts)
         elif kind == "disconnect":
             self.changed |= self.store.disconnected(node, conn)
+        elif kind in ("online", "offline"):
+            seen = _s(f, "last_seen")
+            self.store.set_user_state(_s(f, "user"), kind == "online", int(seen) if seen else None)
 
     def after_batch(self) -> None:
         """One presence push per batch of events, not one per event."""

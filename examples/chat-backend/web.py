@@ -5,6 +5,10 @@
   rooms claim. No password: this is a demo of the plumbing, not of accounts.
 - `GET /api/history?room=R&limit=50` -> `{"room", "messages": [...]}`, oldest first.
 - `GET /api/online` -> `{"online": [{"user", "connections"}]}`.
+- `GET /api/presence?user=U` -> `{"user", "online", "last_seen"}`: the
+  gateway's last `online`/`offline` event of the user.
+- `GET /api/pushes` -> `{"pushes": [{"user", "room", "from", "text",
+  "last_seen", "ts"}]}`: the last push notifications decided (`notify.py`).
 - `GET /` and `/static/...`: the page; `GET /sdk/...`: `clients/js/src/` of
   the repository (the SDK, ES modules, no build step).
 """
@@ -30,8 +34,9 @@ MAX_BODY = 4096
 class App:
     """What the handlers need: the store, the secret, the addresses."""
 
-    def __init__(self, store, secret, gateway_ws, rooms, token_ttl, static_dir, sdk_dir):
+    def __init__(self, store, secret, gateway_ws, rooms, token_ttl, static_dir, sdk_dir, pushes=None):
         self.store, self.secret, self.gateway_ws = store, secret, gateway_ws
+        self.pushes = pushes
         self.rooms, self.token_ttl = rooms, token_ttl
         self.mounts = {"/static/": static_dir, "/sdk/": sdk_dir}
         self.index = os.path.join(static_dir, "index.html")
@@ -61,6 +66,13 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, {"room": room, "messages": self.app.store.history(room, limit)})
         if url.path == "/api/online":
             return self._json(200, {"online": self.app.store.online()})
+        if url.path == "/api/presence":
+            user = parse_qs(url.query).get("user", [""])[0]
+            state = self.app.store.user_state(user)
+            return self._json(200, {"user": user, "online": bool(state and state[0]),
+                                    "last_seen": state[1] if state else None})
+        if url.path == "/api/pushes":
+            return self._json(200, {"pushes": self.app.pushes.recent() if self.app.pushes else []})
         if url.path in ("/", "/index.html"):
             return self._file(self.app.index)
         for prefix, root in self.app.mounts.items():

@@ -221,6 +221,27 @@ test('two users chat through the gateway in headless Chromium', { timeout: 120_0
   await alice.waitForSelector(line(after));
   await alice.waitForSelector('#online li[data-user=bob]');
 
+  // Push notifications (notify.py) from the gateway's online/offline
+  // events: once the backend has heard bob is online, a mention of him is
+  // no push; zed, never online, gets one. Both are decided for the same
+  // message, in order, so a push to bob would be listed before zed's.
+  const deadline = Date.now() + WAIT;
+  while (!(await (await fetch(`${site}api/presence?user=bob`)).json()).online) {
+    assert.ok(Date.now() < deadline, 'the backend never heard that bob is online');
+    await new Promise((r) => setTimeout(r, 50)); // polling the backend's API
+  }
+  const mention = 'ping @bob and @zed';
+  await alice.fill('#text', mention);
+  await alice.press('#text', 'Enter');
+  await bob.waitForSelector(line(mention));
+  let pushes = [];
+  while (!pushes.some((p) => p.user === 'zed')) {
+    assert.ok(Date.now() < deadline + WAIT, 'no push for zed');
+    await new Promise((r) => setTimeout(r, 50));
+    pushes = (await (await fetch(`${site}api/pushes`)).json()).pushes;
+  }
+  assert.deepEqual(pushes.map((p) => [p.user, p.from, p.text]), [['zed', 'alice', mention]]);
+
   mkdirSync(SHOT_DIR, { recursive: true });
   const shot = join(SHOT_DIR, 'screenshot.png');
   await alice.screenshot({ path: shot });
