@@ -2,8 +2,11 @@
 # The chat example (examples/chat-backend) in headless Chromium: installs
 # what it needs when missing (redis-server and chromium from Debian, the
 # Python `redis` package, playwright-core from npm), builds the debug
-# gateway if it is not there, and runs the browser test. Exit status: the test's.
-# Screenshots: target/chat-backend-test/. KEEP_LOGS=1 keeps the processes' logs.
+# gateway if it is not there, and runs the browser test, then the operator
+# console's test (gateway/console on a two-node cluster). Exit status: the
+# tests'. Screenshots: target/chat-backend-test/, target/console-test/
+# (UPDATE_SCREENSHOT=1 copies the console's to docs/console.png).
+# KEEP_LOGS=1 keeps the processes' logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EX=examples/chat-backend
@@ -51,5 +54,11 @@ fi
 export GATEWAY_BIN
 export CHROMIUM=${CHROMIUM:-$(command -v chromium)}
 
+echo "== the example's push decision (examples/chat-backend/notify.py)"
+"$PYTHON" -m unittest discover -s "$EX/test" -p 'test_*.py'
+
 echo "== browser test (examples/chat-backend)"
 node --test "$EX/test/browser.test.mjs"
+
+echo "== operator console test (gateway/console on a two-node cluster)"
+node --test "$EX/test/console.test.mjs"

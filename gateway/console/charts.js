@@ -170,7 +170,8 @@
       const r = series.get(id);
       return r && r.ok && r.body && r.body.series;
     });
-    const endMs = Math.max(Date.now() - 1000, ...ok.map((id) => Number(series.get(id).body.end_ms) || 0));
+    // Each node's clock places its own samples; the window ends at the newest.
+    const endMs = ok.length ? Math.max(...ok.map((id) => Number(series.get(id).body.end_ms) || 0)) : Date.now();
     const windowMs = windowFor(ok.map((id) => series.get(id).body));
     for (const [key, title, kind] of METRICS) {
       let c = charts.get(key);

@@ -251,7 +251,7 @@
     row.conns.textContent = conns == null ? '–' : String(conns);
     const shards = Array.isArray(node.bus) && node.bus.length ? node.bus.length : s && s.shards;
     row.shards.textContent = shards == null ? '–' : String(shards);
-    const linksKnown = s && Number.isFinite(s.links);
+    const linksKnown = s && Number.isFinite(s.links) && s.links > 0; // 0: no peers
     row.links.textContent = linksKnown ? `${s.links_up}/${s.links}` : '–';
     row.links.classList.toggle('warn', Boolean(linksKnown && s.links_up < s.links));
     row.version.textContent = node.version || (s && s.version) || '–';

@@ -7,7 +7,8 @@
 //! `/proc/self`, and appends one point per series to a ring. Rates are the
 //! difference of two totals over the time between the readings; a total
 //! that went down (a bus link's counters restart with the link) counts as
-//! zero, never as a negative rate.
+//! zero, never as a negative rate. The bus figures, which the shards
+//! publish every 2 s, are a rate over the last two readings.
 //!
 //! Memory: [`SERIES`] + one series per error code ([`ERROR_CODES`], 15),
 //! each [`POINTS`] `f32`s: 25 × 600 × 4 B = 60 KB per node, allocated once
@@ -40,6 +41,8 @@ pub const SERIES: [&str; 10] = [
     "rss",         // resident bytes (gauge)
 ];
 const GAUGES: [usize; 3] = [0, 6, 9];
+/// `bus_bytes`: a rate over the last two seconds (see `Ring::before`).
+const BUS: usize = 7;
 
 /// One reading of the node's totals (counters since start, and gauges).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -61,6 +64,9 @@ pub struct Ring {
     /// Points held (at most [`POINTS`]).
     len: usize,
     last: Option<Reading>,
+    /// The reading before `last`: bus figures are published by the shards
+    /// every 2 s, so their rate is taken over two readings.
+    before: Option<Reading>,
 }
 
 impl Default for Ring {
@@ -71,6 +77,7 @@ impl Default for Ring {
             head: 0,
             len: 0,
             last: None,
+            before: None,
         }
     }
 }
@@ -82,16 +89,19 @@ impl Ring {
         let Some(prev) = self.last.replace(now) else {
             return;
         };
+        let before = self.before.replace(prev).unwrap_or(prev);
         let secs = now.at_ms.saturating_sub(prev.at_ms) as f32 / 1000.0;
         if secs <= 0.0 {
             return;
         }
         let rate = |a: u64, b: u64| b.saturating_sub(a) as f32 / secs;
+        let bus_secs = now.at_ms.saturating_sub(before.at_ms) as f32 / 1000.0;
         for (i, series) in self.values.iter_mut().enumerate() {
             series[self.head] = match i {
                 i if GAUGES.contains(&i) => now.values[i] as f32,
                 // CPU milliseconds per second, as a percent of one core.
                 8 => rate(prev.values[i], now.values[i]) / 10.0,
+                BUS => now.values[i].saturating_sub(before.values[i]) as f32 / bus_secs,
                 _ => rate(prev.values[i], now.values[i]),
             };
         }

@@ -35,6 +35,18 @@ fn rates_are_differences_over_time_and_gauges_are_values() {
 }
 
 #[test]
+fn bus_bytes_published_every_two_seconds_make_a_steady_rate() {
+    let mut ring = Ring::default();
+    // Totals as a shard publishes them: a step of 2000 every other second.
+    for (i, total) in [0, 0, 2000, 2000, 4000, 4000].iter().enumerate() {
+        let mut r = reading(i as u64 * 1000, 0, 0, 0);
+        r.values[7] = *total;
+        ring.record(r);
+    }
+    assert_eq!(points(&ring, "bus_bytes"), vec![0.0, 1000.0, 1000.0, 1000.0, 1000.0]);
+}
+
+#[test]
 fn a_counter_that_restarts_is_zero_not_negative() {
     let mut ring = Ring::default();
     let mut a = reading(0, 0, 0, 0);
