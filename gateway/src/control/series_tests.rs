@@ -43,7 +43,10 @@ fn bus_bytes_published_every_two_seconds_make_a_steady_rate() {
         r.values[7] = *total;
         ring.record(r);
     }
-    assert_eq!(points(&ring, "bus_bytes"), vec![0.0, 1000.0, 1000.0, 1000.0, 1000.0]);
+    assert_eq!(
+        points(&ring, "bus_bytes"),
+        vec![0.0, 1000.0, 1000.0, 1000.0, 1000.0]
+    );
 }
 
 #[test]

@@ -343,7 +343,11 @@ mod tests {
     fn the_console_files_need_no_token_and_its_api_calls_do() {
         let g = guard(true, &[], &[]);
         for path in ["/", "/console", "/console/console.js", "/console/nope"] {
-            assert_eq!(g.check(&head("GET", path, "localhost:8082")), Ok(()), "{path}");
+            assert_eq!(
+                g.check(&head("GET", path, "localhost:8082")),
+                Ok(()),
+                "{path}"
+            );
         }
         for (method, path) in [("GET", "/series"), ("GET", "/nodes"), ("POST", "/console")] {
             let h = head(method, path, "localhost:8082");
