@@ -51,6 +51,11 @@ fn drain_then_clients_leave(driver: Driver, trigger: impl FnOnce(&Gateway)) {
     }
     let r = gw.get("/healthz");
     assert_eq!(r.status, 503, "healthz while draining: {r:?}");
+    // A single node lists itself as draining (the console's state).
+    let nodes = gw.get("/nodes").json();
+    assert_eq!(nodes["nodes"][0]["draining"], true, "{nodes}");
+    let series = gw.get("/series").json();
+    assert_eq!(series["draining"], true, "{series}");
     drop(clients);
     let status = gw.wait_exit(IO_TIMEOUT);
     assert_eq!(status.code(), Some(0), "{status:?}");

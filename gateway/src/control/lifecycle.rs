@@ -147,6 +147,13 @@ impl Control {
             reconnect_after_ms: self.node.config.drain.reconnect_after_ms,
             spread_ms: 0,
         });
+        if !self.node.config.cluster.enabled() {
+            // A single node's view is itself (no registry refreshes it):
+            // `/nodes` and the console say it drains.
+            let mut view: Vec<_> = self.node.view.nodes().iter().cloned().collect();
+            view.iter_mut().for_each(|n| n.draining = true);
+            self.node.view.set(view);
+        }
     }
 
     /// `drain`, with clients sent where `redirect` says. The node's copies
