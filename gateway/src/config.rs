@@ -15,6 +15,7 @@
 pub mod admin;
 mod auth;
 mod backend;
+mod bus_tls;
 mod cluster;
 mod compression;
 mod limits;
@@ -26,6 +27,7 @@ mod rooms;
 mod tls;
 pub use auth::AuthConfig;
 pub use backend::BackendConfig;
+pub use bus_tls::BusTls;
 pub use cluster::{ClusterConfig, RoutePolicy};
 pub use compression::CompressionConfig;
 pub use limits::{DrainConfig, Limits};

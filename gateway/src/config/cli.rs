@@ -195,6 +195,18 @@ pub struct RunArgs {
     /// TLS private key, PEM (tls.key_file)
     #[arg(long, value_name = "PATH", global = true)]
     pub tls_key: Option<PathBuf>,
+    /// This node's bus certificate chain, PEM: TLS on the bus (cluster.tls_cert_file)
+    #[arg(long, value_name = "PATH", global = true)]
+    pub bus_tls_cert: Option<PathBuf>,
+    /// The bus certificate's private key, PEM (cluster.tls_key_file)
+    #[arg(long, value_name = "PATH", global = true)]
+    pub bus_tls_key: Option<PathBuf>,
+    /// The cluster CA, PEM (cluster.tls_ca_file)
+    #[arg(long, value_name = "PATH", global = true)]
+    pub bus_tls_ca: Option<PathBuf>,
+    /// Name checked in peers' bus certificates (cluster.tls_server_name)
+    #[arg(long, value_name = "NAME", global = true)]
+    pub bus_tls_server_name: Option<String>,
     /// JSON Web Key Set file; the token's kid picks the key (auth.jwks_file)
     #[arg(long, value_name = "PATH", global = true)]
     pub jwks_file: Option<PathBuf>,
@@ -252,6 +264,10 @@ impl std::fmt::Debug for RunArgs {
             .field("rooms_claim", &self.rooms_claim)
             .field("jwks_file", &self.jwks_file)
             .field("tls_cert", &self.tls_cert)
+            .field("bus_tls_cert", &self.bus_tls_cert)
+            .field("bus_tls_key", &self.bus_tls_key)
+            .field("bus_tls_ca", &self.bus_tls_ca)
+            .field("bus_tls_server_name", &self.bus_tls_server_name)
             .field("tls_key", &self.tls_key)
             .field("max_conns", &self.max_conns)
             .field("max_conns_per_ip", &self.max_conns_per_ip)

@@ -85,6 +85,19 @@ impl RunArgs {
         if self.tls_key.is_some() {
             config.tls.key_file = self.tls_key.clone();
         }
+        let c = &mut config.cluster;
+        for (flag, key) in [
+            (&self.bus_tls_cert, &mut c.tls_cert_file),
+            (&self.bus_tls_key, &mut c.tls_key_file),
+            (&self.bus_tls_ca, &mut c.tls_ca_file),
+        ] {
+            if flag.is_some() {
+                key.clone_from(flag);
+            }
+        }
+        if self.bus_tls_server_name.is_some() {
+            c.tls_server_name.clone_from(&self.bus_tls_server_name);
+        }
         set(&self.max_conns, &mut config.limits.max_conns);
         set(
             &self.max_frames_per_sec,

@@ -67,6 +67,20 @@ pub struct ClusterConfig {
     pub secret: Option<String>,
     /// A file holding the cluster secret (one line). Default none.
     pub secret_file: Option<std::path::PathBuf>,
+    /// This node's certificate chain for the bus, PEM: with `tls_key_file`
+    /// and `tls_ca_file`, every bus link is TLS 1.3 with both ends' certificates
+    /// checked against the cluster CA (`cluster::bus_tls`). Default: unset
+    /// (plaintext bus).
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// The private key of `tls_cert_file`, PEM. Default: unset.
+    pub tls_key_file: Option<std::path::PathBuf>,
+    /// The cluster CA, PEM: the only issuer whose node certificates the bus
+    /// accepts, both ways. Default: unset.
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// The name a dialing node checks in every peer's certificate (one name
+    /// for the whole cluster, e.g. `gateway-bus`); unset, the peer's bus IP
+    /// address, which the certificates must then carry. Default: unset.
+    pub tls_server_name: Option<String>,
     /// The secrets still accepted from peers besides `secret`, during a
     /// rotation (every node gets the new `secret` with the old one here,
     /// then the old one goes). Default none.
@@ -82,6 +96,10 @@ impl Default for ClusterConfig {
             route_policy: RoutePolicy::LeastConns,
             secret: None,
             secret_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_file: None,
+            tls_server_name: None,
             previous_secrets: Vec::new(),
         }
     }
@@ -97,6 +115,10 @@ impl std::fmt::Debug for ClusterConfig {
             .field("route_policy", &self.route_policy)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("secret_file", &self.secret_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_server_name", &self.tls_server_name)
             .field("previous_secrets", &self.previous_secrets.len())
             .finish()
     }

@@ -27,26 +27,12 @@ impl TlsConfig {
     /// The rustls server configuration from the files (TLS 1.2 and 1.3,
     /// no client certificates, ALPN `http/1.1`); one clear line on error.
     pub fn server_config(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) else {
             return Ok(None);
         };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .and_then(|i| i.collect::<Result<_, _>>())
-            .map_err(|error| TlsError::Cert {
-                path: cert.clone(),
-                error,
-            })?;
-        if certs.is_empty() {
-            return Err(TlsError::NoCert { path: cert.clone() });
-        }
-        let key = PrivateKeyDer::from_pem_file(key).map_err(|error| TlsError::Key {
-            path: key.clone(),
-            error,
-        })?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        let certs = load_certs(cert, "tls.cert_file")?;
+        let key = load_key(key, "tls.key_file")?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(TlsError::Provider)?
             .with_no_client_auth()
@@ -57,29 +43,77 @@ impl TlsConfig {
     }
 }
 
+/// The crypto provider of every TLS configuration (ring).
+pub(super) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificates in the PEM file `path` (the config key `key`): at
+/// least one.
+pub(super) fn load_certs(
+    path: &std::path::Path,
+    key: &'static str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|error| TlsError::Cert {
+            key,
+            path: path.to_owned(),
+            error,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCert {
+            key,
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The private key in the PEM file `path` (the config key `key`).
+pub(super) fn load_key(
+    path: &std::path::Path,
+    key: &'static str,
+) -> Result<rustls::pki_types::PrivateKeyDer<'static>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::PrivateKeyDer::from_pem_file(path).map_err(|error| TlsError::Key {
+        key,
+        path: path.to_owned(),
+        error,
+    })
+}
+
 /// Why the TLS certificate and key cannot be used: the operator's files.
 /// Each message is the whole line, cause included (no `source()`, so an
 /// error chain printed in full does not repeat it).
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// `tls.cert_file` cannot be read or is not PEM.
-    #[error("tls.cert_file {}: {error}", .path.display())]
+    /// A certificate file cannot be read or is not PEM.
+    #[error("{key} {}: {error}", .path.display())]
     Cert {
-        /// `tls.cert_file`.
+        /// The config key (`tls.cert_file`, `cluster.tls_ca_file`, ...).
+        key: &'static str,
+        /// The file.
         path: PathBuf,
         /// What is wrong with it.
         error: rustls::pki_types::pem::Error,
     },
-    /// `tls.cert_file` holds no certificate.
-    #[error("tls.cert_file {}: no certificate in it", .path.display())]
+    /// A certificate file holds no certificate.
+    #[error("{key} {}: no certificate in it", .path.display())]
     NoCert {
-        /// `tls.cert_file`.
+        /// The config key.
+        key: &'static str,
+        /// The file.
         path: PathBuf,
     },
-    /// `tls.key_file` cannot be read or holds no private key.
-    #[error("tls.key_file {}: {error}", .path.display())]
+    /// A key file cannot be read or holds no private key.
+    #[error("{key} {}: {error}", .path.display())]
     Key {
-        /// `tls.key_file`.
+        /// The config key.
+        key: &'static str,
+        /// The file.
         path: PathBuf,
         /// What is wrong with it.
         error: rustls::pki_types::pem::Error,
@@ -90,4 +124,12 @@ pub enum TlsError {
     /// The private key is not the certificate's.
     #[error("tls: the key does not fit the certificate: {0}")]
     Mismatch(rustls::Error),
+    /// The bus's CA or server name cannot be used.
+    #[error("{key}: {why}")]
+    Bus {
+        /// The config key.
+        key: &'static str,
+        /// What is wrong.
+        why: String,
+    },
 }

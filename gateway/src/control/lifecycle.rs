@@ -27,8 +27,8 @@ pub enum ReloadError {
     /// The new TLS certificate or key cannot be used (the operator's files).
     #[error("{0}")]
     Tls(TlsError),
-    /// The new configuration turns TLS on or off.
-    #[error("turning TLS on or off takes a restart")]
+    /// The new configuration turns TLS (client ports or bus) on or off.
+    #[error("turning TLS on or off (tls.* or cluster.tls_*) takes a restart")]
     TlsToggle,
     /// A shard did not confirm the new keys in time (it is stuck or the
     /// node is stopping): some shards may verify with the old ones.
@@ -67,17 +67,20 @@ impl Control {
                 (None, None) => None,
                 _ => return Err(ReloadError::TlsToggle),
             };
-            Ok((
-                verifier,
-                dev,
-                tls,
-                c.admin.token_bytes(),
-                c.cluster.secrets(),
-            ))
+            let bus_tls = match (
+                &self.node.bus_tls,
+                c.cluster.bus_tls().map_err(ReloadError::Tls)?,
+            ) {
+                (Some(_), Some(tls)) => Some(tls),
+                (None, None) => None,
+                _ => return Err(ReloadError::TlsToggle),
+            };
+            let bus = (c.cluster.secrets(), bus_tls);
+            Ok((verifier, dev, tls, c.admin.token_bytes(), bus))
         });
         match result {
-            Ok((verifier, dev, tls, token, secrets)) => {
-                self.reload_shards(verifier, tls, secrets)?;
+            Ok((verifier, dev, tls, token, (secrets, bus_tls))) => {
+                self.reload_shards(verifier, tls, secrets, bus_tls)?;
                 let admin_token = token.is_some();
                 self.node.admin_token.set(token);
                 tracing::info!(
@@ -103,6 +106,7 @@ impl Control {
         verifier: crate::auth::Verifier,
         tls: Option<Arc<rustls::ServerConfig>>,
         bus_secrets: Vec<Vec<u8>>,
+        bus_tls: Option<crate::config::BusTls>,
     ) -> Result<(), ReloadError> {
         let shards = self.node.mesh.len();
         let (done, confirmed) = crossbeam_channel::bounded(shards);
@@ -111,6 +115,7 @@ impl Control {
                 verifier: verifier.clone(),
                 tls: tls.clone(),
                 bus_secrets: bus_secrets.clone(),
+                bus_tls: bus_tls.clone(),
                 done: done.clone(),
             };
             command(&self.node, shard, Command::Reload(Box::new(reload)));

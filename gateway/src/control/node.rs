@@ -107,6 +107,8 @@ pub struct Node {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The admin API's bearer token (`admin.token`); a reload replaces it.
     pub admin_token: Arc<Hot<Option<Vec<u8>>>>,
+    /// TLS on the bus (`cluster.tls_*`), as at start.
+    pub bus_tls: Option<crate::config::BusTls>,
     /// The console's last ten minutes of figures (`GET /series`).
     pub series: Arc<crate::control::series::Series>,
 }
@@ -130,6 +132,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
     let shards = config.shard_count();
     let incoming = Incoming::from_env().map_err(NodeError::Upgrade)?;
     let tls = config.tls.server_config().map_err(NodeError::Tls)?;
+    let bus_tls = config.cluster.bus_tls().map_err(NodeError::Tls)?;
     let (listeners, kept) = match &incoming {
         Some(from) => from
             .take_listeners(&config)
@@ -178,6 +181,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
         tls,
         admin_token: Arc::new(Hot::new(config.admin.token_bytes())),
         series: Default::default(),
+        bus_tls,
         admission: Arc::new(crate::admission::Admission::new(
             config.limits.max_conns,
             config.limits.max_conns_per_ip,
@@ -316,6 +320,7 @@ fn shard_deps(node: &Arc<Node>, listeners: &Listeners, accept_later: bool) -> sh
             &node.post_secret,
         )),
         bus_secrets: c.cluster.secrets(),
+        bus_tls: node.bus_tls.clone(),
         redis_access: c.redis_access.clone(),
         auth: c.auth.clone(),
         backend: c.backend.clone(),

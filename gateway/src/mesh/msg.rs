@@ -263,6 +263,9 @@ pub struct Reload {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The cluster secrets the bus proves and accepts from now on.
     pub bus_secrets: Vec<Vec<u8>>,
+    /// The bus's certificates for links opened from now on (`None`: the
+    /// bus is plaintext, as it was).
+    pub bus_tls: Option<crate::config::BusTls>,
     /// Told once the shard has them in force.
     pub done: Sender<()>,
 }

@@ -52,6 +52,8 @@ pub(crate) struct Deps {
     pub redis_access: crate::config::RedisAccess,
     /// The cluster secrets the bus links prove (empty: none).
     pub bus_secrets: Vec<Vec<u8>>,
+    /// TLS on the bus (`cluster.tls_*`), as at start (a reload replaces it).
+    pub bus_tls: Option<crate::config::BusTls>,
     /// Token policy (origins, the rooms claim).
     pub auth: AuthConfig,
     /// Streams, hooks and rate limits of the backend.

@@ -219,7 +219,12 @@ impl Shard {
             None => None,
         };
         Ok(Shard {
-            bus: bus::Bus::new(identity, bus_listener, &deps.bus_secrets),
+            bus: bus::Bus::new(
+                identity,
+                bus_listener,
+                &deps.bus_secrets,
+                deps.bus_tls.clone(),
+            ),
             upstream,
             ips: RefCell::new(std::collections::HashMap::new()),
             sse: RefCell::new(std::collections::HashMap::new()),

@@ -217,6 +217,7 @@ impl Shard {
                     *self.tls_config.borrow_mut() = r.tls;
                 }
                 self.set_bus_secrets(&r.bus_secrets);
+                self.set_bus_tls(r.bus_tls);
                 let _ = r.done.try_send(());
             }
         }

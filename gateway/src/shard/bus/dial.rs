@@ -23,9 +23,16 @@ impl Shard {
                     Ok(Ok(stream)) => {
                         // SAFETY: the descriptor was just taken from the stream.
                         let fd = unsafe { OwnedFd::from_raw_fd(stream.into_raw_fd()) };
-                        match Sock::new(fd) {
+                        let sock = match self.bus_tls_conn(Some(pl.addr.ip())) {
+                            Ok(tls) => Sock::new(fd, tls).map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        match sock {
                             Ok(s) => self.run_link(&pl, s, &mut buf).await,
-                            Err(_) => pl.link.borrow_mut().transport_down(self.tick_clock()),
+                            Err(e) => {
+                                tracing::warn!(shard = self.id, peer = %pl.peer.id, "bus: cannot open a link: {e}");
+                                pl.link.borrow_mut().connect_failed(self.tick_clock());
+                            }
                         }
                     }
                     _ => pl.link.borrow_mut().connect_failed(self.tick_clock()),
@@ -78,6 +85,10 @@ impl Shard {
                 }
             }
             if !sock.flush() || closed || pl.removed.get() || pl.link.borrow().wants_close() {
+                if let Some(e) = sock.tls_error.take() {
+                    // The peer's certificate, or ours to it, did not pass.
+                    self.bus_auth_failed(pl.addr.ip(), 1, &format!("TLS: {e}"));
+                }
                 break;
             }
             let wait = wait_for(&pl.link.borrow(), now);

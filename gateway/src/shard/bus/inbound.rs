@@ -36,8 +36,14 @@ impl Shard {
                 Ok((stream, from)) => {
                     // SAFETY: the descriptor was just taken from the stream.
                     let fd = unsafe { OwnedFd::from_raw_fd(stream.into_raw_fd()) };
-                    if let Ok(sock) = Sock::new(fd) {
-                        monoio::spawn(self.clone().inbound_task(sock, from.ip()));
+                    match self.bus_tls_conn(None).map(|tls| Sock::new(fd, tls)) {
+                        Ok(Ok(sock)) => {
+                            monoio::spawn(self.clone().inbound_task(sock, from.ip()));
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(shard = self.id, "bus: cannot take a link: {e}")
+                        }
+                        Err(e) => tracing::warn!(shard = self.id, "bus: cannot take a link: {e}"),
                     }
                 }
                 Err(e) => {
@@ -124,6 +130,10 @@ impl Shard {
         let failures = inbound.stats().auth_failures;
         if failures > 0 {
             self.bus_auth_failed(from, failures, &last_reason);
+        }
+        if let Some(e) = sock.tls_error.take() {
+            // No certificate of the cluster CA, or a broken record.
+            self.bus_auth_failed(from, 1, &format!("TLS: {e}"));
         }
         self.bus
             .inbound

@@ -64,6 +64,9 @@ pub(super) struct Bus {
     identity: relay::Identity,
     /// The links' settings (the secrets change on a reload).
     config: RefCell<relay::Config>,
+    /// TLS on the bus (`config::bus_tls`), for links opened from now on
+    /// (a reload replaces the certificates).
+    tls: RefCell<Option<crate::config::BusTls>>,
     links: RefCell<HashMap<Arc<str>, Rc<PeerLink>>>,
     inbound: RefCell<Vec<Rc<InboundHandle>>>,
     seen: RefCell<relay::Seen>,
@@ -77,9 +80,11 @@ impl Bus {
         identity: relay::Identity,
         listener: Option<RawFd>,
         secrets: &[Vec<u8>],
+        tls: Option<crate::config::BusTls>,
     ) -> Bus {
         Bus {
             listener: Cell::new(listener),
+            tls: RefCell::new(tls),
             identity,
             config: RefCell::new(relay::Config {
                 secrets: relay::Secrets::new(secrets),
@@ -120,6 +125,30 @@ impl Shard {
         for pl in self.bus.links.borrow().values() {
             pl.link.borrow_mut().set_secrets(secrets.clone());
         }
+    }
+
+    /// New bus certificates (a reload), for links opened from now on.
+    pub(super) fn set_bus_tls(&self, tls: Option<crate::config::BusTls>) {
+        if tls.is_some() {
+            *self.bus.tls.borrow_mut() = tls;
+        }
+    }
+
+    /// A TLS connection for a link to the peer at `ip` (dialing) or from a
+    /// peer (`ip` is `None`), with TLS on the bus; `Err` when rustls
+    /// refuses (counted as a failed connect).
+    pub(super) fn bus_tls_conn(
+        &self,
+        dial_to: Option<std::net::IpAddr>,
+    ) -> Result<Option<rustls::Connection>, rustls::Error> {
+        let tls = self.bus.tls.borrow();
+        let Some(t) = tls.as_ref() else {
+            return Ok(None);
+        };
+        Ok(Some(match dial_to {
+            Some(ip) => rustls::ClientConnection::new(t.client.clone(), t.name_for(ip))?.into(),
+            None => rustls::ServerConnection::new(t.server.clone())?.into(),
+        }))
     }
 
     /// Starts the bus tasks (a no-op on a single node).
