@@ -2,7 +2,8 @@
 //! whose password comes from a file (never in `ps`), a wrong password a
 //! node refuses to start with (one line naming why), and Redis over TLS
 //! (`rediss://`) checked against a private CA, without which a node
-//! refuses to start.
+//! refuses to start; and a 3-master Redis Cluster with both (an ACL user,
+//! TLS for clients and the cluster bus).
 
 #[allow(unused_macros)] // io_uring only: these are about Redis, not the driver
 mod common;
@@ -192,4 +193,40 @@ fn uring_redis_over_tls_checked_against_a_private_ca() {
     stored_and_delivered(&gw);
     // Without the CA, the system's roots do not vouch for this Redis.
     refuses_to_start(&["--redis", &url], "certificate");
+}
+
+#[test]
+fn uring_a_redis_cluster_with_an_acl_user_over_tls() {
+    const PASSWORD: &str = "the cluster's redis password";
+    let (cert, key) = cert("rcluster-tls");
+    let dir = cert.parent().unwrap().to_owned();
+    let rc = RedisCluster::start_secure(Secure {
+        user: "gw".into(),
+        password: PASSWORD.into(),
+        cert: cert.clone(),
+        key,
+    });
+    let url = rc.url();
+    assert!(url.starts_with("rediss://"), "{url}");
+    let password = file(&dir, "password", &format!("{PASSWORD}\n"));
+    let (c, p) = (cert.to_str().unwrap(), password.to_str().unwrap());
+    let access = ["--redis-username", "gw", "--redis-password-file", p];
+    let mut args = vec!["--redis", &url, "--redis-ca-file", c];
+    args.extend(access);
+    let gw = Gateway::start(Driver::Uring, &args);
+    stored_and_delivered(&gw);
+    assert!(
+        rc.key_counts().iter().sum::<u64>() > 0,
+        "the inbox lives in the cluster"
+    );
+    // The wrong password, and no CA: refused at start, one line each.
+    let wrong = file(&dir, "wrong", "not the password");
+    let wrong = wrong.to_str().unwrap();
+    let bad = ["--redis-username", "gw", "--redis-password-file", wrong];
+    let mut args = vec!["--redis", &url, "--redis-ca-file", c];
+    args.extend(bad);
+    refuses_to_start(&args, "redis");
+    let mut args = vec!["--redis", url.as_str()];
+    args.extend(access);
+    refuses_to_start(&args, "redis");
 }

@@ -69,7 +69,7 @@ pub struct ClusterConfig {
     pub secret_file: Option<std::path::PathBuf>,
     /// This node's certificate chain for the bus, PEM: with `tls_key_file`
     /// and `tls_ca_file`, every bus link is TLS 1.3 with both ends' certificates
-    /// checked against the cluster CA (`cluster::bus_tls`). Default: unset
+    /// checked against the cluster CA (`config::bus_tls`). Default: unset
     /// (plaintext bus).
     pub tls_cert_file: Option<std::path::PathBuf>,
     /// The private key of `tls_cert_file`, PEM. Default: unset.
@@ -77,8 +77,8 @@ pub struct ClusterConfig {
     /// The cluster CA, PEM: the only issuer whose node certificates the bus
     /// accepts, both ways. Default: unset.
     pub tls_ca_file: Option<std::path::PathBuf>,
-    /// The name a dialing node checks in every peer's certificate (one name
-    /// for the whole cluster, e.g. `gateway-bus`); unset, the peer's bus IP
+    /// The name a dialing node checks in every peer's certificate, one name
+    /// for the whole cluster such as `gateway-bus`; unset, the peer's bus IP
     /// address, which the certificates must then carry. Default: unset.
     pub tls_server_name: Option<String>,
     /// The secrets still accepted from peers besides `secret`, during a

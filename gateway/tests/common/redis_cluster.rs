@@ -1,7 +1,9 @@
 //! A real 3-master Redis Cluster on loopback for one test: three
 //! `redis-server --cluster-enabled yes` on free ports, joined with
 //! `redis-cli --cluster create`, waited on until every node reports
-//! `cluster_state:ok`; killed when dropped.
+//! `cluster_state:ok`; killed when dropped. `start_secure`: the same with
+//! an ACL user (the default user off) and TLS everywhere (clients, the
+//! cluster bus).
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,6 +14,38 @@ pub struct RedisCluster {
     dir: std::path::PathBuf,
     ports: Vec<u16>,
     children: Vec<Child>,
+    /// Port-independent server flags (`--port P` or the TLS ones come
+    /// from `spawn_node`).
+    secure: Option<Secure>,
+}
+
+/// An ACL user and TLS for every connection.
+#[derive(Clone)]
+pub struct Secure {
+    pub user: String,
+    pub password: String,
+    /// A certificate (and its key) for `localhost` and `127.0.0.1`, which
+    /// clients trust as their CA.
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+impl Secure {
+    fn cli_args(&self) -> Vec<String> {
+        let c = self.cert.display().to_string();
+        [
+            "--tls",
+            "--cacert",
+            &c,
+            "--user",
+            &self.user,
+            "--pass",
+            &self.password,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
 }
 
 /// A port free now whose cluster bus port (+10000) is free too.
@@ -25,9 +59,10 @@ fn free_port_pair() -> u16 {
     }
 }
 
-fn cli(port: u16, args: &[&str]) -> String {
+fn cli(secure: &Option<Secure>, port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(secure.iter().flat_map(Secure::cli_args))
         .args(args)
         .output()
         .expect("redis-cli");
@@ -41,8 +76,25 @@ impl RedisCluster {
         let port = free_port_pair();
         let node_dir = self.dir.join(port.to_string());
         std::fs::create_dir_all(&node_dir).unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        match &self.secure {
+            None => cmd.args(["--port", &port.to_string()]),
+            Some(sec) => {
+                let user = format!(">{}", sec.password);
+                cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+                    .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
+                    .args(["--tls-auth-clients", "no", "--tls-cert-file"])
+                    .arg(&sec.cert)
+                    .arg("--tls-key-file")
+                    .arg(&sec.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&sec.cert)
+                    .args(["--user", "default", "off"])
+                    .args(["--user", &sec.user, "on", &user, "~*", "&*", "+@all"])
+            }
+        };
+        let child = cmd
+            .args(["--bind", "127.0.0.1"])
             .args([
                 "--cluster-enabled",
                 "yes",
@@ -61,6 +113,15 @@ impl RedisCluster {
     }
 
     pub fn start() -> RedisCluster {
+        RedisCluster::start_with(None)
+    }
+
+    /// `start`, with an ACL user (the default user off) and TLS.
+    pub fn start_secure(secure: Secure) -> RedisCluster {
+        RedisCluster::start_with(Some(secure))
+    }
+
+    fn start_with(secure: Option<Secure>) -> RedisCluster {
         let dir = std::env::temp_dir().join(format!(
             "gateway-test-rcluster-{}-{}",
             std::process::id(),
@@ -71,6 +132,7 @@ impl RedisCluster {
             dir,
             ports: Vec::new(),
             children: Vec::new(),
+            secure,
         };
         let deadline = Instant::now() + READY;
         for _ in 0..3 {
@@ -99,7 +161,7 @@ impl RedisCluster {
                     continue;
                 }
                 let pid = format!("process_id:{}", c.children[i].id());
-                let info = cli(c.ports[i], &["info", "server"]);
+                let info = cli(&c.secure, c.ports[i], &["info", "server"]);
                 if info.lines().any(|l| l.trim() == pid) {
                     break;
                 }
@@ -108,6 +170,7 @@ impl RedisCluster {
         }
         let addrs: Vec<String> = c.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let out = Command::new("redis-cli")
+            .args(c.secure.iter().flat_map(Secure::cli_args))
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
@@ -115,7 +178,7 @@ impl RedisCluster {
             .expect("redis-cli --cluster create");
         assert!(out.status.success(), "cluster create: {out:?}");
         for &p in &c.ports {
-            while !cli(p, &["cluster", "info"]).contains("cluster_state:ok") {
+            while !cli(&c.secure, p, &["cluster", "info"]).contains("cluster_state:ok") {
                 assert!(Instant::now() < deadline, "redis cluster never became ok");
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -128,7 +191,10 @@ impl RedisCluster {
         let urls: Vec<String> = self
             .ports
             .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}/"))
+            .map(|p| match self.secure {
+                Some(_) => format!("rediss://127.0.0.1:{p}/"),
+                None => format!("redis://127.0.0.1:{p}/"),
+            })
             .collect();
         urls.join(",")
     }
@@ -137,7 +203,12 @@ impl RedisCluster {
     pub fn key_counts(&self) -> Vec<u64> {
         self.ports
             .iter()
-            .map(|&p| cli(p, &["dbsize"]).trim().parse().unwrap_or(0))
+            .map(|&p| {
+                cli(&self.secure, p, &["dbsize"])
+                    .trim()
+                    .parse()
+                    .unwrap_or(0)
+            })
             .collect()
     }
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::{Driver, Gateway, IO_TIMEOUT};
 
-/// A self-signed certificate for `localhost` (openssl), in a fresh dir.
+/// A self-signed certificate for `localhost` and `127.0.0.1` (openssl), in
+/// a fresh dir.
 pub fn cert(tag: &str) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("gateway-tls-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -28,7 +29,7 @@ pub fn cert(tag: &str) -> (PathBuf, PathBuf) {
             "-subj",
             "/CN=localhost",
             "-addext",
-            "subjectAltName=DNS:localhost",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
         ])
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
