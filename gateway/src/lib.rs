@@ -17,7 +17,7 @@
 //! circle (`tests/layers.rs` reads this list and checks every `crate::`
 //! path of every file against it):
 //!
-//! 0. base: clock, wheel, sys, stats, rate, redis_client, heap, hot, outbound, grants
+//! 0. base: clock, wheel, sys, stats, rate, redis_client, heap, hot, outbound, grants, tls13
 //! 1. settings: config, auth, admission
 //! 2. protocol: session, store, cluster
 //! 3. queues: mesh
@@ -51,4 +51,5 @@ mod shard;
 pub(crate) mod stats;
 pub(crate) mod store;
 pub(crate) mod sys;
+pub mod tls13;
 pub(crate) mod wheel;

@@ -1,7 +1,8 @@
 //! Upgrading the binary in place (`POST /upgrade`, `SIGUSR2`, `gateway
 //! upgrade`): the new process takes the listeners, so no connect is refused
-//! or reset meanwhile, and every plain connection with its state, so none is
-//! closed (TLS ones are told `DRAINING` and come back to the same address);
+//! or reset meanwhile, and every plain and TLS 1.3 connection with its
+//! state, so none is closed (TLS 1.2 ones are told `DRAINING` and come back
+//! to the same address);
 //! the in-process store and the counters go on. The aborts are in
 //! `upgrade_abort.rs`.
 
@@ -13,7 +14,7 @@ use std::io::Write;
 driver_tests!(
     upgrade_moves_every_connection_twice_in_a_row,
     upgrade_by_signal_then_by_cli,
-    upgrade_drains_tls_connections,
+    upgrade_moves_tls13_connections_and_drains_tls12,
     upgrade_keeps_the_inbox_of_a_user_offline,
 );
 
@@ -109,9 +110,12 @@ fn upgrade_by_signal_then_by_cli(driver: Driver) {
     assert_eq!(metric(&m, "gateway_upgrades_total"), Some(2.0), "{m}");
 }
 
-/// TLS connections do not move (see the README): they are told DRAINING and
-/// reconnect to the new process, which has the certificate too.
-fn upgrade_drains_tls_connections(driver: Driver) {
+/// TLS 1.3 connections move with their record state, through two
+/// upgrades, unnoticed by the client; a TLS 1.2 one is told DRAINING and
+/// reconnects to the new process, which has the certificate too. A client
+/// that updates its keys after a move is closed cleanly (close_notify: the
+/// key schedule did not move) and comes back.
+fn upgrade_moves_tls13_connections_and_drains_tls12(driver: Driver) {
     use proto::codec::Encoding;
     use proto::v1::server_frame::Frame as F;
     use std::io::Read;
@@ -126,32 +130,70 @@ fn upgrade_drains_tls_connections(driver: Driver) {
             .unwrap()
             .frame
     };
-    let hello = |s: &mut Tls| {
-        let f = auth(&user_token("tls", "d"), "");
-        s.write_all(&length_prefixed(&encode_client(&f, Encoding::Proto)))
+    let send = |s: &mut Tls, f: &proto::v1::ClientFrame| {
+        s.write_all(&length_prefixed(&encode_client(f, Encoding::Proto)))
             .unwrap();
+    };
+    let hello = |s: &mut Tls, user: &str| {
+        send(s, &auth(&user_token(user, "d"), ""));
         assert!(matches!(read(s), Some(F::AuthOk(_))));
     };
-    let mut s = connect_tls(gw.tcp, &cert);
-    hello(&mut s);
-    let r = gw.post("/upgrade", "");
-    assert_eq!(r.status, 200, "{r:?}");
-    reap.add(r.json()["pid"].as_i64().unwrap() as i32);
-    assert_eq!(r.json()["connections"], 0, "{r:?}");
-    assert_eq!(r.json()["draining"], 1, "{r:?}");
-    // Told to come back after the hint plus a random share of
-    // drain.upgrade_spread_ms (1 s and 10 s by default).
-    match read(&mut s) {
-        Some(F::GoAway(g)) => {
-            assert_eq!(g.reason(), GoAwayReason::Draining, "{g:?}");
-            assert!((1_000..=11_000).contains(&g.reconnect_after_ms), "{g:?}");
+    let pong = |s: &mut Tls, nonce: u64| {
+        send(s, &ping(nonce));
+        match read(s) {
+            Some(F::Pong(p)) => assert_eq!(p.nonce, nonce),
+            other => panic!("expected a pong, got {other:?}"),
         }
-        other => panic!("expected a go-away, got {other:?}"),
+    };
+    let mut v13 = connect_tls_version(gw.tcp, &cert, Some(&rustls::version::TLS13));
+    hello(&mut v13, "tls13");
+    let mut v12 = connect_tls_version(gw.tcp, &cert, Some(&rustls::version::TLS12));
+    hello(&mut v12, "tls12");
+    // A message larger than a record, before the upgrade.
+    let big = "x".repeat(40_000);
+    push(&gw, r#""user": "tls13""#, &big, 0);
+    match read(&mut v13) {
+        Some(F::Deliver(d)) => assert_eq!(d.payload.len(), big.len()),
+        other => panic!("expected a deliver, got {other:?}"),
     }
-    drop(s);
-    assert_eq!(gw.wait_exit(IO_TIMEOUT).code(), Some(0));
-    let mut again = connect_tls(gw.tcp, &cert);
-    hello(&mut again);
+    let mut v12 = Some(v12);
+    for round in 1..=2 {
+        let r = gw.post("/upgrade", "");
+        assert_eq!(r.status, 200, "{r:?}");
+        reap.add(r.json()["pid"].as_i64().unwrap() as i32);
+        assert_eq!(r.json()["connections"], 1, "round {round}: {r:?}");
+        if let Some(mut s) = v12.take() {
+            assert_eq!(r.json()["draining"], 1, "{r:?}");
+            // Told to come back after the hint plus a random share of
+            // drain.upgrade_spread_ms (1 s and 10 s by default).
+            match read(&mut s) {
+                Some(F::GoAway(g)) => {
+                    assert_eq!(g.reason(), GoAwayReason::Draining, "{g:?}");
+                    assert!((1_000..=11_000).contains(&g.reconnect_after_ms), "{g:?}");
+                }
+                other => panic!("expected a go-away, got {other:?}"),
+            }
+        }
+        assert_eq!(gw.wait_exit(IO_TIMEOUT).code(), Some(0));
+        // The same TLS session, now served by the new process.
+        pong(&mut v13, round);
+        push(&gw, r#""user": "tls13""#, &big, 0);
+        match read(&mut v13) {
+            Some(F::Deliver(d)) => assert_eq!(d.payload.len(), big.len()),
+            other => panic!("expected a deliver, got {other:?}"),
+        }
+    }
+    let mut again = connect_tls_version(gw.tcp, &cert, Some(&rustls::version::TLS12));
+    hello(&mut again, "tls12");
+    // New keys from the client: the moved connection cannot follow them.
+    v13.conn.refresh_traffic_keys().unwrap();
+    let _ = v13.write_all(&length_prefixed(&encode_client(&ping(9), Encoding::Proto)));
+    let mut rest = Vec::new();
+    let end = v13.read_to_end(&mut rest);
+    assert!(end.is_ok(), "closed with a close_notify: {end:?}");
+    let mut back = connect_tls(gw.tcp, &cert);
+    hello(&mut back, "tls13");
+    pong(&mut back, 10);
 }
 
 /// The in-process store moves whole: QoS 1 messages for a user who is not

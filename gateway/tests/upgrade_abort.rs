@@ -77,7 +77,7 @@ fn upgrade_aborts_when_the_format_is_refused(driver: Driver) {
     assert_aborts(
         driver,
         path.to_str().unwrap(),
-        &["refused", "format 2 is not one this binary reads"],
+        &["refused", "format 3 is not one this binary reads"],
     );
 }
 

@@ -39,6 +39,9 @@ impl TlsConfig {
             .with_single_cert(certs, key)
             .map_err(TlsError::Mismatch)?;
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // An upgrade moves TLS 1.3 connections with their traffic keys
+        // (`shard::tls_move`), which rustls gives up only when allowed.
+        cfg.enable_secret_extraction = true;
         Ok(Some(Arc::new(cfg)))
     }
 }

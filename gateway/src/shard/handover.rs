@@ -21,8 +21,9 @@
 //! grants) and the store; the commit (`Command::Accept`) opens the gate and
 //! starts accepting. Bytes that arrived meanwhile wait in the sockets.
 //!
-//! Not moved: TLS connections (they are drained: go-away `DRAINING`) and
-//! closing ones (they finish in the old process).
+//! TLS 1.3 connections move with their record state (`tls_move`). Not
+//! moved: other TLS connections (TLS 1.2, mid-handshake: they are drained,
+//! go-away `DRAINING`) and closing ones (they finish in the old process).
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,9 @@ struct ConnBatch {
     exported_unix_ms: u64,
     #[prost(message, repeated, tag = "2")]
     sessions: Vec<SessionState>,
+    /// The record state of the TLS connections among them (format 3).
+    #[prost(message, repeated, tag = "3")]
+    tls: Vec<super::tls_move::TlsMoved>,
 }
 
 fn record(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -131,15 +135,21 @@ impl Shard {
             let fx = self.fx.borrow();
             conns
                 .iter()
-                .filter(|(k, c)| c.session.movable() && !self.is_tls(*k))
+                .filter(|(_, c)| c.session.movable())
                 .filter(|(_, c)| !fx.posts.contains_key(&c.session.id()))
                 .map(|(k, _)| k)
-                .collect()
+                .collect::<Vec<_>>()
         };
+        // TLS 1.3 ones leave rustls here; other TLS ones stay (drained).
+        let keys: Vec<ConnKey> = keys
+            .into_iter()
+            .filter(|k| self.tls_ready_to_move(*k))
+            .collect();
         for chunk in keys.chunks(PER_RECORD) {
             let mut batch = ConnBatch {
                 exported_unix_ms: unix_ms,
                 sessions: Vec::with_capacity(chunk.len()),
+                tls: Vec::new(),
             };
             let mut fds: Vec<RawFd> = Vec::with_capacity(chunk.len());
             {
@@ -155,6 +165,8 @@ impl Shard {
                     if let Some(window) = fx.inflate.window(c.session.id()) {
                         st.inflate_window = window.to_vec();
                     }
+                    let index = batch.sessions.len() as u32;
+                    batch.tls.extend(self.tls_export(key, index));
                     batch.sessions.push(st);
                     fds.push(c.fd);
                 }
@@ -181,6 +193,7 @@ impl Shard {
             // take it out of this set before closing this copy.
             sys::epoll_del(self.poller_fd(), c.fd);
             sys::close(c.fd);
+            self.tls_forget(key);
             self.wheel.borrow_mut().cancel(c.timer);
             // The router's entries stay: this process accepts no connection
             // any more, so no key is reused, and a delivery to a key no
@@ -255,7 +268,9 @@ impl Shard {
             .checked_sub(Duration::from_millis(transit))
             .unwrap_or(now);
         let n = fds.len();
-        for (mut st, fd) in batch.sessions.into_iter().zip(fds) {
+        let mut tls: std::collections::HashMap<u32, _> =
+            batch.tls.into_iter().map(|t| (t.index, t)).collect();
+        for (index, (mut st, fd)) in batch.sessions.into_iter().zip(fds).enumerate() {
             let rooms = RoomCursors::import(std::mem::take(&mut st.rooms_at));
             let window = std::mem::take(&mut st.inflate_window);
             let (session, grants) =
@@ -270,13 +285,21 @@ impl Shard {
                     .room_cursors
                     .insert(session.id(), rooms);
             }
-            self.adopt(fd, session, grants);
+            let moved = tls.remove(&(index as u32));
+            self.adopt(fd, session, grants, moved)?;
         }
         Ok(n)
     }
 
-    /// Serves a connection that another process handed over.
-    fn adopt(&self, fd: OwnedFd, session: Session, grants: Option<crate::grants::Grants>) {
+    /// Serves a connection that another process handed over (with its TLS
+    /// record state, for a TLS one).
+    fn adopt(
+        &self,
+        fd: OwnedFd,
+        session: Session,
+        grants: Option<crate::grants::Grants>,
+        tls: Option<super::tls_move::TlsMoved>,
+    ) -> Result<(), String> {
         let id = session.id();
         // Ids stay as they were (presence lists them): new ones come after.
         let n = id & ((1 << 48) - 1);
@@ -290,6 +313,10 @@ impl Shard {
         let rooms: Vec<_> = session.rooms().to_vec();
         let fd = fd.into_raw_fd();
         let key = self.conns.borrow_mut().insert(Conn::new(fd, session));
+        if let Some(t) = tls {
+            // Before anything is read or written: its records are TLS.
+            self.tls_adopt(key, t)?;
+        }
         if let Some(g) = grants {
             self.fx
                 .borrow_mut()
@@ -316,6 +343,7 @@ impl Shard {
                 self.apply_route(key, id, Route::Joined(room));
             }
         }
+        Ok(())
     }
 }
 

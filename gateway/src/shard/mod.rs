@@ -38,6 +38,7 @@ mod store;
 
 mod timers;
 mod tls;
+mod tls_move;
 #[cfg(test)]
 mod tls_tests;
 pub(crate) mod wake;

@@ -12,6 +12,10 @@
 //! one holds none). Plaintext is enciphered a record at a time and only
 //! while the socket takes it, so what waits stays in the session's send
 //! queue and the slow-consumer rule still holds.
+//!
+//! A connection an upgrade moves (`tls_move`) leaves rustls: its keys go to
+//! the record layer `crate::tls13`, in the old process first (so an abort
+//! serves it on the same way) and then in the new one.
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 
@@ -23,6 +27,7 @@ use rustls::unbuffered::{
 use super::Shard;
 use crate::router::tables::ConnKey;
 use crate::sys::{self, Io};
+use crate::tls13::RecordLayer;
 
 /// Plaintext enciphered per step: one full TLS record.
 const RECORD: usize = 16 * 1024;
@@ -30,12 +35,39 @@ const RECORD: usize = 16 * 1024;
 /// The TLS connections of a shard.
 #[derive(Default)]
 pub(super) struct Tls {
-    conns: HashMap<ConnKey, Box<Conn>>,
+    pub(super) conns: HashMap<ConnKey, Box<Conn>>,
+}
+
+/// Who protects a connection's records.
+// Each `Conn` is boxed whole in the table: the variants' sizes cost one
+// allocation per connection either way.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Engine {
+    /// rustls, from the handshake on.
+    Rustls(UnbufferedServerConnection),
+    /// The record layer, once the keys left rustls for an upgrade.
+    Moved(Box<RecordLayer>),
+    /// Neither: the keys could not be taken out (the connection closes).
+    Gone,
+}
+
+/// Why a connection's TLS failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Failure {
+    /// rustls refused (the handshake, a record).
+    #[error("{0}")]
+    Rustls(#[from] rustls::Error),
+    /// The record layer of a moved connection refused.
+    #[error("{0}")]
+    Record(#[from] crate::tls13::Error),
+    /// The keys could not be taken out of rustls.
+    #[error("TLS state lost")]
+    Gone,
 }
 
 /// One connection's TLS state and the bytes it holds between calls.
 pub(super) struct Conn {
-    tls: UnbufferedServerConnection,
+    pub(super) engine: Engine,
     /// Ciphertext of an incomplete record (empty, unallocated, while idle).
     pub(super) incoming: Vec<u8>,
     /// Records not yet taken by the socket, from `sent` on (unallocated
@@ -101,7 +133,7 @@ impl Conn {
     /// A connection that has seen no bytes yet.
     pub(super) fn new(tls: UnbufferedServerConnection) -> Conn {
         Conn {
-            tls,
+            engine: Engine::Rustls(tls),
             incoming: Vec::new(),
             outgoing: Vec::new(),
             sent: 0,
@@ -111,10 +143,26 @@ impl Conn {
 
     /// Runs the records in `incoming` through rustls: application data to
     /// `plain`, handshake records to `outgoing`, until it needs more bytes.
-    pub(super) fn input(&mut self, plain: &mut Vec<u8>) -> Result<(), rustls::Error> {
+    pub(super) fn input(&mut self, plain: &mut Vec<u8>) -> Result<(), Failure> {
+        let tls = match &mut self.engine {
+            Engine::Rustls(tls) => tls,
+            Engine::Moved(record) => {
+                return match record.open(&mut self.incoming, plain) {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        // A fatal alert, or a close_notify for a KeyUpdate
+                        // (see `tls13`): then the socket closes.
+                        let _ = record.seal_alert(e.alert().unwrap_or(0), &mut self.outgoing);
+                        self.incoming = Vec::new();
+                        Err(e.into())
+                    }
+                };
+            }
+            Engine::Gone => return Err(Failure::Gone),
+        };
         loop {
             let UnbufferedStatus { mut discard, state } =
-                self.tls.process_tls_records(&mut self.incoming);
+                tls.process_tls_records(&mut self.incoming);
             let mut progress = discard > 0;
             match state? {
                 ConnectionState::ReadTraffic(mut r) => {
@@ -159,8 +207,11 @@ impl Conn {
 
     /// Collects what rustls queued after a failure (its alert).
     pub(super) fn alert(&mut self) {
+        let Engine::Rustls(tls) = &mut self.engine else {
+            return;
+        };
         for _ in 0..4 {
-            let UnbufferedStatus { state, .. } = self.tls.process_tls_records(&mut []);
+            let UnbufferedStatus { state, .. } = tls.process_tls_records(&mut []);
             match state {
                 Ok(ConnectionState::EncodeTlsData(mut e)) => {
                     let _ = append(&mut self.outgoing, 1024, |b| e.encode(b), encode_needs);
@@ -175,7 +226,24 @@ impl Conn {
     /// `fin`, a close_notify) into `outgoing`; returns the plaintext bytes
     /// taken, or `None` when nothing can be enciphered now.
     pub(super) fn encipher(&mut self, rest: &[u8], fin: bool) -> Result<Option<usize>, ()> {
-        let UnbufferedStatus { discard, state } = self.tls.process_tls_records(&mut self.incoming);
+        let tls = match &mut self.engine {
+            Engine::Rustls(tls) => tls,
+            Engine::Moved(record) => {
+                if !rest.is_empty() {
+                    let chunk = &rest[..rest.len().min(RECORD)];
+                    record.seal(chunk, &mut self.outgoing).map_err(|_| ())?;
+                    return Ok(Some(chunk.len()));
+                }
+                if fin && !self.closing {
+                    record.seal_alert(0, &mut self.outgoing).map_err(|_| ())?;
+                    self.closing = true;
+                    return Ok(Some(0));
+                }
+                return Ok(None);
+            }
+            Engine::Gone => return Err(()),
+        };
+        let UnbufferedStatus { discard, state } = tls.process_tls_records(&mut self.incoming);
         let taken = match state.map_err(|_| ())? {
             ConnectionState::WriteTraffic(mut w) if !rest.is_empty() => {
                 let chunk = &rest[..rest.len().min(RECORD)];
@@ -259,7 +327,7 @@ impl Shard {
         key: ConnKey,
         cipher: &[u8],
         plain: &mut Vec<u8>,
-    ) -> Result<bool, rustls::Error> {
+    ) -> Result<bool, Failure> {
         let mut tls = self.tls.borrow_mut();
         let Some(conn) = tls.conns.get_mut(&key) else {
             return Ok(false);

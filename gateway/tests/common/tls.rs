@@ -48,14 +48,27 @@ pub type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 /// A TLS client to `addr` trusting `cert` only; the handshake happens on
 /// its first read or write (or `conn.complete_io`).
 pub fn connect_tls(addr: std::net::SocketAddr, cert: &PathBuf) -> Tls {
+    connect_tls_version(addr, cert, None)
+}
+
+/// `connect_tls`, offering only `version` (TLS 1.2 or 1.3) when given.
+pub fn connect_tls_version(
+    addr: std::net::SocketAddr,
+    cert: &PathBuf,
+    version: Option<&'static rustls::SupportedProtocolVersion>,
+) -> Tls {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    let builder = rustls::ClientConfig::builder_with_provider(provider);
+    let builder = match version {
+        Some(v) => builder.with_protocol_versions(&[v]),
+        None => builder.with_safe_default_protocol_versions(),
+    };
+    let cfg = builder
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();

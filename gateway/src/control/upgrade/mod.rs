@@ -73,11 +73,12 @@ use super::listeners::Addrs;
 
 /// The handover format this binary sends. 2: sessions may be compressed
 /// (wires 3 and 4, `inflate_*`) or SSE streams (wire 5), and the offer
-/// carries the node's POST secret; a binary that reads only 1 refuses it
-/// before anything moves.
-pub(crate) const FORMAT: u32 = 2;
-/// The formats this binary reads (an older binary's offer: 1).
-pub(crate) const READS: [u32; 2] = [1, 2];
+/// carries the node's POST secret. 3: TLS 1.3 connections move, with their
+/// record state (`shard::tls_move`). A binary that does not read it
+/// refuses it before anything moves.
+pub(crate) const FORMAT: u32 = 3;
+/// The formats this binary reads (older binaries' offers: 1, 2).
+pub(crate) const READS: [u32; 3] = [1, 2, 3];
 /// Largest handover message.
 const MAX_MSG: usize = 64 * 1024;
 /// How long the new process may take to answer the offer (it starts and
