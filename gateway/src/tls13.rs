@@ -30,6 +30,12 @@ const APPLICATION_DATA: u8 = 23;
 const ALERT: u8 = 21;
 const HANDSHAKE: u8 = 22;
 const KEY_UPDATE: u8 = 24;
+const CLOSE_NOTIFY: u8 = 0;
+const USER_CANCELED: u8 = 90;
+/// Records one AES-GCM key may protect (RFC 8446 5.5: 2^24.5; rustls
+/// updates its keys at 2^24). A moved connection cannot update its keys,
+/// so it closes there (days of traffic at chat rates).
+const GCM_RECORDS: u64 = 1 << 24;
 
 /// The AEAD of a TLS 1.3 cipher suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +119,12 @@ pub enum Error {
     /// A record too long (alert 22, record_overflow).
     #[error("a record too long (record_overflow)")]
     Overflow,
+    /// A malformed alert (alert 50, decode_error).
+    #[error("a malformed alert (decode_error)")]
+    Decode,
+    /// Nothing more may be sent: an alert went out.
+    #[error("the sending side is closed")]
+    Closed,
     /// Something TLS 1.3 forbids here (alert 10, unexpected_message).
     #[error("an unexpected message (content type {0})")]
     Unexpected(u8),
@@ -126,8 +138,8 @@ pub enum Error {
     /// A key of the wrong length (a handover's corrupt state).
     #[error("a key of the wrong length")]
     BadKey,
-    /// 2^64 records (never in practice).
-    #[error("sequence numbers exhausted")]
+    /// The key's record limit (2^24 for AES-GCM, 2^64 otherwise).
+    #[error("the traffic key is used up")]
     Exhausted,
 }
 
@@ -138,8 +150,10 @@ impl Error {
             Error::BadRecord => Some(20),
             Error::Overflow => Some(22),
             Error::Unexpected(_) => Some(10),
-            Error::Exhausted => Some(80),
-            Error::PeerAlert(_) | Error::KeyUpdate | Error::BadKey => None,
+            Error::Decode => Some(50),
+            // A key used up: say goodbye, it is no one's fault.
+            Error::Exhausted => Some(0),
+            Error::PeerAlert(_) | Error::KeyUpdate | Error::BadKey | Error::Closed => None,
         }
     }
 }
@@ -177,6 +191,8 @@ pub struct RecordLayer {
     tx: Direction,
     /// A close_notify came: nothing after it is read.
     closed: bool,
+    /// An alert went out: nothing more is sent (RFC 8446 6.1, 6.2).
+    tx_closed: bool,
 }
 
 impl RecordLayer {
@@ -186,6 +202,7 @@ impl RecordLayer {
             rx: Direction::new(rx)?,
             tx: Direction::new(tx)?,
             closed: false,
+            tx_closed: false,
         })
     }
 
@@ -233,18 +250,25 @@ impl RecordLayer {
             else {
                 break Err(Error::BadRecord);
             };
-            // The content type is the last non-zero byte; zeros before it pad.
+            // TLSInnerPlaintext, padding included, is at most 2^14 + 1
+            // bytes (RFC 8446 5.4).
+            if inner.len() > MAX_PLAIN + 1 {
+                break Err(Error::Overflow);
+            }
+            // The content type is the last non-zero byte; zeros after it pad.
             let Some(end) = inner.iter().rposition(|b| *b != 0) else {
                 break Err(Error::Unexpected(0));
             };
-            if end > MAX_PLAIN {
-                break Err(Error::Overflow);
-            }
             let (content, kind) = (&inner[..end], inner[end]);
             match kind {
                 APPLICATION_DATA => plain.extend_from_slice(content),
-                ALERT if content.len() == 2 && content[1] == 0 => self.closed = true,
-                ALERT if content.len() == 2 => break Err(Error::PeerAlert(content[1])),
+                // close_notify ends the stream; user_canceled precedes one
+                // (closure alerts, RFC 8446 6.1); any other alert is an
+                // error whatever its level (6.2).
+                ALERT if content.len() != 2 => break Err(Error::Decode),
+                ALERT if content[1] == CLOSE_NOTIFY => self.closed = true,
+                ALERT if content[1] == USER_CANCELED => {}
+                ALERT => break Err(Error::PeerAlert(content[1])),
                 HANDSHAKE if content.first() == Some(&KEY_UPDATE) => break Err(Error::KeyUpdate),
                 other => break Err(Error::Unexpected(other)),
             }
@@ -262,13 +286,38 @@ impl RecordLayer {
         Ok(())
     }
 
-    /// Protects an alert: `close_notify` (0, a warning) or a fatal one.
+    /// Protects an alert: `close_notify` (0, a warning) or a fatal one;
+    /// nothing is sent after it.
     pub fn seal_alert(&mut self, description: u8, out: &mut Vec<u8>) -> Result<(), Error> {
-        let level = if description == 0 { 1 } else { 2 };
-        self.seal_record(ALERT, &[level, description], out)
+        let level = if description == CLOSE_NOTIFY { 1 } else { 2 };
+        let sealed = self.seal_record(ALERT, &[level, description], out);
+        self.tx_closed = true;
+        sealed
+    }
+
+    /// The alert to send for `e` (a close_notify for a `KeyUpdate`, which
+    /// is no one's fault), sealed into `out`; nothing when `e` needs none.
+    pub fn seal_error(&mut self, e: Error, out: &mut Vec<u8>) {
+        let alert = match e {
+            Error::KeyUpdate => Some(CLOSE_NOTIFY),
+            e => e.alert(),
+        };
+        match alert {
+            Some(a) if !self.tx_closed => {
+                let _ = self.seal_alert(a, out);
+            }
+            _ => self.tx_closed = true,
+        }
     }
 
     fn seal_record(&mut self, kind: u8, content: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        if self.tx_closed {
+            return Err(Error::Closed);
+        }
+        let gcm = self.tx.keys.suite != Suite::Chacha20Poly1305;
+        if gcm && kind == APPLICATION_DATA && self.tx.keys.seq >= GCM_RECORDS {
+            return Err(Error::Exhausted);
+        }
         let tag = self.tx.aead.algorithm().tag_len();
         let len = content.len() + 1 + tag;
         let start = out.len();

@@ -230,3 +230,79 @@ fn keys_of_the_wrong_length_are_refused() {
         Err(Error::BadKey)
     ));
 }
+
+/// Two layers facing each other: what one seals the other opens.
+fn facing(suite: Suite) -> (RecordLayer, RecordLayer) {
+    let len = if suite == Suite::Aes128Gcm { 16 } else { 32 };
+    let k = |b: u8| Keys {
+        suite,
+        key: vec![b; len],
+        iv: [b; 12],
+        seq: 0,
+    };
+    (
+        RecordLayer::new(k(2), k(1)).unwrap(),
+        RecordLayer::new(k(1), k(2)).unwrap(),
+    )
+}
+
+#[test]
+fn closure_alerts_and_malformed_ones() {
+    let (mut a, mut b) = facing(Suite::Aes128Gcm);
+    let mut plain = Vec::new();
+    // user_canceled is followed by a close_notify: ignored itself.
+    let mut wire = Vec::new();
+    a.seal_record(ALERT, &[1, USER_CANCELED], &mut wire)
+        .unwrap();
+    a.seal(b"still read", &mut wire).unwrap();
+    assert_eq!(b.open(&mut wire, &mut plain), Ok(false));
+    assert_eq!(plain, b"still read");
+    // An alert of 3 bytes: decode_error.
+    let mut wire = Vec::new();
+    a.seal_record(ALERT, &[2, 40, 0], &mut wire).unwrap();
+    assert_eq!(b.open(&mut wire, &mut plain), Err(Error::Decode));
+    assert_eq!(Error::Decode.alert(), Some(50));
+    // Any other alert, whatever its level, is the peer's error.
+    let (mut a, mut b) = facing(Suite::Aes128Gcm);
+    let mut wire = Vec::new();
+    a.seal_record(ALERT, &[1, 40], &mut wire).unwrap();
+    assert_eq!(b.open(&mut wire, &mut plain), Err(Error::PeerAlert(40)));
+    // Padding counts against the limit: 2^14 of content and 1 byte of
+    // padding is one byte too many.
+    let (mut a, mut b) = facing(Suite::Chacha20Poly1305);
+    let mut inner = vec![7u8; MAX_PLAIN];
+    inner.push(APPLICATION_DATA);
+    let mut wire = Vec::new();
+    a.seal_record(0, &inner, &mut wire).unwrap();
+    assert_eq!(b.open(&mut wire, &mut plain), Err(Error::Overflow));
+}
+
+#[test]
+fn nothing_is_sent_after_an_alert_and_gcm_keys_stop_at_their_limit() {
+    let (mut a, _) = facing(Suite::Aes256Gcm);
+    let mut wire = Vec::new();
+    a.seal_alert(0, &mut wire).unwrap();
+    assert_eq!(a.seal(b"late", &mut wire), Err(Error::Closed));
+    // A record-layer error seals its alert once, then nothing.
+    let (mut a, _) = facing(Suite::Aes256Gcm);
+    let mut wire = Vec::new();
+    a.seal_error(Error::KeyUpdate, &mut wire);
+    assert!(!wire.is_empty(), "a close_notify for a key update");
+    let n = wire.len();
+    a.seal_error(Error::BadRecord, &mut wire);
+    assert_eq!(wire.len(), n, "no second alert");
+    // 2^24 records under one AES-GCM key, then no more application data
+    // (a goodbye still goes).
+    let (mut a, mut b) = facing(Suite::Aes128Gcm);
+    a.tx.keys.seq = GCM_RECORDS;
+    b.rx.keys.seq = GCM_RECORDS;
+    let mut wire = Vec::new();
+    assert_eq!(a.seal(b"one too many", &mut wire), Err(Error::Exhausted));
+    a.seal_error(Error::Exhausted, &mut wire);
+    let mut plain = Vec::new();
+    assert_eq!(b.open(&mut wire, &mut plain), Ok(true), "a close_notify");
+    // ChaCha20-Poly1305 has no such limit here.
+    let (mut a, _) = facing(Suite::Chacha20Poly1305);
+    a.tx.keys.seq = GCM_RECORDS;
+    assert!(a.seal(b"fine", &mut Vec::new()).is_ok());
+}

@@ -1,7 +1,8 @@
 //! TLS on the client ports (`--tls-cert`, `--tls-key`): a raw TCP client
 //! and a WebSocket client over TLS authenticate and get answers, on both
 //! drivers; plaintext is refused on a TLS port; SIGHUP rotates the
-//! certificate for new connections while open ones carry on.
+//! certificate for new connections while open ones carry on; a client that
+//! breaks off inside a handshake message closes only its own connection.
 
 mod common;
 
@@ -15,7 +16,8 @@ use proto::codec::Encoding;
 driver_tests!(
     tcp_and_websocket_over_tls,
     sighup_rotates_the_certificate,
-    large_messages_through_a_full_socket
+    large_messages_through_a_full_socket,
+    a_broken_handshake_closes_only_its_connection
 );
 
 /// Reads one length-prefixed server frame.
@@ -219,4 +221,34 @@ fn large_messages_through_a_full_socket(driver: Driver) {
             other => panic!("message {i}: {other:?}"),
         }
     }
+}
+
+/// Part of a ClientHello, then an alert record (a handshake message may not
+/// be interleaved with other records): the connection is refused and closed,
+/// and the node serves on (collecting rustls' answer once panicked here).
+fn a_broken_handshake_closes_only_its_connection(driver: Driver) {
+    // One shard: the broken connection and the good one share it.
+    let (gw, cert) = tls_gateway(driver, "broken", &["--shards", "1"]);
+    let mut ok = connect_tls(gw.tcp, &cert);
+    auth_and_ping(&mut ok, "alice", 1);
+    for addr in [gw.tcp, gw.ws] {
+        let mut raw = TcpStream::connect(addr).unwrap();
+        raw.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        // A handshake record with 10 bytes of a ClientHello, then an alert.
+        let mut wire = vec![22, 3, 1, 0, 10, 1, 0, 1, 0, 3, 3, 0, 0, 0, 0];
+        wire.extend_from_slice(&[21, 3, 3, 0, 2, 1, 0]);
+        raw.write_all(&wire).unwrap();
+        let mut rest = Vec::new();
+        let _ = raw.read_to_end(&mut rest);
+    }
+    // The first connection is still served.
+    ok.write_all(&length_prefixed(&encode_client(&ping(2), Encoding::Proto)))
+        .unwrap();
+    let pong = read_tcp_frame(&mut ok).frame;
+    assert!(
+        matches!(pong, Some(proto::v1::server_frame::Frame::Pong(ref p)) if p.nonce == 2),
+        "{pong:?}"
+    );
+    let mut again = connect_tls(gw.tcp, &cert);
+    auth_and_ping(&mut again, "bob", 3);
 }

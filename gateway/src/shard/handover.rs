@@ -268,8 +268,12 @@ impl Shard {
             .checked_sub(Duration::from_millis(transit))
             .unwrap_or(now);
         let n = fds.len();
-        let mut tls: std::collections::HashMap<u32, _> =
-            batch.tls.into_iter().map(|t| (t.index, t)).collect();
+        let mut tls = std::collections::HashMap::new();
+        for t in batch.tls {
+            if t.index as usize >= n || tls.insert(t.index, t).is_some() {
+                return Err("TLS state for no session, or twice for one".into());
+            }
+        }
         for (index, (mut st, fd)) in batch.sessions.into_iter().zip(fds).enumerate() {
             let rooms = RoomCursors::import(std::mem::take(&mut st.rooms_at));
             let window = std::mem::take(&mut st.inflate_window);

@@ -76,6 +76,9 @@ pub(super) struct Conn {
     pub(super) sent: usize,
     /// A close_notify is enciphered.
     pub(super) closing: bool,
+    /// TLS failed: nothing more goes through rustls (it would parse its
+    /// input again), only the alert already collected is written.
+    pub(super) failed: bool,
 }
 
 /// What writing a TLS connection came to.
@@ -138,6 +141,7 @@ impl Conn {
             outgoing: Vec::new(),
             sent: 0,
             closing: false,
+            failed: false,
         }
     }
 
@@ -151,8 +155,10 @@ impl Conn {
                     Ok(_) => Ok(()),
                     Err(e) => {
                         // A fatal alert, or a close_notify for a KeyUpdate
-                        // (see `tls13`): then the socket closes.
-                        let _ = record.seal_alert(e.alert().unwrap_or(0), &mut self.outgoing);
+                        // (see `tls13`); nothing is sent after it, and the
+                        // socket closes once it is out.
+                        record.seal_error(e, &mut self.outgoing);
+                        self.closing = true;
                         self.incoming = Vec::new();
                         Err(e.into())
                     }
@@ -205,18 +211,24 @@ impl Conn {
         }
     }
 
-    /// Collects what rustls queued after a failure (its alert).
+    /// Collects the records rustls has queued (a failure's alert, session
+    /// tickets) into `outgoing`.
+    ///
+    /// Only while it has some (`wants_write`): each such call hands out a
+    /// queued record before looking at input, so rustls never parses
+    /// anything here. (Asked for more with an empty buffer while inside a
+    /// partial handshake message, rustls would slice past its end; handed
+    /// the bytes that failed, it would fail on them again.)
     pub(super) fn alert(&mut self) {
         let Engine::Rustls(tls) = &mut self.engine else {
             return;
         };
-        for _ in 0..4 {
+        while tls.wants_write() {
             let UnbufferedStatus { state, .. } = tls.process_tls_records(&mut []);
             match state {
                 Ok(ConnectionState::EncodeTlsData(mut e)) => {
                     let _ = append(&mut self.outgoing, 1024, |b| e.encode(b), encode_needs);
                 }
-                Ok(ConnectionState::TransmitTlsData(t)) => t.done(),
                 _ => return,
             }
         }
@@ -226,12 +238,21 @@ impl Conn {
     /// `fin`, a close_notify) into `outgoing`; returns the plaintext bytes
     /// taken, or `None` when nothing can be enciphered now.
     pub(super) fn encipher(&mut self, rest: &[u8], fin: bool) -> Result<Option<usize>, ()> {
+        if self.failed {
+            return Err(());
+        }
         let tls = match &mut self.engine {
             Engine::Rustls(tls) => tls,
             Engine::Moved(record) => {
                 if !rest.is_empty() {
+                    // After an alert (ours or an error's) this fails: the
+                    // socket closes once the alert is out.
                     let chunk = &rest[..rest.len().min(RECORD)];
-                    record.seal(chunk, &mut self.outgoing).map_err(|_| ())?;
+                    if let Err(e) = record.seal(chunk, &mut self.outgoing) {
+                        record.seal_error(e, &mut self.outgoing);
+                        self.closing = true;
+                        return Err(());
+                    }
                     return Ok(Some(chunk.len()));
                 }
                 if fin && !self.closing {
@@ -335,8 +356,9 @@ impl Shard {
         conn.incoming.extend_from_slice(cipher);
         let r = conn.input(plain);
         if r.is_err() {
-            conn.incoming = Vec::new();
             conn.alert();
+            conn.incoming = Vec::new();
+            conn.failed = true;
         }
         r.map(|()| !conn.outgoing.is_empty())
     }

@@ -20,7 +20,9 @@ use crate::router::tables::ConnKey;
 use crate::tls13::{self, Keys, RecordLayer, Suite};
 
 /// One moved TLS connection's record state (in `handover::ConnBatch`).
+/// Its `Debug` leaves the keys out.
 #[derive(Clone, PartialEq, prost::Message)]
+#[prost(skip_debug)]
 pub(super) struct TlsMoved {
     /// Which session of the batch it is.
     #[prost(uint32, tag = "1")]
@@ -48,6 +50,17 @@ pub(super) struct TlsMoved {
     pub outgoing: Vec<u8>,
 }
 
+impl std::fmt::Debug for TlsMoved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMoved")
+            .field("index", &self.index)
+            .field("suite", &self.suite)
+            .field("rx_seq", &self.rx_seq)
+            .field("tx_seq", &self.tx_seq)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The record layer of rustls' connection, its keys taken out.
 fn take_out(tls: UnbufferedServerConnection) -> Result<RecordLayer, String> {
     let (secrets, _kernel) = tls
@@ -56,6 +69,56 @@ fn take_out(tls: UnbufferedServerConnection) -> Result<RecordLayer, String> {
     let rx = tls13::from_rustls(secrets.rx.0, secrets.rx.1).ok_or("an AEAD not covered")?;
     let tx = tls13::from_rustls(secrets.tx.0, secrets.tx.1).ok_or("an AEAD not covered")?;
     RecordLayer::new(rx, tx).map_err(|e| e.to_string())
+}
+
+/// Takes `conn`'s keys out of rustls into the record layer, if it can
+/// move: `Ok(true)` once it is served by the record layer, `Ok(false)` when
+/// it cannot move (TLS 1.2, mid-handshake, closing: rustls keeps it), `Err`
+/// when the keys left rustls but cannot serve (the connection is lost: it
+/// fails at its next read or write and closes). Call it only for a session
+/// that has sent something since its handshake (authenticated): see the
+/// key-update check.
+pub(super) fn move_out(conn: &mut Conn) -> Result<bool, String> {
+    if conn.closing || conn.failed {
+        return Ok(false);
+    }
+    match &conn.engine {
+        Engine::Moved(_) => return Ok(true),
+        Engine::Gone => return Ok(false),
+        Engine::Rustls(t) => {
+            let v13 = t.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+            if t.is_handshaking() || !v13 {
+                return Ok(false);
+            }
+        }
+    }
+    // What rustls still has to say (a session ticket) goes to the records
+    // not yet written, before its keys leave it.
+    conn.alert();
+    if holds_a_whole_record(&conn.incoming) {
+        // rustls opened every whole record it could: one left is one it is
+        // in the middle of (a handshake message spanning records), which
+        // the record layer could not open again. It stays; drained.
+        return Ok(false);
+    }
+    let Engine::Rustls(t) = std::mem::replace(&mut conn.engine, Engine::Gone) else {
+        return Ok(false);
+    };
+    let record = take_out(t)?;
+    if record.keys().1.seq == 0 {
+        // Nothing sent under these keys yet, though the session has spoken:
+        // rustls switched them for a client's KeyUpdate and holds its own
+        // KeyUpdate until the next write, which would be lost here.
+        return Err("a key update of rustls' own was still to be sent".into());
+    }
+    conn.engine = Engine::Moved(Box::new(record));
+    Ok(true)
+}
+
+/// True when `incoming` starts with a whole TLS record.
+fn holds_a_whole_record(incoming: &[u8]) -> bool {
+    incoming.len() >= 5
+        && incoming.len() >= 5 + usize::from(u16::from_be_bytes([incoming[3], incoming[4]]))
 }
 
 impl Shard {
@@ -68,30 +131,18 @@ impl Shard {
         let Some(conn) = tls.conns.get_mut(&key) else {
             return true;
         };
-        if conn.closing {
+        let open = self
+            .conns
+            .borrow()
+            .get(key)
+            .is_some_and(|c| c.session.user().is_some());
+        if !open {
+            // Not authenticated yet: it may not have been sent a record
+            // (see `move_out`); drained, it comes back.
             return false;
         }
-        match &conn.engine {
-            Engine::Moved(_) => return true,
-            Engine::Gone => return false,
-            Engine::Rustls(t) => {
-                let v13 = t.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
-                if t.is_handshaking() || !v13 {
-                    return false;
-                }
-            }
-        }
-        // What rustls still has to say (a session ticket) goes to the
-        // records not yet written, before its keys leave it.
-        conn.alert();
-        let Engine::Rustls(t) = std::mem::replace(&mut conn.engine, Engine::Gone) else {
-            return false;
-        };
-        match take_out(t) {
-            Ok(record) => {
-                conn.engine = Engine::Moved(Box::new(record));
-                true
-            }
+        match move_out(conn) {
+            Ok(ready) => ready,
             Err(e) => {
                 tracing::warn!(
                     shard = self.id,
@@ -145,6 +196,7 @@ impl Shard {
             outgoing: moved.outgoing,
             sent: 0,
             closing: false,
+            failed: false,
         };
         self.tls.borrow_mut().conns.insert(key, Box::new(conn));
         Ok(())

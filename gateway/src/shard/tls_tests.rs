@@ -17,17 +17,23 @@ const CERT: &[u8] = include_bytes!("testdata/localhost-cert.pem");
 const KEY: &[u8] = include_bytes!("testdata/localhost-key.pem");
 
 fn pair() -> (ClientConnection, Conn) {
+    pair_with(false)
+}
+
+/// `pair`, with the server's keys extractable (as the node configures it).
+fn pair_with(extractable: bool) -> (ClientConnection, Conn) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(CERT)
         .collect::<Result<_, _>>()
         .unwrap();
     let key = PrivateKeyDer::from_pem_slice(KEY).unwrap();
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(certs.clone(), key)
         .unwrap();
+    server.enable_secret_extraction = extractable;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(certs[0].clone()).unwrap();
     let client = rustls::ClientConfig::builder_with_provider(provider)
@@ -140,4 +146,97 @@ fn garbage_fails_with_an_alert() {
     s.alert();
     // An alert record: content type 21.
     assert_eq!(s.outgoing.first(), Some(&21), "{:?}", s.outgoing);
+}
+
+/// An upgrade's move (`tls_move::move_out`) of a live connection: the keys
+/// leave rustls with a partial record read and a record not yet written,
+/// and the same rustls client goes on talking to the record layer both
+/// ways, then to a copy of it made from the exported keys (the new
+/// process), to the close_notify.
+#[test]
+fn a_moved_connection_goes_on_with_the_same_client() {
+    use super::tls::Engine;
+    use super::tls_move::move_out;
+    for seed in 0..10 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let (mut c, mut s) = pair_with(true);
+        handshake(&mut c, &mut s, &mut rng);
+        c.writer().write_all(b"before").unwrap();
+        assert_eq!(client_to_server(&mut c, &mut s, &mut rng), b"before");
+        // Output enciphered by rustls and not yet written.
+        encipher_all(&mut s, b"queued by rustls, ", false);
+        // Bytes of the client in flight: a partial record is read.
+        let up: Vec<u8> = (0..rng.usize(1..40_000)).map(|_| rng.u8(..)).collect();
+        c.writer().write_all(&up).unwrap();
+        let mut wire = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut wire).unwrap();
+        }
+        let cut = rng.usize(1..wire.len());
+        let mut got = Vec::new();
+        s.incoming.extend_from_slice(&wire[..cut]);
+        s.input(&mut got).unwrap();
+        assert!(
+            move_out(&mut s).unwrap(),
+            "seed {seed}: a TLS 1.3 connection moves"
+        );
+        assert!(matches!(s.engine, Engine::Moved(_)));
+        assert!(move_out(&mut s).unwrap(), "moving again is a no-op");
+        // The new process: the same keys, buffers and unsent records.
+        let Engine::Moved(record) = &s.engine else {
+            unreachable!()
+        };
+        let (rx, tx) = record.keys();
+        let copy = crate::tls13::RecordLayer::new(rx.clone(), tx.clone()).unwrap();
+        let mut moved = Conn {
+            engine: Engine::Moved(Box::new(copy)),
+            incoming: std::mem::take(&mut s.incoming),
+            outgoing: s.outgoing[s.sent..].to_vec(),
+            sent: 0,
+            closing: false,
+            failed: false,
+        };
+        moved.incoming.extend_from_slice(&wire[cut..]);
+        moved.input(&mut got).unwrap();
+        assert!(got == up, "seed {seed}: the client's bytes across the move");
+        encipher_all(&mut moved, b"and from the new process", true);
+        let down = server_to_client(&mut moved, &mut c);
+        assert_eq!(down, b"queued by rustls, and from the new process");
+        let mut buf = [0u8; 8];
+        assert_eq!(c.reader().read(&mut buf).unwrap(), 0, "clean EOF");
+    }
+}
+
+#[test]
+fn tls12_and_mid_handshake_connections_stay_with_rustls() {
+    use super::tls::Engine;
+    use super::tls_move::move_out;
+    let (_, mut s) = pair_with(true);
+    assert_eq!(move_out(&mut s), Ok(false), "mid-handshake");
+    assert!(matches!(s.engine, Engine::Rustls(_)));
+}
+
+/// Part of a handshake message, then a record of another type: rustls
+/// refuses it, and collecting its alert must not panic (it once did when
+/// handed an empty buffer while inside a partial handshake message).
+#[test]
+fn a_partial_handshake_message_then_an_alert_record_fails_cleanly() {
+    let (mut c, mut s) = pair();
+    let mut hello = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut hello).unwrap();
+    }
+    // A handshake record holding the first 10 bytes of the ClientHello.
+    let mut wire = vec![22, 3, 1, 0, 10];
+    wire.extend_from_slice(&hello[5..15]);
+    // Then an alert record.
+    wire.extend_from_slice(&[21, 3, 3, 0, 2, 1, 0]);
+    s.incoming.extend_from_slice(&wire);
+    assert!(s.input(&mut Vec::new()).is_err());
+    s.alert();
+    s.alert();
+    // What the flusher does next: nothing more through rustls.
+    s.incoming.clear();
+    s.failed = true;
+    assert_eq!(s.encipher(b"a close frame", true), Err(()));
 }
