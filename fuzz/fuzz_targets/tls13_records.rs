@@ -40,8 +40,14 @@ fuzz_target!(|input: &[u8]| {
     let iv: [u8; 12] = rest[40..52].try_into().unwrap();
     let data = &rest[52..];
     let (suite, theirs) = match ctl >> 6 {
-        0 => (Suite::Aes256Gcm, Some(cipher_suite::TLS13_AES_256_GCM_SHA384)),
-        1 => (Suite::Chacha20Poly1305, Some(cipher_suite::TLS13_CHACHA20_POLY1305_SHA256)),
+        0 => (
+            Suite::Aes256Gcm,
+            Some(cipher_suite::TLS13_AES_256_GCM_SHA384),
+        ),
+        1 => (
+            Suite::Chacha20Poly1305,
+            Some(cipher_suite::TLS13_CHACHA20_POLY1305_SHA256),
+        ),
         2 => (Suite::Aes128Gcm, None),
         _ => (Suite::Chacha20Poly1305, None),
     };
@@ -70,8 +76,18 @@ fuzz_target!(|input: &[u8]| {
         return;
     }
     let mut fresh = RecordLayer::new(
-        Keys { suite, key: key.to_vec(), iv, seq },
-        Keys { suite, key: key.to_vec(), iv, seq },
+        Keys {
+            suite,
+            key: key.to_vec(),
+            iv,
+            seq,
+        },
+        Keys {
+            suite,
+            key: key.to_vec(),
+            iv,
+            seq,
+        },
     )
     .unwrap();
     let mut sealed = Vec::new();
@@ -110,9 +126,8 @@ fuzz_target!(|input: &[u8]| {
             Suite::Aes256Gcm => &ring::aead::AES_256_GCM,
             _ => &ring::aead::CHACHA20_POLY1305,
         };
-        let sealing = ring::aead::LessSafeKey::new(
-            ring::aead::UnboundKey::new(algorithm, &key).unwrap(),
-        );
+        let sealing =
+            ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(algorithm, &key).unwrap());
         let mut nonce = iv;
         for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
             *n ^= s;
@@ -140,8 +155,18 @@ fuzz_target!(|input: &[u8]| {
     );
     let theirs = dec.decrypt(msg, seq);
     let mut fresh = RecordLayer::new(
-        Keys { suite, key: key.to_vec(), iv, seq },
-        Keys { suite, key: key.to_vec(), iv, seq },
+        Keys {
+            suite,
+            key: key.to_vec(),
+            iv,
+            seq,
+        },
+        Keys {
+            suite,
+            key: key.to_vec(),
+            iv,
+            seq,
+        },
     )
     .unwrap();
     let mut plain = Vec::new();
