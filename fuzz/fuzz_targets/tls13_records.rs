@@ -69,27 +69,23 @@ fuzz_target!(|input: &[u8]| {
 
     let Some(theirs) = theirs else { return };
     let alg = aead(theirs);
+    // A layer at `seq` with the 32-byte key, both ways.
+    let fresh_layer = || {
+        let k = Keys {
+            suite,
+            key: key.to_vec(),
+            iv,
+            seq,
+        };
+        RecordLayer::new(k.clone(), k).unwrap()
+    };
     // Sealing: byte for byte rustls' record (one record's worth; ours
     // makes no record of nothing, and stops an AES-GCM key at 2^24).
     let chunk = &data[..data.len().min(gateway::tls13::MAX_PLAIN)];
     if chunk.is_empty() {
         return;
     }
-    let mut fresh = RecordLayer::new(
-        Keys {
-            suite,
-            key: key.to_vec(),
-            iv,
-            seq,
-        },
-        Keys {
-            suite,
-            key: key.to_vec(),
-            iv,
-            seq,
-        },
-    )
-    .unwrap();
+    let mut fresh = fresh_layer();
     let mut sealed = Vec::new();
     let ok = fresh.seal(chunk, &mut sealed);
     let mut enc = alg.encrypter(AeadKey::from(key), Iv::from(iv));
@@ -154,21 +150,7 @@ fuzz_target!(|input: &[u8]| {
         &mut payload,
     );
     let theirs = dec.decrypt(msg, seq);
-    let mut fresh = RecordLayer::new(
-        Keys {
-            suite,
-            key: key.to_vec(),
-            iv,
-            seq,
-        },
-        Keys {
-            suite,
-            key: key.to_vec(),
-            iv,
-            seq,
-        },
-    )
-    .unwrap();
+    let mut fresh = fresh_layer();
     let mut plain = Vec::new();
     let ours = fresh.open(&mut record, &mut plain);
     match theirs {

@@ -11,13 +11,12 @@
 // Env: GATEWAY_BIN (default target/debug/gateway), CHROMIUM (/usr/bin/chromium),
 //      REDIS_SERVER (redis-server), PYTHON (python3), KEEP_LOGS=1.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { freePort, start, stop, tail } from './harness.mjs';
+import { freePort, scene, start, stop } from './harness.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const EXAMPLE = resolve(HERE, '..');
@@ -36,24 +35,9 @@ const ROOMS = 'lobby,general,random';
  * `WebSocket` that cannot be made (as behind a proxy that refuses upgrades).
  */
 async function stack(t) {
-  const dir = mkdtempSync(join(tmpdir(), 'chat-browser-'));
-  const procs = [];
-  let browser;
-  let failed = true;
-  t.after(async () => {
-    await browser?.close().catch(() => {});
-    for (const p of procs.reverse()) await stop(p.proc);
-    if (failed || process.env.KEEP_LOGS) {
-      for (const p of procs) console.error(`--- ${p.log}:\n${tail(p.log)}`);
-      console.error(`logs kept in ${dir}`);
-    } else rmSync(dir, { recursive: true, force: true });
-  });
-
-  const redisPort = await freePort();
-  procs.push(await start('redis', process.env.REDIS_SERVER ?? 'redis-server',
-    ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { dir, ready: /Ready to accept connections/ }));
-  const redisUrl = `redis://127.0.0.1:${redisPort}/`;
+  const sc = scene(t, 'chat-browser-');
+  const { dir, procs } = sc;
+  const redisUrl = await sc.redis();
 
   // A fixed WebSocket port, so that a restarted gateway is where the pages reconnect.
   const wsAddr = `127.0.0.1:${await freePort()}`;
@@ -75,10 +59,11 @@ async function stack(t) {
   procs.push(be);
   const site = `http://${be.match[1]}/`;
 
-  browser = await chromium.launch({
+  const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
   });
+  sc.browser = browser;
   const pageErrors = [];
   // What each page asked the backend's history for: recovered rooms need none.
   const historyAsks = {};
@@ -124,7 +109,7 @@ async function stack(t) {
     await page.waitForSelector('#rooms li[data-room=lobby].joined'); // joined by default
     return page;
   };
-  return { gw, startGateway, site, open, pageErrors, historyAsks, sockets, sse, extensions, ok: () => (failed = false) };
+  return { gw, startGateway, site, open, pageErrors, historyAsks, sockets, sse, extensions, ok: sc.ok };
 }
 
 const line = (text) => `#messages li:has(.text:text-is("${text}"))`;

@@ -16,13 +16,12 @@
 //      REDIS_SERVER (redis-server), KEEP_LOGS=1, UPDATE_SCREENSHOT=1.
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { freePort, start, stop, tail } from './harness.mjs';
+import { scene, start } from './harness.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(HERE, '../../..');
@@ -51,27 +50,13 @@ async function until(what, check, timeoutMs = WAIT) {
 }
 
 test('the operator console watches and runs a two-node cluster', { timeout: 180_000 }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'gateway-console-'));
-  const procs = [];
-  let browser;
-  let failed = true;
-  t.after(async () => {
-    await browser?.close().catch(() => {});
-    for (const p of procs.reverse()) await stop(p.proc);
-    if (failed || process.env.KEEP_LOGS) {
-      for (const p of procs) console.error(`--- ${p.log}:\n${tail(p.log)}`);
-      console.error(`logs kept in ${dir}`);
-    } else rmSync(dir, { recursive: true, force: true });
-  });
-
-  const redisPort = await freePort();
-  procs.push(await start('redis', process.env.REDIS_SERVER ?? 'redis-server',
-    ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { dir, ready: /Ready to accept connections/ }));
+  const sc = scene(t, 'gateway-console-');
+  const { dir, procs } = sc;
+  const redisUrl = await sc.redis();
   const nodes = {};
   for (const id of ['a', 'b']) {
     const gw = await start(`gateway-${id}`, process.env.GATEWAY_BIN ?? join(REPO, 'target/debug/gateway'),
-      ['--redis', `redis://127.0.0.1:${redisPort}/`, '--node-id', id, '--bus-listen', '127.0.0.1:0',
+      ['--redis', redisUrl, '--node-id', id, '--bus-listen', '127.0.0.1:0',
         '--ws-listen', '127.0.0.1:0', '--tcp-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0',
         '--jwt-secret', JWT_SECRET, '--admin-token', ADMIN_TOKEN,
         // A drained node waits this long for its clients: b stays listed, draining, to the end.
@@ -82,10 +67,11 @@ test('the operator console watches and runs a two-node cluster', { timeout: 180_
   }
   const origin = `http://${nodes.a.admin}`;
 
-  browser = await chromium.launch({
+  const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
   });
+  sc.browser = browser;
 
   // The console's page, and everything it does.
   const ctx = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
@@ -295,5 +281,5 @@ test('the operator console watches and runs a two-node cluster', { timeout: 180_
   }
   assert.ok(requests.every((r) => !('cookie' in r.headers)), 'a cookie was sent');
   assert.deepEqual(problems, [], 'errors in the page');
-  failed = false;
+  sc.ok();
 });

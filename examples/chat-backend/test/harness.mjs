@@ -3,8 +3,9 @@
 // prints when ready (with a deadline), each logged to a file and killed on
 // exit, whatever happens.
 import { spawn } from 'node:child_process';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** @type {Set<import('node:child_process').ChildProcess>} */
@@ -91,4 +92,39 @@ export function tail(path, lines = 30) {
   } catch {
     return '(no log)';
   }
+}
+
+/**
+ * A test's processes and browser, in a fresh directory: `scene.procs` (what
+ * `start` returned), `scene.browser` (set it once launched); when `t` ends
+ * the browser closes and the processes stop, their logs printed (and the
+ * directory kept) unless `scene.ok()` was called or KEEP_LOGS is set.
+ * `scene.redis()` starts a redis-server on a free port and returns its URL.
+ */
+export function scene(t, prefix) {
+  const s = {
+    dir: mkdtempSync(join(tmpdir(), prefix)),
+    procs: [],
+    browser: undefined,
+    failed: true,
+    ok() {
+      s.failed = false;
+    },
+    async redis() {
+      const port = await freePort();
+      s.procs.push(await start('redis', process.env.REDIS_SERVER ?? 'redis-server',
+        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+        { dir: s.dir, ready: /Ready to accept connections/ }));
+      return `redis://127.0.0.1:${port}/`;
+    },
+  };
+  t.after(async () => {
+    await s.browser?.close().catch(() => {});
+    for (const p of [...s.procs].reverse()) await stop(p.proc);
+    if (s.failed || process.env.KEEP_LOGS) {
+      for (const p of s.procs) console.error(`--- ${p.log}:\n${tail(p.log)}`);
+      console.error(`logs kept in ${s.dir}`);
+    } else rmSync(s.dir, { recursive: true, force: true });
+  });
+  return s;
 }
