@@ -30,6 +30,20 @@ echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== tests"; cargo test --workspace
 echo "== JS client SDK against the real binary"; scripts/test-js.sh
 echo "== browser: the example chat backend in headless Chromium"; scripts/test-browser.sh
+# Network faults need root and network namespaces; without them the step is
+# skipped out loud, and the final line says so.
+faults_skipped=""
+if [ "$(id -u)" -ne 0 ]; then
+  faults_skipped="not root"
+elif ! ip netns list >/dev/null 2>&1; then
+  faults_skipped="ip netns unavailable"
+fi
+if [ -n "$faults_skipped" ]; then
+  echo "== network faults: SKIPPED ($faults_skipped): scripts/faults.sh needs root and ip netns"
+else
+  /usr/bin/python3 -c 'import websockets' 2>/dev/null || need_pkg /nonexistent/python3-websockets python3-websockets
+  echo "== network faults (namespaces, veth)"; scripts/faults.sh
+fi
 echo "== loadgen smoke (every scenario, small, exact counts)"; PROFILE=debug scripts/bench-smoke.sh
 skipped=""
 if [ "${SKIP_FUZZ:-0}" = 1 ]; then
@@ -44,4 +58,5 @@ elif ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
 else
   echo "== fuzz (bounded)"; FUZZ_SECONDS="${FUZZ_SECONDS:-15}" scripts/fuzz.sh
 fi
+[ -z "$faults_skipped" ] || skipped+=" (network faults skipped: $faults_skipped)"
 echo "test.sh: all passed${skipped}"

@@ -67,9 +67,10 @@ pub struct Node {
     /// Signs SSE streams' POST keys (`session::sse`): random at a start,
     /// kept across an upgrade.
     pub post_secret: [u8; 32],
-    /// This process's incarnation on the bus links: new at every start and
-    /// every upgrade (a peer's acceptor then numbers this process's batches
-    /// afresh).
+    /// This process's incarnation on the bus (its acceptors' welcome): new
+    /// at every start and every upgrade. Each link it dials says hello with
+    /// an incarnation of its own, so a peer's acceptor numbers every new
+    /// link's batches afresh.
     pub link_incarnation: u64,
     /// Where the node's listeners listen.
     pub(crate) addrs: Addrs,

@@ -22,8 +22,10 @@ use crate::stats::ShardStats;
 pub(crate) struct Deps {
     /// This node's id (`node_id`).
     pub node_id: String,
-    /// This process's incarnation on the bus links (the hello): new at every
-    /// start and every upgrade (`Node::link_incarnation`).
+    /// This process's incarnation on the bus (what its acceptors' welcome
+    /// says): new at every start and every upgrade
+    /// (`Node::link_incarnation`). Each dialed link says hello with one of
+    /// its own (`bus::on_peers`).
     pub incarnation: u64,
     /// This process's start (hex Unix ms), in every message id it makes.
     pub boot: String,

@@ -193,8 +193,15 @@ impl Shard {
                 old.wake.notify();
             }
             let now = self.now.get();
+            // Each link numbers its batches from 1, so each says hello with
+            // an incarnation of its own: a peer dropped from the registry
+            // and listed again (its refresh stalled past the TTL, a Redis
+            // failover) gets a new link, which its acceptor must not take
+            // for the old one, whose batch count it still holds.
+            let mut identity = self.bus.identity.clone();
+            identity.incarnation = fastrand::u64(1..);
             let link = relay::Link::new(
-                self.bus.identity.clone(),
+                identity,
                 Some(p.id.to_string()),
                 self.bus.config.borrow().clone(),
                 fastrand::u64(..),
