@@ -56,7 +56,7 @@ elif ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     "rustup toolchain install nightly, or SKIP_FUZZ=1 to skip it" >&2
   exit 1
 else
-  echo "== fuzz (bounded)"; FUZZ_SECONDS="${FUZZ_SECONDS:-15}" scripts/fuzz.sh
+  echo "== fuzz (bounded)"; FUZZ_SECONDS="${FUZZ_SECONDS:-12}" scripts/fuzz.sh
 fi
 [ -z "$faults_skipped" ] || skipped+=" (network faults skipped: $faults_skipped)"
 echo "test.sh: all passed${skipped}"
