@@ -30,6 +30,7 @@ pub mod node;
 mod node_error;
 pub mod registry;
 pub mod series;
+mod signals;
 pub mod upgrade;
 
 use std::sync::atomic::Ordering;

@@ -262,7 +262,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), NodeError> {
             .map_err(NodeError::Downstream)?;
     }
     *node.reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(reload);
-    spawn_signal_thread(control)?;
+    super::signals::spawn(control)?;
     let me = node_info(&node, admin_addr);
     if let Some(p) = &node.presence {
         p.start().map_err(NodeError::Presence)?;
@@ -365,40 +365,4 @@ fn node_info(node: &Node, admin: SocketAddr) -> NodeInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         pid: std::process::id(),
     }
-}
-
-/// SIGTERM and SIGINT start a drain; a second SIGINT exits at once. SIGHUP
-/// reloads; SIGUSR2 upgrades (on a thread of its own: a SIGTERM meanwhile
-/// still drains).
-fn spawn_signal_thread(control: Control) -> Result<(), NodeError> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR2])
-        .map_err(os("install signal handlers"))?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                if sig == SIGHUP {
-                    // A reload never stops the node, whatever it finds.
-                    let _ = control.reload();
-                    continue;
-                }
-                if sig == SIGUSR2 {
-                    // The outcome is logged by `upgrade` itself.
-                    let control = control.clone();
-                    let _ = std::thread::Builder::new()
-                        .name("upgrade".into())
-                        .spawn(move || control.upgrade());
-                    continue;
-                }
-                if sig == SIGINT && control.is_draining() {
-                    tracing::warn!("second interrupt: exiting without drain");
-                    std::process::exit(130);
-                }
-                tracing::info!(signal = sig, "draining");
-                control.drain();
-            }
-        })
-        .map_err(os("start the signal thread"))?;
-    Ok(())
 }
