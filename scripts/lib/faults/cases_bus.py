@@ -8,8 +8,8 @@ import os
 import time
 
 from client import DIR, LONG, Client, ametric, ctl, node, now_ms, start_nodes, until
-from flows import Flow, pair, probe, totals
-from netview import links, log_lines, stuck_links_note, watch
+from flows import Flow, finish, pair, probe, totals
+from netview import links, log_lines, watch
 
 QUEUE_CAP = 32 << 20  # relay::Config::max_queue_bytes, per link (README: 32 MiB)
 
@@ -131,11 +131,7 @@ async def slowlink():
         f" ({_events(sink) or 'no close'}); proxy totals {ps}",
         f"wire duplicates dropped by seq: {alice.wire_dups + bob.wire_dups}, seq gaps {alice.seq_gaps + bob.seq_gaps}",
     ]
-    if not settled:
-        notes.append("not delivered: " + ", ".join(f"{f.name} {f.stats()['lost_idx']}" for f in q1f))
-    if stuck_links_note():
-        notes.append(stuck_links_note())
-    return ok, figs, notes, clients
+    return finish(ok, figs, notes, clients, settled, q1f)
 
 
 async def reach(snd, sink, secs):
@@ -211,11 +207,7 @@ async def restart():
         f"links after: a->b {await links('a', 'b')}, c->b {await links('c', 'b')};"
         f" 'another process uses this node id' logged {len(others)} times",
     ]
-    if not settled:
-        notes.append("not delivered: " + ", ".join(f"{f.name} {f.stats()['lost_idx']}" for f in q1f))
-    if stuck_links_note():
-        notes.append(stuck_links_note())
-    return ok, figs, notes, clients
+    return finish(ok, figs, notes, clients, settled, q1f)
 
 
 def _incarnation(nid, of):

@@ -8,8 +8,8 @@ import os
 import time
 
 from client import LONG, Client, aadmin, alisted, ametric, ctl, now_ms, start_nodes, until
-from flows import Flow, pair, probe, totals
-from netview import all_up, links, links_table, listing, stuck_links_note, watch
+from flows import Flow, finish, pair, probe, totals
+from netview import all_up, links, links_table, listing, watch
 
 
 def q1_clean(q1):
@@ -125,11 +125,7 @@ async def rediscut():
         f" accepted QoS 1 all delivered: {settled}{' (only after a reconnect with resume)' if resumed else ''}",
         f"wire duplicates dropped by seq: {sum(c.wire_dups for c in clients)}, seq gaps {sum(c.seq_gaps for c in clients)}",
     ]
-    if not settled:
-        notes.append("not delivered: " + ", ".join(f"{f.name} {f.stats()['lost_idx']}" for f in q1f))
-    if stuck_links_note():
-        notes.append(stuck_links_note())
-    return ok, figs, notes, clients
+    return finish(ok, figs, notes, clients, settled, q1f)
 
 
 async def _timed(snd, rcv, name, t0):
@@ -283,11 +279,7 @@ async def failover():
         f" {listed_all} ms; refreshes since the kill {refr}; every link up {all_ms} ms later"
         f" (links then: {after_links})",
     ]
-    if not settled:
-        notes.append("not delivered: " + ", ".join(f"{f.name} {f.stats()['lost_idx']}" for f in q1f))
-    if stuck_links_note():
-        notes.append(stuck_links_note())
-    return ok, figs, notes, clients
+    return finish(ok, figs, notes, clients, settled, q1f)
 
 
 async def _lists_all(n):

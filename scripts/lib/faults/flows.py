@@ -4,6 +4,7 @@ import asyncio
 import time
 
 from client import now_ms, until
+from netview import stuck_links_note
 
 
 def blocks(rcv, stream, sent):
@@ -141,3 +142,13 @@ def totals(flows):
 def pair(q1, q0):
     """The summary's figures for QoS 1 and QoS 0 totals side by side."""
     return {k: f"q1:{q1[k]},q0:{q0[k]}" for k in ("sent", "received", "lost", "dup", "reordered")}
+
+
+def finish(ok, figs, notes, clients, settled, q1f):
+    """A case's result, with what was not delivered and links stuck down noted."""
+    if not settled:
+        notes.append("not delivered: " + ", ".join(f"{f.name} {f.stats()['lost_idx']}" for f in q1f))
+    stuck = stuck_links_note()
+    if stuck:
+        notes.append(stuck)
+    return ok, figs, notes, clients
