@@ -110,8 +110,8 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b':'
 }
 
-/// The `gateway_*` metric names in an unquoted expression, with where each
-/// starts.
+/// The metric names (`gateway_*`, and the node's `process_*`) in an
+/// unquoted expression, with where each starts.
 fn metric_names(expr: &str) -> Vec<(usize, &str)> {
     let b = expr.as_bytes();
     let mut out = Vec::new();
@@ -126,7 +126,7 @@ fn metric_names(expr: &str) -> Vec<(usize, &str)> {
             i += 1;
         }
         let word = &expr[start..i];
-        if word.starts_with("gateway_") {
+        if word.starts_with("gateway_") || word.starts_with("process_") {
             out.push((start, word));
         }
     }
