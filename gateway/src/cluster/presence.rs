@@ -62,6 +62,9 @@ pub struct Presence {
     events: Option<(EventsConfig, Arc<View>)>,
     /// `online` and `offline` events appended.
     pub told: [AtomicU64; 2],
+    /// Events dropped because Redis refused appends long enough for the
+    /// outbox to fill (`presence_events::OUTBOX`).
+    pub events_dropped: AtomicU64,
 }
 
 impl Presence {
@@ -87,6 +90,7 @@ impl Presence {
             dropped: AtomicU64::new(0),
             events,
             told: Default::default(),
+            events_dropped: AtomicU64::new(0),
         })
     }
 
@@ -171,6 +175,7 @@ impl Presence {
                 }
                 self.told[0].store(t.told[0], Ordering::Relaxed);
                 self.told[1].store(t.told[1], Ordering::Relaxed);
+                self.events_dropped.store(t.dropped, Ordering::Relaxed);
             }
         }
     }

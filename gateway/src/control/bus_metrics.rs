@@ -165,7 +165,7 @@ pub(super) fn render_registry(
         ),
     ];
     counters(o, &rows, p);
-    super::metrics::counter_header(
+    counter_header(
         o,
         "gateway_presence_events_total",
         "Online and offline events this node appended for the backend (cluster-wide, each told once).",
@@ -174,6 +174,13 @@ pub(super) fn render_registry(
         let n = p.told[i].load(Relaxed);
         let _ = writeln!(o, "gateway_presence_events_total{{type=\"{kind}\"}} {n}");
     }
+    counter_header(
+        o,
+        "gateway_presence_events_dropped_total",
+        "Online and offline events dropped: Redis refused their appends until the outbox was full.",
+    );
+    let n = p.events_dropped.load(Relaxed);
+    let _ = writeln!(o, "gateway_presence_events_dropped_total {n}");
 }
 
 /// Appends the backend streams' counters to `o`.

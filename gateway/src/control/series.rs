@@ -112,11 +112,6 @@ impl Ring {
         self.len = (self.len + 1).min(POINTS);
     }
 
-    /// Points held per series.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     /// True before the second reading.
     pub fn is_empty(&self) -> bool {
         self.len == 0
