@@ -61,6 +61,11 @@ pub(crate) enum Conn {
 }
 
 impl Client {
+    /// True for a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Client::Cluster(_))
+    }
+
     /// Opens a client for `url` (a comma-separated list: a cluster), with
     /// `timeout` for connecting and for each reply, as `access` says (the
     /// user and password when the URL has none; the CA for `rediss://`).

@@ -5,7 +5,8 @@
 //! synchronous connection. `submit` only queues the operation on a channel
 //! (it never blocks the shard); the thread waits for the first operation,
 //! takes every one already queued (up to [`MAX_BATCH`]) and sends them as ONE
-//! pipeline of Lua script calls: one round trip per batch, not per message.
+//! pipeline of Lua script calls (its appends and acks grouped into few
+//! calls, `inbox`): one round trip per batch, not per message.
 //! The replies become `Done` values in submission order (an ack produces
 //! none, as in the memory store); then the thread calls `notify` once and the
 //! shard collects them with `completed`.
@@ -14,8 +15,9 @@
 //! - Operations are never lost, reordered or completed twice: every submitted
 //!   append and read completes exactly once, in submission order, with the
 //!   stored result or a `StoreError`.
-//! - Each operation is one atomic script on the keys of one user, which share
-//!   a Redis Cluster hash tag (layout in `keys`). The semantics match
+//! - Each operation runs atomically on the keys of one user, which share a
+//!   Redis Cluster hash tag (layout in `keys`); a call of `inbox.lua` runs
+//!   several operations in order, as one atomic step. The semantics match
 //!   `MemoryStore` (its tests are mirrored here against a real Redis), with
 //!   time-based bounds: dedupe records expire after `dedupe_window`, a user's
 //!   inbox, cursors and drop mark after `retention` without appends. Sequence
@@ -30,6 +32,7 @@
 //! - Dropping the store closes the channel; the thread finishes what was
 //!   already queued and exits, and the drop waits for it.
 mod coalesce;
+mod inbox;
 
 mod keys;
 pub(crate) use keys::presence_key;

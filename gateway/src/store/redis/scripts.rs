@@ -1,8 +1,10 @@
-//! The three Lua scripts (append, ack, read), how an `Op` becomes one
-//! script invocation in a pipeline, and how its reply becomes a `Done`.
+//! The Lua scripts (`inbox.lua` for appends and acks, `read.lua`, and the
+//! rooms' two), how an `Op` becomes a script invocation in a pipeline (a
+//! batch's appends and acks are grouped: `inbox`), and how its reply
+//! becomes a `Done`.
 //!
-//! Each script runs atomically in Redis and touches only the keys of one
-//! user (one hash tag). Replies are checked, never trusted: a reply of an
+//! Each script runs atomically in Redis; on a Redis Cluster a call touches
+//! the keys of one user (one hash tag) or one room. Replies are checked, never trusted: a reply of an
 //! unexpected shape is a `StoreError` for that operation, never a panic.
 use prost::Message;
 use proto::v1::{Deliver, Qos};
@@ -12,18 +14,17 @@ use crate::redis_client::Conn;
 
 use super::keys::UserKeys;
 use super::RedisLimits;
-use crate::store::{Done, Op, Replay, StoreError, StoreErrorKind, Stored, WhenFull};
+use crate::store::{Done, Op, Replay, StoreError, StoreErrorKind, Stored};
 
 /// Sequence numbers and resume points are clamped to this (2^53): Lua
 /// numbers are doubles and exact up to it, far beyond any real sequence.
-const MAX_SEQ: u64 = 1 << 53;
+pub(super) const MAX_SEQ: u64 = 1 << 53;
 /// Most messages one read may return (Redis LIMIT takes a signed count).
 const MAX_READ: usize = 1 << 30;
 
 /// The scripts, hashed once; loaded into Redis at every (re)connect.
 pub(super) struct Scripts {
-    append: Lua,
-    ack: Lua,
+    pub(super) inbox: Lua,
     read: Lua,
     pub(super) room_append: Lua,
     pub(super) room_read: Lua,
@@ -47,23 +48,16 @@ impl Lua {
 impl Scripts {
     pub(super) fn new() -> Scripts {
         Scripts {
-            append: Lua::new(include_str!("append.lua")),
-            ack: Lua::new(include_str!("ack.lua")),
+            inbox: Lua::new(include_str!("inbox.lua")),
             read: Lua::new(include_str!("read.lua")),
             room_append: Lua::new(include_str!("room_append.lua")),
             room_read: Lua::new(include_str!("room_read.lua")),
         }
     }
 
-    /// SCRIPT LOAD of all three (on a cluster: on every master).
+    /// SCRIPT LOAD of all of them (on a cluster: on every master).
     pub(super) fn load(&self, conn: &mut Conn) -> Result<(), StoreError> {
-        let all = [
-            &self.append,
-            &self.ack,
-            &self.read,
-            &self.room_append,
-            &self.room_read,
-        ];
+        let all = [&self.inbox, &self.read, &self.room_append, &self.room_read];
         for script in all {
             let mut load = redis::cmd("SCRIPT");
             load.arg("LOAD").arg(script.code);
@@ -120,9 +114,9 @@ pub(super) struct Params {
     pub(super) prefix: String,
     pub(super) room_size: String,
     pub(super) room_age_ms: String,
-    per_user: String,
-    retention_ms: String,
-    dedupe_ms: String,
+    pub(super) per_user: String,
+    pub(super) retention_ms: String,
+    pub(super) dedupe_ms: String,
 }
 
 impl Params {
@@ -139,52 +133,12 @@ impl Params {
     }
 }
 
-/// The invocation that performs `op`.
+/// The invocation that performs `op` alone (`inbox::plan` groups a
+/// batch's appends and acks instead).
 pub(super) fn command(scripts: &Scripts, params: &Params, op: &Op) -> Cmd {
     match op {
-        Op::Append {
-            user,
-            msg,
-            client_msg_id,
-            online,
-            when_full,
-            ..
-        } => {
-            let keys = UserKeys::new(&params.prefix, user);
-            let mut inv = Invocation::new(&scripts.append);
-            inv.key(keys.seq())
-                .key(keys.inbox())
-                .key(keys.cursors())
-                .key(keys.dropped());
-            if !client_msg_id.is_empty() {
-                inv.key(keys.dedupe(&msg.from, client_msg_id));
-            }
-            inv.arg(encode(msg))
-                .arg(&msg.msg_id)
-                .arg(&params.per_user)
-                .arg(&params.retention_ms)
-                .arg(&params.dedupe_ms)
-                .arg(if *when_full == WhenFull::Refuse {
-                    "1"
-                } else {
-                    "0"
-                });
-            for device in online {
-                inv.arg(device.as_bytes());
-            }
-            inv.cmd()
-        }
-        Op::Ack { user, device, seq } => {
-            let keys = UserKeys::new(&params.prefix, user);
-            let mut inv = Invocation::new(&scripts.ack);
-            inv.key(keys.seq())
-                .key(keys.inbox())
-                .key(keys.cursors())
-                .key(keys.acked());
-            inv.arg(device.as_bytes())
-                .arg((*seq).min(MAX_SEQ))
-                .arg(&params.retention_ms);
-            inv.cmd()
+        Op::Append { .. } | Op::Ack { .. } => {
+            super::inbox::invocation(scripts, params, std::iter::once(op))
         }
         Op::Read {
             user,
@@ -277,7 +231,7 @@ pub(super) fn reply_result(v: Value) -> Result<Value, StoreError> {
 
 /// The message as stored: a `Deliver` without its sequence (the append
 /// script puts the sequence in front).
-fn encode(msg: &Stored) -> Vec<u8> {
+pub(super) fn encode(msg: &Stored) -> Vec<u8> {
     Deliver {
         seq: 0,
         msg_id: msg.msg_id.clone(),

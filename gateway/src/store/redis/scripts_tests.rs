@@ -73,7 +73,7 @@ fn a_stored_member_decodes_with_its_sequence() {
         payload: bytes::Bytes::from_static(b"hi"),
         timestamp_ms: 42,
     };
-    // What append.lua stores for seq 300: field 1 as a varint, then the message.
+    // What inbox.lua stores for seq 300: field 1 as a varint, then the message.
     let mut member = vec![0x08, 0xac, 0x02];
     member.extend(encode(&msg));
     assert_eq!(Deliver::decode(&member[..]).ok().map(|d| d.seq), Some(300));

@@ -10,6 +10,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use redis::Value;
 
 use super::coalesce::coalesce_acks;
+use super::inbox;
 use super::scripts::{self, Params, Scripts};
 use super::{Counters, RedisLimits, MAX_BATCH};
 use crate::redis_client::{Client, Conn};
@@ -199,7 +200,6 @@ impl Worker {
         let replies = self.ensure_connected().and_then(|()| self.pipeline(batch));
         match replies {
             Ok(replies) => {
-                let replies: Vec<_> = replies.into_iter().map(scripts::reply_result).collect();
                 let due = self
                     .refusal_warned
                     .is_none_or(|t| t.elapsed() >= REFUSAL_WARN_EVERY);
@@ -214,12 +214,16 @@ impl Worker {
         }
     }
 
-    /// Runs `batch` as one pipeline. When Redis lost the scripts (SCRIPT
-    /// FLUSH), the operations from the first NOSCRIPT on did not run: the
-    /// scripts are loaded again and that suffix runs once more, in order.
-    fn pipeline(&mut self, batch: &[Op]) -> Result<Vec<Value>, StoreError> {
-        let mut replies = self.query(batch)?;
-        if let Some(i) = replies.iter().position(scripts::is_noscript) {
+    /// Runs `batch` as one pipeline (`inbox::plan`). When Redis lost the
+    /// scripts (SCRIPT FLUSH), the calls answered NOSCRIPT did not run: the
+    /// scripts are loaded again and those calls run once more, in order.
+    fn pipeline(&mut self, batch: &[Op]) -> Result<Vec<Result<Value, StoreError>>, StoreError> {
+        let calls = inbox::plan(batch, self.client.is_cluster());
+        let mut replies = self.query(batch, calls.iter())?;
+        let again: Vec<usize> = (0..calls.len())
+            .filter(|&c| scripts::is_noscript(&replies[c]))
+            .collect();
+        if !again.is_empty() {
             let loaded = match self.conn.as_mut() {
                 Some(conn) => self.scripts.load(conn),
                 None => Err(not_connected()),
@@ -228,22 +232,27 @@ impl Worker {
                 self.lost(&e);
                 return Err(e);
             }
-            let rest = self.query(&batch[i..])?;
-            replies.truncate(i);
-            replies.extend(rest);
+            let rest = self.query(batch, again.iter().map(|&c| &calls[c]))?;
+            for (c, reply) in again.into_iter().zip(rest) {
+                replies[c] = reply;
+            }
         }
-        Ok(replies)
+        Ok(inbox::spread(&calls, replies, batch.len()))
     }
 
-    /// One round trip: the batch's invocations, one reply each.
-    fn query(&mut self, batch: &[Op]) -> Result<Vec<Value>, StoreError> {
+    /// One round trip: the calls' commands, one reply each.
+    fn query<'a>(
+        &mut self,
+        batch: &[Op],
+        calls: impl Iterator<Item = &'a inbox::Call>,
+    ) -> Result<Vec<Value>, StoreError> {
         let Some(conn) = self.conn.as_mut() else {
             return Err(not_connected());
         };
-        let cmds = batch
-            .iter()
-            .map(|op| scripts::command(&self.scripts, &self.params, op))
+        let cmds: Vec<_> = calls
+            .map(|call| call.cmd(&self.scripts, &self.params, batch))
             .collect();
+        let sent = cmds.len();
         let start = Instant::now();
         self.link.counters.batches.fetch_add(1, Ordering::Relaxed);
         let result = conn.pipeline(cmds);
@@ -254,11 +263,11 @@ impl Worker {
             .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
         let replies = result.map_err(|e| from_redis(&e));
         match replies {
-            Ok(r) if r.len() == batch.len() => Ok(r),
+            Ok(r) if r.len() == sent => Ok(r),
             Ok(r) => {
                 let e = StoreError::new(
                     StoreErrorKind::Unexpected,
-                    format!("redis: {} replies to {} commands", r.len(), batch.len()),
+                    format!("redis: {} replies to {} commands", r.len(), sent),
                 );
                 self.lost(&e);
                 Err(e)

@@ -327,3 +327,81 @@ fn an_ack_refused_for_now_is_sent_again() {
     }
     assert_eq!(seqs(&h.read("bob", "phone", None)), vec![3]);
 }
+
+#[test]
+fn a_mixed_batch_runs_in_its_order_in_grouped_calls() {
+    let server = RedisServer::start();
+    let mut h = harness(&server, limits(3));
+    // One flush: appends to two users (a retry among them), acks, a read
+    // in the middle, and an append refused by a full inbox.
+    h.store.submit(append_op("bob", "a", "1", "x", &["phone"]));
+    h.store.submit(append_op("eve", "a", "1", "x", &[]));
+    h.store.submit(append_op("bob", "a", "2", "x", &[]));
+    h.store.submit(append_op("bob", "a", "1", "x", &[]));
+    h.store.submit(Op::Ack {
+        user: Arc::from("bob"),
+        device: Arc::from("phone"),
+        seq: 1,
+    });
+    h.store.submit(Op::Read {
+        user: Arc::from("bob"),
+        device: Arc::from("phone"),
+        after: None,
+        max: 10,
+        conn: ReplyTo {
+            shard: 0,
+            key: 0,
+            conn_id: 1,
+        },
+    });
+    for i in 2..=4 {
+        h.store
+            .submit(append_op("eve", "a", &i.to_string(), "x", &[]));
+    }
+    let mut full = append_op("eve", "a", "5", "x", &[]);
+    if let Op::Append { when_full, .. } = &mut full {
+        *when_full = crate::store::WhenFull::Refuse;
+    }
+    h.store.submit(full);
+    h.store.submit(append_op("bob", "a", "3", "x", &[]));
+    let done = h.wait(10);
+    let shape: Vec<String> = done
+        .iter()
+        .map(|d| match d {
+            Done::Appended {
+                user,
+                result: Ok(m),
+                duplicate,
+                ..
+            } => format!("{user} {} {duplicate}", m.seq),
+            Done::Appended {
+                user,
+                result: Err(e),
+                ..
+            } => format!("{user} {:?}", e.kind),
+            Done::Read { result: Ok(r), .. } => format!("read {:?}", seqs(r)),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            "bob 1 false",
+            "eve 1 false",
+            "bob 2 false",
+            "bob 1 true",
+            // After the ack of 1, before the append of 3.
+            "read [2]",
+            "eve 2 false",
+            "eve 3 false",
+            // eve holds 3 now (the bound drops the oldest on append 4),
+            // and the refusing append finds the inbox full.
+            "eve 4 false",
+            "eve Full",
+            "bob 3 false",
+        ]
+    );
+    assert_eq!(seqs(&h.read("bob", "phone", None)), vec![2, 3]);
+    let stats = h.store.stats();
+    assert!(stats.batches <= 2, "{} round trips", stats.batches);
+}
