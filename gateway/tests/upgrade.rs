@@ -68,6 +68,12 @@ fn upgrade_moves_every_connection_twice_in_a_row(driver: Driver) {
     }
     alice.send(&ack(3));
     alice.ping(99);
+    // The plain connections' descriptors went ahead of the freeze.
+    assert!(
+        gw.stderr().contains("descriptors sent ahead"),
+        "{}",
+        gw.stderr()
+    );
     // The storm is accepted by the newest process.
     let after = metric(&gw.metrics(), "gateway_accepted_total").unwrap();
     wait_for("the new process accepts the storm", || {

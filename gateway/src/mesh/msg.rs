@@ -217,6 +217,10 @@ pub enum Command {
     /// Start accepting and serving (a process started by an upgrade, at
     /// the commit).
     Accept,
+    /// An upgrade's new process is up: send the descriptors of the movable
+    /// plain connections ahead, still serving; answer how many (or why
+    /// not).
+    Prepass(Sender<Result<usize, String>>),
     /// An upgrade begins: stop reading, writing and accepting, then answer
     /// once no store operation is out (false: not within the bound).
     Freeze(Sender<bool>),

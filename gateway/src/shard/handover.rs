@@ -15,52 +15,63 @@
 //! they live on in the new process) and opens the gate for the rest, which
 //! the drain that follows sends away.
 //!
-//! New process, per shard: it starts with its gate closed; `import` reads
+//! New process, per shard (`handover_import`): it starts with its gate
+//! closed; `import` reads
 //! the records from its channel, rebuilds each connection (slab entry,
 //! epoll registration, wheel entry, its user and rooms in the router, its
 //! grants) and the store; the commit (`Command::Accept`) opens the gate and
 //! starts accepting. Bytes that arrived meanwhile wait in the sockets.
 //!
+//! Before the freeze, the plain connections' descriptors may go ahead
+//! while the shard still serves (`handover_early`): the export then writes
+//! only their sessions.
+//!
 //! TLS 1.3 connections move with their record state (`tls_move`). Not
 //! moved: other TLS connections (TLS 1.2, mid-handshake: they are drained,
 //! go-away `DRAINING`) and closing ones (they finish in the old process).
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use prost::Message;
 
-use super::{Conn, Shard};
+use super::Shard;
 use crate::router::tables::ConnKey;
-use crate::session::{RoomCursors, Route, Session, SessionState};
+use crate::session::SessionState;
 use crate::sys;
 
 /// Connections per record (one descriptor each; `SCM_RIGHTS` takes 253).
 const PER_RECORD: usize = sys::MAX_FDS;
 /// Largest record (the in-process store goes in one).
-const MAX_RECORD: usize = 1 << 30;
+pub(super) const MAX_RECORD: usize = 1 << 30;
 /// How long a frozen shard may take to see its store operations answered.
 const SETTLE: Duration = Duration::from_secs(2);
 /// How long an import waits for the next record.
-const RECORD_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const RECORD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Record kinds (the first byte); `PIPE` comes from the node.
 const PIPE: u8 = b'P';
-const CONNS: u8 = b'C';
-const STORE: u8 = b'S';
-const END: u8 = b'E';
+/// Descriptors sent ahead (`handover_early`).
+pub(super) const EARLY: u8 = b'A';
+pub(super) const CONNS: u8 = b'C';
+pub(super) const STORE: u8 = b'S';
+pub(super) const END: u8 = b'E';
 
 /// Up to [`PER_RECORD`] connections, their descriptors in the same order.
 #[derive(Clone, PartialEq, prost::Message)]
-struct ConnBatch {
+pub(super) struct ConnBatch {
     /// When it was written (Unix ms): the reader counts the time in transit
     /// against every deadline.
     #[prost(uint64, tag = "1")]
-    exported_unix_ms: u64,
+    pub(super) exported_unix_ms: u64,
     #[prost(message, repeated, tag = "2")]
-    sessions: Vec<SessionState>,
+    pub(super) sessions: Vec<SessionState>,
     /// The record state of the TLS connections among them (format 3).
     #[prost(message, repeated, tag = "3")]
-    tls: Vec<super::tls_move::TlsMoved>,
+    pub(super) tls: Vec<super::tls_move::TlsMoved>,
+    /// The sessions whose descriptor was sent ahead (`handover_early`), by
+    /// index: none is attached for them.
+    #[prost(uint32, repeated, tag = "4")]
+    pub(super) early: Vec<u32>,
 }
 
 fn record(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -116,6 +127,11 @@ impl Shard {
     /// The upgrade aborted: serve on as before.
     pub(super) fn thaw(&self) {
         self.exported.borrow_mut().clear();
+        *self.early.borrow_mut() = Default::default();
+        // A channel the node gave for this upgrade that this shard never
+        // took (the abort came first) is not for the next one.
+        let sock = Fd(self.deps.handover[self.id]);
+        while let Ok(Some(_)) = sys::recv_record(&sock, 16, Duration::ZERO) {}
         self.gate.open();
         self.start_accepting();
     }
@@ -123,7 +139,11 @@ impl Shard {
     /// Writes every movable connection and the store to the handover
     /// channel; returns how many connections.
     pub(super) fn export(&self) -> std::io::Result<usize> {
-        let pipe = self.take_pipe().map_err(std::io::Error::other)?;
+        let pipe = match self.early.borrow_mut().pipe.take() {
+            Some(pipe) => pipe,
+            None => self.take_pipe().map_err(std::io::Error::other)?,
+        };
+        let early = std::mem::take(&mut self.early.borrow_mut().sent);
         let sock = pipe.as_raw_fd();
         let now = self.tick_clock();
         let unix_ms = self.deps.clock.unix_ms(now);
@@ -150,6 +170,7 @@ impl Shard {
                 exported_unix_ms: unix_ms,
                 sessions: Vec::with_capacity(chunk.len()),
                 tls: Vec::new(),
+                early: Vec::new(),
             };
             let mut fds: Vec<RawFd> = Vec::with_capacity(chunk.len());
             {
@@ -168,7 +189,10 @@ impl Shard {
                     let index = batch.sessions.len() as u32;
                     batch.tls.extend(self.tls_export(key, index));
                     batch.sessions.push(st);
-                    fds.push(c.fd);
+                    match early.contains(&c.session.id()) {
+                        true => batch.early.push(index),
+                        false => fds.push(c.fd),
+                    }
                 }
             }
             sys::send_record(&Fd(sock), &record(CONNS, &batch.encode_to_vec()), &fds)?;
@@ -212,142 +236,15 @@ impl Shard {
         self.check_done();
     }
 
-    /// Reads the old process's records for this shard and takes over what
-    /// they carry; returns how many connections.
-    pub(super) fn import(&self) -> Result<usize, String> {
-        let pipe = self.take_pipe()?;
-        let sock = pipe.as_raw_fd();
-        let mut count = 0;
-        loop {
-            let (bytes, fds) = match sys::recv_record(&Fd(sock), MAX_RECORD, RECORD_TIMEOUT) {
-                Ok(Some(r)) => r,
-                Ok(None) => return Err("the handover channel closed".into()),
-                Err(e) => return Err(format!("handover channel: {e}")),
-            };
-            match bytes.split_first() {
-                Some((&CONNS, body)) => count += self.import_conns(body, fds)?,
-                Some((&STORE, body)) => self
-                    .store
-                    .borrow_mut()
-                    .import_state(body)
-                    .map_err(|e| format!("unreadable store state: {e}"))?,
-                Some((&END, _)) => return Ok(count),
-                _ => return Err("unknown handover record".into()),
-            }
-        }
-    }
-
     /// This upgrade's channel to the other process's matching shard, which
     /// the node sends through this shard's handover channel.
-    fn take_pipe(&self) -> Result<OwnedFd, String> {
+    pub(super) fn take_pipe(&self) -> Result<OwnedFd, String> {
         let sock = Fd(self.deps.handover[self.id]);
         match sys::recv_record(&sock, 16, RECORD_TIMEOUT) {
             Ok(Some((bytes, mut fds))) if bytes == [PIPE] && fds.len() == 1 => Ok(fds.remove(0)),
             Ok(_) => Err("no channel from the node".into()),
             Err(e) => Err(format!("handover channel: {e}")),
         }
-    }
-
-    fn import_conns(&self, body: &[u8], fds: Vec<OwnedFd>) -> Result<usize, String> {
-        let batch = ConnBatch::decode(body).map_err(|e| format!("unreadable sessions: {e}"))?;
-        if batch.sessions.len() != fds.len() {
-            return Err(format!(
-                "{} sessions came with {} descriptors",
-                batch.sessions.len(),
-                fds.len()
-            ));
-        }
-        let now = self.tick_clock();
-        // Deadlines count the time in transit (both clocks are this host's).
-        let transit = self
-            .deps
-            .clock
-            .unix_ms(now)
-            .saturating_sub(batch.exported_unix_ms);
-        let then = now
-            .checked_sub(Duration::from_millis(transit))
-            .unwrap_or(now);
-        let n = fds.len();
-        let mut tls = std::collections::HashMap::new();
-        for t in batch.tls {
-            if t.index as usize >= n || tls.insert(t.index, t).is_some() {
-                return Err("TLS state for no session, or twice for one".into());
-            }
-        }
-        for (index, (mut st, fd)) in batch.sessions.into_iter().zip(fds).enumerate() {
-            let rooms = RoomCursors::import(std::mem::take(&mut st.rooms_at));
-            let window = std::mem::take(&mut st.inflate_window);
-            let (session, grants) =
-                Session::import(st, then, &self.env).map_err(|e| format!("a session: {e}"))?;
-            self.fx
-                .borrow_mut()
-                .inflate
-                .set_window(session.id(), window);
-            if let Some(rooms) = rooms {
-                self.fx
-                    .borrow_mut()
-                    .room_cursors
-                    .insert(session.id(), rooms);
-            }
-            let moved = tls.remove(&(index as u32));
-            self.adopt(fd, session, grants, moved)?;
-        }
-        Ok(n)
-    }
-
-    /// Serves a connection that another process handed over (with its TLS
-    /// record state, for a TLS one).
-    fn adopt(
-        &self,
-        fd: OwnedFd,
-        session: Session,
-        grants: Option<crate::grants::Grants>,
-        tls: Option<super::tls_move::TlsMoved>,
-    ) -> Result<(), String> {
-        let id = session.id();
-        // Ids stay as they were (presence lists them): new ones come after.
-        let n = id & ((1 << 48) - 1);
-        if n >= self.next_id.get() {
-            self.next_id.set(n + 1);
-        }
-        let wire = session.wire();
-        let open = session
-            .user()
-            .map(|u| (u.clone(), session.device().clone()));
-        let rooms: Vec<_> = session.rooms().to_vec();
-        let fd = fd.into_raw_fd();
-        let key = self.conns.borrow_mut().insert(Conn::new(fd, session));
-        if let Some(t) = tls {
-            // Before anything is read or written: its records are TLS.
-            self.tls_adopt(key, t)?;
-        }
-        if let Some(g) = grants {
-            self.fx
-                .borrow_mut()
-                .set_grants(id, Some(std::sync::Arc::new(g)));
-        }
-        if wire == crate::outbound::Wire::Sse {
-            // Its POSTs' key is the node's, which the new process keeps.
-            self.sse_opened(key, id);
-        }
-        // Not counted as accepted: the old process's totals carry it.
-        self.gauge(wire == crate::outbound::Wire::Tcp, 1);
-        if let Err(e) = self.watch(fd, key, id) {
-            tracing::warn!(
-                shard = self.id,
-                "cannot watch a handed-over connection: {e}"
-            );
-        }
-        // Arms its deadline and queues its pending output (written once the
-        // gate opens).
-        self.drive(key, |_, _| ());
-        if let Some((user, device)) = open {
-            self.apply_route(key, id, Route::Online { user, device, wire });
-            for room in rooms {
-                self.apply_route(key, id, Route::Joined(room));
-            }
-        }
-        Ok(())
     }
 }
 

@@ -27,6 +27,8 @@ mod bus;
 mod conn;
 pub(crate) mod deps;
 mod handover;
+mod handover_early;
+mod handover_import;
 mod outbox;
 mod poller;
 mod queue;
@@ -138,6 +140,8 @@ pub(crate) struct Shard {
     handed_over: Cell<bool>,
     /// Connections written to an upgrade's new process, not yet forgotten.
     exported: RefCell<Vec<ConnKey>>,
+    /// Descriptors an upgrade sends ahead (`handover_early`).
+    early: RefCell<handover_early::Early>,
     /// Set when the shard stops accepting (drain).
     draining: Flag,
     /// Where a drain sends clients (for those that authenticate after it
@@ -268,6 +272,7 @@ impl Shard {
             replies_out: Cell::new(0),
             handed_over: Cell::new(false),
             exported: RefCell::new(Vec::new()),
+            early: RefCell::default(),
             draining: Flag::default(),
             drain_redirect: RefCell::new(None),
             done: Flag::default(),

@@ -198,6 +198,9 @@ impl Shard {
                 self.gate.open();
                 self.start_accepting();
             }
+            Command::Prepass(reply) => {
+                let _ = reply.send(self.prepass());
+            }
             Command::Freeze(reply) => {
                 self.freeze();
                 monoio::spawn(self.clone().settle_then_answer(reply));

@@ -105,6 +105,33 @@ pub(crate) fn eventfd_drain(fd: RawFd) {
     unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
 }
 
+/// Gives every thread of this process the lowest CPU priority (nice 19):
+/// after an upgrade's commit, what the old process still does (forgetting
+/// the moved connections, draining the rest) must not take the CPU from
+/// the new one, which serves everyone. Returns how many threads it
+/// reached; a thread that exited meanwhile is skipped.
+pub(crate) fn lowest_priority_for_all_threads() -> usize {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut n = 0;
+    for task in tasks.flatten() {
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: setpriority takes plain integers; on Linux PRIO_PROCESS
+        // with a thread id sets that thread's nice value.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) } == 0 {
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Duplicates a descriptor into the calling thread's table.
 pub(crate) fn dup(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC returns a new fd or -1.
@@ -130,12 +157,23 @@ pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
 /// Adds `fd` to an epoll set, edge-triggered, for input, output and hang-up,
 /// reporting `token` with its events. Closing `fd` removes it again.
 pub(crate) fn epoll_add(epfd: RawFd, fd: RawFd, token: u64) -> io::Result<()> {
+    epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, token)
+}
+
+/// Gives `fd`, already in the set, a new token (for a connection's events
+/// as `epoll_add` watches them). The kernel looks at its readiness again:
+/// what is pending is reported under the new token.
+pub(crate) fn epoll_retoken(epfd: RawFd, fd: RawFd, token: u64) -> io::Result<()> {
+    epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, token)
+}
+
+fn epoll_ctl(epfd: RawFd, op: i32, fd: RawFd, token: u64) -> io::Result<()> {
     let mut ev = libc::epoll_event {
         events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
         u64: token,
     };
     // SAFETY: passes a live epoll_event; the kernel copies it.
-    cvt(unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(|_| ())
+    cvt(unsafe { libc::epoll_ctl(epfd, op, fd, &mut ev) }).map(|_| ())
 }
 
 /// Removes `fd` from an epoll set. Needed before closing a descriptor whose

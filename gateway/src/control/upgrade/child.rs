@@ -74,7 +74,8 @@ impl Incoming {
             return Err(format!("upgrade refused: {why}"));
         }
         let pid = std::process::id();
-        send(&self.sock, &Msg::Accept { pid }, &[]).map_err(|e| e.to_string())?;
+        let accept = Msg::Accept { pid, early: true };
+        send(&self.sock, &accept, &[]).map_err(|e| e.to_string())?;
         let mut fds = Vec::with_capacity(count);
         while fds.len() < count {
             match recv(&self.sock, OFFER_TIMEOUT)? {

@@ -20,7 +20,11 @@
 //!    descriptors a message). The old process keeps accepting meanwhile.
 //! 3. The new process starts its shards on these sockets, closed (not
 //!    accepting, reading or writing), and answers `Ready`.
-//! 4. The old process freezes its shards (they stop accepting, reading,
+//! 4. If the new process takes them (`Accept { early }`), `Move` and
+//!    `Pipes` (a channel per shard pair) come first, and every old shard
+//!    sends the descriptors of its movable plain connections ahead through
+//!    its channel while it still serves (`shard::handover_early`).
+//!    The old process freezes its shards (they stop accepting, reading,
 //!    writing and acting on deadlines) and waits until their store
 //!    operations are answered and the mesh is quiet; old → new `Move` and
 //!    `Pipes` (a channel per shard pair), over which every old shard writes
@@ -30,7 +34,9 @@
 //! 5. Commit: old → new `Commit`, with the old process's counter totals.
 //!    The new process opens its shards (accepting; what arrived meanwhile
 //!    waited in the sockets and queues), then its admin API, registry and
-//!    streams. The old one forgets what moved, closes its listeners, stops
+//!    streams. The old one drops every thread to nice 19 (what it still
+//!    does must not take the CPU the new one serves with), forgets what
+//!    moved, closes its listeners, stops
 //!    its admin API, registry writes and downstream consumer, and drains
 //!    what did not move (TLS, closing): go-away `DRAINING` with the
 //!    reconnect hint plus a random share of `drain.upgrade_spread_ms`, and
@@ -111,8 +117,14 @@ enum Msg {
         #[serde(default)]
         post_secret: String,
     },
-    /// The new process can take it.
-    Accept { pid: u32 },
+    /// The new process can take it; `early`: it takes descriptors sent
+    /// ahead of the move (`shard::handover_early`; older binaries do not
+    /// say, and get none).
+    Accept {
+        pid: u32,
+        #[serde(default)]
+        early: bool,
+    },
     /// The new process cannot take it, and exits.
     Refuse { why: String },
     /// Listeners attached, in `Listeners::all`'s order.

@@ -95,19 +95,40 @@ impl Control {
             error,
         })?;
         let pid = child.id();
-        if let Err(why) = offer(node, &mine) {
-            node.handed_over.store(false, Ordering::SeqCst);
-            let _ = child.kill();
-            let status = match child.wait() {
-                Ok(s) => format!("; the new process (pid {pid}) {s}"),
-                Err(_) => String::new(),
-            };
-            return Err(UpgradeError::Failed(format!("{why}{status}")));
-        }
+        let early = match offer(node, &mine) {
+            Ok(early) => early,
+            Err(why) => {
+                node.handed_over.store(false, Ordering::SeqCst);
+                let _ = child.kill();
+                let status = match child.wait() {
+                    Ok(s) => format!("; the new process (pid {pid}) {s}"),
+                    Err(_) => String::new(),
+                };
+                return Err(UpgradeError::Failed(format!("{why}{status}")));
+            }
+        };
         let conns: u64 = node.stats.iter().map(|s| s.conns().max(0) as u64).sum();
         let state = &node.upgrade;
         let mut totals = Vec::new();
-        let moved = relay::freeze(node)
+        let ahead = match early {
+            // Descriptors first, still serving: the freeze is shorter.
+            true => relay::open(node, &mine).and_then(|()| relay::prepass(node)),
+            false => Ok(0),
+        };
+        let moved = ahead
+            .and_then(|sent| {
+                if early {
+                    tracing::info!(descriptors = sent, "upgrade: descriptors sent ahead");
+                }
+                relay::freeze(node)
+            })
+            .and_then(|()| {
+                if early {
+                    Ok(())
+                } else {
+                    relay::open(node, &mine)
+                }
+            })
             .and_then(|()| relay::export(node, &mine))
             .and_then(|moved| {
                 // The commit goes first: if the new process is gone by now,
@@ -137,6 +158,11 @@ impl Control {
         // Committed: the new process serves the moved connections and the
         // listeners; what did not move (TLS, closing) drains here.
         state.done.fetch_add(1, Ordering::Relaxed);
+        // The new process serves everyone from here: what this one still
+        // does (forgetting a million descriptors takes seconds of CPU, the
+        // drain) waits for the CPU it leaves over.
+        let threads = sys::lowest_priority_for_all_threads();
+        tracing::debug!(threads, "upgrade: this process runs at nice 19 now");
         relay::forget(node);
         node.admin_stop.notify_one();
         drop(
@@ -194,7 +220,8 @@ fn spawn(binary: &PathBuf, theirs: OwnedFd) -> std::io::Result<Child> {
 }
 
 /// Steps 1 to 3 of the handover: the offer, the listeners, `Ready`.
-fn offer(node: &Node, sock: &OwnedFd) -> Result<(), String> {
+/// Returns whether the new process takes descriptors sent ahead.
+fn offer(node: &Node, sock: &OwnedFd) -> Result<bool, String> {
     let listeners = node.listeners.lock().unwrap_or_else(|e| e.into_inner());
     let Some(l) = listeners.as_ref() else {
         return Err("the node no longer holds its listeners".into());
@@ -216,13 +243,14 @@ fn offer(node: &Node, sock: &OwnedFd) -> Result<(), String> {
     };
     let io = |e: std::io::Error| format!("handover channel: {e}");
     send(sock, &offer, &[]).map_err(io)?;
-    match recv(sock, OFFER_TIMEOUT)? {
-        (Msg::Accept { pid }, _) => {
+    let early = match recv(sock, OFFER_TIMEOUT)? {
+        (Msg::Accept { pid, early }, _) => {
             tracing::info!(pid, "upgrade: the new process takes the offer");
+            early
         }
         (Msg::Refuse { why }, _) => return Err(format!("the new binary refused: {why}")),
         (other, _) => return Err(format!("unexpected answer to the offer: {other:?}")),
-    }
+    };
     // From here the new process registers this node: this one stops
     // writing its registry entry (resumed if the upgrade aborts).
     node.handed_over.store(true, Ordering::SeqCst);
@@ -231,7 +259,7 @@ fn offer(node: &Node, sock: &OwnedFd) -> Result<(), String> {
     }
     drop(listeners);
     match recv(sock, READY_TIMEOUT)? {
-        (Msg::Ready { .. }, _) => Ok(()),
+        (Msg::Ready { .. }, _) => Ok(early),
         (other, _) => Err(format!("unexpected message instead of ready: {other:?}")),
     }
 }

@@ -1,10 +1,13 @@
 //! Moving the connections (step 4 of the module header), in both
-//! processes: the old node freezes its shards, waits until they are settled
-//! and the mesh is quiet, then makes one channel per shard pair and gives
-//! each old shard one end and the new process the other (`Pipes`), which
-//! gives it to its matching shard: old shard `i` writes its records
-//! (`shard::handover`) straight to new shard `i`, every pair at once; the
-//! new process answers `Taken`.
+//! processes: the old node makes one channel per shard pair and gives each
+//! old shard one end and the new process the other (`Pipes`), which gives
+//! it to its matching shard: old shard `i` writes its records
+//! (`shard::handover`) straight to new shard `i`, every pair at once. When
+//! the new binary takes them, the old shards first send their plain
+//! connections' descriptors ahead while still serving
+//! (`shard::handover_early`); then the old node freezes its shards, waits
+//! until they are settled and the mesh is quiet, and they export; the new
+//! process answers `Taken`.
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -59,9 +62,9 @@ fn quiet(node: &Node) -> Result<(), String> {
 }
 
 /// Old process: one channel per shard pair, the new process's ends sent to
-/// it; every shard gets its end and exports into it, all at once; then the
-/// new process's answer. Returns the connections it took.
-pub(super) fn export(node: &Node, sock: &OwnedFd) -> Result<u64, String> {
+/// it (`Move`, `Pipes`); every shard is given its end, which it takes at
+/// the pre-pass or else at the export.
+pub(super) fn open(node: &Node, sock: &OwnedFd) -> Result<(), String> {
     let shards = node.mesh.len();
     let io = |e: std::io::Error| format!("handover channel: {e}");
     let pipes = (0..shards)
@@ -73,13 +76,42 @@ pub(super) fn export(node: &Node, sock: &OwnedFd) -> Result<u64, String> {
     for chunk in theirs.chunks(sys::MAX_FDS) {
         send(sock, &Msg::Pipes, chunk).map_err(io)?;
     }
-    let (tx, rx) = crossbeam_channel::bounded(shards);
     for (shard, (mine, _)) in pipes.iter().enumerate() {
         give_pipe(node, shard, mine)?;
-        command(node, shard, Command::Export(tx.clone()));
     }
     // The shards hold their ends now, the new process its own.
-    drop(pipes);
+    Ok(())
+}
+
+/// Old process, still serving: every shard sends the descriptors of its
+/// movable plain connections ahead (`shard::handover_early`), all at once.
+/// Returns how many.
+pub(super) fn prepass(node: &Node) -> Result<u64, String> {
+    let shards = node.mesh.len();
+    let (tx, rx) = crossbeam_channel::bounded(shards);
+    for shard in 0..shards {
+        command(node, shard, Command::Prepass(tx.clone()));
+    }
+    let mut total = 0;
+    for _ in 0..shards {
+        match rx.recv_timeout(SHARD_TIMEOUT) {
+            Ok(Ok(n)) => total += n as u64,
+            Ok(Err(e)) => return Err(format!("a shard could not send its descriptors: {e}")),
+            Err(_) => return Err("a shard did not answer the pre-pass".into()),
+        }
+    }
+    Ok(total)
+}
+
+/// Old process, frozen, its channels open: every shard exports into its
+/// channel, all at once; then the new process's answer. Returns the
+/// connections it took.
+pub(super) fn export(node: &Node, sock: &OwnedFd) -> Result<u64, String> {
+    let shards = node.mesh.len();
+    let (tx, rx) = crossbeam_channel::bounded(shards);
+    for shard in 0..shards {
+        command(node, shard, Command::Export(tx.clone()));
+    }
     for _ in 0..shards {
         match rx.recv_timeout(SHARD_TIMEOUT) {
             Ok(Ok(_)) => {}

@@ -1,0 +1,170 @@
+//! The new process's side of moving a shard's connections (the old
+//! process's side and the records are `handover`): read this shard's
+//! records from its channel and take over what they carry.
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::time::Duration;
+
+use prost::Message;
+
+use super::handover::{ConnBatch, CONNS, EARLY, END, MAX_RECORD, RECORD_TIMEOUT, STORE};
+use super::{Conn, Shard};
+use crate::session::{RoomCursors, Route, Session};
+use crate::sys;
+
+impl Shard {
+    /// Reads the old process's records for this shard and takes over what
+    /// they carry; returns how many connections.
+    pub(super) fn import(&self) -> Result<usize, String> {
+        let pipe = self.take_pipe()?;
+        let mut count = 0;
+        loop {
+            let (bytes, fds) = match sys::recv_record(&pipe, MAX_RECORD, RECORD_TIMEOUT) {
+                Ok(Some(r)) => r,
+                Ok(None) => return Err("the handover channel closed".into()),
+                Err(e) => return Err(format!("handover channel: {e}")),
+            };
+            match bytes.split_first() {
+                Some((&EARLY, body)) => self.import_early(body, fds)?,
+                Some((&CONNS, body)) => count += self.import_conns(body, fds)?,
+                Some((&STORE, body)) => self
+                    .store
+                    .borrow_mut()
+                    .import_state(body)
+                    .map_err(|e| format!("unreadable store state: {e}"))?,
+                Some((&END, _)) => {
+                    let unclaimed = self.drop_unclaimed_early();
+                    if unclaimed > 0 {
+                        tracing::debug!(
+                            shard = self.id,
+                            unclaimed,
+                            "upgrade: descriptors sent ahead that did not move"
+                        );
+                    }
+                    return Ok(count);
+                }
+                _ => return Err("unknown handover record".into()),
+            }
+        }
+    }
+
+    fn import_conns(&self, body: &[u8], fds: Vec<OwnedFd>) -> Result<usize, String> {
+        let batch = ConnBatch::decode(body).map_err(|e| format!("unreadable sessions: {e}"))?;
+        let n = batch.sessions.len();
+        let early: std::collections::HashSet<u32> = batch.early.iter().copied().collect();
+        if early.len() != batch.early.len() || early.iter().any(|&i| i as usize >= n) {
+            return Err("descriptors sent ahead for no session, or twice for one".into());
+        }
+        if n != fds.len() + early.len() {
+            return Err(format!(
+                "{n} sessions came with {} descriptors and {} sent ahead",
+                fds.len(),
+                early.len()
+            ));
+        }
+        let now = self.tick_clock();
+        // Deadlines count the time in transit (both clocks are this host's).
+        let transit = self
+            .deps
+            .clock
+            .unix_ms(now)
+            .saturating_sub(batch.exported_unix_ms);
+        let then = now
+            .checked_sub(Duration::from_millis(transit))
+            .unwrap_or(now);
+        let mut tls = std::collections::HashMap::new();
+        for t in batch.tls {
+            if t.index as usize >= n || tls.insert(t.index, t).is_some() {
+                return Err("TLS state for no session, or twice for one".into());
+            }
+        }
+        let mut fds = fds.into_iter();
+        for (index, mut st) in batch.sessions.into_iter().enumerate() {
+            let ahead = early.contains(&(index as u32));
+            let fd = match ahead {
+                true => self.take_early(st.id),
+                false => fds.next(),
+            };
+            let Some(fd) = fd else {
+                return Err(format!("no descriptor for connection {}", st.id));
+            };
+            let rooms = RoomCursors::import(std::mem::take(&mut st.rooms_at));
+            let window = std::mem::take(&mut st.inflate_window);
+            let (session, grants) =
+                Session::import(st, then, &self.env).map_err(|e| format!("a session: {e}"))?;
+            self.fx
+                .borrow_mut()
+                .inflate
+                .set_window(session.id(), window);
+            if let Some(rooms) = rooms {
+                self.fx
+                    .borrow_mut()
+                    .room_cursors
+                    .insert(session.id(), rooms);
+            }
+            let moved = tls.remove(&(index as u32));
+            self.adopt(fd, ahead, session, grants, moved)?;
+        }
+        Ok(n)
+    }
+
+    /// Serves a connection that another process handed over (with its TLS
+    /// record state, for a TLS one); `early`: its descriptor came ahead and
+    /// is in the epoll set already.
+    fn adopt(
+        &self,
+        fd: OwnedFd,
+        early: bool,
+        session: Session,
+        grants: Option<crate::grants::Grants>,
+        tls: Option<super::tls_move::TlsMoved>,
+    ) -> Result<(), String> {
+        let id = session.id();
+        // Ids stay as they were (presence lists them): new ones come after.
+        let n = id & ((1 << 48) - 1);
+        if n >= self.next_id.get() {
+            self.next_id.set(n + 1);
+        }
+        let wire = session.wire();
+        let open = session
+            .user()
+            .map(|u| (u.clone(), session.device().clone()));
+        let rooms: Vec<_> = session.rooms().to_vec();
+        let fd = fd.into_raw_fd();
+        let key = self.conns.borrow_mut().insert(Conn::new(fd, session));
+        if let Some(t) = tls {
+            // Before anything is read or written: its records are TLS.
+            self.tls_adopt(key, t)?;
+        }
+        if let Some(g) = grants {
+            self.fx
+                .borrow_mut()
+                .set_grants(id, Some(std::sync::Arc::new(g)));
+        }
+        if wire == crate::outbound::Wire::Sse {
+            // Its POSTs' key is the node's, which the new process keeps.
+            self.sse_opened(key, id);
+        }
+        // Not counted as accepted: the old process's totals carry it.
+        self.gauge(wire == crate::outbound::Wire::Tcp, 1);
+        let watched = match early {
+            true => self.rewatch(fd, key, id),
+            false => self.watch(fd, key, id),
+        };
+        if let Err(e) = watched {
+            tracing::warn!(
+                shard = self.id,
+                "cannot watch a handed-over connection: {e}"
+            );
+        }
+        // Arms its deadline and queues its pending output (written once the
+        // gate opens).
+        self.drive(key, |_, _| ());
+        if let Some((user, device)) = open {
+            self.apply_route(key, id, Route::Online { user, device, wire });
+            for room in rooms {
+                self.apply_route(key, id, Route::Joined(room));
+            }
+        }
+        Ok(())
+    }
+}
