@@ -233,12 +233,22 @@ pub enum Command {
     Thaw,
     /// In a process started by an upgrade: take over what the channel
     /// carries; answer how many connections (or why not).
-    Import(Sender<Result<usize, String>>),
+    Import(Box<Import>),
     /// The registry's live peers changed: open and drop links to match.
     Peers(Peers),
     /// A reload (SIGHUP, `POST /reload`): put these keys (and TLS
     /// certificate, with TLS on) in force, then answer on `done`.
     Reload(Box<Reload>),
+}
+
+/// What an upgrade's new process asks of its shard: take over what the
+/// shard's channel carries.
+pub struct Import {
+    /// Told once the descriptors sent ahead are in (the old process then
+    /// freezes): their count.
+    pub ahead: Sender<usize>,
+    /// How many connections it took over, or why not.
+    pub done: Sender<Result<usize, String>>,
 }
 
 /// Where a draining shard sends its clients: the nodes `GET /route` would

@@ -50,8 +50,10 @@ pub(super) const RECORD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Record kinds (the first byte); `PIPE` comes from the node.
 const PIPE: u8 = b'P';
-/// Descriptors sent ahead (`handover_early`).
+/// Descriptors sent ahead (`handover_early`), and the record after the
+/// last of them.
 pub(super) const EARLY: u8 = b'A';
+pub(super) const AHEAD: u8 = b'a';
 pub(super) const CONNS: u8 = b'C';
 pub(super) const STORE: u8 = b'S';
 pub(super) const END: u8 = b'E';
@@ -208,6 +210,10 @@ impl Shard {
     /// The commit: drops the moved connections here without closing them
     /// for their peers (the new process holds them) and without events.
     pub(super) fn forget(&self) {
+        // The new process serves everyone from here: what this shard still
+        // does (closing its copies of a million descriptors takes seconds
+        // of CPU, then the drain) waits for the CPU the new one leaves.
+        sys::lowest_priority_for_this_thread();
         let keys = std::mem::take(&mut *self.exported.borrow_mut());
         for key in keys {
             let Some(c) = self.conns.borrow_mut().try_remove(key) else {

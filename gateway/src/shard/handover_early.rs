@@ -7,7 +7,10 @@
 //! still serves, each old shard sends the descriptors of its movable plain
 //! connections ahead (`prepass`), and the new shard receives them and adds
 //! them to its set under a token no connection has ([`EARLY_KEY`]), its
-//! gate still closed. At the freeze, the export writes only the sessions of
+//! gate still closed; a last record says they are all sent, and once every
+//! new shard has taken its share the new process says so (`Ahead`): only
+//! then does the old process freeze (sending is cheap, taking is the
+//! work). At the freeze, the export writes only the sessions of
 //! those connections (their descriptors went ahead) and the new shard gives
 //! each its own token (`epoll_retoken`, which reports what is pending
 //! under it); what arrived on a socket meanwhile waits in it.
@@ -82,6 +85,8 @@ impl Shard {
             sys::send_record(&pipe, &bytes, &fds).map_err(|e| format!("handover channel: {e}"))?;
             early.sent.extend(record.ids);
         }
+        sys::send_record(&pipe, &[super::handover::AHEAD], &[])
+            .map_err(|e| format!("handover channel: {e}"))?;
         early.pipe = Some(pipe);
         Ok(ids.len())
     }
@@ -107,6 +112,12 @@ impl Shard {
             }
         }
         Ok(())
+    }
+
+    /// New process: how many descriptors came ahead and wait for their
+    /// sessions.
+    pub(super) fn early_count(&self) -> usize {
+        self.early.borrow().staged.len()
     }
 
     /// New process: the descriptor connection `id` sent ahead, if it did.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use prost::Message;
 
-use super::handover::{ConnBatch, CONNS, EARLY, END, MAX_RECORD, RECORD_TIMEOUT, STORE};
+use super::handover::{ConnBatch, AHEAD, CONNS, EARLY, END, MAX_RECORD, RECORD_TIMEOUT, STORE};
 use super::{Conn, Shard};
 use crate::session::{RoomCursors, Route, Session};
 use crate::sys;
@@ -14,7 +14,7 @@ use crate::sys;
 impl Shard {
     /// Reads the old process's records for this shard and takes over what
     /// they carry; returns how many connections.
-    pub(super) fn import(&self) -> Result<usize, String> {
+    pub(super) fn import(&self, ahead: &crossbeam_channel::Sender<usize>) -> Result<usize, String> {
         let pipe = self.take_pipe()?;
         let mut count = 0;
         loop {
@@ -25,6 +25,9 @@ impl Shard {
             };
             match bytes.split_first() {
                 Some((&EARLY, body)) => self.import_early(body, fds)?,
+                Some((&AHEAD, _)) => {
+                    let _ = ahead.send(self.early_count());
+                }
                 Some((&CONNS, body)) => count += self.import_conns(body, fds)?,
                 Some((&STORE, body)) => self
                     .store

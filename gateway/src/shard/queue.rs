@@ -210,8 +210,8 @@ impl Shard {
             }
             Command::Forget => self.forget(),
             Command::Thaw => self.thaw(),
-            Command::Import(reply) => {
-                let _ = reply.send(self.import());
+            Command::Import(import) => {
+                let _ = import.done.send(self.import(&import.ahead));
             }
             Command::Peers(peers) => self.on_peers(peers),
             Command::Reload(r) => {

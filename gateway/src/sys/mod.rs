@@ -105,31 +105,14 @@ pub(crate) fn eventfd_drain(fd: RawFd) {
     unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
 }
 
-/// Gives every thread of this process the lowest CPU priority (nice 19):
-/// after an upgrade's commit, what the old process still does (forgetting
-/// the moved connections, draining the rest) must not take the CPU from
-/// the new one, which serves everyone. Returns how many threads it
-/// reached; a thread that exited meanwhile is skipped.
-pub(crate) fn lowest_priority_for_all_threads() -> usize {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    let mut n = 0;
-    for task in tasks.flatten() {
-        let Some(tid) = task
-            .file_name()
-            .to_str()
-            .and_then(|t| t.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // SAFETY: setpriority takes plain integers; on Linux PRIO_PROCESS
-        // with a thread id sets that thread's nice value.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) } == 0 {
-            n += 1;
-        }
-    }
-    n
+/// Gives the calling thread the lowest CPU priority (nice 19): after an
+/// upgrade's commit, what an old shard still does (forgetting its moved
+/// connections, draining the rest) must not take the CPU from the new
+/// process, which serves everyone. A failure leaves the priority as it was.
+pub(crate) fn lowest_priority_for_this_thread() {
+    // SAFETY: setpriority takes plain integers; on Linux PRIO_PROCESS with
+    // 0 names the calling thread.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
 }
 
 /// Duplicates a descriptor into the calling thread's table.

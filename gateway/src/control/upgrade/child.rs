@@ -99,8 +99,8 @@ impl Incoming {
         let pid = std::process::id();
         send(&self.sock, &Msg::Ready { pid }, &[]).map_err(|e| e.to_string())?;
         match recv(&self.sock, READY_TIMEOUT) {
-            Ok((Msg::Move { shards }, _)) => {
-                match super::relay::import(&node, &self.sock, shards) {
+            Ok((Msg::Move { shards, early }, _)) => {
+                match super::relay::import(&node, &self.sock, shards, early) {
                     Ok(conns) => {
                         tracing::info!(conns, "upgrade: took the connections over");
                         if let Some(ms) = test_var("GATEWAY_TEST_UPGRADE_HOLD_TAKEN_MS") {

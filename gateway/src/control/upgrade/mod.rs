@@ -23,7 +23,8 @@
 //! 4. If the new process takes them (`Accept { early }`), `Move` and
 //!    `Pipes` (a channel per shard pair) come first, and every old shard
 //!    sends the descriptors of its movable plain connections ahead through
-//!    its channel while it still serves (`shard::handover_early`).
+//!    its channel while it still serves (`shard::handover_early`); new →
+//!    old `Ahead` once the new shards have taken them all.
 //!    The old process freezes its shards (they stop accepting, reading,
 //!    writing and acting on deadlines) and waits until their store
 //!    operations are answered and the mesh is quiet; old → new `Move` and
@@ -34,9 +35,9 @@
 //! 5. Commit: old → new `Commit`, with the old process's counter totals.
 //!    The new process opens its shards (accepting; what arrived meanwhile
 //!    waited in the sockets and queues), then its admin API, registry and
-//!    streams. The old one drops every thread to nice 19 (what it still
-//!    does must not take the CPU the new one serves with), forgets what
-//!    moved, closes its listeners, stops
+//!    streams. The old one forgets what moved (its shards at nice 19 from
+//!    then on: what they still do must not take the CPU the new one serves
+//!    with), closes its listeners, stops
 //!    its admin API, registry writes and downstream consumer, and drains
 //!    what did not move (TLS, closing): go-away `DRAINING` with the
 //!    reconnect hint plus a random share of `drain.upgrade_spread_ms`, and
@@ -131,8 +132,16 @@ enum Msg {
     Fds,
     /// The new process is up, its shards not yet accepting or serving.
     Ready { pid: u32 },
-    /// The connections follow, shard by shard (`relay`).
-    Move { shards: usize },
+    /// The connections follow, shard by shard (`relay`); `early`: the
+    /// descriptors of the plain ones come ahead, before the freeze.
+    Move {
+        shards: usize,
+        #[serde(default)]
+        early: bool,
+    },
+    /// The new process took every descriptor sent ahead: the old one may
+    /// freeze.
+    Ahead { descriptors: u64 },
     /// One channel per shard attached, in shard order (at most 253 a
     /// message): old shard `i` writes to new shard `i` through it.
     Pipes,

@@ -112,7 +112,9 @@ impl Control {
         let mut totals = Vec::new();
         let ahead = match early {
             // Descriptors first, still serving: the freeze is shorter.
-            true => relay::open(node, &mine).and_then(|()| relay::prepass(node)),
+            true => relay::open(node, &mine, true)
+                .and_then(|()| relay::prepass(node))
+                .and_then(|_| relay::ahead_taken(&mine)),
             false => Ok(0),
         };
         let moved = ahead
@@ -126,7 +128,7 @@ impl Control {
                 if early {
                     Ok(())
                 } else {
-                    relay::open(node, &mine)
+                    relay::open(node, &mine, false)
                 }
             })
             .and_then(|()| relay::export(node, &mine))
@@ -158,11 +160,6 @@ impl Control {
         // Committed: the new process serves the moved connections and the
         // listeners; what did not move (TLS, closing) drains here.
         state.done.fetch_add(1, Ordering::Relaxed);
-        // The new process serves everyone from here: what this one still
-        // does (forgetting a million descriptors takes seconds of CPU, the
-        // drain) waits for the CPU it leaves over.
-        let threads = sys::lowest_priority_for_all_threads();
-        tracing::debug!(threads, "upgrade: this process runs at nice 19 now");
         relay::forget(node);
         node.admin_stop.notify_one();
         drop(

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::{recv, send, Msg, READY_TIMEOUT};
 use crate::control::lifecycle::command;
 use crate::control::node::Node;
-use crate::mesh::Command;
+use crate::mesh::{Command, Import};
 use crate::sys;
 
 /// The record that gives a shard its end of the upgrade's channel.
@@ -64,14 +64,14 @@ fn quiet(node: &Node) -> Result<(), String> {
 /// Old process: one channel per shard pair, the new process's ends sent to
 /// it (`Move`, `Pipes`); every shard is given its end, which it takes at
 /// the pre-pass or else at the export.
-pub(super) fn open(node: &Node, sock: &OwnedFd) -> Result<(), String> {
+pub(super) fn open(node: &Node, sock: &OwnedFd, early: bool) -> Result<(), String> {
     let shards = node.mesh.len();
     let io = |e: std::io::Error| format!("handover channel: {e}");
     let pipes = (0..shards)
         .map(|_| sys::seqpacket_pair())
         .collect::<std::io::Result<Vec<_>>>()
         .map_err(io)?;
-    send(sock, &Msg::Move { shards }, &[]).map_err(io)?;
+    send(sock, &Msg::Move { shards, early }, &[]).map_err(io)?;
     let theirs: Vec<i32> = pipes.iter().map(|(_, t)| t.as_raw_fd()).collect();
     for chunk in theirs.chunks(sys::MAX_FDS) {
         send(sock, &Msg::Pipes, chunk).map_err(io)?;
@@ -92,15 +92,7 @@ pub(super) fn prepass(node: &Node) -> Result<u64, String> {
     for shard in 0..shards {
         command(node, shard, Command::Prepass(tx.clone()));
     }
-    let mut total = 0;
-    for _ in 0..shards {
-        match rx.recv_timeout(SHARD_TIMEOUT) {
-            Ok(Ok(n)) => total += n as u64,
-            Ok(Err(e)) => return Err(format!("a shard could not send its descriptors: {e}")),
-            Err(_) => return Err("a shard did not answer the pre-pass".into()),
-        }
-    }
-    Ok(total)
+    answers(&rx, shards, "send its descriptors ahead")
 }
 
 /// Old process, frozen, its channels open: every shard exports into its
@@ -112,13 +104,7 @@ pub(super) fn export(node: &Node, sock: &OwnedFd) -> Result<u64, String> {
     for shard in 0..shards {
         command(node, shard, Command::Export(tx.clone()));
     }
-    for _ in 0..shards {
-        match rx.recv_timeout(SHARD_TIMEOUT) {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(format!("a shard could not export: {e}")),
-            Err(_) => return Err("a shard did not answer the export".into()),
-        }
-    }
+    answers(&rx, shards, "export")?;
     // Nothing may have reached a shard since its export.
     if !(0..shards).all(|s| node.mesh.is_idle(s)) {
         return Err("a message reached a shard during the export".into());
@@ -133,7 +119,12 @@ pub(super) fn export(node: &Node, sock: &OwnedFd) -> Result<u64, String> {
 /// New process: the channels from the old process's shards, one to each
 /// shard, which takes over what comes through it; all at once. Returns the
 /// connections taken.
-pub(super) fn import(node: &Node, sock: &OwnedFd, shards: usize) -> Result<u64, String> {
+pub(super) fn import(
+    node: &Node,
+    sock: &OwnedFd,
+    shards: usize,
+    early: bool,
+) -> Result<u64, String> {
     if shards != node.mesh.len() {
         return Err(format!("{shards} shards offered, {} here", node.mesh.len()));
     }
@@ -145,17 +136,77 @@ pub(super) fn import(node: &Node, sock: &OwnedFd, shards: usize) -> Result<u64, 
         }
     }
     let (tx, rx) = crossbeam_channel::bounded(shards);
+    let (ahead_tx, ahead_rx) = crossbeam_channel::bounded(shards);
     for (shard, pipe) in pipes.iter().enumerate().take(shards) {
         give_pipe(node, shard, pipe)?;
-        command(node, shard, Command::Import(tx.clone()));
+        let import = Import {
+            ahead: ahead_tx.clone(),
+            done: tx.clone(),
+        };
+        command(node, shard, Command::Import(Box::new(import)));
     }
     drop(pipes);
+    if early {
+        let descriptors = taken_ahead(&ahead_rx, &rx, shards)?;
+        send(sock, &Msg::Ahead { descriptors }, &[])
+            .map_err(|e| format!("handover channel: {e}"))?;
+    }
+    answers(&rx, shards, "take over")
+}
+
+/// New process: waits until every shard has taken the descriptors sent
+/// ahead; returns how many. A shard that fails meanwhile fails it.
+fn taken_ahead(
+    ahead: &crossbeam_channel::Receiver<usize>,
+    done: &crossbeam_channel::Receiver<Result<usize, String>>,
+    shards: usize,
+) -> Result<u64, String> {
+    let deadline = Instant::now() + SHARD_TIMEOUT;
+    let (mut total, mut got) = (0, 0);
+    while got < shards {
+        crossbeam_channel::select! {
+            recv(ahead) -> n => {
+                total += n.unwrap_or(0) as u64;
+                got += 1;
+            }
+            recv(done) -> r => {
+                let why = match r {
+                    Ok(Err(e)) => e,
+                    _ => "a shard ended its import before the descriptors sent ahead".into(),
+                };
+                return Err(format!("a shard could not take over: {why}"));
+            }
+            default(deadline.saturating_duration_since(Instant::now())) => {
+                return Err("a shard did not take the descriptors sent ahead in time".into());
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Old process: waits until the new process took every descriptor sent
+/// ahead (taking them is the work; sending only queues them).
+pub(super) fn ahead_taken(sock: &OwnedFd) -> Result<u64, String> {
+    match recv(sock, SHARD_TIMEOUT)? {
+        (Msg::Ahead { descriptors }, _) => Ok(descriptors),
+        (Msg::Refuse { why }, _) => Err(format!("the new process could not take over: {why}")),
+        (other, _) => Err(format!("unexpected answer to the descriptors: {other:?}")),
+    }
+}
+
+/// Every shard's answer to a step, summed; the first failure, or a shard
+/// silent for [`SHARD_TIMEOUT`], fails the step.
+fn answers(
+    rx: &crossbeam_channel::Receiver<Result<usize, String>>,
+    shards: usize,
+    step: &str,
+) -> Result<u64, String> {
     let mut total = 0;
     for _ in 0..shards {
         match rx.recv_timeout(SHARD_TIMEOUT) {
             Ok(Ok(n)) => total += n as u64,
-            Ok(Err(e)) => return Err(format!("a shard could not take over: {e}")),
-            Err(_) => return Err("a shard did not answer the import".into()),
+            Ok(Err(e)) => return Err(format!("a shard could not {step}: {e}")),
+            Err(_) => return Err(format!("a shard did not {step} in time")),
         }
     }
     Ok(total)

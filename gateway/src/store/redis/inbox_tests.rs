@@ -6,8 +6,7 @@ use std::sync::Arc;
 use redis::Value;
 
 use super::*;
-use crate::store::redis::tests::append_op;
-use crate::store::ReplyTo;
+use crate::store::redis::tests::{append_op, read_op};
 
 fn ack(user: &str, seq: u64) -> Op {
     Op::Ack {
@@ -18,17 +17,7 @@ fn ack(user: &str, seq: u64) -> Op {
 }
 
 fn read(user: &str) -> Op {
-    Op::Read {
-        user: Arc::from(user),
-        device: Arc::from("d"),
-        after: None,
-        max: 10,
-        conn: ReplyTo {
-            shard: 0,
-            key: 0,
-            conn_id: 1,
-        },
-    }
+    read_op(user, "d")
 }
 
 fn append(user: &str) -> Op {

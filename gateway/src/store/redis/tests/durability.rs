@@ -343,17 +343,7 @@ fn a_mixed_batch_runs_in_its_order_in_grouped_calls() {
         device: Arc::from("phone"),
         seq: 1,
     });
-    h.store.submit(Op::Read {
-        user: Arc::from("bob"),
-        device: Arc::from("phone"),
-        after: None,
-        max: 10,
-        conn: ReplyTo {
-            shard: 0,
-            key: 0,
-            conn_id: 1,
-        },
-    });
+    h.store.submit(read_op("bob", "phone"));
     for i in 2..=4 {
         h.store
             .submit(append_op("eve", "a", &i.to_string(), "x", &[]));

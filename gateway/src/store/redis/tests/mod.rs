@@ -52,6 +52,21 @@ pub(super) fn append_op(user: &str, from: &str, cmid: &str, body: &str, online: 
     }
 }
 
+/// A read of everything `device` of `user` has not acknowledged.
+pub(super) fn read_op(user: &str, device: &str) -> Op {
+    Op::Read {
+        user: Arc::from(user),
+        device: Arc::from(device),
+        after: None,
+        max: 1000,
+        conn: ReplyTo {
+            shard: 0,
+            key: 0,
+            conn_id: 1,
+        },
+    }
+}
+
 impl Harness {
     /// Waits until exactly `n` operations have completed.
     pub(super) fn wait(&mut self, n: usize) -> Vec<Done> {
