@@ -10,12 +10,14 @@ mod common;
 
 use common::*;
 use std::io::Write;
+use std::sync::Arc;
 
 driver_tests!(
     upgrade_moves_every_connection_twice_in_a_row,
     upgrade_by_signal_then_by_cli,
     upgrade_moves_tls13_connections_and_drains_tls12,
     upgrade_keeps_the_inbox_of_a_user_offline,
+    upgrade_drops_a_descriptor_sent_ahead_whose_connection_ended,
 );
 
 /// Connections of every kind, in rooms, one holding a partial frame and one
@@ -219,4 +221,37 @@ fn upgrade_keeps_the_inbox_of_a_user_offline(driver: Driver) {
         let d = zoe.deliver();
         assert_eq!((d.seq, &d.payload[..]), (seq, text.as_bytes()), "{d:?}");
     }
+}
+
+/// A connection that ends in the old process after its descriptor went
+/// ahead (kicked while the new process holds its copy) does not live on in
+/// the new one: the client sees the end, and the others are served.
+fn upgrade_drops_a_descriptor_sent_ahead_whose_connection_ended(driver: Driver) {
+    let bin = env!("CARGO_BIN_EXE_gateway");
+    let path = script(
+        "holds-ahead",
+        &format!("GATEWAY_TEST_UPGRADE_HOLD_AHEAD_MS=1000 exec {bin} \"$@\""),
+    );
+    let reap = Arc::new(Reap::default());
+    let gw = Arc::new(Gateway::start(
+        driver,
+        &["--upgrade-binary", path.to_str().unwrap()],
+    ));
+    let mut alice = gw.connect(WS, "alice", "phone");
+    let mut carol = gw.connect(TCP, "carol", "laptop");
+    let upgrade = {
+        let (gw, reap) = (gw.clone(), reap.clone());
+        std::thread::spawn(move || upgrade_node(&gw, &reap))
+    };
+    // The new process holds carol's descriptor; the old one still serves.
+    gw.wait_log("upgrade: took the descriptors sent ahead", 1);
+    let r = gw.post("/kick/carol", "");
+    assert_eq!(r.json(), serde_json::json!({"kicked": 1}), "{r:?}");
+    assert_eq!(carol.go_away().reason(), GoAwayReason::Kicked);
+    carol.expect_closed();
+    upgrade.join().unwrap();
+    alice.ping(1);
+    gw.wait_metric("gateway_connections", |v| v == 1.0);
+    let r = gw.get("/presence/carol");
+    assert_eq!(r.json()["online"], false, "{r:?}");
 }

@@ -5,38 +5,36 @@
 //! connections: the kernel's file table, `epoll_ctl` and the slab pages
 //! for its entries, about half of the import's CPU). While the old process
 //! still serves, each old shard sends the descriptors of its movable plain
-//! connections ahead (`prepass`), and the new shard receives them and adds
-//! them to its set under a token no connection has ([`EARLY_KEY`]), its
-//! gate still closed; a last record says they are all sent, and once every
-//! new shard has taken its share the new process says so (`Ahead`): only
-//! then does the old process freeze (sending is cheap, taking is the
-//! work). At the freeze, the export writes only the sessions of
-//! those connections (their descriptors went ahead) and the new shard gives
-//! each its own token (`epoll_retoken`, which reports what is pending
-//! under it); what arrived on a socket meanwhile waits in it.
+//! connections ahead (`prepass`), and the new shard receives them, gives
+//! each a slab entry (a placeholder session with the connection's id) and
+//! adds it to its epoll set under its final token, its gate still closed;
+//! a last record says they are all sent, and once every new shard has
+//! taken its share the new process says so (`Ahead`): only then does the
+//! old process freeze (sending is cheap, taking is the work). At the
+//! freeze, the export writes only the sessions of those connections (their
+//! descriptors went ahead) and the new shard puts each session in its
+//! connection's entry; what arrived on a socket meanwhile waits in it, and
+//! its edge in the epoll set.
 //!
 //! Nothing is given up early: a descriptor sent ahead is another reference
 //! to the same socket. A connection that closes in the old process before
 //! the freeze, or does not move after all, is not in the export, and the
-//! new shard drops its copy at the end of the import (the client's FIN
-//! waits for that, at most the length of the handover). An abort kills the
-//! new process, and with it every copy.
+//! new shard drops its entry and copy at the end of the import (the
+//! client's FIN waits for that, at most the length of the handover). An
+//! abort kills the new process, and with it every copy.
 //!
 //! Only when the new binary says it takes them (`Accept { early }`), so an
 //! older binary is upgraded to as before. TLS connections are not sent
 //! ahead: whether they move is decided at the export.
 use std::collections::{HashMap, HashSet};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 
 use prost::Message;
 
-use super::Shard;
+use super::{Conn, Shard};
 use crate::router::tables::ConnKey;
+use crate::session::{Session, Transport};
 use crate::sys;
-
-/// The key in the tokens of descriptors sent ahead: none of a connection
-/// (the slab's keys stay far below it) or of a listener.
-pub(super) const EARLY_KEY: ConnKey = 0xffff_ffe0;
 
 /// Connections' ids and, attached in the same order, their descriptors.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -53,9 +51,9 @@ pub(super) struct Early {
     pub(super) pipe: Option<OwnedFd>,
     /// Old process: the connections whose descriptors went ahead.
     pub(super) sent: HashSet<u64>,
-    /// New process: descriptors that came ahead, by connection id, in the
-    /// epoll set under [`EARLY_KEY`].
-    staged: HashMap<u64, OwnedFd>,
+    /// New process: the entries of descriptors that came ahead (each in
+    /// the epoll set under its token), by connection id.
+    staged: HashMap<u64, ConnKey>,
 }
 
 impl Shard {
@@ -91,7 +89,8 @@ impl Shard {
         Ok(ids.len())
     }
 
-    /// New process: takes descriptors that came ahead into the epoll set.
+    /// New process: gives descriptors that came ahead their entries and
+    /// puts them in the epoll set.
     pub(super) fn import_early(&self, body: &[u8], fds: Vec<OwnedFd>) -> Result<(), String> {
         let record = EarlyFds::decode(body).map_err(|e| format!("unreadable descriptors: {e}"))?;
         if record.ids.len() != fds.len() {
@@ -101,15 +100,22 @@ impl Shard {
                 fds.len()
             ));
         }
-        let epfd = self.poller_fd();
-        let mut early = self.early.borrow_mut();
+        let now = self.tick_clock();
         for (id, fd) in record.ids.into_iter().zip(fds) {
-            sys::epoll_add(epfd, fd.as_raw_fd(), super::poller::token(EARLY_KEY, id))
-                .map_err(|e| format!("cannot watch a descriptor sent ahead: {e}"))?;
-            if let Some(twice) = early.staged.insert(id, fd) {
-                sys::epoll_del(epfd, twice.as_raw_fd());
+            if self.early.borrow().staged.contains_key(&id) {
                 return Err(format!("connection {id}'s descriptor came twice"));
             }
+            let fd = fd.into_raw_fd();
+            // A placeholder until its session comes: never read, written or
+            // timed (the gate is closed, no deadline is armed).
+            let placeholder = Session::new(Transport::Tcp, id, now, &self.env);
+            let key = self.conns.borrow_mut().insert(Conn::new(fd, placeholder));
+            if let Err(e) = self.watch(fd, key, id) {
+                self.conns.borrow_mut().remove(key);
+                sys::close(fd);
+                return Err(format!("cannot watch a descriptor sent ahead: {e}"));
+            }
+            self.early.borrow_mut().staged.insert(id, key);
         }
         Ok(())
     }
@@ -120,8 +126,9 @@ impl Shard {
         self.early.borrow().staged.len()
     }
 
-    /// New process: the descriptor connection `id` sent ahead, if it did.
-    pub(super) fn take_early(&self, id: u64) -> Option<OwnedFd> {
+    /// New process: the entry of the descriptor connection `id` sent
+    /// ahead, if it did.
+    pub(super) fn take_early(&self, id: u64) -> Option<ConnKey> {
         self.early.borrow_mut().staged.remove(&id)
     }
 
@@ -131,9 +138,13 @@ impl Shard {
     pub(super) fn drop_unclaimed_early(&self) -> usize {
         let staged = std::mem::take(&mut self.early.borrow_mut().staged);
         let epfd = self.poller_fd();
-        for fd in staged.values() {
+        for key in staged.values() {
+            let Some(c) = self.conns.borrow_mut().try_remove(*key) else {
+                continue;
+            };
             // epoll watches the file, which lives on elsewhere.
-            sys::epoll_del(epfd, fd.as_raw_fd());
+            sys::epoll_del(epfd, c.fd);
+            sys::close(c.fd);
         }
         staged.len()
     }

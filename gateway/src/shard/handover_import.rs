@@ -84,8 +84,8 @@ impl Shard {
         for (index, mut st) in batch.sessions.into_iter().enumerate() {
             let ahead = early.contains(&(index as u32));
             let fd = match ahead {
-                true => self.take_early(st.id),
-                false => fds.next(),
+                true => self.take_early(st.id).map(Placed::Early),
+                false => fds.next().map(Placed::New),
             };
             let Some(fd) = fd else {
                 return Err(format!("no descriptor for connection {}", st.id));
@@ -105,18 +105,17 @@ impl Shard {
                     .insert(session.id(), rooms);
             }
             let moved = tls.remove(&(index as u32));
-            self.adopt(fd, ahead, session, grants, moved)?;
+            self.adopt(fd, session, grants, moved)?;
         }
         Ok(n)
     }
 
     /// Serves a connection that another process handed over (with its TLS
-    /// record state, for a TLS one); `early`: its descriptor came ahead and
-    /// is in the epoll set already.
+    /// record state, for a TLS one), at its entry if its descriptor came
+    /// ahead.
     fn adopt(
         &self,
-        fd: OwnedFd,
-        early: bool,
+        fd: Placed,
         session: Session,
         grants: Option<crate::grants::Grants>,
         tls: Option<super::tls_move::TlsMoved>,
@@ -132,8 +131,19 @@ impl Shard {
             .user()
             .map(|u| (u.clone(), session.device().clone()));
         let rooms: Vec<_> = session.rooms().to_vec();
-        let fd = fd.into_raw_fd();
-        let key = self.conns.borrow_mut().insert(Conn::new(fd, session));
+        let (fd, key, watched) = match fd {
+            Placed::New(fd) => {
+                let fd = fd.into_raw_fd();
+                let key = self.conns.borrow_mut().insert(Conn::new(fd, session));
+                (fd, key, false)
+            }
+            Placed::Early(key) => {
+                let mut conns = self.conns.borrow_mut();
+                let c = &mut conns[key];
+                c.session = session;
+                (c.fd, key, true)
+            }
+        };
         if let Some(t) = tls {
             // Before anything is read or written: its records are TLS.
             self.tls_adopt(key, t)?;
@@ -149,11 +159,11 @@ impl Shard {
         }
         // Not counted as accepted: the old process's totals carry it.
         self.gauge(wire == crate::outbound::Wire::Tcp, 1);
-        let watched = match early {
-            true => self.rewatch(fd, key, id),
+        let watch = match watched {
+            true => Ok(()),
             false => self.watch(fd, key, id),
         };
-        if let Err(e) = watched {
+        if let Err(e) = watch {
             tracing::warn!(
                 shard = self.id,
                 "cannot watch a handed-over connection: {e}"
@@ -170,4 +180,11 @@ impl Shard {
         }
         Ok(())
     }
+}
+
+/// Where a handed-over connection's descriptor is: attached to its record,
+/// or sent ahead and in its entry already (`handover_early`).
+enum Placed {
+    New(OwnedFd),
+    Early(crate::router::tables::ConnKey),
 }

@@ -50,7 +50,7 @@ impl Poller {
 }
 
 /// The epoll token of a connection.
-pub(super) fn token(key: ConnKey, id: u64) -> u64 {
+fn token(key: ConnKey, id: u64) -> u64 {
     (key as u64 & 0xffff_ffff) | (id << 32)
 }
 
@@ -62,12 +62,6 @@ impl Shard {
     /// Starts watching an accepted connection.
     pub(super) fn watch(&self, fd: i32, key: ConnKey, id: u64) -> std::io::Result<()> {
         sys::epoll_add(self.poller.epfd.as_raw_fd(), fd, token(key, id))
-    }
-
-    /// Gives a connection whose descriptor is in the set already (sent
-    /// ahead by an upgrade, `handover_early`) its own token.
-    pub(super) fn rewatch(&self, fd: i32, key: ConnKey, id: u64) -> std::io::Result<()> {
-        sys::epoll_retoken(self.poller.epfd.as_raw_fd(), fd, token(key, id))
     }
 
     /// The shard's epoll set.

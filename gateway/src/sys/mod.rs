@@ -140,23 +140,12 @@ pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
 /// Adds `fd` to an epoll set, edge-triggered, for input, output and hang-up,
 /// reporting `token` with its events. Closing `fd` removes it again.
 pub(crate) fn epoll_add(epfd: RawFd, fd: RawFd, token: u64) -> io::Result<()> {
-    epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, token)
-}
-
-/// Gives `fd`, already in the set, a new token (for a connection's events
-/// as `epoll_add` watches them). The kernel looks at its readiness again:
-/// what is pending is reported under the new token.
-pub(crate) fn epoll_retoken(epfd: RawFd, fd: RawFd, token: u64) -> io::Result<()> {
-    epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, token)
-}
-
-fn epoll_ctl(epfd: RawFd, op: i32, fd: RawFd, token: u64) -> io::Result<()> {
     let mut ev = libc::epoll_event {
         events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
         u64: token,
     };
     // SAFETY: passes a live epoll_event; the kernel copies it.
-    cvt(unsafe { libc::epoll_ctl(epfd, op, fd, &mut ev) }).map(|_| ())
+    cvt(unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(|_| ())
 }
 
 /// Removes `fd` from an epoll set. Needed before closing a descriptor whose

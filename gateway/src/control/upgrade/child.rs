@@ -227,6 +227,6 @@ fn check(config: &Config, format: u32, shards: usize, addrs: &Addrs) -> Result<(
     }
 }
 
-fn test_var(name: &str) -> Option<String> {
+pub(super) fn test_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }

@@ -61,8 +61,10 @@
 //!
 //! Test hooks, read by the new process only: `GATEWAY_TEST_UPGRADE_FORMATS`
 //! (comma-separated formats it claims to read, instead of [`FORMAT`]),
-//! `GATEWAY_TEST_UPGRADE_HOLD_MS` (a pause before `Ready`) and
-//! `GATEWAY_TEST_UPGRADE_HOLD_TAKEN_MS` (a pause before `Taken`).
+//! `GATEWAY_TEST_UPGRADE_HOLD_MS` (a pause before `Ready`),
+//! `GATEWAY_TEST_UPGRADE_HOLD_AHEAD_MS` (a pause before `Ahead`, while the
+//! old process serves on) and `GATEWAY_TEST_UPGRADE_HOLD_TAKEN_MS` (a
+//! pause before `Taken`).
 mod child;
 mod parent;
 mod relay;
@@ -72,6 +74,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use child::test_var;
 pub(crate) use child::Incoming;
 pub(crate) use parent::finish;
 pub use parent::{UpgradeError, Upgraded};

@@ -148,6 +148,10 @@ pub(super) fn import(
     drop(pipes);
     if early {
         let descriptors = taken_ahead(&ahead_rx, &rx, shards)?;
+        tracing::info!(descriptors, "upgrade: took the descriptors sent ahead");
+        if let Some(ms) = super::test_var("GATEWAY_TEST_UPGRADE_HOLD_AHEAD_MS") {
+            std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+        }
         send(sock, &Msg::Ahead { descriptors }, &[])
             .map_err(|e| format!("handover channel: {e}"))?;
     }
