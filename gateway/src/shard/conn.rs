@@ -9,12 +9,48 @@
 //! `is_closed` (the client's FIN came, or the linger deadline passed).
 use std::os::fd::RawFd;
 
-use super::{tls, Conn, Shard};
+use super::{tls, Shard};
 use crate::outbound::Wire;
 use crate::router::tables::ConnKey;
 use crate::session::{Ctx, Session, Transport};
 use crate::stats::ShardStats;
 use crate::sys::{self, Io};
+use crate::wheel::TimerKey;
+
+/// One connection: its descriptor, the driver's few flags, its wheel entry
+/// and its session. Everything an idle connection holds in user space
+/// besides its routing-table entries; `tests::conn_stays_compact` guards it.
+pub(crate) struct Conn {
+    pub(super) fd: RawFd,
+    /// Output could not be written: waiting for `EPOLLOUT`.
+    pub(super) write_blocked: bool,
+    /// In the shard's dirty list (flushed this round).
+    pub(super) in_dirty: bool,
+    /// Input was left unread while writes were blocked (backpressure).
+    pub(super) read_stalled: bool,
+    /// epoll reported a hang-up (`EPOLLRDHUP`/`EPOLLHUP`/`EPOLLERR`): read
+    /// until EOF, since no further edge will come for it.
+    pub(super) hangup: bool,
+    /// The wheel entry at the session's deadline (`TimerKey::NONE`: none).
+    pub(super) timer: TimerKey,
+    pub(super) session: Session,
+}
+
+impl Conn {
+    /// A connection just taken over (accepted, or handed over by an
+    /// upgrade): no flags, no wheel entry yet.
+    pub(super) fn new(fd: RawFd, session: Session) -> Conn {
+        Conn {
+            fd,
+            write_blocked: false,
+            in_dirty: false,
+            read_stalled: false,
+            hangup: false,
+            timer: TimerKey::NONE,
+            session,
+        }
+    }
+}
 
 impl Shard {
     /// Takes over an accepted socket: a slab entry with a new session (its

@@ -16,10 +16,9 @@
 //! the drain that follows sends away.
 //!
 //! New process, per shard (`handover_import`): it starts with its gate
-//! closed; `import` reads
-//! the records from its channel, rebuilds each connection (slab entry,
-//! epoll registration, wheel entry, its user and rooms in the router, its
-//! grants) and the store; the commit (`Command::Accept`) opens the gate and
+//! closed; `import` reads the records from its channel, rebuilds each
+//! connection (slab entry, epoll registration, wheel entry, its user and
+//! rooms in the router, its grants) and the store; the commit (`Command::Accept`) opens the gate and
 //! starts accepting. Bytes that arrived meanwhile wait in the sockets.
 //!
 //! Before the freeze, the plain connections' descriptors may go ahead
@@ -149,21 +148,9 @@ impl Shard {
         let sock = pipe.as_raw_fd();
         let now = self.tick_clock();
         let unix_ms = self.deps.clock.unix_ms(now);
-        let keys: Vec<ConnKey> = {
-            let conns = self.conns.borrow();
-            // A fallback POST waiting for its answer stays (its answer
-            // comes here, to this process, which serves what did not move
-            // until it drains).
-            let fx = self.fx.borrow();
-            conns
-                .iter()
-                .filter(|(_, c)| c.session.movable())
-                .filter(|(_, c)| !fx.posts.contains_key(&c.session.id()))
-                .map(|(k, _)| k)
-                .collect::<Vec<_>>()
-        };
         // TLS 1.3 ones leave rustls here; other TLS ones stay (drained).
-        let keys: Vec<ConnKey> = keys
+        let keys: Vec<ConnKey> = self
+            .movable_keys()
             .into_iter()
             .filter(|k| self.tls_ready_to_move(*k))
             .collect();
@@ -205,6 +192,21 @@ impl Shard {
         sys::send_record(&Fd(sock), &[END], &[])?;
         *self.exported.borrow_mut() = keys;
         Ok(self.exported.borrow().len())
+    }
+
+    /// The connections an upgrade may move: open or authenticating ones
+    /// (`Session::movable`), but not a fallback POST waiting for its answer
+    /// (its answer comes here, to this process, which serves what did not
+    /// move until it drains).
+    pub(super) fn movable_keys(&self) -> Vec<ConnKey> {
+        let conns = self.conns.borrow();
+        let fx = self.fx.borrow();
+        conns
+            .iter()
+            .filter(|(_, c)| c.session.movable())
+            .filter(|(_, c)| !fx.posts.contains_key(&c.session.id()))
+            .map(|(k, _)| k)
+            .collect()
     }
 
     /// The commit: drops the moved connections here without closing them

@@ -91,13 +91,10 @@ impl Shard {
     pub(super) fn prepass(&self) -> Result<usize, String> {
         let pipe = self.take_pipe()?;
         let ids: Vec<(u64, RawFd)> = {
+            let plain = self.movable_keys().into_iter().filter(|k| !self.is_tls(*k));
             let conns = self.conns.borrow();
-            let fx = self.fx.borrow();
-            conns
-                .iter()
-                .filter(|(k, c)| c.session.movable() && !self.is_tls(*k))
-                .filter(|(_, c)| !fx.posts.contains_key(&c.session.id()))
-                .map(|(_, c)| (c.session.id(), c.fd))
+            plain
+                .map(|k| (conns[k].session.id(), conns[k].fd))
                 .collect()
         };
         let mut early = self.early.borrow_mut();

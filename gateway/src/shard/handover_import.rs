@@ -53,15 +53,19 @@ impl Shard {
     fn import_conns(&self, body: &[u8], fds: Vec<OwnedFd>) -> Result<usize, String> {
         let batch = ConnBatch::decode(body).map_err(|e| format!("unreadable sessions: {e}"))?;
         let n = batch.sessions.len();
-        let early: std::collections::HashSet<u32> = batch.early.iter().copied().collect();
-        if early.len() != batch.early.len() || early.iter().any(|&i| i as usize >= n) {
-            return Err("descriptors sent ahead for no session, or twice for one".into());
+        // Whether each session's descriptor was sent ahead.
+        let mut early = vec![false; n];
+        for &i in &batch.early {
+            match early.get_mut(i as usize) {
+                Some(seen @ false) => *seen = true,
+                _ => return Err("descriptors sent ahead for no session, or twice for one".into()),
+            }
         }
-        if n != fds.len() + early.len() {
+        if n != fds.len() + batch.early.len() {
             return Err(format!(
                 "{n} sessions came with {} descriptors and {} sent ahead",
                 fds.len(),
-                early.len()
+                batch.early.len()
             ));
         }
         let now = self.tick_clock();
@@ -82,8 +86,7 @@ impl Shard {
         }
         let mut fds = fds.into_iter();
         for (index, mut st) in batch.sessions.into_iter().enumerate() {
-            let ahead = early.contains(&(index as u32));
-            let fd = match ahead {
+            let fd = match early[index] {
                 true => self.take_early(st.id).map(Placed::Early),
                 false => fds.next().map(Placed::New),
             };

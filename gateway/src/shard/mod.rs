@@ -59,6 +59,7 @@ use crate::wheel::{TimerKey, TimingWheel};
 
 use crate::router::tables::ConnKey;
 use crate::router::{Action, Router};
+pub(crate) use conn::Conn;
 pub(crate) use deps::{Deps, ShardFds};
 pub(crate) use run::spawn;
 use timers::Timer;
@@ -66,41 +67,6 @@ use wake::{Flag, Notify};
 
 /// The shard's read buffer.
 const SCRATCH: usize = 64 * 1024;
-
-/// One connection: its descriptor, the driver's few flags, its wheel entry
-/// and its session. Everything an idle connection holds in user space
-/// besides its routing-table entries; `tests::conn_stays_compact` guards it.
-pub(crate) struct Conn {
-    fd: RawFd,
-    /// Output could not be written: waiting for `EPOLLOUT`.
-    write_blocked: bool,
-    /// In the shard's dirty list (flushed this round).
-    in_dirty: bool,
-    /// Input was left unread while writes were blocked (backpressure).
-    read_stalled: bool,
-    /// epoll reported a hang-up (`EPOLLRDHUP`/`EPOLLHUP`/`EPOLLERR`): read
-    /// until EOF, since no further edge will come for it.
-    hangup: bool,
-    /// The wheel entry at the session's deadline (`TimerKey::NONE`: none).
-    timer: TimerKey,
-    session: Session,
-}
-
-impl Conn {
-    /// A connection just taken over (accepted, or handed over by an
-    /// upgrade): no flags, no wheel entry yet.
-    fn new(fd: RawFd, session: Session) -> Conn {
-        Conn {
-            fd,
-            write_blocked: false,
-            in_dirty: false,
-            read_stalled: false,
-            hangup: false,
-            timer: TimerKey::NONE,
-            session,
-        }
-    }
-}
 
 /// The state of one shard, owned by its thread.
 pub(crate) struct Shard {

@@ -110,41 +110,19 @@ impl Control {
         let conns: u64 = node.stats.iter().map(|s| s.conns().max(0) as u64).sum();
         let state = &node.upgrade;
         let mut totals = Vec::new();
-        let ahead = match early {
-            // Descriptors first, still serving: the freeze is shorter.
-            true => relay::open(node, &mine, true)
-                .and_then(|()| relay::prepass(node))
-                .and_then(|_| relay::ahead_taken(&mine)),
-            false => Ok(0),
-        };
-        let moved = ahead
-            .and_then(|sent| {
-                if early {
-                    tracing::info!(descriptors = sent, "upgrade: descriptors sent ahead");
-                }
-                relay::freeze(node)
-            })
-            .and_then(|()| {
-                if early {
-                    Ok(())
-                } else {
-                    relay::open(node, &mine, false)
-                }
-            })
-            .and_then(|()| relay::export(node, &mine))
-            .and_then(|moved| {
-                // The commit goes first: if the new process is gone by now,
-                // nothing here is forgotten yet and this process serves on.
-                totals = node.stats.iter().map(|s| s.totals()).collect();
-                let msg = Msg::Commit {
-                    shards: totals.clone(),
-                    upgrades: state.done.load(Ordering::Relaxed) + 1,
-                    aborted: state.aborted.load(Ordering::Relaxed),
-                };
-                send(&mine, &msg, &[])
-                    .map(|()| moved)
-                    .map_err(|e| format!("the new process did not take the commit: {e}"))
-            });
+        let moved = relay::move_out(node, &mine, early).and_then(|moved| {
+            // The commit goes first: if the new process is gone by now,
+            // nothing here is forgotten yet and this process serves on.
+            totals = node.stats.iter().map(|s| s.totals()).collect();
+            let msg = Msg::Commit {
+                shards: totals.clone(),
+                upgrades: state.done.load(Ordering::Relaxed) + 1,
+                aborted: state.aborted.load(Ordering::Relaxed),
+            };
+            send(&mine, &msg, &[])
+                .map(|()| moved)
+                .map_err(|e| format!("the new process did not take the commit: {e}"))
+        });
         let moved = match moved {
             Ok(n) => n,
             Err(why) => {

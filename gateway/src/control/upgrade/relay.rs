@@ -26,9 +26,28 @@ const QUIET: Duration = Duration::from_millis(10);
 /// How long one shard's export or import may take.
 const SHARD_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Old process: step 4 of the module header. With `early` (the new process
+/// takes them), the descriptors go ahead while the shards serve, then the
+/// freeze; else the freeze, then the channels. Then the export; returns the
+/// connections the new process took. The caller thaws the shards if this
+/// fails.
+pub(super) fn move_out(node: &Node, sock: &OwnedFd, early: bool) -> Result<u64, String> {
+    if early {
+        open(node, sock, true)?;
+        prepass(node)?;
+        let descriptors = ahead_taken(sock)?;
+        tracing::info!(descriptors, "upgrade: descriptors sent ahead");
+        freeze(node)?;
+    } else {
+        freeze(node)?;
+        open(node, sock, false)?;
+    }
+    export(node, sock)
+}
+
 /// Old process: freezes every shard and waits until they are settled and
-/// nothing moves between them. The caller thaws them if this fails.
-pub(super) fn freeze(node: &Node) -> Result<(), String> {
+/// nothing moves between them.
+fn freeze(node: &Node) -> Result<(), String> {
     let shards = node.mesh.len();
     let (tx, rx) = crossbeam_channel::bounded(shards);
     tracing::info!("upgrade: freezing the shards, then moving the connections");
@@ -64,7 +83,7 @@ fn quiet(node: &Node) -> Result<(), String> {
 /// Old process: one channel per shard pair, the new process's ends sent to
 /// it (`Move`, `Pipes`); every shard is given its end, which it takes at
 /// the pre-pass or else at the export.
-pub(super) fn open(node: &Node, sock: &OwnedFd, early: bool) -> Result<(), String> {
+fn open(node: &Node, sock: &OwnedFd, early: bool) -> Result<(), String> {
     let shards = node.mesh.len();
     let io = |e: std::io::Error| format!("handover channel: {e}");
     let pipes = (0..shards)
@@ -86,7 +105,7 @@ pub(super) fn open(node: &Node, sock: &OwnedFd, early: bool) -> Result<(), Strin
 /// Old process, still serving: every shard sends the descriptors of its
 /// movable plain connections ahead (`shard::handover_early`), all at once.
 /// Returns how many.
-pub(super) fn prepass(node: &Node) -> Result<u64, String> {
+fn prepass(node: &Node) -> Result<u64, String> {
     let shards = node.mesh.len();
     let (tx, rx) = crossbeam_channel::bounded(shards);
     for shard in 0..shards {
@@ -98,7 +117,7 @@ pub(super) fn prepass(node: &Node) -> Result<u64, String> {
 /// Old process, frozen, its channels open: every shard exports into its
 /// channel, all at once; then the new process's answer. Returns the
 /// connections it took.
-pub(super) fn export(node: &Node, sock: &OwnedFd) -> Result<u64, String> {
+fn export(node: &Node, sock: &OwnedFd) -> Result<u64, String> {
     let shards = node.mesh.len();
     let (tx, rx) = crossbeam_channel::bounded(shards);
     for shard in 0..shards {
@@ -190,7 +209,7 @@ fn taken_ahead(
 
 /// Old process: waits until the new process took every descriptor sent
 /// ahead (taking them is the work; sending only queues them).
-pub(super) fn ahead_taken(sock: &OwnedFd) -> Result<u64, String> {
+fn ahead_taken(sock: &OwnedFd) -> Result<u64, String> {
     match recv(sock, SHARD_TIMEOUT)? {
         (Msg::Ahead { descriptors }, _) => Ok(descriptors),
         (Msg::Refuse { why }, _) => Err(format!("the new process could not take over: {why}")),
