@@ -115,6 +115,19 @@ pub(crate) fn lowest_priority_for_this_thread() {
     unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
 }
 
+/// Puts `/dev/null` on standard input (descriptor 0).
+pub(crate) fn null_stdin() -> io::Result<()> {
+    // SAFETY: a NUL-terminated path and flags; returns a new fd or -1.
+    let null = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: dup2 onto 0 replaces whatever is there (nothing, or a stale
+    // copy); `null` is ours to close unless it is 0 already.
+    let r = cvt(unsafe { libc::dup2(null, 0) });
+    if null != 0 {
+        close(null);
+    }
+    r.map(|_| ())
+}
+
 /// Duplicates a descriptor into the calling thread's table.
 pub(crate) fn dup(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC returns a new fd or -1.

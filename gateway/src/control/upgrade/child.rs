@@ -34,7 +34,15 @@ impl Incoming {
         // SAFETY: the parent placed the channel at this number for us, and
         // nothing else in this process uses it.
         let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Some(Incoming { sock }))
+        if fd != 0 {
+            return Ok(Some(Incoming { sock }));
+        }
+        // Given as standard input: moved to a number of its own, and
+        // standard input reads nothing, as for a node started by hand.
+        let moved = crate::sys::dup(fd).map_err(|e| format!("{FD_VAR}={fd}: {e}"))?;
+        drop(sock);
+        crate::sys::null_stdin().map_err(|e| format!("standard input: {e}"))?;
+        Ok(Some(Incoming { sock: moved }))
     }
 
     /// Reads the offer, checks this process can take it (format, shard

@@ -98,8 +98,9 @@ const OFFER_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The environment variable naming the new process's end of the channel.
 const FD_VAR: &str = "GATEWAY_UPGRADE_FD";
-/// The descriptor number the channel gets in the new process.
-const CHILD_FD: i32 = 3;
+/// The descriptor number the channel gets in the new process: its standard
+/// input (`parent::spawn` says why).
+const CHILD_FD: i32 = 0;
 
 /// One handover message.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]

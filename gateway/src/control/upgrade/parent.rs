@@ -1,6 +1,5 @@
 //! The old process's side of an upgrade (see the module header).
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -167,31 +166,21 @@ impl Control {
 }
 
 /// Starts the new binary with this process's arguments and the channel's
-/// other end as its descriptor 3.
+/// other end as its standard input (`GATEWAY_UPGRADE_FD=0`; the new process
+/// moves it off descriptor 0 and puts `/dev/null` there).
+///
+/// No `pre_exec`: with one, std forks, and a fork of a process holding a
+/// million connections copies its page tables and write-protects every
+/// page, so each page the old shards write while the new process starts
+/// costs a fault and a TLB flush on every core (over a second of the old
+/// process's CPU at a million connections, measured). Without one, std
+/// spawns with `posix_spawn`, which shares the memory until the exec.
 fn spawn(binary: &PathBuf, theirs: OwnedFd) -> std::io::Result<Child> {
-    let fd = theirs.as_raw_fd();
     let mut cmd = Command::new(binary);
     cmd.args(std::env::args_os().skip(1))
         .env(FD_VAR, super::CHILD_FD.to_string())
-        .stdin(Stdio::null());
-    // SAFETY: dup2 and fcntl are async-signal-safe; the closure touches
-    // only the descriptor number captured by value.
-    unsafe {
-        cmd.pre_exec(move || {
-            if fd == super::CHILD_FD {
-                // Already in place: only clear close-on-exec.
-                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(fd, super::CHILD_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn();
-    drop(theirs);
-    child
+        .stdin(Stdio::from(theirs));
+    cmd.spawn()
 }
 
 /// Steps 1 to 3 of the handover: the offer, the listeners, `Ready`.
