@@ -220,7 +220,11 @@ pub enum Command {
     /// An upgrade's new process is up: send the descriptors of the movable
     /// plain connections ahead, still serving; answer how many (or why
     /// not).
-    Prepass(Sender<Result<usize, String>>),
+    Prepass {
+        reply: Sender<Result<usize, String>>,
+        /// The shard's epoll sets go ahead too (`Accept { sets }`).
+        sets: bool,
+    },
     /// An upgrade begins: stop reading, writing and accepting, then answer
     /// once no store operation is out (false: not within the bound).
     Freeze(Sender<bool>),

@@ -169,6 +169,12 @@ impl Router {
         self.out.is_empty()
     }
 
+    /// Makes room in the tables for `n` connections' users (an upgrade's
+    /// import).
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.tables.reserve(n);
+    }
+
     /// The users whose presence changed since the last call.
     pub(crate) fn take_presence_dirty(&mut self) -> HashSet<Arc<str>> {
         self.presence_dirty

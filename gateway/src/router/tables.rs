@@ -5,7 +5,6 @@
 //! the node-wide presence of the users this shard owns and, for the rooms it
 //! owns, which shards have at least one member. All of it is plain data with
 //! no IO, tested on its own.
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -14,6 +13,13 @@ use crate::mesh::{PresenceEntry, ShardId};
 
 /// Connection key in the shard's slab.
 pub(crate) type ConnKey = usize;
+
+/// The tables' maps hash with foldhash, seeded at random per map (names
+/// come from clients, so not a fixed hash that one could flood a bucket
+/// of): about a third of SipHash's cost for short names, which mattered
+/// where a shard adds a million entries at once (an upgrade's import).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// The routing tables of one shard.
 ///
@@ -28,6 +34,13 @@ pub(crate) struct Tables {
 }
 
 impl Tables {
+    /// Makes room for `n` more users here and as many owned (an upgrade's
+    /// import, which would otherwise grow both tables many times over).
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.users.reserve(n);
+        self.presence.reserve(n);
+    }
+
     /// Adds a local connection of `user`.
     pub(crate) fn add_user(&mut self, user: &Arc<str>, key: ConnKey) {
         self.users.entry(user.clone()).or_default().push(key);

@@ -53,6 +53,8 @@ const PIPE: u8 = b'P';
 /// last of them.
 pub(super) const EARLY: u8 = b'A';
 pub(super) const AHEAD: u8 = b'a';
+/// The shard's epoll sets, ahead of its descriptors (`adopted`).
+pub(super) const SETS: u8 = b'W';
 pub(super) const CONNS: u8 = b'C';
 pub(super) const STORE: u8 = b'S';
 pub(super) const END: u8 = b'E';
@@ -73,6 +75,11 @@ pub(super) struct ConnBatch {
     /// index: none is attached for them.
     #[prost(uint32, repeated, tag = "4")]
     pub(super) early: Vec<u32>,
+    /// The sessions whose input an edge already reported and this shard
+    /// left unread (its poller's next round, or held back while writes
+    /// were blocked), by index: no new edge comes for it (`adopted`).
+    #[prost(uint32, repeated, tag = "5")]
+    pub(super) reread: Vec<u32>,
 }
 
 fn record(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -128,7 +135,7 @@ impl Shard {
     /// The upgrade aborted: serve on as before.
     pub(super) fn thaw(&self) {
         self.exported.borrow_mut().clear();
-        *self.early.borrow_mut() = Default::default();
+        self.early.borrow_mut().call_off();
         // A channel the node gave for this upgrade that this shard never
         // took (the abort came first) is not for the next one.
         let sock = Fd(self.deps.handover[self.id]);
@@ -149,6 +156,7 @@ impl Shard {
         let now = self.tick_clock();
         let unix_ms = self.deps.clock.unix_ms(now);
         // TLS 1.3 ones leave rustls here; other TLS ones stay (drained).
+        let again = self.unread_keys();
         let keys: Vec<ConnKey> = self
             .movable_keys()
             .into_iter()
@@ -160,6 +168,7 @@ impl Shard {
                 sessions: Vec::with_capacity(chunk.len()),
                 tls: Vec::new(),
                 early: Vec::new(),
+                reread: Vec::new(),
             };
             let mut fds: Vec<RawFd> = Vec::with_capacity(chunk.len());
             {
@@ -178,6 +187,9 @@ impl Shard {
                     let index = batch.sessions.len() as u32;
                     batch.tls.extend(self.tls_export(key, index));
                     batch.sessions.push(st);
+                    if c.read_stalled || again.contains(&key) {
+                        batch.reread.push(index);
+                    }
                     match early.contains(&c.session.id()) {
                         true => batch.early.push(index),
                         false => fds.push(c.fd),
@@ -211,19 +223,23 @@ impl Shard {
 
     /// The commit: drops the moved connections here without closing them
     /// for their peers (the new process holds them) and without events.
-    pub(super) fn forget(&self) {
+    pub(super) fn forget(self: &std::rc::Rc<Self>) {
         // The new process serves everyone from here: what this shard still
         // does (closing its copies of a million descriptors takes seconds
         // of CPU, then the drain) waits for the CPU the new one leaves.
         sys::lowest_priority_for_this_thread();
         let keys = std::mem::take(&mut *self.exported.borrow_mut());
+        let sets_sent = std::mem::take(&mut self.early.borrow_mut().sets_sent);
         for key in keys {
             let Some(c) = self.conns.borrow_mut().try_remove(key) else {
                 continue;
             };
             // epoll watches the socket, which lives on in the new process:
-            // take it out of this set before closing this copy.
-            sys::epoll_del(self.poller_fd(), c.fd);
+            // take it out of this set before closing this copy (unless the
+            // set went with it).
+            if !sets_sent {
+                sys::epoll_del(self.poller_fd(), c.fd);
+            }
             sys::close(c.fd);
             self.tls_forget(key);
             self.wheel.borrow_mut().cancel(c.timer);
@@ -239,6 +255,9 @@ impl Shard {
         // and never reach this one again.
         self.handed_over.set(true);
         self.close_inbound_links();
+        if sets_sent {
+            self.leave_sets();
+        }
         // What did not move (TLS, closing) is served again until it drains.
         self.gate.open();
         self.check_done();

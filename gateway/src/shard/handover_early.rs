@@ -23,6 +23,11 @@
 //! client's FIN waits for that, at most the length of the handover). An
 //! abort kills the new process, and with it every copy.
 //!
+//! When the new binary takes epoll sets too (`Accept { sets }`), the old
+//! shard sends its sets first and each descriptor names its set and the
+//! key in its token there: the new shard adds nothing to any set
+//! (`adopted`, which says why and how).
+//!
 //! Only when the new binary says it takes them (`Accept { early }`), so an
 //! older binary is upgraded to as before. TLS connections are not sent
 //! ahead: whether they move is decided at the export.
@@ -30,17 +35,29 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 
 use prost::Message;
+use std::time::Duration;
 
+use super::adopted::{Adopted, MAX_SETS};
 use super::{Conn, Shard};
 use crate::router::tables::ConnKey;
 use crate::session::{Session, Transport};
 use crate::sys;
+
+/// How long a shard serves before it tries a full channel again.
+const CHANNEL_FULL_RETRY: Duration = Duration::from_millis(1);
 
 /// Connections' ids and, attached in the same order, their descriptors.
 #[derive(Clone, PartialEq, prost::Message)]
 struct EarlyFds {
     #[prost(uint64, repeated, tag = "1")]
     ids: Vec<u64>,
+    /// When the shard's epoll sets came first (`adopted`): each
+    /// connection's set, by its place in that record, and the key in its
+    /// token there; else empty, and the new shard registers each one.
+    #[prost(uint32, repeated, tag = "2")]
+    sets: Vec<u32>,
+    #[prost(uint32, repeated, tag = "3")]
+    keys: Vec<u32>,
 }
 
 /// A shard's part in sending descriptors ahead.
@@ -51,9 +68,28 @@ pub(super) struct Early {
     pub(super) pipe: Option<OwnedFd>,
     /// Old process: the connections whose descriptors went ahead.
     pub(super) sent: HashSet<u64, Ids>,
+    /// Old process: its epoll sets went ahead too (`adopted`): at the
+    /// commit, they are the new process's.
+    pub(super) sets_sent: bool,
+    /// New process: the epoll sets that came ahead, in their order.
+    sets: Vec<Adopted>,
+    /// Old process: which upgrade this is, counted by `thaw` (a pre-pass
+    /// of an upgrade called off stops).
+    pub(super) generation: u64,
     /// New process: the entries of descriptors that came ahead (each in
     /// the epoll set under its token), by connection id.
     staged: HashMap<u64, ConnKey, Ids>,
+}
+
+impl Early {
+    /// The upgrade was called off: nothing of it is kept, and a pre-pass
+    /// still sending stops.
+    pub(super) fn call_off(&mut self) {
+        *self = Early {
+            generation: self.generation + 1,
+            ..Default::default()
+        };
+    }
 }
 
 /// Hashes connection ids, which this node numbers itself (no client picks
@@ -86,47 +122,119 @@ impl std::hash::Hasher for IdHasher {
 
 impl Shard {
     /// Old process, still serving: takes this upgrade's channel and sends
-    /// the descriptors of the movable plain connections through it; returns
-    /// how many.
-    pub(super) fn prepass(&self) -> Result<usize, String> {
+    /// the descriptors of the movable plain connections through it, with
+    /// `with_sets` the shard's epoll sets first; answers how many.
+    ///
+    /// A record at a time, serving between them: a shard that sent all
+    /// its share at once, or waited on a full channel, answered none of
+    /// its clients meanwhile (pings waited two seconds at a million
+    /// connections, measured). A connection that ended since the list was
+    /// made is left out (its entry may be another's by then).
+    pub(super) async fn prepass(
+        self: std::rc::Rc<Self>,
+        with_sets: bool,
+        reply: crossbeam_channel::Sender<Result<usize, String>>,
+    ) {
+        let generation = self.early.borrow().generation;
+        let sent = self.prepass_records(with_sets, generation).await;
+        if self.early.borrow().generation == generation {
+            let _ = reply.send(sent);
+        }
+    }
+
+    async fn prepass_records(&self, with_sets: bool, generation: u64) -> Result<usize, String> {
         let pipe = self.take_pipe()?;
-        let ids: Vec<(u64, RawFd)> = {
+        let places = if with_sets { self.places() } else { None };
+        let listed: Vec<(ConnKey, u64)> = {
             let plain = self.movable_keys().into_iter().filter(|k| !self.is_tls(*k));
             let conns = self.conns.borrow();
-            plain
-                .map(|k| (conns[k].session.id(), conns[k].fd))
-                .collect()
+            plain.map(|k| (k, conns[k].session.id())).collect()
         };
-        let mut early = self.early.borrow_mut();
-        for chunk in ids.chunks(sys::MAX_FDS) {
-            let record = EarlyFds {
-                ids: chunk.iter().map(|(id, _)| *id).collect(),
-            };
-            let fds: Vec<RawFd> = chunk.iter().map(|(_, fd)| *fd).collect();
+        if let Some((sets, _)) = &places {
+            self.send_ahead(&pipe, &[super::handover::SETS], sets, generation)
+                .await?;
+        }
+        let mut count = 0;
+        for chunk in listed.chunks(sys::MAX_FDS) {
+            let mut record = EarlyFds::default();
+            let mut fds: Vec<RawFd> = Vec::with_capacity(chunk.len());
+            {
+                let conns = self.conns.borrow();
+                for &(key, id) in chunk {
+                    let Some(c) = conns.get(key).filter(|c| c.session.id() == id) else {
+                        continue;
+                    };
+                    record.ids.push(id);
+                    fds.push(c.fd);
+                    if let Some((_, at)) = &places {
+                        record.sets.push(at[key].0);
+                        record.keys.push(at[key].1);
+                    }
+                }
+            }
             let mut bytes = vec![super::handover::EARLY];
             record.encode(&mut bytes).map_err(|e| e.to_string())?;
-            sys::send_record(&pipe, &bytes, &fds).map_err(|e| format!("handover channel: {e}"))?;
-            early.sent.extend(record.ids);
+            self.send_ahead(&pipe, &bytes, &fds, generation).await?;
+            count += record.ids.len();
+            self.early.borrow_mut().sent.extend(record.ids);
         }
-        sys::send_record(&pipe, &[super::handover::AHEAD], &[])
-            .map_err(|e| format!("handover channel: {e}"))?;
+        self.send_ahead(&pipe, &[super::handover::AHEAD], &[], generation)
+            .await?;
+        let mut early = self.early.borrow_mut();
         early.pipe = Some(pipe);
-        Ok(ids.len())
+        early.sets_sent = places.is_some();
+        Ok(count)
+    }
+
+    /// Sends one record ahead once the channel has room, letting the
+    /// shard serve before (after each record, and while it is full).
+    async fn send_ahead(
+        &self,
+        pipe: &OwnedFd,
+        bytes: &[u8],
+        fds: &[RawFd],
+        generation: u64,
+    ) -> Result<(), String> {
+        loop {
+            if self.early.borrow().generation != generation {
+                return Err("the upgrade was called off".into());
+            }
+            match sys::try_send_record(pipe, bytes, fds) {
+                Ok(true) => break,
+                Ok(false) => monoio::time::sleep(CHANNEL_FULL_RETRY).await,
+                Err(e) => return Err(format!("handover channel: {e}")),
+            }
+        }
+        super::wake::yield_now().await;
+        Ok(())
+    }
+
+    /// New process: the old shard's epoll sets, which its connections'
+    /// descriptors name next.
+    pub(super) fn import_sets(&self, fds: Vec<OwnedFd>) -> Result<(), String> {
+        let mut early = self.early.borrow_mut();
+        if !early.sets.is_empty() || fds.is_empty() || fds.len() > MAX_SETS {
+            return Err(format!("{} epoll sets came, or came twice", fds.len()));
+        }
+        early.sets = fds.into_iter().map(Adopted::new).collect();
+        Ok(())
     }
 
     /// New process: gives descriptors that came ahead their entries and
-    /// puts them in the epoll set.
+    /// their place in an epoll set: the one they came in, or this shard's.
     pub(super) fn import_early(&self, body: &[u8], fds: Vec<OwnedFd>) -> Result<(), String> {
         let record = EarlyFds::decode(body).map_err(|e| format!("unreadable descriptors: {e}"))?;
-        if record.ids.len() != fds.len() {
+        let n = record.ids.len();
+        let in_sets = !record.sets.is_empty();
+        if fds.len() != n || (in_sets && (record.sets.len() != n || record.keys.len() != n)) {
             return Err(format!(
-                "{} ids came with {} descriptors",
-                record.ids.len(),
-                fds.len()
+                "{n} ids came with {} descriptors and {} places",
+                fds.len(),
+                record.sets.len()
             ));
         }
         let now = self.tick_clock();
-        for (id, fd) in record.ids.into_iter().zip(fds) {
+        for (i, (id, fd)) in record.ids.into_iter().zip(fds).enumerate() {
             if self.early.borrow().staged.contains_key(&id) {
                 return Err(format!("connection {id}'s descriptor came twice"));
             }
@@ -135,10 +243,22 @@ impl Shard {
             // timed (the gate is closed, no deadline is armed).
             let placeholder = Session::new(Transport::Tcp, id, now, &self.env);
             let key = self.conns.borrow_mut().insert(Conn::new(fd, placeholder));
-            if let Err(e) = self.watch(fd, key, id) {
+            let placed = match in_sets {
+                true => {
+                    let mut early = self.early.borrow_mut();
+                    match early.sets.get_mut(record.sets[i] as usize) {
+                        Some(set) => set.place(record.keys[i], key, id),
+                        None => Err("a descriptor in an epoll set that did not come".into()),
+                    }
+                }
+                false => self
+                    .watch(fd, key, id)
+                    .map_err(|e| format!("cannot watch a descriptor sent ahead: {e}")),
+            };
+            if let Err(e) = placed {
                 self.conns.borrow_mut().remove(key);
                 sys::close(fd);
-                return Err(format!("cannot watch a descriptor sent ahead: {e}"));
+                return Err(e);
             }
             self.early.borrow_mut().staged.insert(id, key);
         }
@@ -160,17 +280,28 @@ impl Shard {
     /// New process, at the end of the import: the descriptors of
     /// connections that did not move after all leave the set and are
     /// closed (the old process still holds the socket, or closed it).
-    pub(super) fn drop_unclaimed_early(&self) -> usize {
-        let staged = std::mem::take(&mut self.early.borrow_mut().staged);
+    pub(super) fn drop_unclaimed_early(self: &std::rc::Rc<Self>) -> Result<usize, String> {
+        let (staged, sets) = {
+            let mut early = self.early.borrow_mut();
+            (
+                std::mem::take(&mut early.staged),
+                std::mem::take(&mut early.sets),
+            )
+        };
         let epfd = self.poller_fd();
         for key in staged.values() {
             let Some(c) = self.conns.borrow_mut().try_remove(*key) else {
                 continue;
             };
-            // epoll watches the file, which lives on elsewhere.
-            sys::epoll_del(epfd, c.fd);
+            // epoll watches the file, which lives on elsewhere. (In a set
+            // that came ahead, its entry is the old process's business:
+            // its key here is free, and the id check drops its events.)
+            if sets.is_empty() {
+                sys::epoll_del(epfd, c.fd);
+            }
             sys::close(c.fd);
         }
-        staged.len()
+        self.watch_sets(sets)?;
+        Ok(staged.len())
     }
 }

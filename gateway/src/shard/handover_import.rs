@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use prost::Message;
 
-use super::handover::{ConnBatch, AHEAD, CONNS, EARLY, END, MAX_RECORD, RECORD_TIMEOUT, STORE};
+use super::handover::{
+    ConnBatch, AHEAD, CONNS, EARLY, END, MAX_RECORD, RECORD_TIMEOUT, SETS, STORE,
+};
 use super::{Conn, Shard};
 use crate::session::{RoomCursors, Route, Session};
 use crate::sys;
@@ -14,7 +16,10 @@ use crate::sys;
 impl Shard {
     /// Reads the old process's records for this shard and takes over what
     /// they carry; returns how many connections.
-    pub(super) fn import(&self, ahead: &crossbeam_channel::Sender<usize>) -> Result<usize, String> {
+    pub(super) fn import(
+        self: &std::rc::Rc<Self>,
+        ahead: &crossbeam_channel::Sender<usize>,
+    ) -> Result<usize, String> {
         let pipe = self.take_pipe()?;
         let mut count = 0;
         loop {
@@ -24,9 +29,13 @@ impl Shard {
                 Err(e) => return Err(format!("handover channel: {e}")),
             };
             match bytes.split_first() {
+                Some((&SETS, _)) => self.import_sets(fds)?,
                 Some((&EARLY, body)) => self.import_early(body, fds)?,
                 Some((&AHEAD, _)) => {
-                    let _ = ahead.send(self.early_count());
+                    let n = self.early_count();
+                    // Their users come at the freeze: room for them now.
+                    self.router.borrow_mut().reserve(n);
+                    let _ = ahead.send(n);
                 }
                 Some((&CONNS, body)) => count += self.import_conns(body, fds)?,
                 Some((&STORE, body)) => self
@@ -35,7 +44,7 @@ impl Shard {
                     .import_state(body)
                     .map_err(|e| format!("unreadable store state: {e}"))?,
                 Some((&END, _)) => {
-                    let unclaimed = self.drop_unclaimed_early();
+                    let unclaimed = self.drop_unclaimed_early()?;
                     if unclaimed > 0 {
                         tracing::debug!(
                             shard = self.id,
@@ -78,6 +87,13 @@ impl Shard {
         let then = now
             .checked_sub(Duration::from_millis(transit))
             .unwrap_or(now);
+        let mut reread = vec![false; n];
+        for &i in &batch.reread {
+            match reread.get_mut(i as usize) {
+                Some(r) => *r = true,
+                None => return Err("a session to read again that did not come".into()),
+            }
+        }
         let mut tls = std::collections::HashMap::new();
         for t in batch.tls {
             if t.index as usize >= n || tls.insert(t.index, t).is_some() {
@@ -108,7 +124,11 @@ impl Shard {
                     .insert(session.id(), rooms);
             }
             let moved = tls.remove(&(index as u32));
-            self.adopt(fd, session, grants, moved)?;
+            let id = session.id();
+            let key = self.adopt(fd, session, grants, moved)?;
+            if reread[index] {
+                self.read_again(key, id);
+            }
         }
         Ok(n)
     }
@@ -122,7 +142,7 @@ impl Shard {
         session: Session,
         grants: Option<crate::grants::Grants>,
         tls: Option<super::tls_move::TlsMoved>,
-    ) -> Result<(), String> {
+    ) -> Result<crate::router::tables::ConnKey, String> {
         let id = session.id();
         // Ids stay as they were (presence lists them): new ones come after.
         let n = id & ((1 << 48) - 1);
@@ -181,7 +201,7 @@ impl Shard {
                 self.apply_route(key, id, Route::Joined(room));
             }
         }
-        Ok(())
+        Ok(key)
     }
 }
 

@@ -22,6 +22,7 @@
 //!   comes from the shard's epoll set (`poller`).
 mod accept;
 mod actions;
+mod adopted;
 mod backend;
 mod bus;
 mod conn;

@@ -20,11 +20,12 @@
 //! connection is read until `EAGAIN`; one that had its share of a round
 //! (`reader::READS_PER_TURN`) or whose input was held back by write
 //! backpressure is kept in the `again` list and read without a new edge.
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
 use super::accept::listener_key;
+use super::adopted::Adopted;
 use super::reader::{self, ReadEnd};
 use super::wake::{runtime_turn, waited, Turns};
 use super::Shard;
@@ -32,41 +33,59 @@ use crate::router::tables::ConnKey;
 use crate::sys;
 
 /// Events collected per `epoll_wait`.
-const EVENTS: usize = 1024;
+pub(super) const EVENTS: usize = 1024;
 
 pub(super) struct Poller {
-    epfd: OwnedFd,
+    /// The shard's own set. Replaced once, when an upgrade's commit gave
+    /// it to the new process (`adopted::leave_sets`).
+    epfd: RefCell<OwnedFd>,
+    /// Which sets the running poll tasks serve: a task whose set was given
+    /// away ends before it polls again.
+    pub(super) generation: Cell<u32>,
     /// Connections to read without waiting for a new edge.
     again: RefCell<Vec<u64>>,
+    /// Sets handed over by an upgrade's old process, each polled by a task
+    /// of its own (`adopted`).
+    pub(super) adopted: RefCell<Vec<Adopted>>,
+    pub(super) adopted_events: RefCell<Vec<libc::epoll_event>>,
 }
 
 impl Poller {
     pub(super) fn new() -> std::io::Result<Poller> {
         Ok(Poller {
-            epfd: sys::epoll_create()?,
+            epfd: RefCell::new(sys::epoll_create()?),
+            generation: Cell::new(0),
             again: RefCell::new(Vec::new()),
+            adopted: RefCell::new(Vec::new()),
+            adopted_events: RefCell::new(Vec::new()),
         })
+    }
+
+    /// Serves `fresh` from now on (the caller starts its `poll_task`).
+    pub(super) fn replace(&self, fresh: OwnedFd) {
+        *self.epfd.borrow_mut() = fresh;
+        self.generation.set(self.generation.get().wrapping_add(1));
     }
 }
 
 /// The epoll token of a connection.
-fn token(key: ConnKey, id: u64) -> u64 {
+pub(super) fn token(key: ConnKey, id: u64) -> u64 {
     (key as u64 & 0xffff_ffff) | (id << 32)
 }
 
-fn untoken(token: u64) -> (ConnKey, u32) {
+pub(super) fn untoken(token: u64) -> (ConnKey, u32) {
     ((token & 0xffff_ffff) as ConnKey, (token >> 32) as u32)
 }
 
 impl Shard {
     /// Starts watching an accepted connection.
     pub(super) fn watch(&self, fd: i32, key: ConnKey, id: u64) -> std::io::Result<()> {
-        sys::epoll_add(self.poller.epfd.as_raw_fd(), fd, token(key, id))
+        sys::epoll_add(self.poller_fd(), fd, token(key, id))
     }
 
     /// The shard's epoll set.
     pub(super) fn poller_fd(&self) -> i32 {
-        self.poller.epfd.as_raw_fd()
+        self.poller.epfd.borrow().as_raw_fd()
     }
 
     /// Reads `key` again in the next round, without waiting for readiness.
@@ -74,9 +93,16 @@ impl Shard {
         self.poller.again.borrow_mut().push(token(key, id));
     }
 
+    /// The connections the next round reads without waiting for an edge.
+    pub(super) fn unread_keys(&self) -> std::collections::HashSet<ConnKey> {
+        let again = self.poller.again.borrow();
+        again.iter().map(|t| untoken(*t).0).collect()
+    }
+
     /// Waits for readiness and dispatches it, for the life of the shard.
     pub(super) async fn poll_task(self: Rc<Self>) {
-        let waiter = match super::wake::readiness(self.poller.epfd.as_raw_fd()) {
+        let generation = self.poller.generation.get();
+        let waiter = match super::wake::readiness(self.poller_fd()) {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(shard = self.id, "cannot poll the shard's epoll set: {e}");
@@ -90,6 +116,11 @@ impl Shard {
         loop {
             // While an upgrade moves the connections, nothing is read.
             self.gate.passed().await;
+            if self.poller.generation.get() != generation {
+                // The set went to an upgrade's new process: never poll it
+                // again (its events are that process's now).
+                return;
+            }
             self.tick_clock();
             std::mem::swap(&mut again, &mut *self.poller.again.borrow_mut());
             for t in again.drain(..) {
@@ -99,7 +130,7 @@ impl Shard {
                     None => self.on_input(key, id),
                 }
             }
-            let n = sys::epoll_poll(self.poller.epfd.as_raw_fd(), &mut events);
+            let n = sys::epoll_poll(self.poller_fd(), &mut events);
             for ev in &events[..n] {
                 let (key, id) = untoken(ev.u64);
                 self.on_event(key, id, ev.events);
@@ -129,7 +160,7 @@ impl Shard {
         }
     }
 
-    fn on_event(&self, key: ConnKey, id: u32, events: u32) {
+    pub(super) fn on_event(&self, key: ConnKey, id: u32, events: u32) {
         if let Some(transport) = listener_key(key) {
             self.on_acceptable(transport);
             return;

@@ -198,8 +198,8 @@ impl Shard {
                 self.gate.open();
                 self.start_accepting();
             }
-            Command::Prepass(reply) => {
-                let _ = reply.send(self.prepass());
+            Command::Prepass { reply, sets } => {
+                monoio::spawn(self.clone().prepass(sets, reply));
             }
             Command::Freeze(reply) => {
                 self.freeze();

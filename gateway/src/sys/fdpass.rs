@@ -34,6 +34,12 @@ fn cmsg_space(n: usize) -> usize {
 /// Sends one message, `bytes` with `fds` attached (at most [`MAX_FDS`]).
 /// Blocks until the kernel takes it; never raises SIGPIPE.
 pub(crate) fn send_msg(sock: &impl AsRawFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    send_msg_flags(sock, bytes, fds, 0)
+}
+
+/// `send_msg` with `flags` added (`MSG_DONTWAIT`: `WouldBlock` when the
+/// channel is full, and nothing sent).
+fn send_msg_flags(sock: &impl AsRawFd, bytes: &[u8], fds: &[RawFd], flags: i32) -> io::Result<()> {
     if fds.len() > MAX_FDS {
         return Err(io::Error::other("too many descriptors for one message"));
     }
@@ -66,7 +72,7 @@ pub(crate) fn send_msg(sock: &impl AsRawFd, bytes: &[u8], fds: &[RawFd]) -> io::
     }
     loop {
         // SAFETY: msg and everything it points to are live.
-        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL | flags) };
         if n >= 0 {
             return Ok(());
         }
@@ -159,6 +165,26 @@ pub(crate) fn send_record(sock: &impl AsRawFd, bytes: &[u8], fds: &[RawFd]) -> i
         if last {
             return Ok(());
         }
+    }
+}
+
+/// Sends a record of at most one chunk as `send_record` does, without
+/// waiting: `Ok(false)` when the channel is full (nothing was sent).
+pub(crate) fn try_send_record(
+    sock: &impl AsRawFd,
+    bytes: &[u8],
+    fds: &[RawFd],
+) -> io::Result<bool> {
+    if bytes.len() > CHUNK {
+        return Err(io::Error::other("record too long to send without waiting"));
+    }
+    let mut msg = Vec::with_capacity(bytes.len() + 1);
+    msg.push(1);
+    msg.extend_from_slice(bytes);
+    match send_msg_flags(sock, &msg, fds, libc::MSG_DONTWAIT) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

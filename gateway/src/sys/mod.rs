@@ -13,7 +13,9 @@
 mod fdpass;
 mod listen;
 
-pub(crate) use fdpass::{recv_msg, recv_record, send_msg, send_record, seqpacket_pair, MAX_FDS};
+pub(crate) use fdpass::{
+    recv_msg, recv_record, send_msg, send_record, seqpacket_pair, try_send_record, MAX_FDS,
+};
 pub(crate) use listen::{accept, listener, local_addr};
 
 use std::io;

@@ -82,7 +82,11 @@ impl Incoming {
             return Err(format!("upgrade refused: {why}"));
         }
         let pid = std::process::id();
-        let accept = Msg::Accept { pid, early: true };
+        let accept = Msg::Accept {
+            pid,
+            early: true,
+            sets: true,
+        };
         send(&self.sock, &accept, &[]).map_err(|e| e.to_string())?;
         let mut fds = Vec::with_capacity(count);
         while fds.len() < count {

@@ -23,8 +23,10 @@
 //! 4. If the new process takes them (`Accept { early }`), `Move` and
 //!    `Pipes` (a channel per shard pair) come first, and every old shard
 //!    sends the descriptors of its movable plain connections ahead through
-//!    its channel while it still serves (`shard::handover_early`); new →
-//!    old `Ahead` once the new shards have taken them all.
+//!    its channel while it still serves (`shard::handover_early`), and
+//!    with `Accept { sets }` its epoll sets first (`shard::adopted`: the
+//!    new shard polls them, nothing is registered again); new → old
+//!    `Ahead` once the new shards have taken them all.
 //!    The old process freezes its shards (they stop accepting, reading,
 //!    writing and acting on deadlines) and waits until their store
 //!    operations are answered and the mesh is quiet; old → new `Move` and
@@ -129,6 +131,9 @@ enum Msg {
         pid: u32,
         #[serde(default)]
         early: bool,
+        /// It takes each old shard's epoll sets with the descriptors.
+        #[serde(default)]
+        sets: bool,
     },
     /// The new process cannot take it, and exits.
     Refuse { why: String },

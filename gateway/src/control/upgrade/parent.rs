@@ -94,8 +94,8 @@ impl Control {
             error,
         })?;
         let pid = child.id();
-        let early = match offer(node, &mine) {
-            Ok(early) => early,
+        let takes = match offer(node, &mine) {
+            Ok(takes) => takes,
             Err(why) => {
                 node.handed_over.store(false, Ordering::SeqCst);
                 let _ = child.kill();
@@ -109,7 +109,7 @@ impl Control {
         let conns: u64 = node.stats.iter().map(|s| s.conns().max(0) as u64).sum();
         let state = &node.upgrade;
         let mut totals = Vec::new();
-        let moved = relay::move_out(node, &mine, early).and_then(|moved| {
+        let moved = relay::move_out(node, &mine, takes).and_then(|moved| {
             // The commit goes first: if the new process is gone by now,
             // nothing here is forgotten yet and this process serves on.
             totals = node.stats.iter().map(|s| s.totals()).collect();
@@ -184,8 +184,8 @@ fn spawn(binary: &PathBuf, theirs: OwnedFd) -> std::io::Result<Child> {
 }
 
 /// Steps 1 to 3 of the handover: the offer, the listeners, `Ready`.
-/// Returns whether the new process takes descriptors sent ahead.
-fn offer(node: &Node, sock: &OwnedFd) -> Result<bool, String> {
+/// Returns what the new process takes ahead of the freeze.
+fn offer(node: &Node, sock: &OwnedFd) -> Result<relay::Takes, String> {
     let listeners = node.listeners.lock().unwrap_or_else(|e| e.into_inner());
     let Some(l) = listeners.as_ref() else {
         return Err("the node no longer holds its listeners".into());
@@ -207,10 +207,10 @@ fn offer(node: &Node, sock: &OwnedFd) -> Result<bool, String> {
     };
     let io = |e: std::io::Error| format!("handover channel: {e}");
     send(sock, &offer, &[]).map_err(io)?;
-    let early = match recv(sock, OFFER_TIMEOUT)? {
-        (Msg::Accept { pid, early }, _) => {
+    let takes = match recv(sock, OFFER_TIMEOUT)? {
+        (Msg::Accept { pid, early, sets }, _) => {
             tracing::info!(pid, "upgrade: the new process takes the offer");
-            early
+            relay::Takes { early, sets }
         }
         (Msg::Refuse { why }, _) => return Err(format!("the new binary refused: {why}")),
         (other, _) => return Err(format!("unexpected answer to the offer: {other:?}")),
@@ -223,7 +223,7 @@ fn offer(node: &Node, sock: &OwnedFd) -> Result<bool, String> {
     }
     drop(listeners);
     match recv(sock, READY_TIMEOUT)? {
-        (Msg::Ready { .. }, _) => Ok(early),
+        (Msg::Ready { .. }, _) => Ok(takes),
         (other, _) => Err(format!("unexpected message instead of ready: {other:?}")),
     }
 }

@@ -26,15 +26,24 @@ const QUIET: Duration = Duration::from_millis(10);
 /// How long one shard's export or import may take.
 const SHARD_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What the new process takes ahead of the freeze (`Accept`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Takes {
+    /// The descriptors.
+    pub(super) early: bool,
+    /// The shards' epoll sets with them (`shard::adopted`).
+    pub(super) sets: bool,
+}
+
 /// Old process: step 4 of the module header. With `early` (the new process
 /// takes them), the descriptors go ahead while the shards serve, then the
 /// freeze; else the freeze, then the channels. Then the export; returns the
 /// connections the new process took. The caller thaws the shards if this
 /// fails.
-pub(super) fn move_out(node: &Node, sock: &OwnedFd, early: bool) -> Result<u64, String> {
-    if early {
+pub(super) fn move_out(node: &Node, sock: &OwnedFd, takes: Takes) -> Result<u64, String> {
+    if takes.early {
         open(node, sock, true)?;
-        prepass(node)?;
+        prepass(node, takes.sets)?;
         let descriptors = ahead_taken(sock)?;
         tracing::info!(descriptors, "upgrade: descriptors sent ahead");
         freeze(node)?;
@@ -103,13 +112,14 @@ fn open(node: &Node, sock: &OwnedFd, early: bool) -> Result<(), String> {
 }
 
 /// Old process, still serving: every shard sends the descriptors of its
-/// movable plain connections ahead (`shard::handover_early`), all at once.
-/// Returns how many.
-fn prepass(node: &Node) -> Result<u64, String> {
+/// movable plain connections ahead (`shard::handover_early`), all at once,
+/// and with `sets` their epoll sets first. Returns how many.
+fn prepass(node: &Node, sets: bool) -> Result<u64, String> {
     let shards = node.mesh.len();
     let (tx, rx) = crossbeam_channel::bounded(shards);
     for shard in 0..shards {
-        command(node, shard, Command::Prepass(tx.clone()));
+        let reply = tx.clone();
+        command(node, shard, Command::Prepass { reply, sets });
     }
     answers(&rx, shards, "send its descriptors ahead")
 }
