@@ -66,6 +66,9 @@ impl From<Command> for ShardMsg {
     }
 }
 
+/// A user and a connection of it that came online (`DataMsg::OnlineMany`).
+pub(crate) type Online = (Arc<str>, PresenceEntry);
+
 /// Data-plane messages: routes, deliveries, presence changes, store traffic.
 /// Field names say what they hold; the variant docs say where they go.
 #[allow(missing_docs)]
@@ -83,6 +86,10 @@ pub enum DataMsg {
         user: Arc<str>,
         entry: PresenceEntry,
     },
+    /// At the users' owner: connections an upgrade handed over, an
+    /// `Online` each, in order (one message per owner for a shard's import,
+    /// not a million through the queues; `Router::hold_online`).
+    OnlineMany(Vec<Online>),
     /// At the user's owner: a connection closed.
     Offline {
         user: Arc<str>,

@@ -26,7 +26,11 @@ impl Router {
                     device,
                     wire,
                 };
-                self.send(self.owner(&user), DataMsg::Online { user, entry });
+                let to = self.owner(&user);
+                match &mut self.held_online {
+                    Some(held) => held[to].push((user, entry)),
+                    None => self.send(to, DataMsg::Online { user, entry }),
+                }
             }
             Route::Joined(room) => {
                 if self.tables.join(&room, from.key) {

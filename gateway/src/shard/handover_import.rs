@@ -20,6 +20,17 @@ impl Shard {
         self: &std::rc::Rc<Self>,
         ahead: &crossbeam_channel::Sender<usize>,
     ) -> Result<usize, String> {
+        self.router.borrow_mut().hold_online();
+        let taken = self.import_records(ahead);
+        self.router.borrow_mut().release_online();
+        self.run_actions();
+        taken
+    }
+
+    fn import_records(
+        self: &std::rc::Rc<Self>,
+        ahead: &crossbeam_channel::Sender<usize>,
+    ) -> Result<usize, String> {
         let pipe = self.take_pipe()?;
         let mut count = 0;
         loop {

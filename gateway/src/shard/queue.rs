@@ -118,6 +118,7 @@ impl Shard {
             | DataMsg::ToRoom { .. }
             | DataMsg::RoomLocal { .. }
             | DataMsg::Online { .. }
+            | DataMsg::OnlineMany(_)
             | DataMsg::Offline { .. }
             | DataMsg::Interest { .. }
             | DataMsg::Qos1Deliver { .. }

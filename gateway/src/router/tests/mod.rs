@@ -90,6 +90,7 @@ fn data(m: &DataMsg) -> String {
         DataMsg::ToRoom { room, .. } => format!("to room {room}"),
         DataMsg::RoomLocal { room, .. } => format!("room local {room}"),
         DataMsg::Online { user, entry } => format!("online {user} {}", entry.conn_id),
+        DataMsg::OnlineMany(entries) => format!("online {}", entries.len()),
         DataMsg::Offline { user, conn_id, .. } => format!("offline {user} {conn_id}"),
         DataMsg::Interest { room, shard, on } => format!("interest {room} {shard} {on}"),
         DataMsg::Qos1Append {
