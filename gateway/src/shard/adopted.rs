@@ -135,23 +135,12 @@ impl Shard {
     /// Waits for readiness of adopted set `index` and dispatches it, while
     /// this shard serves the set (as `poll_task` its own).
     async fn adopted_task(self: std::rc::Rc<Self>, index: usize) {
-        let generation = self.poller.generation.get();
         let epfd = self.poller.adopted.borrow()[index].epfd.as_raw_fd();
-        let waiter = match super::wake::readiness(epfd) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::error!(shard = self.id, "cannot poll a handed-over epoll set: {e}");
-                return;
-            }
+        let Some((waiter, generation)) = self.waiter(epfd) else {
+            return;
         };
         let turns = Turns::default();
-        loop {
-            self.gate.passed().await;
-            if self.poller.generation.get() != generation {
-                // Given away again, to a later upgrade's new process.
-                return;
-            }
-            self.tick_clock();
+        while self.round(generation).await {
             if self.poll_adopted(index) == EVENTS {
                 runtime_turn().await;
                 continue;

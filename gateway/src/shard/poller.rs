@@ -99,29 +99,41 @@ impl Shard {
         again.iter().map(|t| untoken(*t).0).collect()
     }
 
+    /// A poll task's start: a waiter on the readiness of the set `epfd`,
+    /// and which sets the task serves (`round`).
+    pub(super) fn waiter(&self, epfd: i32) -> Option<(monoio::net::TcpStream, u32)> {
+        match super::wake::readiness(epfd) {
+            Ok(w) => Some((w, self.poller.generation.get())),
+            Err(e) => {
+                tracing::error!(shard = self.id, "cannot poll an epoll set: {e}");
+                None
+            }
+        }
+    }
+
+    /// The start of a poll task's round: once the gate is open (while an
+    /// upgrade moves the connections, nothing is read). False when the
+    /// task's set went to an upgrade's new process: it ends, and never
+    /// polls that set again (its events are that process's now).
+    pub(super) async fn round(&self, generation: u32) -> bool {
+        self.gate.passed().await;
+        if self.poller.generation.get() != generation {
+            return false;
+        }
+        self.tick_clock();
+        true
+    }
+
     /// Waits for readiness and dispatches it, for the life of the shard.
     pub(super) async fn poll_task(self: Rc<Self>) {
-        let generation = self.poller.generation.get();
-        let waiter = match super::wake::readiness(self.poller_fd()) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::error!(shard = self.id, "cannot poll the shard's epoll set: {e}");
-                return;
-            }
+        let Some((waiter, generation)) = self.waiter(self.poller_fd()) else {
+            return;
         };
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
         let mut again = Vec::new();
         let coalesce = std::time::Duration::from_micros(self.deps.read_coalesce_us);
         let turns = Turns::default();
-        loop {
-            // While an upgrade moves the connections, nothing is read.
-            self.gate.passed().await;
-            if self.poller.generation.get() != generation {
-                // The set went to an upgrade's new process: never poll it
-                // again (its events are that process's now).
-                return;
-            }
-            self.tick_clock();
+        while self.round(generation).await {
             std::mem::swap(&mut again, &mut *self.poller.again.borrow_mut());
             for t in again.drain(..) {
                 let (key, id) = untoken(t);
