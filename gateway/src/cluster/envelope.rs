@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
-use proto::bus_v1::{envelope, interest, Envelope, Interest, Kick, Reset, Stored, ToName};
+use proto::bus_v1::{
+    envelope, interest, Envelope, Interest, Kick, Reset, SnapshotEnd, Stored, ToName,
+};
 use proto::v1::ServerFrame;
 
 use super::remote::{Kind, Origin};
@@ -39,12 +41,16 @@ pub enum PeerMsg {
         origin: Origin,
         on: bool,
     },
-    /// At every shard: forget what the peer shard said (a snapshot follows).
+    /// At every shard: forget what the peer shard said (a snapshot follows;
+    /// with `end_follows`, at its `SnapshotEnd`).
     Reset {
         node: Arc<str>,
         shard: u16,
         shards: u16,
+        end_follows: bool,
     },
+    /// At every shard: the peer shard's snapshot is over.
+    SnapshotEnd { node: Arc<str>, shard: u16 },
     /// At the user's owner: kick its local connections.
     Kick { user: Arc<str> },
 }
@@ -111,12 +117,18 @@ pub(crate) fn interest(kind: Kind, name: &str, on: bool) -> Vec<u8> {
     }))
 }
 
-/// The sending shard's snapshot follows.
+/// The sending shard's snapshot follows, then a [`snapshot_end`].
 pub(crate) fn reset(shard: u16, shards: u16) -> Vec<u8> {
     to_vec(envelope::Kind::Reset(Reset {
         shard: u32::from(shard),
         shards: u32::from(shards),
+        end_follows: true,
     }))
+}
+
+/// The sending shard's snapshot is over.
+pub(crate) fn snapshot_end() -> Vec<u8> {
+    to_vec(envelope::Kind::SnapshotEnd(SnapshotEnd {}))
 }
 
 /// Kick `user`'s connections on the peer.
@@ -163,6 +175,11 @@ pub(crate) fn decode(bytes: &[u8], node: &Arc<str>, shard: u16) -> Result<PeerMs
             node: node.clone(),
             shard,
             shards: u16::try_from(r.shards).unwrap_or(u16::MAX),
+            end_follows: r.end_follows,
+        },
+        envelope::Kind::SnapshotEnd(_) => PeerMsg::SnapshotEnd {
+            node: node.clone(),
+            shard,
         },
         envelope::Kind::Kick(k) => PeerMsg::Kick {
             user: Arc::from(k.user),
@@ -228,8 +245,13 @@ mod tests {
             PeerMsg::Reset {
                 shard: 3,
                 shards: 4,
+                end_follows: true,
                 ..
             }
+        ));
+        assert!(matches!(
+            decode(&snapshot_end(), &node, 3).unwrap(),
+            PeerMsg::SnapshotEnd { shard: 3, .. }
         ));
         assert!(matches!(
             decode(&kick("u"), &node, 0).unwrap(),

@@ -5,6 +5,13 @@
 //! the name there (its [`Origin`]). A `Reset` from a peer shard (its
 //! snapshot follows) forgets what that shard said before; a peer that
 //! leaves the registry is forgotten whole. Plain data, no IO.
+//!
+//! A `Reset` whose sender ends its snapshot with a `SnapshotEnd` only marks
+//! what the shard said before as stale: stale entries still route until
+//! the end, where those the snapshot did not say again go. The `Reset`
+//! reaches every shard of this node and each `Interest` only its name's
+//! owner, so a message routed between the two would otherwise find nobody
+//! and be dropped though the peer still wants it.
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -28,7 +35,15 @@ pub struct Origin {
     pub shard: u16,
 }
 
-type Origins = SmallVec<[Origin; 1]>;
+/// Who said it, and whether only before a `Reset` whose snapshot has not
+/// ended yet.
+#[derive(Debug, Clone)]
+struct Said {
+    origin: Origin,
+    stale: bool,
+}
+
+type Origins = SmallVec<[Said; 1]>;
 
 /// The remote interest of the names one shard owns.
 #[derive(Default)]
@@ -50,11 +65,15 @@ impl RemoteInterest {
         let map = self.map(kind);
         if on {
             let origins = map.entry(name).or_default();
-            if !origins.contains(&origin) {
-                origins.push(origin);
+            match origins.iter_mut().find(|s| s.origin == origin) {
+                Some(said) => said.stale = false,
+                None => origins.push(Said {
+                    origin,
+                    stale: false,
+                }),
             }
         } else if let Some(origins) = map.get_mut(&name) {
-            origins.retain(|o| *o != origin);
+            origins.retain(|s| s.origin != origin);
             if origins.is_empty() {
                 map.remove(&name);
             }
@@ -62,20 +81,42 @@ impl RemoteInterest {
     }
 
     /// Forgets what `node`'s shard `shard` said, and what its shards at or
-    /// above `shards` said (the peer restarted with fewer shards).
-    pub(crate) fn reset(&mut self, node: &str, shard: u16, shards: u16) {
-        self.retain(|o| !(&*o.node == node && (o.shard == shard || o.shard >= shards)));
+    /// above `shards` said (the peer restarted with fewer shards). With
+    /// `end_follows`, what `shard` said only goes stale until
+    /// [`snapshot_end`](Self::snapshot_end).
+    pub(crate) fn reset(&mut self, node: &str, shard: u16, shards: u16, end_follows: bool) {
+        let of = |o: &Origin| &*o.node == node;
+        self.retain(|s| !(of(&s.origin) && s.origin.shard >= shards));
+        match end_follows {
+            true => self.retain_mut(|s| {
+                if of(&s.origin) && s.origin.shard == shard {
+                    s.stale = true;
+                }
+                true
+            }),
+            false => self.retain(|s| !(of(&s.origin) && s.origin.shard == shard)),
+        }
+    }
+
+    /// `node`'s shard `shard` ended its snapshot: what it said before and
+    /// not again goes.
+    pub(crate) fn snapshot_end(&mut self, node: &str, shard: u16) {
+        self.retain(|s| !(s.stale && &*s.origin.node == node && s.origin.shard == shard));
     }
 
     /// Forgets everything `node` said (it left the registry).
     pub(crate) fn forget(&mut self, node: &str) {
-        self.retain(|o| &*o.node != node);
+        self.retain(|s| &*s.origin.node != node);
     }
 
-    fn retain(&mut self, keep: impl Fn(&Origin) -> bool) {
+    fn retain(&mut self, keep: impl Fn(&Said) -> bool) {
+        self.retain_mut(|s| keep(s));
+    }
+
+    fn retain_mut(&mut self, mut keep: impl FnMut(&mut Said) -> bool) {
         for map in [&mut self.users, &mut self.rooms] {
             map.retain(|_, origins| {
-                origins.retain(|o| keep(o));
+                origins.retain(|s| keep(s));
                 !origins.is_empty()
             });
         }
@@ -88,9 +129,10 @@ impl RemoteInterest {
             Kind::Room => &self.rooms,
         };
         let mut nodes: SmallVec<[Arc<str>; 4]> = SmallVec::new();
-        for o in map.get(name).into_iter().flatten() {
-            if !nodes.contains(&o.node) {
-                nodes.push(o.node.clone());
+        // Stale entries too: their snapshot has not ended.
+        for s in map.get(name).into_iter().flatten() {
+            if !nodes.contains(&s.origin.node) {
+                nodes.push(s.origin.node.clone());
             }
         }
         nodes
@@ -146,7 +188,7 @@ mod tests {
             t.set(Kind::User, Arc::from(name), o("b", shard), true);
         }
         t.set(Kind::User, Arc::from("u1"), o("c", 1), true);
-        t.reset("b", 1, 2);
+        t.reset("b", 1, 2, false);
         assert_eq!(names(&t, Kind::User, "u0"), ["b"]);
         assert_eq!(
             names(&t, Kind::User, "u1"),
@@ -159,5 +201,42 @@ mod tests {
         );
         t.forget("c");
         assert_eq!(t.len(), (1, 0));
+    }
+
+    #[test]
+    fn a_reset_with_an_end_keeps_routing_until_the_end() {
+        let mut t = RemoteInterest::default();
+        for name in ["kept", "dropped"] {
+            t.set(Kind::User, Arc::from(name), o("b", 1), true);
+        }
+        t.set(Kind::User, Arc::from("other"), o("b", 0), true);
+        t.set(Kind::Room, Arc::from("r"), o("b", 3), true);
+        t.reset("b", 1, 3, true);
+        // Between the reset and the snapshot's end, b still gets both.
+        assert_eq!(names(&t, Kind::User, "kept"), ["b"]);
+        assert_eq!(names(&t, Kind::User, "dropped"), ["b"]);
+        assert!(
+            names(&t, Kind::Room, "r").is_empty(),
+            "shards a restart removed go at once"
+        );
+        t.set(Kind::User, Arc::from("kept"), o("b", 1), true);
+        t.set(Kind::User, Arc::from("new"), o("b", 1), true);
+        t.snapshot_end("b", 0);
+        assert_eq!(
+            names(&t, Kind::User, "dropped"),
+            ["b"],
+            "another shard's end"
+        );
+        t.snapshot_end("b", 1);
+        assert_eq!(names(&t, Kind::User, "kept"), ["b"]);
+        assert_eq!(names(&t, Kind::User, "new"), ["b"]);
+        assert!(
+            names(&t, Kind::User, "dropped").is_empty(),
+            "not said again"
+        );
+        assert_eq!(names(&t, Kind::User, "other"), ["b"], "b's shard 0 said it");
+        // A second end changes nothing: nothing is stale.
+        t.snapshot_end("b", 1);
+        assert_eq!(t.len(), (3, 0));
     }
 }

@@ -80,8 +80,9 @@ pub struct Node {
     /// Stops the admin server's accepting (an upgrade's commit).
     pub(crate) admin_stop: Arc<tokio::sync::Notify>,
     /// Set once an upgrade hands the node to a new process (from the moment
-    /// its listeners are sent; cleared if it aborts): this process writes no
-    /// registry entry and consumes no downstream entry any more.
+    /// its listeners are sent; cleared if it aborts): this process consumes
+    /// no downstream entry any more (its registry entry it writes until
+    /// the commit, `UpgradeState::committed`).
     pub handed_over: AtomicBool,
     /// The node's end of each shard's handover channel (`shard::handover`).
     pub(crate) handover: Vec<std::os::fd::OwnedFd>,

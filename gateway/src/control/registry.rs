@@ -130,7 +130,7 @@ impl Refresher {
         while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
             stopped.recv_timeout(self.period())
         {
-            if self.node.handed_over.load(Ordering::SeqCst) {
+            if self.node.upgrade.committed.load(Ordering::SeqCst) {
                 // An upgrade's new process writes this node's entry now.
                 continue;
             }
@@ -141,7 +141,7 @@ impl Refresher {
             counter.fetch_add(1, Ordering::Relaxed);
         }
         let id = self.me.id.clone();
-        if self.node.handed_over.load(Ordering::SeqCst) {
+        if self.node.upgrade.committed.load(Ordering::SeqCst) {
             return;
         }
         if let Ok(conn) = self.redis.get() {

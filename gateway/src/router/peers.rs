@@ -11,10 +11,11 @@ use crate::outbound::Outbound;
 
 impl Router {
     /// An envelope a peer sent, as it comes off the bus: to the owner shard
-    /// of its name (a `Reset` to every shard).
+    /// of its name (a `Reset` and a `SnapshotEnd` to every shard: the
+    /// snapshot between them reaches each owner in the order sent).
     pub(crate) fn arrived(&mut self, msg: PeerMsg) {
         let to = match &msg {
-            PeerMsg::Reset { .. } => {
+            PeerMsg::Reset { .. } | PeerMsg::SnapshotEnd { .. } => {
                 for s in 0..self.shards {
                     self.send(s, msg.clone());
                 }
@@ -68,7 +69,9 @@ impl Router {
                 node,
                 shard,
                 shards,
-            } => self.remote.reset(&node, shard, shards),
+                end_follows,
+            } => self.remote.reset(&node, shard, shards, end_follows),
+            PeerMsg::SnapshotEnd { node, shard } => self.remote.snapshot_end(&node, shard),
             PeerMsg::Kick { user } => {
                 for s in self.tables.user_shards(&user) {
                     let user = user.clone();

@@ -179,6 +179,12 @@ pub struct UpgradeState {
     pub done: AtomicU64,
     /// Upgrades aborted (carried across them).
     pub aborted: AtomicU64,
+    /// Set at the commit: the new process writes the node's registry entry
+    /// from then on. Until then this one does, whatever the handover takes
+    /// (a million connections took seconds, about the entry's lifetime: a
+    /// gap would have had every peer drop the node, its links and their
+    /// queues).
+    pub committed: std::sync::atomic::AtomicBool,
     /// One upgrade at a time.
     running: Mutex<()>,
     /// After a commit: the channel to the new process, and the totals

@@ -137,6 +137,7 @@ impl Control {
         // Committed: the new process serves the moved connections and the
         // listeners; what did not move (TLS, closing) drains here.
         state.done.fetch_add(1, Ordering::Relaxed);
+        state.committed.store(true, Ordering::SeqCst);
         relay::forget(node);
         node.admin_stop.notify_one();
         drop(
@@ -215,8 +216,8 @@ fn offer(node: &Node, sock: &OwnedFd) -> Result<relay::Takes, String> {
         (Msg::Refuse { why }, _) => return Err(format!("the new binary refused: {why}")),
         (other, _) => return Err(format!("unexpected answer to the offer: {other:?}")),
     };
-    // From here the new process registers this node: this one stops
-    // writing its registry entry (resumed if the upgrade aborts).
+    // From here this one consumes no downstream entry (resumed if the
+    // upgrade aborts); it writes its registry entry until the commit.
     node.handed_over.store(true, Ordering::SeqCst);
     for chunk in fds.chunks(sys::MAX_FDS) {
         send(sock, &Msg::Fds, chunk).map_err(io)?;

@@ -129,6 +129,7 @@ fn store(op: &Op) -> String {
 fn peer(p: &PeerMsg) -> String {
     match p {
         PeerMsg::Reset { node, .. } => format!("reset {node}"),
+        PeerMsg::SnapshotEnd { node, .. } => format!("end {node}"),
         PeerMsg::ToUser { user, .. } => format!("to user {user}"),
         PeerMsg::Interest { name, .. } => format!("interest {name}"),
         _ => "other".into(),

@@ -131,11 +131,17 @@ fn an_arriving_envelope_goes_to_its_names_owner_and_a_reset_to_all() {
         node: name("n2"),
         shard: 0,
         shards: 1,
+        end_follows: true,
     };
     r.arrived(reset);
+    r.arrived(PeerMsg::SnapshotEnd {
+        node: name("n2"),
+        shard: 0,
+    });
     let o = owner("u", SHARDS);
     let mut want = vec![format!("{o}:peer interest u")];
     want.extend((0..SHARDS).map(|s| format!("{s}:peer reset n2")));
+    want.extend((0..SHARDS).map(|s| format!("{s}:peer end n2")));
     assert_eq!(said(&mut r), want);
 }
 
@@ -151,11 +157,49 @@ fn a_reset_or_a_peer_gone_forgets_what_it_wanted() {
             node: name("n2"),
             shard: 0,
             shards: 1,
+            end_follows: false,
         },
     );
     assert_eq!(&r.remote_nodes(Kind::User, "u")[..], &[name("n3")]);
     r.forget_peer("n3");
     assert!(r.remote_nodes(Kind::User, "u").is_empty());
+}
+
+/// The owner sees a peer's `Reset` (sent to every shard), then a live
+/// message from another local shard, then the peer's `Interest` (sent to
+/// the owner only): the message still reaches the peer, and what the
+/// snapshot did not say again goes at its end.
+#[test]
+fn a_message_between_a_reset_and_the_snapshot_still_reaches_the_peer() {
+    let mut r = owner_of("u");
+    r.handle_peer(t0(), interest(Kind::User, "u", "n2", true));
+    r.handle_peer(t0(), interest(Kind::User, "gone", "n2", true));
+    take(&mut r);
+    let reset = PeerMsg::Reset {
+        node: name("n2"),
+        shard: 0,
+        shards: 1,
+        end_follows: true,
+    };
+    r.handle_peer(t0(), reset);
+    let to_u = || DataMsg::ToUser {
+        user: name("u"),
+        msg: msg(Qos::AtMostOnce, "m"),
+    };
+    r.handle(t0(), to_u());
+    assert_eq!(said(&mut r), ["bus n2"]);
+    r.handle_peer(t0(), interest(Kind::User, "u", "n2", true));
+    r.handle_peer(
+        t0(),
+        PeerMsg::SnapshotEnd {
+            node: name("n2"),
+            shard: 0,
+        },
+    );
+    take(&mut r);
+    r.handle(t0(), to_u());
+    assert_eq!(said(&mut r), ["bus n2"]);
+    assert!(r.remote_nodes(Kind::User, "gone").is_empty());
 }
 
 #[test]

@@ -12,9 +12,10 @@
 //! Invariants:
 //! - Interest travels only from a name's owner shard, over that shard's own
 //!   links: per-name order is the order of the owner's queue.
-//! - Every time a link comes up, the shard sends a `Reset` and a snapshot of
-//!   the interest it owns, after whatever the link resends: the peer's view
-//!   is whole again whatever it missed or forgot.
+//! - Every time a link comes up, the shard sends a `Reset`, a snapshot of
+//!   the interest it owns and a `SnapshotEnd`, after whatever the link
+//!   resends: the peer's view is whole again whatever it missed or forgot,
+//!   and what it had before routes until the end (`cluster::remote`).
 //! - A message that arrived over the bus is only ever delivered locally,
 //!   never sent out again (no loops).
 mod dial;
@@ -280,6 +281,7 @@ impl Shard {
         for room in tables.owned_rooms() {
             send(envelope::interest(Kind::Room, room, true));
         }
+        send(envelope::snapshot_end());
         drop(link);
         if refused > 0 {
             ShardStats::add(&self.stats.bus_refused, refused);
