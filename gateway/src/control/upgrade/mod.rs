@@ -23,7 +23,8 @@
 //! 4. If the new process takes them (`Accept { early }`), `Move` and
 //!    `Pipes` (a channel per shard pair) come first, and every old shard
 //!    sends the descriptors of its movable plain connections ahead through
-//!    its channel while it still serves (`shard::handover_early`), and
+//!    its channel while it still serves (`shard::handover_early`; two
+//!    shards per core at a time, so the others answer their clients), and
 //!    with `Accept { sets }` its epoll sets first (`shard::adopted`: the
 //!    new shard polls them, nothing is registered again); new → old
 //!    `Ahead` once the new shards have taken them all.

@@ -112,16 +112,33 @@ fn open(node: &Node, sock: &OwnedFd, early: bool) -> Result<(), String> {
 }
 
 /// Old process, still serving: every shard sends the descriptors of its
-/// movable plain connections ahead (`shard::handover_early`), all at once,
-/// and with `sets` their epoll sets first. Returns how many.
+/// movable plain connections ahead (`shard::handover_early`), and with
+/// `sets` their epoll sets first, a wave of shards at a time
+/// ([`ahead_wave`]). Returns how many.
 fn prepass(node: &Node, sets: bool) -> Result<u64, String> {
     let shards = node.mesh.len();
     let (tx, rx) = crossbeam_channel::bounded(shards);
-    for shard in 0..shards {
-        let reply = tx.clone();
-        command(node, shard, Command::Prepass { reply, sets });
+    let mut sent = 0;
+    let all: Vec<usize> = (0..shards).collect();
+    for wave in all.chunks(ahead_wave()) {
+        for &shard in wave {
+            let reply = tx.clone();
+            command(node, shard, Command::Prepass { reply, sets });
+        }
+        sent += answers(&rx, wave.len(), "send its descriptors ahead")?;
     }
-    answers(&rx, shards, "send its descriptors ahead")
+    Ok(sent)
+}
+
+/// How many shards send their descriptors ahead at once: eight per core.
+/// All at once, the old shards sending and the new ones taking made some
+/// 160 runnable threads on 2 cores (80 shards), and every old shard waited
+/// its turn among them to answer its clients: pings took 0.5 s (p50) while
+/// a million descriptors went ahead. In waves the other shards serve at
+/// once; two per core left the cores idle between records and the
+/// pre-pass took 1.7 times as long.
+fn ahead_wave() -> usize {
+    std::thread::available_parallelism().map_or(16, |n| 8 * n.get())
 }
 
 /// Old process, frozen, its channels open: every shard exports into its
