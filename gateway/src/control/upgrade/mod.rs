@@ -38,7 +38,7 @@
 //! 5. Commit: old → new `Commit`, with the old process's counter totals.
 //!    The new process opens its shards (accepting; what arrived meanwhile
 //!    waited in the sockets and queues), then its admin API, registry and
-//!    streams. The old one forgets what moved (its shards at nice 19 from
+//!    streams. The old one forgets what moved (its shards at `SCHED_IDLE` from
 //!    then on: what they still do must not take the CPU the new one serves
 //!    with), closes its listeners, stops
 //!    its admin API, registry writes and downstream consumer, and drains
