@@ -111,11 +111,10 @@ pub(crate) fn eventfd_drain(fd: RawFd) {
 /// nice 19 should that be refused): after an upgrade's commit, what an old
 /// shard still does (forgetting its moved connections, draining the rest)
 /// must not take the CPU from the new process, which serves everyone. At
-/// nice 19 alone, the old process's 80 shards weighed as much as one
-/// serving thread together and took a third of two cores while the new
-/// one caught up (measured); `SCHED_IDLE` weighs a fifth of that, and a
-/// waking serving thread preempts it at once. Unprivileged (a thread may
-/// always lower its own priority); never undone, the process exits.
+/// nice 19 alone, 80 old shards busy at once weigh more than one serving
+/// thread together (80 x 15 against 1024); `SCHED_IDLE` threads run only
+/// on CPU no other thread wants. Unprivileged (a thread may always lower
+/// its own priority); never undone, the process exits.
 /// A failure leaves the priority as it was.
 pub(crate) fn lowest_priority_for_this_thread() {
     // SAFETY: setpriority takes plain integers; on Linux PRIO_PROCESS with

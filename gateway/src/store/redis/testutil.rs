@@ -51,12 +51,19 @@ impl RedisServer {
         format!("redis+unix://{}", self.socket().display())
     }
 
-    /// A plain connection, for inspecting keys.
+    /// A plain connection, for inspecting keys. A connect a signal
+    /// interrupted (EINTR: any signal handled in the test process
+    /// interrupts calls with a timeout, even under SA_RESTART, signal(7);
+    /// seen in CI) is tried again.
     pub(crate) fn conn(&self) -> redis::Connection {
         let client = redis::Client::open(self.url()).expect("redis url");
-        client
-            .get_connection_with_timeout(READY_TIMEOUT)
-            .expect("connect to the test redis")
+        loop {
+            match client.get_connection_with_timeout(READY_TIMEOUT) {
+                Ok(c) => return c,
+                Err(e) if e.is_io_error() && e.to_string().contains("(os error 4)") => continue,
+                Err(e) => panic!("connect to the test redis: {e}"),
+            }
+        }
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit.
