@@ -85,16 +85,15 @@ impl RemoteInterest {
     /// `end_follows`, what `shard` said only goes stale until
     /// [`snapshot_end`](Self::snapshot_end).
     pub(crate) fn reset(&mut self, node: &str, shard: u16, shards: u16, end_follows: bool) {
-        let of = |o: &Origin| &*o.node == node;
-        self.retain(|s| !(of(&s.origin) && s.origin.shard >= shards));
-        match end_follows {
-            true => self.retain_mut(|s| {
-                if of(&s.origin) && s.origin.shard == shard {
-                    s.stale = true;
-                }
-                true
-            }),
-            false => self.retain(|s| !(of(&s.origin) && s.origin.shard == shard)),
+        let said = |s: &Said| &*s.origin.node == node && s.origin.shard == shard;
+        // Shards a restart removed go at once; without an end to come,
+        // what `shard` said goes too.
+        let gone = |s: &Said| &*s.origin.node == node && s.origin.shard >= shards;
+        self.retain(|s| !gone(s) && (end_follows || !said(s)));
+        if end_follows {
+            for s in self.saids_mut().filter(|s| said(s)) {
+                s.stale = true;
+            }
         }
     }
 
@@ -109,11 +108,14 @@ impl RemoteInterest {
         self.retain(|s| &*s.origin.node != node);
     }
 
-    fn retain(&mut self, keep: impl Fn(&Said) -> bool) {
-        self.retain_mut(|s| keep(s));
+    fn saids_mut(&mut self) -> impl Iterator<Item = &mut Said> {
+        self.users
+            .values_mut()
+            .chain(self.rooms.values_mut())
+            .flatten()
     }
 
-    fn retain_mut(&mut self, mut keep: impl FnMut(&mut Said) -> bool) {
+    fn retain(&mut self, keep: impl Fn(&Said) -> bool) {
         for map in [&mut self.users, &mut self.rooms] {
             map.retain(|_, origins| {
                 origins.retain(|s| keep(s));
