@@ -18,6 +18,7 @@ driver_tests!(
     upgrade_moves_tls13_connections_and_drains_tls12,
     upgrade_keeps_the_inbox_of_a_user_offline,
     upgrade_drops_a_descriptor_sent_ahead_whose_connection_ended,
+    upgrade_carries_what_changed_after_the_sessions_went_ahead,
 );
 
 /// Connections of every kind, in rooms, one holding a partial frame and one
@@ -254,4 +255,65 @@ fn upgrade_drops_a_descriptor_sent_ahead_whose_connection_ended(driver: Driver) 
     gw.wait_metric("gateway_connections", |v| v == 1.0);
     let r = gw.get("/presence/carol");
     assert_eq!(r.json()["online"], false, "{r:?}");
+}
+
+/// Sessions go ahead with their descriptors; what changes after that (a
+/// room joined and one left, a QoS 1 message held unacknowledged, half a
+/// ping) goes again at the freeze, and a session that did not change is
+/// kept as it came: each is served as the old process left it.
+fn upgrade_carries_what_changed_after_the_sessions_went_ahead(driver: Driver) {
+    let bin = env!("CARGO_BIN_EXE_gateway");
+    let path = script(
+        "holds-ahead",
+        &format!("GATEWAY_TEST_UPGRADE_HOLD_AHEAD_MS=1000 exec {bin} \"$@\""),
+    );
+    let reap = Arc::new(Reap::default());
+    let gw = Arc::new(Gateway::start(
+        driver,
+        &["--upgrade-binary", path.to_str().unwrap()],
+    ));
+    let mut alice = gw.connect(WS, "alice", "phone");
+    let mut bob = gw.connect(TCP, "bob", "laptop");
+    let mut dave = gw.connect(WS_JSON, "dave", "web");
+    alice.join("stay");
+    alice.join("go");
+    bob.join("stay");
+    let upgrade = {
+        let (gw, reap) = (gw.clone(), reap.clone());
+        std::thread::spawn(move || upgrade_node(&gw, &reap))
+    };
+    // The new process holds their sessions; the old one still serves.
+    gw.wait_log("upgrade: took the descriptors sent ahead", 1);
+    alice.join("new");
+    alice.send(&leave("go"));
+    assert_eq!(alice.left().room, "go");
+    push(&gw, r#""user": "bob""#, "held", 1);
+    assert_eq!(bob.deliver().seq, 1);
+    let ping_bytes = length_prefixed(&prost::Message::encode_to_vec(&ping(7)));
+    bob.send_raw_tcp(&ping_bytes[..3]);
+    upgrade.join().unwrap();
+    bob.send_raw_tcp(&ping_bytes[3..]);
+    assert_eq!(bob.pong().nonce, 7);
+    dave.ping(1);
+    alice.ping(2);
+    wait_room_members(&gw, "stay", 2);
+    wait_room_members(&gw, "new", 1);
+    wait_room_members(&gw, "go", 0);
+    push(&gw, r#""room": "new""#, "fresh", 0);
+    assert_eq!(alice.deliver().room, "new");
+    // bob's unacknowledged message moved with the rest of his state.
+    bob.send(&ack(1));
+    push(&gw, r#""user": "bob""#, "next", 1);
+    assert_eq!(bob.deliver().seq, 2);
+    let m = gw.metrics();
+    assert_eq!(metric(&m, "gateway_connections"), Some(3.0), "{m}");
+    for user in ["alice", "bob", "dave"] {
+        let r = gw.get(&format!("/presence/{user}"));
+        assert_eq!(r.json()["online"], true, "{user}: {r:?}");
+    }
+    assert!(
+        gw.stderr().contains("upgrade: took the connections over"),
+        "{}",
+        gw.stderr()
+    );
 }

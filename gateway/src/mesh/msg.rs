@@ -231,6 +231,8 @@ pub enum Command {
         reply: Sender<Result<usize, String>>,
         /// The shard's epoll sets go ahead too (`Accept { sets }`).
         sets: bool,
+        /// The sessions too (`Accept { sessions }`).
+        sessions: bool,
     },
     /// An upgrade begins: stop reading, writing and accepting, then answer
     /// once no store operation is out (false: not within the bound).

@@ -145,12 +145,25 @@ impl Router {
     pub(crate) fn closed(&mut self, key: ConnKey, user: &Arc<str>, conn_id: u64) {
         self.tables.remove_user(user, key);
         let shard = self.me;
+        let to = self.owner(user);
+        if let Some(held) = &mut self.held_online {
+            // Its `Online` is still held (an upgrade's import took it and
+            // then another state of it): it never goes, so no `Offline`
+            // either (sent now, it would reach the owner first).
+            let at = held[to]
+                .iter()
+                .position(|(u, e)| e.conn_id == conn_id && u == user);
+            if let Some(at) = at {
+                held[to].swap_remove(at);
+                return;
+            }
+        }
         let msg = DataMsg::Offline {
             user: user.clone(),
             shard,
             conn_id,
         };
-        self.send(self.owner(user), msg);
+        self.send(to, msg);
     }
 
     /// The appends a QoS 1 room message makes: one per distinct user among

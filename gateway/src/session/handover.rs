@@ -164,6 +164,26 @@ impl Session {
         self.phase < Phase::Closing
     }
 
+    /// Sets or clears the driver's mark (`shard::Conn::session_mut`).
+    pub(crate) fn mark(&mut self, changed: bool) {
+        self.changed = changed;
+    }
+
+    /// The driver's mark.
+    pub(crate) fn marked(&self) -> bool {
+        self.changed
+    }
+
+    /// Whether `other` asks the router for the same as this one: the same
+    /// user, device, wire and rooms (an upgrade's import keeps the routes
+    /// of a state that came ahead when only other things changed).
+    pub(crate) fn same_routes(&self, other: &Session) -> bool {
+        self.user == other.user
+            && self.device == other.device
+            && self.wire == other.wire
+            && self.rooms() == other.rooms()
+    }
+
     /// This session as a value; `grants` are its room grants, if any.
     pub(crate) fn export(
         &self,
@@ -253,6 +273,7 @@ impl Session {
             timeout_moved: true,
             peer_closed: false,
             fin_sent: false,
+            changed: false,
             id: st.id,
             user: st.user.map(Arc::from),
             device,

@@ -95,6 +95,10 @@ pub(crate) struct Session {
     peer_closed: bool,
     /// Our FIN was sent (closing, output flushed).
     fin_sent: bool,
+    /// The driver's mark (`shard::Conn::session_mut`): borrowed to change
+    /// since an upgrade sent it ahead. Here, in the padding of the fields
+    /// above, because the connection's entry has no byte to spare.
+    changed: bool,
     id: u64,
     user: Option<Arc<str>>,
     device: Arc<str>,
@@ -133,6 +137,7 @@ impl Session {
             wire,
             phase,
             syncing: false,
+            changed: false,
             bye: 0,
             timeout_moved: true,
             peer_closed: false,

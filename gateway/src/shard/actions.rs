@@ -45,7 +45,7 @@ impl Shard {
                     router
                         .tables()
                         .room_members(&room)
-                        .filter_map(|k| conns.get(k).and_then(|c| c.session.user().cloned()))
+                        .filter_map(|k| conns.get(k).and_then(|c| c.session().user().cloned()))
                         .collect()
                 };
                 self.router.borrow_mut().store_for(users, &msg);

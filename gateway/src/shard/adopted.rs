@@ -104,7 +104,7 @@ impl Shard {
         let mut places: Vec<Place> = (0..conns.capacity()).map(|k| (0, k as u32)).collect();
         for (i, set) in adopted.iter().enumerate() {
             for (token_key, &(key, id)) in set.keys.iter().enumerate() {
-                let live = conns.get(key as usize).map(|c| c.session.id() as u32) == Some(id);
+                let live = conns.get(key as usize).map(|c| c.session().id() as u32) == Some(id);
                 if (key, id) != NONE && live {
                     places[key as usize] = (i as u32 + 1, token_key as u32);
                 }
@@ -192,7 +192,7 @@ impl Shard {
             }
         };
         for (key, c) in self.conns.borrow().iter() {
-            if let Err(e) = sys::epoll_add(fresh.as_raw_fd(), c.fd, token(key, c.session.id())) {
+            if let Err(e) = sys::epoll_add(fresh.as_raw_fd(), c.fd, token(key, c.session().id())) {
                 tracing::warn!(shard = self.id, "cannot watch a connection that stays: {e}");
             }
         }

@@ -26,7 +26,7 @@ impl Shard {
             let conns = self.conns.borrow();
             conns
                 .get(key)
-                .and_then(|c| Some((c.session.user()?.clone(), c.session.device().clone())))
+                .and_then(|c| Some((c.session().user()?.clone(), c.session().device().clone())))
         };
         let Some((user, device)) = who else { return };
         // One `Reply::Authorized` comes back for it (see `handover`).
@@ -60,7 +60,7 @@ impl Shard {
             let conns = self.conns.borrow();
             match conns
                 .get(key)
-                .and_then(|c| Some((c.session.user()?.clone(), c.session.device().clone())))
+                .and_then(|c| Some((c.session().user()?.clone(), c.session().device().clone())))
             {
                 Some(ud) => ud,
                 None => return,

@@ -33,7 +33,9 @@ pub(crate) struct Conn {
     pub(super) hangup: bool,
     /// The wheel entry at the session's deadline (`TimerKey::NONE`: none).
     pub(super) timer: TimerKey,
-    pub(super) session: Session,
+    /// Private: read it with `session`, change it with `session_mut`, which
+    /// marks the connection `changed`.
+    session: Session,
 }
 
 impl Conn {
@@ -49,6 +51,34 @@ impl Conn {
             timer: TimerKey::NONE,
             session,
         }
+    }
+
+    pub(super) fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The session, to change: the connection counts as `changed` from
+    /// here on (whether or not anything did), so an upgrade that sent the
+    /// session ahead sends it again at the freeze.
+    pub(super) fn session_mut(&mut self) -> &mut Session {
+        self.session.mark(true);
+        &mut self.session
+    }
+
+    /// Whether the session was borrowed to change since `sent_ahead`.
+    pub(super) fn changed(&self) -> bool {
+        self.session.marked()
+    }
+
+    /// The session went ahead to an upgrade's new process as it is now.
+    pub(super) fn sent_ahead(&mut self) {
+        self.session.mark(false);
+    }
+
+    /// Puts `session` in place of the one here (an upgrade's import: the
+    /// one that came for this connection).
+    pub(super) fn set_session(&mut self, session: Session) -> Session {
+        std::mem::replace(&mut self.session, session)
     }
 }
 
@@ -104,7 +134,7 @@ impl Shard {
             self.deps.admission.release(ip, self.now.get());
         }
         self.wheel.borrow_mut().cancel(c.timer);
-        let s = &mut c.session;
+        let s = c.session_mut();
         {
             let mut router = self.router.borrow_mut();
             for room in s.rooms() {
@@ -132,12 +162,13 @@ impl Shard {
         c.in_dirty = false;
         if self.is_tls(key) {
             let mut sent = 0;
-            let fin = c.session.wants_fin();
-            let r = self.tls_flush(key, c.fd, c.session.output(), fin, &mut sent);
+            let fin = c.session().wants_fin();
+            let r = self.tls_flush(key, c.fd, c.session().output(), fin, &mut sent);
             if sent > 0 {
                 ShardStats::inc(&self.stats.writes);
                 ShardStats::add(&self.stats.bytes_out, sent as u64);
-                c.session.transmitted(sent, &mut self.fx.borrow_mut().pool);
+                c.session_mut()
+                    .transmitted(sent, &mut self.fx.borrow_mut().pool);
             }
             match r {
                 tls::Flushed::Blocked => {
@@ -149,14 +180,15 @@ impl Shard {
                 }
                 tls::Flushed::Done => {}
             }
-        } else if !c.session.output().is_empty() {
-            let out = c.session.output();
+        } else if !c.session().output().is_empty() {
+            let out = c.session().output();
             ShardStats::inc(&self.stats.writes);
             let len = out.len();
             match sys::send(c.fd, out) {
                 Ok(Io::Done(n)) => {
                     ShardStats::add(&self.stats.bytes_out, n as u64);
-                    c.session.transmitted(n, &mut self.fx.borrow_mut().pool);
+                    c.session_mut()
+                        .transmitted(n, &mut self.fx.borrow_mut().pool);
                     if n < len {
                         // A short write leaves the socket flagged for
                         // EPOLLOUT just as EAGAIN does.
@@ -174,11 +206,11 @@ impl Shard {
                 }
             }
         }
-        if c.session.wants_fin() {
+        if c.session().wants_fin() {
             sys::shutdown_write(c.fd);
-            c.session.fin_sent();
+            c.session_mut().fin_sent();
         }
-        if c.session.is_closed() {
+        if c.session().is_closed() {
             drop(conns);
             self.remove_conn(key);
         }
@@ -192,7 +224,7 @@ impl Shard {
             env: &self.env,
             fx: &mut fx,
         };
-        c.session.handle_write_error(&mut cx);
+        c.session_mut().handle_write_error(&mut cx);
     }
 
     /// The socket is writable again: flush from the shard's next round, and
@@ -203,7 +235,7 @@ impl Shard {
             c.write_blocked = false;
             self.mark_dirty(key, c);
             if std::mem::take(&mut c.read_stalled) {
-                self.read_again(key, c.session.id());
+                self.read_again(key, c.session().id());
             }
         }
     }

@@ -80,6 +80,13 @@ pub(super) struct ConnBatch {
     /// were blocked), by index: no new edge comes for it (`adopted`).
     #[prost(uint32, repeated, tag = "5")]
     pub(super) reread: Vec<u32>,
+    /// Connections whose session went ahead too (`handover_early`) and
+    /// did not change since: the new shard has it already. By id.
+    #[prost(uint64, repeated, tag = "6")]
+    pub(super) kept: Vec<u64>,
+    /// Those of `kept` to read again (as `reread`), by index into `kept`.
+    #[prost(uint32, repeated, tag = "7")]
+    pub(super) kept_reread: Vec<u32>,
 }
 
 fn record(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -151,7 +158,14 @@ impl Shard {
             Some(pipe) => pipe,
             None => self.take_pipe().map_err(std::io::Error::other)?,
         };
-        let early = std::mem::take(&mut self.early.borrow_mut().sent);
+        let (early, ahead) = {
+            let mut e = self.early.borrow_mut();
+            (
+                std::mem::take(&mut e.sent),
+                std::mem::take(&mut e.sessions_sent),
+            )
+        };
+        let started = Instant::now();
         let sock = pipe.as_raw_fd();
         let now = self.tick_clock();
         let unix_ms = self.deps.clock.unix_ms(now);
@@ -162,6 +176,7 @@ impl Shard {
             .into_iter()
             .filter(|k| self.tls_ready_to_move(*k))
             .collect();
+        let mut kept = 0;
         for chunk in keys.chunks(PER_RECORD) {
             let mut batch = ConnBatch {
                 exported_unix_ms: unix_ms,
@@ -169,6 +184,8 @@ impl Shard {
                 tls: Vec::new(),
                 early: Vec::new(),
                 reread: Vec::new(),
+                kept: Vec::new(),
+                kept_reread: Vec::new(),
             };
             let mut fds: Vec<RawFd> = Vec::with_capacity(chunk.len());
             {
@@ -176,34 +193,64 @@ impl Shard {
                 let fx = self.fx.borrow();
                 for &key in chunk {
                     let c = &conns[key];
-                    let grants = fx.grants.get(&c.session.id()).map(|g| &**g);
-                    let mut st = c.session.export(now, grants);
-                    if let Some(rooms) = fx.room_cursors.get(&c.session.id()) {
-                        st.rooms_at = rooms.export();
-                    }
-                    if let Some(window) = fx.inflate.window(c.session.id()) {
-                        st.inflate_window = window.to_vec();
+                    let id = c.session().id();
+                    let again = c.read_stalled || again.contains(&key);
+                    if !c.changed() && ahead.contains(&id) {
+                        // Its session went ahead and is the same now.
+                        if again {
+                            batch.kept_reread.push(batch.kept.len() as u32);
+                        }
+                        batch.kept.push(id);
+                        continue;
                     }
                     let index = batch.sessions.len() as u32;
                     batch.tls.extend(self.tls_export(key, index));
-                    batch.sessions.push(st);
-                    if c.read_stalled || again.contains(&key) {
+                    batch.sessions.push(self.export_session(c, now, &fx));
+                    if again {
                         batch.reread.push(index);
                     }
-                    match early.contains(&c.session.id()) {
+                    match early.contains(&id) {
                         true => batch.early.push(index),
                         false => fds.push(c.fd),
                     }
                 }
             }
+            kept += batch.kept.len();
             sys::send_record(&Fd(sock), &record(CONNS, &batch.encode_to_vec()), &fds)?;
         }
         if let Some(state) = self.store.borrow().export_state() {
             sys::send_record(&Fd(sock), &record(STORE, &state), &[])?;
         }
         sys::send_record(&Fd(sock), &[END], &[])?;
+        tracing::debug!(
+            shard = self.id,
+            conns = keys.len(),
+            kept,
+            ms = started.elapsed().as_millis() as u64,
+            "upgrade: a shard's sessions exported"
+        );
         *self.exported.borrow_mut() = keys;
         Ok(self.exported.borrow().len())
+    }
+
+    /// Connection `c`'s state for the new process, with what the shard
+    /// keeps of it by id (grants, room positions, the inflate window).
+    pub(super) fn export_session(
+        &self,
+        c: &super::Conn,
+        now: Instant,
+        fx: &crate::session::Effects,
+    ) -> SessionState {
+        let id = c.session().id();
+        let grants = fx.grants.get(&id).map(|g| &**g);
+        let mut st = c.session().export(now, grants);
+        if let Some(rooms) = fx.room_cursors.get(&id) {
+            st.rooms_at = rooms.export();
+        }
+        if let Some(window) = fx.inflate.window(id) {
+            st.inflate_window = window.to_vec();
+        }
+        st
     }
 
     /// The connections an upgrade may move: open or authenticating ones
@@ -215,8 +262,8 @@ impl Shard {
         let fx = self.fx.borrow();
         conns
             .iter()
-            .filter(|(_, c)| c.session.movable())
-            .filter(|(_, c)| !fx.posts.contains_key(&c.session.id()))
+            .filter(|(_, c)| c.session().movable())
+            .filter(|(_, c)| !fx.posts.contains_key(&c.session().id()))
             .map(|(k, _)| k)
             .collect()
     }
@@ -247,9 +294,9 @@ impl Shard {
             // any more, so no key is reused, and a delivery to a key no
             // longer in the slab is dropped.
             let mut fx = self.fx.borrow_mut();
-            fx.forget(c.session.id());
-            self.sse_forget(c.session.id());
-            self.gauge(c.session.wire() == crate::outbound::Wire::Tcp, -1);
+            fx.forget(c.session().id());
+            self.sse_forget(c.session().id());
+            self.gauge(c.session().wire() == crate::outbound::Wire::Tcp, -1);
         }
         // Peers resend what this shard did not read to the new process,
         // and never reach this one again.

@@ -40,8 +40,17 @@ use std::time::Duration;
 use super::adopted::{Adopted, MAX_SETS};
 use super::{Conn, Shard};
 use crate::router::tables::ConnKey;
-use crate::session::{Session, Transport};
+use crate::session::{Session, SessionState, Transport};
 use crate::sys;
+
+/// Largest session sent ahead: a bigger one (a long send queue, a large
+/// QoS 1 window) goes at the freeze, as before.
+const SESSION_AHEAD_MAX: usize = 16 * 1024;
+/// Largest record sent ahead (a record is sent without waiting, in one
+/// message of at most `sys`'s 32 KiB).
+const RECORD_AHEAD_MAX: usize = 30 * 1024;
+/// What a descriptor's id, set and key add to a record, at most.
+const FD_BYTES: usize = 24;
 
 /// How long a shard serves before it tries a full channel again.
 const CHANNEL_FULL_RETRY: Duration = Duration::from_millis(1);
@@ -58,6 +67,15 @@ struct EarlyFds {
     sets: Vec<u32>,
     #[prost(uint32, repeated, tag = "3")]
     keys: Vec<u32>,
+    /// When the new binary takes sessions ahead too (`Accept { sessions }`):
+    /// the sessions of some of them (`ahead_at`: their places in `ids`),
+    /// as of `exported_unix_ms` (`handover_ahead`).
+    #[prost(uint64, tag = "4")]
+    exported_unix_ms: u64,
+    #[prost(message, repeated, tag = "5")]
+    sessions: Vec<SessionState>,
+    #[prost(uint32, repeated, tag = "6")]
+    ahead_at: Vec<u32>,
 }
 
 /// A shard's part in sending descriptors ahead.
@@ -68,6 +86,11 @@ pub(super) struct Early {
     pub(super) pipe: Option<OwnedFd>,
     /// Old process: the connections whose descriptors went ahead.
     pub(super) sent: HashSet<u64, Ids>,
+    /// Old process: those whose sessions went too (`handover_ahead`).
+    pub(super) sessions_sent: HashSet<u64, Ids>,
+    /// New process: the connections whose sessions came ahead, adopted
+    /// at their entries in `staged`.
+    pub(super) adopted: HashSet<u64, Ids>,
     /// Old process: its epoll sets went ahead too (`adopted`): at the
     /// commit, they are the new process's.
     pub(super) sets_sent: bool,
@@ -78,7 +101,7 @@ pub(super) struct Early {
     pub(super) generation: u64,
     /// New process: the entries of descriptors that came ahead (each in
     /// the epoll set under its token), by connection id.
-    staged: HashMap<u64, ConnKey, Ids>,
+    pub(super) staged: HashMap<u64, ConnKey, Ids>,
 }
 
 impl Early {
@@ -133,37 +156,68 @@ impl Shard {
     pub(super) async fn prepass(
         self: std::rc::Rc<Self>,
         with_sets: bool,
+        with_sessions: bool,
         reply: crossbeam_channel::Sender<Result<usize, String>>,
     ) {
         let generation = self.early.borrow().generation;
-        let sent = self.prepass_records(with_sets, generation).await;
+        let sent = self
+            .prepass_records(with_sets, with_sessions, generation)
+            .await;
         if self.early.borrow().generation == generation {
             let _ = reply.send(sent);
         }
     }
 
-    async fn prepass_records(&self, with_sets: bool, generation: u64) -> Result<usize, String> {
+    async fn prepass_records(
+        &self,
+        with_sets: bool,
+        with_sessions: bool,
+        generation: u64,
+    ) -> Result<usize, String> {
         let pipe = self.take_pipe()?;
         let places = if with_sets { self.places() } else { None };
         let listed: Vec<(ConnKey, u64)> = {
             let plain = self.movable_keys().into_iter().filter(|k| !self.is_tls(*k));
             let conns = self.conns.borrow();
-            plain.map(|k| (k, conns[k].session.id())).collect()
+            plain.map(|k| (k, conns[k].session().id())).collect()
         };
         if let Some((sets, _)) = &places {
             self.send_ahead(&pipe, &[super::handover::SETS], sets, generation)
                 .await?;
         }
-        let mut count = 0;
-        for chunk in listed.chunks(sys::MAX_FDS) {
+        let (mut count, mut next) = (0, 0);
+        while next < listed.len() {
             let mut record = EarlyFds::default();
-            let mut fds: Vec<RawFd> = Vec::with_capacity(chunk.len());
+            let mut fds: Vec<RawFd> = Vec::with_capacity(sys::MAX_FDS);
+            let mut ahead = Vec::new();
             {
-                let conns = self.conns.borrow();
-                for &(key, id) in chunk {
-                    let Some(c) = conns.get(key).filter(|c| c.session.id() == id) else {
+                let mut conns = self.conns.borrow_mut();
+                let mut bytes = 0;
+                let now = self.tick_clock();
+                record.exported_unix_ms = self.deps.clock.unix_ms(now);
+                while let Some(&(key, id)) = listed.get(next) {
+                    if fds.len() == sys::MAX_FDS {
+                        break;
+                    }
+                    let Some(c) = conns.get_mut(key).filter(|c| c.session().id() == id) else {
+                        next += 1;
                         continue;
                     };
+                    let st = with_sessions
+                        .then(|| self.export_session(c, now, &self.fx.borrow()))
+                        .filter(|st| st.encoded_len() <= SESSION_AHEAD_MAX);
+                    let size = st.as_ref().map_or(0, |st| st.encoded_len()) + FD_BYTES;
+                    if bytes + size > RECORD_AHEAD_MAX && !fds.is_empty() {
+                        break;
+                    }
+                    bytes += size;
+                    next += 1;
+                    if let Some(st) = st {
+                        record.ahead_at.push(record.ids.len() as u32);
+                        record.sessions.push(st);
+                        c.sent_ahead();
+                        ahead.push(id);
+                    }
                     record.ids.push(id);
                     fds.push(c.fd);
                     if let Some((_, at)) = &places {
@@ -176,7 +230,9 @@ impl Shard {
             record.encode(&mut bytes).map_err(|e| e.to_string())?;
             self.send_ahead(&pipe, &bytes, &fds, generation).await?;
             count += record.ids.len();
-            self.early.borrow_mut().sent.extend(record.ids);
+            let mut early = self.early.borrow_mut();
+            early.sent.extend(record.ids);
+            early.sessions_sent.extend(ahead);
         }
         self.send_ahead(&pipe, &[super::handover::AHEAD], &[], generation)
             .await?;
@@ -234,7 +290,8 @@ impl Shard {
             ));
         }
         let now = self.tick_clock();
-        for (i, (id, fd)) in record.ids.into_iter().zip(fds).enumerate() {
+        let ids = record.ids;
+        for (i, (&id, fd)) in ids.iter().zip(fds).enumerate() {
             if self.early.borrow().staged.contains_key(&id) {
                 return Err(format!("connection {id}'s descriptor came twice"));
             }
@@ -262,19 +319,27 @@ impl Shard {
             }
             self.early.borrow_mut().staged.insert(id, key);
         }
-        Ok(())
+        self.adopt_ahead(
+            &ids,
+            record.sessions,
+            &record.ahead_at,
+            record.exported_unix_ms,
+        )
     }
 
-    /// New process: how many descriptors came ahead and wait for their
-    /// sessions.
-    pub(super) fn early_count(&self) -> usize {
-        self.early.borrow().staged.len()
+    /// New process: how many descriptors came ahead, and how many of
+    /// them with their sessions.
+    pub(super) fn early_count(&self) -> (usize, usize) {
+        let early = self.early.borrow();
+        (early.staged.len(), early.adopted.len())
     }
 
     /// New process: the entry of the descriptor connection `id` sent
-    /// ahead, if it did.
-    pub(super) fn take_early(&self, id: u64) -> Option<ConnKey> {
-        self.early.borrow_mut().staged.remove(&id)
+    /// ahead, if it did, and whether its session came ahead too.
+    pub(super) fn take_early(&self, id: u64) -> Option<(ConnKey, bool)> {
+        let mut early = self.early.borrow_mut();
+        let key = early.staged.remove(&id)?;
+        Some((key, early.adopted.remove(&id)))
     }
 
     /// New process, at the end of the import: the descriptors of
@@ -289,7 +354,12 @@ impl Shard {
             )
         };
         let epfd = self.poller_fd();
-        for key in staged.values() {
+        let adopted = std::mem::take(&mut self.early.borrow_mut().adopted);
+        for (id, key) in &staged {
+            if adopted.contains(id) {
+                // Its state came ahead, and it closed or stayed since.
+                self.unadopt(*key);
+            }
             let Some(c) = self.conns.borrow_mut().try_remove(*key) else {
                 continue;
             };

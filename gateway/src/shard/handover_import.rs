@@ -22,8 +22,14 @@ impl Shard {
     ) -> Result<usize, String> {
         self.router.borrow_mut().hold_online();
         let taken = self.import_records(ahead);
+        let released = std::time::Instant::now();
         self.router.borrow_mut().release_online();
         self.run_actions();
+        tracing::debug!(
+            shard = self.id,
+            ms = released.elapsed().as_millis() as u64,
+            "upgrade: users handed to their owners"
+        );
         taken
     }
 
@@ -33,6 +39,8 @@ impl Shard {
     ) -> Result<usize, String> {
         let pipe = self.take_pipe()?;
         let mut count = 0;
+        // The freeze's share of this shard: from its first session to the end.
+        let (mut first, mut busy) = (None, Duration::ZERO);
         loop {
             let (bytes, fds) = match sys::recv_record(&pipe, MAX_RECORD, RECORD_TIMEOUT) {
                 Ok(Some(r)) => r,
@@ -43,12 +51,18 @@ impl Shard {
                 Some((&SETS, _)) => self.import_sets(fds)?,
                 Some((&EARLY, body)) => self.import_early(body, fds)?,
                 Some((&AHEAD, _)) => {
-                    let n = self.early_count();
-                    // Their users come at the freeze: room for them now.
-                    self.router.borrow_mut().reserve(n);
+                    let (n, adopted) = self.early_count();
+                    // The users of those whose sessions did not come ahead
+                    // come at the freeze: room for them now.
+                    self.router.borrow_mut().reserve(n - adopted);
                     let _ = ahead.send(n);
                 }
-                Some((&CONNS, body)) => count += self.import_conns(body, fds)?,
+                Some((&CONNS, body)) => {
+                    let at = std::time::Instant::now();
+                    first.get_or_insert(at);
+                    count += self.import_conns(body, fds)?;
+                    busy += at.elapsed();
+                }
                 Some((&STORE, body)) => self
                     .store
                     .borrow_mut()
@@ -56,13 +70,14 @@ impl Shard {
                     .map_err(|e| format!("unreadable store state: {e}"))?,
                 Some((&END, _)) => {
                     let unclaimed = self.drop_unclaimed_early()?;
-                    if unclaimed > 0 {
-                        tracing::debug!(
-                            shard = self.id,
-                            unclaimed,
-                            "upgrade: descriptors sent ahead that did not move"
-                        );
-                    }
+                    tracing::debug!(
+                        shard = self.id,
+                        unclaimed,
+                        conns = count,
+                        busy_ms = busy.as_millis() as u64,
+                        ms = first.map_or(0, |t| t.elapsed().as_millis() as u64),
+                        "upgrade: a shard's sessions taken"
+                    );
                     return Ok(count);
                 }
                 _ => return Err("unknown handover record".into()),
@@ -88,16 +103,7 @@ impl Shard {
                 batch.early.len()
             ));
         }
-        let now = self.tick_clock();
-        // Deadlines count the time in transit (both clocks are this host's).
-        let transit = self
-            .deps
-            .clock
-            .unix_ms(now)
-            .saturating_sub(batch.exported_unix_ms);
-        let then = now
-            .checked_sub(Duration::from_millis(transit))
-            .unwrap_or(now);
+        let then = self.exported_at(batch.exported_unix_ms);
         let mut reread = vec![false; n];
         for &i in &batch.reread {
             match reread.get_mut(i as usize) {
@@ -112,36 +118,53 @@ impl Shard {
             }
         }
         let mut fds = fds.into_iter();
-        for (index, mut st) in batch.sessions.into_iter().enumerate() {
+        for (index, st) in batch.sessions.into_iter().enumerate() {
             let fd = match early[index] {
-                true => self.take_early(st.id).map(Placed::Early),
+                true => self.take_early(st.id).map(|(key, adopted)| match adopted {
+                    true => Placed::Adopted(key),
+                    false => Placed::Early(key),
+                }),
                 false => fds.next().map(Placed::New),
             };
             let Some(fd) = fd else {
                 return Err(format!("no descriptor for connection {}", st.id));
             };
-            let rooms = RoomCursors::import(std::mem::take(&mut st.rooms_at));
-            let window = std::mem::take(&mut st.inflate_window);
-            let (session, grants) =
-                Session::import(st, then, &self.env).map_err(|e| format!("a session: {e}"))?;
-            self.fx
-                .borrow_mut()
-                .inflate
-                .set_window(session.id(), window);
-            if let Some(rooms) = rooms {
-                self.fx
-                    .borrow_mut()
-                    .room_cursors
-                    .insert(session.id(), rooms);
-            }
-            let moved = tls.remove(&(index as u32));
-            let id = session.id();
-            let key = self.adopt(fd, session, grants, moved)?;
+            let id = st.id;
+            let key = self.take_session(st, then, fd, tls.remove(&(index as u32)))?;
             if reread[index] {
                 self.read_again(key, id);
             }
         }
-        Ok(n)
+        self.keep_ahead(&batch.kept, &batch.kept_reread)?;
+        Ok(n + batch.kept.len())
+    }
+
+    /// Takes over one connection in `st` (exported at `then`, this
+    /// process's clock), its descriptor where `fd` says.
+    pub(super) fn take_session(
+        &self,
+        mut st: crate::session::SessionState,
+        then: std::time::Instant,
+        fd: Placed,
+        tls: Option<super::tls_move::TlsMoved>,
+    ) -> Result<crate::router::tables::ConnKey, String> {
+        if let Placed::Adopted(_) = fd {
+            // What the state that came ahead left by id goes: this one's
+            // replaces it.
+            self.fx.borrow_mut().forget(st.id);
+            self.sse_forget(st.id);
+        }
+        let rooms = RoomCursors::import(std::mem::take(&mut st.rooms_at));
+        let window = std::mem::take(&mut st.inflate_window);
+        let (session, grants) =
+            Session::import(st, then, &self.env).map_err(|e| format!("a session: {e}"))?;
+        let mut fx = self.fx.borrow_mut();
+        fx.inflate.set_window(session.id(), window);
+        if let Some(rooms) = rooms {
+            fx.room_cursors.insert(session.id(), rooms);
+        }
+        drop(fx);
+        self.adopt(fd, session, grants, tls)
     }
 
     /// Serves a connection that another process handed over (with its TLS
@@ -165,17 +188,31 @@ impl Shard {
             .user()
             .map(|u| (u.clone(), session.device().clone()));
         let rooms: Vec<_> = session.rooms().to_vec();
-        let (fd, key, watched) = match fd {
+        let (fd, key, watched, routed, counted) = match fd {
             Placed::New(fd) => {
                 let fd = fd.into_raw_fd();
                 let key = self.conns.borrow_mut().insert(Conn::new(fd, session));
-                (fd, key, false)
+                (fd, key, false, false, false)
             }
             Placed::Early(key) => {
                 let mut conns = self.conns.borrow_mut();
                 let c = &mut conns[key];
-                c.session = session;
-                (c.fd, key, true)
+                c.set_session(session);
+                (c.fd, key, true, false, false)
+            }
+            Placed::Adopted(key) => {
+                // Its state came ahead and changed since: routed as it was
+                // unless its user or rooms changed too.
+                let same = self.conns.borrow()[key].session().same_routes(&session);
+                if !same {
+                    self.unroute(key);
+                }
+                let mut conns = self.conns.borrow_mut();
+                let c = &mut conns[key];
+                c.set_session(session);
+                self.wheel.borrow_mut().cancel(c.timer);
+                c.timer = crate::wheel::TimerKey::NONE;
+                (c.fd, key, true, same, true)
             }
         };
         if let Some(t) = tls {
@@ -192,7 +229,9 @@ impl Shard {
             self.sse_opened(key, id);
         }
         // Not counted as accepted: the old process's totals carry it.
-        self.gauge(wire == crate::outbound::Wire::Tcp, 1);
+        if !counted {
+            self.gauge(wire == crate::outbound::Wire::Tcp, 1);
+        }
         let watch = match watched {
             true => Ok(()),
             false => self.watch(fd, key, id),
@@ -206,7 +245,7 @@ impl Shard {
         // Arms its deadline and queues its pending output (written once the
         // gate opens).
         self.drive(key, |_, _| ());
-        if let Some((user, device)) = open {
+        if let Some((user, device)) = open.filter(|_| !routed) {
             self.apply_route(key, id, Route::Online { user, device, wire });
             for room in rooms {
                 self.apply_route(key, id, Route::Joined(room));
@@ -217,8 +256,10 @@ impl Shard {
 }
 
 /// Where a handed-over connection's descriptor is: attached to its record,
-/// or sent ahead and in its entry already (`handover_early`).
-enum Placed {
+/// or sent ahead and in its entry already (`handover_early`), and then
+/// maybe with a state that came ahead too (`handover_ahead`).
+pub(super) enum Placed {
     New(OwnedFd),
     Early(crate::router::tables::ConnKey),
+    Adopted(crate::router::tables::ConnKey),
 }

@@ -28,6 +28,7 @@ mod bus;
 mod conn;
 pub(crate) mod deps;
 mod handover;
+mod handover_ahead;
 mod handover_early;
 mod handover_import;
 mod outbox;
@@ -274,7 +275,7 @@ impl Shard {
         let mut conns = self.conns.borrow_mut();
         let c = conns
             .get_mut(key)
-            .filter(|c| conn_id.is_none_or(|id| c.session.id() == id))?;
+            .filter(|c| conn_id.is_none_or(|id| c.session().id() == id))?;
         let mut fx = self.fx.borrow_mut();
         fx.overloaded = self.outbox.overloaded();
         let mut cx = Ctx {
@@ -282,9 +283,9 @@ impl Shard {
             env: &self.env,
             fx: &mut fx,
         };
-        let r = f(&mut c.session, &mut cx);
+        let r = f(c.session_mut(), &mut cx);
         self.settle(key, c);
-        let (closed, id) = (c.session.is_closed(), c.session.id());
+        let (closed, id) = (c.session().is_closed(), c.session().id());
         drop(conns);
         let routes = (!fx.routes.is_empty()).then(|| std::mem::take(&mut fx.routes));
         drop(fx);
@@ -305,21 +306,21 @@ impl Shard {
     /// entry if its deadline moved earlier (or it has none), read what
     /// backpressure held back once it is closing.
     fn settle(&self, key: ConnKey, c: &mut Conn) {
-        if c.session.take_timeout_moved() || c.timer == TimerKey::NONE {
+        if c.session_mut().take_timeout_moved() || c.timer == TimerKey::NONE {
             let mut wheel = self.wheel.borrow_mut();
             wheel.cancel(c.timer);
-            c.timer = match c.session.poll_timeout(&self.env) {
-                Some(at) => wheel.insert(at, Timer::new(key, c.session.id())),
+            c.timer = match c.session().poll_timeout(&self.env) {
+                Some(at) => wheel.insert(at, Timer::new(key, c.session().id())),
                 None => TimerKey::NONE,
             };
         }
-        if !c.session.output().is_empty() || c.session.wants_fin() {
+        if !c.session().output().is_empty() || c.session().wants_fin() {
             self.mark_dirty(key, c);
         }
-        if c.session.is_closing() && std::mem::take(&mut c.read_stalled) {
+        if c.session().is_closing() && std::mem::take(&mut c.read_stalled) {
             // Input held back by backpressure is still read (and
             // discarded): it may end with the client's FIN.
-            self.read_again(key, c.session.id());
+            self.read_again(key, c.session().id());
         }
     }
 

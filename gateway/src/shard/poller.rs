@@ -179,7 +179,7 @@ impl Shard {
         }
         let hangup = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         let blocked = match self.conns.borrow_mut().get_mut(key) {
-            Some(c) if c.session.id() as u32 == id => {
+            Some(c) if c.session().id() as u32 == id => {
                 // Data and FIN may come in one edge: remember the FIN, or a
                 // short read would wait for an edge that never comes.
                 c.hangup |= events & hangup != 0;
@@ -199,16 +199,16 @@ impl Shard {
     pub(super) fn on_input(&self, key: ConnKey, id: u32) {
         let (closing, conn_id) = {
             let mut conns = self.conns.borrow_mut();
-            let Some(c) = conns.get_mut(key).filter(|c| c.session.id() as u32 == id) else {
+            let Some(c) = conns.get_mut(key).filter(|c| c.session().id() as u32 == id) else {
                 return;
             };
-            let closing = c.session.is_closing();
+            let closing = c.session().is_closing();
             if c.write_blocked && !closing {
                 // Reading stops while the client does not read: backpressure.
                 c.read_stalled = true;
                 return;
             }
-            (closing, c.session.id())
+            (closing, c.session().id())
         };
         let end = if closing {
             reader::discard(self, key)

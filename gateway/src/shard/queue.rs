@@ -199,8 +199,12 @@ impl Shard {
                 self.gate.open();
                 self.start_accepting();
             }
-            Command::Prepass { reply, sets } => {
-                monoio::spawn(self.clone().prepass(sets, reply));
+            Command::Prepass {
+                reply,
+                sets,
+                sessions,
+            } => {
+                monoio::spawn(self.clone().prepass(sets, sessions, reply));
             }
             Command::Freeze(reply) => {
                 self.freeze();
@@ -245,7 +249,7 @@ impl Shard {
         };
         for key in keys {
             if let Some(c) = conns.get_mut(key) {
-                c.session.handle_routed(&mut cx, Delivery::Live(msg));
+                c.session_mut().handle_routed(&mut cx, Delivery::Live(msg));
                 self.settle(key, c);
             }
         }
@@ -275,8 +279,8 @@ impl Shard {
         let to = {
             let conns = self.conns.borrow();
             let Some(c) = conns.get(key) else { return };
-            let user = c.session.user().map(|u| &**u);
-            let wire = c.session.wire();
+            let user = c.session().user().map(|u| &**u);
+            let wire = c.session().wire();
             self.router.borrow_mut().redirect(redirect, user, wire)
         };
         let after = match redirect.spread_ms {

@@ -79,9 +79,9 @@ impl Shard {
         let silence = {
             let mut conns = self.conns.borrow_mut();
             match conns.get_mut(key) {
-                Some(c) if c.session.id() == t.conn_id => {
+                Some(c) if c.session().id() == t.conn_id => {
                     c.timer = TimerKey::NONE;
-                    c.session.silence_due(&self.env, self.now.get())
+                    c.session().silence_due(&self.env, self.now.get())
                 }
                 _ => return,
             }

@@ -135,7 +135,7 @@ impl Shard {
             .conns
             .borrow()
             .get(key)
-            .is_some_and(|c| c.session.user().is_some());
+            .is_some_and(|c| c.session().user().is_some());
         if !open {
             // Not authenticated yet: it may not have been sent a record
             // (see `move_out`); drained, it comes back.

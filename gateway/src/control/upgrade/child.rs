@@ -86,6 +86,7 @@ impl Incoming {
             pid,
             early: true,
             sets: true,
+            sessions: true,
         };
         send(&self.sock, &accept, &[]).map_err(|e| e.to_string())?;
         let mut fds = Vec::with_capacity(count);

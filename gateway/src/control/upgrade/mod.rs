@@ -135,6 +135,10 @@ enum Msg {
         /// It takes each old shard's epoll sets with the descriptors.
         #[serde(default)]
         sets: bool,
+        /// It takes the sessions with the descriptors, and at the freeze
+        /// only those changed since (`shard::handover_ahead`).
+        #[serde(default)]
+        sessions: bool,
     },
     /// The new process cannot take it, and exits.
     Refuse { why: String },

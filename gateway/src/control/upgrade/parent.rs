@@ -209,9 +209,21 @@ fn offer(node: &Node, sock: &OwnedFd) -> Result<relay::Takes, String> {
     let io = |e: std::io::Error| format!("handover channel: {e}");
     send(sock, &offer, &[]).map_err(io)?;
     let takes = match recv(sock, OFFER_TIMEOUT)? {
-        (Msg::Accept { pid, early, sets }, _) => {
+        (
+            Msg::Accept {
+                pid,
+                early,
+                sets,
+                sessions,
+            },
+            _,
+        ) => {
             tracing::info!(pid, "upgrade: the new process takes the offer");
-            relay::Takes { early, sets }
+            relay::Takes {
+                early,
+                sets,
+                sessions,
+            }
         }
         (Msg::Refuse { why }, _) => return Err(format!("the new binary refused: {why}")),
         (other, _) => return Err(format!("unexpected answer to the offer: {other:?}")),

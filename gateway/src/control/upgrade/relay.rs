@@ -33,6 +33,8 @@ pub(super) struct Takes {
     pub(super) early: bool,
     /// The shards' epoll sets with them (`shard::adopted`).
     pub(super) sets: bool,
+    /// The sessions with them (`shard::handover_ahead`).
+    pub(super) sessions: bool,
 }
 
 /// Old process: step 4 of the module header. With `early` (the new process
@@ -43,7 +45,7 @@ pub(super) struct Takes {
 pub(super) fn move_out(node: &Node, sock: &OwnedFd, takes: Takes) -> Result<u64, String> {
     if takes.early {
         open(node, sock, true)?;
-        prepass(node, takes.sets)?;
+        prepass(node, takes)?;
         let descriptors = ahead_taken(sock)?;
         tracing::info!(descriptors, "upgrade: descriptors sent ahead");
         freeze(node)?;
@@ -54,12 +56,18 @@ pub(super) fn move_out(node: &Node, sock: &OwnedFd, takes: Takes) -> Result<u64,
     export(node, sock)
 }
 
+/// Milliseconds since `t`, for the log's phase lines.
+fn ms_since(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}
+
 /// Old process: freezes every shard and waits until they are settled and
 /// nothing moves between them.
 fn freeze(node: &Node) -> Result<(), String> {
     let shards = node.mesh.len();
     let (tx, rx) = crossbeam_channel::bounded(shards);
     tracing::info!("upgrade: freezing the shards, then moving the connections");
+    let started = Instant::now();
     for shard in 0..shards {
         command(node, shard, Command::Freeze(tx.clone()));
     }
@@ -69,7 +77,14 @@ fn freeze(node: &Node) -> Result<(), String> {
             _ => return Err("store operations did not settle in time".into()),
         }
     }
-    quiet(node)
+    let settled_ms = ms_since(started);
+    quiet(node)?;
+    tracing::info!(
+        settled_ms,
+        quiet_ms = ms_since(started),
+        "upgrade: the shards are frozen"
+    );
+    Ok(())
 }
 
 /// Waits until every shard's queue has been empty for [`QUIET`].
@@ -115,7 +130,7 @@ fn open(node: &Node, sock: &OwnedFd, early: bool) -> Result<(), String> {
 /// movable plain connections ahead (`shard::handover_early`), and with
 /// `sets` their epoll sets first, a wave of shards at a time
 /// ([`ahead_wave`]). Returns how many.
-fn prepass(node: &Node, sets: bool) -> Result<u64, String> {
+fn prepass(node: &Node, takes: Takes) -> Result<u64, String> {
     let shards = node.mesh.len();
     let (tx, rx) = crossbeam_channel::bounded(shards);
     let mut sent = 0;
@@ -123,7 +138,16 @@ fn prepass(node: &Node, sets: bool) -> Result<u64, String> {
     for wave in all.chunks(ahead_wave()) {
         for &shard in wave {
             let reply = tx.clone();
-            command(node, shard, Command::Prepass { reply, sets });
+            let (sets, sessions) = (takes.sets, takes.sessions);
+            command(
+                node,
+                shard,
+                Command::Prepass {
+                    reply,
+                    sets,
+                    sessions,
+                },
+            );
         }
         sent += answers(&rx, wave.len(), "send its descriptors ahead")?;
     }
@@ -147,10 +171,12 @@ fn ahead_wave() -> usize {
 fn export(node: &Node, sock: &OwnedFd) -> Result<u64, String> {
     let shards = node.mesh.len();
     let (tx, rx) = crossbeam_channel::bounded(shards);
+    let started = Instant::now();
     for shard in 0..shards {
         command(node, shard, Command::Export(tx.clone()));
     }
     answers(&rx, shards, "export")?;
+    tracing::info!(ms = ms_since(started), "upgrade: the shards exported");
     // Nothing may have reached a shard since its export.
     if !(0..shards).all(|s| node.mesh.is_idle(s)) {
         return Err("a message reached a shard during the export".into());
@@ -201,7 +227,13 @@ pub(super) fn import(
         send(sock, &Msg::Ahead { descriptors }, &[])
             .map_err(|e| format!("handover channel: {e}"))?;
     }
-    answers(&rx, shards, "take over")
+    let started = Instant::now();
+    let taken = answers(&rx, shards, "take over")?;
+    tracing::info!(
+        ms = ms_since(started),
+        "upgrade: every shard took its connections"
+    );
+    Ok(taken)
 }
 
 /// New process: waits until every shard has taken the descriptors sent
