@@ -23,7 +23,8 @@
 //!
 //! Before the freeze, the plain connections' descriptors may go ahead
 //! while the shard still serves (`handover_early`): the export then writes
-//! only their sessions.
+//! only their sessions; and their sessions too (`handover_ahead`): the
+//! export then writes only those changed since, and names the others.
 //!
 //! TLS 1.3 connections move with their record state (`tls_move`). Not
 //! moved: other TLS connections (TLS 1.2, mid-handshake: they are drained,

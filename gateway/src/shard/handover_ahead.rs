@@ -37,6 +37,9 @@ use super::Shard;
 use crate::router::tables::ConnKey;
 use crate::session::SessionState;
 
+/// Most connections an import sizes its tables for ahead.
+const RESERVE_MAX: usize = 1 << 22;
+
 impl Shard {
     /// This process's instant for a record written at `unix_ms` by the
     /// other process (both clocks are this host's): deadlines count the
@@ -46,6 +49,21 @@ impl Shard {
         let transit = self.deps.clock.unix_ms(now).saturating_sub(unix_ms);
         now.checked_sub(Duration::from_millis(transit))
             .unwrap_or(now)
+    }
+
+    /// New process: room for the `n` connections the old shard sends ahead
+    /// (at most a bound: the number comes from the other process), and
+    /// with `sessions` for their timers and users too.
+    pub(super) fn reserve_ahead(&self, n: usize, sessions: bool) {
+        let n = n.min(RESERVE_MAX);
+        self.conns.borrow_mut().reserve(n);
+        let mut early = self.early.borrow_mut();
+        early.staged.reserve(n);
+        if sessions {
+            early.adopted.reserve(n);
+            self.wheel.borrow_mut().reserve(n);
+            self.router.borrow_mut().reserve(n);
+        }
     }
 
     /// New process: adopts the sessions that came ahead with descriptors
@@ -70,15 +88,16 @@ impl Shard {
             if ids.get(i as usize) != Some(&id) {
                 return Err(format!("session {id} came ahead without its descriptor"));
             }
-            let key = match self.take_early(id) {
-                Some((key, false)) => key,
-                _ => return Err(format!("session {id} came ahead twice")),
+            let key = {
+                let early = self.early.borrow();
+                match early.staged.get(&id) {
+                    Some(&key) if !early.adopted.contains(&id) => key,
+                    _ => return Err(format!("session {id} came ahead twice")),
+                }
             };
-            // Back among the staged ones, its session in place.
-            let key = self.take_session(st, then, Placed::Early(key), None)?;
-            let mut early = self.early.borrow_mut();
-            early.staged.insert(id, key);
-            early.adopted.insert(id);
+            // Still among the staged ones, its session in place.
+            self.take_session(st, then, Placed::Early(key), None)?;
+            self.early.borrow_mut().adopted.insert(id);
         }
         Ok(())
     }

@@ -28,6 +28,11 @@
 //! key in its token there: the new shard adds nothing to any set
 //! (`adopted`, which says why and how).
 //!
+//! When the new binary takes sessions ahead too (`Accept { sessions }`),
+//! each record carries the sessions of its connections beside their
+//! descriptors, up to a record's size (`handover_ahead` says what the new
+//! shard does with them).
+//!
 //! Only when the new binary says it takes them (`Accept { early }`), so an
 //! older binary is upgraded to as before. TLS connections are not sent
 //! ahead: whether they move is decided at the export.
@@ -76,6 +81,12 @@ struct EarlyFds {
     sessions: Vec<SessionState>,
     #[prost(uint32, repeated, tag = "6")]
     ahead_at: Vec<u32>,
+    /// How many connections the old shard sends ahead in all (in its first
+    /// record): the new shard sizes its tables once, not by doubling (each
+    /// doubling copied into fresh pages, a third of the new process's CPU
+    /// in the pre-pass at a million connections went to faulting them in).
+    #[prost(uint32, tag = "7")]
+    listed: u32,
 }
 
 /// A shard's part in sending descriptors ahead.
@@ -185,9 +196,19 @@ impl Shard {
             self.send_ahead(&pipe, &[super::handover::SETS], sets, generation)
                 .await?;
         }
+        {
+            let mut early = self.early.borrow_mut();
+            early.sent.reserve(listed.len());
+            if with_sessions {
+                early.sessions_sent.reserve(listed.len());
+            }
+        }
         let (mut count, mut next) = (0, 0);
         while next < listed.len() {
-            let mut record = EarlyFds::default();
+            let mut record = EarlyFds {
+                listed: if next == 0 { listed.len() as u32 } else { 0 },
+                ..Default::default()
+            };
             let mut fds: Vec<RawFd> = Vec::with_capacity(sys::MAX_FDS);
             let mut ahead = Vec::new();
             {
@@ -205,14 +226,15 @@ impl Shard {
                     };
                     let st = with_sessions
                         .then(|| self.export_session(c, now, &self.fx.borrow()))
-                        .filter(|st| st.encoded_len() <= SESSION_AHEAD_MAX);
-                    let size = st.as_ref().map_or(0, |st| st.encoded_len()) + FD_BYTES;
+                        .map(|st| (st.encoded_len(), st))
+                        .filter(|(len, _)| *len <= SESSION_AHEAD_MAX);
+                    let size = st.as_ref().map_or(0, |(len, _)| *len) + FD_BYTES;
                     if bytes + size > RECORD_AHEAD_MAX && !fds.is_empty() {
                         break;
                     }
                     bytes += size;
                     next += 1;
-                    if let Some(st) = st {
+                    if let Some((_, st)) = st {
                         record.ahead_at.push(record.ids.len() as u32);
                         record.sessions.push(st);
                         c.sent_ahead();
@@ -226,7 +248,8 @@ impl Shard {
                     }
                 }
             }
-            let mut bytes = vec![super::handover::EARLY];
+            let mut bytes = Vec::with_capacity(1 + record.encoded_len());
+            bytes.push(super::handover::EARLY);
             record.encode(&mut bytes).map_err(|e| e.to_string())?;
             self.send_ahead(&pipe, &bytes, &fds, generation).await?;
             count += record.ids.len();
@@ -288,6 +311,9 @@ impl Shard {
                 fds.len(),
                 record.sets.len()
             ));
+        }
+        if record.listed > 0 && self.early.borrow().staged.is_empty() {
+            self.reserve_ahead(record.listed as usize, !record.sessions.is_empty());
         }
         let now = self.tick_clock();
         let ids = record.ids;

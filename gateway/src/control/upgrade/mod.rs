@@ -26,8 +26,11 @@
 //!    its channel while it still serves (`shard::handover_early`; two
 //!    shards per core at a time, so the others answer their clients), and
 //!    with `Accept { sets }` its epoll sets first (`shard::adopted`: the
-//!    new shard polls them, nothing is registered again); new → old
-//!    `Ahead` once the new shards have taken them all.
+//!    new shard polls them, nothing is registered again), and with
+//!    `Accept { sessions }` each connection's session beside its
+//!    descriptor (`shard::handover_ahead`: the new shard adopts it there
+//!    and then, and at the freeze only the sessions changed since move);
+//!    new → old `Ahead` once the new shards have taken them all.
 //!    The old process freezes its shards (they stop accepting, reading,
 //!    writing and acting on deadlines) and waits until their store
 //!    operations are answered and the mesh is quiet; old → new `Move` and

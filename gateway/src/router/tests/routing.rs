@@ -311,3 +311,37 @@ fn presence_changes_are_kept_only_for_a_writer() {
     assert!(with.take_presence_dirty().is_empty(), "taken once");
     assert!(without.take_presence_dirty().is_empty());
 }
+
+/// An upgrade's import holds the `Online`s; a connection closed (or taken
+/// back) before they go drops its own, and no `Offline` overtakes it.
+#[test]
+fn closing_a_connection_whose_online_is_held_drops_it() {
+    let mut r = router(1, false);
+    let o = owner("bob", SHARDS);
+    r.hold_online();
+    for (key, conn_id) in [(3, 30), (4, 40)] {
+        let online = Route::Online {
+            user: name("bob"),
+            device: name("web"),
+            wire: Wire::Tcp,
+        };
+        r.route(from(key, conn_id), online);
+    }
+    r.closed(3, &name("bob"), 30);
+    assert!(said(&mut r).is_empty(), "nothing goes while held");
+    assert_eq!(r.tables().user_conns("bob"), &[4]);
+    r.release_online();
+    let sent = take(&mut r);
+    let [Action::Send(to, ShardMsg::Data(DataMsg::OnlineMany(entries)))] = &sent[..] else {
+        panic!(
+            "expected one OnlineMany, got {:?}",
+            sent.iter().map(describe).collect::<Vec<_>>()
+        );
+    };
+    assert_eq!(*to, o);
+    let ids: Vec<u64> = entries.iter().map(|(_, e)| e.conn_id).collect();
+    assert_eq!(ids, [40]);
+    // Once released, a close is an `Offline` again.
+    r.closed(4, &name("bob"), 40);
+    assert_eq!(said(&mut r), [format!("{o}:offline bob 40")]);
+}
