@@ -228,22 +228,10 @@ fn upgrade_keeps_the_inbox_of_a_user_offline(driver: Driver) {
 /// ahead (kicked while the new process holds its copy) does not live on in
 /// the new one: the client sees the end, and the others are served.
 fn upgrade_drops_a_descriptor_sent_ahead_whose_connection_ended(driver: Driver) {
-    let bin = env!("CARGO_BIN_EXE_gateway");
-    let path = script(
-        "holds-ahead",
-        &format!("GATEWAY_TEST_UPGRADE_HOLD_AHEAD_MS=1000 exec {bin} \"$@\""),
-    );
-    let reap = Arc::new(Reap::default());
-    let gw = Arc::new(Gateway::start(
-        driver,
-        &["--upgrade-binary", path.to_str().unwrap()],
-    ));
+    let (gw, reap) = start_holding_ahead(driver);
     let mut alice = gw.connect(WS, "alice", "phone");
     let mut carol = gw.connect(TCP, "carol", "laptop");
-    let upgrade = {
-        let (gw, reap) = (gw.clone(), reap.clone());
-        std::thread::spawn(move || upgrade_node(&gw, &reap))
-    };
+    let upgrade = upgrade_in_background(&gw, &reap);
     // The new process holds carol's descriptor; the old one still serves.
     gw.wait_log("upgrade: took the descriptors sent ahead", 1);
     let r = gw.post("/kick/carol", "");
@@ -262,26 +250,14 @@ fn upgrade_drops_a_descriptor_sent_ahead_whose_connection_ended(driver: Driver) 
 /// ping) goes again at the freeze, and a session that did not change is
 /// kept as it came: each is served as the old process left it.
 fn upgrade_carries_what_changed_after_the_sessions_went_ahead(driver: Driver) {
-    let bin = env!("CARGO_BIN_EXE_gateway");
-    let path = script(
-        "holds-ahead",
-        &format!("GATEWAY_TEST_UPGRADE_HOLD_AHEAD_MS=1000 exec {bin} \"$@\""),
-    );
-    let reap = Arc::new(Reap::default());
-    let gw = Arc::new(Gateway::start(
-        driver,
-        &["--upgrade-binary", path.to_str().unwrap()],
-    ));
+    let (gw, reap) = start_holding_ahead(driver);
     let mut alice = gw.connect(WS, "alice", "phone");
     let mut bob = gw.connect(TCP, "bob", "laptop");
     let mut dave = gw.connect(WS_JSON, "dave", "web");
     alice.join("stay");
     alice.join("go");
     bob.join("stay");
-    let upgrade = {
-        let (gw, reap) = (gw.clone(), reap.clone());
-        std::thread::spawn(move || upgrade_node(&gw, &reap))
-    };
+    let upgrade = upgrade_in_background(&gw, &reap);
     // The new process holds their sessions; the old one still serves.
     gw.wait_log("upgrade: took the descriptors sent ahead", 1);
     alice.join("new");
@@ -316,4 +292,22 @@ fn upgrade_carries_what_changed_after_the_sessions_went_ahead(driver: Driver) {
         "{}",
         gw.stderr()
     );
+}
+
+/// A node whose upgrades start a new binary that holds on for a second
+/// once it has taken what was sent ahead (the old process still serving).
+fn start_holding_ahead(driver: Driver) -> (Arc<Gateway>, Arc<Reap>) {
+    let bin = env!("CARGO_BIN_EXE_gateway");
+    let path = script(
+        "holds-ahead",
+        &format!("GATEWAY_TEST_UPGRADE_HOLD_AHEAD_MS=1000 exec {bin} \"$@\""),
+    );
+    let gw = Gateway::start(driver, &["--upgrade-binary", path.to_str().unwrap()]);
+    (Arc::new(gw), Arc::new(Reap::default()))
+}
+
+/// Upgrades `gw` on a thread of its own; join it for the new pid.
+fn upgrade_in_background(gw: &Arc<Gateway>, reap: &Arc<Reap>) -> std::thread::JoinHandle<i32> {
+    let (gw, reap) = (gw.clone(), reap.clone());
+    std::thread::spawn(move || upgrade_node(&gw, &reap))
 }
