@@ -134,6 +134,11 @@ impl<T> TimingWheel<T> {
         self.live(key).is_some()
     }
 
+    /// Room for `n` more timers (an upgrade's import knows how many come).
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
+    }
+
     /// Schedules `value` to be returned by the first [`advance`](Self::advance)
     /// whose `now` is at or after `deadline` (rounded up to a tick). A deadline
     /// in the past fires on the next `advance`.
@@ -142,11 +147,6 @@ impl<T> TimingWheel<T> {
     ///
     /// If more than `u32::MAX - 1` timers are pending at once (about 100 GiB
     /// of entries: far beyond any shard's memory).
-    /// Room for `n` more timers (an upgrade's import knows how many come).
-    pub(crate) fn reserve(&mut self, n: usize) {
-        self.entries.reserve(n);
-    }
-
     pub(crate) fn insert(&mut self, deadline: Instant, value: T) -> TimerKey {
         let when = self.ticks_ceil(deadline);
         let slot = Slot::Occupied {

@@ -28,7 +28,7 @@ impl Router {
                 };
                 let to = self.owner(&user);
                 match &mut self.held_online {
-                    Some(held) => held[to].push((user, entry)),
+                    Some(held) => held.push(to, (user, entry)),
                     None => self.send(to, DataMsg::Online { user, entry }),
                 }
             }
@@ -146,15 +146,10 @@ impl Router {
         self.tables.remove_user(user, key);
         let shard = self.me;
         let to = self.owner(user);
+        // Its `Online` still held (an upgrade's import takes it back): it
+        // never goes, so no `Offline` either (`held`).
         if let Some(held) = &mut self.held_online {
-            // Its `Online` is still held (an upgrade's import took it and
-            // then another state of it): it never goes, so no `Offline`
-            // either (sent now, it would reach the owner first).
-            let at = held[to]
-                .iter()
-                .position(|(u, e)| e.conn_id == conn_id && u == user);
-            if let Some(at) = at {
-                held[to].swap_remove(at);
+            if held.drop_conn(conn_id) {
                 return;
             }
         }

@@ -22,6 +22,7 @@
 //! Order: every action is produced in the order of the input that caused
 //! it, and the driver carries them out in that order, so a sender's
 //! messages to one name keep their order through the owner's FIFO queue.
+mod held;
 mod local;
 mod owner;
 mod peers;
@@ -100,7 +101,7 @@ pub(crate) struct Router {
     redirect_turn: usize,
     /// While an upgrade's import runs: the `Online`s for each owner shard,
     /// sent together at its end (`hold_online`).
-    held_online: Option<Vec<Vec<crate::mesh::Online>>>,
+    held_online: Option<held::HeldOnline>,
     stats: Arc<ShardStats>,
     out: Vec<Action>,
 }
@@ -185,15 +186,14 @@ impl Router {
     /// the freeze, and nothing else this shard sends meanwhile depends on
     /// them (the import routes only users and rooms).
     pub(crate) fn hold_online(&mut self) {
-        self.held_online = Some(vec![Vec::new(); self.shards]);
+        self.held_online = Some(held::HeldOnline::new(self.shards));
     }
 
     /// The import is over: every held `Online` goes to its owner, in order.
     pub(crate) fn release_online(&mut self) {
-        for (to, entries) in self.held_online.take().into_iter().flatten().enumerate() {
-            if !entries.is_empty() {
-                self.send(to, DataMsg::OnlineMany(entries));
-            }
+        let held = self.held_online.take();
+        for (to, entries) in held.into_iter().flat_map(|h| h.into_batches()) {
+            self.send(to, DataMsg::OnlineMany(entries));
         }
     }
 

@@ -220,7 +220,11 @@ impl Shard {
                     if fds.len() == sys::MAX_FDS {
                         break;
                     }
-                    let Some(c) = conns.get_mut(key).filter(|c| c.session().id() == id) else {
+                    // Gone, or closing since the list was made: it stays.
+                    let Some(c) = conns
+                        .get_mut(key)
+                        .filter(|c| c.session().id() == id && c.session().movable())
+                    else {
                         next += 1;
                         continue;
                     };
@@ -254,6 +258,11 @@ impl Shard {
             self.send_ahead(&pipe, &bytes, &fds, generation).await?;
             count += record.ids.len();
             let mut early = self.early.borrow_mut();
+            if early.generation != generation {
+                // Called off while this shard served after the send: what
+                // went belongs to no upgrade now.
+                return Err("the upgrade was called off".into());
+            }
             early.sent.extend(record.ids);
             early.sessions_sent.extend(ahead);
         }

@@ -328,6 +328,14 @@ fn closing_a_connection_whose_online_is_held_drops_it() {
         r.route(from(key, conn_id), online);
     }
     r.closed(3, &name("bob"), 30);
+    // One held after the first was dropped, then dropped too.
+    let online = Route::Online {
+        user: name("bob"),
+        device: name("web"),
+        wire: Wire::Tcp,
+    };
+    r.route(from(5, 50), online);
+    r.closed(5, &name("bob"), 50);
     assert!(said(&mut r).is_empty(), "nothing goes while held");
     assert_eq!(r.tables().user_conns("bob"), &[4]);
     r.release_online();
