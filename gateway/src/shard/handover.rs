@@ -159,13 +159,7 @@ impl Shard {
             Some(pipe) => pipe,
             None => self.take_pipe().map_err(std::io::Error::other)?,
         };
-        let (early, ahead) = {
-            let mut e = self.early.borrow_mut();
-            (
-                std::mem::take(&mut e.sent),
-                std::mem::take(&mut e.sessions_sent),
-            )
-        };
+        let early = std::mem::take(&mut self.early.borrow_mut().sent);
         let started = Instant::now();
         let sock = pipe.as_raw_fd();
         let now = self.tick_clock();
@@ -196,7 +190,8 @@ impl Shard {
                     let c = &conns[key];
                     let id = c.session().id();
                     let again = c.read_stalled || again.contains(&key);
-                    if !c.changed() && ahead.contains(&id) {
+                    let sent = early.get(&id).copied();
+                    if sent == Some(true) && !c.changed() {
                         // Its session went ahead and is the same now.
                         if again {
                             batch.kept_reread.push(batch.kept.len() as u32);
@@ -210,9 +205,9 @@ impl Shard {
                     if again {
                         batch.reread.push(index);
                     }
-                    match early.contains(&id) {
-                        true => batch.early.push(index),
-                        false => fds.push(c.fd),
+                    match sent {
+                        Some(_) => batch.early.push(index),
+                        None => fds.push(c.fd),
                     }
                 }
             }

@@ -37,15 +37,15 @@
 //! older binary is upgraded to as before. TLS connections are not sent
 //! ahead: whether they move is decided at the export.
 use std::collections::{HashMap, HashSet};
-use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 
 use prost::Message;
 use std::time::Duration;
 
-use super::adopted::{Adopted, MAX_SETS};
-use super::{Conn, Shard};
+use super::adopted::Adopted;
+use super::Shard;
 use crate::router::tables::ConnKey;
-use crate::session::{Session, SessionState, Transport};
+use crate::session::SessionState;
 use crate::sys;
 
 /// Largest session sent ahead: a bigger one (a long send queue, a large
@@ -62,31 +62,31 @@ const CHANNEL_FULL_RETRY: Duration = Duration::from_millis(1);
 
 /// Connections' ids and, attached in the same order, their descriptors.
 #[derive(Clone, PartialEq, prost::Message)]
-struct EarlyFds {
+pub(super) struct EarlyFds {
     #[prost(uint64, repeated, tag = "1")]
-    ids: Vec<u64>,
+    pub(super) ids: Vec<u64>,
     /// When the shard's epoll sets came first (`adopted`): each
     /// connection's set, by its place in that record, and the key in its
     /// token there; else empty, and the new shard registers each one.
     #[prost(uint32, repeated, tag = "2")]
-    sets: Vec<u32>,
+    pub(super) sets: Vec<u32>,
     #[prost(uint32, repeated, tag = "3")]
-    keys: Vec<u32>,
+    pub(super) keys: Vec<u32>,
     /// When the new binary takes sessions ahead too (`Accept { sessions }`):
     /// the sessions of some of them (`ahead_at`: their places in `ids`),
     /// as of `exported_unix_ms` (`handover_ahead`).
     #[prost(uint64, tag = "4")]
-    exported_unix_ms: u64,
+    pub(super) exported_unix_ms: u64,
     #[prost(message, repeated, tag = "5")]
-    sessions: Vec<SessionState>,
+    pub(super) sessions: Vec<SessionState>,
     #[prost(uint32, repeated, tag = "6")]
-    ahead_at: Vec<u32>,
+    pub(super) ahead_at: Vec<u32>,
     /// How many connections the old shard sends ahead in all (in its first
     /// record): the new shard sizes its tables once, not by doubling (each
     /// doubling copied into fresh pages, a third of the new process's CPU
     /// in the pre-pass at a million connections went to faulting them in).
     #[prost(uint32, tag = "7")]
-    listed: u32,
+    pub(super) listed: u32,
 }
 
 /// A shard's part in sending descriptors ahead.
@@ -95,10 +95,9 @@ pub(super) struct Early {
     /// Old process: this upgrade's channel, taken for the pre-pass; the
     /// export writes to it too.
     pub(super) pipe: Option<OwnedFd>,
-    /// Old process: the connections whose descriptors went ahead.
-    pub(super) sent: HashSet<u64, Ids>,
-    /// Old process: those whose sessions went too (`handover_ahead`).
-    pub(super) sessions_sent: HashSet<u64, Ids>,
+    /// Old process: the connections whose descriptors went ahead, and
+    /// whether their sessions went too (`handover_ahead`).
+    pub(super) sent: HashMap<u64, bool, Ids>,
     /// New process: the connections whose sessions came ahead, adopted
     /// at their entries in `staged`.
     pub(super) adopted: HashSet<u64, Ids>,
@@ -106,7 +105,7 @@ pub(super) struct Early {
     /// commit, they are the new process's.
     pub(super) sets_sent: bool,
     /// New process: the epoll sets that came ahead, in their order.
-    sets: Vec<Adopted>,
+    pub(super) sets: Vec<Adopted>,
     /// Old process: which upgrade this is, counted by `thaw` (a pre-pass
     /// of an upgrade called off stops).
     pub(super) generation: u64,
@@ -196,13 +195,7 @@ impl Shard {
             self.send_ahead(&pipe, &[super::handover::SETS], sets, generation)
                 .await?;
         }
-        {
-            let mut early = self.early.borrow_mut();
-            early.sent.reserve(listed.len());
-            if with_sessions {
-                early.sessions_sent.reserve(listed.len());
-            }
-        }
+        self.early.borrow_mut().sent.reserve(listed.len());
         let (mut count, mut next) = (0, 0);
         while next < listed.len() {
             let mut record = EarlyFds {
@@ -210,9 +203,10 @@ impl Shard {
                 ..Default::default()
             };
             let mut fds: Vec<RawFd> = Vec::with_capacity(sys::MAX_FDS);
-            let mut ahead = Vec::new();
+            let mut went = Vec::with_capacity(sys::MAX_FDS);
             {
                 let mut conns = self.conns.borrow_mut();
+                let fx = self.fx.borrow();
                 let mut bytes = 0;
                 let now = self.tick_clock();
                 record.exported_unix_ms = self.deps.clock.unix_ms(now);
@@ -229,7 +223,7 @@ impl Shard {
                         continue;
                     };
                     let st = with_sessions
-                        .then(|| self.export_session(c, now, &self.fx.borrow()))
+                        .then(|| self.export_session(c, now, &fx))
                         .map(|st| (st.encoded_len(), st))
                         .filter(|(len, _)| *len <= SESSION_AHEAD_MAX);
                     let size = st.as_ref().map_or(0, |(len, _)| *len) + FD_BYTES;
@@ -238,11 +232,11 @@ impl Shard {
                     }
                     bytes += size;
                     next += 1;
+                    went.push((id, st.is_some()));
                     if let Some((_, st)) = st {
                         record.ahead_at.push(record.ids.len() as u32);
                         record.sessions.push(st);
                         c.sent_ahead();
-                        ahead.push(id);
                     }
                     record.ids.push(id);
                     fds.push(c.fd);
@@ -263,8 +257,7 @@ impl Shard {
                 // went belongs to no upgrade now.
                 return Err("the upgrade was called off".into());
             }
-            early.sent.extend(record.ids);
-            early.sessions_sent.extend(ahead);
+            early.sent.extend(went);
         }
         self.send_ahead(&pipe, &[super::handover::AHEAD], &[], generation)
             .await?;
@@ -295,118 +288,5 @@ impl Shard {
         }
         super::wake::yield_now().await;
         Ok(())
-    }
-
-    /// New process: the old shard's epoll sets, which its connections'
-    /// descriptors name next.
-    pub(super) fn import_sets(&self, fds: Vec<OwnedFd>) -> Result<(), String> {
-        let mut early = self.early.borrow_mut();
-        if !early.sets.is_empty() || fds.is_empty() || fds.len() > MAX_SETS {
-            return Err(format!("{} epoll sets came, or came twice", fds.len()));
-        }
-        early.sets = fds.into_iter().map(Adopted::new).collect();
-        Ok(())
-    }
-
-    /// New process: gives descriptors that came ahead their entries and
-    /// their place in an epoll set: the one they came in, or this shard's.
-    pub(super) fn import_early(&self, body: &[u8], fds: Vec<OwnedFd>) -> Result<(), String> {
-        let record = EarlyFds::decode(body).map_err(|e| format!("unreadable descriptors: {e}"))?;
-        let n = record.ids.len();
-        let in_sets = !record.sets.is_empty();
-        if fds.len() != n || (in_sets && (record.sets.len() != n || record.keys.len() != n)) {
-            return Err(format!(
-                "{n} ids came with {} descriptors and {} places",
-                fds.len(),
-                record.sets.len()
-            ));
-        }
-        if record.listed > 0 && self.early.borrow().staged.is_empty() {
-            self.reserve_ahead(record.listed as usize, !record.sessions.is_empty());
-        }
-        let now = self.tick_clock();
-        let ids = record.ids;
-        for (i, (&id, fd)) in ids.iter().zip(fds).enumerate() {
-            if self.early.borrow().staged.contains_key(&id) {
-                return Err(format!("connection {id}'s descriptor came twice"));
-            }
-            let fd = fd.into_raw_fd();
-            // A placeholder until its session comes: never read, written or
-            // timed (the gate is closed, no deadline is armed).
-            let placeholder = Session::new(Transport::Tcp, id, now, &self.env);
-            let key = self.conns.borrow_mut().insert(Conn::new(fd, placeholder));
-            let placed = match in_sets {
-                true => {
-                    let mut early = self.early.borrow_mut();
-                    match early.sets.get_mut(record.sets[i] as usize) {
-                        Some(set) => set.place(record.keys[i], key, id),
-                        None => Err("a descriptor in an epoll set that did not come".into()),
-                    }
-                }
-                false => self
-                    .watch(fd, key, id)
-                    .map_err(|e| format!("cannot watch a descriptor sent ahead: {e}")),
-            };
-            if let Err(e) = placed {
-                self.conns.borrow_mut().remove(key);
-                sys::close(fd);
-                return Err(e);
-            }
-            self.early.borrow_mut().staged.insert(id, key);
-        }
-        self.adopt_ahead(
-            &ids,
-            record.sessions,
-            &record.ahead_at,
-            record.exported_unix_ms,
-        )
-    }
-
-    /// New process: how many descriptors came ahead, and how many of
-    /// them with their sessions.
-    pub(super) fn early_count(&self) -> (usize, usize) {
-        let early = self.early.borrow();
-        (early.staged.len(), early.adopted.len())
-    }
-
-    /// New process: the entry of the descriptor connection `id` sent
-    /// ahead, if it did, and whether its session came ahead too.
-    pub(super) fn take_early(&self, id: u64) -> Option<(ConnKey, bool)> {
-        let mut early = self.early.borrow_mut();
-        let key = early.staged.remove(&id)?;
-        Some((key, early.adopted.remove(&id)))
-    }
-
-    /// New process, at the end of the import: the descriptors of
-    /// connections that did not move after all leave the set and are
-    /// closed (the old process still holds the socket, or closed it).
-    pub(super) fn drop_unclaimed_early(self: &std::rc::Rc<Self>) -> Result<usize, String> {
-        let (staged, sets) = {
-            let mut early = self.early.borrow_mut();
-            (
-                std::mem::take(&mut early.staged),
-                std::mem::take(&mut early.sets),
-            )
-        };
-        let epfd = self.poller_fd();
-        let adopted = std::mem::take(&mut self.early.borrow_mut().adopted);
-        for (id, key) in &staged {
-            if adopted.contains(id) {
-                // Its state came ahead, and it closed or stayed since.
-                self.unadopt(*key);
-            }
-            let Some(c) = self.conns.borrow_mut().try_remove(*key) else {
-                continue;
-            };
-            // epoll watches the file, which lives on elsewhere. (In a set
-            // that came ahead, its entry is the old process's business:
-            // its key here is free, and the id check drops its events.)
-            if sets.is_empty() {
-                sys::epoll_del(epfd, c.fd);
-            }
-            sys::close(c.fd);
-        }
-        self.watch_sets(sets)?;
-        Ok(staged.len())
     }
 }

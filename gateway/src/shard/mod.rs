@@ -30,6 +30,7 @@ pub(crate) mod deps;
 mod handover;
 mod handover_ahead;
 mod handover_early;
+mod handover_early_import;
 mod handover_import;
 mod outbox;
 mod poller;
