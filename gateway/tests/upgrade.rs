@@ -18,7 +18,9 @@ driver_tests!(
     upgrade_moves_tls13_connections_and_drains_tls12,
     upgrade_keeps_the_inbox_of_a_user_offline,
     upgrade_drops_a_descriptor_sent_ahead_whose_connection_ended,
+    upgrade_drops_it_too_for_a_binary_that_names_what_it_keeps,
     upgrade_carries_what_changed_after_the_sessions_went_ahead,
+    upgrade_carries_it_too_for_a_binary_that_names_what_it_keeps,
 );
 
 /// Connections of every kind, in rooms, one holding a partial frame and one
@@ -228,7 +230,17 @@ fn upgrade_keeps_the_inbox_of_a_user_offline(driver: Driver) {
 /// ahead (kicked while the new process holds its copy) does not live on in
 /// the new one: the client sees the end, and the others are served.
 fn upgrade_drops_a_descriptor_sent_ahead_whose_connection_ended(driver: Driver) {
-    let (gw, reap) = start_holding_ahead(driver);
+    drops_a_descriptor_sent_ahead(driver, Keeps::Unnamed);
+}
+
+/// The same with a new binary that keeps only the sessions named at the
+/// freeze (one before `Accept { unlisted }`): carol is in no list.
+fn upgrade_drops_it_too_for_a_binary_that_names_what_it_keeps(driver: Driver) {
+    drops_a_descriptor_sent_ahead(driver, Keeps::Named);
+}
+
+fn drops_a_descriptor_sent_ahead(driver: Driver, keeps: Keeps) {
+    let (gw, reap) = start_holding_ahead(driver, keeps);
     let mut alice = gw.connect(WS, "alice", "phone");
     let mut carol = gw.connect(TCP, "carol", "laptop");
     let upgrade = upgrade_in_background(&gw, &reap);
@@ -250,7 +262,17 @@ fn upgrade_drops_a_descriptor_sent_ahead_whose_connection_ended(driver: Driver) 
 /// ping) goes again at the freeze, and a session that did not change is
 /// kept as it came: each is served as the old process left it.
 fn upgrade_carries_what_changed_after_the_sessions_went_ahead(driver: Driver) {
-    let (gw, reap) = start_holding_ahead(driver);
+    carries_what_changed(driver, Keeps::Unnamed);
+}
+
+/// The same with a new binary that keeps only the sessions named at the
+/// freeze: dave's is named there.
+fn upgrade_carries_it_too_for_a_binary_that_names_what_it_keeps(driver: Driver) {
+    carries_what_changed(driver, Keeps::Named);
+}
+
+fn carries_what_changed(driver: Driver, keeps: Keeps) {
+    let (gw, reap) = start_holding_ahead(driver, keeps);
     let mut alice = gw.connect(WS, "alice", "phone");
     let mut bob = gw.connect(TCP, "bob", "laptop");
     let mut dave = gw.connect(WS_JSON, "dave", "web");
@@ -294,13 +316,27 @@ fn upgrade_carries_what_changed_after_the_sessions_went_ahead(driver: Driver) {
     );
 }
 
+/// What the new binary keeps of the sessions that came ahead: each one
+/// the old process does not name as changed or gone (this binary), or
+/// only those named as kept (`GATEWAY_TEST_UPGRADE_LISTED`, as an older
+/// binary).
+#[derive(Clone, Copy)]
+enum Keeps {
+    Unnamed,
+    Named,
+}
+
 /// A node whose upgrades start a new binary that holds on for a second
 /// once it has taken what was sent ahead (the old process still serving).
-fn start_holding_ahead(driver: Driver) -> (Arc<Gateway>, Arc<Reap>) {
+fn start_holding_ahead(driver: Driver, keeps: Keeps) -> (Arc<Gateway>, Arc<Reap>) {
     let bin = env!("CARGO_BIN_EXE_gateway");
+    let listed = match keeps {
+        Keeps::Unnamed => "",
+        Keeps::Named => "GATEWAY_TEST_UPGRADE_LISTED=1 ",
+    };
     let path = script(
         "holds-ahead",
-        &format!("GATEWAY_TEST_UPGRADE_HOLD_AHEAD_MS=1000 exec {bin} \"$@\""),
+        &format!("{listed}GATEWAY_TEST_UPGRADE_HOLD_AHEAD_MS=1000 exec {bin} \"$@\""),
     );
     let gw = Gateway::start(driver, &["--upgrade-binary", path.to_str().unwrap()]);
     (Arc::new(gw), Arc::new(Reap::default()))

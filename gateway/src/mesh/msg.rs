@@ -233,6 +233,9 @@ pub enum Command {
         sets: bool,
         /// The sessions too (`Accept { sessions }`).
         sessions: bool,
+        /// At the freeze, the sessions that came ahead and did not change
+        /// go unnamed (`Accept { unlisted }`).
+        unlisted: bool,
     },
     /// An upgrade begins: stop reading, writing and accepting, then answer
     /// once no store operation is out (false: not within the bound).

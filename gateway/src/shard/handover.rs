@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 
+use super::handover_ahead::EndAhead;
 use super::Shard;
 use crate::router::tables::ConnKey;
 use crate::session::SessionState;
@@ -159,7 +160,10 @@ impl Shard {
             Some(pipe) => pipe,
             None => self.take_pipe().map_err(std::io::Error::other)?,
         };
-        let early = std::mem::take(&mut self.early.borrow_mut().sent);
+        let (mut early, unlisted) = {
+            let mut early = self.early.borrow_mut();
+            (std::mem::take(&mut early.sent), early.unlisted)
+        };
         let started = Instant::now();
         let sock = pipe.as_raw_fd();
         let now = self.tick_clock();
@@ -190,13 +194,20 @@ impl Shard {
                     let c = &conns[key];
                     let id = c.session().id();
                     let again = c.read_stalled || again.contains(&key);
-                    let sent = early.get(&id).copied();
+                    // What is left of `early` after the export went ahead
+                    // and does not move.
+                    let sent = early.remove(&id);
                     if sent == Some(true) && !c.changed() {
-                        // Its session went ahead and is the same now.
+                        // Its session went ahead and is the same now:
+                        // named only to read it again, or when the new
+                        // binary keeps none unnamed.
+                        kept += 1;
                         if again {
                             batch.kept_reread.push(batch.kept.len() as u32);
+                            batch.kept.push(id);
+                        } else if !unlisted {
+                            batch.kept.push(id);
                         }
-                        batch.kept.push(id);
                         continue;
                     }
                     let index = batch.sessions.len() as u32;
@@ -211,13 +222,26 @@ impl Shard {
                     }
                 }
             }
-            kept += batch.kept.len();
+            if batch.sessions.is_empty() && batch.kept.is_empty() {
+                continue;
+            }
             sys::send_record(&Fd(sock), &record(CONNS, &batch.encode_to_vec()), &fds)?;
         }
         if let Some(state) = self.store.borrow().export_state() {
             sys::send_record(&Fd(sock), &record(STORE, &state), &[])?;
         }
-        sys::send_record(&Fd(sock), &[END], &[])?;
+        let end = match unlisted {
+            true => EndAhead {
+                unlisted,
+                gone: early
+                    .into_iter()
+                    .filter_map(|(id, session)| session.then_some(id))
+                    .collect(),
+            }
+            .encode_to_vec(),
+            false => Vec::new(),
+        };
+        sys::send_record(&Fd(sock), &record(END, &end), &[])?;
         tracing::debug!(
             shard = self.id,
             conns = keys.len(),

@@ -13,8 +13,13 @@
 //!
 //! - Every borrow of a session to change it marks its connection
 //!   (`Conn::session_mut`), and sending it ahead clears the mark: a session
-//!   that went ahead unmarked is the same now, and the export names it by
-//!   id only (`ConnBatch::kept`). Marking on the borrow, not on a change,
+//!   that went ahead unmarked is the same now, and the export does not
+//!   send it. When the new binary keeps what it is not told about
+//!   (`Accept { unlisted }`), such a session is not named at all, unless
+//!   its input is to be read again (`ConnBatch::kept`); else each one is
+//!   named by id. Naming a million ids cost both sides a hash lookup
+//!   each inside the freeze, a third of it at a million connections.
+//!   Marking on the borrow, not on a change,
 //!   errs only towards sending again; the type system sees to it that no
 //!   change escapes it. What the shard keeps of a connection by id
 //!   (grants, room positions, the inflate window) changes only inside the
@@ -24,9 +29,12 @@
 //!   same (a ping, a heartbeat, a delivery: nearly every change), or are
 //!   taken back and given again (`unroute`; a held `Online` is dropped,
 //!   not followed by an `Offline` that would reach the owner first).
-//! - One that came ahead and is in neither list (closed, closing, or kept
-//!   by the old process meanwhile) is taken back whole (`unadopt`) at the
-//!   end, with no event: the old process tells what happened to it.
+//! - One that came ahead and does not move (closed, closing, or kept by
+//!   the old process meanwhile) is taken back whole (`unadopt`) at the
+//!   end, with no event: the old process tells what happened to it. With
+//!   `unlisted` the old shard names those in its last record
+//!   ([`EndAhead::gone`]: the ids it sent ahead with their sessions and
+//!   did not export); else they are the ones in neither list.
 //!
 //! Sessions over [`super::handover_early`]'s bound (a long send queue, a
 //! big QoS 1 window) go at the freeze, as before; so do TLS connections.
@@ -39,6 +47,19 @@ use crate::session::SessionState;
 
 /// Most connections an import sizes its tables for ahead.
 const RESERVE_MAX: usize = 1 << 22;
+
+/// The body of an old shard's last record (`handover::END`; empty from a
+/// binary before `Accept { unlisted }`, and without it).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct EndAhead {
+    /// Every session that came ahead and is named nowhere moved unchanged.
+    #[prost(bool, tag = "1")]
+    pub(super) unlisted: bool,
+    /// Sessions that came ahead and do not move (closed, closing or kept
+    /// by the old process since), by id.
+    #[prost(uint64, repeated, tag = "2")]
+    pub(super) gone: Vec<u64>,
+}
 
 impl Shard {
     /// This process's instant for a record written at `unix_ms` by the
@@ -60,7 +81,6 @@ impl Shard {
         let mut early = self.early.borrow_mut();
         early.staged.reserve(n);
         if sessions {
-            early.adopted.reserve(n);
             self.wheel.borrow_mut().reserve(n);
             self.router.borrow_mut().reserve(n);
         }
@@ -88,23 +108,25 @@ impl Shard {
             if ids.get(i as usize) != Some(&id) {
                 return Err(format!("session {id} came ahead without its descriptor"));
             }
-            let key = {
-                let early = self.early.borrow();
-                match early.staged.get(&id) {
-                    Some(&key) if !early.adopted.contains(&id) => key,
-                    _ => return Err(format!("session {id} came ahead twice")),
-                }
+            let key = match self.early.borrow().staged.get(&id) {
+                Some(&(key, false)) => key,
+                _ => return Err(format!("session {id} came ahead twice")),
             };
             // Still among the staged ones, its session in place.
             self.take_session(st, then, Placed::Early(key), None)?;
-            self.early.borrow_mut().adopted.insert(id);
+            let mut early = self.early.borrow_mut();
+            if let Some(staged) = early.staged.get_mut(&id) {
+                staged.1 = true;
+            }
+            early.adopted += 1;
         }
         Ok(())
     }
 
     /// New process, at the freeze: the connections whose sessions came
-    /// ahead and did not change (`kept`), and of those the ones to read
-    /// again (`reread`, places in `kept`).
+    /// ahead and did not change (`kept`: all of them, or with `unlisted`
+    /// only those to read again), and of those the ones to read again
+    /// (`reread`, places in `kept`).
     pub(super) fn keep_ahead(&self, kept: &[u64], reread: &[u32]) -> Result<(), String> {
         let mut keys = Vec::with_capacity(kept.len());
         for &id in kept {

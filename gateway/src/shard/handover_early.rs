@@ -36,7 +36,7 @@
 //! Only when the new binary says it takes them (`Accept { early }`), so an
 //! older binary is upgraded to as before. TLS connections are not sent
 //! ahead: whether they move is decided at the export.
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::fd::{OwnedFd, RawFd};
 
 use prost::Message;
@@ -98,9 +98,11 @@ pub(super) struct Early {
     /// Old process: the connections whose descriptors went ahead, and
     /// whether their sessions went too (`handover_ahead`).
     pub(super) sent: HashMap<u64, bool, Ids>,
-    /// New process: the connections whose sessions came ahead, adopted
-    /// at their entries in `staged`.
-    pub(super) adopted: HashSet<u64, Ids>,
+    /// Old process: the new binary keeps every session that came ahead
+    /// unless the export names it (`Accept { unlisted }`, `handover_ahead`).
+    pub(super) unlisted: bool,
+    /// New process: how many of `staged` came with their sessions.
+    pub(super) adopted: usize,
     /// Old process: its epoll sets went ahead too (`adopted`): at the
     /// commit, they are the new process's.
     pub(super) sets_sent: bool,
@@ -110,8 +112,9 @@ pub(super) struct Early {
     /// of an upgrade called off stops).
     pub(super) generation: u64,
     /// New process: the entries of descriptors that came ahead (each in
-    /// the epoll set under its token), by connection id.
-    pub(super) staged: HashMap<u64, ConnKey, Ids>,
+    /// the epoll set under its token), by connection id, and whether its
+    /// session came too and was adopted there.
+    pub(super) staged: HashMap<u64, (ConnKey, bool), Ids>,
 }
 
 impl Early {
@@ -167,9 +170,11 @@ impl Shard {
         self: std::rc::Rc<Self>,
         with_sets: bool,
         with_sessions: bool,
+        unlisted: bool,
         reply: crossbeam_channel::Sender<Result<usize, String>>,
     ) {
         let generation = self.early.borrow().generation;
+        self.early.borrow_mut().unlisted = with_sessions && unlisted;
         let sent = self
             .prepass_records(with_sets, with_sessions, generation)
             .await;

@@ -3,12 +3,14 @@
 //! descriptors (each given an entry and its place in a set), and, with them,
 //! the sessions `handover_ahead` adopts; at the end of the import, what came
 //! ahead and did not move after all is dropped.
+use std::collections::HashSet;
 use std::os::fd::{IntoRawFd, OwnedFd};
 
 use prost::Message;
 
 use super::adopted::{Adopted, MAX_SETS};
-use super::handover_early::EarlyFds;
+use super::handover_ahead::EndAhead;
+use super::handover_early::{EarlyFds, Ids};
 use super::{Conn, Shard};
 use crate::router::tables::ConnKey;
 use crate::session::{Session, Transport};
@@ -70,7 +72,7 @@ impl Shard {
                 sys::close(fd);
                 return Err(e);
             }
-            self.early.borrow_mut().staged.insert(id, key);
+            self.early.borrow_mut().staged.insert(id, (key, false));
         }
         self.adopt_ahead(
             &ids,
@@ -84,36 +86,50 @@ impl Shard {
     /// them with their sessions.
     pub(super) fn early_count(&self) -> (usize, usize) {
         let early = self.early.borrow();
-        (early.staged.len(), early.adopted.len())
+        (early.staged.len(), early.adopted)
     }
 
     /// New process: the entry of the descriptor connection `id` sent
     /// ahead, if it did, and whether its session came ahead too.
     pub(super) fn take_early(&self, id: u64) -> Option<(ConnKey, bool)> {
-        let mut early = self.early.borrow_mut();
-        let key = early.staged.remove(&id)?;
-        Some((key, early.adopted.remove(&id)))
+        self.early.borrow_mut().staged.remove(&id)
     }
 
-    /// New process, at the end of the import: the descriptors of
-    /// connections that did not move after all leave the set and are
-    /// closed (the old process still holds the socket, or closed it).
-    pub(super) fn drop_unclaimed_early(self: &std::rc::Rc<Self>) -> Result<usize, String> {
+    /// New process, at the end of the import (`end`: the old shard's last
+    /// record): the descriptors of connections that did not move after
+    /// all leave the set and are closed (the old process still holds the
+    /// socket, or closed it). With `end.unlisted`, a connection whose
+    /// session came ahead moved unless `end.gone` names it
+    /// (`handover_ahead`). Returns how many were dropped, and how many
+    /// kept that way.
+    pub(super) fn drop_unclaimed_early(
+        self: &std::rc::Rc<Self>,
+        end: &EndAhead,
+    ) -> Result<(usize, usize), String> {
         let (staged, sets) = {
             let mut early = self.early.borrow_mut();
+            early.adopted = 0;
             (
                 std::mem::take(&mut early.staged),
                 std::mem::take(&mut early.sets),
             )
         };
+        let gone: HashSet<u64, Ids> = end.gone.iter().copied().collect();
         let epfd = self.poller_fd();
-        let adopted = std::mem::take(&mut self.early.borrow_mut().adopted);
-        for (id, key) in &staged {
-            if adopted.contains(id) {
-                // Its state came ahead, and it closed or stayed since.
-                self.unadopt(*key);
+        let (mut dropped, mut kept, mut named) = (0, 0, 0);
+        for (id, &(key, adopted)) in &staged {
+            let is_gone = adopted && gone.contains(id);
+            named += usize::from(is_gone);
+            if adopted && end.unlisted && !is_gone {
+                kept += 1;
+                continue;
             }
-            let Some(c) = self.conns.borrow_mut().try_remove(*key) else {
+            if adopted {
+                // Its state came ahead, and it closed or stayed since.
+                self.unadopt(key);
+            }
+            dropped += 1;
+            let Some(c) = self.conns.borrow_mut().try_remove(key) else {
                 continue;
             };
             // epoll watches the file, which lives on elsewhere. (In a set
@@ -125,6 +141,12 @@ impl Shard {
             sys::close(c.fd);
         }
         self.watch_sets(sets)?;
-        Ok(staged.len())
+        if named != gone.len() {
+            return Err(format!(
+                "{} sessions gone that did not come ahead",
+                gone.len() - named
+            ));
+        }
+        Ok((dropped, kept))
     }
 }

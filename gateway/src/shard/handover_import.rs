@@ -9,6 +9,7 @@ use prost::Message;
 use super::handover::{
     ConnBatch, AHEAD, CONNS, EARLY, END, MAX_RECORD, RECORD_TIMEOUT, SETS, STORE,
 };
+use super::handover_ahead::EndAhead;
 use super::{Conn, Shard};
 use crate::session::{RoomCursors, Route, Session};
 use crate::sys;
@@ -68,8 +69,11 @@ impl Shard {
                     .borrow_mut()
                     .import_state(body)
                     .map_err(|e| format!("unreadable store state: {e}"))?,
-                Some((&END, _)) => {
-                    let unclaimed = self.drop_unclaimed_early()?;
+                Some((&END, body)) => {
+                    let end = EndAhead::decode(body)
+                        .map_err(|e| format!("unreadable last record: {e}"))?;
+                    let (unclaimed, kept) = self.drop_unclaimed_early(&end)?;
+                    count += kept;
                     tracing::debug!(
                         shard = self.id,
                         unclaimed,

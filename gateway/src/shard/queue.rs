@@ -203,8 +203,9 @@ impl Shard {
                 reply,
                 sets,
                 sessions,
+                unlisted,
             } => {
-                monoio::spawn(self.clone().prepass(sets, sessions, reply));
+                monoio::spawn(self.clone().prepass(sets, sessions, unlisted, reply));
             }
             Command::Freeze(reply) => {
                 self.freeze();

@@ -67,6 +67,8 @@
 //!
 //! Test hooks, read by the new process only: `GATEWAY_TEST_UPGRADE_FORMATS`
 //! (comma-separated formats it claims to read, instead of [`FORMAT`]),
+//! `GATEWAY_TEST_UPGRADE_LISTED` (it asks for every kept session by
+//! name, as a binary before `Accept { unlisted }` does),
 //! `GATEWAY_TEST_UPGRADE_HOLD_MS` (a pause before `Ready`),
 //! `GATEWAY_TEST_UPGRADE_HOLD_AHEAD_MS` (a pause before `Ahead`, while the
 //! old process serves on) and `GATEWAY_TEST_UPGRADE_HOLD_TAKEN_MS` (a
@@ -142,6 +144,11 @@ enum Msg {
         /// only those changed since (`shard::handover_ahead`).
         #[serde(default)]
         sessions: bool,
+        /// At the freeze it keeps every session that came ahead unless the
+        /// old shard names it, as changed or gone; else each kept one is
+        /// named (`shard::handover_ahead`).
+        #[serde(default)]
+        unlisted: bool,
     },
     /// The new process cannot take it, and exits.
     Refuse { why: String },

@@ -215,6 +215,7 @@ fn offer(node: &Node, sock: &OwnedFd) -> Result<relay::Takes, String> {
                 early,
                 sets,
                 sessions,
+                unlisted,
             },
             _,
         ) => {
@@ -223,6 +224,7 @@ fn offer(node: &Node, sock: &OwnedFd) -> Result<relay::Takes, String> {
                 early,
                 sets,
                 sessions,
+                unlisted,
             }
         }
         (Msg::Refuse { why }, _) => return Err(format!("the new binary refused: {why}")),

@@ -35,6 +35,9 @@ pub(super) struct Takes {
     pub(super) sets: bool,
     /// The sessions with them (`shard::handover_ahead`).
     pub(super) sessions: bool,
+    /// At the freeze it keeps those that came ahead unless they are named
+    /// (`shard::handover_ahead`).
+    pub(super) unlisted: bool,
 }
 
 /// Old process: step 4 of the module header. With `early` (the new process
@@ -138,14 +141,14 @@ fn prepass(node: &Node, takes: Takes) -> Result<u64, String> {
     for wave in all.chunks(ahead_wave()) {
         for &shard in wave {
             let reply = tx.clone();
-            let (sets, sessions) = (takes.sets, takes.sessions);
             command(
                 node,
                 shard,
                 Command::Prepass {
                     reply,
-                    sets,
-                    sessions,
+                    sets: takes.sets,
+                    sessions: takes.sessions,
+                    unlisted: takes.unlisted,
                 },
             );
         }
