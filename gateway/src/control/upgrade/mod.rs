@@ -29,7 +29,9 @@
 //!    new shard polls them, nothing is registered again), and with
 //!    `Accept { sessions }` each connection's session beside its
 //!    descriptor (`shard::handover_ahead`: the new shard adopts it there
-//!    and then, and at the freeze only the sessions changed since move);
+//!    and then, and at the freeze only the sessions changed since move;
+//!    with `Accept { unlisted }` the unchanged ones are not even named,
+//!    and each old shard's last record names the ones that do not move);
 //!    new → old `Ahead` once the new shards have taken them all.
 //!    The old process freezes its shards (they stop accepting, reading,
 //!    writing and acting on deadlines) and waits until their store
