@@ -194,8 +194,8 @@ impl Shard {
                     let c = &conns[key];
                     let id = c.session().id();
                     let again = c.read_stalled || again.contains(&key);
-                    // What is left of `early` after the export went ahead
-                    // and does not move.
+                    // Taken out of `early`: what is left in it at the end
+                    // went ahead and does not move.
                     let sent = early.remove(&id);
                     if sent == Some(true) && !c.changed() {
                         // Its session went ahead and is the same now:
