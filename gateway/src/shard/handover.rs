@@ -230,16 +230,18 @@ impl Shard {
         if let Some(state) = self.store.borrow().export_state() {
             sys::send_record(&Fd(sock), &record(STORE, &state), &[])?;
         }
-        let end = match unlisted {
-            true => EndAhead {
+        // Empty without `unlisted`, as from an older binary.
+        let end = if unlisted {
+            let gone = early
+                .into_iter()
+                .filter_map(|(id, session)| session.then_some(id));
+            EndAhead {
                 unlisted,
-                gone: early
-                    .into_iter()
-                    .filter_map(|(id, session)| session.then_some(id))
-                    .collect(),
+                gone: gone.collect(),
             }
-            .encode_to_vec(),
-            false => Vec::new(),
+            .encode_to_vec()
+        } else {
+            Vec::new()
         };
         sys::send_record(&Fd(sock), &record(END, &end), &[])?;
         tracing::debug!(

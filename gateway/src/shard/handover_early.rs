@@ -206,11 +206,12 @@ impl Shard {
             // Sized for a full record: grown by doubling, the sessions
             // (a few hundred bytes each) were copied again and again, a
             // tenth of the old process's CPU in the pre-pass (measured).
+            let with = if with_sessions { sys::MAX_FDS } else { 0 };
             let mut record = EarlyFds {
                 listed: if next == 0 { listed.len() as u32 } else { 0 },
                 ids: Vec::with_capacity(sys::MAX_FDS),
-                sessions: Vec::with_capacity(if with_sessions { sys::MAX_FDS } else { 0 }),
-                ahead_at: Vec::with_capacity(if with_sessions { sys::MAX_FDS } else { 0 }),
+                sessions: Vec::with_capacity(with),
+                ahead_at: Vec::with_capacity(with),
                 ..Default::default()
             };
             let mut fds: Vec<RawFd> = Vec::with_capacity(sys::MAX_FDS);
